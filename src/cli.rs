@@ -1,0 +1,180 @@
+//! The command line, defined once with clap derive; the man pages and shell completions are
+//! generated from this definition (see `examples/gen_docs.rs`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// msock: netcat and iperf3 for networks that move.
+///
+/// An msock connection is a session: a reliable byte stream that is not tied to one TCP
+/// connection. It survives address changes, can use several network interfaces at once and
+/// still talks plain TCP to ordinary tools like nc.
+#[derive(Debug, Parser)]
+#[command(name = "msock", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Exit status: 0 success, 1 network error (refused, reset, timeout, \
+peer vanished, peer error), 2 usage or local error (bad arguments, unreadable input), \
+130 interrupted.")]
+pub struct Cli {
+    /// More diagnostics on stderr (-v: connections and paths, -vv: protocol detail).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Wait for a connection and copy it to stdout, stdin to it (like `nc -l`).
+    ///
+    /// Serves msock clients as sessions and, unless --no-plain, ordinary TCP clients (nc,
+    /// telnet, a browser) as plain TCP, told apart by their first bytes.
+    Listen(ListenArgs),
+    /// Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`).
+    Connect(ConnectArgs),
+}
+
+/// Options shared by every command that moves a byte stream.
+#[derive(Debug, Args, Clone)]
+pub struct StreamArgs {
+    /// Use IPv4 addresses only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+
+    /// Use IPv6 addresses only.
+    #[arg(short = '6')]
+    pub ipv6: bool,
+
+    /// End a session that has sent and received nothing for this long (e.g. 30s, 2m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// Only receive: do not read stdin, close our sending side at once.
+    #[arg(long, conflicts_with = "send_only")]
+    pub recv_only: bool,
+
+    /// Only send: discard whatever the peer sends instead of writing it to stdout.
+    #[arg(long)]
+    pub send_only: bool,
+}
+
+/// `msock listen`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Where to listen: PORT (all addresses), ADDR:PORT or [IPV6]:PORT. Port 0 picks a free
+    /// port and prints it on stderr.
+    #[arg(value_name = "[ADDR:]PORT")]
+    pub addr: String,
+
+    /// After a session ends, wait for the next one (sessions are served one at a time).
+    #[arg(short, long)]
+    pub keep_open: bool,
+
+    /// Refuse clients that do not speak msock instead of serving them as plain TCP.
+    #[arg(long)]
+    pub no_plain: bool,
+
+    /// How long a new client may stay silent before it is taken for plain TCP.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+    pub detect_wait: Duration,
+
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+/// `msock connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The listener: HOST:PORT or [IPV6]:PORT.
+    #[arg(value_name = "HOST:PORT")]
+    pub dest: String,
+
+    /// Give up connecting (TCP connect and msock handshake) after this long.
+    #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub wait: Duration,
+
+    /// Local address to connect from.
+    #[arg(short, long, value_name = "ADDR")]
+    pub source: Option<std::net::IpAddr>,
+
+    /// Talk plain TCP (no msock session) to a server that does not speak msock.
+    #[arg(long)]
+    pub plain: bool,
+
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+/// Parses a duration like `500ms`, `2m`, `1h 30m`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+        return Err(format!("'{s}' is not a duration: negative or not finite"));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration ({e}); try 500ms, 10s or 2m"))
+}
+
+/// Parses a listen address: `PORT`, `ADDR:PORT`, `[V6]:PORT`. Returns the host part (None =
+/// all addresses) and the port.
+pub fn parse_listen_addr(s: &str) -> Result<(Option<String>, u16), String> {
+    let port_err = |p: &str| format!("'{p}' is not a port number (0-65535)");
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok((None, port));
+    }
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok((Some(sa.ip().to_string()), sa.port()));
+    }
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{s}' is not [ADDR:]PORT"))?;
+    let port = port.parse::<u16>().map_err(|_| port_err(port))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Ok((None, port));
+    }
+    Ok((Some(host.to_owned()), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn listen_addrs() {
+        assert_eq!(parse_listen_addr("9000"), Ok((None, 9000)));
+        assert_eq!(parse_listen_addr(":9000"), Ok((None, 9000)));
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:0"),
+            Ok((Some("127.0.0.1".into()), 0))
+        );
+        assert_eq!(parse_listen_addr("[::1]:80"), Ok((Some("::1".into()), 80)));
+        assert_eq!(
+            parse_listen_addr("localhost:80"),
+            Ok((Some("localhost".into()), 80))
+        );
+        assert!(parse_listen_addr("localhost").is_err());
+        assert!(parse_listen_addr("x:99999").is_err());
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,50 @@
+//! `msock connect HOST:PORT`: open a session (or, with --plain, a TCP connection) and copy
+//! stdin to it and it to stdout.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::{ctrl_c, family, finish, session_config, Failure};
+use crate::cli::ConnectArgs;
+use crate::proto::PathId;
+use crate::runtime::{client, open_session, plain, resolve, Driver};
+
+/// Runs `msock connect`.
+pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
+    if !args.dest.contains(':') {
+        return Err(Failure::local(format!(
+            "'{}' has no port: give HOST:PORT, e.g. example.net:9000 or [::1]:9000",
+            args.dest
+        )));
+    }
+    let started = Instant::now();
+    let addrs = resolve(&args.dest, family(&args.stream)).await?;
+    let source = args.source.map(|ip| SocketAddr::new(ip, 0));
+    let timeout = Some(args.wait);
+    let input = (!args.stream.recv_only).then(tokio::io::stdin);
+    let output = (!args.stream.send_only).then(tokio::io::stdout);
+    if args.plain {
+        let stream = client::connect_any(&addrs, source, timeout).await?;
+        tracing::info!(
+            "plain TCP (no msock session, not encrypted) to {}",
+            stream.peer_addr().map_or("?".into(), |a| a.to_string())
+        );
+        let (r, totals) = plain::bridge(
+            stream,
+            Vec::new(),
+            input,
+            output,
+            args.stream.idle_timeout,
+            ctrl_c(),
+        )
+        .await;
+        return finish(r, totals, started);
+    }
+    let (session, conn, epoch) =
+        open_session(&addrs, source, timeout, session_config(&args.stream)).await?;
+    let mut driver = Driver::new(session, epoch, input, output);
+    driver.add_path(PathId(0), conn);
+    driver.set_interrupt(ctrl_c());
+    let (r, totals) = driver.run().await;
+    finish(r, totals, started)
+}

@@ -1,0 +1,217 @@
+//! `msock listen [ADDR:]PORT`: accept one session (or, with -k, one after another) and copy it
+//! to stdout, stdin to it. Plain TCP clients are served as plain TCP unless --no-plain.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::io::{Stdin, Stdout};
+use tokio::sync::mpsc;
+
+use super::{ctrl_c, family, finish, session_config, Failure};
+use crate::cli::{parse_listen_addr, ListenArgs};
+use crate::proto::{ErrorCode, PathId, Session};
+use crate::runtime::conn::bind_listener;
+use crate::runtime::{accept_loop, plain, resolve, DetectPolicy, Driver, Family, Incoming, Routes};
+
+/// How long the listener keeps a session whose flowpaths all broke, waiting for the client to
+/// attach a new one.
+const RESUME_WAIT: Duration = Duration::from_secs(10);
+
+/// Runs `msock listen`.
+pub async fn run(args: ListenArgs) -> Result<(), Failure> {
+    let (host, port) = parse_listen_addr(&args.addr).map_err(Failure::local)?;
+    let fam = family(&args.stream);
+    let listeners = bind_all(host.as_deref(), port, fam).await?;
+    for l in &listeners {
+        let a = l.local_addr().map_err(Failure::local)?;
+        if port == 0 {
+            eprintln!("msock: listening on {a}");
+        } else {
+            tracing::info!("listening on {a}");
+        }
+    }
+    let policy = DetectPolicy {
+        allow_plain: !args.no_plain,
+        wait: args.detect_wait,
+        handshake_timeout: Duration::from_secs(10),
+    };
+    let routes: Routes = Arc::new(Mutex::new(HashMap::new()));
+    let (tx, mut rx) = mpsc::channel(64);
+    for l in listeners {
+        tokio::spawn(accept_loop(l, policy, routes.clone(), tx.clone()));
+    }
+    drop(tx);
+
+    let mut stdin = (!args.stream.recv_only).then(tokio::io::stdin);
+    let mut stdout = (!args.stream.send_only).then(tokio::io::stdout);
+    let mut queue: VecDeque<Incoming> = VecDeque::new();
+    loop {
+        let next = match queue.pop_front() {
+            Some(i) => i,
+            None => tokio::select! {
+                i = rx.recv() => match i {
+                    Some(i) => i,
+                    None => return Err(Failure::local("the listening sockets closed")),
+                },
+                _ = ctrl_c() => return Err(Failure::interrupted()),
+            },
+        };
+        let serve = serve(next, &args, &routes, stdin.as_mut(), stdout.as_mut());
+        tokio::pin!(serve);
+        // While one session runs, newer clients wait (-k) or are turned away.
+        let result = loop {
+            tokio::select! {
+                r = &mut serve => break r,
+                Some(i) = rx.recv() => {
+                    if args.keep_open {
+                        queue.push_back(i);
+                    } else {
+                        turn_away(i);
+                    }
+                }
+            }
+        };
+        match result {
+            Err(f) if f.code == 130 => return Err(f),
+            Err(f) if args.keep_open => eprintln!("msock: {}", f.message),
+            r if !args.keep_open => return r,
+            _ => {}
+        }
+    }
+}
+
+/// Binds every listening socket `[host:]port` asks for.
+async fn bind_all(
+    host: Option<&str>,
+    port: u16,
+    fam: Family,
+) -> Result<Vec<tokio::net::TcpListener>, Failure> {
+    let addrs: Vec<SocketAddr> = match host {
+        Some(h) => resolve(&format!("{}:{port}", bracket(h)), fam).await?,
+        None => {
+            let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+            let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
+            match fam {
+                Family::V4 => vec![v4],
+                Family::V6 => vec![v6],
+                Family::Any => vec![v4, v6],
+            }
+        }
+    };
+    let mut out = Vec::new();
+    let mut first_err = None;
+    let mut port = port;
+    for (i, mut a) in addrs.into_iter().enumerate() {
+        // With port 0, every socket shares the port the first one got.
+        a.set_port(port);
+        match bind_listener(a) {
+            Ok(l) => {
+                if i == 0 {
+                    port = l.local_addr().map_err(Failure::local)?.port();
+                }
+                out.push(l);
+            }
+            Err(e) => {
+                tracing::debug!("cannot listen on {a}: {e}");
+                first_err.get_or_insert((a, e));
+            }
+        }
+    }
+    match (out.is_empty(), first_err) {
+        (true, Some((a, e))) => Err(Failure::local(format!(
+            "cannot listen on {a}: {e}{}",
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                " (another program uses this port; pick another)"
+            } else {
+                ""
+            }
+        ))),
+        _ => Ok(out),
+    }
+}
+
+fn bracket(h: &str) -> String {
+    if h.contains(':') {
+        format!("[{h}]")
+    } else {
+        h.to_owned()
+    }
+}
+
+/// Refuses a client because a session is already running (without -k).
+fn turn_away(i: Incoming) {
+    match i {
+        Incoming::Open { mut conn, .. } => {
+            tracing::info!("{} refused: already serving a session", conn.peer);
+            conn.queue_preamble();
+            tokio::spawn(conn.refuse(
+                ErrorCode::Busy,
+                "the listener is serving another session (start it with -k to queue clients)",
+            ));
+        }
+        Incoming::Plain { peer, .. } => {
+            tracing::info!("{peer} refused: already serving a session");
+        }
+    }
+}
+
+/// Serves one client to its end.
+async fn serve(
+    incoming: Incoming,
+    args: &ListenArgs,
+    routes: &Routes,
+    stdin: Option<&mut Stdin>,
+    stdout: Option<&mut Stdout>,
+) -> Result<(), Failure> {
+    let started = Instant::now();
+    match incoming {
+        Incoming::Plain {
+            stream,
+            initial,
+            peer,
+        } => {
+            tracing::info!("plain TCP client {peer} (not msock: no mobility, not encrypted)");
+            let (r, totals) = plain::bridge(
+                stream,
+                initial,
+                stdin,
+                stdout,
+                args.stream.idle_timeout,
+                ctrl_c(),
+            )
+            .await;
+            finish(r, totals, started)
+        }
+        Incoming::Open { mut conn, hello } => {
+            let epoch = Instant::now();
+            let mut rng = StdRng::from_entropy();
+            let taken = |id| routes.lock().expect("routes lock").contains_key(&id);
+            let (session, welcome) = Session::accept(
+                session_config(&args.stream),
+                &hello,
+                &mut rng,
+                Duration::ZERO,
+                taken,
+            )
+            .map_err(Failure::network)?;
+            let id = session.id();
+            tracing::info!("session {id:016x} open: {} -> {}", conn.peer, conn.local);
+            conn.queue_preamble();
+            conn.queue(&welcome);
+            let (atx, arx) = mpsc::channel(16);
+            routes.lock().expect("routes lock").insert(id, atx);
+            let mut driver = Driver::new(session, epoch, stdin, stdout);
+            driver.add_path(PathId(0), conn);
+            driver.set_incoming(arx);
+            driver.set_resume_wait(RESUME_WAIT);
+            driver.set_interrupt(ctrl_c());
+            let (r, totals) = driver.run().await;
+            routes.lock().expect("routes lock").remove(&id);
+            finish(r, totals, started)
+        }
+    }
+}

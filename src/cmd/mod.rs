@@ -1,0 +1,100 @@
+//! One module per subcommand, each with a `run(args)`; shared plumbing lives here.
+
+pub mod connect;
+pub mod listen;
+
+use std::fmt::Display;
+use std::time::Instant;
+
+use crate::cli::StreamArgs;
+use crate::proto::Config;
+use crate::runtime::{ConnectError, DriveError, Family, Outcome, Totals};
+
+/// How a command failed: the exit code (1 network, 2 usage/local, 130 interrupted) and a
+/// message for stderr that says what went wrong and, where it helps, what to do.
+#[derive(Debug)]
+pub struct Failure {
+    /// Process exit code.
+    pub code: i32,
+    /// One-line explanation; empty for a silent exit (interrupted).
+    pub message: String,
+}
+
+impl Failure {
+    /// The network or the peer failed (exit 1).
+    pub fn network(e: impl Display) -> Self {
+        Failure {
+            code: 1,
+            message: e.to_string(),
+        }
+    }
+    /// The user's input or the local system failed (exit 2).
+    pub fn local(e: impl Display) -> Self {
+        Failure {
+            code: 2,
+            message: e.to_string(),
+        }
+    }
+    /// The user pressed Ctrl-C (exit 130, like a shell).
+    pub fn interrupted() -> Self {
+        Failure {
+            code: 130,
+            message: String::new(),
+        }
+    }
+}
+
+impl From<ConnectError> for Failure {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::NoAddress(..) => Failure::local(e),
+            _ => Failure::network(e),
+        }
+    }
+}
+
+/// The session settings the stream flags ask for.
+pub fn session_config(args: &StreamArgs) -> Config {
+    Config {
+        idle_timeout: args.idle_timeout,
+        ..Config::default()
+    }
+}
+
+/// The address family the flags ask for.
+pub fn family(args: &StreamArgs) -> Family {
+    match (args.ipv4, args.ipv6) {
+        (true, _) => Family::V4,
+        (_, true) => Family::V6,
+        _ => Family::Any,
+    }
+}
+
+/// Resolves when the user presses Ctrl-C.
+pub async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No signal handling available: never interrupt.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Turns the end of a driven session into the command's result, logging a summary with -v.
+pub fn finish(
+    result: Result<Outcome, DriveError>,
+    totals: Totals,
+    started: Instant,
+) -> Result<(), Failure> {
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        "sent {} bytes, received {} bytes in {:.3} s",
+        totals.sent,
+        totals.received,
+        secs
+    );
+    match result {
+        Ok(Outcome::Finished) | Ok(Outcome::OutputClosed) => Ok(()),
+        Ok(Outcome::Interrupted) => Err(Failure::interrupted()),
+        Err(e @ (DriveError::Input(_) | DriveError::Output(_))) => Err(Failure::local(e)),
+        Err(e) => Err(Failure::network(e)),
+    }
+}

@@ -1,0 +1,9 @@
+//! msock: netcat and iperf3 for networks that move.
+//!
+//! [`proto`] is the sans-IO protocol core; [`runtime`] drives it with tokio; [`cli`] and
+//! [`cmd`] implement the `msock` command.
+
+pub mod cli;
+pub mod cmd;
+pub mod proto;
+pub mod runtime;

@@ -1,0 +1,55 @@
+//! The `msock` binary: parse arguments, set up logging, run the subcommand, map the result to
+//! an exit code. Everything else lives in the library.
+
+use clap::Parser;
+
+use msock::cli::{Cli, Command};
+use msock::cmd;
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("msock: cannot start the async runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Listen(a) => cmd::listen::run(a).await,
+            Command::Connect(a) => cmd::connect::run(a).await,
+        }
+    });
+    // Blocking stdin reads may still be parked in the runtime: do not wait for them.
+    rt.shutdown_background();
+    if let Err(f) = result {
+        if !f.message.is_empty() {
+            eprintln!("msock: {}", f.message);
+        }
+        std::process::exit(f.code);
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MSOCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("msock={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_level(verbose >= 2)
+        .init();
+}

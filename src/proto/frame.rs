@@ -1,0 +1,475 @@
+//! Frames: the typed messages of the wire format, and their encoding.
+//!
+//! The byte layout of every frame is specified in the [module docs of `proto`](super). This file
+//! is the one place that turns frames into bytes and back. Decoding never panics, never reads
+//! past the slice it is given, and never allocates more than the (already bounded) frame body.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Largest DATA payload a sender may put in one frame.
+pub const MAX_DATA_PAYLOAD: usize = 64 * 1024;
+/// Largest ERROR reason, in bytes of UTF-8.
+pub const MAX_REASON: usize = 1024;
+/// Hard maximum of a frame's length field (type byte + body). Anything larger is a protocol
+/// error, detected from the 4-byte length alone, before any allocation.
+pub const MAX_FRAME_LEN: usize = 1 + 8 + MAX_DATA_PAYLOAD;
+/// Bytes in front of every frame body: 4-byte length + 1-byte type.
+pub const FRAME_HEADER_LEN: usize = 5;
+
+/// Length of the random nonces exchanged when attaching a flowpath.
+pub const NONCE_LEN: usize = 16;
+/// Length of the random contribution each side makes to the session secret.
+pub const RANDOM_LEN: usize = 32;
+/// Length of an attach proof (HMAC-SHA-256 output).
+pub const PROOF_LEN: usize = 32;
+
+/// Frame type codes on the wire.
+mod ty {
+    pub const HELLO_OPEN: u8 = 0x01;
+    pub const HELLO_ATTACH: u8 = 0x02;
+    pub const WELCOME: u8 = 0x03;
+    pub const CHALLENGE: u8 = 0x04;
+    pub const ATTACH_PROOF: u8 = 0x05;
+    pub const DATA: u8 = 0x10;
+    pub const ACK: u8 = 0x11;
+    pub const PING: u8 = 0x12;
+    pub const PONG: u8 = 0x13;
+    pub const FIN: u8 = 0x14;
+    pub const FIN_ACK: u8 = 0x15;
+    pub const ERROR: u8 = 0x1f;
+}
+
+/// Why a session or flowpath was refused or ended, as sent in an ERROR frame.
+///
+/// Unknown codes from a newer peer decode as [`ErrorCode::Other`], so they are still reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The sender of ERROR received bytes that break the wire format.
+    Protocol,
+    /// The peer speaks a protocol version we do not.
+    Version,
+    /// An attach named a session id this end does not have.
+    UnknownSession,
+    /// An attach proof (or server proof) did not verify.
+    AuthFailed,
+    /// The listener is serving as many sessions as it will.
+    Busy,
+    /// The peer sent beyond the receive window it was given.
+    FlowControl,
+    /// The session saw no traffic for its idle timeout.
+    IdleTimeout,
+    /// The application or user ended the session abruptly.
+    Aborted,
+    /// A code this implementation does not know.
+    Other(u16),
+}
+
+impl ErrorCode {
+    fn to_wire(self) -> u16 {
+        match self {
+            ErrorCode::Protocol => 1,
+            ErrorCode::Version => 2,
+            ErrorCode::UnknownSession => 3,
+            ErrorCode::AuthFailed => 4,
+            ErrorCode::Busy => 5,
+            ErrorCode::FlowControl => 6,
+            ErrorCode::IdleTimeout => 7,
+            ErrorCode::Aborted => 8,
+            ErrorCode::Other(c) => c,
+        }
+    }
+    fn from_wire(c: u16) -> Self {
+        match c {
+            1 => ErrorCode::Protocol,
+            2 => ErrorCode::Version,
+            3 => ErrorCode::UnknownSession,
+            4 => ErrorCode::AuthFailed,
+            5 => ErrorCode::Busy,
+            6 => ErrorCode::FlowControl,
+            7 => ErrorCode::IdleTimeout,
+            8 => ErrorCode::Aborted,
+            c => ErrorCode::Other(c),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ErrorCode::Protocol => f.write_str("protocol violation"),
+            ErrorCode::Version => f.write_str("unsupported protocol version"),
+            ErrorCode::UnknownSession => f.write_str("unknown session"),
+            ErrorCode::AuthFailed => f.write_str("authentication failed"),
+            ErrorCode::Busy => f.write_str("listener busy"),
+            ErrorCode::FlowControl => f.write_str("flow control violation"),
+            ErrorCode::IdleTimeout => f.write_str("idle timeout"),
+            ErrorCode::Aborted => f.write_str("aborted"),
+            ErrorCode::Other(c) => write!(f, "error code {c}"),
+        }
+    }
+}
+
+/// One protocol message. See the [`proto`](super) docs for the byte layout of each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// Client → server, first frame of the first flowpath: open a new session.
+    HelloOpen {
+        /// The client's random half of the session id.
+        client_half: u32,
+        /// The client's contribution to the session secret.
+        client_random: [u8; RANDOM_LEN],
+        /// Bytes the client is prepared to buffer for the server (its initial receive window).
+        window: u64,
+    },
+    /// Client → server, first frame of a later flowpath: attach it to an existing session.
+    HelloAttach {
+        /// The session to attach to.
+        session_id: u64,
+        /// The flowpath id; an id already in use means "replace that flowpath" (migration).
+        path_id: u32,
+        /// Fresh random nonce the server must include in its proof.
+        client_nonce: [u8; NONCE_LEN],
+    },
+    /// Server → client, reply to [`Frame::HelloOpen`]: the session exists.
+    Welcome {
+        /// The full session id: client half in the high 32 bits, server half in the low 32.
+        session_id: u64,
+        /// The server's contribution to the session secret.
+        server_random: [u8; RANDOM_LEN],
+        /// The server's initial receive window.
+        window: u64,
+    },
+    /// Server → client, reply to [`Frame::HelloAttach`]: prove you know the session secret.
+    Challenge {
+        /// Fresh random nonce the client must include in its proof.
+        server_nonce: [u8; NONCE_LEN],
+        /// Proof that the server knows the secret (binds both nonces).
+        server_proof: [u8; PROOF_LEN],
+        /// The server has received every client stream byte below this offset, so the client
+        /// resumes exactly there.
+        cumulative: u64,
+    },
+    /// Client → server, answer to [`Frame::Challenge`].
+    AttachProof {
+        /// Proof that the client knows the secret (binds both nonces).
+        client_proof: [u8; PROOF_LEN],
+        /// The client has received every server stream byte below this offset.
+        cumulative: u64,
+    },
+    /// Stream bytes starting at `offset`.
+    Data {
+        /// Stream offset of the first payload byte.
+        offset: u64,
+        /// At most [`MAX_DATA_PAYLOAD`] bytes.
+        payload: Bytes,
+    },
+    /// Receiver feedback, sent on the flowpath it describes.
+    Ack {
+        /// Every stream byte below this offset has been received.
+        cumulative: u64,
+        /// The sender may send stream bytes below this offset (receive window, as an absolute
+        /// offset so that it never needs wrap-around arithmetic).
+        limit: u64,
+        /// Total DATA payload bytes received on this flowpath since it was attached.
+        path_bytes: u64,
+    },
+    /// Keepalive and RTT probe; answered by [`Frame::Pong`] with the same token.
+    Ping {
+        /// Opaque to the receiver.
+        token: u64,
+    },
+    /// Answer to [`Frame::Ping`].
+    Pong {
+        /// The token of the PING being answered.
+        token: u64,
+    },
+    /// The sender's stream ends at `final_offset` (its total length). Re-sent like data until
+    /// acknowledged by [`Frame::FinAck`].
+    Fin {
+        /// Total number of bytes in the sender's stream.
+        final_offset: u64,
+    },
+    /// "I have every byte of your stream up to your FIN."
+    FinAck {
+        /// The final offset being acknowledged.
+        final_offset: u64,
+    },
+    /// The sender refuses or ends the flowpath (or session); a human-readable reason follows.
+    Error {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// Human-readable detail, at most [`MAX_REASON`] bytes.
+        reason: String,
+    },
+}
+
+/// A frame that does not follow the wire format. Always the peer's fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The length field exceeds [`MAX_FRAME_LEN`] or is zero.
+    #[error("frame length {0} is outside 1..={max}", max = MAX_FRAME_LEN)]
+    BadLength(u32),
+    /// The type byte names no frame we know.
+    #[error("unknown frame type 0x{0:02x}")]
+    UnknownType(u8),
+    /// The body is shorter than its type requires.
+    #[error("frame type 0x{0:02x} is truncated")]
+    Truncated(u8),
+    /// The body is longer than its type allows.
+    #[error("frame type 0x{0:02x} has {1} trailing bytes")]
+    Trailing(u8, usize),
+    /// An ERROR reason that is not UTF-8 or is too long.
+    #[error("ERROR frame reason is not valid UTF-8 of at most {MAX_REASON} bytes")]
+    BadReason,
+}
+
+impl Frame {
+    /// Appends the encoded frame (length, type, body) to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        let start = out.len();
+        out.put_u32(0); // patched below
+        match self {
+            Frame::HelloOpen {
+                client_half,
+                client_random,
+                window,
+            } => {
+                out.put_u8(ty::HELLO_OPEN);
+                out.put_u32(*client_half);
+                out.put_slice(client_random);
+                out.put_u64(*window);
+            }
+            Frame::HelloAttach {
+                session_id,
+                path_id,
+                client_nonce,
+            } => {
+                out.put_u8(ty::HELLO_ATTACH);
+                out.put_u64(*session_id);
+                out.put_u32(*path_id);
+                out.put_slice(client_nonce);
+            }
+            Frame::Welcome {
+                session_id,
+                server_random,
+                window,
+            } => {
+                out.put_u8(ty::WELCOME);
+                out.put_u64(*session_id);
+                out.put_slice(server_random);
+                out.put_u64(*window);
+            }
+            Frame::Challenge {
+                server_nonce,
+                server_proof,
+                cumulative,
+            } => {
+                out.put_u8(ty::CHALLENGE);
+                out.put_slice(server_nonce);
+                out.put_slice(server_proof);
+                out.put_u64(*cumulative);
+            }
+            Frame::AttachProof {
+                client_proof,
+                cumulative,
+            } => {
+                out.put_u8(ty::ATTACH_PROOF);
+                out.put_slice(client_proof);
+                out.put_u64(*cumulative);
+            }
+            Frame::Data { offset, payload } => {
+                debug_assert!(payload.len() <= MAX_DATA_PAYLOAD);
+                out.put_u8(ty::DATA);
+                out.put_u64(*offset);
+                out.put_slice(payload);
+            }
+            Frame::Ack {
+                cumulative,
+                limit,
+                path_bytes,
+            } => {
+                out.put_u8(ty::ACK);
+                out.put_u64(*cumulative);
+                out.put_u64(*limit);
+                out.put_u64(*path_bytes);
+            }
+            Frame::Ping { token } => {
+                out.put_u8(ty::PING);
+                out.put_u64(*token);
+            }
+            Frame::Pong { token } => {
+                out.put_u8(ty::PONG);
+                out.put_u64(*token);
+            }
+            Frame::Fin { final_offset } => {
+                out.put_u8(ty::FIN);
+                out.put_u64(*final_offset);
+            }
+            Frame::FinAck { final_offset } => {
+                out.put_u8(ty::FIN_ACK);
+                out.put_u64(*final_offset);
+            }
+            Frame::Error { code, reason } => {
+                out.put_u8(ty::ERROR);
+                out.put_u16(code.to_wire());
+                let r = truncate_utf8(reason, MAX_REASON);
+                out.put_slice(r.as_bytes());
+            }
+        }
+        let len = (out.len() - start - 4) as u32;
+        out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    }
+
+    /// Appends the header of a DATA frame carrying `payload_len` bytes; the caller appends the
+    /// payload itself. Lets the sender copy stream bytes straight into its socket buffer.
+    pub fn encode_data_header(offset: u64, payload_len: usize, out: &mut BytesMut) {
+        debug_assert!(payload_len <= MAX_DATA_PAYLOAD);
+        out.put_u32((1 + 8 + payload_len) as u32);
+        out.put_u8(ty::DATA);
+        out.put_u64(offset);
+    }
+
+    /// Decodes one frame from its type byte and body (the bytes after the length field).
+    /// `body` is a `Bytes` so that DATA payloads are sliced, not copied.
+    pub fn decode(frame_type: u8, body: Bytes) -> Result<Frame, DecodeError> {
+        let mut r = Reader {
+            ty: frame_type,
+            buf: &body,
+            pos: 0,
+        };
+        let frame = match frame_type {
+            ty::HELLO_OPEN => Frame::HelloOpen {
+                client_half: r.u32()?,
+                client_random: r.array()?,
+                window: r.u64()?,
+            },
+            ty::HELLO_ATTACH => Frame::HelloAttach {
+                session_id: r.u64()?,
+                path_id: r.u32()?,
+                client_nonce: r.array()?,
+            },
+            ty::WELCOME => Frame::Welcome {
+                session_id: r.u64()?,
+                server_random: r.array()?,
+                window: r.u64()?,
+            },
+            ty::CHALLENGE => Frame::Challenge {
+                server_nonce: r.array()?,
+                server_proof: r.array()?,
+                cumulative: r.u64()?,
+            },
+            ty::ATTACH_PROOF => Frame::AttachProof {
+                client_proof: r.array()?,
+                cumulative: r.u64()?,
+            },
+            ty::DATA => {
+                let offset = r.u64()?;
+                let payload = body.slice(r.pos..);
+                if payload.len() > MAX_DATA_PAYLOAD {
+                    return Err(DecodeError::Trailing(frame_type, payload.len() - MAX_DATA_PAYLOAD));
+                }
+                r.pos = body.len();
+                Frame::Data { offset, payload }
+            }
+            ty::ACK => Frame::Ack {
+                cumulative: r.u64()?,
+                limit: r.u64()?,
+                path_bytes: r.u64()?,
+            },
+            ty::PING => Frame::Ping { token: r.u64()? },
+            ty::PONG => Frame::Pong { token: r.u64()? },
+            ty::FIN => Frame::Fin {
+                final_offset: r.u64()?,
+            },
+            ty::FIN_ACK => Frame::FinAck {
+                final_offset: r.u64()?,
+            },
+            ty::ERROR => {
+                let code = ErrorCode::from_wire(r.u16()?);
+                let rest = &body[r.pos..];
+                if rest.len() > MAX_REASON {
+                    return Err(DecodeError::BadReason);
+                }
+                let reason = std::str::from_utf8(rest)
+                    .map_err(|_| DecodeError::BadReason)?
+                    .to_owned();
+                r.pos = body.len();
+                Frame::Error { code, reason }
+            }
+            other => return Err(DecodeError::UnknownType(other)),
+        };
+        r.finish()?;
+        Ok(frame)
+    }
+
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Frame::HelloOpen { .. } => "HELLO(open)",
+            Frame::HelloAttach { .. } => "HELLO(attach)",
+            Frame::Welcome { .. } => "WELCOME",
+            Frame::Challenge { .. } => "CHALLENGE",
+            Frame::AttachProof { .. } => "ATTACH_PROOF",
+            Frame::Data { .. } => "DATA",
+            Frame::Ack { .. } => "ACK",
+            Frame::Ping { .. } => "PING",
+            Frame::Pong { .. } => "PONG",
+            Frame::Fin { .. } => "FIN",
+            Frame::FinAck { .. } => "FIN_ACK",
+            Frame::Error { .. } => "ERROR",
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes without splitting a character.
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Bounds-checked big-endian reader over one frame body.
+struct Reader<'a> {
+    ty: u8,
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
+        match end {
+            Some(end) => {
+                let s = &self.buf[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            None => Err(DecodeError::Truncated(self.ty)),
+        }
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+    fn finish(&self) -> Result<(), DecodeError> {
+        match self.buf.len() - self.pos {
+            0 => Ok(()),
+            n => Err(DecodeError::Trailing(self.ty, n)),
+        }
+    }
+}

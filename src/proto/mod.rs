@@ -1,0 +1,138 @@
+//! The sans-IO core of msock: wire format, session state machine, buffers.
+//!
+//! Nothing in this module touches a socket, a runtime or a clock: bytes go in and come out as
+//! values and the current time is passed in as a [`std::time::Duration`] since an arbitrary
+//! epoch chosen by the caller. That makes every behaviour reproducible under a simulated network
+//! (see `sim` in the tests).
+//!
+//! # Model
+//!
+//! A *session* carries one reliable byte stream in each direction. Each stream is addressed by
+//! its own 64-bit byte offsets, starting at 0 (no wrap-around anywhere). Underneath, the session
+//! owns zero or more *flowpaths*: TCP connections, each numbered by a 32-bit *path id* chosen by
+//! the client (the end that opened the session). Any stream byte may travel on any flowpath, any
+//! number of times; the receiver keeps the first copy and drops the rest. Because the offsets
+//! belong to the session and not to TCP, a flowpath can die and be replaced without losing or
+//! duplicating a byte.
+//!
+//! # Wire format, version 1
+//!
+//! All integers are unsigned big-endian. `[n]` is n raw bytes.
+//!
+//! ## Preamble
+//!
+//! Each flowpath starts, in each direction, with the 6-byte preamble `4D 53 4F 43 4B 01`
+//! (ASCII `MSOCK`, then the version byte 1). The client sends it immediately after the TCP
+//! connection is established, followed directly by its first frame; the server sends its
+//! preamble in front of its first reply. A server that receives something other than the magic
+//! treats the connection as plain TCP (or refuses it); a client that receives anything else in
+//! reply knows the server does not speak msock. A peer with the right magic but another version
+//! is answered with ERROR(version) and closed.
+//!
+//! ## Frames
+//!
+//! After the preamble, each direction is a sequence of frames:
+//!
+//! ```text
+//! length: u32   number of bytes that follow (type + body), 1 ..= 65545 (MAX_FRAME_LEN)
+//! type:   u8
+//! body:   [length - 1]
+//! ```
+//!
+//! A length of 0 or above [`frame::MAX_FRAME_LEN`] is a protocol error, detected before any
+//! allocation. A body shorter or longer than its type requires, or an unknown type, is a
+//! protocol error too: the receiver sends ERROR(protocol) and closes the flowpath.
+//!
+//! | type | name | body | direction |
+//! |------|------|------|-----------|
+//! | 0x01 | HELLO(open)   | client_half u32, client_random [32], window u64 | client → server |
+//! | 0x02 | HELLO(attach) | session_id u64, path_id u32, client_nonce [16] | client → server |
+//! | 0x03 | WELCOME       | session_id u64, server_random [32], window u64 | server → client |
+//! | 0x04 | CHALLENGE     | server_nonce [16], server_proof [32], cumulative u64 | server → client |
+//! | 0x05 | ATTACH_PROOF  | client_proof [32], cumulative u64 | client → server |
+//! | 0x10 | DATA          | offset u64, payload [0 ..= 65536] | both |
+//! | 0x11 | ACK           | cumulative u64, limit u64, path_bytes u64 | both |
+//! | 0x12 | PING          | token u64 | both |
+//! | 0x13 | PONG          | token u64 (echoed) | both |
+//! | 0x14 | FIN           | final_offset u64 | both |
+//! | 0x15 | FIN_ACK       | final_offset u64 | both |
+//! | 0x1F | ERROR         | code u16, reason [UTF-8, 0 ..= 1024] | both |
+//!
+//! ERROR codes: 1 protocol, 2 version, 3 unknown session, 4 authentication failed, 5 busy,
+//! 6 flow control, 7 idle timeout, 8 aborted. Unknown codes must be reported, not rejected.
+//!
+//! ## Opening a session (first flowpath, path id 0)
+//!
+//! 1. client → `HELLO(open)`: a random 32-bit `client_half`, 32 random bytes, and the receive
+//!    window the client offers (bytes it will buffer for the server's stream).
+//! 2. server → `WELCOME`: `session_id = client_half << 32 | server_half` (the server draws
+//!    `server_half` so that the id is unique among its sessions), 32 random bytes, its window.
+//!
+//! Both then derive the 256-bit session secret
+//! `SHA-256("msock session secret v1" || session_id || client_random || server_random)`.
+//! (Version 1 exchanges the random contributions in the clear; the encryption layer replaces
+//! them with a key agreed by a Noise handshake.)
+//!
+//! ## Attaching a further flowpath (new path id) or replacing one (same path id)
+//!
+//! 1. client → `HELLO(attach)`: session id, path id, fresh random `client_nonce`.
+//! 2. server → `CHALLENGE`: fresh random `server_nonce`,
+//!    `server_proof = HMAC-SHA-256(secret, "msock attach server v1" || session_id u64 ||
+//!    path_id u32 || client_nonce || server_nonce)`, and `cumulative`: the server has every
+//!    client stream byte below it. An unknown session id is answered with ERROR(unknown session).
+//! 3. client verifies `server_proof` (else it drops the connection: impostor), then sends
+//!    `ATTACH_PROOF`: `client_proof` (same HMAC with label `"msock attach client v1"`) and its own
+//!    `cumulative`. It may send stream frames right behind it.
+//! 4. server verifies `client_proof` in constant time; on failure ERROR(authentication failed)
+//!    and close. On success the path is active; if the path id was in use, the older connection
+//!    is dropped and whatever it had in flight is queued for re-sending.
+//!
+//! Each side treats the other's `cumulative` as an acknowledgement and re-sends exactly the bytes
+//! at and above it that were in flight on a dead connection. A session id alone is worthless:
+//! the server's nonce is fresh for every attempt, so neither a guessed id nor a recorded proof
+//! attaches anything.
+//!
+//! ## Data, acknowledgements and flow control
+//!
+//! `DATA(offset, payload)` carries stream bytes `[offset, offset + len)`. The receiver stores
+//! them in its reorder buffer and drops duplicate bytes. `ACK` reports, on the flowpath it is
+//! sent on: `cumulative` (every byte below it was received), `limit` (the sender may send bytes
+//! below this offset: read offset + receive window, never decreasing), and `path_bytes` (stream
+//! bytes received on this connection since it attached, for per-path delivery rates). Bytes at
+//! or above `limit` are a flow-control error. A receiver acknowledges after
+//! [`session::Config::ack_every`] bytes on a path or [`session::Config::ack_delay`] after data,
+//! and sends a window update when a quarter of its window has opened.
+//!
+//! The sender keeps every unacknowledged byte in its send buffer (bounded; the application
+//! blocks when it is full) and remembers which flowpath carried which range, so that the ranges
+//! of a dead flowpath can be re-sent on another.
+//!
+//! ## Keepalive
+//!
+//! `PING(token)` is answered by `PONG(token)`; the round trip is an RTT sample. A PING is sent
+//! when a flowpath attaches and whenever it has sent nothing for the keepalive interval.
+//!
+//! ## Closing
+//!
+//! `FIN(final_offset)` says the sender's stream is `final_offset` bytes long. It follows the last
+//! DATA and is re-sent, like data, if the flowpath that carried it dies before `FIN_ACK`.
+//! The receiver answers `FIN_ACK(final_offset)` once it holds every byte below it. Each
+//! direction closes on its own (half-close); the session is finished when our FIN was
+//! acknowledged, the peer's FIN has been acknowledged and all of its bytes were read.
+
+pub mod auth;
+pub mod deframer;
+pub mod frame;
+pub mod path;
+pub mod range_set;
+pub mod session;
+
+#[cfg(test)]
+mod sim;
+
+pub use deframer::{Deframer, DeframeError, PreambleMatch, PREAMBLE};
+pub use frame::{ErrorCode, Frame};
+pub use path::{PathId, PathStats};
+pub use session::{
+    AttachError, ClientHandshake, Config, Event, PendingAttach, Role, Session, SessionError,
+};

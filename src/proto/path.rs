@@ -1,0 +1,138 @@
+//! Per-flowpath state: attach progress, what was sent on it, feedback timers, RTT estimate.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::frame::{Frame, NONCE_LEN};
+
+/// A flowpath's id within its session. Chosen by the client; 0 is the path that opened the
+/// session. Re-attaching an id that is in use replaces that flowpath (migration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PathId(pub u32);
+
+impl std::fmt::Display for PathId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Where a flowpath is in its life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathState {
+    /// Client: HELLO(attach) sent with this nonce, waiting for the server's CHALLENGE.
+    AwaitChallenge {
+        /// Our nonce, to check the server's proof against.
+        client_nonce: [u8; NONCE_LEN],
+    },
+    /// Carries stream data.
+    Active,
+}
+
+/// Counters and estimates of one flowpath, for the scheduler and for the user.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PathStats {
+    /// Stream bytes sent on this path for the first time.
+    pub bytes_sent: u64,
+    /// Stream bytes sent on this path that had been sent before (on any path).
+    pub bytes_resent: u64,
+    /// Stream bytes received on this path (duplicates included).
+    pub bytes_received: u64,
+    /// Stream bytes the peer reports having received on this path.
+    pub peer_received: u64,
+    /// Smoothed round-trip time, once a sample exists.
+    pub srtt: Option<Duration>,
+    /// Lowest RTT sample seen.
+    pub min_rtt: Option<Duration>,
+}
+
+impl PathStats {
+    /// Folds one RTT sample into the smoothed estimate (RFC 6298 weights).
+    pub fn on_rtt_sample(&mut self, rtt: Duration) {
+        self.srtt = Some(match self.srtt {
+            None => rtt,
+            Some(s) => (s * 7 + rtt) / 8,
+        });
+        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+    }
+}
+
+/// State of one flowpath inside a session.
+#[derive(Debug)]
+pub struct Path {
+    /// Attach progress.
+    pub state: PathState,
+    /// Stream ranges sent on this path and not yet covered by the peer's cumulative ack, in
+    /// send order. If the path dies they are queued for re-sending on the others.
+    pub inflight: VecDeque<(u64, u64)>,
+    /// A FIN was sent on this path and is not yet acknowledged.
+    pub fin_inflight: bool,
+    /// Counters and estimates.
+    pub stats: PathStats,
+    /// Stream bytes received on this connection since it was attached (reported in our ACKs).
+    pub conn_bytes_received: u64,
+    /// Bytes received since our last ACK on this path.
+    pub unacked_bytes: u64,
+    /// An ACK must go out on this path as soon as possible.
+    pub ack_now: bool,
+    /// An ACK must go out on this path by then (delayed ack).
+    pub ack_deadline: Option<Duration>,
+    /// A PONG owed to the peer, with its token.
+    pub pong_due: Option<u64>,
+    /// Our outstanding PING: token and when it was sent.
+    pub ping_outstanding: Option<(u64, Duration)>,
+    /// A PING is wanted now (RTT probe at attach).
+    pub ping_now: bool,
+    /// When we last put a frame on this path.
+    pub last_sent: Duration,
+    /// When we last received a frame on this path.
+    pub last_recv: Duration,
+    /// Handshake frames to send before anything else.
+    pub control: VecDeque<Frame>,
+}
+
+impl Path {
+    /// A path in `state`, created at `now`.
+    pub fn new(state: PathState, now: Duration) -> Self {
+        Path {
+            state,
+            inflight: VecDeque::new(),
+            fin_inflight: false,
+            stats: PathStats::default(),
+            conn_bytes_received: 0,
+            unacked_bytes: 0,
+            ack_now: false,
+            ack_deadline: None,
+            pong_due: None,
+            ping_outstanding: None,
+            ping_now: false,
+            last_sent: now,
+            last_recv: now,
+            control: VecDeque::new(),
+        }
+    }
+
+    /// True once the path carries stream data.
+    pub fn is_active(&self) -> bool {
+        self.state == PathState::Active
+    }
+
+    /// Records that `[start, end)` was sent on this path.
+    pub fn record_sent(&mut self, start: u64, end: u64) {
+        match self.inflight.back_mut() {
+            Some(last) if last.1 == start => last.1 = end,
+            _ => self.inflight.push_back((start, end)),
+        }
+    }
+
+    /// Forgets in-flight ranges below the cumulative ack `cum`.
+    pub fn on_cumulative(&mut self, cum: u64) {
+        while let Some(front) = self.inflight.front_mut() {
+            if front.1 <= cum {
+                self.inflight.pop_front();
+            } else {
+                front.0 = front.0.max(cum);
+                break;
+            }
+        }
+    }
+}

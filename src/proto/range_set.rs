@@ -1,0 +1,110 @@
+//! A set of disjoint half-open `u64` ranges, kept merged.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+/// Disjoint, non-adjacent half-open ranges, keyed by start. Used for stream bytes that must be
+/// re-sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RangeSet {
+    /// start -> end; invariant: ranges are non-empty, disjoint and never touch.
+    map: BTreeMap<u64, u64>,
+}
+
+impl RangeSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// True when no range is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Total length of all ranges.
+    pub fn len_bytes(&self) -> u64 {
+        self.map.iter().map(|(s, e)| e - s).sum()
+    }
+
+    /// Adds `r`, merging with neighbours.
+    pub fn insert(&mut self, r: Range<u64>) {
+        if r.start >= r.end {
+            return;
+        }
+        let (mut start, mut end) = (r.start, r.end);
+        // A range starting at or before `start` that reaches it.
+        if let Some((&s, &e)) = self.map.range(..=start).next_back() {
+            if e >= start {
+                start = s;
+                end = end.max(e);
+                self.map.remove(&s);
+            }
+        }
+        // Ranges starting inside [start, end].
+        while let Some((&s, &e)) = self.map.range(start..=end).next() {
+            end = end.max(e);
+            self.map.remove(&s);
+        }
+        self.map.insert(start, end);
+    }
+
+    /// Removes everything below `offset`.
+    pub fn remove_below(&mut self, offset: u64) {
+        while let Some((&s, &e)) = self.map.iter().next() {
+            if s >= offset {
+                break;
+            }
+            self.map.remove(&s);
+            if e > offset {
+                self.map.insert(offset, e);
+                break;
+            }
+        }
+    }
+
+    /// Takes up to `max` bytes from the front of the lowest range.
+    pub fn pop_front(&mut self, max: u64) -> Option<Range<u64>> {
+        let (&s, &e) = self.map.iter().next()?;
+        self.map.remove(&s);
+        let end = e.min(s.saturating_add(max));
+        if end < e {
+            self.map.insert(end, e);
+        }
+        Some(s..end)
+    }
+
+    /// The lowest offset held.
+    pub fn first(&self) -> Option<u64> {
+        self.map.keys().next().copied()
+    }
+
+    /// Iterates the ranges in order.
+    pub fn iter(&self) -> impl Iterator<Item = Range<u64>> + '_ {
+        self.map.iter().map(|(&s, &e)| s..e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_and_pops() {
+        let mut s = RangeSet::new();
+        s.insert(10..20);
+        s.insert(30..40);
+        s.insert(20..30);
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![10..40]);
+        s.insert(5..12);
+        s.insert(45..50);
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![5..40, 45..50]);
+        s.remove_below(7);
+        assert_eq!(s.pop_front(3), Some(7..10));
+        assert_eq!(s.len_bytes(), 30 + 5);
+        s.remove_below(48);
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![48..50]);
+        assert_eq!(s.pop_front(100), Some(48..50));
+        assert!(s.is_empty());
+    }
+}

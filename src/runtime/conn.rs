@@ -1,0 +1,174 @@
+//! One flowpath's TCP connection: socket setup, the frame reader and the outgoing buffer.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use socket2::{Domain, SockRef, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::proto::{DeframeError, Deframer, Frame, PREAMBLE};
+
+/// Kernel unsent-bytes threshold for flowpath sockets: a socket reports writable only while
+/// less than this is queued unsent, so that the session (not the kernel) decides which path
+/// carries which bytes.
+pub const NOTSENT_LOWAT: u32 = 512 * 1024;
+
+/// A flowpath connection with its frame reader and pending output.
+#[derive(Debug)]
+pub struct FlowConn {
+    /// The TCP connection.
+    pub stream: TcpStream,
+    /// Frames received so far.
+    pub deframer: Deframer,
+    /// Encoded bytes not yet written to the socket.
+    pub out: BytesMut,
+    /// Remote address.
+    pub peer: SocketAddr,
+    /// Local address.
+    pub local: SocketAddr,
+}
+
+/// What went wrong while reading frames from a flowpath.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// Socket error (reset, unreachable, ...).
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The peer closed the connection.
+    #[error("connection closed by peer")]
+    Closed,
+    /// The peer sent bytes that are not valid msock.
+    #[error("{0}")]
+    Deframe(#[from] DeframeError),
+}
+
+impl FlowConn {
+    /// Wraps an established connection; `deframer` says whether the peer's preamble is still
+    /// expected.
+    pub fn new(stream: TcpStream, deframer: Deframer) -> io::Result<Self> {
+        tune(&stream);
+        Ok(FlowConn {
+            peer: stream.peer_addr()?,
+            local: stream.local_addr()?,
+            stream,
+            deframer,
+            out: BytesMut::with_capacity(256 * 1024),
+        })
+    }
+
+    /// Queues our preamble.
+    pub fn queue_preamble(&mut self) {
+        self.out.extend_from_slice(&PREAMBLE);
+    }
+
+    /// Queues a frame.
+    pub fn queue(&mut self, frame: &Frame) {
+        frame.encode(&mut self.out);
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        self.stream.write_all(&self.out).await?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Reads until one whole frame is available.
+    pub async fn read_frame(&mut self) -> Result<Frame, ConnError> {
+        loop {
+            if let Some(f) = self.deframer.next_frame()? {
+                return Ok(f);
+            }
+            let n = self.stream.read_buf(self.deframer.buffer(64 * 1024)).await?;
+            if n == 0 {
+                return Err(ConnError::Closed);
+            }
+        }
+    }
+
+    /// Best effort: sends an ERROR frame and closes, for refusing a peer.
+    pub async fn refuse(mut self, code: crate::proto::ErrorCode, reason: impl Into<String>) {
+        self.queue(&Frame::Error {
+            code,
+            reason: reason.into(),
+        });
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = self.flush().await;
+            let _ = self.stream.shutdown().await;
+        })
+        .await;
+    }
+}
+
+/// Socket options every flowpath gets: no Nagle delay (frames are written whole), and a short
+/// kernel send queue.
+fn tune(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    set_notsent_lowat(stream, NOTSENT_LOWAT);
+}
+
+#[cfg(target_os = "linux")]
+fn set_notsent_lowat(stream: &TcpStream, bytes: u32) {
+    use std::os::fd::AsRawFd;
+    let v = bytes as libc::c_int;
+    // SAFETY: valid fd, pointer to a c_int of the given size.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            &v as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_notsent_lowat(_stream: &TcpStream, _bytes: u32) {}
+
+/// Opens a TCP connection to `addr`, from `source` if given, within `timeout`.
+pub async fn connect_tcp(
+    addr: SocketAddr,
+    source: Option<SocketAddr>,
+    timeout: Option<Duration>,
+) -> io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(src) = source {
+        socket.bind(src)?;
+    }
+    let fut = socket.connect(addr);
+    match timeout {
+        Some(t) => tokio::time::timeout(t, fut)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no answer within {}", humantime::format_duration(t))))?,
+        None => fut.await,
+    }
+}
+
+/// Binds a listening socket on `addr` (dual-stack off for IPv6, address reuse on).
+pub fn bind_listener(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let s = Socket::new(domain, Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    let l: std::net::TcpListener = s.into();
+    tokio::net::TcpListener::from_std(l)
+}
+
+/// Sets SO_KEEPALIVE-free defaults on an accepted plain TCP socket (used by plain mode).
+pub fn plain_tune(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let _ = SockRef::from(stream).set_keepalive(true);
+}

@@ -1,0 +1,171 @@
+//! Server side: accept connections, tell msock from plain TCP, read the first frame, and route
+//! session opens to the command and flowpath attaches to the session they name.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::conn::{ConnError, FlowConn};
+use super::driver::AttachRequest;
+use crate::proto::deframer::{match_preamble, PREAMBLE_LEN};
+use crate::proto::{DeframeError, Deframer, ErrorCode, Frame, PreambleMatch};
+
+/// How the listener treats connections that do not start with the msock preamble.
+#[derive(Debug, Clone, Copy)]
+pub struct DetectPolicy {
+    /// Serve non-msock clients as plain TCP (else refuse them).
+    pub allow_plain: bool,
+    /// How long to wait for a client's first bytes before deciding it is plain TCP.
+    pub wait: Duration,
+    /// How long an msock client may take to send its first frame.
+    pub handshake_timeout: Duration,
+}
+
+/// A connection the command must decide about.
+#[derive(Debug)]
+pub enum Incoming {
+    /// An msock client asks to open a session.
+    Open {
+        /// The connection (peer preamble consumed).
+        conn: FlowConn,
+        /// Its HELLO(open).
+        hello: Frame,
+    },
+    /// A client that does not speak msock.
+    Plain {
+        /// The connection.
+        stream: TcpStream,
+        /// Bytes already read from it, to be delivered first.
+        initial: Vec<u8>,
+        /// Its address.
+        peer: SocketAddr,
+    },
+}
+
+/// Session id → where that session's driver takes new flowpaths.
+pub type Routes = Arc<Mutex<HashMap<u64, mpsc::Sender<AttachRequest>>>>;
+
+/// Accepts connections forever, classifying each in its own task. Opens and plain clients go to
+/// `tx`; attaches go straight to their session via `routes`.
+pub async fn accept_loop(
+    listener: TcpListener,
+    policy: DetectPolicy,
+    routes: Routes,
+    tx: mpsc::Sender<Incoming>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tracing::debug!("connection from {peer}");
+                tokio::spawn(classify(stream, peer, policy, routes.clone(), tx.clone()));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+    }
+}
+
+async fn classify(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    policy: DetectPolicy,
+    routes: Routes,
+    tx: mpsc::Sender<Incoming>,
+) {
+    let mut initial = Vec::with_capacity(PREAMBLE_LEN);
+    let verdict = tokio::time::timeout(policy.wait, async {
+        loop {
+            let m = match_preamble(&initial);
+            if m != PreambleMatch::Partial {
+                return m;
+            }
+            let mut b = [0u8; PREAMBLE_LEN];
+            let want = PREAMBLE_LEN - initial.len();
+            match stream.read(&mut b[..want]).await {
+                Ok(0) | Err(_) => return PreambleMatch::Foreign,
+                Ok(n) => initial.extend_from_slice(&b[..n]),
+            }
+        }
+    })
+    .await
+    .unwrap_or(PreambleMatch::Foreign);
+    match verdict {
+        PreambleMatch::Msock => {}
+        PreambleMatch::WrongVersion(v) => {
+            tracing::warn!("{peer} speaks msock version {v}; refused");
+            if let Ok(conn) = FlowConn::new(stream, Deframer::after_preamble()) {
+                let mut conn = conn;
+                conn.queue_preamble();
+                conn.refuse(
+                    ErrorCode::Version,
+                    &DeframeError::Version(v).to_string(),
+                )
+                .await;
+            }
+            return;
+        }
+        PreambleMatch::Foreign | PreambleMatch::Partial => {
+            if policy.allow_plain {
+                let _ = tx.send(Incoming::Plain { stream, initial, peer }).await;
+            } else {
+                tracing::warn!("{peer} does not speak msock; closed (plain TCP is disabled)");
+            }
+            return;
+        }
+    }
+    let Ok(mut conn) = FlowConn::new(stream, Deframer::after_preamble()) else {
+        return;
+    };
+    let first = tokio::time::timeout(policy.handshake_timeout, conn.read_frame()).await;
+    let hello = match first {
+        Ok(Ok(f)) => f,
+        Ok(Err(ConnError::Deframe(e))) => {
+            tracing::warn!("{peer} sent garbage: {e}; closed");
+            conn.queue_preamble();
+            conn.refuse(ErrorCode::Protocol, &e.to_string()).await;
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::info!("{peer} left during the handshake: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!("{peer} sent no HELLO in time; closed");
+            return;
+        }
+    };
+    match hello {
+        Frame::HelloOpen { .. } => {
+            let _ = tx.send(Incoming::Open { conn, hello }).await;
+        }
+        Frame::HelloAttach { session_id, .. } => {
+            let route = routes.lock().expect("routes lock").get(&session_id).cloned();
+            match route {
+                Some(r) => {
+                    let _ = r.send(AttachRequest { conn, hello }).await;
+                }
+                None => {
+                    tracing::info!("{peer} asked for unknown session {session_id:016x}");
+                    conn.queue_preamble();
+                    conn.refuse(ErrorCode::UnknownSession, "no such session").await;
+                }
+            }
+        }
+        other => {
+            tracing::warn!("{peer} opened with {} instead of HELLO; closed", other.name());
+            conn.queue_preamble();
+            conn.refuse(ErrorCode::Protocol, "expected HELLO").await;
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The tokio runtime glue: sockets, timers and the application's byte streams around a
+//! sans-IO [`Session`](crate::proto::Session).
+
+pub mod client;
+pub mod conn;
+pub mod driver;
+pub mod listener;
+pub mod plain;
+
+pub use client::{open_session, resolve, ConnectError, Family};
+pub use conn::FlowConn;
+pub use driver::{AttachRequest, DriveError, Driver, Outcome, Totals};
+pub use listener::{accept_loop, DetectPolicy, Incoming, Routes};
