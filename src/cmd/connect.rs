@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::{ctrl_c, family, finish, session_config, Failure};
 use crate::cli::ConnectArgs;
 use crate::proto::PathId;
-use crate::runtime::{client, open_session, plain, resolve, Driver};
+use crate::runtime::{client, open_session, plain, resolve, Driver, StdinSource, StdoutSink};
 
 /// Runs `msock connect`.
 pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
@@ -21,8 +21,9 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
     let addrs = resolve(&args.dest, family(&args.stream)).await?;
     let source = args.source.map(|ip| SocketAddr::new(ip, 0));
     let timeout = Some(args.wait);
-    let input = (!args.stream.recv_only).then(tokio::io::stdin);
-    let output = (!args.stream.send_only).then(tokio::io::stdout);
+    let input = (!args.stream.recv_only).then(StdinSource::spawn);
+    let mut stdout = (!args.stream.send_only).then(StdoutSink::spawn);
+    let output = stdout.as_mut();
     if args.plain {
         let stream = client::connect_any(&addrs, source, timeout).await?;
         tracing::info!(
@@ -38,7 +39,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
             ctrl_c(),
         )
         .await;
-        return finish(r, totals, started);
+        return finish(r, totals, started, stdout).await;
     }
     let (session, conn, epoch) =
         open_session(&addrs, source, timeout, session_config(&args.stream)).await?;
@@ -46,5 +47,5 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
     driver.add_path(PathId(0), conn);
     driver.set_interrupt(ctrl_c());
     let (r, totals) = driver.run().await;
-    finish(r, totals, started)
+    finish(r, totals, started, stdout).await
 }

@@ -8,14 +8,16 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tokio::io::{Stdin, Stdout};
 use tokio::sync::mpsc;
 
 use super::{ctrl_c, family, finish, session_config, Failure};
 use crate::cli::{parse_listen_addr, ListenArgs};
 use crate::proto::{ErrorCode, PathId, Session};
 use crate::runtime::conn::bind_listener;
-use crate::runtime::{accept_loop, plain, resolve, DetectPolicy, Driver, Family, Incoming, Routes};
+use crate::runtime::{
+    accept_loop, plain, resolve, DetectPolicy, Driver, Family, Incoming, Routes, StdinSource,
+    StdoutSink,
+};
 
 /// How long the listener keeps a session whose flowpaths all broke, waiting for the client to
 /// attach a new one.
@@ -46,8 +48,8 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     }
     drop(tx);
 
-    let mut stdin = (!args.stream.recv_only).then(tokio::io::stdin);
-    let mut stdout = (!args.stream.send_only).then(tokio::io::stdout);
+    let mut stdin = (!args.stream.recv_only).then(StdinSource::spawn);
+    let mut stdout = (!args.stream.send_only).then(StdoutSink::spawn);
     let mut queue: VecDeque<Incoming> = VecDeque::new();
     loop {
         let next = match queue.pop_front() {
@@ -60,17 +62,19 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
                 _ = ctrl_c() => return Err(Failure::interrupted()),
             },
         };
-        let serve = serve(next, &args, &routes, stdin.as_mut(), stdout.as_mut());
-        tokio::pin!(serve);
-        // While one session runs, newer clients wait (-k) or are turned away.
-        let result = loop {
-            tokio::select! {
-                r = &mut serve => break r,
-                Some(i) = rx.recv() => {
-                    if args.keep_open {
-                        queue.push_back(i);
-                    } else {
-                        turn_away(i);
+        let result = {
+            let serve = serve(next, &args, &routes, stdin.as_mut(), stdout.as_mut());
+            tokio::pin!(serve);
+            // While one session runs, newer clients wait (-k) or are turned away.
+            loop {
+                tokio::select! {
+                    r = &mut serve => break r,
+                    Some(i) = rx.recv() => {
+                        if args.keep_open {
+                            queue.push_back(i);
+                        } else {
+                            turn_away(i);
+                        }
                     }
                 }
             }
@@ -78,7 +82,18 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         match result {
             Err(f) if f.code == 130 => return Err(f),
             Err(f) if args.keep_open => eprintln!("msock: {}", f.message),
-            r if !args.keep_open => return r,
+            r if !args.keep_open => {
+                let flushed = match stdout.take() {
+                    Some(s) => s.finish().await,
+                    None => Ok(()),
+                };
+                return match (r, flushed) {
+                    (Ok(()), Err(e)) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                        Err(Failure::local(format!("writing output: {e}")))
+                    }
+                    (r, _) => r,
+                };
+            }
             _ => {}
         }
     }
@@ -164,8 +179,8 @@ async fn serve(
     incoming: Incoming,
     args: &ListenArgs,
     routes: &Routes,
-    stdin: Option<&mut Stdin>,
-    stdout: Option<&mut Stdout>,
+    stdin: Option<&mut StdinSource>,
+    stdout: Option<&mut StdoutSink>,
 ) -> Result<(), Failure> {
     let started = Instant::now();
     match incoming {
@@ -184,7 +199,7 @@ async fn serve(
                 ctrl_c(),
             )
             .await;
-            finish(r, totals, started)
+            finish(r, totals, started, None).await
         }
         Incoming::Open { mut conn, hello } => {
             let epoch = Instant::now();
@@ -211,7 +226,7 @@ async fn serve(
             driver.set_interrupt(ctrl_c());
             let (r, totals) = driver.run().await;
             routes.lock().expect("routes lock").remove(&id);
-            finish(r, totals, started)
+            finish(r, totals, started, None).await
         }
     }
 }

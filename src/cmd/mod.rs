@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::cli::StreamArgs;
 use crate::proto::Config;
-use crate::runtime::{ConnectError, DriveError, Family, Outcome, Totals};
+use crate::runtime::{ConnectError, DriveError, Family, Outcome, StdoutSink, Totals};
 
 /// How a command failed: the exit code (1 network, 2 usage/local, 130 interrupted) and a
 /// message for stderr that says what went wrong and, where it helps, what to do.
@@ -79,11 +79,21 @@ pub async fn ctrl_c() {
 }
 
 /// Turns the end of a driven session into the command's result, logging a summary with -v.
-pub fn finish(
+/// Waits for `stdout` (if given) to write everything it was handed.
+pub async fn finish(
     result: Result<Outcome, DriveError>,
     totals: Totals,
     started: Instant,
+    stdout: Option<StdoutSink>,
 ) -> Result<(), Failure> {
+    let flushed = match stdout {
+        Some(s) => s.finish().await,
+        None => Ok(()),
+    };
+    let result = match (result, flushed) {
+        (Ok(Outcome::Finished), Err(e)) => Err(DriveError::Output(e)),
+        (r, _) => r,
+    };
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
         "sent {} bytes, received {} bytes in {:.3} s",
@@ -94,6 +104,7 @@ pub fn finish(
     match result {
         Ok(Outcome::Finished) | Ok(Outcome::OutputClosed) => Ok(()),
         Ok(Outcome::Interrupted) => Err(Failure::interrupted()),
+        Err(DriveError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e @ (DriveError::Input(_) | DriveError::Output(_))) => Err(Failure::local(e)),
         Err(e) => Err(Failure::network(e)),
     }

@@ -14,17 +14,16 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
+use super::app::{AppSink, AppSource};
 use super::conn::FlowConn;
 use crate::proto::{ErrorCode, Event, Frame, PathId, PendingAttach, Session, SessionError};
 
 /// Most bytes queued into a path's output buffer per `poll_transmit`.
 const TRANSMIT_BUDGET: usize = 256 * 1024;
-/// Size of one read from the application.
-const APP_READ: usize = 64 * 1024;
 /// Size of one read from a socket.
 const SOCKET_READ: usize = 256 * 1024;
 /// How long a server waits for the ATTACH_PROOF after its CHALLENGE.
@@ -92,18 +91,16 @@ struct PendingConn {
 
 /// Drives one session to completion. Build with [`Driver::new`], add connections, then
 /// `.run().await`.
-pub struct Driver<R, W> {
+pub struct Driver<I, O> {
     session: Session,
     epoch: Instant,
     conns: Vec<PathConn>,
     pending: Vec<PendingConn>,
     incoming: Option<mpsc::Receiver<AttachRequest>>,
-    app_in: Option<R>,
-    in_buf: Vec<u8>,
-    /// Bytes of `in_buf` not yet taken by the session: `in_buf[in_pos..in_len]`.
-    in_pos: usize,
-    in_len: usize,
-    app_out: Option<W>,
+    app_in: Option<I>,
+    /// Input read but not yet taken by the session (it was full).
+    in_chunk: Option<Bytes>,
+    app_out: Option<O>,
     out_chunk: Option<Bytes>,
     out_done: bool,
     sleep: Pin<Box<Sleep>>,
@@ -118,14 +115,10 @@ pub struct Driver<R, W> {
     totals: Totals,
 }
 
-impl<R, W> Driver<R, W>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+impl<I: AppSource, O: AppSink> Driver<I, O> {
     /// A driver for `session`, whose clock started at `epoch`. `input` is read and sent (None:
     /// send nothing and half-close at once); received bytes go to `output` (None: discard).
-    pub fn new(session: Session, epoch: Instant, input: Option<R>, output: Option<W>) -> Self {
+    pub fn new(session: Session, epoch: Instant, input: Option<I>, output: Option<O>) -> Self {
         let mut d = Driver {
             session,
             epoch,
@@ -133,9 +126,7 @@ where
             pending: Vec::new(),
             incoming: None,
             app_in: input,
-            in_buf: vec![0; APP_READ],
-            in_pos: 0,
-            in_len: 0,
+            in_chunk: None,
             app_out: output,
             out_chunk: None,
             out_done: false,
@@ -454,12 +445,20 @@ where
     fn poll_app_in(&mut self, cx: &mut Context<'_>) -> Result<bool, DriveError> {
         let mut progress = false;
         loop {
-            if self.in_pos < self.in_len {
-                let n = self.session.write(&self.in_buf[self.in_pos..self.in_len]);
+            if let Some(chunk) = self.in_chunk.as_mut() {
+                let len = chunk.len();
+                let n = if self.session.write_bytes(chunk.clone()) {
+                    len
+                } else {
+                    self.session.write(chunk)
+                };
                 if n == 0 {
                     return Ok(progress);
                 }
-                self.in_pos += n;
+                chunk.advance(n);
+                if chunk.is_empty() {
+                    self.in_chunk = None;
+                }
                 self.totals.sent += n as u64;
                 progress = true;
                 continue;
@@ -470,18 +469,15 @@ where
             if self.session.write_capacity() == 0 {
                 return Ok(progress);
             }
-            let mut rb = ReadBuf::new(&mut self.in_buf);
-            match Pin::new(input).poll_read(cx, &mut rb) {
-                Poll::Ready(Ok(())) => {
+            match input.poll_chunk(cx) {
+                Poll::Ready(Ok(Some(chunk))) => {
+                    self.in_chunk = Some(chunk);
                     progress = true;
-                    let n = rb.filled().len();
-                    if n == 0 {
-                        self.app_in = None;
-                        self.session.close_write();
-                        return Ok(true);
-                    }
-                    self.in_pos = 0;
-                    self.in_len = n;
+                }
+                Poll::Ready(Ok(None)) => {
+                    self.app_in = None;
+                    self.session.close_write();
+                    return Ok(true);
                 }
                 Poll::Ready(Err(e)) => return Err(DriveError::Input(e)),
                 Poll::Pending => return Ok(progress),
@@ -501,7 +497,7 @@ where
             let Some(chunk) = self.out_chunk.as_mut() else {
                 if self.session.peer_finished() && !self.out_done {
                     if let Some(out) = self.app_out.as_mut() {
-                        match Pin::new(out).poll_flush(cx) {
+                        match out.poll_flush(cx) {
                             Poll::Ready(r) => r?,
                             Poll::Pending => return Ok(progress),
                         }
@@ -511,23 +507,20 @@ where
                 }
                 return Ok(progress);
             };
-            let Some(out) = self.app_out.as_mut() else {
-                self.totals.received += chunk.len() as u64;
-                self.out_chunk = None;
-                continue;
-            };
-            match Pin::new(out).poll_write(cx, chunk) {
-                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                Poll::Ready(Ok(n)) => {
-                    progress = true;
-                    self.totals.received += n as u64;
-                    chunk.advance(n);
-                    if chunk.is_empty() {
-                        self.out_chunk = None;
-                    }
+            let before = chunk.len();
+            if let Some(out) = self.app_out.as_mut() {
+                match out.poll_write_chunk(cx, chunk) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => return Err(e),
+                    Poll::Pending => return Ok(progress),
                 }
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Ok(progress),
+            } else {
+                chunk.clear();
+            }
+            progress = true;
+            self.totals.received += (before - chunk.len()) as u64;
+            if chunk.is_empty() {
+                self.out_chunk = None;
             }
         }
     }

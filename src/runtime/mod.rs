@@ -1,12 +1,14 @@
 //! The tokio runtime glue: sockets, timers and the application's byte streams around a
 //! sans-IO [`Session`](crate::proto::Session).
 
+pub mod app;
 pub mod client;
 pub mod conn;
 pub mod driver;
 pub mod listener;
 pub mod plain;
 
+pub use app::{AppSink, AppSource, ReadSource, StdinSource, StdoutSink, WriteSink};
 pub use client::{open_session, resolve, ConnectError, Family};
 pub use conn::FlowConn;
 pub use driver::{AttachRequest, DriveError, Driver, Outcome, Totals};

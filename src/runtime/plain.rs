@@ -6,57 +6,54 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::app::{AppSink, AppSource};
 use super::driver::{DriveError, Outcome, Totals};
 use crate::proto::SessionError;
 
 /// Copies `input` to `stream` and `stream` to `output` (after `initial`, bytes already read
 /// from the peer) until both directions have ended.
-pub async fn bridge<R, W>(
+pub async fn bridge<I: AppSource, O: AppSink>(
     stream: TcpStream,
     initial: Vec<u8>,
-    mut input: Option<R>,
-    mut output: Option<W>,
+    mut input: Option<I>,
+    mut output: Option<O>,
     idle: Option<Duration>,
     interrupt: impl Future<Output = ()>,
-) -> (Result<Outcome, DriveError>, Totals)
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+) -> (Result<Outcome, DriveError>, Totals) {
     let mut totals = Totals::default();
     let (mut rd, mut wr) = stream.into_split();
     tokio::pin!(interrupt);
+    totals.received += initial.len() as u64;
     if let Some(out) = output.as_mut() {
-        if let Err(e) = out.write_all(&initial).await {
+        if let Err(e) = write_all(out, Bytes::from(initial)).await {
             return (out_result(e), totals);
         }
     }
-    totals.received += initial.len() as u64;
     let mut up_done = input.is_none();
     if up_done {
         let _ = wr.shutdown().await;
     }
     let mut down_done = false;
-    let mut ibuf = vec![0u8; 64 * 1024];
     let mut obuf = vec![0u8; 64 * 1024];
     let never = Duration::from_secs(365 * 24 * 3600);
     while !(up_done && down_done) {
         let sleep = tokio::time::sleep(idle.unwrap_or(never));
         tokio::select! {
-            r = async { input.as_mut().expect("up open").read(&mut ibuf).await }, if !up_done => {
+            r = std::future::poll_fn(|cx| input.as_mut().expect("up open").poll_chunk(cx)), if !up_done => {
                 match r {
-                    Ok(0) => {
+                    Ok(None) => {
                         up_done = true;
                         let _ = wr.shutdown().await;
                     }
-                    Ok(n) => {
-                        if let Err(e) = wr.write_all(&ibuf[..n]).await {
+                    Ok(Some(chunk)) => {
+                        if let Err(e) = wr.write_all(&chunk).await {
                             return (Err(DriveError::PathsLost(e.to_string())), totals);
                         }
-                        totals.sent += n as u64;
+                        totals.sent += chunk.len() as u64;
                     }
                     Err(e) => return (Err(DriveError::Input(e)), totals),
                 }
@@ -66,7 +63,7 @@ where
                     Ok(0) => {
                         down_done = true;
                         if let Some(out) = output.as_mut() {
-                            if let Err(e) = out.flush().await {
+                            if let Err(e) = std::future::poll_fn(|cx| out.poll_flush(cx)).await {
                                 return (out_result(e), totals);
                             }
                         }
@@ -74,7 +71,7 @@ where
                     Ok(n) => {
                         totals.received += n as u64;
                         if let Some(out) = output.as_mut() {
-                            if let Err(e) = out.write_all(&obuf[..n]).await {
+                            if let Err(e) = write_all(out, Bytes::copy_from_slice(&obuf[..n])).await {
                                 return (out_result(e), totals);
                             }
                         }
@@ -90,6 +87,14 @@ where
         }
     }
     (Ok(Outcome::Finished), totals)
+}
+
+/// Hands all of `chunk` to `out`.
+async fn write_all<O: AppSink>(out: &mut O, mut chunk: Bytes) -> io::Result<()> {
+    while !chunk.is_empty() {
+        std::future::poll_fn(|cx| out.poll_write_chunk(cx, &mut chunk)).await?;
+    }
+    Ok(())
 }
 
 fn out_result(e: io::Error) -> Result<Outcome, DriveError> {

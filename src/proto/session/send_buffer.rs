@@ -49,14 +49,16 @@ impl SendBuffer {
         n
     }
 
-    /// Stores an owned chunk without copying, if it fits whole; returns false otherwise.
-    pub fn write_bytes(&mut self, data: Bytes) -> bool {
-        if data.len() > self.free() || data.len() > self.max_chunk {
+    /// Stores an owned chunk without copying (cut into chunks of at most `max_chunk` bytes), if
+    /// it fits whole; returns false otherwise.
+    pub fn write_bytes(&mut self, mut data: Bytes) -> bool {
+        if data.len() > self.free() {
             return false;
         }
-        if !data.is_empty() {
-            let len = data.len() as u64;
-            self.chunks.push_back((self.end, data));
+        while !data.is_empty() {
+            let piece = data.split_to(data.len().min(self.max_chunk));
+            let len = piece.len() as u64;
+            self.chunks.push_back((self.end, piece));
             self.end += len;
         }
         true
