@@ -51,7 +51,7 @@ impl Default for Config {
             send_buffer: 4 << 20,
             recv_window: 4 << 20,
             max_payload: MAX_DATA_PAYLOAD,
-            ack_every: 64 << 10,
+            ack_every: 256 << 10,
             ack_delay: Duration::from_millis(5),
             keepalive: Duration::from_secs(15),
             idle_timeout: None,
@@ -885,8 +885,7 @@ impl Session {
         self.send.write(data)
     }
 
-    /// Queues an owned chunk of at most `max_payload` bytes without copying; false if it does
-    /// not fit now.
+    /// Queues an owned chunk without copying; false if it does not fit whole now.
     pub fn write_bytes(&mut self, data: Bytes) -> bool {
         if self.local_fin.is_some() || self.error.is_some() {
             return false;
