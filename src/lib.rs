@@ -5,5 +5,6 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod docs;
 pub mod proto;
 pub mod runtime;

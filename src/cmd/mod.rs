@@ -96,10 +96,11 @@ pub async fn finish(
     };
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
-        "sent {} bytes, received {} bytes in {:.3} s",
+        "sent {} bytes, received {} bytes in {:.3} s{}",
         totals.sent,
         totals.received,
-        secs
+        secs,
+        peak_rss().map_or(String::new(), |kb| format!(", peak RSS {} KiB", kb))
     );
     match result {
         Ok(Outcome::Finished) | Ok(Outcome::OutputClosed) => Ok(()),
@@ -108,4 +109,11 @@ pub async fn finish(
         Err(e @ (DriveError::Input(_) | DriveError::Output(_))) => Err(Failure::local(e)),
         Err(e) => Err(Failure::network(e)),
     }
+}
+
+/// This process's peak resident memory in KiB, where the OS tells it.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -1,0 +1,79 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[msock] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'msock'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'msock'= {
+            cand -v 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
+            cand --verbose 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand listen 'Wait for a connection and copy it to stdout, stdin to it (like `nc -l`)'
+            cand connect 'Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'msock;listen'= {
+            cand --detect-wait 'How long a new client may stay silent before it is taken for plain TCP'
+            cand --idle-timeout 'End a session that has sent and received nothing for this long (e.g. 30s, 2m)'
+            cand -k 'After a session ends, wait for the next one (sessions are served one at a time)'
+            cand --keep-open 'After a session ends, wait for the next one (sessions are served one at a time)'
+            cand --no-plain 'Refuse clients that do not speak msock instead of serving them as plain TCP'
+            cand -4 'Use IPv4 addresses only'
+            cand -6 'Use IPv6 addresses only'
+            cand --recv-only 'Only receive: do not read stdin, close our sending side at once'
+            cand --send-only 'Only send: discard whatever the peer sends instead of writing it to stdout'
+            cand -v 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
+            cand --verbose 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'msock;connect'= {
+            cand -w 'Give up connecting (TCP connect and msock handshake) after this long'
+            cand --wait 'Give up connecting (TCP connect and msock handshake) after this long'
+            cand -s 'Local address to connect from'
+            cand --source 'Local address to connect from'
+            cand --idle-timeout 'End a session that has sent and received nothing for this long (e.g. 30s, 2m)'
+            cand --plain 'Talk plain TCP (no msock session) to a server that does not speak msock'
+            cand -4 'Use IPv4 addresses only'
+            cand -6 'Use IPv6 addresses only'
+            cand --recv-only 'Only receive: do not read stdin, close our sending side at once'
+            cand --send-only 'Only send: discard whatever the peer sends instead of writing it to stdout'
+            cand -v 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
+            cand --verbose 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'msock;help'= {
+            cand listen 'Wait for a connection and copy it to stdout, stdin to it (like `nc -l`)'
+            cand connect 'Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'msock;help;listen'= {
+        }
+        &'msock;help;connect'= {
+        }
+        &'msock;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

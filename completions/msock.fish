@@ -1,0 +1,57 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_msock_global_optspecs
+    string join \n v/verbose h/help V/version
+end
+
+function __fish_msock_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_msock_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_msock_using_subcommand
+    set -l cmd (__fish_msock_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c msock -n "__fish_msock_needs_command" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
+complete -c msock -n "__fish_msock_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c msock -n "__fish_msock_needs_command" -s V -l version -d 'Print version'
+complete -c msock -n "__fish_msock_needs_command" -f -a "listen" -d 'Wait for a connection and copy it to stdout, stdin to it (like `nc -l`)'
+complete -c msock -n "__fish_msock_needs_command" -f -a "connect" -d 'Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`)'
+complete -c msock -n "__fish_msock_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c msock -n "__fish_msock_using_subcommand listen" -l detect-wait -d 'How long a new client may stay silent before it is taken for plain TCP' -r
+complete -c msock -n "__fish_msock_using_subcommand listen" -l idle-timeout -d 'End a session that has sent and received nothing for this long (e.g. 30s, 2m)' -r
+complete -c msock -n "__fish_msock_using_subcommand listen" -s k -l keep-open -d 'After a session ends, wait for the next one (sessions are served one at a time)'
+complete -c msock -n "__fish_msock_using_subcommand listen" -l no-plain -d 'Refuse clients that do not speak msock instead of serving them as plain TCP'
+complete -c msock -n "__fish_msock_using_subcommand listen" -s 4 -d 'Use IPv4 addresses only'
+complete -c msock -n "__fish_msock_using_subcommand listen" -s 6 -d 'Use IPv6 addresses only'
+complete -c msock -n "__fish_msock_using_subcommand listen" -l recv-only -d 'Only receive: do not read stdin, close our sending side at once'
+complete -c msock -n "__fish_msock_using_subcommand listen" -l send-only -d 'Only send: discard whatever the peer sends instead of writing it to stdout'
+complete -c msock -n "__fish_msock_using_subcommand listen" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
+complete -c msock -n "__fish_msock_using_subcommand listen" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c msock -n "__fish_msock_using_subcommand listen" -s V -l version -d 'Print version'
+complete -c msock -n "__fish_msock_using_subcommand connect" -s w -l wait -d 'Give up connecting (TCP connect and msock handshake) after this long' -r
+complete -c msock -n "__fish_msock_using_subcommand connect" -s s -l source -d 'Local address to connect from' -r
+complete -c msock -n "__fish_msock_using_subcommand connect" -l idle-timeout -d 'End a session that has sent and received nothing for this long (e.g. 30s, 2m)' -r
+complete -c msock -n "__fish_msock_using_subcommand connect" -l plain -d 'Talk plain TCP (no msock session) to a server that does not speak msock'
+complete -c msock -n "__fish_msock_using_subcommand connect" -s 4 -d 'Use IPv4 addresses only'
+complete -c msock -n "__fish_msock_using_subcommand connect" -s 6 -d 'Use IPv6 addresses only'
+complete -c msock -n "__fish_msock_using_subcommand connect" -l recv-only -d 'Only receive: do not read stdin, close our sending side at once'
+complete -c msock -n "__fish_msock_using_subcommand connect" -l send-only -d 'Only send: discard whatever the peer sends instead of writing it to stdout'
+complete -c msock -n "__fish_msock_using_subcommand connect" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
+complete -c msock -n "__fish_msock_using_subcommand connect" -s h -l help -d 'Print help'
+complete -c msock -n "__fish_msock_using_subcommand connect" -s V -l version -d 'Print version'
+complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect help" -f -a "listen" -d 'Wait for a connection and copy it to stdout, stdin to it (like `nc -l`)'
+complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect help" -f -a "connect" -d 'Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`)'
+complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,61 @@
+//! Generates the shell completions (`completions/`) and man pages (`man/`) from the one clap
+//! definition in [`crate::cli`]. Run `cargo run --example gen_docs` after changing the CLI; a
+//! test fails while the committed files are stale.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+use crate::cli::Cli;
+
+/// Every generated file: its path relative to the project root, and its contents.
+pub fn render() -> io::Result<Vec<(PathBuf, Vec<u8>)>> {
+    let mut files = Vec::new();
+    let mut cmd = Cli::command();
+    cmd.build();
+    for shell in [
+        Shell::Bash,
+        Shell::Zsh,
+        Shell::Fish,
+        Shell::Elvish,
+        Shell::PowerShell,
+    ] {
+        let mut buf = Vec::new();
+        clap_complete::generate(shell, &mut cmd.clone(), "msock", &mut buf);
+        let name = match shell {
+            Shell::Bash => "msock.bash".to_owned(),
+            Shell::Zsh => "_msock".to_owned(),
+            Shell::Fish => "msock.fish".to_owned(),
+            Shell::Elvish => "msock.elv".to_owned(),
+            _ => "_msock.ps1".to_owned(),
+        };
+        files.push((Path::new("completions").join(name), buf));
+    }
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
+    files.push((PathBuf::from("man/msock.1"), buf));
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("msock-{}", sub.get_name());
+        let page = sub.clone().name(name.clone()).bin_name(name.clone());
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(page).render(&mut buf)?;
+        files.push((Path::new("man").join(format!("{name}.1")), buf));
+    }
+    Ok(files)
+}
+
+/// Writes every generated file under `root`; returns the paths written.
+pub fn write_all(root: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (rel, contents) in render()? {
+        let path = root.join(&rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, contents)?;
+        written.push(rel);
+    }
+    Ok(written)
+}
