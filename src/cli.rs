@@ -12,10 +12,17 @@ use clap::{Args, Parser, Subcommand};
 /// connection. It survives address changes, can use several network interfaces at once and
 /// still talks plain TCP to ordinary tools like nc.
 #[derive(Debug, Parser)]
-#[command(name = "msock", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Exit status: 0 success, 1 network error (refused, reset, timeout, \
+#[command(
+    name = "msock",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Exit status: 0 success, 1 network error (refused, reset, timeout, \
 peer vanished, peer error), 2 usage or local error (bad arguments, unreadable input), \
-130 interrupted.")]
+130 interrupted."
+)]
 pub struct Cli {
     /// More diagnostics on stderr (-v: connections and paths, -vv: protocol detail).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -118,7 +125,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
         return Err(format!("'{s}' is not a duration: negative or not finite"));
     }
-    humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration ({e}); try 500ms, 10s or 2m"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration ({e}); try 500ms, 10s or 2m"))
 }
 
 /// Parses a listen address: `PORT`, `ADDR:PORT`, `[V6]:PORT`. Returns the host part (None =

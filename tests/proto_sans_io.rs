@@ -43,8 +43,15 @@ fn scan(dir: &Path, hits: &mut Vec<String>) {
 #[test]
 fn proto_core_does_no_io_and_reads_no_clock() {
     let mut hits = Vec::new();
-    scan(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/proto"), &mut hits);
-    assert!(hits.is_empty(), "src/proto must stay sans-IO:\n{}", hits.join("\n"));
+    scan(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/proto"),
+        &mut hits,
+    );
+    assert!(
+        hits.is_empty(),
+        "src/proto must stay sans-IO:\n{}",
+        hits.join("\n")
+    );
 }
 
 #[test]

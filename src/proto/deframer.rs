@@ -137,3 +137,200 @@ impl Deframer {
         Ok(Some(Frame::decode(frame_type, body)?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::tests::{arb_frame, expected_after_encoding};
+    use crate::proto::frame::ErrorCode;
+    use bytes::{BufMut, Bytes};
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    /// Cuts `bytes` into pieces whose sizes cycle through `sizes` (each at least 1).
+    fn split<'a>(bytes: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
+        let mut pieces = Vec::new();
+        let mut rest = bytes;
+        for &n in sizes.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, tail) = rest.split_at(n.clamp(1, rest.len()));
+            pieces.push(piece);
+            rest = tail;
+        }
+        pieces
+    }
+
+    /// One part of a hostile byte stream.
+    #[derive(Clone, Debug)]
+    enum Piece {
+        Valid(Frame),
+        Junk(Vec<u8>),
+        /// A length field (any value) and a type byte, then `body` bytes.
+        Header {
+            len: u32,
+            ty: u8,
+            body: usize,
+        },
+    }
+
+    fn piece() -> impl Strategy<Value = Piece> {
+        prop_oneof![
+            3 => arb_frame().prop_map(Piece::Valid),
+            1 => vec(any::<u8>(), 0..40).prop_map(Piece::Junk),
+            1 => (
+                prop_oneof![Just(0u32), 1..=MAX_FRAME_LEN as u32 + 2, any::<u32>()],
+                any::<u8>(),
+                prop_oneof![0..50usize, 60_000..70_000usize],
+            )
+                .prop_map(|(len, ty, body)| Piece::Header { len, ty, body }),
+        ]
+    }
+
+    fn start() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            4 => Just(PREAMBLE.to_vec()),
+            1 => vec(any::<u8>(), 0..8),
+            1 => any::<u8>().prop_map(|v| [&PREAMBLE[..5], &[v]].concat()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn frames_survive_any_split(
+            frames in vec(arb_frame(), 0..12),
+            sizes in vec(1..3000usize, 1..20),
+            direct in any::<bool>(),
+        ) {
+            let mut stream = BytesMut::from(&PREAMBLE[..]);
+            for f in &frames {
+                f.encode(&mut stream);
+            }
+            let mut d = Deframer::new();
+            let mut got = Vec::new();
+            for piece in split(&stream, &sizes) {
+                if direct {
+                    d.buffer(piece.len()).put_slice(piece);
+                } else {
+                    d.extend(piece);
+                }
+                while let Some(f) = d.next_frame().unwrap() {
+                    got.push(f);
+                }
+            }
+            let expected: Vec<_> = frames.iter().map(expected_after_encoding).collect();
+            prop_assert_eq!(got, expected);
+            prop_assert_eq!(d.buffered(), 0);
+        }
+
+        /// Hostile input never panics, and between frames the deframer holds less than one
+        /// maximal frame (or, before the preamble, less than the preamble).
+        #[test]
+        fn hostile_input_is_bounded(
+            head in start(),
+            pieces in vec(piece(), 0..10),
+            sizes in vec(1..5000usize, 1..20),
+        ) {
+            let mut stream = BytesMut::from(&head[..]);
+            for p in pieces {
+                match p {
+                    Piece::Valid(f) => f.encode(&mut stream),
+                    Piece::Junk(j) => stream.put_slice(&j),
+                    Piece::Header { len, ty, body } => {
+                        stream.put_u32(len);
+                        stream.put_u8(ty);
+                        stream.put_bytes(0x5a, body);
+                    }
+                }
+            }
+            let mut d = Deframer::new();
+            let mut fed = 0;
+            'feed: for piece in split(&stream, &sizes) {
+                d.extend(piece);
+                fed += piece.len();
+                loop {
+                    match d.next_frame() {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => break 'feed, // the stream is dead
+                    }
+                }
+                prop_assert!(d.buffered() <= fed);
+                if d.preamble_seen {
+                    prop_assert!(d.buffered() < 4 + MAX_FRAME_LEN, "{}", d.buffered());
+                } else {
+                    prop_assert!(d.buffered() < PREAMBLE_LEN);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn classifies_preambles() {
+        assert_eq!(match_preamble(b""), PreambleMatch::Partial);
+        assert_eq!(match_preamble(b"MSO"), PreambleMatch::Partial);
+        assert_eq!(match_preamble(b"MSOCK"), PreambleMatch::Partial);
+        assert_eq!(match_preamble(b"MSOCK\x01"), PreambleMatch::Msock);
+        assert_eq!(match_preamble(b"MSOCK\x01rest"), PreambleMatch::Msock);
+        assert_eq!(match_preamble(b"MSOCK\x02"), PreambleMatch::WrongVersion(2));
+        assert_eq!(match_preamble(b"GET / HTTP/1.1"), PreambleMatch::Foreign);
+        assert_eq!(match_preamble(b"MX"), PreambleMatch::Foreign);
+    }
+
+    #[test]
+    fn refuses_foreign_and_other_versions() {
+        let mut d = Deframer::new();
+        d.extend(b"hello\n");
+        assert_eq!(d.next_frame(), Err(DeframeError::NotMsock));
+        let mut d = Deframer::new();
+        d.extend(b"MSOCK\x07");
+        assert_eq!(d.next_frame(), Err(DeframeError::Version(7)));
+    }
+
+    #[test]
+    fn bad_lengths_are_caught_from_the_header() {
+        for len in [0, MAX_FRAME_LEN as u32 + 1, u32::MAX] {
+            let mut d = Deframer::after_preamble();
+            d.extend(&len.to_be_bytes());
+            d.extend(&[0x10]); // the header is complete; no body follows
+            assert_eq!(d.next_frame(), Err(DecodeError::BadLength(len).into()));
+        }
+    }
+
+    #[test]
+    fn waits_for_a_maximal_frame_byte_by_byte_at_the_end() {
+        let f = Frame::Data {
+            offset: 9,
+            payload: Bytes::from(vec![3; crate::proto::frame::MAX_DATA_PAYLOAD]),
+        };
+        let mut enc = BytesMut::new();
+        f.encode(&mut enc);
+        let mut d = Deframer::after_preamble();
+        d.extend(&enc[..enc.len() - 1]);
+        assert_eq!(d.next_frame(), Ok(None));
+        assert_eq!(d.buffered(), 4 + MAX_FRAME_LEN - 1);
+        d.extend(&enc[enc.len() - 1..]);
+        assert_eq!(d.next_frame(), Ok(Some(f)));
+        assert_eq!(d.next_frame(), Ok(None));
+    }
+
+    #[test]
+    fn malformed_body_is_an_error() {
+        let mut d = Deframer::new();
+        d.extend(&PREAMBLE);
+        d.extend(&[0, 0, 0, 2, 0x12, 0]); // PING with a 1-byte body
+        assert_eq!(d.next_frame(), Err(DecodeError::Truncated(0x12).into()));
+        let mut d = Deframer::after_preamble();
+        let mut enc = BytesMut::new();
+        Frame::Error {
+            code: ErrorCode::Busy,
+            reason: "full".into(),
+        }
+        .encode(&mut enc);
+        d.extend(&enc);
+        assert!(matches!(d.next_frame(), Ok(Some(Frame::Error { .. }))));
+    }
+}

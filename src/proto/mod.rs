@@ -130,9 +130,10 @@ pub mod session;
 #[cfg(test)]
 mod sim;
 
-pub use deframer::{Deframer, DeframeError, PreambleMatch, PREAMBLE};
+pub use deframer::{DeframeError, Deframer, PreambleMatch, PREAMBLE};
 pub use frame::{ErrorCode, Frame};
 pub use path::{PathId, PathStats};
 pub use session::{
-    AttachError, ClientHandshake, Config, Event, PendingAttach, Role, Session, SessionError,
+    AttachError, ClientHandshake, Config, Event, FrameError, PendingAttach, Role, Session,
+    SessionError,
 };

@@ -27,7 +27,8 @@ pub trait AppSource: Send {
 /// Where received bytes go.
 pub trait AppSink: Send {
     /// Consumes a prefix of `chunk` (all of it, for channel sinks).
-    fn poll_write_chunk(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes) -> Poll<io::Result<()>>;
+    fn poll_write_chunk(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes)
+        -> Poll<io::Result<()>>;
     /// Pushes buffered bytes towards their destination.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
@@ -157,7 +158,11 @@ impl StdoutSink {
 }
 
 impl AppSink for StdoutSink {
-    fn poll_write_chunk(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes) -> Poll<io::Result<()>> {
+    fn poll_write_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        chunk: &mut Bytes,
+    ) -> Poll<io::Result<()>> {
         match self.tx.poll_reserve(cx) {
             Poll::Ready(Ok(())) => {
                 let b = std::mem::take(chunk);
@@ -177,7 +182,11 @@ impl AppSink for StdoutSink {
 }
 
 impl<S: AppSink + ?Sized> AppSink for &mut S {
-    fn poll_write_chunk(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes) -> Poll<io::Result<()>> {
+    fn poll_write_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        chunk: &mut Bytes,
+    ) -> Poll<io::Result<()>> {
         (**self).poll_write_chunk(cx, chunk)
     }
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -284,7 +293,11 @@ impl<R: AsyncRead + Unpin + Send> AppSource for ReadSource<R> {
 pub struct WriteSink<W>(pub W);
 
 impl<W: AsyncWrite + Unpin + Send> AppSink for WriteSink<W> {
-    fn poll_write_chunk(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes) -> Poll<io::Result<()>> {
+    fn poll_write_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        chunk: &mut Bytes,
+    ) -> Poll<io::Result<()>> {
         match Pin::new(&mut self.0).poll_write(cx, chunk) {
             Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
             Poll::Ready(Ok(n)) => {

@@ -110,7 +110,9 @@ pub async fn open_session(
     config: Config,
 ) -> Result<(Session, FlowConn, Instant), ConnectError> {
     let stream = connect_any(addrs, source, timeout).await?;
-    let peer = stream.peer_addr().map_err(|e| ConnectError::Connect(addrs[0], e))?;
+    let peer = stream
+        .peer_addr()
+        .map_err(|e| ConnectError::Connect(addrs[0], e))?;
     let mut conn =
         FlowConn::new(stream, Deframer::new()).map_err(|e| ConnectError::Connect(peer, e))?;
     let epoch = Instant::now();
@@ -130,7 +132,10 @@ pub async fn open_session(
             ))
         }
         Ok(Err(ConnError::Deframe(DeframeError::NotMsock))) => {
-            return Err(ConnectError::NotMsock(peer, "it replied with other bytes".into()))
+            return Err(ConnectError::NotMsock(
+                peer,
+                "it replied with other bytes".into(),
+            ))
         }
         Ok(Err(ConnError::Closed)) => {
             return Err(ConnectError::NotMsock(
@@ -140,7 +145,10 @@ pub async fn open_session(
         }
         Ok(Err(ConnError::Io(e))) => return Err(ConnectError::Connect(peer, e)),
         Ok(Err(ConnError::Deframe(e))) => {
-            return Err(ConnectError::Handshake(peer, SessionError::Protocol(e.to_string())))
+            return Err(ConnectError::Handshake(
+                peer,
+                SessionError::Protocol(e.to_string()),
+            ))
         }
         Ok(Ok(f)) => f,
     };

@@ -82,7 +82,10 @@ impl FlowConn {
             if let Some(f) = self.deframer.next_frame()? {
                 return Ok(f);
             }
-            let n = self.stream.read_buf(self.deframer.buffer(64 * 1024)).await?;
+            let n = self
+                .stream
+                .read_buf(self.deframer.buffer(64 * 1024))
+                .await?;
             if n == 0 {
                 return Err(ConnError::Closed);
             }
@@ -145,16 +148,23 @@ pub async fn connect_tcp(
     }
     let fut = socket.connect(addr);
     match timeout {
-        Some(t) => tokio::time::timeout(t, fut)
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no answer within {}", humantime::format_duration(t))))?,
+        Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {}", humantime::format_duration(t)),
+            )
+        })?,
         None => fut.await,
     }
 }
 
 /// Binds a listening socket on `addr` (dual-stack off for IPv6, address reuse on).
 pub fn bind_listener(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
-    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
     let s = Socket::new(domain, Type::STREAM, None)?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;

@@ -20,7 +20,9 @@ use tokio::time::Sleep;
 
 use super::app::{AppSink, AppSource};
 use super::conn::FlowConn;
-use crate::proto::{ErrorCode, Event, Frame, PathId, PendingAttach, Session, SessionError};
+use crate::proto::{
+    ErrorCode, Event, Frame, FrameError, PathId, PendingAttach, Session, SessionError,
+};
 
 /// Most bytes queued into a path's output buffer per `poll_transmit`.
 const TRANSMIT_BUDGET: usize = 256 * 1024;
@@ -369,11 +371,14 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                 let now = self.now();
                 loop {
                     match self.conns[i].conn.deframer.next_frame() {
-                        Ok(Some(f)) => {
-                            if self.session.handle_frame(id, f, now).is_err() {
-                                return true; // session failed; caller reports it
+                        Ok(Some(f)) => match self.session.handle_frame(id, f, now) {
+                            Ok(()) => {}
+                            Err(FrameError::PathRefused(why)) => {
+                                closed = Some(why);
+                                break;
                             }
-                        }
+                            Err(FrameError::Session(_)) => return true, // caller reports it
+                        },
                         Ok(None) => break,
                         Err(e) => {
                             closed = Some(format!("peer sent garbage: {e}"));
@@ -391,7 +396,11 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             }
             if let Some(why) = closed {
                 let c = self.conns.swap_remove(i);
-                tracing::info!("path {id} ({} -> {}) closed: {why}", c.conn.local, c.conn.peer);
+                tracing::info!(
+                    "path {id} ({} -> {}) closed: {why}",
+                    c.conn.local,
+                    c.conn.peer
+                );
                 self.last_path_error = why;
                 self.session.path_closed(id);
                 progress = true;
@@ -538,9 +547,9 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             let now = self.now();
             self.session.handle_timeout(now);
             self.sleep_at = None;
-            self.sleep
-                .as_mut()
-                .reset(tokio::time::Instant::from_std(self.epoch + now + Duration::from_secs(3600)));
+            self.sleep.as_mut().reset(tokio::time::Instant::from_std(
+                self.epoch + now + Duration::from_secs(3600),
+            ));
             return true;
         }
         false

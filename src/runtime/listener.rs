@@ -107,17 +107,20 @@ async fn classify(
             if let Ok(conn) = FlowConn::new(stream, Deframer::after_preamble()) {
                 let mut conn = conn;
                 conn.queue_preamble();
-                conn.refuse(
-                    ErrorCode::Version,
-                    &DeframeError::Version(v).to_string(),
-                )
-                .await;
+                conn.refuse(ErrorCode::Version, &DeframeError::Version(v).to_string())
+                    .await;
             }
             return;
         }
         PreambleMatch::Foreign | PreambleMatch::Partial => {
             if policy.allow_plain {
-                let _ = tx.send(Incoming::Plain { stream, initial, peer }).await;
+                let _ = tx
+                    .send(Incoming::Plain {
+                        stream,
+                        initial,
+                        peer,
+                    })
+                    .await;
             } else {
                 tracing::warn!("{peer} does not speak msock; closed (plain TCP is disabled)");
             }
@@ -150,7 +153,11 @@ async fn classify(
             let _ = tx.send(Incoming::Open { conn, hello }).await;
         }
         Frame::HelloAttach { session_id, .. } => {
-            let route = routes.lock().expect("routes lock").get(&session_id).cloned();
+            let route = routes
+                .lock()
+                .expect("routes lock")
+                .get(&session_id)
+                .cloned();
             match route {
                 Some(r) => {
                     let _ = r.send(AttachRequest { conn, hello }).await;
@@ -158,12 +165,16 @@ async fn classify(
                 None => {
                     tracing::info!("{peer} asked for unknown session {session_id:016x}");
                     conn.queue_preamble();
-                    conn.refuse(ErrorCode::UnknownSession, "no such session").await;
+                    conn.refuse(ErrorCode::UnknownSession, "no such session")
+                        .await;
                 }
             }
         }
         other => {
-            tracing::warn!("{peer} opened with {} instead of HELLO; closed", other.name());
+            tracing::warn!(
+                "{peer} opened with {} instead of HELLO; closed",
+                other.name()
+            );
             conn.queue_preamble();
             conn.refuse(ErrorCode::Protocol, "expected HELLO").await;
         }

@@ -24,6 +24,14 @@ pub enum RecvError {
         /// The announced final offset.
         fin: u64,
     },
+    /// A second FIN that names another stream length.
+    #[error("peer moved its FIN from offset {was} to {now}")]
+    FinMoved {
+        /// The final offset announced first.
+        was: u64,
+        /// The conflicting one.
+        now: u64,
+    },
     /// An offset plus length that overflows u64.
     #[error("peer sent a chunk whose end overflows the offset space")]
     Overflow,
@@ -96,6 +104,14 @@ impl RecvBuffer {
 
     /// Records the stream's final length. Fails if bytes beyond it were already received.
     pub fn set_fin(&mut self, fin: u64) -> Result<(), RecvError> {
+        if let Some(known) = self.fin {
+            if known != fin {
+                return Err(RecvError::FinMoved {
+                    was: known,
+                    now: fin,
+                });
+            }
+        }
         if self.max_end > fin {
             return Err(RecvError::BeyondFin {
                 end: self.max_end,
@@ -122,6 +138,9 @@ impl RecvBuffer {
             if end > fin {
                 return Err(RecvError::BeyondFin { end, fin });
             }
+        }
+        if data.is_empty() {
+            return Ok(0);
         }
         self.max_end = self.max_end.max(end);
         let mut start = offset;
@@ -207,5 +226,177 @@ impl RecvBuffer {
     /// True when the peer's FIN is known and every byte before it has arrived.
     pub fn is_complete(&self) -> bool {
         self.fin == Some(self.contiguous_end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Length of the stream the model tests carve chunks from.
+    const STREAM: usize = 2000;
+
+    /// One step of the model test.
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Insert the true bytes `[offset, offset + len)` where `offset` is `back` bytes below
+        /// the read offset (duplicates) plus `fwd` (gaps, overlaps, beyond the window).
+        Insert { back: usize, fwd: usize, len: usize },
+        /// Read up to `max` bytes.
+        Read { max: usize },
+        /// Announce the true stream length, or (if `bogus`) a length below bytes received.
+        Fin { bogus: bool, pick: usize },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0..300usize, 0..1600usize, 0..400usize)
+                .prop_map(|(back, fwd, len)| Op::Insert { back, fwd, len }),
+            3 => (0..700usize).prop_map(|max| Op::Read { max }),
+            1 => (any::<bool>(), any::<usize>()).prop_map(|(bogus, pick)| Op::Fin { bogus, pick }),
+        ]
+    }
+
+    /// The obviously correct reference: which stream bytes arrived, what was read.
+    struct Model {
+        data: Vec<u8>,
+        got: Vec<Option<u8>>,
+        read: usize,
+        window: usize,
+        fin: Option<usize>,
+        max_end: usize,
+    }
+
+    impl Model {
+        fn contiguous_end(&self) -> usize {
+            self.got.iter().position(Option::is_none).unwrap_or(STREAM)
+        }
+
+        /// What `insert` must return, applying it to the model if it succeeds.
+        fn insert(&mut self, offset: usize, end: usize) -> Result<usize, RecvError> {
+            let limit = (self.read + self.window) as u64;
+            if end as u64 > limit {
+                return Err(RecvError::BeyondWindow {
+                    end: end as u64,
+                    limit,
+                });
+            }
+            if let Some(fin) = self.fin.filter(|&f| end > f) {
+                return Err(RecvError::BeyondFin {
+                    end: end as u64,
+                    fin: fin as u64,
+                });
+            }
+            if end == offset {
+                return Ok(0); // an empty chunk says nothing about the stream's length
+            }
+            self.max_end = self.max_end.max(end);
+            let slots = &mut self.got[offset..end];
+            let new = slots.iter().filter(|b| b.is_none()).count();
+            for (i, slot) in slots.iter_mut().enumerate() {
+                *slot = Some(self.data[offset + i]);
+            }
+            Ok(new)
+        }
+
+        fn check(&self, b: &RecvBuffer) {
+            let contiguous = self.contiguous_end();
+            let held = self.got[self.read..].iter().filter(|x| x.is_some()).count();
+            assert_eq!(b.read_offset(), self.read as u64);
+            assert_eq!(b.contiguous_end(), contiguous as u64);
+            assert_eq!(b.readable(), (contiguous - self.read) as u64);
+            assert_eq!(b.buffered(), held);
+            assert!(b.buffered() <= self.window, "holds more than the window");
+            assert_eq!(b.limit(), (self.read + self.window) as u64);
+            assert_eq!(b.max_end(), self.max_end as u64);
+            assert_eq!(b.is_complete(), self.fin == Some(contiguous));
+            assert_eq!(b.is_finished(), self.fin == Some(self.read));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn matches_model(
+            data in proptest::collection::vec(any::<u8>(), STREAM),
+            window in 1..1500usize,
+            ops in proptest::collection::vec(op(), 1..200),
+        ) {
+            let mut b = RecvBuffer::new(window as u64);
+            let mut m = Model {
+                got: vec![None; STREAM],
+                data,
+                read: 0,
+                window,
+                fin: None,
+                max_end: 0,
+            };
+            for op in ops {
+                match op {
+                    Op::Insert { back, fwd, len } => {
+                        let offset = (m.read - back.min(m.read) + fwd).min(STREAM);
+                        let end = (offset + len).min(STREAM);
+                        let chunk = Bytes::copy_from_slice(&m.data[offset..end]);
+                        let expected = m.insert(offset, end);
+                        prop_assert_eq!(b.insert(offset as u64, chunk), expected);
+                    }
+                    Op::Read { max } => {
+                        let readable = m.contiguous_end() - m.read;
+                        match b.read_chunk(max) {
+                            None => prop_assert!(max == 0 || readable == 0),
+                            Some(c) => {
+                                prop_assert!(!c.is_empty() && c.len() <= max.min(readable));
+                                prop_assert_eq!(&c[..], &m.data[m.read..m.read + c.len()]);
+                                m.read += c.len();
+                            }
+                        }
+                    }
+                    Op::Fin { bogus, pick } => {
+                        if bogus && m.max_end > 0 {
+                            let fin = pick % m.max_end;
+                            let expected = match m.fin {
+                                // A FIN that contradicts an earlier one is refused as such.
+                                Some(was) => Err(RecvError::FinMoved {
+                                    was: was as u64,
+                                    now: fin as u64,
+                                }),
+                                None => Err(RecvError::BeyondFin {
+                                    end: m.max_end as u64,
+                                    fin: fin as u64,
+                                }),
+                            };
+                            prop_assert_eq!(b.set_fin(fin as u64), expected);
+                        } else {
+                            prop_assert_eq!(b.set_fin(STREAM as u64), Ok(()));
+                            m.fin = Some(STREAM);
+                        }
+                    }
+                }
+                m.check(&b);
+            }
+        }
+    }
+
+    #[test]
+    fn overflowing_offset_is_rejected() {
+        let mut b = RecvBuffer::new(u64::MAX);
+        let r = b.insert(u64::MAX - 1, Bytes::from_static(b"abc"));
+        assert_eq!(r, Err(RecvError::Overflow));
+        assert_eq!(b.buffered(), 0);
+    }
+
+    #[test]
+    fn reads_split_chunks_and_reassemble() {
+        let mut b = RecvBuffer::new(100);
+        assert_eq!(b.insert(5, Bytes::from_static(b"fghij")), Ok(5));
+        assert_eq!(b.read_chunk(10), None, "gap at 0..5");
+        assert_eq!(b.insert(0, Bytes::from_static(b"abcdefg")), Ok(5));
+        assert_eq!(b.contiguous_end(), 10);
+        assert_eq!(&b.read_chunk(3).unwrap()[..], b"abc");
+        assert_eq!(&b.read_chunk(100).unwrap()[..], b"de");
+        assert_eq!(&b.read_chunk(100).unwrap()[..], b"fghij");
+        assert_eq!(b.read_chunk(100), None);
+        assert_eq!(b.buffered(), 0);
+        assert_eq!(b.limit(), 110);
     }
 }

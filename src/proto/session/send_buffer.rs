@@ -43,7 +43,8 @@ impl SendBuffer {
     pub fn write(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free());
         for piece in data[..n].chunks(self.max_chunk) {
-            self.chunks.push_back((self.end, Bytes::copy_from_slice(piece)));
+            self.chunks
+                .push_back((self.end, Bytes::copy_from_slice(piece)));
             self.end += piece.len() as u64;
         }
         n

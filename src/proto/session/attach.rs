@@ -1,0 +1,292 @@
+//! Opening a session and attaching, replacing and retiring its flowpaths.
+
+use std::time::Duration;
+
+use rand::RngCore;
+
+use super::{AttachError, Config, Event, Role, Session, SessionError};
+use crate::proto::auth::{ProofSide, SessionSecret};
+use crate::proto::frame::{Frame, NONCE_LEN, RANDOM_LEN};
+use crate::proto::path::{Path, PathId, PathState};
+
+/// Client side of opening a session: send [`ClientHandshake::hello`], feed the reply to
+/// [`ClientHandshake::handle_reply`].
+#[derive(Debug)]
+pub struct ClientHandshake {
+    config: Config,
+    client_half: u32,
+    client_random: [u8; RANDOM_LEN],
+    sent_at: Duration,
+}
+
+impl ClientHandshake {
+    /// Starts opening a session; `now` is when the HELLO goes out (for the first RTT sample).
+    pub fn new(config: Config, rng: &mut impl RngCore, now: Duration) -> Self {
+        let mut client_random = [0u8; RANDOM_LEN];
+        rng.fill_bytes(&mut client_random);
+        ClientHandshake {
+            config,
+            client_half: rng.next_u32(),
+            client_random,
+            sent_at: now,
+        }
+    }
+
+    /// The HELLO(open) frame to send.
+    pub fn hello(&self) -> Frame {
+        Frame::HelloOpen {
+            client_half: self.client_half,
+            client_random: self.client_random,
+            window: self.config.recv_window as u64,
+        }
+    }
+
+    /// Completes the open with the server's reply; the session's path 0 is active.
+    pub fn handle_reply(self, reply: Frame, now: Duration) -> Result<Session, SessionError> {
+        match reply {
+            Frame::Welcome {
+                session_id,
+                server_random,
+                window,
+            } => {
+                if (session_id >> 32) as u32 != self.client_half {
+                    return Err(SessionError::Protocol(
+                        "WELCOME names a session id that is not ours".into(),
+                    ));
+                }
+                let secret = SessionSecret::derive(session_id, &self.client_random, &server_random);
+                let mut s =
+                    Session::new(Role::Client, session_id, secret, self.config, window, now);
+                let mut path = Path::new(PathState::Active, now);
+                path.stats.on_rtt_sample(now.saturating_sub(self.sent_at));
+                s.paths.insert(PathId(0), path);
+                s.next_path_id = 1;
+                s.events.push_back(Event::PathActive(PathId(0)));
+                Ok(s)
+            }
+            Frame::Error { code, reason } => Err(SessionError::PeerError { code, reason }),
+            other => Err(SessionError::Protocol(format!(
+                "expected WELCOME, got {}",
+                other.name()
+            ))),
+        }
+    }
+}
+
+/// Server side of a flowpath attach between [`Session::challenge_attach`] and
+/// [`Session::complete_attach`]. Holds the fresh server nonce, so each attach can succeed once.
+#[derive(Debug)]
+pub struct PendingAttach {
+    path: PathId,
+    client_nonce: [u8; NONCE_LEN],
+    server_nonce: [u8; NONCE_LEN],
+}
+
+impl PendingAttach {
+    /// The path id the client asked for.
+    pub fn path(&self) -> PathId {
+        self.path
+    }
+}
+
+impl Session {
+    /// Server: accepts a HELLO(open). `taken` says whether a session id is already in use, so
+    /// the server half can be re-drawn. Returns the session (path 0 active) and the WELCOME.
+    pub fn accept(
+        config: Config,
+        hello: &Frame,
+        rng: &mut impl RngCore,
+        now: Duration,
+        taken: impl Fn(u64) -> bool,
+    ) -> Result<(Session, Frame), SessionError> {
+        let Frame::HelloOpen {
+            client_half,
+            client_random,
+            window,
+        } = hello
+        else {
+            return Err(SessionError::Protocol(format!(
+                "expected HELLO(open), got {}",
+                hello.name()
+            )));
+        };
+        let mut session_id;
+        loop {
+            session_id = (u64::from(*client_half) << 32) | u64::from(rng.next_u32());
+            if !taken(session_id) {
+                break;
+            }
+        }
+        let mut server_random = [0u8; RANDOM_LEN];
+        rng.fill_bytes(&mut server_random);
+        let secret = SessionSecret::derive(session_id, client_random, &server_random);
+        let my_window = config.recv_window as u64;
+        let mut s = Session::new(Role::Server, session_id, secret, config, *window, now);
+        let mut path = Path::new(PathState::Active, now);
+        path.ping_now = true;
+        s.paths.insert(PathId(0), path);
+        s.events.push_back(Event::PathActive(PathId(0)));
+        let welcome = Frame::Welcome {
+            session_id,
+            server_random,
+            window: my_window,
+        };
+        Ok((s, welcome))
+    }
+
+    /// Client: starts a new flowpath; send the returned HELLO(attach) on a fresh connection.
+    pub fn open_path(&mut self, rng: &mut impl RngCore, now: Duration) -> (PathId, Frame) {
+        let id = PathId(self.next_path_id);
+        self.next_path_id += 1;
+        (id, self.reattach_path(id, rng, now))
+    }
+
+    /// Client: replaces flowpath `id` with a fresh connection (migration). Whatever the old
+    /// connection had in flight is queued for re-sending. Send the returned HELLO(attach).
+    pub fn reattach_path(&mut self, id: PathId, rng: &mut impl RngCore, now: Duration) -> Frame {
+        debug_assert_eq!(self.role, Role::Client);
+        self.retire_path(id);
+        let mut client_nonce = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut client_nonce);
+        self.paths.insert(
+            id,
+            Path::new(PathState::AwaitChallenge { client_nonce }, now),
+        );
+        self.next_path_id = self.next_path_id.max(id.0 + 1);
+        Frame::HelloAttach {
+            session_id: self.id,
+            path_id: id.0,
+            client_nonce,
+        }
+    }
+
+    /// Server: answers a HELLO(attach) for this session with a CHALLENGE. Nothing changes in
+    /// the session until [`Session::complete_attach`] verifies the client's proof.
+    pub fn challenge_attach(
+        &self,
+        hello: &Frame,
+        rng: &mut impl RngCore,
+    ) -> Result<(PendingAttach, Frame), AttachError> {
+        let Frame::HelloAttach {
+            path_id,
+            client_nonce,
+            ..
+        } = hello
+        else {
+            return Err(AttachError::Unexpected(hello.name()));
+        };
+        // A finished session still takes attaches: its last FIN_ACK may have been lost with
+        // the path, and the peer can only finish once it is re-sent on a new one.
+        if self.error.is_some() {
+            return Err(AttachError::SessionEnded);
+        }
+        let mut server_nonce = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut server_nonce);
+        let server_proof = self.secret.proof(
+            ProofSide::Server,
+            self.id,
+            *path_id,
+            client_nonce,
+            &server_nonce,
+        );
+        let pending = PendingAttach {
+            path: PathId(*path_id),
+            client_nonce: *client_nonce,
+            server_nonce,
+        };
+        let challenge = Frame::Challenge {
+            server_nonce,
+            server_proof,
+            cumulative: self.recv.contiguous_end(),
+        };
+        Ok((pending, challenge))
+    }
+
+    /// Server: checks the client's ATTACH_PROOF; on success the path is active (replacing any
+    /// older connection with the same id) and the client's resume offset is applied.
+    pub fn complete_attach(
+        &mut self,
+        pending: PendingAttach,
+        proof: &Frame,
+        now: Duration,
+    ) -> Result<PathId, AttachError> {
+        let Frame::AttachProof {
+            client_proof,
+            cumulative,
+        } = proof
+        else {
+            return Err(AttachError::Unexpected(proof.name()));
+        };
+        // A finished session still takes attaches: its last FIN_ACK may have been lost with
+        // the path, and the peer can only finish once it is re-sent on a new one.
+        if self.error.is_some() {
+            return Err(AttachError::SessionEnded);
+        }
+        let ok = self.secret.verify(
+            ProofSide::Client,
+            self.id,
+            pending.path.0,
+            &pending.client_nonce,
+            &pending.server_nonce,
+            client_proof,
+        );
+        if !ok {
+            return Err(AttachError::BadProof);
+        }
+        if *cumulative > self.next_new {
+            return Err(AttachError::Unexpected(
+                "resume offset beyond what was sent",
+            ));
+        }
+        let id = pending.path;
+        self.retire_path(id);
+        let mut path = Path::new(PathState::Active, now);
+        path.ack_now = true;
+        path.ping_now = true;
+        self.paths.insert(id, path);
+        self.on_cumulative(*cumulative);
+        self.events.push_back(Event::PathActive(id));
+        self.last_activity = now;
+        Ok(id)
+    }
+
+    /// The connection of path `id` is gone (reset, closed, or given up on). Its in-flight
+    /// bytes are queued for the remaining paths.
+    pub fn path_closed(&mut self, id: PathId) {
+        if self.retire_path(id) {
+            self.paths.remove(&id);
+        }
+    }
+
+    /// Moves a path's in-flight data to the retransmit queue; true if the path existed.
+    pub(super) fn retire_path(&mut self, id: PathId) -> bool {
+        let Some(path) = self.paths.get_mut(&id) else {
+            return false;
+        };
+        let acked = self.send.acked();
+        for &(s, e) in &path.inflight {
+            if e > acked {
+                self.retransmit.insert(s.max(acked)..e);
+            }
+        }
+        path.inflight.clear();
+        if path.fin_inflight && !self.local_fin_acked {
+            self.fin_unsent = true;
+        }
+        let was_active = path.is_active();
+        if was_active {
+            self.events.push_back(Event::PathClosed(id));
+            // Feedback sent on this path may have died with it: a window update or our
+            // FIN_ACK. Send both again on the other paths (or the next one attached).
+            if self.recv.is_complete() {
+                self.fin_ack_owed = true;
+            }
+            for (&other, p) in self.paths.iter_mut() {
+                if other != id && p.is_active() {
+                    p.ack_now = true;
+                }
+            }
+        }
+        true
+    }
+}

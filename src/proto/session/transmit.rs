@@ -1,0 +1,179 @@
+//! Outbound frames for one flowpath, and the session's timers.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::{Session, SessionError};
+use crate::proto::frame::Frame;
+use crate::proto::path::{Path, PathId};
+
+impl Session {
+    /// Appends frames for path `id` to `out`, stopping once `out` holds about `budget` bytes.
+    /// Returns true if anything was appended. Control frames come first, then re-sends, then new
+    /// data, then FIN.
+    pub fn poll_transmit(
+        &mut self,
+        id: PathId,
+        now: Duration,
+        out: &mut BytesMut,
+        budget: usize,
+    ) -> bool {
+        let start_len = out.len();
+        let cum = self.recv.contiguous_end();
+        let limit = self.recv.limit();
+        let Some(path) = self.paths.get_mut(&id) else {
+            return false;
+        };
+        while let Some(f) = path.control.pop_front() {
+            f.encode(out);
+        }
+        if self.error.is_some() || !path.is_active() {
+            return Self::sent(path, out, start_len, now);
+        }
+        if let Some(token) = path.pong_due.take() {
+            Frame::Pong { token }.encode(out);
+        }
+        let ack_due = path.ack_now || path.ack_deadline.is_some_and(|d| d <= now);
+        if ack_due {
+            Frame::Ack {
+                cumulative: cum,
+                limit,
+                path_bytes: path.conn_bytes_received,
+            }
+            .encode(out);
+            path.ack_now = false;
+            path.ack_deadline = None;
+            path.unacked_bytes = 0;
+            self.advertised_limit = self.advertised_limit.max(limit);
+        }
+        if self.fin_ack_owed {
+            if let Some(fin) = self.recv.is_complete().then(|| self.recv.contiguous_end()) {
+                Frame::FinAck { final_offset: fin }.encode(out);
+            }
+            self.fin_ack_owed = false;
+        }
+        let keepalive_due = now.saturating_sub(path.last_sent) >= self.config.keepalive;
+        if (path.ping_now || keepalive_due) && path.ping_outstanding.is_none() {
+            let token = self.next_token;
+            self.next_token += 1;
+            Frame::Ping { token }.encode(out);
+            path.ping_outstanding = Some((token, now));
+            path.ping_now = false;
+        }
+        // Re-sends of bytes lost with a dead path.
+        while out.len() - start_len < budget {
+            let Some(r) = self.retransmit.pop_front(self.config.max_payload as u64) else {
+                break;
+            };
+            let Some(chunk) = self.send.get(r.start, (r.end - r.start) as usize) else {
+                continue; // acknowledged meanwhile
+            };
+            let end = r.start + chunk.len() as u64;
+            if end < r.end {
+                self.retransmit.insert(end..r.end);
+            }
+            Frame::encode_data_header(r.start, chunk.len(), out);
+            out.extend_from_slice(&chunk);
+            path.record_sent(r.start, end);
+            path.stats.bytes_resent += chunk.len() as u64;
+        }
+        // New bytes, within the peer's window.
+        while out.len() - start_len < budget {
+            let allowed = self.peer_limit.min(self.send.end());
+            if self.next_new >= allowed {
+                break;
+            }
+            let max = (allowed - self.next_new).min(self.config.max_payload as u64) as usize;
+            let chunk = self
+                .send
+                .get(self.next_new, max)
+                .expect("unsent bytes are held");
+            let (s, e) = (self.next_new, self.next_new + chunk.len() as u64);
+            Frame::encode_data_header(s, chunk.len(), out);
+            out.extend_from_slice(&chunk);
+            path.record_sent(s, e);
+            path.stats.bytes_sent += chunk.len() as u64;
+            self.next_new = e;
+        }
+        if let Some(fin) = self.local_fin {
+            if self.fin_unsent && self.next_new == fin && self.retransmit.is_empty() {
+                Frame::Fin { final_offset: fin }.encode(out);
+                self.fin_unsent = false;
+                path.fin_inflight = true;
+            }
+        }
+        let path = self.paths.get_mut(&id).expect("checked above");
+        let any = Self::sent(path, out, start_len, now);
+        if any {
+            self.last_activity = now;
+        }
+        self.check_finished();
+        any
+    }
+
+    fn sent(path: &mut Path, out: &BytesMut, start_len: usize, now: Duration) -> bool {
+        let any = out.len() > start_len;
+        if any {
+            path.last_sent = now;
+        }
+        any
+    }
+
+    /// True when [`Session::poll_transmit`] on `id` would produce something now.
+    pub fn wants_transmit(&self, id: PathId, now: Duration) -> bool {
+        let Some(path) = self.paths.get(&id) else {
+            return false;
+        };
+        if !path.control.is_empty() {
+            return true;
+        }
+        if self.error.is_some() || !path.is_active() {
+            return false;
+        }
+        path.pong_due.is_some()
+            || path.ack_now
+            || path.ack_deadline.is_some_and(|d| d <= now)
+            || self.fin_ack_owed
+            || (path.ping_now && path.ping_outstanding.is_none())
+            || (now.saturating_sub(path.last_sent) >= self.config.keepalive
+                && path.ping_outstanding.is_none())
+            || !self.retransmit.is_empty()
+            || self.next_new < self.peer_limit.min(self.send.end())
+            || (self.fin_unsent && self.local_fin == Some(self.next_new))
+    }
+
+    /// The earliest time at which [`Session::handle_timeout`] (or a `poll_transmit`) has work.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        if self.error.is_some() || self.finished {
+            return None;
+        }
+        let mut t: Option<Duration> = None;
+        let mut min = |d: Duration| t = Some(t.map_or(d, |x| x.min(d)));
+        if let Some(idle) = self.config.idle_timeout {
+            min(self.last_activity + idle);
+        }
+        for p in self.paths.values().filter(|p| p.is_active()) {
+            if let Some(d) = p.ack_deadline {
+                min(d);
+            }
+            if p.ping_outstanding.is_none() {
+                min(p.last_sent + self.config.keepalive);
+            }
+        }
+        t
+    }
+
+    /// Advances timers to `now`. Idle timeout fails the session; due ACKs and keepalives are
+    /// produced by the next `poll_transmit` (see [`Session::wants_transmit`]).
+    pub fn handle_timeout(&mut self, now: Duration) {
+        if self.error.is_some() || self.finished {
+            return;
+        }
+        if let Some(idle) = self.config.idle_timeout {
+            if now >= self.last_activity + idle {
+                self.fail(SessionError::IdleTimeout(idle));
+            }
+        }
+    }
+}

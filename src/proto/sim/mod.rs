@@ -1,0 +1,787 @@
+//! A deterministic simulated network for the session core (tests only).
+//!
+//! Modelled on quinn-proto's `tests/util.rs` `Pair`, but entirely in process and reproducible:
+//! a virtual clock, one seeded RNG, no global state. A [`Sim`] holds a client and a server
+//! [`Session`] and a set of simulated TCP connections between them. Every frame really goes
+//! through bytes: [`Frame::encode`] on the sending side, [`PREAMBLE`] in front of each direction
+//! of each connection, and a [`Deframer`] on the receiving side, fed in 16 KiB segments that
+//! ignore frame boundaries.
+//!
+//! A connection is two [`Pipe`]s: in order and reliable while alive (it is TCP), with a one-way
+//! latency and a rate. Bytes written at `t` while the pipe is busy until `t'` are delivered at
+//! `max(t, t') + size / rate + latency`. The writer side has a small simulated kernel send
+//! buffer ([`SimConfig::sndbuf`]): a session is asked for frames only while bytes not yet
+//! serialized onto the wire leave room in it.
+//!
+//! The harness plays the runtime on both ends: it opens the session (HELLO(open) / WELCOME),
+//! answers HELLO(attach) on the server with `challenge_attach` (or ERROR(unknown session)),
+//! completes attaches with `complete_attach`, routes frames to `handle_frame`, calls
+//! `path_closed` when a connection dies, drives `poll_timeout` / `handle_timeout`, and runs one
+//! application per end (seeded random data written as capacity allows, then `close_write`;
+//! reads greedily or slowly). Faults ([`Fault`]) are scheduled in virtual time.
+//!
+//! Time only advances to the next thing that can happen: a delivery, a send buffer draining, a
+//! session timer, a scheduled fault or an application tick. Runs are bounded in steps and in
+//! virtual time; exceeding either (or running out of events) panics with a description of the
+//! state, which is how a deadlock shows.
+
+mod app;
+mod net;
+mod regressions;
+mod scenario;
+mod tests;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use super::session::{ClientHandshake, FrameError, PendingAttach, Session, SessionError};
+use super::{Deframer, ErrorCode, Frame, PathId, PREAMBLE};
+
+use app::App;
+pub use app::AppSpec;
+pub use net::Link;
+use net::{ClientEnd, Conn, ConnState, Pipe, ServerEnd};
+pub use scenario::{AttachRecord, Fault, KillOnFrame, Log, Milestones, SimConfig};
+
+/// One end of the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The end that opened the session and opens every flowpath.
+    Client,
+    /// The end that accepted it.
+    Server,
+}
+
+impl Side {
+    fn idx(self) -> usize {
+        match self {
+            Side::Client => 0,
+            Side::Server => 1,
+        }
+    }
+}
+
+/// The simulation: two sessions, the network between them, and their applications.
+pub struct Sim {
+    now: Duration,
+    steps: u64,
+    rng: StdRng,
+    cfg: SimConfig,
+    /// The client session.
+    pub client: Session,
+    /// The server session.
+    pub server: Session,
+    conns: Vec<Conn>,
+    /// Current connection of each client path.
+    client_conn: BTreeMap<PathId, usize>,
+    /// Current connection of each server path.
+    server_conn: BTreeMap<PathId, usize>,
+    apps: [App; 2],
+    /// Pending faults, sorted by time (stable for equal times).
+    faults: VecDeque<(Duration, Fault)>,
+    /// What happened.
+    pub log: Log,
+    /// Flip a byte of the next ATTACH_PROOF the server receives (before `complete_attach`).
+    pub tamper_next_attach_proof: bool,
+    /// Flip a byte of the server proof in the next CHALLENGE the server sends.
+    pub forge_next_challenge: bool,
+}
+
+impl Sim {
+    /// Opens the session over the first configured path (HELLO(open) → WELCOME through the
+    /// simulated connection) and starts attaching the other configured paths.
+    pub fn new(cfg: SimConfig) -> Sim {
+        assert!(
+            !cfg.paths.is_empty(),
+            "a simulation needs at least one path"
+        );
+        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let mut now = Duration::ZERO;
+        let mut conn = Conn::new(PathId(0), cfg.paths[0], ClientEnd::Session);
+
+        let handshake = ClientHandshake::new(cfg.client.clone(), &mut rng, now);
+        conn.c2s.write(now, with_preamble(true, &handshake.hello()));
+        let hello = await_frame(&mut conn.c2s, &mut conn.server_rx, &mut now);
+        let (server, welcome) =
+            Session::accept(cfg.server.clone(), &hello, &mut rng, now, |_| false)
+                .expect("server accepts HELLO(open)");
+        conn.s2c.write(now, with_preamble(true, &welcome));
+        conn.server_preamble_sent = true;
+        conn.server_end = ServerEnd::Attached(PathId(0));
+        let welcome = await_frame(&mut conn.s2c, &mut conn.client_rx, &mut now);
+        let client = handshake
+            .handle_reply(welcome, now)
+            .expect("client accepts WELCOME");
+
+        let mut log = Log::default();
+        for (side, name) in [(Side::Client, "HELLO(open)"), (Side::Server, "WELCOME")] {
+            *log.frames_sent[side.idx()].entry(name).or_default() += 1;
+        }
+        let mut faults: Vec<_> = cfg.faults.clone();
+        faults.sort_by_key(|(at, _)| *at);
+        let apps = [
+            App::new(cfg.client_app.clone(), cfg.seed ^ 0xc11e_47da_7a00_0001),
+            App::new(cfg.server_app.clone(), cfg.seed ^ 0x5e7e_7da7_a000_0002),
+        ];
+        let mut sim = Sim {
+            now,
+            steps: 0,
+            rng,
+            client,
+            server,
+            conns: vec![conn],
+            client_conn: BTreeMap::from([(PathId(0), 0)]),
+            server_conn: BTreeMap::from([(PathId(0), 0)]),
+            apps,
+            faults: faults.into(),
+            log,
+            tamper_next_attach_proof: false,
+            forge_next_challenge: false,
+            cfg,
+        };
+        for link in sim.cfg.paths.clone().into_iter().skip(1) {
+            sim.apply_fault(Fault::AddPath { link });
+        }
+        sim
+    }
+
+    /// Current virtual time.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// Bytes `side`'s application has read from its peer.
+    pub fn received(&self, side: Side) -> &[u8] {
+        &self.apps[side.idx()].received
+    }
+
+    // ----- running ---------------------------------------------------------------------------
+
+    /// Runs until both sessions are finished; panics on any session error, deadlock or bound.
+    pub fn run_to_completion(&mut self) {
+        self.run_until("both sessions finished", |s| {
+            s.assert_no_errors();
+            s.client.is_finished() && s.server.is_finished()
+        });
+    }
+
+    /// Runs until `cond` holds (checked after every step). Panics with `what` and the state if
+    /// the step or time bound is exceeded or nothing is left to happen.
+    pub fn run_until(&mut self, what: &str, cond: impl Fn(&Sim) -> bool) {
+        loop {
+            self.step();
+            if cond(self) {
+                return;
+            }
+            let Some(next) = self.next_event_time() else {
+                panic!(
+                    "simulation stalled waiting for: {what}\n{}",
+                    self.describe()
+                );
+            };
+            self.advance(next, what);
+        }
+    }
+
+    /// Runs for `d` of virtual time (nothing left to happen is fine).
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            self.step();
+            match self.next_event_time() {
+                Some(next) if next <= end => self.advance(next, "run_for"),
+                _ => {
+                    self.now = end;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, next: Duration, what: &str) {
+        debug_assert!(next > self.now);
+        self.now = next;
+        self.steps += 1;
+        if self.steps > self.cfg.max_steps || self.now > self.cfg.max_time {
+            panic!(
+                "simulation exceeded its bounds ({} steps / {:?}) waiting for: {what}\n{}",
+                self.cfg.max_steps,
+                self.cfg.max_time,
+                self.describe()
+            );
+        }
+    }
+
+    /// Everything that happens at the current instant.
+    fn step(&mut self) {
+        self.apply_due_faults();
+        self.deliver_due();
+        self.drive_timers();
+        self.drive_apps();
+        self.transmit_all();
+        self.record_progress();
+    }
+
+    /// The earliest future instant at which something can happen.
+    fn next_event_time(&self) -> Option<Duration> {
+        let now = self.now;
+        let mut times: Vec<Duration> = Vec::new();
+        for conn in self.conns.iter().filter(|c| c.state != ConnState::Dead) {
+            for pipe in [&conn.c2s, &conn.s2c] {
+                times.extend(pipe.next_delivery());
+                times.extend(pipe.next_drain(now));
+            }
+        }
+        times.extend(self.client.poll_timeout());
+        times.extend(self.server.poll_timeout());
+        times.extend(self.faults.front().map(|(at, _)| *at));
+        times.extend(self.apps[0].next_tick(now, &self.client));
+        times.extend(self.apps[1].next_tick(now, &self.server));
+        times.into_iter().filter(|&t| t > now).min()
+    }
+
+    // ----- faults ----------------------------------------------------------------------------
+
+    fn apply_due_faults(&mut self) {
+        while self.faults.front().is_some_and(|(at, _)| *at <= self.now) {
+            let (_, fault) = self.faults.pop_front().expect("checked");
+            self.apply_fault(fault);
+        }
+    }
+
+    /// Schedules `fault` at `at`, after any fault already scheduled for the same time.
+    pub fn schedule(&mut self, at: Duration, fault: Fault) {
+        let pos = self.faults.partition_point(|(t, _)| *t <= at);
+        self.faults.insert(pos, (at, fault));
+    }
+
+    fn apply_fault(&mut self, fault: Fault) {
+        match fault {
+            Fault::Kill {
+                path,
+                reattach_after,
+            } => {
+                let conn = self.client_conn.get(&path).or(self.server_conn.get(&path));
+                if let Some(&c) = conn {
+                    let link = self.conns[c].link;
+                    self.kill_conn(c);
+                    if let Some(d) = reattach_after {
+                        self.schedule(self.now + d, Fault::Reattach { path, link });
+                    }
+                }
+            }
+            Fault::Reattach { path, link } => {
+                if let Some(old) = self.client_conn.remove(&path) {
+                    let conn = &mut self.conns[old];
+                    conn.state = ConnState::Blackholed;
+                    conn.c2s.clear();
+                    conn.s2c.clear();
+                }
+                let hello = self.client.reattach_path(path, &mut self.rng, self.now);
+                self.connect(path, link, hello);
+            }
+            Fault::AddPath { link } => {
+                let (path, hello) = self.client.open_path(&mut self.rng, self.now);
+                self.connect(path, link, hello);
+            }
+            Fault::Partition { path, duration } => {
+                if let Some(&c) = self.client_conn.get(&path) {
+                    let until = self.now + duration;
+                    self.conns[c].c2s.blocked_until = until;
+                    self.conns[c].s2c.blocked_until = until;
+                }
+            }
+        }
+    }
+
+    /// Opens a connection for client path `path` and sends `hello` on it.
+    fn connect(&mut self, path: PathId, link: Link, hello: Frame) {
+        let c = self.new_conn(path, link, ClientEnd::Session, &hello);
+        self.client_conn.insert(path, c);
+    }
+
+    fn new_conn(&mut self, path: PathId, link: Link, end: ClientEnd, first: &Frame) -> usize {
+        let mut conn = Conn::new(path, link, end);
+        conn.c2s.write(self.now, with_preamble(true, first));
+        *self.log.frames_sent[0].entry(first.name()).or_default() += 1;
+        self.conns.push(conn);
+        self.conns.len() - 1
+    }
+
+    /// The connection dies: queued bytes vanish, both ends are told if it was their current
+    /// connection for a path.
+    fn kill_conn(&mut self, c: usize) {
+        let conn = &mut self.conns[c];
+        conn.state = ConnState::Dead;
+        conn.c2s.clear();
+        conn.s2c.clear();
+        let path = conn.path;
+        let server_path = match conn.server_end {
+            ServerEnd::Attached(p) => Some(p),
+            _ => None,
+        };
+        let is_session = matches!(conn.client_end, ClientEnd::Session);
+        if is_session && self.client_conn.get(&path) == Some(&c) {
+            self.client_conn.remove(&path);
+            self.client.path_closed(path);
+        }
+        if let Some(p) = server_path {
+            if self.server_conn.get(&p) == Some(&c) {
+                self.server_conn.remove(&p);
+                self.server.path_closed(p);
+            }
+        }
+    }
+
+    // ----- scripted client ends (intruders, replays) ----------------------------------------
+
+    /// Opens a connection whose client end the test drives by hand and sends `hello` on it.
+    /// Returns the connection index.
+    pub fn connect_scripted(&mut self, link: Link, hello: Frame) -> usize {
+        let path = match hello {
+            Frame::HelloAttach { path_id, .. } => PathId(path_id),
+            _ => PathId(u32::MAX),
+        };
+        let inbox = Vec::new();
+        self.new_conn(path, link, ClientEnd::Scripted { inbox }, &hello)
+    }
+
+    /// Sends `frame` from the scripted client end of connection `c`.
+    pub fn send_scripted(&mut self, c: usize, frame: &Frame) {
+        let mut buf = BytesMut::new();
+        frame.encode(&mut buf);
+        self.conns[c].c2s.write(self.now, buf.freeze());
+    }
+
+    /// Frames received so far by the scripted client end of connection `c`.
+    pub fn scripted_inbox(&self, c: usize) -> &[Frame] {
+        match &self.conns[c].client_end {
+            ClientEnd::Scripted { inbox } => inbox,
+            ClientEnd::Session => panic!("connection {c} is not scripted"),
+        }
+    }
+
+    // ----- delivery --------------------------------------------------------------------------
+
+    fn deliver_due(&mut self) {
+        for c in 0..self.conns.len() {
+            if self.conns[c].state == ConnState::Dead {
+                continue;
+            }
+            let to_server = self.conns[c].c2s.take_due(self.now);
+            let to_client = self.conns[c].s2c.take_due(self.now);
+            if self.conns[c].state == ConnState::Blackholed {
+                continue;
+            }
+            for bytes in to_server {
+                self.server_receive(c, &bytes);
+            }
+            for bytes in to_client {
+                self.client_receive(c, &bytes);
+            }
+            let conn = &self.conns[c];
+            let closing = matches!(conn.server_end, ServerEnd::Closing);
+            if closing && conn.state == ConnState::Open && conn.s2c.queued() == 0 {
+                self.kill_conn(c); // the refused client reads the ERROR, then EOF
+            }
+        }
+    }
+
+    fn server_receive(&mut self, c: usize, bytes: &[u8]) {
+        self.conns[c].server_rx.extend(bytes);
+        while self.conns[c].state == ConnState::Open {
+            if matches!(self.conns[c].server_end, ServerEnd::Closing) {
+                return;
+            }
+            match self.conns[c].server_rx.next_frame() {
+                Ok(Some(frame)) => self.server_frame(c, frame),
+                Ok(None) => return,
+                Err(e) => panic!("server could not deframe connection {c}: {e}"),
+            }
+        }
+    }
+
+    fn server_frame(&mut self, c: usize, frame: Frame) {
+        match std::mem::replace(&mut self.conns[c].server_end, ServerEnd::Closing) {
+            ServerEnd::AwaitHello => self.server_on_hello(c, frame),
+            ServerEnd::Challenged { hello, pending } => {
+                self.server_on_proof(c, hello, pending, frame)
+            }
+            ServerEnd::Attached(p) => {
+                self.conns[c].server_end = ServerEnd::Attached(p);
+                if self.server_conn.get(&p) == Some(&c) {
+                    if let Err(e) = self.server.handle_frame(p, frame, self.now) {
+                        self.log_error(Side::Server, logged(e));
+                    }
+                }
+            }
+            ServerEnd::Closing => {}
+        }
+    }
+
+    /// The runtime's part of an attach: look the session up, challenge.
+    fn server_on_hello(&mut self, c: usize, hello: Frame) {
+        let Frame::HelloAttach { session_id, .. } = hello else {
+            panic!(
+                "server got {} as the first frame of connection {c}",
+                hello.name()
+            );
+        };
+        if session_id != self.server.id() {
+            self.refuse(c, ErrorCode::UnknownSession);
+            return;
+        }
+        match self.server.challenge_attach(&hello, &mut self.rng) {
+            Ok((pending, mut challenge)) => {
+                if std::mem::take(&mut self.forge_next_challenge) {
+                    if let Frame::Challenge { server_proof, .. } = &mut challenge {
+                        server_proof[0] ^= 0x01;
+                    }
+                }
+                self.server_send(c, &challenge);
+                self.conns[c].server_end = ServerEnd::Challenged { hello, pending };
+            }
+            Err(_) => self.refuse(c, ErrorCode::UnknownSession),
+        }
+    }
+
+    /// The runtime's part of an attach: verify the proof, route the connection.
+    fn server_on_proof(
+        &mut self,
+        c: usize,
+        hello: Frame,
+        pending: PendingAttach,
+        mut proof: Frame,
+    ) {
+        if std::mem::take(&mut self.tamper_next_attach_proof) {
+            if let Frame::AttachProof { client_proof, .. } = &mut proof {
+                client_proof[7] ^= 0x80;
+            }
+        }
+        let result = self.server.complete_attach(pending, &proof, self.now);
+        match &result {
+            Ok(p) => {
+                self.conns[c].server_end = ServerEnd::Attached(*p);
+                if let Some(old) = self.server_conn.insert(*p, c) {
+                    // complete_attach retired the old path; the server closes its connection.
+                    let conn = &mut self.conns[old];
+                    conn.state = ConnState::Dead;
+                    conn.c2s.clear();
+                    conn.s2c.clear();
+                }
+            }
+            Err(_) => self.refuse(c, ErrorCode::AuthFailed),
+        }
+        self.log.attaches.push(AttachRecord {
+            conn: c,
+            at: self.now,
+            hello,
+            proof,
+            result,
+        });
+    }
+
+    /// Sends ERROR(`code`) and closes the connection once it has been delivered.
+    fn refuse(&mut self, c: usize, code: ErrorCode) {
+        let reason = code.to_string();
+        self.server_send(c, &Frame::Error { code, reason });
+        self.conns[c].server_end = ServerEnd::Closing;
+        self.log.refusals.push((c, code));
+    }
+
+    /// Writes one harness-made server frame (with the preamble if it is the first).
+    fn server_send(&mut self, c: usize, frame: &Frame) {
+        let conn = &mut self.conns[c];
+        let bytes = with_preamble(!conn.server_preamble_sent, frame);
+        conn.server_preamble_sent = true;
+        conn.s2c.write(self.now, bytes);
+        *self.log.frames_sent[1].entry(frame.name()).or_default() += 1;
+    }
+
+    fn client_receive(&mut self, c: usize, bytes: &[u8]) {
+        self.conns[c].client_rx.extend(bytes);
+        while self.conns[c].state == ConnState::Open {
+            let frame = match self.conns[c].client_rx.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return,
+                Err(e) => panic!("client could not deframe connection {c}: {e}"),
+            };
+            let path = self.conns[c].path;
+            if let ClientEnd::Scripted { inbox } = &mut self.conns[c].client_end {
+                inbox.push(frame);
+                continue;
+            }
+            if self.client_conn.get(&path) != Some(&c) {
+                continue; // a connection the client has abandoned
+            }
+            if let Err(e) = self.client.handle_frame(path, frame, self.now) {
+                let refused = matches!(e, FrameError::PathRefused(_));
+                self.log_error(Side::Client, logged(e));
+                if refused {
+                    assert!(
+                        self.client.path_stats(path).is_none(),
+                        "a refused path is removed"
+                    );
+                    // The client dropped this path (e.g. an impostor): it closes the connection.
+                    self.client_conn.remove(&path);
+                    self.kill_conn(c);
+                }
+            }
+        }
+    }
+
+    fn log_error(&mut self, side: Side, e: SessionError) {
+        let errors = &mut self.log.errors[side.idx()];
+        if errors.last().map(|(_, last)| last) != Some(&e) {
+            errors.push((self.now, e));
+        }
+    }
+
+    // ----- timers, applications, transmission ------------------------------------------------
+
+    fn drive_timers(&mut self) {
+        for s in [&mut self.client, &mut self.server] {
+            if s.poll_timeout().is_some_and(|t| t <= self.now) {
+                s.handle_timeout(self.now);
+            }
+        }
+    }
+
+    fn drive_apps(&mut self) {
+        let [client_app, server_app] = &mut self.apps;
+        let [client_m, server_m] = &mut self.log.milestones;
+        client_app.drive(self.now, &mut self.client, client_m);
+        server_app.drive(self.now, &mut self.server, server_m);
+    }
+
+    /// Asks each session for frames on each connection with send-buffer room, in a seeded
+    /// random order (as a runtime's tasks would run).
+    fn transmit_all(&mut self) {
+        let mut order: Vec<(usize, Side)> = (0..self.conns.len())
+            .filter(|&c| self.conns[c].state != ConnState::Dead)
+            .flat_map(|c| [(c, Side::Client), (c, Side::Server)])
+            .collect();
+        order.shuffle(&mut self.rng);
+        for (c, side) in order {
+            self.transmit(c, side);
+        }
+    }
+
+    fn transmit(&mut self, c: usize, side: Side) {
+        let conn = &self.conns[c];
+        if conn.state == ConnState::Dead {
+            return;
+        }
+        let path = match side {
+            Side::Client => match conn.client_end {
+                ClientEnd::Session if self.client_conn.get(&conn.path) == Some(&c) => conn.path,
+                _ => return,
+            },
+            Side::Server => match conn.server_end {
+                ServerEnd::Attached(p) if self.server_conn.get(&p) == Some(&c) => p,
+                _ => return,
+            },
+        };
+        let pipe = match side {
+            Side::Client => &conn.c2s,
+            Side::Server => &conn.s2c,
+        };
+        let room = self.cfg.sndbuf.saturating_sub(pipe.backlog(self.now));
+        if room == 0 {
+            return;
+        }
+        let mut buf = BytesMut::new();
+        let session = match side {
+            Side::Client => &mut self.client,
+            Side::Server => &mut self.server,
+        };
+        if !session.poll_transmit(path, self.now, &mut buf, room) {
+            return;
+        }
+        let names = frame_names(&buf);
+        let conn = &mut self.conns[c];
+        match side {
+            Side::Client => conn.c2s.write(self.now, buf.freeze()),
+            Side::Server => conn.s2c.write(self.now, buf.freeze()),
+        }
+        for name in &names {
+            *self.log.frames_sent[side.idx()].entry(name).or_default() += 1;
+        }
+        self.maybe_kill_on_frame(c, side, &names);
+    }
+
+    fn maybe_kill_on_frame(&mut self, c: usize, side: Side, names: &[&'static str]) {
+        let Some(k) = &self.cfg.kill_on_frame else {
+            return;
+        };
+        if k.side != side || !names.contains(&k.frame) {
+            return;
+        }
+        let reattach_after = k.reattach_after;
+        self.cfg.kill_on_frame = None;
+        let (path, link) = (self.conns[c].path, self.conns[c].link);
+        self.kill_conn(c);
+        if let Some(d) = reattach_after {
+            self.schedule(self.now + d, Fault::Reattach { path, link });
+        }
+    }
+
+    fn record_progress(&mut self) {
+        let now = self.now;
+        for (side, s) in [
+            (Side::Client, &mut self.client),
+            (Side::Server, &mut self.server),
+        ] {
+            while let Some(e) = s.poll_event() {
+                self.log.events.push((now, side, e));
+            }
+            let m = &mut self.log.milestones[side.idx()];
+            if m.write_finished_at.is_none() && s.write_finished() {
+                m.write_finished_at = Some(now);
+                m.read_at_write_finished = s.bytes_read();
+            }
+            if m.peer_finished_at.is_none() && s.peer_finished() {
+                m.peer_finished_at = Some(now);
+            }
+            if m.finished_at.is_none() && s.is_finished() {
+                m.finished_at = Some(now);
+            }
+        }
+    }
+
+    // ----- checks ----------------------------------------------------------------------------
+
+    /// Panics if either session has failed.
+    pub fn assert_no_errors(&self) {
+        for (name, s) in [("client", &self.client), ("server", &self.server)] {
+            if let Some(e) = s.error() {
+                panic!("{name} session failed: {e}\n{}", self.describe());
+            }
+        }
+    }
+
+    /// Panics unless each application read exactly what the other wrote.
+    pub fn assert_streams_identical(&self) {
+        let pairs = [("client → server", 0, 1), ("server → client", 1, 0)];
+        for (dir, from, to) in pairs {
+            let (sent, got) = (&self.apps[from].data, &self.apps[to].received);
+            if let Some(i) = sent.iter().zip(got.iter()).position(|(a, b)| a != b) {
+                panic!(
+                    "{dir}: streams differ first at byte {i}\n{}",
+                    self.describe()
+                );
+            }
+            assert_eq!(
+                sent.len(),
+                got.len(),
+                "{dir}: wrote {} bytes, read {}\n{}",
+                sent.len(),
+                got.len(),
+                self.describe()
+            );
+        }
+    }
+
+    /// A multi-line summary of the state, for failure messages.
+    pub fn describe(&self) -> String {
+        let mut d = String::new();
+        let _ = writeln!(
+            d,
+            "seed {} at {:?} after {} steps",
+            self.cfg.seed, self.now, self.steps
+        );
+        for (name, s, app) in [
+            ("client", &self.client, &self.apps[0]),
+            ("server", &self.server, &self.apps[1]),
+        ] {
+            let paths: Vec<_> = s.active_paths().collect();
+            let _ = writeln!(
+                d,
+                "  {name}: app wrote {}/{} read {}; session written {} acked {} read {} \
+                 readable {}; write_finished {} peer_finished {} finished {} error {:?}; \
+                 active paths {paths:?}; timeout {:?}",
+                app.written,
+                app.data.len(),
+                app.received.len(),
+                s.bytes_written(),
+                s.bytes_acked(),
+                s.bytes_read(),
+                s.readable(),
+                s.write_finished(),
+                s.peer_finished(),
+                s.is_finished(),
+                s.error(),
+                s.poll_timeout(),
+            );
+        }
+        for (i, c) in self
+            .conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.state != ConnState::Dead)
+        {
+            let _ = writeln!(
+                d,
+                "  conn {i}: path {} {:?} server {:?}, c2s {} segs, s2c {} segs",
+                c.path,
+                c.state,
+                c.server_end_name(),
+                c.c2s.queued(),
+                c.s2c.queued()
+            );
+        }
+        let _ = writeln!(d, "  frames sent: {:?}", self.log.frames_sent);
+        let _ = writeln!(d, "  errors: {:?}", self.log.errors);
+        let _ = write!(d, "  pending faults: {:?}", self.faults);
+        d
+    }
+}
+
+/// Encodes `frame`, behind the preamble if `preamble`.
+fn with_preamble(preamble: bool, frame: &Frame) -> Bytes {
+    let mut buf = BytesMut::new();
+    if preamble {
+        buf.extend_from_slice(&PREAMBLE);
+    }
+    frame.encode(&mut buf);
+    buf.freeze()
+}
+
+/// Moves time forward to deliveries on `pipe` until `rx` yields a frame (handshake only).
+fn await_frame(pipe: &mut Pipe, rx: &mut Deframer, now: &mut Duration) -> Frame {
+    loop {
+        if let Some(frame) = rx.next_frame().expect("handshake frames decode") {
+            return frame;
+        }
+        *now = pipe.next_delivery().expect("handshake bytes are in flight");
+        for bytes in pipe.take_due(*now) {
+            rx.extend(&bytes);
+        }
+    }
+}
+
+/// Names of the whole frames in `buf` (as written by `poll_transmit`).
+fn frame_names(buf: &[u8]) -> Vec<&'static str> {
+    let mut d = Deframer::after_preamble();
+    d.extend(buf);
+    let mut names = Vec::new();
+    while let Some(frame) = d.next_frame().expect("a session emits well-formed frames") {
+        names.push(frame.name());
+    }
+    assert_eq!(d.buffered(), 0, "poll_transmit emitted a partial frame");
+    names
+}
+
+/// How a rejected frame is recorded in the log (a refused path as a protocol error).
+fn logged(e: FrameError) -> SessionError {
+    match e {
+        FrameError::Session(e) => e,
+        FrameError::PathRefused(m) => SessionError::Protocol(m),
+    }
+}
