@@ -31,7 +31,10 @@ complete -c msock -n "__fish_msock_needs_command" -f -a "listen" -d 'Wait for a 
 complete -c msock -n "__fish_msock_needs_command" -f -a "connect" -d 'Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`)'
 complete -c msock -n "__fish_msock_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c msock -n "__fish_msock_using_subcommand listen" -l detect-wait -d 'How long a new client may stay silent before it is taken for plain TCP' -r
-complete -c msock -n "__fish_msock_using_subcommand listen" -l idle-timeout -d 'End a session that has sent and received nothing for this long (e.g. 30s, 2m)' -r
+complete -c msock -n "__fish_msock_using_subcommand listen" -l idle-timeout -d 'End a session that has sent and received no data for this long (e.g. 30s, 2m)' -r
+complete -c msock -n "__fish_msock_using_subcommand listen" -l resume-timeout -d 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree' -r
+complete -c msock -n "__fish_msock_using_subcommand listen" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
+complete -c msock -n "__fish_msock_using_subcommand listen" -l dead-time -d 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand listen" -s k -l keep-open -d 'After a session ends, wait for the next one (sessions are served one at a time)'
 complete -c msock -n "__fish_msock_using_subcommand listen" -l no-plain -d 'Refuse clients that do not speak msock instead of serving them as plain TCP'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s 4 -d 'Use IPv4 addresses only'
@@ -43,7 +46,11 @@ complete -c msock -n "__fish_msock_using_subcommand listen" -s h -l help -d 'Pri
 complete -c msock -n "__fish_msock_using_subcommand listen" -s V -l version -d 'Print version'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s w -l wait -d 'Give up connecting (TCP connect and msock handshake) after this long' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -s s -l source -d 'Local address to connect from' -r
-complete -c msock -n "__fish_msock_using_subcommand connect" -l idle-timeout -d 'End a session that has sent and received nothing for this long (e.g. 30s, 2m)' -r
+complete -c msock -n "__fish_msock_using_subcommand connect" -l retry-interval -d 'After losing the connection, try to reconnect this often (re-resolving HOST each time) until --resume-timeout' -r
+complete -c msock -n "__fish_msock_using_subcommand connect" -l idle-timeout -d 'End a session that has sent and received no data for this long (e.g. 30s, 2m)' -r
+complete -c msock -n "__fish_msock_using_subcommand connect" -l resume-timeout -d 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree' -r
+complete -c msock -n "__fish_msock_using_subcommand connect" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
+complete -c msock -n "__fish_msock_using_subcommand connect" -l dead-time -d 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l plain -d 'Talk plain TCP (no msock session) to a server that does not speak msock'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s 4 -d 'Use IPv4 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s 6 -d 'Use IPv6 addresses only'

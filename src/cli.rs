@@ -56,9 +56,22 @@ pub struct StreamArgs {
     #[arg(short = '6')]
     pub ipv6: bool,
 
-    /// End a session that has sent and received nothing for this long (e.g. 30s, 2m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// End a session that has sent and received no data for this long (e.g. 30s, 2m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub idle_timeout: Option<Duration>,
+
+    /// Keep a session whose flowpaths all broke this long, waiting for the network (or the
+    /// peer) to come back; the client retries meanwhile. Both ends should agree.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub resume_timeout: Duration,
+
+    /// Probe a flowpath with a PING when nothing arrived on it for this long.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_positive_duration)]
+    pub keepalive: Duration,
+
+    /// Declare a flowpath dead (and move to a new one) when it owes an answer for this long.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration)]
+    pub dead_time: Duration,
 
     /// Only receive: do not read stdin, close our sending side at once.
     #[arg(long, conflicts_with = "send_only")]
@@ -101,12 +114,17 @@ pub struct ConnectArgs {
     pub dest: String,
 
     /// Give up connecting (TCP connect and msock handshake) after this long.
-    #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
     pub wait: Duration,
 
     /// Local address to connect from.
     #[arg(short, long, value_name = "ADDR")]
     pub source: Option<std::net::IpAddr>,
+
+    /// After losing the connection, try to reconnect this often (re-resolving HOST each time)
+    /// until --resume-timeout.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_positive_duration)]
+    pub retry_interval: Duration,
 
     /// Talk plain TCP (no msock session) to a server that does not speak msock.
     #[arg(long)]
@@ -127,6 +145,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(s)
         .map_err(|e| format!("'{s}' is not a duration ({e}); try 500ms, 10s or 2m"))
+}
+
+/// Like [`parse_duration`], but zero is refused (it would end everything at once).
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!(
+            "'{s}' is zero; give a positive duration such as 500ms"
+        )),
+        d => Ok(d),
+    }
 }
 
 /// Parses a listen address: `PORT`, `ADDR:PORT`, `[V6]:PORT`. Returns the host part (None =

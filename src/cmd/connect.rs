@@ -7,7 +7,9 @@ use std::time::Instant;
 use super::{ctrl_c, family, finish, session_config, Failure};
 use crate::cli::ConnectArgs;
 use crate::proto::PathId;
-use crate::runtime::{client, open_session, plain, resolve, Driver, StdinSource, StdoutSink};
+use crate::runtime::{
+    client, open_session, plain, resolve, Driver, ReconnectPolicy, StdinSource, StdoutSink,
+};
 
 /// Runs `msock connect`.
 pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
@@ -45,6 +47,14 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
         open_session(&addrs, source, timeout, session_config(&args.stream)).await?;
     let mut driver = Driver::new(session, epoch, input, output);
     driver.add_path(PathId(0), conn);
+    driver.set_resume_timeout(args.stream.resume_timeout);
+    driver.set_reconnect(ReconnectPolicy {
+        dest: args.dest.clone(),
+        family: family(&args.stream),
+        source: args.source,
+        attempt_timeout: args.wait,
+        retry_interval: args.retry_interval,
+    });
     driver.set_interrupt(ctrl_c());
     let (r, totals) = driver.run().await;
     finish(r, totals, started, stdout).await

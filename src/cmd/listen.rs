@@ -19,13 +19,13 @@ use crate::runtime::{
     StdoutSink,
 };
 
-/// How long the listener keeps a session whose flowpaths all broke, waiting for the client to
-/// attach a new one.
-const RESUME_WAIT: Duration = Duration::from_secs(10);
-
 /// Runs `msock listen`.
 pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     let (host, port) = parse_listen_addr(&args.addr).map_err(Failure::local)?;
+    // Take over Ctrl-C before announcing the port, so that a script that starts us and then
+    // interrupts us always sees exit status 130.
+    let mut interrupted = Box::pin(ctrl_c());
+    futures_poll_once(interrupted.as_mut()).await;
     let fam = family(&args.stream);
     let listeners = bind_all(host.as_deref(), port, fam).await?;
     for l in &listeners {
@@ -59,7 +59,7 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
                     Some(i) => i,
                     None => return Err(Failure::local("the listening sockets closed")),
                 },
-                _ = ctrl_c() => return Err(Failure::interrupted()),
+                _ = &mut interrupted => return Err(Failure::interrupted()),
             },
         };
         let result = {
@@ -97,6 +97,18 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
             _ => {}
         }
     }
+}
+
+/// Polls `f` once (registering whatever it waits for), without waiting for it.
+async fn futures_poll_once<F: std::future::Future + ?Sized>(f: std::pin::Pin<&mut F>) {
+    let mut f = Some(f);
+    std::future::poll_fn(|cx| {
+        if let Some(f) = f.take() {
+            let _ = f.poll(cx);
+        }
+        std::task::Poll::Ready(())
+    })
+    .await
 }
 
 /// Binds every listening socket `[host:]port` asks for.
@@ -222,7 +234,7 @@ async fn serve(
             let mut driver = Driver::new(session, epoch, stdin, stdout);
             driver.add_path(PathId(0), conn);
             driver.set_incoming(arx);
-            driver.set_resume_wait(RESUME_WAIT);
+            driver.set_resume_timeout(args.stream.resume_timeout);
             driver.set_interrupt(ctrl_c());
             let (r, totals) = driver.run().await;
             routes.lock().expect("routes lock").remove(&id);

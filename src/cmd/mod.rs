@@ -47,7 +47,7 @@ impl Failure {
 impl From<ConnectError> for Failure {
     fn from(e: ConnectError) -> Self {
         match e {
-            ConnectError::NoAddress(..) => Failure::local(e),
+            ConnectError::NoAddress(..) | ConnectError::SourceFamily(..) => Failure::local(e),
             _ => Failure::network(e),
         }
     }
@@ -57,6 +57,8 @@ impl From<ConnectError> for Failure {
 pub fn session_config(args: &StreamArgs) -> Config {
     Config {
         idle_timeout: args.idle_timeout,
+        keepalive: args.keepalive,
+        dead_time: args.dead_time,
         ..Config::default()
     }
 }

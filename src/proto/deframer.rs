@@ -121,12 +121,17 @@ impl Deframer {
                 }
             }
         }
-        if self.buf.len() < FRAME_HEADER_LEN {
+        if self.buf.len() < 4 {
             return Ok(None);
         }
+        // Judge the length as soon as it is in: a peer that sends a bad one and then waits is
+        // told at once.
         let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
         if len == 0 || len as usize > MAX_FRAME_LEN {
             return Err(DecodeError::BadLength(len).into());
+        }
+        if self.buf.len() < FRAME_HEADER_LEN {
+            return Ok(None);
         }
         if self.buf.len() < 4 + len as usize {
             return Ok(None);

@@ -86,6 +86,10 @@ pub struct Path {
     pub last_sent: Duration,
     /// When we last received a frame on this path.
     pub last_recv: Duration,
+    /// Since when we have been waiting for the peer to answer on this path: something is
+    /// outstanding (unacknowledged data, a PING, a FIN) and nothing has arrived since. None
+    /// while nothing is outstanding.
+    pub awaiting_since: Option<Duration>,
     /// Handshake frames to send before anything else.
     pub control: VecDeque<Frame>,
 }
@@ -107,6 +111,7 @@ impl Path {
             ping_now: false,
             last_sent: now,
             last_recv: now,
+            awaiting_since: None,
             control: VecDeque::new(),
         }
     }
@@ -114,6 +119,17 @@ impl Path {
     /// True once the path carries stream data.
     pub fn is_active(&self) -> bool {
         self.state == PathState::Active
+    }
+
+    /// True while the peer owes this path an answer: unacknowledged data, a PING or a FIN.
+    pub fn has_outstanding(&self) -> bool {
+        !self.inflight.is_empty() || self.ping_outstanding.is_some() || self.fin_inflight
+    }
+
+    /// True when the peer has owed an answer for `dead_time` and said nothing.
+    pub fn is_dead(&self, now: Duration, dead_time: Duration) -> bool {
+        self.awaiting_since
+            .is_some_and(|t| now.saturating_sub(t) >= dead_time)
     }
 
     /// Records that `[start, end)` was sent on this path.

@@ -42,6 +42,9 @@ pub enum ConnectError {
     /// No address of the wanted family.
     #[error("{0} has no {1} address")]
     NoAddress(String, &'static str),
+    /// The source address (-s) cannot reach any address of the destination (user).
+    #[error("source address {src} and destination {dst} are not of the same address family (IPv4/IPv6)", src = .0.ip(), dst = .1)]
+    SourceFamily(SocketAddr, SocketAddr),
     /// TCP connect failed (refused, unreachable, timed out): the network or the peer.
     #[error("cannot connect to {0}: {1}")]
     Connect(SocketAddr, io::Error),
@@ -91,12 +94,9 @@ pub async fn connect_any(
         }
     }
     Err(last.unwrap_or_else(|| {
-        ConnectError::Connect(
+        ConnectError::SourceFamily(
+            source.expect("only a source filters addresses out"),
             addrs[0],
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the source address is of another address family",
-            ),
         )
     }))
 }

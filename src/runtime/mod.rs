@@ -7,9 +7,11 @@ pub mod conn;
 pub mod driver;
 pub mod listener;
 pub mod plain;
+pub mod reconnect;
 
 pub use app::{AppSink, AppSource, ReadSource, StdinSource, StdoutSink, WriteSink};
 pub use client::{open_session, resolve, ConnectError, Family};
 pub use conn::FlowConn;
 pub use driver::{AttachRequest, DriveError, Driver, Outcome, Totals};
 pub use listener::{accept_loop, DetectPolicy, Incoming, Routes};
+pub use reconnect::ReconnectPolicy;

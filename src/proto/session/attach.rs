@@ -7,7 +7,7 @@ use rand::RngCore;
 use super::{AttachError, Config, Event, Role, Session, SessionError};
 use crate::proto::auth::{ProofSide, SessionSecret};
 use crate::proto::frame::{Frame, NONCE_LEN, RANDOM_LEN};
-use crate::proto::path::{Path, PathId, PathState};
+use crate::proto::path::{Path, PathId, PathState, PathStats};
 
 /// Client side of opening a session: send [`ClientHandshake::hello`], feed the reply to
 /// [`ClientHandshake::handle_reply`].
@@ -148,10 +148,8 @@ impl Session {
         self.retire_path(id);
         let mut client_nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut client_nonce);
-        self.paths.insert(
-            id,
-            Path::new(PathState::AwaitChallenge { client_nonce }, now),
-        );
+        let path = self.fresh_path(id, PathState::AwaitChallenge { client_nonce }, now);
+        self.paths.insert(id, path);
         self.next_path_id = self.next_path_id.max(id.0 + 1);
         Frame::HelloAttach {
             session_id: self.id,
@@ -240,21 +238,37 @@ impl Session {
         }
         let id = pending.path;
         self.retire_path(id);
-        let mut path = Path::new(PathState::Active, now);
+        let mut path = self.fresh_path(id, PathState::Active, now);
         path.ack_now = true;
         path.ping_now = true;
         self.paths.insert(id, path);
         self.on_cumulative(*cumulative);
         self.events.push_back(Event::PathActive(id));
-        self.last_activity = now;
         Ok(id)
+    }
+
+    /// A new connection for path `id`, carrying over the counters of the connection it
+    /// replaces (the RTT estimate starts afresh: the route may differ).
+    fn fresh_path(&mut self, id: PathId, state: PathState, now: Duration) -> Path {
+        let mut path = Path::new(state, now);
+        let old = self.paths.get(&id).map(|p| p.stats.clone());
+        if let Some(stats) = old.or_else(|| self.retired_stats.remove(&id)) {
+            path.stats = PathStats {
+                srtt: None,
+                min_rtt: None,
+                ..stats
+            };
+        }
+        path
     }
 
     /// The connection of path `id` is gone (reset, closed, or given up on). Its in-flight
     /// bytes are queued for the remaining paths.
     pub fn path_closed(&mut self, id: PathId) {
         if self.retire_path(id) {
-            self.paths.remove(&id);
+            if let Some(p) = self.paths.remove(&id) {
+                self.retired_stats.insert(id, p.stats);
+            }
         }
     }
 

@@ -42,9 +42,14 @@ pub struct Config {
     pub ack_every: u64,
     /// Acknowledge at most this long after receiving data.
     pub ack_delay: Duration,
-    /// Send a PING on a path that has sent nothing for this long.
+    /// Send a PING on a path that has received nothing for this long (keeps idle paths and
+    /// NAT mappings alive, and tells a silent path from a dead one).
     pub keepalive: Duration,
-    /// End the session when nothing was sent or received for this long.
+    /// Declare a path dead when it has owed us an answer (an ACK for data, a PONG) for this
+    /// long; its bytes move to the other paths and the client replaces it.
+    pub dead_time: Duration,
+    /// End the session when no stream data (or FIN) was sent or received for this long;
+    /// keepalives do not count.
     pub idle_timeout: Option<Duration>,
 }
 
@@ -56,7 +61,8 @@ impl Default for Config {
             max_payload: MAX_DATA_PAYLOAD,
             ack_every: 256 << 10,
             ack_delay: Duration::from_millis(5),
-            keepalive: Duration::from_secs(15),
+            keepalive: Duration::from_secs(3),
+            dead_time: Duration::from_secs(5),
             idle_timeout: None,
         }
     }
@@ -85,22 +91,27 @@ pub enum SessionError {
         /// The peer's explanation.
         reason: String,
     },
-    /// Nothing was sent or received for the configured idle timeout.
-    #[error("no traffic for {0:?} (idle timeout)")]
+    /// No stream data was sent or received for the configured idle timeout.
+    #[error("no data for {} (idle timeout)", humantime::format_duration(*.0))]
     IdleTimeout(Duration),
-    /// The local application aborted the session.
-    #[error("aborted locally")]
-    Aborted,
+    /// This side ended the session early; the reason is phrased for the peer ("interrupted
+    /// by its user").
+    #[error("session aborted: {0}")]
+    Aborted(String),
 }
 
 impl SessionError {
-    /// The ERROR code to tell the peer, if it should be told.
-    pub fn wire_code(&self) -> Option<ErrorCode> {
+    /// The ERROR frame to tell the peer, if it should be told: a code and a reason written
+    /// from the peer's point of view.
+    pub fn wire(&self) -> Option<(ErrorCode, String)> {
         match self {
-            SessionError::Protocol(_) => Some(ErrorCode::Protocol),
+            SessionError::Protocol(m) => Some((ErrorCode::Protocol, m.clone())),
             SessionError::PeerError { .. } => None,
-            SessionError::IdleTimeout(_) => Some(ErrorCode::IdleTimeout),
-            SessionError::Aborted => Some(ErrorCode::Aborted),
+            SessionError::IdleTimeout(d) => Some((
+                ErrorCode::IdleTimeout,
+                format!("no data for {}", humantime::format_duration(*d)),
+            )),
+            SessionError::Aborted(why) => Some((ErrorCode::Aborted, why.clone())),
         }
     }
 }
@@ -141,6 +152,9 @@ pub enum Event {
     /// A flowpath's connection was closed or replaced; its unacknowledged bytes are queued
     /// for the remaining paths.
     PathClosed(PathId),
+    /// A flowpath went silent for the dead time and was retired: close its connection (and,
+    /// on the client, replace it). Followed by [`Event::PathClosed`].
+    PathDead(PathId),
     /// The peer's stream has ended and all of it was read.
     PeerFinished,
     /// Both directions are closed and acknowledged: the session is complete.
@@ -157,6 +171,8 @@ pub struct Session {
     secret: SessionSecret,
     config: Config,
     paths: BTreeMap<PathId, Path>,
+    /// Counters of paths whose connection died, until a new connection takes the id over.
+    retired_stats: BTreeMap<PathId, PathStats>,
     /// Next path id the client will use for a new flowpath.
     next_path_id: u32,
     send: SendBuffer,
@@ -175,9 +191,13 @@ pub struct Session {
     recv: RecvBuffer,
     /// We owe the peer a FIN_ACK.
     fin_ack_owed: bool,
+    /// A FIN_ACK has gone out at least once. Completion needs this, not "none owed": a
+    /// FIN_ACK re-owed after a path died is best effort, because the peer usually had it
+    /// already and has closed its connections because it was done.
+    fin_ack_sent: bool,
     /// The receive limit we last advertised.
     advertised_limit: u64,
-    /// Last time anything was sent or received (for the idle timeout).
+    /// Last time stream data or a FIN was sent or received (for the idle timeout).
     last_activity: Duration,
     /// Set once the session has failed; nothing more is sent but ERROR.
     error: Option<SessionError>,
@@ -212,6 +232,7 @@ impl Session {
                 ..config
             },
             paths: BTreeMap::new(),
+            retired_stats: BTreeMap::new(),
             next_path_id: 0,
             next_new: 0,
             retransmit: RangeSet::new(),
@@ -221,6 +242,7 @@ impl Session {
             fin_unsent: false,
             recv,
             fin_ack_owed: false,
+            fin_ack_sent: false,
             advertised_limit,
             last_activity: now,
             error: None,
@@ -229,6 +251,11 @@ impl Session {
             events: VecDeque::new(),
             next_token: 1,
         }
+    }
+
+    /// The settings this session runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The session id (client half in the high 32 bits).
@@ -306,6 +333,11 @@ impl Session {
         Some(c)
     }
 
+    /// Stream bytes waiting to be re-sent because the connection that carried them died.
+    pub fn resend_pending(&self) -> u64 {
+        self.retransmit.len_bytes()
+    }
+
     /// Bytes ready for [`Session::read_chunk`].
     pub fn readable(&self) -> u64 {
         self.recv.readable()
@@ -319,7 +351,7 @@ impl Session {
     /// True once the peer's whole stream has arrived (not necessarily read) and our FIN_ACK for
     /// it has been sent: nothing more needs to come from or go to the peer for that direction.
     pub fn peer_complete_and_acked(&self) -> bool {
-        self.recv.is_complete() && !self.fin_ack_owed
+        self.recv.is_complete() && self.fin_ack_sent
     }
 
     /// True once our FIN was acknowledged: the peer has every byte we wrote.

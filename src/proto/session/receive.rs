@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{Event, FrameError, Session, SessionError};
 use crate::proto::auth::ProofSide;
-use crate::proto::frame::Frame;
+use crate::proto::frame::{ErrorCode, Frame};
 use crate::proto::path::{PathId, PathState};
 
 impl Session {
@@ -38,7 +38,6 @@ impl Session {
             return proto(format!("frame on unknown path {id}"));
         };
         path.last_recv = now;
-        self.last_activity = now;
         if let PathState::AwaitChallenge { client_nonce } = path.state {
             return match frame {
                 Frame::Challenge {
@@ -86,9 +85,22 @@ impl Session {
                     self.events.push_back(Event::PathActive(id));
                     Ok(())
                 }
+                Frame::Error {
+                    code: ErrorCode::UnknownSession,
+                    reason,
+                } => {
+                    // The server no longer has the session (it restarted, or gave up waiting):
+                    // no flowpath can ever attach again.
+                    self.paths.remove(&id);
+                    Err(SessionError::PeerError {
+                        code: ErrorCode::UnknownSession,
+                        reason,
+                    }
+                    .into())
+                }
                 Frame::Error { code, reason } => {
-                    // The server refused this attach (e.g. unknown session): the path is gone;
-                    // whether the session can go on is the runtime's call.
+                    // The server refused this attach (e.g. busy): the path is gone, the session
+                    // may still succeed with another attempt.
                     self.paths.remove(&id);
                     Err(FrameError::PathRefused(format!(
                         "attach refused: {code}: {reason}"
@@ -102,6 +114,7 @@ impl Session {
         }
         match frame {
             Frame::Data { offset, payload } => {
+                self.last_activity = now;
                 let len = payload.len() as u64;
                 self.recv
                     .insert(offset, payload)
@@ -144,6 +157,7 @@ impl Session {
                 }
             }
             Frame::Fin { final_offset } => {
+                self.last_activity = now;
                 self.recv
                     .set_fin(final_offset)
                     .map_err(|e| SessionError::Protocol(e.to_string()))?;
@@ -169,6 +183,10 @@ impl Session {
             }
             other => return proto(format!("unexpected {} on an active path", other.name())),
         }
+        if let Some(path) = self.paths.get_mut(&id) {
+            // The peer spoke: restart the dead-time clock if it still owes us something.
+            path.awaiting_since = path.has_outstanding().then_some(now);
+        }
         self.check_finished();
         Ok(())
     }
@@ -187,7 +205,7 @@ impl Session {
             self.peer_finished_reported = true;
             self.events.push_back(Event::PeerFinished);
         }
-        if !self.finished && self.local_fin_acked && self.recv.is_finished() && !self.fin_ack_owed {
+        if !self.finished && self.local_fin_acked && self.recv.is_finished() && self.fin_ack_sent {
             self.finished = true;
             self.events.push_back(Event::Finished);
         }
@@ -195,8 +213,7 @@ impl Session {
 
     pub(super) fn fail(&mut self, e: SessionError) {
         if self.error.is_none() {
-            if let Some(code) = e.wire_code() {
-                let reason = e.to_string();
+            if let Some((code, reason)) = e.wire() {
                 for p in self.paths.values_mut() {
                     p.control.push_back(Frame::Error {
                         code,
@@ -209,8 +226,9 @@ impl Session {
         }
     }
 
-    /// Ends the session at once, telling the peer (e.g. on Ctrl-C).
-    pub fn abort(&mut self) {
-        self.fail(SessionError::Aborted);
+    /// Ends the session at once, telling the peer why (`why` is phrased for the peer, e.g.
+    /// "interrupted by its user").
+    pub fn abort(&mut self, why: impl Into<String>) {
+        self.fail(SessionError::Aborted(why.into()));
     }
 }

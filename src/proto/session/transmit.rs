@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use super::{Session, SessionError};
+use super::{Event, Session, SessionError};
 use crate::proto::frame::Frame;
 use crate::proto::path::{Path, PathId};
 
@@ -52,8 +52,9 @@ impl Session {
                 Frame::FinAck { final_offset: fin }.encode(out);
             }
             self.fin_ack_owed = false;
+            self.fin_ack_sent = true;
         }
-        let keepalive_due = now.saturating_sub(path.last_sent) >= self.config.keepalive;
+        let keepalive_due = now.saturating_sub(path.last_recv) >= self.config.keepalive;
         if (path.ping_now || keepalive_due) && path.ping_outstanding.is_none() {
             let token = self.next_token;
             self.next_token += 1;
@@ -61,6 +62,8 @@ impl Session {
             path.ping_outstanding = Some((token, now));
             path.ping_now = false;
         }
+        // Whether stream bytes (or FIN) go out: that, not keepalives, is activity.
+        let mut sent_stream = false;
         // Re-sends of bytes lost with a dead path.
         while out.len() - start_len < budget {
             let Some(r) = self.retransmit.pop_front(self.config.max_payload as u64) else {
@@ -95,19 +98,21 @@ impl Session {
             path.record_sent(s, e);
             path.stats.bytes_sent += chunk.len() as u64;
             self.next_new = e;
+            sent_stream = true;
         }
         if let Some(fin) = self.local_fin {
             if self.fin_unsent && self.next_new == fin && self.retransmit.is_empty() {
                 Frame::Fin { final_offset: fin }.encode(out);
                 self.fin_unsent = false;
                 path.fin_inflight = true;
+                sent_stream = true;
             }
+        }
+        if sent_stream {
+            self.last_activity = now;
         }
         let path = self.paths.get_mut(&id).expect("checked above");
         let any = Self::sent(path, out, start_len, now);
-        if any {
-            self.last_activity = now;
-        }
         self.check_finished();
         any
     }
@@ -116,6 +121,9 @@ impl Session {
         let any = out.len() > start_len;
         if any {
             path.last_sent = now;
+            if path.awaiting_since.is_none() && path.has_outstanding() {
+                path.awaiting_since = Some(now);
+            }
         }
         any
     }
@@ -136,7 +144,7 @@ impl Session {
             || path.ack_deadline.is_some_and(|d| d <= now)
             || self.fin_ack_owed
             || (path.ping_now && path.ping_outstanding.is_none())
-            || (now.saturating_sub(path.last_sent) >= self.config.keepalive
+            || (now.saturating_sub(path.last_recv) >= self.config.keepalive
                 && path.ping_outstanding.is_none())
             || !self.retransmit.is_empty()
             || self.next_new < self.peer_limit.min(self.send.end())
@@ -158,7 +166,10 @@ impl Session {
                 min(d);
             }
             if p.ping_outstanding.is_none() {
-                min(p.last_sent + self.config.keepalive);
+                min(p.last_recv + self.config.keepalive);
+            }
+            if let Some(since) = p.awaiting_since {
+                min(since + self.config.dead_time);
             }
         }
         t
@@ -173,7 +184,18 @@ impl Session {
         if let Some(idle) = self.config.idle_timeout {
             if now >= self.last_activity + idle {
                 self.fail(SessionError::IdleTimeout(idle));
+                return;
             }
+        }
+        let dead: Vec<PathId> = self
+            .paths
+            .iter()
+            .filter(|(_, p)| p.is_active() && p.is_dead(now, self.config.dead_time))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in dead {
+            self.events.push_back(Event::PathDead(id));
+            self.path_closed(id);
         }
     }
 }

@@ -40,7 +40,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use super::session::{ClientHandshake, FrameError, PendingAttach, Session, SessionError};
+use super::session::{ClientHandshake, Event, FrameError, PendingAttach, Session, SessionError};
 use super::{Deframer, ErrorCode, Frame, PathId, PREAMBLE};
 
 use app::App;
@@ -634,11 +634,15 @@ impl Sim {
 
     fn record_progress(&mut self) {
         let now = self.now;
+        let mut dead = Vec::new();
         for (side, s) in [
             (Side::Client, &mut self.client),
             (Side::Server, &mut self.server),
         ] {
             while let Some(e) = s.poll_event() {
+                if let Event::PathDead(p) = e {
+                    dead.push((side, p));
+                }
                 self.log.events.push((now, side, e));
             }
             let m = &mut self.log.milestones[side.idx()];
@@ -651,6 +655,25 @@ impl Sim {
             }
             if m.finished_at.is_none() && s.is_finished() {
                 m.finished_at = Some(now);
+            }
+        }
+        for (side, path) in dead {
+            self.on_path_dead(side, path);
+        }
+    }
+
+    /// What the runtime does with a path the session declared dead: the server stops using
+    /// that connection; the client abandons it and attaches a replacement right away.
+    fn on_path_dead(&mut self, side: Side, path: PathId) {
+        match side {
+            Side::Server => {
+                self.server_conn.remove(&path);
+            }
+            Side::Client => {
+                if let Some(&c) = self.client_conn.get(&path) {
+                    let link = self.conns[c].link;
+                    self.apply_fault(Fault::Reattach { path, link });
+                }
             }
         }
     }

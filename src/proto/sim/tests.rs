@@ -723,16 +723,47 @@ fn keepalive_holds_an_idle_session_open() {
     );
     for c in [&mut cfg.client, &mut cfg.server] {
         c.keepalive = Duration::from_secs(1);
-        c.idle_timeout = Some(Duration::from_secs(3));
+        c.dead_time = Duration::from_secs(2);
     }
     let mut sim = Sim::new(cfg);
     sim.run_for(Duration::from_secs(30));
     sim.assert_no_errors();
-    // Each side pings after a second without sending; the other's PONG counts as sending.
+    // A side pings after a second without hearing anything; every PING is answered, so no
+    // path is ever declared dead.
     let pings = sim.log.sent(Side::Client, "PING") + sim.log.sent(Side::Server, "PING");
     let pongs = sim.log.sent(Side::Client, "PONG") + sim.log.sent(Side::Server, "PONG");
-    assert!(pings >= 29, "{:?}", sim.log.frames_sent);
+    assert!(pings >= 15, "{:?}", sim.log.frames_sent);
     assert!(pongs + 2 >= pings, "{:?}", sim.log.frames_sent);
+    assert!(
+        !sim.log
+            .events
+            .iter()
+            .any(|(_, _, e)| matches!(e, Event::PathDead(_))),
+        "a path that answers its PINGs is not dead"
+    );
+}
+
+#[test]
+fn idle_timeout_ignores_keepalives() {
+    let idle = Duration::from_secs(3);
+    let mut cfg = SimConfig::new(19).apps(
+        AppSpec::sending(0).never_closing(),
+        AppSpec::sending(0).never_closing(),
+    );
+    for c in [&mut cfg.client, &mut cfg.server] {
+        c.keepalive = Duration::from_millis(500);
+        c.idle_timeout = Some(idle);
+    }
+    let mut sim = Sim::new(cfg);
+    sim.run_until("a side times out", |s| {
+        s.client.error().is_some() || s.server.error().is_some()
+    });
+    assert!(sim.log.sent(Side::Client, "PING") + sim.log.sent(Side::Server, "PING") >= 4);
+    assert!(
+        sim.now() >= idle && sim.now() <= idle + ms(100),
+        "{:?}",
+        sim.now()
+    );
 }
 
 #[test]
@@ -825,35 +856,37 @@ fn random_scenarios_soak() {
 }
 
 #[test]
-fn idle_timeout_detects_a_partition() {
-    // Keepalives keep an idle session open only while PONGs come back: one PING is
-    // outstanding at a time, so during a partition nothing is sent and the timeout fires.
+fn dead_time_detects_a_partition_and_the_client_moves() {
+    // During a long partition the PING goes unanswered: after the dead time both ends retire
+    // the path, the client attaches a replacement, and the transfer completes.
     let mut cfg = SimConfig::new(18)
-        .apps(
-            AppSpec::sending(0).never_closing(),
-            AppSpec::sending(0).never_closing(),
-        )
+        .apps(AppSpec::sending(4 * MB), AppSpec::sending(MB))
         .fault(
-            5_000,
+            300,
             Fault::Partition {
                 path: PathId(0),
-                duration: Duration::from_secs(60),
+                duration: Duration::from_secs(600),
             },
         );
     for c in [&mut cfg.client, &mut cfg.server] {
         c.keepalive = Duration::from_secs(1);
-        c.idle_timeout = Some(Duration::from_secs(3));
+        c.dead_time = Duration::from_secs(2);
     }
-    let mut sim = Sim::new(cfg);
-    sim.run_until("both time out", |s| {
-        s.client.error().is_some() && s.server.error().is_some()
-    });
-    for s in [&sim.client, &sim.server] {
-        assert_eq!(
-            s.error(),
-            Some(&SessionError::IdleTimeout(Duration::from_secs(3)))
-        );
-    }
-    let t = sim.now();
-    assert!(t > ms(7_000) && t < ms(9_500), "{t:?}");
+    let sim = transfer(cfg);
+    let dead: Vec<_> = sim
+        .log
+        .events
+        .iter()
+        .filter(|(_, side, e)| *side == Side::Client && matches!(e, Event::PathDead(_)))
+        .map(|(t, _, _)| *t)
+        .collect();
+    assert_eq!(dead.len(), 1, "{:?}", sim.log.events);
+    // At worst the path is probed a keepalive after it went silent and declared dead a dead
+    // time after that; at best the dead time runs from the partition itself.
+    assert!(
+        dead[0] >= ms(300 + 2_000) && dead[0] <= ms(300 + 1_000 + 2_000 + 100),
+        "{:?}",
+        dead[0]
+    );
+    assert!(sim.now() < Duration::from_secs(60), "{:?}", sim.now());
 }

@@ -1,0 +1,160 @@
+//! New flowpaths: the server challenges and verifies attaching connections; the client
+//! replaces paths that broke.
+
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use super::paths::{read_frames_once, write_out};
+use super::{AttachRequest, Driver, PathConn, PendingConn};
+use crate::proto::{ErrorCode, FrameError, PathId};
+use crate::runtime::app::{AppSink, AppSource};
+use crate::runtime::reconnect::ReplaceEvent;
+
+/// How long a server waits for the ATTACH_PROOF after its CHALLENGE.
+const PROOF_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl<I: AppSource, O: AppSink> Driver<I, O> {
+    pub(super) fn poll_incoming(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(rx) = self.incoming.as_mut() else {
+            return false;
+        };
+        let mut progress = false;
+        loop {
+            match rx.poll_recv(cx) {
+                Poll::Ready(Some(req)) => {
+                    progress = true;
+                    let AttachRequest { mut conn, hello } = req;
+                    match self.session.challenge_attach(&hello, &mut self.rng) {
+                        Ok((pending, challenge)) => {
+                            conn.queue_preamble();
+                            conn.queue(&challenge);
+                            self.pending.push(PendingConn {
+                                conn,
+                                pending,
+                                deadline: Instant::now() + PROOF_TIMEOUT,
+                            });
+                        }
+                        Err(e) => {
+                            tracing::info!("refusing flowpath from {}: {e}", conn.peer);
+                            tokio::spawn(conn.refuse(ErrorCode::UnknownSession, e.to_string()));
+                        }
+                    }
+                }
+                Poll::Ready(None) => {
+                    self.incoming = None;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        progress
+    }
+
+    /// Server: sends CHALLENGEs and checks ATTACH_PROOFs of connections being attached.
+    pub(super) fn poll_pending(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        let mut i = 0;
+        while i < self.pending.len() {
+            let p = &mut self.pending[i];
+            let mut drop_reason = None;
+            if let Err(e) = write_out(&mut p.conn, cx) {
+                drop_reason = Some(e.to_string());
+            }
+            match read_frames_once(&mut p.conn, cx) {
+                Ok(true) => progress = true,
+                Ok(false) => {}
+                Err(e) => drop_reason = Some(e),
+            }
+            if drop_reason.is_none() {
+                match p.conn.deframer.next_frame() {
+                    Ok(Some(frame)) => {
+                        let p = self.pending.swap_remove(i);
+                        let now = self.now();
+                        match self.session.complete_attach(p.pending, &frame, now) {
+                            Ok(id) => {
+                                tracing::info!("path {id} attached from {}", p.conn.peer);
+                                self.conns.retain(|c| c.id != id);
+                                self.conns.push(PathConn { id, conn: p.conn });
+                            }
+                            Err(e) => {
+                                tracing::warn!("refusing flowpath from {}: {e}", p.conn.peer);
+                                tokio::spawn(p.conn.refuse(ErrorCode::AuthFailed, e.to_string()));
+                            }
+                        }
+                        progress = true;
+                        continue;
+                    }
+                    Ok(None) if Instant::now() > p.deadline => {
+                        drop_reason = Some("no attach proof in time".into())
+                    }
+                    Ok(None) => {}
+                    Err(e) => drop_reason = Some(e.to_string()),
+                }
+            }
+            if let Some(why) = drop_reason {
+                tracing::info!("dropping attach attempt from {}: {why}", p.conn.peer);
+                self.pending.swap_remove(i);
+                progress = true;
+                continue;
+            }
+            i += 1;
+        }
+        progress
+    }
+
+    /// Client: starts replacing path `id`, unless the session no longer needs it.
+    pub(super) fn replace_path(&mut self, id: PathId) {
+        let needed = self.session_needs_network() && self.session.error().is_none();
+        let Some(r) = self.replacer.as_mut() else {
+            return;
+        };
+        if needed && !r.is_replacing(id) {
+            let now = self.epoch.elapsed();
+            let hello = self.session.reattach_path(id, &mut self.rng, now);
+            tracing::info!("path {id}: reconnecting");
+            r.start(id, hello);
+        }
+    }
+
+    /// Client: progress of replacements.
+    pub(super) fn poll_replacer(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        loop {
+            let Some(ev) = self.replacer.as_mut().and_then(|r| r.poll(cx)) else {
+                return progress;
+            };
+            progress = true;
+            match ev {
+                ReplaceEvent::Connected(id, conn, reply) => {
+                    let now = self.now();
+                    match self.session.handle_frame(id, reply, now) {
+                        Ok(()) => self.conns.push(PathConn { id, conn: *conn }),
+                        Err(FrameError::PathRefused(why)) => {
+                            tracing::info!("path {id}: {why}; retrying");
+                            self.last_path_error = why;
+                            self.retry_later(id);
+                        }
+                        Err(FrameError::Session(_)) => return true, // caller reports it
+                    }
+                }
+                ReplaceEvent::Failed(id, why) => {
+                    tracing::info!("path {id}: reconnect failed: {why}");
+                    self.last_path_error = why;
+                    self.retry_later(id);
+                }
+                ReplaceEvent::RetryDue(id) => {
+                    if let Some(r) = self.replacer.as_mut() {
+                        r.clear_slot(id);
+                    }
+                    self.replace_path(id);
+                }
+            }
+        }
+    }
+
+    fn retry_later(&mut self, id: PathId) {
+        if let Some(r) = self.replacer.as_mut() {
+            r.retry_later(id);
+        }
+    }
+}

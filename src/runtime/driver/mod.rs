@@ -1,0 +1,375 @@
+//! The session driver: one task that owns a [`Session`], its flowpath sockets, its timers and
+//! the application's byte source and sink, and moves bytes between them.
+//!
+//! It is a hand-written future (one `poll` that tries every source of progress in turn) rather
+//! than a web of tasks and locks: the session is never shared, and each wake-up does all the
+//! work that is ready. The pieces live in submodules: [`paths`] (flowpath sockets), [`app_io`]
+//! (the application side), [`attach`] (new flowpaths: server attaches, client replacements).
+
+mod app_io;
+mod attach;
+mod paths;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::sync::mpsc;
+use tokio::time::Sleep;
+
+use super::app::{AppSink, AppSource};
+use super::conn::FlowConn;
+use super::reconnect::{ReconnectPolicy, Replacer};
+use crate::proto::{Event, Frame, PathId, PendingAttach, Role, Session, SessionError};
+
+/// Most bytes queued into a path's output buffer per `poll_transmit`.
+const TRANSMIT_BUDGET: usize = 256 * 1024;
+/// Size of one read from a socket.
+const SOCKET_READ: usize = 256 * 1024;
+
+/// A new connection that asks to attach to this session (server side): its HELLO(attach) has
+/// been read already.
+#[derive(Debug)]
+pub struct AttachRequest {
+    /// The connection, preamble consumed, our preamble not yet sent.
+    pub conn: FlowConn,
+    /// The HELLO(attach) frame.
+    pub hello: Frame,
+}
+
+/// How a driven session ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Both directions completed and were acknowledged.
+    Finished,
+    /// The application's output went away (e.g. broken pipe on stdout); the session was ended.
+    OutputClosed,
+    /// The user interrupted (Ctrl-C); the peer was told.
+    Interrupted,
+}
+
+/// Why a driven session failed. Variants say whose fault it is.
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    /// The protocol layer failed (peer error, protocol violation, idle timeout).
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    /// Every flowpath broke and none could be restored in time.
+    #[error("connection to peer lost: {0}")]
+    PathsLost(String),
+    /// Reading the application's input failed (local).
+    #[error("reading input: {0}")]
+    Input(io::Error),
+    /// Writing the application's output failed (local).
+    #[error("writing output: {0}")]
+    Output(io::Error),
+}
+
+/// Running totals, for summaries.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    /// Application bytes handed to the session.
+    pub sent: u64,
+    /// Application bytes delivered to the output.
+    pub received: u64,
+}
+
+/// A flowpath's connection, attached or (client) attaching.
+struct PathConn {
+    id: PathId,
+    conn: FlowConn,
+}
+
+/// Server: a connection that was challenged and owes its ATTACH_PROOF.
+struct PendingConn {
+    conn: FlowConn,
+    pending: PendingAttach,
+    deadline: Instant,
+}
+
+/// A path that broke: where it was, and when, for the "moved ... resumed after" report.
+struct Lost {
+    local: SocketAddr,
+    peer: SocketAddr,
+    at: Instant,
+}
+
+/// Drives one session to completion. Build with [`Driver::new`], add connections, then
+/// `.run().await`.
+pub struct Driver<I, O> {
+    session: Session,
+    epoch: Instant,
+    conns: Vec<PathConn>,
+    pending: Vec<PendingConn>,
+    /// Server: new connections for this session.
+    incoming: Option<mpsc::Receiver<AttachRequest>>,
+    /// Client: replaces broken flowpaths.
+    replacer: Option<Replacer>,
+    /// Paths that broke and have not come back yet.
+    lost: HashMap<PathId, Lost>,
+    app_in: Option<I>,
+    /// Input read but not yet taken by the session (it was full).
+    in_chunk: Option<Bytes>,
+    app_out: Option<O>,
+    /// Received bytes taken from the session, not yet taken by the output.
+    out_chunk: Option<Bytes>,
+    /// The peer's stream has ended and all of it was handed to the output.
+    out_done: bool,
+    sleep: Pin<Box<Sleep>>,
+    sleep_at: Option<Duration>,
+    interrupt: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// How long to wait for a flowpath to come back after the last one broke.
+    resume_timeout: Duration,
+    /// Fires `resume_timeout` after the session lost its last flowpath; None while it has one.
+    orphaned: Option<Pin<Box<Sleep>>>,
+    rng: StdRng,
+    last_path_error: String,
+    totals: Totals,
+}
+
+impl<I: AppSource, O: AppSink> Driver<I, O> {
+    /// A driver for `session`, whose clock started at `epoch`. `input` is read and sent (None:
+    /// send nothing and half-close at once); received bytes go to `output` (None: discard).
+    pub fn new(session: Session, epoch: Instant, input: Option<I>, output: Option<O>) -> Self {
+        let mut d = Driver {
+            session,
+            epoch,
+            conns: Vec::new(),
+            pending: Vec::new(),
+            incoming: None,
+            replacer: None,
+            lost: HashMap::new(),
+            app_in: input,
+            in_chunk: None,
+            app_out: output,
+            out_chunk: None,
+            out_done: false,
+            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+            sleep_at: None,
+            interrupt: None,
+            resume_timeout: Duration::ZERO,
+            orphaned: None,
+            rng: StdRng::from_entropy(),
+            last_path_error: String::new(),
+            totals: Totals::default(),
+        };
+        if d.app_in.is_none() {
+            d.session.close_write();
+        }
+        d
+    }
+
+    /// Adds an active flowpath connection.
+    pub fn add_path(&mut self, id: PathId, conn: FlowConn) {
+        self.conns.push(PathConn { id, conn });
+    }
+
+    /// Server: connections that ask to attach to this session arrive on `rx`.
+    pub fn set_incoming(&mut self, rx: mpsc::Receiver<AttachRequest>) {
+        self.incoming = Some(rx);
+    }
+
+    /// Client: replace flowpaths that break, as `policy` says.
+    pub fn set_reconnect(&mut self, policy: ReconnectPolicy) {
+        self.replacer = Some(Replacer::new(policy));
+    }
+
+    /// Keep the session this long after its last flowpath broke, for a new one to attach.
+    pub fn set_resume_timeout(&mut self, wait: Duration) {
+        self.resume_timeout = wait;
+    }
+
+    /// A future that, when it completes, aborts the session (e.g. Ctrl-C).
+    pub fn set_interrupt(&mut self, f: impl Future<Output = ()> + Send + 'static) {
+        self.interrupt = Some(Box::pin(f));
+    }
+
+    /// Runs the session to its end, then closes the connections gracefully.
+    pub async fn run(mut self) -> (Result<Outcome, DriveError>, Totals) {
+        let r = std::future::poll_fn(|cx| self.poll_drive(cx)).await;
+        self.linger().await;
+        (r, self.totals)
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<Result<Outcome, DriveError>> {
+        // Bound the work per wake-up so that other tasks get the core too.
+        for _ in 0..64 {
+            let mut progress = false;
+            if let Some(i) = self.interrupt.as_mut() {
+                if i.as_mut().poll(cx).is_ready() {
+                    self.interrupt = None;
+                    self.session.abort("interrupted by its user");
+                    self.flush_best_effort(cx);
+                    return Poll::Ready(Ok(Outcome::Interrupted));
+                }
+            }
+            progress |= self.poll_incoming(cx);
+            progress |= self.poll_pending(cx);
+            progress |= self.poll_replacer(cx);
+            progress |= self.poll_sockets_read(cx);
+            match self.poll_app_in(cx) {
+                Ok(p) => progress |= p,
+                Err(e) => {
+                    self.session
+                        .abort(format!("it could not read its input ({e})"));
+                    self.flush_best_effort(cx);
+                    return Poll::Ready(Err(e));
+                }
+            }
+            match self.poll_app_out(cx) {
+                Ok(p) => progress |= p,
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                    self.session.abort("its output was closed");
+                    self.flush_best_effort(cx);
+                    return Poll::Ready(Ok(Outcome::OutputClosed));
+                }
+                Err(e) => {
+                    self.session
+                        .abort(format!("it could not write its output ({e})"));
+                    self.flush_best_effort(cx);
+                    return Poll::Ready(Err(DriveError::Output(e)));
+                }
+            }
+            progress |= self.poll_sockets_write(cx);
+            progress |= self.poll_timer(cx);
+            progress |= self.handle_events();
+            if let Some(e) = self.session.error() {
+                let e = e.clone();
+                self.flush_best_effort(cx);
+                return Poll::Ready(Err(e.into()));
+            }
+            if self.session.is_finished()
+                && self.out_done
+                && self.conns.iter().all(|c| c.conn.out.is_empty())
+            {
+                return Poll::Ready(Ok(Outcome::Finished));
+            }
+            let no_path = self.session.active_paths().next().is_none() && self.pending.is_empty();
+            if no_path {
+                if !self.session_needs_network() {
+                    if self.out_done {
+                        return Poll::Ready(Ok(Outcome::Finished));
+                    }
+                } else if let Some(e) = self.poll_orphaned(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            } else {
+                self.orphaned = None;
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Reacts to the session's events; true if any.
+    fn handle_events(&mut self) -> bool {
+        let mut any = false;
+        while let Some(ev) = self.session.poll_event() {
+            any = true;
+            match ev {
+                Event::PathActive(id) => self.report_path_up(id),
+                Event::PathDead(id) => {
+                    if let Some(i) = self.conns.iter().position(|c| c.id == id) {
+                        let c = self.conns.swap_remove(i);
+                        let why = format!(
+                            "no answer for {}",
+                            humantime::format_duration(self.session.config().dead_time)
+                        );
+                        self.lose_path(c, why);
+                    }
+                }
+                Event::PathClosed(id) => tracing::debug!("path {id} retired"),
+                Event::PeerFinished => tracing::info!("peer finished sending"),
+                Event::Finished => tracing::info!("session complete"),
+                Event::Failed(e) => tracing::debug!("session failed: {e}"),
+            }
+        }
+        any
+    }
+
+    /// Logs a path that came up, and how long it was gone if it had broken.
+    fn report_path_up(&mut self, id: PathId) {
+        let Some(c) = self.conns.iter().find(|c| c.id == id) else {
+            return;
+        };
+        match self.lost.remove(&id) {
+            Some(lost) => {
+                // The end that moved: ours on the client, the peer's on the server.
+                let (from, to) = match self.session.role() {
+                    Role::Client => (lost.local, c.conn.local),
+                    Role::Server => (lost.peer, c.conn.peer),
+                };
+                tracing::info!(
+                    "path {id} moved {} -> {}, resumed after {} ms, re-sending {} bytes that were in flight",
+                    from.ip(),
+                    to.ip(),
+                    lost.at.elapsed().as_millis(),
+                    self.session.resend_pending()
+                );
+            }
+            None => tracing::info!("path {id} up: {} -> {}", c.conn.local, c.conn.peer),
+        }
+    }
+
+    /// With no flowpath left: fails at once if no new one can come, or once the resume timeout
+    /// has passed.
+    fn poll_orphaned(&mut self, cx: &mut Context<'_>) -> Option<DriveError> {
+        let lost = || DriveError::PathsLost(self.last_path_error.clone());
+        let recoverable = self.incoming.is_some() || self.replacer.is_some();
+        if !recoverable || self.resume_timeout.is_zero() {
+            return Some(lost());
+        }
+        let wait = self.resume_timeout;
+        let timer = self.orphaned.get_or_insert_with(|| {
+            tracing::info!(
+                "all flowpaths lost; waiting up to {} for the peer to come back",
+                humantime::format_duration(wait)
+            );
+            Box::pin(tokio::time::sleep(wait))
+        });
+        if timer.as_mut().poll(cx).is_ready() {
+            return Some(lost());
+        }
+        None
+    }
+
+    /// True while the session still has to exchange something with the peer.
+    fn session_needs_network(&self) -> bool {
+        !(self.session.write_finished() && self.session.peer_complete_and_acked())
+    }
+
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let next = self.session.poll_timeout();
+        if next != self.sleep_at {
+            self.sleep_at = next;
+            let deadline = next.unwrap_or(Duration::from_secs(3600));
+            self.sleep
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(self.epoch + deadline));
+        }
+        if self.sleep_at.is_some() && self.sleep.as_mut().poll(cx).is_ready() {
+            let now = self.now();
+            self.session.handle_timeout(now);
+            self.sleep_at = None;
+            self.sleep.as_mut().reset(tokio::time::Instant::from_std(
+                self.epoch + now + Duration::from_secs(3600),
+            ));
+            return true;
+        }
+        false
+    }
+}

@@ -1,0 +1,214 @@
+//! Flowpath sockets: reading frames into the session, writing its frames out, losing a path.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Buf;
+use tokio::io::AsyncWrite;
+
+use super::{Driver, Lost, PathConn, SOCKET_READ, TRANSMIT_BUDGET};
+use crate::proto::{ErrorCode, Frame, FrameError};
+use crate::runtime::app::{AppSink, AppSource};
+use crate::runtime::conn::FlowConn;
+
+/// How long a finished session waits for the peer to close its side of each connection.
+const LINGER: Duration = Duration::from_secs(2);
+
+impl<I: AppSource, O: AppSink> Driver<I, O> {
+    pub(super) fn poll_sockets_read(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        let mut i = 0;
+        while i < self.conns.len() {
+            let id = self.conns[i].id;
+            let mut closed = None;
+            // A few reads per path per round keep paths fair.
+            for _ in 0..4 {
+                match read_frames_once(&mut self.conns[i].conn, cx) {
+                    Ok(true) => progress = true,
+                    Ok(false) => break,
+                    Err(e) => {
+                        closed = Some(e);
+                        break;
+                    }
+                }
+                let now = self.now();
+                loop {
+                    match self.conns[i].conn.deframer.next_frame() {
+                        Ok(Some(f)) => match self.session.handle_frame(id, f, now) {
+                            Ok(()) => {}
+                            Err(FrameError::PathRefused(why)) => {
+                                closed = Some(why);
+                                break;
+                            }
+                            Err(FrameError::Session(_)) => return true, // caller reports it
+                        },
+                        Ok(None) => break,
+                        Err(e) => {
+                            closed = Some(format!("peer sent garbage: {e}"));
+                            self.conns[i].conn.queue(&Frame::Error {
+                                code: ErrorCode::Protocol,
+                                reason: e.to_string(),
+                            });
+                            break;
+                        }
+                    }
+                }
+                if closed.is_some() {
+                    break;
+                }
+            }
+            if let Some(why) = closed {
+                let c = self.conns.swap_remove(i);
+                self.lose_path(c, why);
+                progress = true;
+                continue;
+            }
+            i += 1;
+        }
+        progress
+    }
+
+    pub(super) fn poll_sockets_write(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        let now = self.now();
+        let mut i = 0;
+        while i < self.conns.len() {
+            let c = &mut self.conns[i];
+            let mut failed = None;
+            loop {
+                if c.conn.out.is_empty()
+                    && !self
+                        .session
+                        .poll_transmit(c.id, now, &mut c.conn.out, TRANSMIT_BUDGET)
+                {
+                    break;
+                }
+                match write_out(&mut c.conn, cx) {
+                    Ok(true) => progress = true,
+                    Ok(false) => break,
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        break;
+                    }
+                }
+                if !c.conn.out.is_empty() {
+                    break;
+                }
+            }
+            if let Some(why) = failed {
+                let c = self.conns.swap_remove(i);
+                self.lose_path(c, why);
+                progress = true;
+                continue;
+            }
+            i += 1;
+        }
+        progress
+    }
+
+    /// A path's connection is gone: tell the session (its bytes move to other paths) and, on
+    /// the client, start replacing it.
+    pub(super) fn lose_path(&mut self, c: PathConn, why: String) {
+        let id = c.id;
+        tracing::info!(
+            "path {id} ({} -> {}) lost: {why}",
+            c.conn.local,
+            c.conn.peer
+        );
+        let was_active = self.session.active_paths().any(|p| p == id);
+        self.session.path_closed(id);
+        self.last_path_error = why;
+        if was_active {
+            self.lost.entry(id).or_insert(Lost {
+                local: c.conn.local,
+                peer: c.conn.peer,
+                at: Instant::now(),
+            });
+        }
+        self.replace_path(id);
+    }
+
+    /// Pushes out whatever is queued (e.g. ERROR frames) without waiting.
+    pub(super) fn flush_best_effort(&mut self, cx: &mut Context<'_>) {
+        let now = self.now();
+        for c in &mut self.conns {
+            self.session
+                .poll_transmit(c.id, now, &mut c.conn.out, TRANSMIT_BUDGET);
+            let _ = write_out(&mut c.conn, cx);
+        }
+    }
+
+    /// After the session: write what is left, half-close each connection and wait briefly for
+    /// the peer's close, so that nothing in flight is lost to a reset.
+    pub(super) async fn linger(&mut self) {
+        if let Some(r) = self.replacer.as_mut() {
+            r.clear();
+        }
+        let conns = std::mem::take(&mut self.conns);
+        let pending = std::mem::take(&mut self.pending);
+        let all = conns
+            .into_iter()
+            .map(|c| c.conn)
+            .chain(pending.into_iter().map(|p| p.conn));
+        let tasks = all.map(|mut conn| async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let _ = tokio::time::timeout(LINGER, async {
+                conn.flush().await?;
+                conn.stream.shutdown().await?;
+                let mut sink = [0u8; 4096];
+                while conn.stream.read(&mut sink).await? > 0 {}
+                Ok::<_, io::Error>(())
+            })
+            .await;
+        });
+        join_all(tasks).await;
+    }
+}
+
+/// Awaits every future (no extra dependency for one join).
+async fn join_all<F: Future<Output = ()>>(it: impl Iterator<Item = F>) {
+    let mut set: Vec<_> = it.map(Box::pin).collect();
+    std::future::poll_fn(|cx| {
+        set.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if set.is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Reads once from the socket into the deframer. Ok(true): bytes arrived; Ok(false): nothing
+/// now; Err: the connection is over.
+pub(super) fn read_frames_once(conn: &mut FlowConn, cx: &mut Context<'_>) -> Result<bool, String> {
+    let buf = conn.deframer.buffer(SOCKET_READ / 4);
+    match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, buf) {
+        Poll::Ready(Ok(0)) => Err("connection closed by peer".into()),
+        Poll::Ready(Ok(_)) => Ok(true),
+        Poll::Ready(Err(e)) => Err(e.to_string()),
+        Poll::Pending => Ok(false),
+    }
+}
+
+/// Writes queued output. Ok(true): some bytes went out; Ok(false): the socket is full or there
+/// was nothing to write.
+pub(super) fn write_out(conn: &mut FlowConn, cx: &mut Context<'_>) -> io::Result<bool> {
+    let mut any = false;
+    while !conn.out.is_empty() {
+        match Pin::new(&mut conn.stream).poll_write(cx, &conn.out) {
+            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => {
+                conn.out.advance(n);
+                any = true;
+            }
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => return Ok(any),
+        }
+    }
+    conn.out.clear();
+    Ok(any)
+}

@@ -1,0 +1,179 @@
+//! Client side of mobility: replacing flowpaths that broke. Each replacement is a new TCP
+//! connection (to a freshly resolved or announced server address, from whatever local address
+//! the routing picks now) that carries a HELLO(attach) for the same path id.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Sleep;
+
+use super::client::{connect_any, resolve, Family};
+use super::conn::FlowConn;
+use crate::proto::{Deframer, Frame, PathId};
+
+/// How a client reaches its server again.
+#[derive(Debug, Clone)]
+pub struct ReconnectPolicy {
+    /// The destination as the user gave it; re-resolved on every attempt, so a server that
+    /// moved and updated its name is found again.
+    pub dest: String,
+    /// Address family restriction.
+    pub family: Family,
+    /// Local address to connect from, if the user pinned one.
+    pub source: Option<IpAddr>,
+    /// Give up on one attempt (TCP connect and the server's answer) after this long.
+    pub attempt_timeout: Duration,
+    /// Wait this long between failed attempts.
+    pub retry_interval: Duration,
+}
+
+/// What happened to a replacement.
+pub enum ReplaceEvent {
+    /// A connection is up, its HELLO(attach) was sent and the server's answer (CHALLENGE or
+    /// ERROR) arrived: hand both to the session.
+    Connected(PathId, Box<FlowConn>, Frame),
+    /// The attempt failed; try again after the retry interval.
+    Failed(PathId, String),
+    /// The retry interval has passed: start a new attempt.
+    RetryDue(PathId),
+}
+
+type Attempt = Pin<Box<dyn Future<Output = Result<(FlowConn, Frame), String>> + Send>>;
+
+enum Slot {
+    Connecting(Attempt),
+    Waiting(Pin<Box<Sleep>>),
+}
+
+/// Attempts in progress, at most one per path id.
+pub struct Replacer {
+    policy: ReconnectPolicy,
+    slots: Vec<(PathId, Slot)>,
+    /// An address the server announced (RECONNECT), tried before the name.
+    server_hint: Option<SocketAddr>,
+}
+
+impl Replacer {
+    /// A replacer with nothing in progress.
+    pub fn new(policy: ReconnectPolicy) -> Self {
+        Replacer {
+            policy,
+            slots: Vec::new(),
+            server_hint: None,
+        }
+    }
+
+    /// True while path `id` is being replaced.
+    pub fn is_replacing(&self, id: PathId) -> bool {
+        self.slots.iter().any(|(p, _)| *p == id)
+    }
+
+    /// True while any replacement is in progress.
+    pub fn is_busy(&self) -> bool {
+        !self.slots.is_empty()
+    }
+
+    /// The server announced a new address: use it from now on, before the name.
+    pub fn set_server_hint(&mut self, addr: SocketAddr) {
+        self.server_hint = Some(addr);
+    }
+
+    /// Starts connecting a replacement for path `id` that will send `hello` (the session's
+    /// HELLO(attach) for it).
+    pub fn start(&mut self, id: PathId, hello: Frame) {
+        self.slots.retain(|(p, _)| *p != id);
+        let policy = self.policy.clone();
+        let hint = self.server_hint;
+        let attempt = Box::pin(async move {
+            tokio::time::timeout(policy.attempt_timeout, connect(policy.clone(), hint, hello))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "no connection within {}",
+                        humantime::format_duration(policy.attempt_timeout)
+                    ))
+                })
+        });
+        self.slots.push((id, Slot::Connecting(attempt)));
+    }
+
+    /// Schedules another attempt for `id` after the retry interval.
+    pub fn retry_later(&mut self, id: PathId) {
+        self.slots.retain(|(p, _)| *p != id);
+        let sleep = Box::pin(tokio::time::sleep(self.policy.retry_interval));
+        self.slots.push((id, Slot::Waiting(sleep)));
+    }
+
+    /// Something changed (an address appeared): waiting attempts go now instead of later.
+    pub fn retry_now(&mut self) {
+        for (_, slot) in &mut self.slots {
+            if let Slot::Waiting(s) = slot {
+                s.as_mut().reset(tokio::time::Instant::now());
+            }
+        }
+    }
+
+    /// Forgets whatever is in progress for `id`.
+    pub fn clear_slot(&mut self, id: PathId) {
+        self.slots.retain(|(p, _)| *p != id);
+    }
+
+    /// Stops every attempt (the session ended).
+    pub fn clear(&mut self) {
+        self.slots.clear();
+    }
+
+    /// The next thing that happened, if any.
+    pub fn poll(&mut self, cx: &mut Context<'_>) -> Option<ReplaceEvent> {
+        for i in 0..self.slots.len() {
+            let id = self.slots[i].0;
+            let ev = match &mut self.slots[i].1 {
+                Slot::Connecting(f) => match f.as_mut().poll(cx) {
+                    Poll::Ready(Ok((conn, reply))) => {
+                        ReplaceEvent::Connected(id, Box::new(conn), reply)
+                    }
+                    Poll::Ready(Err(e)) => ReplaceEvent::Failed(id, e),
+                    Poll::Pending => continue,
+                },
+                Slot::Waiting(s) => match s.as_mut().poll(cx) {
+                    Poll::Ready(()) => ReplaceEvent::RetryDue(id),
+                    Poll::Pending => continue,
+                },
+            };
+            self.slots.swap_remove(i);
+            return Some(ev);
+        }
+        None
+    }
+}
+
+/// One attempt: resolve (the server's announced address first), connect, send preamble and
+/// HELLO(attach), read the server's answer.
+async fn connect(
+    policy: ReconnectPolicy,
+    hint: Option<SocketAddr>,
+    hello: Frame,
+) -> Result<(FlowConn, Frame), String> {
+    let mut addrs = Vec::new();
+    if let Some(h) = hint {
+        addrs.push(h);
+    }
+    match resolve(&policy.dest, policy.family).await {
+        Ok(found) => addrs.extend(found.into_iter().filter(|a| Some(*a) != hint)),
+        Err(e) if addrs.is_empty() => return Err(e.to_string()),
+        Err(_) => {}
+    }
+    let source = policy.source.map(|ip| SocketAddr::new(ip, 0));
+    let stream = connect_any(&addrs, source, Some(policy.attempt_timeout))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut conn = FlowConn::new(stream, Deframer::new()).map_err(|e| e.to_string())?;
+    conn.queue_preamble();
+    conn.queue(&hello);
+    conn.flush().await.map_err(|e| e.to_string())?;
+    let reply = conn.read_frame().await.map_err(|e| e.to_string())?;
+    Ok((conn, reply))
+}
