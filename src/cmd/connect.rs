@@ -8,7 +8,8 @@ use super::{ctrl_c, family, finish, session_config, Failure};
 use crate::cli::ConnectArgs;
 use crate::proto::PathId;
 use crate::runtime::{
-    client, open_session, plain, resolve, Driver, ReconnectPolicy, StdinSource, StdoutSink,
+    client, control::ControlPlane, netwatch, open_session, plain, resolve, Driver, ReconnectPolicy,
+    StdinSource, StdoutSink,
 };
 
 /// Runs `msock connect`.
@@ -43,11 +44,15 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
         .await;
         return finish(r, totals, started, stdout).await;
     }
-    let (session, conn, epoch) =
+    let (session, conn, epoch, control) =
         open_session(&addrs, source, timeout, session_config(&args.stream)).await?;
     let mut driver = Driver::new(session, epoch, input, output);
     driver.add_path(PathId(0), conn);
     driver.set_resume_timeout(args.stream.resume_timeout);
+    driver.set_netwatch(netwatch::spawn());
+    if let Some(socket) = control {
+        driver.set_control(ControlPlane::client(socket));
+    }
     driver.set_reconnect(ReconnectPolicy {
         dest: args.dest.clone(),
         family: family(&args.stream),

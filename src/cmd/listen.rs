@@ -8,15 +8,17 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::{ctrl_c, family, finish, session_config, Failure};
 use crate::cli::{parse_listen_addr, ListenArgs};
 use crate::proto::{ErrorCode, PathId, Session};
 use crate::runtime::conn::bind_listener;
+use crate::runtime::control::{self, ControlPlane, ControlRoutes};
 use crate::runtime::{
-    accept_loop, plain, resolve, DetectPolicy, Driver, Family, Incoming, Routes, StdinSource,
-    StdoutSink,
+    accept_loop, netwatch, plain, resolve, DetectPolicy, Driver, Family, Incoming, Routes,
+    StdinSource, StdoutSink,
 };
 
 /// Runs `msock listen`.
@@ -41,10 +43,20 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         wait: args.detect_wait,
         handshake_timeout: Duration::from_secs(10),
     };
-    let routes: Routes = Arc::new(Mutex::new(HashMap::new()));
+    let shared = Shared {
+        routes: Arc::new(Mutex::new(HashMap::new())),
+        control_routes: Arc::new(Mutex::new(HashMap::new())),
+        control: bind_control(&listeners),
+    };
+    for socket in shared.control.iter() {
+        tokio::spawn(control::route(
+            socket.clone(),
+            shared.control_routes.clone(),
+        ));
+    }
     let (tx, mut rx) = mpsc::channel(64);
     for l in listeners {
-        tokio::spawn(accept_loop(l, policy, routes.clone(), tx.clone()));
+        tokio::spawn(accept_loop(l, policy, shared.routes.clone(), tx.clone()));
     }
     drop(tx);
 
@@ -63,7 +75,7 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
             },
         };
         let result = {
-            let serve = serve(next, &args, &routes, stdin.as_mut(), stdout.as_mut());
+            let serve = serve(next, &args, &shared, stdin.as_mut(), stdout.as_mut());
             tokio::pin!(serve);
             // While one session runs, newer clients wait (-k) or are turned away.
             loop {
@@ -186,11 +198,49 @@ fn turn_away(i: Incoming) {
     }
 }
 
+/// What every session of the listener shares.
+struct Shared {
+    /// Session id → its driver, for attaching flowpaths.
+    routes: Routes,
+    /// Session id → its driver, for control datagrams.
+    control_routes: ControlRoutes,
+    /// The control sockets (one per address family), on the listening port.
+    control: Vec<Arc<UdpSocket>>,
+}
+
+/// One UDP control socket per address family the listener uses, on the listening port and
+/// the family's wildcard address (so that it survives the listener's own address changes).
+fn bind_control(listeners: &[tokio::net::TcpListener]) -> Vec<Arc<UdpSocket>> {
+    let mut out: Vec<Arc<UdpSocket>> = Vec::new();
+    for l in listeners {
+        let Ok(a) = l.local_addr() else { continue };
+        if out
+            .iter()
+            .any(|s| s.local_addr().is_ok_and(|s| s.is_ipv4() == a.is_ipv4()))
+        {
+            continue;
+        }
+        let any: IpAddr = if a.is_ipv4() {
+            Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            Ipv6Addr::UNSPECIFIED.into()
+        };
+        match control::bind_server(SocketAddr::new(any, a.port())) {
+            Ok(s) => out.push(Arc::new(s)),
+            Err(e) => tracing::warn!(
+                "no UDP control socket on port {} ({e}): clients will not hear of our moves",
+                a.port()
+            ),
+        }
+    }
+    out
+}
+
 /// Serves one client to its end.
 async fn serve(
     incoming: Incoming,
     args: &ListenArgs,
-    routes: &Routes,
+    shared: &Shared,
     stdin: Option<&mut StdinSource>,
     stdout: Option<&mut StdoutSink>,
 ) -> Result<(), Failure> {
@@ -216,15 +266,17 @@ async fn serve(
         Incoming::Open { mut conn, hello } => {
             let epoch = Instant::now();
             let mut rng = StdRng::from_entropy();
+            let routes = &shared.routes;
             let taken = |id| routes.lock().expect("routes lock").contains_key(&id);
-            let (session, welcome) = Session::accept(
-                session_config(&args.stream),
-                &hello,
-                &mut rng,
-                Duration::ZERO,
-                taken,
-            )
-            .map_err(Failure::network)?;
+            let socket = shared.control.iter().find(|s| {
+                s.local_addr()
+                    .is_ok_and(|a| a.is_ipv4() == conn.local.is_ipv4())
+            });
+            let mut config = session_config(&args.stream);
+            config.control_port = socket.map_or(0, |_| conn.local.port());
+            let (session, welcome) =
+                Session::accept(config, &hello, &mut rng, Duration::ZERO, taken)
+                    .map_err(Failure::network)?;
             let id = session.id();
             tracing::info!("session {id:016x} open: {} -> {}", conn.peer, conn.local);
             conn.queue_preamble();
@@ -235,9 +287,24 @@ async fn serve(
             driver.add_path(PathId(0), conn);
             driver.set_incoming(arx);
             driver.set_resume_timeout(args.stream.resume_timeout);
+            driver.set_netwatch(netwatch::spawn());
+            if let Some(socket) = socket {
+                let (ctx, crx) = mpsc::channel(16);
+                shared
+                    .control_routes
+                    .lock()
+                    .expect("control routes lock")
+                    .insert(id, ctx);
+                driver.set_control(ControlPlane::server(socket.clone(), crx));
+            }
             driver.set_interrupt(ctrl_c());
             let (r, totals) = driver.run().await;
             routes.lock().expect("routes lock").remove(&id);
+            shared
+                .control_routes
+                .lock()
+                .expect("control routes lock")
+                .remove(&id);
             finish(r, totals, started, None).await
         }
     }

@@ -85,6 +85,24 @@ impl SessionSecret {
     }
 }
 
+impl SessionSecret {
+    /// Authentication code of a control datagram's bytes.
+    pub fn control_mac(&self, signed: &[u8]) -> [u8; PROOF_LEN] {
+        let mut m = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");
+        m.update(b"msock control v1");
+        m.update(signed);
+        m.finalize().into_bytes().into()
+    }
+
+    /// Checks a control datagram's code in constant time.
+    pub fn verify_control_mac(&self, signed: &[u8], mac: &[u8; PROOF_LEN]) -> bool {
+        let mut m = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");
+        m.update(b"msock control v1");
+        m.update(signed);
+        m.verify_slice(mac).is_ok()
+    }
+}
+
 /// Which side made a proof; the two use different labels so one cannot be reflected as the other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProofSide {

@@ -120,6 +120,8 @@ pub enum Frame {
         client_random: [u8; RANDOM_LEN],
         /// Bytes the client is prepared to buffer for the server (its initial receive window).
         window: u64,
+        /// UDP port of the client's control socket (0: none), for RECONNECT datagrams.
+        control_port: u16,
     },
     /// Client → server, first frame of a later flowpath: attach it to an existing session.
     HelloAttach {
@@ -138,6 +140,8 @@ pub enum Frame {
         server_random: [u8; RANDOM_LEN],
         /// The server's initial receive window.
         window: u64,
+        /// UDP port of the server's control socket (0: none).
+        control_port: u16,
     },
     /// Server → client, reply to [`Frame::HelloAttach`]: prove you know the session secret.
     Challenge {
@@ -233,11 +237,13 @@ impl Frame {
                 client_half,
                 client_random,
                 window,
+                control_port,
             } => {
                 out.put_u8(ty::HELLO_OPEN);
                 out.put_u32(*client_half);
                 out.put_slice(client_random);
                 out.put_u64(*window);
+                out.put_u16(*control_port);
             }
             Frame::HelloAttach {
                 session_id,
@@ -253,11 +259,13 @@ impl Frame {
                 session_id,
                 server_random,
                 window,
+                control_port,
             } => {
                 out.put_u8(ty::WELCOME);
                 out.put_u64(*session_id);
                 out.put_slice(server_random);
                 out.put_u64(*window);
+                out.put_u16(*control_port);
             }
             Frame::Challenge {
                 server_nonce,
@@ -342,6 +350,7 @@ impl Frame {
                 client_half: r.u32()?,
                 client_random: r.array()?,
                 window: r.u64()?,
+                control_port: r.u16()?,
             },
             ty::HELLO_ATTACH => Frame::HelloAttach {
                 session_id: r.u64()?,
@@ -352,6 +361,7 @@ impl Frame {
                 session_id: r.u64()?,
                 server_random: r.array()?,
                 window: r.u64()?,
+                control_port: r.u16()?,
             },
             ty::CHALLENGE => Frame::Challenge {
                 server_nonce: r.array()?,
@@ -511,13 +521,20 @@ pub(crate) mod tests {
     /// [`MAX_REASON`] bytes (multi-byte characters included), which encoding truncates.
     pub(crate) fn arb_frame() -> impl Strategy<Value = Frame> {
         prop_oneof![
-            (any::<u32>(), any::<[u8; RANDOM_LEN]>(), any::<u64>()).prop_map(
-                |(client_half, client_random, window)| Frame::HelloOpen {
-                    client_half,
-                    client_random,
-                    window,
-                }
-            ),
+            (
+                any::<u32>(),
+                any::<[u8; RANDOM_LEN]>(),
+                any::<u64>(),
+                any::<u16>()
+            )
+                .prop_map(|(client_half, client_random, window, control_port)| {
+                    Frame::HelloOpen {
+                        client_half,
+                        client_random,
+                        window,
+                        control_port,
+                    }
+                }),
             (any::<u64>(), any::<u32>(), any::<[u8; NONCE_LEN]>()).prop_map(
                 |(session_id, path_id, client_nonce)| Frame::HelloAttach {
                     session_id,
@@ -525,13 +542,20 @@ pub(crate) mod tests {
                     client_nonce,
                 }
             ),
-            (any::<u64>(), any::<[u8; RANDOM_LEN]>(), any::<u64>()).prop_map(
-                |(session_id, server_random, window)| Frame::Welcome {
-                    session_id,
-                    server_random,
-                    window,
-                }
-            ),
+            (
+                any::<u64>(),
+                any::<[u8; RANDOM_LEN]>(),
+                any::<u64>(),
+                any::<u16>()
+            )
+                .prop_map(|(session_id, server_random, window, control_port)| {
+                    Frame::Welcome {
+                        session_id,
+                        server_random,
+                        window,
+                        control_port,
+                    }
+                }),
             (
                 any::<[u8; NONCE_LEN]>(),
                 any::<[u8; PROOF_LEN]>(),

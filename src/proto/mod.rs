@@ -121,6 +121,7 @@
 //! acknowledged, the peer's FIN has been acknowledged and all of its bytes were read.
 
 pub mod auth;
+pub mod control;
 pub mod deframer;
 pub mod frame;
 pub mod path;
@@ -130,6 +131,7 @@ pub mod session;
 #[cfg(test)]
 mod sim;
 
+pub use control::{ControlAction, ControlError};
 pub use deframer::{DeframeError, Deframer, PreambleMatch, PREAMBLE};
 pub use frame::{ErrorCode, Frame};
 pub use path::{PathId, PathStats};

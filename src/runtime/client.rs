@@ -102,19 +102,32 @@ pub async fn connect_any(
 }
 
 /// Opens an msock session on a new connection to one of `addrs`. Returns the session (path 0
-/// active), its flowpath connection and the session's clock epoch.
+/// active), its flowpath connection, the session's clock epoch and its control socket (for
+/// the server's RECONNECT datagrams; None if no UDP socket could be had).
+#[allow(clippy::type_complexity)]
 pub async fn open_session(
     addrs: &[SocketAddr],
     source: Option<SocketAddr>,
     timeout: Option<Duration>,
-    config: Config,
-) -> Result<(Session, FlowConn, Instant), ConnectError> {
+    mut config: Config,
+) -> Result<(Session, FlowConn, Instant, Option<tokio::net::UdpSocket>), ConnectError> {
     let stream = connect_any(addrs, source, timeout).await?;
     let peer = stream
         .peer_addr()
         .map_err(|e| ConnectError::Connect(addrs[0], e))?;
     let mut conn =
         FlowConn::new(stream, Deframer::new()).map_err(|e| ConnectError::Connect(peer, e))?;
+    let control = match super::control::bind_client(peer) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("no UDP control socket ({e}): the server cannot announce a move");
+            None
+        }
+    };
+    config.control_port = control
+        .as_ref()
+        .and_then(|s| s.local_addr().ok())
+        .map_or(0, |a| a.port());
     let epoch = Instant::now();
     let mut rng = StdRng::from_entropy();
     let hs = ClientHandshake::new(config, &mut rng, Duration::ZERO);
@@ -161,5 +174,5 @@ pub async fn open_session(
         conn.local,
         conn.peer
     );
-    Ok((session, conn, epoch))
+    Ok((session, conn, epoch, control))
 }

@@ -10,8 +10,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::conn::{ConnError, FlowConn};
+use super::conn::{bind_listener, ConnError, FlowConn};
 use super::driver::AttachRequest;
+use super::netwatch::{self, AddrBook};
 use crate::proto::deframer::{match_preamble, PREAMBLE_LEN};
 use crate::proto::{DeframeError, Deframer, ErrorCode, Frame, PreambleMatch};
 
@@ -51,23 +52,50 @@ pub enum Incoming {
 pub type Routes = Arc<Mutex<HashMap<u64, mpsc::Sender<AttachRequest>>>>;
 
 /// Accepts connections forever, classifying each in its own task. Opens and plain clients go to
-/// `tx`; attaches go straight to their session via `routes`.
+/// `tx`; attaches go straight to their session via `routes`. A listener bound to a specific
+/// address that goes away moves to the address that replaces it, on the same port.
 pub async fn accept_loop(
-    listener: TcpListener,
+    mut listener: TcpListener,
     policy: DetectPolicy,
     routes: Routes,
     tx: mpsc::Sender<Incoming>,
 ) {
+    let mut changes = netwatch::spawn();
+    let mut book = AddrBook::snapshot();
+    let mut home = listener.local_addr().ok();
+    let iface = home.and_then(|a| book.iface_of(&a.ip()));
     loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                tracing::debug!("connection from {peer}");
-                tokio::spawn(classify(stream, peer, policy, routes.clone(), tx.clone()));
-            }
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    tracing::debug!("connection from {peer}");
+                    tokio::spawn(classify(stream, peer, policy, routes.clone(), tx.clone()));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(()) = changes.recv() => {
+                book = AddrBook::snapshot();
+                let Some(at) = home.filter(|a| !a.ip().is_unspecified()) else { continue };
+                if book.contains(&at.ip()) {
+                    continue;
+                }
+                let Some(ip) = book.replacement(at.ip(), iface.as_deref()) else {
+                    tracing::info!("listening address {} went away; waiting for a new one", at.ip());
+                    continue;
+                };
+                let new = SocketAddr::new(ip, at.port());
+                match bind_listener(new) {
+                    Ok(l) => {
+                        tracing::info!("listening address {} went away; now listening on {new}", at.ip());
+                        listener = l;
+                        home = Some(new);
+                    }
+                    Err(e) => tracing::warn!("cannot listen on {new}: {e}"),
+                }
             }
         }
         if tx.is_closed() {

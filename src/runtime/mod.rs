@@ -4,8 +4,10 @@
 pub mod app;
 pub mod client;
 pub mod conn;
+pub mod control;
 pub mod driver;
 pub mod listener;
+pub mod netwatch;
 pub mod plain;
 pub mod reconnect;
 

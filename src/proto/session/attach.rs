@@ -38,6 +38,7 @@ impl ClientHandshake {
             client_half: self.client_half,
             client_random: self.client_random,
             window: self.config.recv_window as u64,
+            control_port: self.config.control_port,
         }
     }
 
@@ -48,6 +49,7 @@ impl ClientHandshake {
                 session_id,
                 server_random,
                 window,
+                control_port,
             } => {
                 if (session_id >> 32) as u32 != self.client_half {
                     return Err(SessionError::Protocol(
@@ -61,6 +63,7 @@ impl ClientHandshake {
                 path.stats.on_rtt_sample(now.saturating_sub(self.sent_at));
                 s.paths.insert(PathId(0), path);
                 s.next_path_id = 1;
+                s.peer_control_port = control_port;
                 s.events.push_back(Event::PathActive(PathId(0)));
                 Ok(s)
             }
@@ -103,6 +106,7 @@ impl Session {
             client_half,
             client_random,
             window,
+            control_port,
         } = hello
         else {
             return Err(SessionError::Protocol(format!(
@@ -121,15 +125,18 @@ impl Session {
         rng.fill_bytes(&mut server_random);
         let secret = SessionSecret::derive(session_id, client_random, &server_random);
         let my_window = config.recv_window as u64;
+        let my_control_port = config.control_port;
         let mut s = Session::new(Role::Server, session_id, secret, config, *window, now);
         let mut path = Path::new(PathState::Active, now);
         path.ping_now = true;
         s.paths.insert(PathId(0), path);
+        s.peer_control_port = *control_port;
         s.events.push_back(Event::PathActive(PathId(0)));
         let welcome = Frame::Welcome {
             session_id,
             server_random,
             window: my_window,
+            control_port: my_control_port,
         };
         Ok((s, welcome))
     }

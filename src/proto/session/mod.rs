@@ -48,6 +48,8 @@ pub struct Config {
     /// Declare a path dead when it has owed us an answer (an ACK for data, a PONG) for this
     /// long; its bytes move to the other paths and the client replaces it.
     pub dead_time: Duration,
+    /// UDP port of our control socket, announced to the peer (0: none).
+    pub control_port: u16,
     /// End the session when no stream data (or FIN) was sent or received for this long;
     /// keepalives do not count.
     pub idle_timeout: Option<Duration>,
@@ -64,6 +66,7 @@ impl Default for Config {
             keepalive: Duration::from_secs(3),
             dead_time: Duration::from_secs(5),
             idle_timeout: None,
+            control_port: 0,
         }
     }
 }
@@ -206,6 +209,10 @@ pub struct Session {
     /// PeerFinished was reported.
     peer_finished_reported: bool,
     events: VecDeque<Event>,
+    /// UDP port of the peer's control socket (0: none).
+    peer_control_port: u16,
+    /// Sequence number of our last RECONNECT (server) or of the newest one accepted (client).
+    pub(in crate::proto) control_seq: u64,
     /// Counter for PING tokens.
     next_token: u64,
 }
@@ -250,12 +257,24 @@ impl Session {
             peer_finished_reported: false,
             events: VecDeque::new(),
             next_token: 1,
+            peer_control_port: 0,
+            control_seq: 0,
         }
     }
 
     /// The settings this session runs with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The session secret, for the control datagrams' authentication.
+    pub(in crate::proto) fn secret(&self) -> &SessionSecret {
+        &self.secret
+    }
+
+    /// UDP port of the peer's control socket (0: none).
+    pub fn peer_control_port(&self) -> u16 {
+        self.peer_control_port
     }
 
     /// The session id (client half in the high 32 bits).

@@ -8,12 +8,13 @@
 
 mod app_io;
 mod attach;
+mod mobility;
 mod paths;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -26,8 +27,10 @@ use tokio::time::Sleep;
 
 use super::app::{AppSink, AppSource};
 use super::conn::FlowConn;
+use super::control::ControlPlane;
+use super::netwatch::AddrBook;
 use super::reconnect::{ReconnectPolicy, Replacer};
-use crate::proto::{Event, Frame, PathId, PendingAttach, Role, Session, SessionError};
+use crate::proto::{Event, Frame, PathId, PendingAttach, Session, SessionError};
 
 /// Most bytes queued into a path's output buffer per `poll_transmit`.
 const TRANSMIT_BUDGET: usize = 256 * 1024;
@@ -94,6 +97,17 @@ struct PendingConn {
     deadline: Instant,
 }
 
+/// Server: an address of ours that went away while a client used it.
+struct MovedFrom {
+    ip: IpAddr,
+    /// The interface it was on, where its replacement most likely appears.
+    iface: Option<String>,
+    /// Our port (the listener's), which the new address keeps.
+    port: u16,
+    /// The client's control socket.
+    client: SocketAddr,
+}
+
 /// A path that broke: where it was, and when, for the "moved ... resumed after" report.
 struct Lost {
     local: SocketAddr,
@@ -112,6 +126,14 @@ pub struct Driver<I, O> {
     incoming: Option<mpsc::Receiver<AttachRequest>>,
     /// Client: replaces broken flowpaths.
     replacer: Option<Replacer>,
+    /// Signals changes of the machine's addresses and links.
+    netwatch: Option<mpsc::Receiver<()>>,
+    /// The machine's addresses as of the last change.
+    addr_book: AddrBook,
+    /// The UDP control channel (RECONNECT), if there is one.
+    control: Option<ControlPlane>,
+    /// Server: our address went away and the client has not been told where we are now.
+    moved_from: Option<MovedFrom>,
     /// Paths that broke and have not come back yet.
     lost: HashMap<PathId, Lost>,
     app_in: Option<I>,
@@ -145,6 +167,10 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             pending: Vec::new(),
             incoming: None,
             replacer: None,
+            netwatch: None,
+            addr_book: AddrBook::default(),
+            control: None,
+            moved_from: None,
             lost: HashMap::new(),
             app_in: input,
             in_chunk: None,
@@ -181,6 +207,17 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         self.replacer = Some(Replacer::new(policy));
     }
 
+    /// React to address and link changes signalled on `rx` (see [`crate::runtime::netwatch`]).
+    pub fn set_netwatch(&mut self, rx: mpsc::Receiver<()>) {
+        self.netwatch = Some(rx);
+        self.addr_book = AddrBook::snapshot();
+    }
+
+    /// Use this UDP control channel for RECONNECT datagrams.
+    pub fn set_control(&mut self, control: ControlPlane) {
+        self.control = Some(control);
+    }
+
     /// Keep the session this long after its last flowpath broke, for a new one to attach.
     pub fn set_resume_timeout(&mut self, wait: Duration) {
         self.resume_timeout = wait;
@@ -214,6 +251,8 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                     return Poll::Ready(Ok(Outcome::Interrupted));
                 }
             }
+            progress |= self.poll_netwatch(cx);
+            progress |= self.poll_control(cx);
             progress |= self.poll_incoming(cx);
             progress |= self.poll_pending(cx);
             progress |= self.poll_replacer(cx);
@@ -281,7 +320,14 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         while let Some(ev) = self.session.poll_event() {
             any = true;
             match ev {
-                Event::PathActive(id) => self.report_path_up(id),
+                Event::PathActive(id) => {
+                    // The client found us: whatever we were announcing is done.
+                    if let Some(cp) = self.control.as_mut() {
+                        cp.announce = None;
+                    }
+                    self.moved_from = None;
+                    self.report_path_up(id)
+                }
                 Event::PathDead(id) => {
                     if let Some(i) = self.conns.iter().position(|c| c.id == id) {
                         let c = self.conns.swap_remove(i);
@@ -308,15 +354,16 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         };
         match self.lost.remove(&id) {
             Some(lost) => {
-                // The end that moved: ours on the client, the peer's on the server.
-                let (from, to) = match self.session.role() {
-                    Role::Client => (lost.local, c.conn.local),
-                    Role::Server => (lost.peer, c.conn.peer),
+                // Say which end moved: ours, the peer's, or neither (the connection broke).
+                let moved = if lost.local.ip() != c.conn.local.ip() {
+                    format!("moved {} -> {}", lost.local.ip(), c.conn.local.ip())
+                } else if lost.peer.ip() != c.conn.peer.ip() {
+                    format!("moved (peer) {} -> {}", lost.peer.ip(), c.conn.peer.ip())
+                } else {
+                    format!("reconnected {} -> {}", c.conn.local, c.conn.peer)
                 };
                 tracing::info!(
-                    "path {id} moved {} -> {}, resumed after {} ms, re-sending {} bytes that were in flight",
-                    from.ip(),
-                    to.ip(),
+                    "path {id} {moved}, resumed after {} ms, re-sending {} bytes that were in flight",
                     lost.at.elapsed().as_millis(),
                     self.session.resend_pending()
                 );

@@ -1,0 +1,270 @@
+//! Control datagrams: the server's authenticated RECONNECT ("I moved, reconnect to ADDR") and
+//! the client's RECONNECT_ACK, sent over UDP between the sessions' control sockets.
+//!
+//! Layout (integers big-endian):
+//!
+//! ```text
+//! magic "MSCT" [4] | version u8 = 1 | type u8 | session_id u64 | seq u64 | body | mac [32]
+//! RECONNECT (type 1) body: family u8 (4 or 6) | address [4 or 16] | port u16
+//! RECONNECT_ACK (type 2) body: empty
+//! mac = HMAC-SHA-256(session secret, "msock control v1" || every byte before the mac)
+//! ```
+//!
+//! `seq` counts the server's RECONNECTs of one session from 1. A client acts on a RECONNECT
+//! only if its seq is higher than any it accepted before, re-acknowledges the newest one (its
+//! ACK may have been lost) and ignores older ones, so a recorded datagram cannot be replayed.
+//! A datagram whose mac does not verify is ignored: it was forged or belongs to another session.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::frame::PROOF_LEN;
+use super::session::Session;
+
+const MAGIC: &[u8; 4] = b"MSCT";
+const VERSION: u8 = 1;
+const RECONNECT: u8 = 1;
+const RECONNECT_ACK: u8 = 2;
+/// Bytes before the body: magic, version, type, session id, seq.
+const HEADER: usize = 4 + 1 + 1 + 8 + 8;
+/// Largest control datagram.
+pub const MAX_CONTROL_LEN: usize = HEADER + 1 + 16 + 2 + PROOF_LEN;
+
+/// What a valid control datagram asks of the session that received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlAction {
+    /// Client: the server now listens at `addr`: move every flowpath there. Send `ack` back
+    /// to where the datagram came from. `fresh` is false for a repeat of the newest RECONNECT
+    /// already acted on (only the ACK is needed then).
+    Reconnect {
+        /// The server's new address.
+        addr: SocketAddr,
+        /// The RECONNECT_ACK datagram to send.
+        ack: Vec<u8>,
+        /// True the first time this RECONNECT is seen.
+        fresh: bool,
+    },
+    /// Server: the client acknowledged our RECONNECT number `seq`: stop re-sending it.
+    Acked(u64),
+}
+
+/// Why a control datagram was ignored. The sender is at fault (or an attacker).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// Not an msock control datagram, or a truncated one.
+    #[error("not an msock control datagram")]
+    Malformed,
+    /// The authentication code did not verify (forged, or another session's).
+    #[error("control datagram failed authentication")]
+    BadMac,
+    /// A RECONNECT older than one already accepted (replayed).
+    #[error("stale control datagram (replayed?)")]
+    Stale,
+    /// A datagram this side of the session never expects (e.g. RECONNECT to a server).
+    #[error("unexpected control datagram for this side")]
+    Unexpected,
+}
+
+/// The session id a control datagram names, to route it; `None` if it is not one.
+pub fn session_id_of(datagram: &[u8]) -> Option<u64> {
+    if datagram.len() < HEADER + PROOF_LEN || &datagram[..4] != MAGIC {
+        return None;
+    }
+    Some(u64::from_be_bytes(datagram[6..14].try_into().ok()?))
+}
+
+impl Session {
+    /// Server: a RECONNECT datagram announcing that the session's listener is now at `addr`.
+    /// Each call uses the next sequence number; returns it with the datagram.
+    pub fn reconnect_datagram(&mut self, addr: SocketAddr) -> (u64, Vec<u8>) {
+        self.control_seq += 1;
+        let seq = self.control_seq;
+        let mut d = header(RECONNECT, self.id(), seq);
+        match addr.ip() {
+            IpAddr::V4(ip) => {
+                d.push(4);
+                d.extend_from_slice(&ip.octets());
+            }
+            IpAddr::V6(ip) => {
+                d.push(6);
+                d.extend_from_slice(&ip.octets());
+            }
+        }
+        d.extend_from_slice(&addr.port().to_be_bytes());
+        let mac = self.secret().control_mac(&d);
+        d.extend_from_slice(&mac);
+        (seq, d)
+    }
+
+    /// Checks and interprets a control datagram addressed to this session.
+    pub fn handle_control(&mut self, datagram: &[u8]) -> Result<ControlAction, ControlError> {
+        if datagram.len() < HEADER + PROOF_LEN || &datagram[..4] != MAGIC || datagram[4] != VERSION
+        {
+            return Err(ControlError::Malformed);
+        }
+        let (signed, mac) = datagram.split_at(datagram.len() - PROOF_LEN);
+        let mac: &[u8; PROOF_LEN] = mac.try_into().map_err(|_| ControlError::Malformed)?;
+        if session_id_of(datagram) != Some(self.id())
+            || !self.secret().verify_control_mac(signed, mac)
+        {
+            return Err(ControlError::BadMac);
+        }
+        let seq = u64::from_be_bytes(signed[14..22].try_into().expect("header length checked"));
+        let body = &signed[HEADER..];
+        match (signed[5], self.role()) {
+            (RECONNECT, super::Role::Client) => {
+                let addr = parse_addr(body).ok_or(ControlError::Malformed)?;
+                if seq < self.control_seq {
+                    return Err(ControlError::Stale);
+                }
+                let fresh = seq > self.control_seq;
+                self.control_seq = seq;
+                let mut ack = header(RECONNECT_ACK, self.id(), seq);
+                let mac = self.secret().control_mac(&ack);
+                ack.extend_from_slice(&mac);
+                Ok(ControlAction::Reconnect { addr, ack, fresh })
+            }
+            (RECONNECT_ACK, super::Role::Server) if body.is_empty() => {
+                Ok(ControlAction::Acked(seq))
+            }
+            (RECONNECT | RECONNECT_ACK, _) => Err(ControlError::Unexpected),
+            _ => Err(ControlError::Malformed),
+        }
+    }
+}
+
+fn header(ty: u8, sid: u64, seq: u64) -> Vec<u8> {
+    let mut d = Vec::with_capacity(MAX_CONTROL_LEN);
+    d.extend_from_slice(MAGIC);
+    d.push(VERSION);
+    d.push(ty);
+    d.extend_from_slice(&sid.to_be_bytes());
+    d.extend_from_slice(&seq.to_be_bytes());
+    d
+}
+
+fn parse_addr(body: &[u8]) -> Option<SocketAddr> {
+    let (ip, rest): (IpAddr, &[u8]) = match body.first()? {
+        4 if body.len() == 1 + 4 + 2 => {
+            let o: [u8; 4] = body[1..5].try_into().ok()?;
+            (Ipv4Addr::from(o).into(), &body[5..])
+        }
+        6 if body.len() == 1 + 16 + 2 => {
+            let o: [u8; 16] = body[1..17].try_into().ok()?;
+            (Ipv6Addr::from(o).into(), &body[17..])
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(
+        ip,
+        u16::from_be_bytes(rest.try_into().ok()?),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::proto::{ClientHandshake, Config};
+
+    /// A connected client and server session, opened through the real handshake.
+    fn pair(seed: u64) -> (Session, Session) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let hs = ClientHandshake::new(Config::default(), &mut rng, Duration::ZERO);
+        let (server, welcome) = Session::accept(
+            Config::default(),
+            &hs.hello(),
+            &mut rng,
+            Duration::ZERO,
+            |_| false,
+        )
+        .unwrap();
+        let client = hs.handle_reply(welcome, Duration::ZERO).unwrap();
+        (client, server)
+    }
+
+    fn addr() -> SocketAddr {
+        "[2001:db8::7]:9000".parse().unwrap()
+    }
+
+    #[test]
+    fn reconnect_round_trip_and_ack() {
+        let (mut client, mut server) = pair(1);
+        let (seq, d) = server.reconnect_datagram(addr());
+        assert_eq!(session_id_of(&d), Some(server.id()));
+        let ControlAction::Reconnect {
+            addr: a,
+            ack,
+            fresh,
+        } = client.handle_control(&d).unwrap()
+        else {
+            panic!("expected a reconnect")
+        };
+        assert_eq!((a, fresh), (addr(), true));
+        assert_eq!(server.handle_control(&ack), Ok(ControlAction::Acked(seq)));
+        let v4: SocketAddr = "192.0.2.9:80".parse().unwrap();
+        let (_, d4) = server.reconnect_datagram(v4);
+        assert!(matches!(
+            client.handle_control(&d4),
+            Ok(ControlAction::Reconnect { addr, fresh: true, .. }) if addr == v4
+        ));
+    }
+
+    #[test]
+    fn repeats_are_acked_but_not_acted_on_and_replays_are_stale() {
+        let (mut client, mut server) = pair(2);
+        let (_, first) = server.reconnect_datagram(addr());
+        let (_, second) = server.reconnect_datagram(addr());
+        assert!(matches!(
+            client.handle_control(&second),
+            Ok(ControlAction::Reconnect { fresh: true, .. })
+        ));
+        assert!(matches!(
+            client.handle_control(&second),
+            Ok(ControlAction::Reconnect { fresh: false, .. })
+        ));
+        assert_eq!(client.handle_control(&first), Err(ControlError::Stale));
+    }
+
+    #[test]
+    fn forged_or_foreign_datagrams_are_ignored() {
+        let (mut client, mut server) = pair(3);
+        let (_, mut other) = pair(4);
+        let (_, d) = server.reconnect_datagram(addr());
+        // Every single flipped bit breaks it.
+        for i in 0..d.len() {
+            let mut bad = d.clone();
+            bad[i] ^= 0x10;
+            assert!(
+                client.handle_control(&bad).is_err(),
+                "bit flip at byte {i} accepted"
+            );
+        }
+        // Another session's client cannot use it, even with the session id rewritten.
+        let mut foreign = d.clone();
+        foreign[6..14].copy_from_slice(&other.id().to_be_bytes());
+        assert_eq!(other.handle_control(&foreign), Err(ControlError::BadMac));
+        // A server does not take RECONNECTs; a truncated datagram is malformed.
+        assert_eq!(server.handle_control(&d), Err(ControlError::Unexpected));
+        assert_eq!(
+            client.handle_control(&d[..10]),
+            Err(ControlError::Malformed)
+        );
+        // The genuine one still works afterwards.
+        assert!(client.handle_control(&d).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_or_act(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let (mut client, mut server) = pair(5);
+            let _ = session_id_of(&bytes);
+            prop_assert!(client.handle_control(&bytes).is_err());
+            prop_assert!(server.handle_control(&bytes).is_err());
+        }
+    }
+}
