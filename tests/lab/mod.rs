@@ -1,0 +1,529 @@
+//! A small network-namespace lab for integration tests: a client, a router and a server, each
+//! in its own network namespace, joined by veth pairs, with operations that move the client's
+//! address, take its link down and up again, and shape its upload with `tc tbf`.
+//!
+//! It only needs `ip` (iproute2), plus `tc` for [`Lab::shape`], and root. Tests use it through
+//! `mod lab;` and start with
+//!
+//! ```ignore
+//! let Some(lab) = lab::Lab::up("my_test", lab::Topology::Mobile) else { return };
+//! ```
+//!
+//! [`Lab::up`] prints `SKIPPED: ...` and returns `None` when the machine cannot run the lab
+//! (not root, no `ip`, no network namespaces or veth). Set `MSOCK_LAB_REQUIRED=1` (e.g. in CI)
+//! to make that a failure instead of a skip.
+//!
+//! Safety rails:
+//! - a process-wide lock: one lab at a time per test binary (cargo runs tests on threads);
+//! - namespace names carry the process id (`ms<pid>-cli`), so two test binaries never collide,
+//!   and namespaces left by a test binary that was killed are removed by the next run;
+//! - dropping the [`Lab`] (also when the test panics) kills every process inside its
+//!   namespaces and deletes them; every [`LabProc`] has a deadline and is killed when dropped.
+//!
+//! Interfaces are created directly inside their namespaces, so their names (`eth0`, `cli0`,
+//! ...) need no prefix and stay far below the 15-character limit.
+//!
+//! Addresses (the same in every lab: they are local to the lab's namespaces, so labs of
+//! different processes cannot clash):
+//!
+//! ```text
+//! Mobile:  cli eth0  10.99.1.2 --- 10.99.1.1 cli0  rt  srv0 10.99.2.1 --- 10.99.2.2 eth0 srv
+//! TwoPath: cli wifi0 10.99.1.2 --- 10.99.1.1 wifi0 rt  srv0 10.99.2.1 --- 10.99.2.2 eth0 srv
+//!          cli cell0 10.99.3.2 --- 10.99.3.1 cell0 rt
+//! ```
+//!
+//! In `TwoPath` the client's default route is wifi0 (metric 100), then cell0 (metric 200), and
+//! source routing (`from 10.99.1.0/24 table 101`, `from 10.99.3.0/24 table 102`) sends a socket
+//! bound to an interface's address out of that interface only (unreachable when it is down).
+
+#![allow(dead_code)] // each test crate uses a different subset
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Serializes labs within this process: cargo runs the tests of one binary on several threads.
+static LAB_LOCK: Mutex<()> = Mutex::new(());
+
+/// The nodes (namespaces) of every topology.
+const NODES: [&str; 3] = ["cli", "rt", "srv"];
+
+/// Which network to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topology {
+    /// The client has one interface, `eth0`.
+    Mobile,
+    /// The client has two interfaces, `wifi0` and `cell0`, both via the router.
+    TwoPath,
+}
+
+/// How an interface's routes are (re)installed after `link_up` and `addr_move`.
+#[derive(Clone, Copy, Debug)]
+struct IfRoutes {
+    /// Gateway of the default route through this interface (None: no default route).
+    gw: Option<Ipv4Addr>,
+    /// Metric of that default route in the main table.
+    metric: u32,
+    /// Policy routing table for packets from this interface's subnet (None: none).
+    table: Option<u32>,
+}
+
+impl IfRoutes {
+    /// No routes of its own (the router's interfaces: their connected routes suffice).
+    const NONE: IfRoutes = IfRoutes {
+        gw: None,
+        metric: 0,
+        table: None,
+    };
+
+    /// A default route via 10.99.`net`.1 with `metric`, also in policy table `table`.
+    fn via(net: u8, metric: u32, table: Option<u32>) -> IfRoutes {
+        IfRoutes {
+            gw: Some(Ipv4Addr::new(10, 99, net, 1)),
+            metric,
+            table,
+        }
+    }
+}
+
+/// A running lab. Dropping it kills everything inside and deletes the namespaces.
+pub struct Lab {
+    /// Namespace name prefix, `ms<pid>-`.
+    prefix: String,
+    /// Namespaces created so far (all are deleted on drop).
+    created: Vec<String>,
+    /// Routes to restore, per (node, interface).
+    routes: HashMap<(String, String), IfRoutes>,
+    /// Held for the lab's lifetime; released after `drop` has cleaned up (fields drop last).
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl Lab {
+    /// Builds `topo`, or prints `SKIPPED: <test>: ...` on stderr and returns `None` when this
+    /// machine cannot run lab tests. Blocks while another lab of this process is up.
+    pub fn up(test: &str, topo: Topology) -> Option<Lab> {
+        let lock = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let skip = |why: String| {
+            let msg = format!("{test}: needs root and network namespaces ({why})");
+            if std::env::var_os("MSOCK_LAB_REQUIRED").is_some_and(|v| v != "0" && !v.is_empty()) {
+                panic!("MSOCK_LAB_REQUIRED is set but the lab cannot run: {msg}");
+            }
+            eprintln!("SKIPPED: {msg}");
+            None
+        };
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return skip("not running as root".into());
+        }
+        if let Err(e) = Command::new("ip").arg("-V").output() {
+            return skip(format!("cannot run `ip`: {e}; apt-get install -y iproute2"));
+        }
+        let mut lab = Lab {
+            prefix: format!("ms{}-", std::process::id()),
+            created: Vec::new(),
+            routes: HashMap::new(),
+            _lock: lock,
+        };
+        remove_stale_namespaces();
+        for node in NODES {
+            let ns = lab.ns(node);
+            delete_namespace(&ns); // a leftover with our name (an earlier lab that crashed)
+            match cmd("ip", &["netns", "add", &ns]).output() {
+                Ok(o) if o.status.success() => lab.created.push(ns),
+                Ok(o) => return skip(format!("ip netns add: {}", stderr_of(&o))),
+                Err(e) => return skip(format!("ip netns add: {e}")),
+            }
+            // Loopback up; no reverse-path filter (it drops multi-homed traffic); the router
+            // forwards.
+            lab.ip(node, &["link", "set", "lo", "up"]);
+            let forward = if node == "rt" { "1" } else { "0" };
+            lab.sysctl(node, "net/ipv4/conf/all/rp_filter", "0");
+            lab.sysctl(node, "net/ipv4/conf/default/rp_filter", "0");
+            lab.sysctl(node, "net/ipv4/ip_forward", forward);
+        }
+        let net = |i: u8, host: u8| format!("10.99.{i}.{host}/24");
+        if let Err(why) = lab.veth("rt", "srv0", "srv", "eth0") {
+            return skip(why);
+        }
+        lab.iface("rt", "srv0", &net(2, 1), IfRoutes::NONE);
+        lab.iface("srv", "eth0", &net(2, 2), IfRoutes::via(2, 100, None));
+        match topo {
+            Topology::Mobile => {
+                lab.veth("cli", "eth0", "rt", "cli0")
+                    .unwrap_or_else(|e| panic!("{e}"));
+                lab.iface("rt", "cli0", &net(1, 1), IfRoutes::NONE);
+                lab.iface("cli", "eth0", &net(1, 2), IfRoutes::via(1, 100, None));
+            }
+            Topology::TwoPath => {
+                for (ifc, i, metric, table) in [("wifi0", 1, 100, 101), ("cell0", 3, 200, 102)] {
+                    lab.veth("cli", ifc, "rt", ifc)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    lab.iface("rt", ifc, &net(i, 1), IfRoutes::NONE);
+                    let (subnet, t) = (format!("10.99.{i}.0/24"), table.to_string());
+                    let pref = (1000 + table).to_string();
+                    lab.ip(
+                        "cli",
+                        &["rule", "add", "from", &subnet, "table", &t, "pref", &pref],
+                    );
+                    // With the interface down, its table answers "unreachable" instead of
+                    // falling through to the other interface.
+                    let args = ["route", "add", "unreachable", "default", "metric", "9999"];
+                    lab.ip("cli", &[&args[..], &["table", &t]].concat());
+                    lab.iface(
+                        "cli",
+                        ifc,
+                        &net(i, 2),
+                        IfRoutes::via(i, metric, Some(table)),
+                    );
+                }
+            }
+        }
+        Some(lab)
+    }
+
+    /// The full namespace name of `node` (`cli`, `rt` or `srv`), e.g. `ms4242-cli`.
+    pub fn ns(&self, node: &str) -> String {
+        assert!(
+            NODES.contains(&node),
+            "the lab has no node {node:?} (nodes: {NODES:?})"
+        );
+        format!("{}{node}", self.prefix)
+    }
+
+    /// A `Command` that runs `program args...` inside `node` (`ip netns exec NS ...`; `ip`
+    /// execs the program, so a spawned child's pid is the program's).
+    pub fn exec(&self, node: &str, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns(node), program])
+            .args(args);
+        c
+    }
+
+    /// Spawns `cmd` (usually from [`Lab::exec`]) with its stderr collected, to be killed after
+    /// `limit` (see [`LabProc::wait`]) or when the returned handle is dropped. Set stdin and
+    /// stdout on `cmd` before; stdin defaults to inherited, so give servers `Stdio::null()`.
+    pub fn spawn(&self, mut cmd: Command, limit: Duration) -> LabProc {
+        let what = format!("{cmd:?}");
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (mut pipe, log) = (child.stderr.take().unwrap(), stderr.clone());
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                log.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        LabProc {
+            child,
+            what,
+            stderr,
+            deadline: Instant::now() + limit,
+            status: None,
+        }
+    }
+
+    /// Runs `ip ARGS` inside `node`; panics on failure; returns its stdout.
+    pub fn ip(&self, node: &str, args: &[&str]) -> String {
+        let ns = self.ns(node);
+        run_ok(cmd("ip", &[&["-n", ns.as_str()], args].concat()))
+    }
+
+    /// The (first) IPv4 address of `iface` in `node`.
+    pub fn addr_of(&self, node: &str, iface: &str) -> Ipv4Addr {
+        let out = self.ip(
+            node,
+            &["-4", "-o", "addr", "show", "dev", iface, "scope", "global"],
+        );
+        // "2: eth0    inet 10.99.1.2/24 brd ... scope global eth0 ..."
+        let cidr = out.split_whitespace().skip_while(|w| *w != "inet").nth(1);
+        let addr = cidr.and_then(|c| c.split('/').next()?.parse().ok());
+        addr.unwrap_or_else(|| panic!("{node}/{iface} has no IPv4 address: {out:?}"))
+    }
+
+    /// Renumbers `iface` in `node` like a phone getting a new address from the same network:
+    /// deletes the old address, adds the next one in its /24 (host part + 1; after .254, .2)
+    /// and re-installs the routes (deleting an address drops the routes that use it). Returns
+    /// the new address. Open sockets bound to the old address are now stranded.
+    pub fn addr_move(&self, node: &str, iface: &str) -> Ipv4Addr {
+        let [a, b, c, h] = self.addr_of(node, iface).octets();
+        let new = Ipv4Addr::new(a, b, c, if h >= 254 { 2 } else { h + 1 });
+        let old = format!("{}/24", Ipv4Addr::new(a, b, c, h));
+        self.ip(node, &["addr", "del", &old, "dev", iface]);
+        self.ip(node, &["addr", "add", &format!("{new}/24"), "dev", iface]);
+        self.restore_routes(node, iface);
+        new
+    }
+
+    /// Takes `iface` in `node` down (the kernel drops its routes; the peer loses carrier).
+    pub fn link_down(&self, node: &str, iface: &str) {
+        self.ip(node, &["link", "set", "dev", iface, "down"]);
+    }
+
+    /// Brings `iface` in `node` back up and re-installs its routes.
+    pub fn link_up(&self, node: &str, iface: &str) {
+        self.ip(node, &["link", "set", "dev", iface, "up"]);
+        self.restore_routes(node, iface);
+    }
+
+    /// Limits what `node` sends out of `iface` to `rate_bit_s` bits per second with a tbf
+    /// (burst about 2 ms of traffic, at least two frames; queue up to 50 ms, then tail drop).
+    /// `0` removes the limit. Shapes one direction: for the client's upload shape its own
+    /// interface, for its download the router's side of the link. Needs `tc`.
+    pub fn shape(&self, node: &str, iface: &str, rate_bit_s: u64) {
+        let ns = self.ns(node);
+        let base = ["-n", ns.as_str(), "qdisc"];
+        if rate_bit_s == 0 {
+            // Fails harmlessly when there is no qdisc to delete.
+            let _ = cmd("tc", &[&base[..], &["del", "dev", iface, "root"]].concat()).output();
+            return;
+        }
+        let burst = (rate_bit_s / 8 / 500).max(3028).to_string();
+        let rate = rate_bit_s.to_string(); // tc reads a bare number as bits per second
+        let args = [
+            "replace", "dev", iface, "root", "tbf", "rate", &rate, "burst", &burst,
+        ];
+        run_ok(cmd(
+            "tc",
+            &[&base[..], &args, &["latency", "50ms"]].concat(),
+        ));
+    }
+
+    /// Whether `program` is on the PATH (e.g. `ping`, which not every machine has).
+    pub fn has_program(program: &str) -> bool {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+    }
+
+    // --- building blocks ---
+
+    /// Writes a sysctl inside `node` (through /proc, so procps is not needed).
+    fn sysctl(&self, node: &str, key: &str, value: &str) {
+        let script = format!("echo {value} >/proc/sys/{key}");
+        run_ok(self.exec(node, "sh", &["-c", &script]));
+    }
+
+    /// A veth pair `a_if` in `a` <-> `b_if` in `b`, both ends up. Err: why veth is unusable.
+    fn veth(&self, a: &str, a_if: &str, b: &str, b_if: &str) -> Result<(), String> {
+        let (na, nb) = (self.ns(a), self.ns(b));
+        let args = [
+            "link", "add", a_if, "netns", &na, "type", "veth", "peer", "name", b_if, "netns", &nb,
+        ];
+        match cmd("ip", &args).output() {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => return Err(format!("cannot create a veth pair: {}", stderr_of(&o))),
+            Err(e) => return Err(format!("cannot create a veth pair: {e}")),
+        }
+        self.ip(a, &["link", "set", "dev", a_if, "up"]);
+        self.ip(b, &["link", "set", "dev", b_if, "up"]);
+        Ok(())
+    }
+
+    /// Gives `iface` its address and routes, remembering the routes for `link_up`/`addr_move`.
+    fn iface(&mut self, node: &str, iface: &str, cidr: &str, routes: IfRoutes) {
+        self.ip(node, &["addr", "add", cidr, "dev", iface]);
+        self.routes.insert((node.into(), iface.into()), routes);
+        self.restore_routes(node, iface);
+    }
+
+    /// (Re)installs the default route(s) through `iface`, unless it is down.
+    fn restore_routes(&self, node: &str, iface: &str) {
+        let Some(r) = self.routes.get(&(node.to_string(), iface.to_string())) else {
+            return;
+        };
+        let Some(gw) = r.gw else { return };
+        let show = self.ip(node, &["link", "show", "dev", iface]); // "2: eth0@if3: <...,UP,...>"
+        let flags = show.split(['<', '>']).nth(1).unwrap_or_default();
+        if !flags.split(',').any(|f| f == "UP") {
+            return; // `link_up` will add them
+        }
+        let (gw, metric) = (gw.to_string(), r.metric.to_string());
+        let route = ["route", "replace", "default", "via", &gw, "dev", iface];
+        self.ip(node, &[&route[..], &["metric", &metric]].concat());
+        if let Some(t) = r.table {
+            self.ip(node, &[&route[..], &["table", &t.to_string()]].concat());
+        }
+    }
+}
+
+impl Drop for Lab {
+    /// Kills every process inside the lab's namespaces, then deletes them. Never panics.
+    fn drop(&mut self) {
+        for ns in self.created.iter().rev() {
+            delete_namespace(ns);
+        }
+    }
+}
+
+/// A process started with [`Lab::spawn`]. Killed (and reaped) when dropped.
+pub struct LabProc {
+    child: Child,
+    /// The command line, for messages.
+    what: String,
+    /// Everything the process wrote on stderr so far.
+    stderr: Arc<Mutex<String>>,
+    /// When [`LabProc::wait`] gives up and kills it.
+    deadline: Instant,
+    /// Its exit status, once reaped.
+    status: Option<ExitStatus>,
+}
+
+impl LabProc {
+    /// Its pid.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What it wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until a stderr line starts with `prefix` and returns the rest of that line;
+    /// panics (the process is killed on drop) after `timeout` or if it exits first.
+    pub fn wait_stderr_line(&mut self, prefix: &str, timeout: Duration) -> String {
+        let until = Instant::now() + timeout;
+        loop {
+            let text = self.stderr();
+            if let Some(line) = text.lines().find_map(|l| l.strip_prefix(prefix)) {
+                return line.to_string();
+            }
+            let exited = self.child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > until {
+                thread::sleep(Duration::from_millis(50)); // let the stderr reader catch up
+                panic!(
+                    "{}: no stderr line {prefix:?} (exited: {exited:?}); stderr:\n{}",
+                    self.what,
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for it to exit; at its deadline kills it and panics with its stderr.
+    pub fn wait(&mut self) -> ExitStatus {
+        loop {
+            if let Some(s) = self.status.or_else(|| self.child.try_wait().ok().flatten()) {
+                self.status = Some(s);
+                // The child is gone; give the reader thread a moment to take the last bytes.
+                thread::sleep(Duration::from_millis(20));
+                return s;
+            }
+            if Instant::now() > self.deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                thread::sleep(Duration::from_millis(50));
+                panic!(
+                    "{}: still running at its deadline; killed; stderr:\n{}",
+                    self.what,
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits (see [`LabProc::wait`]) and panics unless its exit code is `code`.
+    pub fn expect_exit(&mut self, code: i32) {
+        let status = self.wait();
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "{}: exit status {status}, expected {code}; stderr:\n{}",
+            self.what,
+            self.stderr()
+        );
+    }
+}
+
+impl Drop for LabProc {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// --- helpers ---
+
+fn cmd(program: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(program);
+    c.args(args);
+    c
+}
+
+fn stderr_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_string()
+}
+
+/// Runs a short configuration command to completion; panics unless it succeeds.
+fn run_ok(mut c: Command) -> String {
+    let o = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    assert!(o.status.success(), "{c:?} failed: {}", stderr_of(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Kills every process inside namespace `ns` (TERM, then KILL), then deletes it. Quiet: the
+/// namespace may not exist.
+fn delete_namespace(ns: &str) {
+    if !std::path::Path::new("/run/netns").join(ns).exists() {
+        return;
+    }
+    for round in 0..20 {
+        let pids = cmd("ip", &["netns", "pids", ns])
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        let pids: Vec<i32> = String::from_utf8_lossy(&pids)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if pids.is_empty() {
+            break;
+        }
+        let sig = if round < 10 {
+            libc::SIGTERM
+        } else {
+            libc::SIGKILL
+        };
+        for pid in pids {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(pid, sig) };
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    if let Ok(o) = cmd("ip", &["netns", "del", ns]).output() {
+        if !o.status.success() {
+            eprintln!("lab: warning: ip netns del {ns}: {}", stderr_of(&o));
+        }
+    }
+}
+
+/// Deletes lab namespaces (`ms<pid>-<node>`) whose process is gone, e.g. after a test binary
+/// was killed with SIGKILL and could not clean up.
+fn remove_stale_namespaces() {
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((pid, node)) = name.strip_prefix("ms").and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        let pid_ok = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+        if pid_ok && NODES.contains(&node) && !std::path::Path::new("/proc").join(pid).exists() {
+            eprintln!("lab: removing namespace {name} left by a dead process");
+            delete_namespace(&name);
+        }
+    }
+}
