@@ -55,7 +55,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__connect)
-            opts="-w -s -4 -6 -v -h -V --wait --source --retry-interval --plain --idle-timeout --resume-timeout --keepalive --dead-time --recv-only --send-only --verbose --help --version"
+            opts="-w -s -4 -6 -v -h -V --wait --source --retry-interval --plain --idle-timeout --resume-timeout --keepalive --dead-time --json-events --recv-only --send-only --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -161,7 +161,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__listen)
-            opts="-k -4 -6 -v -h -V --keep-open --no-plain --detect-wait --idle-timeout --resume-timeout --keepalive --dead-time --recv-only --send-only --verbose --help --version"
+            opts="-k -4 -6 -v -h -V --keep-open --no-plain --detect-wait --idle-timeout --resume-timeout --keepalive --dead-time --json-events --recv-only --send-only --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -73,6 +73,11 @@ pub struct StreamArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration)]
     pub dead_time: Duration,
 
+    /// Write one JSON object per line on stderr for each session and path event (open, path
+    /// up/down/moved, resumed, closed), for scripts.
+    #[arg(long)]
+    pub json_events: bool,
+
     /// Only receive: do not read stdin, close our sending side at once.
     #[arg(long, conflicts_with = "send_only")]
     pub recv_only: bool,

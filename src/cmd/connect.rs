@@ -21,6 +21,9 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
         )));
     }
     let started = Instant::now();
+    if args.stream.json_events {
+        crate::runtime::events::enable();
+    }
     let addrs = resolve(&args.dest, family(&args.stream)).await?;
     let source = args.source.map(|ip| SocketAddr::new(ip, 0));
     let timeout = Some(args.wait);

@@ -16,6 +16,7 @@ use crate::cli::{parse_listen_addr, ListenArgs};
 use crate::proto::{ErrorCode, PathId, Session};
 use crate::runtime::conn::bind_listener;
 use crate::runtime::control::{self, ControlPlane, ControlRoutes};
+use crate::runtime::events;
 use crate::runtime::{
     accept_loop, netwatch, plain, resolve, DetectPolicy, Driver, Family, Incoming, Routes,
     StdinSource, StdoutSink,
@@ -28,6 +29,9 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     // interrupts us always sees exit status 130.
     let mut interrupted = Box::pin(ctrl_c());
     futures_poll_once(interrupted.as_mut()).await;
+    if args.stream.json_events {
+        events::enable();
+    }
     let fam = family(&args.stream);
     let listeners = bind_all(host.as_deref(), port, fam).await?;
     for l in &listeners {
@@ -279,6 +283,11 @@ async fn serve(
                     .map_err(Failure::network)?;
             let id = session.id();
             tracing::info!("session {id:016x} open: {} -> {}", conn.peer, conn.local);
+            events::emit(
+                "session_open",
+                serde_json::json!({"session": format!("{id:016x}"),
+                    "local": conn.local.to_string(), "remote": conn.peer.to_string()}),
+            );
             conn.queue_preamble();
             conn.queue(&welcome);
             let (atx, arx) = mpsc::channel(16);

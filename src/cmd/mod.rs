@@ -104,6 +104,18 @@ pub async fn finish(
         secs,
         peak_rss().map_or(String::new(), |kb| format!(", peak RSS {} KiB", kb))
     );
+    let outcome = match &result {
+        Ok(Outcome::Finished) => "finished",
+        Ok(Outcome::OutputClosed) => "output_closed",
+        Ok(Outcome::Interrupted) => "interrupted",
+        Err(_) => "failed",
+    };
+    crate::runtime::events::emit(
+        "session_closed",
+        serde_json::json!({"outcome": outcome,
+            "error": result.as_ref().err().map(|e| e.to_string()),
+            "sent": totals.sent, "received": totals.received, "seconds": secs}),
+    );
     match result {
         Ok(Outcome::Finished) | Ok(Outcome::OutputClosed) => Ok(()),
         Ok(Outcome::Interrupted) => Err(Failure::interrupted()),

@@ -174,5 +174,10 @@ pub async fn open_session(
         conn.local,
         conn.peer
     );
+    super::events::emit(
+        "session_open",
+        serde_json::json!({"session": format!("{:016x}", session.id()),
+            "local": conn.local.to_string(), "remote": conn.peer.to_string()}),
+    );
     Ok((session, conn, epoch, control))
 }

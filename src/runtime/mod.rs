@@ -6,6 +6,7 @@ pub mod client;
 pub mod conn;
 pub mod control;
 pub mod driver;
+pub mod events;
 pub mod listener;
 pub mod netwatch;
 pub mod plain;

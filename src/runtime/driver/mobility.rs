@@ -142,6 +142,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             return;
         }
         tracing::info!("server moved to {addr}; reconnecting there");
+        crate::runtime::events::emit("server_moved", serde_json::json!({"to": addr.to_string()}));
         if let Some(r) = self.replacer.as_mut() {
             r.set_server_hint(addr);
         }

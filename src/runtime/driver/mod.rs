@@ -27,7 +27,10 @@ use tokio::time::Sleep;
 
 use super::app::{AppSink, AppSource};
 use super::conn::FlowConn;
+use serde_json::json;
+
 use super::control::ControlPlane;
+use super::events;
 use super::netwatch::AddrBook;
 use super::reconnect::{ReconnectPolicy, Replacer};
 use crate::proto::{Event, Frame, PathId, PendingAttach, Session, SessionError};
@@ -151,6 +154,8 @@ pub struct Driver<I, O> {
     resume_timeout: Duration,
     /// Fires `resume_timeout` after the session lost its last flowpath; None while it has one.
     orphaned: Option<Pin<Box<Sleep>>>,
+    /// When the session lost its last flowpath.
+    orphaned_since: Option<Instant>,
     rng: StdRng,
     last_path_error: String,
     totals: Totals,
@@ -182,6 +187,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             interrupt: None,
             resume_timeout: Duration::ZERO,
             orphaned: None,
+            orphaned_since: None,
             rng: StdRng::from_entropy(),
             last_path_error: String::new(),
             totals: Totals::default(),
@@ -303,8 +309,12 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                 } else if let Some(e) = self.poll_orphaned(cx) {
                     return Poll::Ready(Err(e));
                 }
-            } else {
-                self.orphaned = None;
+            } else if self.orphaned.take().is_some() {
+                let stall = self
+                    .orphaned_since
+                    .take()
+                    .map_or(0.0, |t| t.elapsed().as_secs_f64());
+                events::emit("session_resumed", json!({"stall_ms": stall * 1e3}));
             }
             if !progress {
                 return Poll::Pending;
@@ -355,20 +365,37 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         match self.lost.remove(&id) {
             Some(lost) => {
                 // Say which end moved: ours, the peer's, or neither (the connection broke).
-                let moved = if lost.local.ip() != c.conn.local.ip() {
-                    format!("moved {} -> {}", lost.local.ip(), c.conn.local.ip())
+                let (which, from, to) = if lost.local.ip() != c.conn.local.ip() {
+                    ("local", lost.local.ip(), c.conn.local.ip())
                 } else if lost.peer.ip() != c.conn.peer.ip() {
-                    format!("moved (peer) {} -> {}", lost.peer.ip(), c.conn.peer.ip())
+                    ("peer", lost.peer.ip(), c.conn.peer.ip())
                 } else {
-                    format!("reconnected {} -> {}", c.conn.local, c.conn.peer)
+                    ("none", lost.local.ip(), c.conn.local.ip())
                 };
+                let moved = match which {
+                    "local" => format!("moved {from} -> {to}"),
+                    "peer" => format!("moved (peer) {from} -> {to}"),
+                    _ => format!("reconnected {} -> {}", c.conn.local, c.conn.peer),
+                };
+                let stall_ms = lost.at.elapsed().as_secs_f64() * 1e3;
+                let resend = self.session.resend_pending();
                 tracing::info!(
-                    "path {id} {moved}, resumed after {} ms, re-sending {} bytes that were in flight",
-                    lost.at.elapsed().as_millis(),
-                    self.session.resend_pending()
+                    "path {id} {moved}, resumed after {stall_ms:.0} ms, re-sending {resend} bytes that were in flight",
+                );
+                events::emit(
+                    "path_moved",
+                    json!({"path": id.0, "which": which, "from": from.to_string(),
+                        "to": to.to_string(), "stall_ms": stall_ms, "resend_bytes": resend}),
                 );
             }
-            None => tracing::info!("path {id} up: {} -> {}", c.conn.local, c.conn.peer),
+            None => {
+                tracing::info!("path {id} up: {} -> {}", c.conn.local, c.conn.peer);
+                events::emit(
+                    "path_up",
+                    json!({"path": id.0, "local": c.conn.local.to_string(),
+                        "remote": c.conn.peer.to_string()}),
+                );
+            }
         }
     }
 
@@ -381,13 +408,16 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             return Some(lost());
         }
         let wait = self.resume_timeout;
-        let timer = self.orphaned.get_or_insert_with(|| {
+        if self.orphaned.is_none() {
             tracing::info!(
                 "all flowpaths lost; waiting up to {} for the peer to come back",
                 humantime::format_duration(wait)
             );
-            Box::pin(tokio::time::sleep(wait))
-        });
+            self.orphaned_since = Some(Instant::now());
+        }
+        let timer = self
+            .orphaned
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(wait)));
         if timer.as_mut().poll(cx).is_ready() {
             return Some(lost());
         }

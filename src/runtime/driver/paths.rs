@@ -118,6 +118,11 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             c.conn.local,
             c.conn.peer
         );
+        crate::runtime::events::emit(
+            "path_down",
+            serde_json::json!({"path": id.0, "local": c.conn.local.to_string(),
+                "remote": c.conn.peer.to_string(), "reason": why}),
+        );
         let was_active = self.session.active_paths().any(|p| p == id);
         self.session.path_closed(id);
         self.last_path_error = why;
