@@ -143,6 +143,13 @@ impl Announce {
         }
     }
 
+    /// The network changed (e.g. the route to the client is back): send again now and
+    /// restart the backoff.
+    pub fn send_now(&mut self) {
+        self.interval = FIRST_RESEND;
+        self.timer.as_mut().reset(tokio::time::Instant::now());
+    }
+
     /// Sends (again) when due; true if a copy went out.
     pub fn poll_send(&mut self, socket: &UdpSocket, cx: &mut Context<'_>) -> bool {
         if self.timer.as_mut().poll(cx).is_pending() {

@@ -35,8 +35,9 @@ pub enum ReplaceEvent {
     /// A connection is up, its HELLO(attach) was sent and the server's answer (CHALLENGE or
     /// ERROR) arrived: hand both to the session.
     Connected(PathId, Box<FlowConn>, Frame),
-    /// The attempt failed; try again after the retry interval.
-    Failed(PathId, String),
+    /// The attempt failed; try again after the retry interval (at once if the flag says the
+    /// network changed while it was under way).
+    Failed(PathId, String, bool),
     /// The retry interval has passed: start a new attempt.
     RetryDue(PathId),
 }
@@ -44,7 +45,9 @@ pub enum ReplaceEvent {
 type Attempt = Pin<Box<dyn Future<Output = Result<(FlowConn, Frame), String>> + Send>>;
 
 enum Slot {
-    Connecting(Attempt),
+    /// An attempt in flight; `changed` is set when the network changed meanwhile, so that a
+    /// failure is retried at once rather than after the retry interval.
+    Connecting { attempt: Attempt, changed: bool },
     Waiting(Pin<Box<Sleep>>),
 }
 
@@ -97,21 +100,35 @@ impl Replacer {
                     ))
                 })
         });
-        self.slots.push((id, Slot::Connecting(attempt)));
+        self.slots.push((
+            id,
+            Slot::Connecting {
+                attempt,
+                changed: false,
+            },
+        ));
     }
 
-    /// Schedules another attempt for `id` after the retry interval.
-    pub fn retry_later(&mut self, id: PathId) {
+    /// Schedules another attempt for `id` after the retry interval, or at once if the
+    /// network changed while the failed attempt was under way.
+    pub fn retry_later(&mut self, id: PathId, changed_meanwhile: bool) {
         self.slots.retain(|(p, _)| *p != id);
-        let sleep = Box::pin(tokio::time::sleep(self.policy.retry_interval));
-        self.slots.push((id, Slot::Waiting(sleep)));
+        let wait = if changed_meanwhile {
+            Duration::ZERO
+        } else {
+            self.policy.retry_interval
+        };
+        self.slots
+            .push((id, Slot::Waiting(Box::pin(tokio::time::sleep(wait)))));
     }
 
-    /// Something changed (an address appeared): waiting attempts go now instead of later.
+    /// Something changed (an address or route appeared): waiting attempts go now instead of
+    /// later, and attempts in flight that fail are retried at once.
     pub fn retry_now(&mut self) {
         for (_, slot) in &mut self.slots {
-            if let Slot::Waiting(s) = slot {
-                s.as_mut().reset(tokio::time::Instant::now());
+            match slot {
+                Slot::Waiting(s) => s.as_mut().reset(tokio::time::Instant::now()),
+                Slot::Connecting { changed, .. } => *changed = true,
             }
         }
     }
@@ -131,11 +148,11 @@ impl Replacer {
         for i in 0..self.slots.len() {
             let id = self.slots[i].0;
             let ev = match &mut self.slots[i].1 {
-                Slot::Connecting(f) => match f.as_mut().poll(cx) {
+                Slot::Connecting { attempt, changed } => match attempt.as_mut().poll(cx) {
                     Poll::Ready(Ok((conn, reply))) => {
                         ReplaceEvent::Connected(id, Box::new(conn), reply)
                     }
-                    Poll::Ready(Err(e)) => ReplaceEvent::Failed(id, e),
+                    Poll::Ready(Err(e)) => ReplaceEvent::Failed(id, e, *changed),
                     Poll::Pending => continue,
                 },
                 Slot::Waiting(s) => match s.as_mut().poll(cx) {

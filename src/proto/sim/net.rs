@@ -1,6 +1,7 @@
 //! The simulated network: links, pipes (one direction of a TCP connection) and connections.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -168,8 +169,8 @@ pub(super) enum ServerEnd {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum ConnState {
     Open,
-    /// Abandoned by the client without telling the server (address change): writes are
-    /// accepted, nothing is delivered.
+    /// Abandoned by the client without telling the server (address change), or to an
+    /// address that is gone (server move): writes are accepted, nothing is delivered.
     Blackholed,
     Dead,
 }
@@ -191,13 +192,29 @@ pub(super) struct Conn {
     pub(super) server_end: ServerEnd,
     pub(super) server_preamble_sent: bool,
     pub(super) state: ConnState,
+    /// The server address it was dialled to.
+    pub(super) to: SocketAddr,
+    /// The client address it was dialled from.
+    pub(super) from: SocketAddr,
+    /// When the client opened it.
+    pub(super) opened_at: Duration,
 }
 
 impl Conn {
-    pub(super) fn new(path: PathId, link: Link, client_end: ClientEnd) -> Conn {
+    /// A connection for `path` from `from` to `to`, opened at `now`.
+    pub(super) fn new(
+        path: PathId,
+        link: Link,
+        client_end: ClientEnd,
+        (from, to): (SocketAddr, SocketAddr),
+        now: Duration,
+    ) -> Conn {
         Conn {
             path,
             link,
+            to,
+            from,
+            opened_at: now,
             c2s: Pipe::new(link.latency, link.c2s_rate),
             s2c: Pipe::new(link.latency, link.s2c_rate),
             client_rx: Deframer::new(),

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::super::session::{AttachError, Config, Event, SessionError};
-use super::super::{ErrorCode, Frame, PathId};
+use super::super::{ControlAction, ControlError, ErrorCode, Frame, PathId};
 use super::{AppSpec, Link, Side};
 
 /// Something that happens to the network at a scheduled virtual time.
@@ -42,6 +42,82 @@ pub enum Fault {
         /// How long it stalls.
         duration: Duration,
     },
+    /// The server's address changes: every connection to the old one is blackholed (bytes in
+    /// flight vanish, nothing more arrives, neither end is told by the connection), and the
+    /// server announces its new address with a RECONNECT datagram (see [`ServerMove`]).
+    ServerMove(ServerMove),
+    /// The client's address changes on every flowpath at once, its control socket's too:
+    /// each path with a connection is replaced like [`Fault::Reattach`] over its link, and
+    /// datagrams still addressed to the old address are lost.
+    ClientMove,
+    /// The server's name now resolves to its current address; the client's retry loop, which
+    /// resolves it on every attempt, finds the server there from now on.
+    NameUpdate,
+}
+
+/// How a [`Fault::ServerMove`] plays out.
+#[derive(Clone, Debug)]
+pub struct ServerMove {
+    /// The first this many copies of the RECONNECT are lost.
+    pub lose_reconnects: u32,
+    /// The client's first this many RECONNECT_ACKs (for any RECONNECT) are lost.
+    pub lose_acks: u32,
+    /// The server's runtime closes all its paths at once (it saw its address go away), as
+    /// the real one does. If false, it learns only from replacements and its dead time.
+    pub server_closes_paths: bool,
+    /// The server's name is updated to the new address this long after the move
+    /// ([`Fault::NameUpdate`]).
+    pub name_updated_after: Option<Duration>,
+}
+
+impl ServerMove {
+    /// A move announced without loss; the server closes its paths; the name is not updated.
+    pub fn new() -> ServerMove {
+        ServerMove {
+            lose_reconnects: 0,
+            lose_acks: 0,
+            server_closes_paths: true,
+            name_updated_after: None,
+        }
+    }
+
+    /// Loses the first `n` copies of the RECONNECT.
+    pub fn losing_reconnects(self, n: u32) -> ServerMove {
+        ServerMove {
+            lose_reconnects: n,
+            ..self
+        }
+    }
+
+    /// Loses the client's first `n` RECONNECT_ACKs.
+    pub fn losing_acks(self, n: u32) -> ServerMove {
+        ServerMove {
+            lose_acks: n,
+            ..self
+        }
+    }
+
+    /// The server keeps its paths until replacements or the dead time retire them.
+    pub fn keeping_paths(self) -> ServerMove {
+        ServerMove {
+            server_closes_paths: false,
+            ..self
+        }
+    }
+
+    /// The server's name follows it `after` the move.
+    pub fn name_updated_after(self, after: Duration) -> ServerMove {
+        ServerMove {
+            name_updated_after: Some(after),
+            ..self
+        }
+    }
+}
+
+impl Default for ServerMove {
+    fn default() -> Self {
+        ServerMove::new()
+    }
 }
 
 /// Kills a connection right after `side` wrote a frame named `frame` ([`Frame::name`]) into
@@ -54,6 +130,34 @@ pub struct KillOnFrame {
     pub frame: &'static str,
     /// Delay before the client reattaches the path, if it should.
     pub reattach_after: Option<Duration>,
+}
+
+/// Applies a fault right after `side` wrote a frame named `frame` ([`Frame::name`]) into a
+/// connection, while that frame is in flight. Fires once.
+#[derive(Clone, Debug)]
+pub struct FaultOnFrame {
+    /// The end whose frame triggers the fault.
+    pub side: Side,
+    /// [`Frame::name`] of the triggering frame.
+    pub frame: &'static str,
+    /// What happens.
+    pub action: OnFrame,
+}
+
+/// The fault of a [`FaultOnFrame`].
+#[derive(Clone, Debug)]
+pub enum OnFrame {
+    /// The connection that carried the frame dies; the client reattaches its path after the
+    /// delay, if given.
+    Kill {
+        /// Delay before the client opens a replacement connection.
+        reattach_after: Option<Duration>,
+    },
+    /// The client's address on the path of that connection changes ([`Fault::Reattach`] over
+    /// the same link): the frame vanishes with the abandoned connection.
+    Reattach,
+    /// Any other fault, applied as is (e.g. [`Fault::ServerMove`]).
+    Fault(Fault),
 }
 
 /// Everything that defines one simulation run.
@@ -75,6 +179,15 @@ pub struct SimConfig {
     pub faults: Vec<(Duration, Fault)>,
     /// A kill triggered by a frame being sent.
     pub kill_on_frame: Option<KillOnFrame>,
+    /// Faults triggered by frames being sent.
+    pub on_frame: Vec<FaultOnFrame>,
+    /// Probability that a control datagram (RECONNECT, RECONNECT_ACK) is lost.
+    pub control_loss: f64,
+    /// The client gives up on an attach attempt that got no answer for this long (a
+    /// connection to an address that is gone goes nowhere), like the runtime's `--wait`.
+    pub attempt_timeout: Duration,
+    /// Delay before the client retries a failed attach, like `--retry-interval`.
+    pub retry_interval: Duration,
     /// Simulated kernel send buffer per connection and direction.
     pub sndbuf: usize,
     /// Upper bound on simulation steps.
@@ -95,6 +208,10 @@ impl SimConfig {
             server_app: AppSpec::sending(256 << 10),
             faults: Vec::new(),
             kill_on_frame: None,
+            on_frame: Vec::new(),
+            control_loss: 0.0,
+            attempt_timeout: Duration::from_secs(10),
+            retry_interval: Duration::from_secs(1),
             sndbuf: 64 << 10,
             max_steps: 2_000_000,
             max_time: Duration::from_secs(300),
@@ -174,6 +291,42 @@ pub struct Log {
     pub refusals: Vec<(usize, ErrorCode)>,
     /// Milestones per side.
     pub milestones: [Milestones; 2],
+    /// Scheduled faults as they struck (those still pending at the end are not here).
+    pub faults_applied: Vec<(Duration, Fault)>,
+    /// Frame-triggered faults as they fired: when, whose frame, which frame.
+    pub triggered: Vec<(Duration, Side, &'static str)>,
+    /// Every control datagram written, lost or not.
+    pub datagrams: Vec<DatagramRecord>,
+    /// Every control datagram handled, with what `handle_control` returned.
+    pub control: Vec<ControlRecord>,
+    /// Client attach attempts abandoned for lack of an answer: when, which path.
+    pub failed_attempts: Vec<(Duration, PathId)>,
+    /// Server moves: when, and the new address.
+    pub server_moves: Vec<(Duration, std::net::SocketAddr)>,
+}
+
+/// A control datagram as sent.
+#[derive(Clone, Debug)]
+pub struct DatagramRecord {
+    /// When it was written.
+    pub at: Duration,
+    /// Its sender.
+    pub from: Side,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Whether the network dropped it.
+    pub lost: bool,
+}
+
+/// A control datagram as handled by a session.
+#[derive(Clone, Debug)]
+pub struct ControlRecord {
+    /// When it arrived.
+    pub at: Duration,
+    /// The receiving end.
+    pub side: Side,
+    /// What `handle_control` returned.
+    pub result: Result<ControlAction, ControlError>,
 }
 
 impl Log {

@@ -132,15 +132,15 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                         Err(FrameError::PathRefused(why)) => {
                             tracing::info!("path {id}: {why}; retrying");
                             self.last_path_error = why;
-                            self.retry_later(id);
+                            self.retry_later(id, false);
                         }
                         Err(FrameError::Session(_)) => return true, // caller reports it
                     }
                 }
-                ReplaceEvent::Failed(id, why) => {
+                ReplaceEvent::Failed(id, why, changed) => {
                     tracing::info!("path {id}: reconnect failed: {why}");
                     self.last_path_error = why;
-                    self.retry_later(id);
+                    self.retry_later(id, changed);
                 }
                 ReplaceEvent::RetryDue(id) => {
                     if let Some(r) = self.replacer.as_mut() {
@@ -152,9 +152,9 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         }
     }
 
-    fn retry_later(&mut self, id: PathId) {
+    fn retry_later(&mut self, id: PathId, changed_meanwhile: bool) {
         if let Some(r) = self.replacer.as_mut() {
-            r.retry_later(id);
+            r.retry_later(id, changed_meanwhile);
         }
     }
 }

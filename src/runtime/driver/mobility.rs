@@ -45,6 +45,11 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             }
             self.lose_path(c, format!("local address {ip} went away"));
         }
+        // A RECONNECT already under way goes again now: the change may be the route that
+        // lets it reach the client.
+        if let Some(a) = self.control.as_mut().and_then(|cp| cp.announce.as_mut()) {
+            a.send_now();
+        }
         self.try_announce();
         if let Some(r) = self.replacer.as_mut() {
             r.retry_now();
