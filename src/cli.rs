@@ -1,6 +1,9 @@
 //! The command line, defined once with clap derive; the man pages and shell completions are
 //! generated from this definition (see `examples/gen_docs.rs`).
 
+// Help texts show "[IPV6]:PORT" literally; rustdoc must not read it as a link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

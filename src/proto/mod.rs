@@ -36,7 +36,7 @@
 //! ```text
 //! length: u32   number of bytes that follow (type + body), 1 ..= 65545 (MAX_FRAME_LEN)
 //! type:   u8
-//! body:   [length - 1]
+//! body:   \[length - 1\]
 //! ```
 //!
 //! A length of 0 or above [`frame::MAX_FRAME_LEN`] is a protocol error, detected before any
@@ -45,28 +45,30 @@
 //!
 //! | type | name | body | direction |
 //! |------|------|------|-----------|
-//! | 0x01 | HELLO(open)   | client_half u32, client_random [32], window u64 | client → server |
-//! | 0x02 | HELLO(attach) | session_id u64, path_id u32, client_nonce [16] | client → server |
-//! | 0x03 | WELCOME       | session_id u64, server_random [32], window u64 | server → client |
-//! | 0x04 | CHALLENGE     | server_nonce [16], server_proof [32], cumulative u64 | server → client |
-//! | 0x05 | ATTACH_PROOF  | client_proof [32], cumulative u64 | client → server |
-//! | 0x10 | DATA          | offset u64, payload [0 ..= 65536] | both |
+//! | 0x01 | HELLO(open)   | client_half u32, client_random \[32\], window u64, control_port u16 | client → server |
+//! | 0x02 | HELLO(attach) | session_id u64, path_id u32, client_nonce \[16\] | client → server |
+//! | 0x03 | WELCOME       | session_id u64, server_random \[32\], window u64, control_port u16 | server → client |
+//! | 0x04 | CHALLENGE     | server_nonce \[16\], server_proof \[32\], cumulative u64 | server → client |
+//! | 0x05 | ATTACH_PROOF  | client_proof \[32\], cumulative u64 | client → server |
+//! | 0x10 | DATA          | offset u64, payload \[0 ..= 65536\] | both |
 //! | 0x11 | ACK           | cumulative u64, limit u64, path_bytes u64 | both |
 //! | 0x12 | PING          | token u64 | both |
 //! | 0x13 | PONG          | token u64 (echoed) | both |
 //! | 0x14 | FIN           | final_offset u64 | both |
 //! | 0x15 | FIN_ACK       | final_offset u64 | both |
-//! | 0x1F | ERROR         | code u16, reason [UTF-8, 0 ..= 1024] | both |
+//! | 0x1F | ERROR         | code u16, reason \[UTF-8, 0 ..= 1024\] | both |
 //!
 //! ERROR codes: 1 protocol, 2 version, 3 unknown session, 4 authentication failed, 5 busy,
 //! 6 flow control, 7 idle timeout, 8 aborted. Unknown codes must be reported, not rejected.
 //!
 //! ## Opening a session (first flowpath, path id 0)
 //!
-//! 1. client → `HELLO(open)`: a random 32-bit `client_half`, 32 random bytes, and the receive
-//!    window the client offers (bytes it will buffer for the server's stream).
+//! 1. client → `HELLO(open)`: a random 32-bit `client_half`, 32 random bytes, the receive
+//!    window the client offers (bytes it will buffer for the server's stream), and the UDP port
+//!    of its control socket (0: none).
 //! 2. server → `WELCOME`: `session_id = client_half << 32 | server_half` (the server draws
-//!    `server_half` so that the id is unique among its sessions), 32 random bytes, its window.
+//!    `server_half` so that the id is unique among its sessions), 32 random bytes, its window,
+//!    and its control port (the listening port, or 0).
 //!
 //! Both then derive the 256-bit session secret
 //! `SHA-256("msock session secret v1" || session_id || client_random || server_random)`.
@@ -110,7 +112,21 @@
 //! ## Keepalive
 //!
 //! `PING(token)` is answered by `PONG(token)`; the round trip is an RTT sample. A PING is sent
-//! when a flowpath attaches and whenever it has sent nothing for the keepalive interval.
+//! when a flowpath attaches and whenever nothing has arrived on it for the keepalive interval
+//! ([`session::Config::keepalive`], 3 s by default). A flowpath that has owed an answer (an ACK
+//! for data, a PONG, a FIN_ACK) for the dead time ([`session::Config::dead_time`], 5 s) is
+//! declared dead: its bytes go to the other flowpaths and the client replaces it. The idle
+//! timeout, when set, counts stream data only, not keepalives.
+//!
+//! ## Mobility
+//!
+//! The client replaces a flowpath whose connection broke, went silent, or whose local address
+//! disappeared, by attaching a new connection with the same path id (from whatever address
+//! the routing picks now, to the server's address re-resolved by name on every attempt).
+//! When the server's own address changes, each session sends an authenticated RECONNECT
+//! datagram from the server's control socket to the client's (the peer address of its last
+//! flowpath, the control port from HELLO); the client acknowledges it and attaches its
+//! flowpaths to the announced address. The datagram format is in [`control`].
 //!
 //! ## Closing
 //!

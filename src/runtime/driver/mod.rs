@@ -3,8 +3,9 @@
 //!
 //! It is a hand-written future (one `poll` that tries every source of progress in turn) rather
 //! than a web of tasks and locks: the session is never shared, and each wake-up does all the
-//! work that is ready. The pieces live in submodules: [`paths`] (flowpath sockets), [`app_io`]
-//! (the application side), [`attach`] (new flowpaths: server attaches, client replacements).
+//! work that is ready. The pieces live in submodules: `paths` (flowpath sockets), `app_io`
+//! (the application side), `attach` (new flowpaths: server attaches, client replacements),
+//! `mobility` (address changes and the control channel).
 
 mod app_io;
 mod attach;
