@@ -94,6 +94,16 @@ impl SessionSecret {
         m.finalize().into_bytes().into()
     }
 
+    /// The server nonce of ticket number `index`: unpredictable without the secret, distinct
+    /// for every index, so the server need only remember which indices are outstanding.
+    pub fn ticket(&self, index: u64) -> [u8; NONCE_LEN] {
+        let mut m = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");
+        m.update(b"msock ticket v1");
+        m.update(&index.to_be_bytes());
+        let full: [u8; 32] = m.finalize().into_bytes().into();
+        full[..NONCE_LEN].try_into().expect("16 of 32 bytes")
+    }
+
     /// Checks a control datagram's code in constant time.
     pub fn verify_control_mac(&self, signed: &[u8], mac: &[u8; PROOF_LEN]) -> bool {
         let mut m = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");

@@ -5,10 +5,13 @@
 //!
 //! ```text
 //! magic "MSCT" [4] | version u8 = 1 | type u8 | session_id u64 | seq u64 | body | mac [32]
-//! RECONNECT (type 1) body: family u8 (4 or 6) | address [4 or 16] | port u16
+//! RECONNECT (type 1) body: family u8 (4 or 6) | address [4 or 16] | port u16 | cumulative u64
 //! RECONNECT_ACK (type 2) body: empty
 //! mac = HMAC-SHA-256(session secret, "msock control v1" || every byte before the mac)
 //! ```
+//!
+//! `cumulative` is the server's received offset when it moved: the client treats it as an
+//! acknowledgement, so that it re-sends exactly what was lost in flight to the old address.
 //!
 //! `seq` counts the server's RECONNECTs of one session from 1. A client acts on a RECONNECT
 //! only if its seq is higher than any it accepted before, re-acknowledges the newest one (its
@@ -27,17 +30,21 @@ const RECONNECT_ACK: u8 = 2;
 /// Bytes before the body: magic, version, type, session id, seq.
 const HEADER: usize = 4 + 1 + 1 + 8 + 8;
 /// Largest control datagram.
-pub const MAX_CONTROL_LEN: usize = HEADER + 1 + 16 + 2 + PROOF_LEN;
+pub const MAX_CONTROL_LEN: usize = HEADER + 1 + 16 + 2 + 8 + PROOF_LEN;
 
 /// What a valid control datagram asks of the session that received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlAction {
-    /// Client: the server now listens at `addr`: move every flowpath there. Send `ack` back
-    /// to where the datagram came from. `fresh` is false for a repeat of the newest RECONNECT
+    /// Client: the server now listens at `addr`: every flowpath has been retired (close their
+    /// connections and attach new ones there). Send `ack` back to where the datagram came
+    /// from. `fresh` is false for a repeat of the newest RECONNECT
     /// already acted on (only the ACK is needed then).
     Reconnect {
         /// The server's new address.
         addr: SocketAddr,
+        /// The server had every client stream byte below this offset when it moved (already
+        /// applied: what is left to re-send is known to be missing).
+        cumulative: u64,
         /// The RECONNECT_ACK datagram to send.
         ack: Vec<u8>,
         /// True the first time this RECONNECT is seen.
@@ -90,6 +97,7 @@ impl Session {
             }
         }
         d.extend_from_slice(&addr.port().to_be_bytes());
+        d.extend_from_slice(&self.recv_cumulative().to_be_bytes());
         let mac = self.secret().control_mac(&d);
         d.extend_from_slice(&mac);
         (seq, d)
@@ -112,16 +120,30 @@ impl Session {
         let body = &signed[HEADER..];
         match (signed[5], self.role()) {
             (RECONNECT, super::Role::Client) => {
-                let addr = parse_addr(body).ok_or(ControlError::Malformed)?;
+                let (addr, cumulative) = parse_reconnect(body).ok_or(ControlError::Malformed)?;
                 if seq < self.control_seq {
                     return Err(ControlError::Stale);
                 }
                 let fresh = seq > self.control_seq;
+                if fresh {
+                    if cumulative > self.bytes_sent_once() {
+                        return Err(ControlError::Malformed);
+                    }
+                    // Every flowpath went to the old address: they are dead. What they had in
+                    // flight above the server's offset is known to be missing.
+                    self.retire_all_paths();
+                    self.apply_peer_cumulative(cumulative);
+                }
                 self.control_seq = seq;
                 let mut ack = header(RECONNECT_ACK, self.id(), seq);
                 let mac = self.secret().control_mac(&ack);
                 ack.extend_from_slice(&mac);
-                Ok(ControlAction::Reconnect { addr, ack, fresh })
+                Ok(ControlAction::Reconnect {
+                    addr,
+                    cumulative,
+                    ack,
+                    fresh,
+                })
             }
             (RECONNECT_ACK, super::Role::Server) if body.is_empty() => {
                 Ok(ControlAction::Acked(seq))
@@ -142,22 +164,21 @@ fn header(ty: u8, sid: u64, seq: u64) -> Vec<u8> {
     d
 }
 
-fn parse_addr(body: &[u8]) -> Option<SocketAddr> {
+fn parse_reconnect(body: &[u8]) -> Option<(SocketAddr, u64)> {
     let (ip, rest): (IpAddr, &[u8]) = match body.first()? {
-        4 if body.len() == 1 + 4 + 2 => {
+        4 if body.len() == 1 + 4 + 2 + 8 => {
             let o: [u8; 4] = body[1..5].try_into().ok()?;
             (Ipv4Addr::from(o).into(), &body[5..])
         }
-        6 if body.len() == 1 + 16 + 2 => {
+        6 if body.len() == 1 + 16 + 2 + 8 => {
             let o: [u8; 16] = body[1..17].try_into().ok()?;
             (Ipv6Addr::from(o).into(), &body[17..])
         }
         _ => return None,
     };
-    Some(SocketAddr::new(
-        ip,
-        u16::from_be_bytes(rest.try_into().ok()?),
-    ))
+    let port = u16::from_be_bytes(rest[..2].try_into().ok()?);
+    let cumulative = u64::from_be_bytes(rest[2..].try_into().ok()?);
+    Some((SocketAddr::new(ip, port), cumulative))
 }
 
 #[cfg(test)]
@@ -200,6 +221,7 @@ mod tests {
             addr: a,
             ack,
             fresh,
+            ..
         } = client.handle_control(&d).unwrap()
         else {
             panic!("expected a reconnect")

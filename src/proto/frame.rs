@@ -30,6 +30,9 @@ mod ty {
     pub const WELCOME: u8 = 0x03;
     pub const CHALLENGE: u8 = 0x04;
     pub const ATTACH_PROOF: u8 = 0x05;
+    pub const TICKET: u8 = 0x06;
+    pub const HELLO_RESUME: u8 = 0x07;
+    pub const RESUMED: u8 = 0x08;
     pub const DATA: u8 = 0x10;
     pub const ACK: u8 = 0x11;
     pub const PING: u8 = 0x12;
@@ -160,6 +163,36 @@ pub enum Frame {
         /// The client has received every server stream byte below this offset.
         cumulative: u64,
     },
+    /// Server → client on an active flowpath: a single-use server nonce the client may use
+    /// for its next attach, saving the CHALLENGE round trip.
+    Ticket {
+        /// The nonce, valid for one [`Frame::HelloResume`].
+        server_nonce: [u8; NONCE_LEN],
+    },
+    /// Client → server, first frame of a later flowpath: attach it in one flight, proving
+    /// knowledge of the secret over a nonce from an earlier [`Frame::Ticket`]. The client may
+    /// send stream frames right behind it.
+    HelloResume {
+        /// The session to attach to.
+        session_id: u64,
+        /// The flowpath id (an id in use means: replace that flowpath).
+        path_id: u32,
+        /// Fresh random nonce the server must include in its proof.
+        client_nonce: [u8; NONCE_LEN],
+        /// The ticket being used.
+        server_nonce: [u8; NONCE_LEN],
+        /// Proof over both nonces (same construction as ATTACH_PROOF).
+        client_proof: [u8; PROOF_LEN],
+        /// The client has received every server stream byte below this offset.
+        cumulative: u64,
+    },
+    /// Server → client, reply to a valid [`Frame::HelloResume`]: the flowpath is attached.
+    Resumed {
+        /// Proof that the server knows the secret (same construction as in CHALLENGE).
+        server_proof: [u8; PROOF_LEN],
+        /// The server has received every client stream byte below this offset.
+        cumulative: u64,
+    },
     /// Stream bytes starting at `offset`.
     Data {
         /// Stream offset of the first payload byte.
@@ -285,6 +318,34 @@ impl Frame {
                 out.put_slice(client_proof);
                 out.put_u64(*cumulative);
             }
+            Frame::Ticket { server_nonce } => {
+                out.put_u8(ty::TICKET);
+                out.put_slice(server_nonce);
+            }
+            Frame::HelloResume {
+                session_id,
+                path_id,
+                client_nonce,
+                server_nonce,
+                client_proof,
+                cumulative,
+            } => {
+                out.put_u8(ty::HELLO_RESUME);
+                out.put_u64(*session_id);
+                out.put_u32(*path_id);
+                out.put_slice(client_nonce);
+                out.put_slice(server_nonce);
+                out.put_slice(client_proof);
+                out.put_u64(*cumulative);
+            }
+            Frame::Resumed {
+                server_proof,
+                cumulative,
+            } => {
+                out.put_u8(ty::RESUMED);
+                out.put_slice(server_proof);
+                out.put_u64(*cumulative);
+            }
             Frame::Data { offset, payload } => {
                 debug_assert!(payload.len() <= MAX_DATA_PAYLOAD);
                 out.put_u8(ty::DATA);
@@ -372,6 +433,21 @@ impl Frame {
                 client_proof: r.array()?,
                 cumulative: r.u64()?,
             },
+            ty::TICKET => Frame::Ticket {
+                server_nonce: r.array()?,
+            },
+            ty::HELLO_RESUME => Frame::HelloResume {
+                session_id: r.u64()?,
+                path_id: r.u32()?,
+                client_nonce: r.array()?,
+                server_nonce: r.array()?,
+                client_proof: r.array()?,
+                cumulative: r.u64()?,
+            },
+            ty::RESUMED => Frame::Resumed {
+                server_proof: r.array()?,
+                cumulative: r.u64()?,
+            },
             ty::DATA => {
                 let offset = r.u64()?;
                 let payload = body.slice(r.pos..);
@@ -423,6 +499,9 @@ impl Frame {
             Frame::Welcome { .. } => "WELCOME",
             Frame::Challenge { .. } => "CHALLENGE",
             Frame::AttachProof { .. } => "ATTACH_PROOF",
+            Frame::Ticket { .. } => "TICKET",
+            Frame::HelloResume { .. } => "HELLO(resume)",
+            Frame::Resumed { .. } => "RESUMED",
             Frame::Data { .. } => "DATA",
             Frame::Ack { .. } => "ACK",
             Frame::Ping { .. } => "PING",
@@ -571,6 +650,36 @@ pub(crate) mod tests {
             (any::<[u8; PROOF_LEN]>(), any::<u64>()).prop_map(|(client_proof, cumulative)| {
                 Frame::AttachProof {
                     client_proof,
+                    cumulative,
+                }
+            }),
+            any::<[u8; NONCE_LEN]>().prop_map(|server_nonce| Frame::Ticket { server_nonce }),
+            (
+                (any::<u64>(), any::<u32>(), any::<u64>()),
+                any::<[u8; NONCE_LEN]>(),
+                any::<[u8; NONCE_LEN]>(),
+                any::<[u8; PROOF_LEN]>(),
+            )
+                .prop_map(
+                    |(
+                        (session_id, path_id, cumulative),
+                        client_nonce,
+                        server_nonce,
+                        client_proof,
+                    )| {
+                        Frame::HelloResume {
+                            session_id,
+                            path_id,
+                            client_nonce,
+                            server_nonce,
+                            client_proof,
+                            cumulative,
+                        }
+                    }
+                ),
+            (any::<[u8; PROOF_LEN]>(), any::<u64>()).prop_map(|(server_proof, cumulative)| {
+                Frame::Resumed {
+                    server_proof,
                     cumulative,
                 }
             }),

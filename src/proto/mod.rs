@@ -50,6 +50,9 @@
 //! | 0x03 | WELCOME       | session_id u64, server_random \[32\], window u64, control_port u16 | server → client |
 //! | 0x04 | CHALLENGE     | server_nonce \[16\], server_proof \[32\], cumulative u64 | server → client |
 //! | 0x05 | ATTACH_PROOF  | client_proof \[32\], cumulative u64 | client → server |
+//! | 0x06 | TICKET        | server_nonce \[16\] | server → client |
+//! | 0x07 | HELLO(resume) | session_id u64, path_id u32, client_nonce \[16\], server_nonce \[16\], client_proof \[32\], cumulative u64 | client → server |
+//! | 0x08 | RESUMED       | server_proof \[32\], cumulative u64 | server → client |
 //! | 0x10 | DATA          | offset u64, payload \[0 ..= 65536\] | both |
 //! | 0x11 | ACK           | cumulative u64, limit u64, path_bytes u64 | both |
 //! | 0x12 | PING          | token u64 | both |
@@ -88,6 +91,21 @@
 //! 4. server verifies `client_proof` in constant time; on failure ERROR(authentication failed)
 //!    and close. On success the path is active; if the path id was in use, the older connection
 //!    is dropped and whatever it had in flight is queued for re-sending.
+//!
+//! ## Attaching in one flight with a ticket
+//!
+//! On every attached flowpath (two at session open, one after each attach) the server sends
+//! `TICKET(server_nonce)`: a single-use nonce, `HMAC-SHA-256(secret, "msock ticket v1" ||
+//! index u64)` truncated to 16 bytes, of which it keeps at most 8 outstanding. A client holding
+//! a ticket replaces or adds a flowpath with one `HELLO(resume)`: session id, path id, a fresh
+//! `client_nonce`, the ticket as `server_nonce`, `client_proof` over both nonces (as for
+//! ATTACH_PROOF) and its `cumulative`; it may send stream frames right behind it, but only new
+//! data: bytes that were in flight on a dead connection wait until the server has said what it
+//! holds, so that a fresh connection's first flights are not spent on duplicates. The server
+//! checks that the ticket is outstanding (then forgets it: a replay is refused), verifies the
+//! proof, and answers `RESUMED` (server proof over both nonces, its `cumulative`) before any
+//! other frame. An unknown ticket or a bad proof gets ERROR(authentication failed) and a close;
+//! the client then attaches with HELLO(attach). This saves the CHALLENGE round trip.
 //!
 //! Each side treats the other's `cumulative` as an acknowledgement and re-sends exactly the bytes
 //! at and above it that were in flight on a dead connection. A session id alone is worthless:

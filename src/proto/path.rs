@@ -24,6 +24,14 @@ pub enum PathState {
         /// Our nonce, to check the server's proof against.
         client_nonce: [u8; NONCE_LEN],
     },
+    /// Client: HELLO(resume) sent with these nonces (the server's from a ticket), waiting for
+    /// RESUMED. Stream frames may already go out behind the HELLO.
+    AwaitResumed {
+        /// Our nonce.
+        client_nonce: [u8; NONCE_LEN],
+        /// The ticket's nonce.
+        server_nonce: [u8; NONCE_LEN],
+    },
     /// Carries stream data.
     Active,
 }
@@ -97,6 +105,7 @@ pub struct Path {
 impl Path {
     /// A path in `state`, created at `now`.
     pub fn new(state: PathState, now: Duration) -> Self {
+        let state_awaits = state != PathState::Active;
         Path {
             state,
             inflight: VecDeque::new(),
@@ -111,7 +120,8 @@ impl Path {
             ping_now: false,
             last_sent: now,
             last_recv: now,
-            awaiting_since: None,
+            // Until attached, the path owes us its CHALLENGE or RESUMED.
+            awaiting_since: (state_awaits).then_some(now),
             control: VecDeque::new(),
         }
     }
@@ -119,6 +129,15 @@ impl Path {
     /// True once the path carries stream data.
     pub fn is_active(&self) -> bool {
         self.state == PathState::Active
+    }
+
+    /// True when stream frames may go out on the path: attached, or resuming (the server reads
+    /// them once it has checked the HELLO(resume) in front of them).
+    pub fn can_send(&self) -> bool {
+        matches!(
+            self.state,
+            PathState::Active | PathState::AwaitResumed { .. }
+        )
     }
 
     /// True while the peer owes this path an answer: unacknowledged data, a PING or a FIN.

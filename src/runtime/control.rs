@@ -125,22 +125,41 @@ impl ControlPlane {
 pub struct Announce {
     /// The RECONNECT's sequence number (its ACK carries it).
     pub seq: u64,
+    /// The address it announces.
+    pub announced: SocketAddr,
+    /// The client's control socket it goes to.
+    pub dest: SocketAddr,
     datagram: Vec<u8>,
-    dest: SocketAddr,
     interval: Duration,
     timer: Pin<Box<Sleep>>,
+    /// Give up re-sending then (the session's resume timeout).
+    until: tokio::time::Instant,
 }
 
 impl Announce {
-    /// Starts announcing `datagram` to `dest`; the first copy goes out on the first poll.
-    pub fn new(seq: u64, datagram: Vec<u8>, dest: SocketAddr) -> Self {
+    /// Starts announcing `announced` with `datagram` to `dest`, for at most `give_up_after`;
+    /// the first copy goes out on the first poll.
+    pub fn new(
+        seq: u64,
+        datagram: Vec<u8>,
+        announced: SocketAddr,
+        dest: SocketAddr,
+        give_up_after: Duration,
+    ) -> Self {
         Announce {
             seq,
-            datagram,
+            announced,
             dest,
+            datagram,
             interval: FIRST_RESEND,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            until: tokio::time::Instant::now() + give_up_after,
         }
+    }
+
+    /// True once it has been re-sent for as long as it may be.
+    pub fn expired(&self) -> bool {
+        tokio::time::Instant::now() >= self.until
     }
 
     /// The network changed (e.g. the route to the client is back): send again now and

@@ -180,7 +180,7 @@ async fn classify(
         Frame::HelloOpen { .. } => {
             let _ = tx.send(Incoming::Open { conn, hello }).await;
         }
-        Frame::HelloAttach { session_id, .. } => {
+        Frame::HelloAttach { session_id, .. } | Frame::HelloResume { session_id, .. } => {
             let route = routes
                 .lock()
                 .expect("routes lock")

@@ -1,6 +1,7 @@
 //! Client side of mobility: replacing flowpaths that broke. Each replacement is a new TCP
 //! connection (to a freshly resolved or announced server address, from whatever local address
-//! the routing picks now) that carries a HELLO(attach) for the same path id.
+//! the routing picks now); once it is up, the driver sends the HELLO for the same path id on
+//! it (so that an attempt that never connects does not use up a resume ticket).
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -12,7 +13,7 @@ use tokio::time::Sleep;
 
 use super::client::{connect_any, resolve, Family};
 use super::conn::FlowConn;
-use crate::proto::{Deframer, Frame, PathId};
+use crate::proto::{Deframer, PathId};
 
 /// How a client reaches its server again.
 #[derive(Debug, Clone)]
@@ -24,7 +25,8 @@ pub struct ReconnectPolicy {
     pub family: Family,
     /// Local address to connect from, if the user pinned one.
     pub source: Option<IpAddr>,
-    /// Give up on one attempt (TCP connect and the server's answer) after this long.
+    /// Give up on one TCP connect after this long (the attach that follows is bounded by the
+    /// session's dead time).
     pub attempt_timeout: Duration,
     /// Wait this long between failed attempts.
     pub retry_interval: Duration,
@@ -32,9 +34,8 @@ pub struct ReconnectPolicy {
 
 /// What happened to a replacement.
 pub enum ReplaceEvent {
-    /// A connection is up, its HELLO(attach) was sent and the server's answer (CHALLENGE or
-    /// ERROR) arrived: hand both to the session.
-    Connected(PathId, Box<FlowConn>, Frame),
+    /// A TCP connection to the server is up: send the path's HELLO on it.
+    Connected(PathId, Box<FlowConn>),
     /// The attempt failed; try again after the retry interval (at once if the flag says the
     /// network changed while it was under way).
     Failed(PathId, String, bool),
@@ -42,12 +43,15 @@ pub enum ReplaceEvent {
     RetryDue(PathId),
 }
 
-type Attempt = Pin<Box<dyn Future<Output = Result<(FlowConn, Frame), String>> + Send>>;
+type Attempt = Pin<Box<dyn Future<Output = Result<FlowConn, String>> + Send>>;
 
 enum Slot {
     /// An attempt in flight; `changed` is set when the network changed meanwhile, so that a
     /// failure is retried at once rather than after the retry interval.
-    Connecting { attempt: Attempt, changed: bool },
+    Connecting {
+        attempt: Attempt,
+        changed: bool,
+    },
     Waiting(Pin<Box<Sleep>>),
 }
 
@@ -84,14 +88,13 @@ impl Replacer {
         self.server_hint = Some(addr);
     }
 
-    /// Starts connecting a replacement for path `id` that will send `hello` (the session's
-    /// HELLO(attach) for it).
-    pub fn start(&mut self, id: PathId, hello: Frame) {
+    /// Starts connecting a replacement for path `id`.
+    pub fn start(&mut self, id: PathId) {
         self.slots.retain(|(p, _)| *p != id);
         let policy = self.policy.clone();
         let hint = self.server_hint;
         let attempt = Box::pin(async move {
-            tokio::time::timeout(policy.attempt_timeout, connect(policy.clone(), hint, hello))
+            tokio::time::timeout(policy.attempt_timeout, connect(policy.clone(), hint))
                 .await
                 .unwrap_or_else(|_| {
                     Err(format!(
@@ -133,6 +136,11 @@ impl Replacer {
         }
     }
 
+    /// Forgets every attempt in progress and returns their path ids (to start them over).
+    pub fn take_ids(&mut self) -> Vec<PathId> {
+        self.slots.drain(..).map(|(id, _)| id).collect()
+    }
+
     /// Forgets whatever is in progress for `id`.
     pub fn clear_slot(&mut self, id: PathId) {
         self.slots.retain(|(p, _)| *p != id);
@@ -149,9 +157,7 @@ impl Replacer {
             let id = self.slots[i].0;
             let ev = match &mut self.slots[i].1 {
                 Slot::Connecting { attempt, changed } => match attempt.as_mut().poll(cx) {
-                    Poll::Ready(Ok((conn, reply))) => {
-                        ReplaceEvent::Connected(id, Box::new(conn), reply)
-                    }
+                    Poll::Ready(Ok(conn)) => ReplaceEvent::Connected(id, Box::new(conn)),
                     Poll::Ready(Err(e)) => ReplaceEvent::Failed(id, e, *changed),
                     Poll::Pending => continue,
                 },
@@ -167,13 +173,8 @@ impl Replacer {
     }
 }
 
-/// One attempt: resolve (the server's announced address first), connect, send preamble and
-/// HELLO(attach), read the server's answer.
-async fn connect(
-    policy: ReconnectPolicy,
-    hint: Option<SocketAddr>,
-    hello: Frame,
-) -> Result<(FlowConn, Frame), String> {
+/// One attempt: resolve (the server's announced address first) and connect.
+async fn connect(policy: ReconnectPolicy, hint: Option<SocketAddr>) -> Result<FlowConn, String> {
     let mut addrs = Vec::new();
     if let Some(h) = hint {
         addrs.push(h);
@@ -184,13 +185,11 @@ async fn connect(
         Err(_) => {}
     }
     let source = policy.source.map(|ip| SocketAddr::new(ip, 0));
-    let stream = connect_any(&addrs, source, Some(policy.attempt_timeout))
+    // Share the attempt's time among the addresses, so that a dead announced address does not
+    // keep the name's addresses from being tried.
+    let each = (policy.attempt_timeout / addrs.len().max(1) as u32).max(Duration::from_millis(500));
+    let stream = connect_any(&addrs, source, Some(each))
         .await
         .map_err(|e| e.to_string())?;
-    let mut conn = FlowConn::new(stream, Deframer::new()).map_err(|e| e.to_string())?;
-    conn.queue_preamble();
-    conn.queue(&hello);
-    conn.flush().await.map_err(|e| e.to_string())?;
-    let reply = conn.read_frame().await.map_err(|e| e.to_string())?;
-    Ok((conn, reply))
+    FlowConn::new(stream, Deframer::new()).map_err(|e| e.to_string())
 }

@@ -131,6 +131,9 @@ impl Session {
         path.ping_now = true;
         s.paths.insert(PathId(0), path);
         s.peer_control_port = *control_port;
+        // Two tickets up front, so that the first moves need no CHALLENGE round trip.
+        s.issue_ticket(PathId(0));
+        s.issue_ticket(PathId(0));
         s.events.push_back(Event::PathActive(PathId(0)));
         let welcome = Frame::Welcome {
             session_id,
@@ -155,9 +158,12 @@ impl Session {
         self.retire_path(id);
         let mut client_nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut client_nonce);
+        self.next_path_id = self.next_path_id.max(id.0 + 1);
+        if let Some(hello) = self.resume_hello(id, client_nonce, now) {
+            return hello;
+        }
         let path = self.fresh_path(id, PathState::AwaitChallenge { client_nonce }, now);
         self.paths.insert(id, path);
-        self.next_path_id = self.next_path_id.max(id.0 + 1);
         Frame::HelloAttach {
             session_id: self.id,
             path_id: id.0,
@@ -244,19 +250,26 @@ impl Session {
             ));
         }
         let id = pending.path;
+        self.activate_attached(id, *cumulative, now);
+        Ok(id)
+    }
+
+    /// Server: a verified attach of path `id` (new, or replacing the connection that had the
+    /// id). `cumulative` is the client's resume offset, already checked.
+    pub(super) fn activate_attached(&mut self, id: PathId, cumulative: u64, now: Duration) {
         self.retire_path(id);
         let mut path = self.fresh_path(id, PathState::Active, now);
         path.ack_now = true;
         path.ping_now = true;
         self.paths.insert(id, path);
-        self.on_cumulative(*cumulative);
+        self.on_cumulative(cumulative);
+        self.issue_ticket(id);
         self.events.push_back(Event::PathActive(id));
-        Ok(id)
     }
 
     /// A new connection for path `id`, carrying over the counters of the connection it
     /// replaces (the RTT estimate starts afresh: the route may differ).
-    fn fresh_path(&mut self, id: PathId, state: PathState, now: Duration) -> Path {
+    pub(super) fn fresh_path(&mut self, id: PathId, state: PathState, now: Duration) -> Path {
         let mut path = Path::new(state, now);
         let old = self.paths.get(&id).map(|p| p.stats.clone());
         if let Some(stats) = old.or_else(|| self.retired_stats.remove(&id)) {
@@ -288,6 +301,7 @@ impl Session {
         for &(s, e) in &path.inflight {
             if e > acked {
                 self.retransmit.insert(s.max(acked)..e);
+                self.resend_confirmed = false;
             }
         }
         path.inflight.clear();

@@ -12,6 +12,7 @@
 mod attach;
 mod receive;
 mod recv_buffer;
+mod resume;
 mod send_buffer;
 mod transmit;
 
@@ -50,6 +51,9 @@ pub struct Config {
     pub dead_time: Duration,
     /// UDP port of our control socket, announced to the peer (0: none).
     pub control_port: u16,
+    /// Reattach moved flowpaths in one flight with tickets (server: hand them out; client:
+    /// use them) instead of HELLO(attach) + CHALLENGE.
+    pub resume_tickets: bool,
     /// End the session when no stream data (or FIN) was sent or received for this long;
     /// keepalives do not count.
     pub idle_timeout: Option<Duration>,
@@ -67,6 +71,7 @@ impl Default for Config {
             dead_time: Duration::from_secs(5),
             idle_timeout: None,
             control_port: 0,
+            resume_tickets: true,
         }
     }
 }
@@ -141,6 +146,10 @@ pub enum AttachError {
     /// A frame that does not belong at this point of the attach.
     #[error("unexpected {0} during flowpath attach")]
     Unexpected(&'static str),
+    /// A HELLO(resume) used a ticket this session did not issue, or one already used (a
+    /// replay): the client should attach with HELLO(attach) instead.
+    #[error("unknown or already used ticket")]
+    StaleTicket,
     /// The session has failed (a finished session still takes attaches, to re-send its last
     /// FIN_ACK).
     #[error("session has ended")]
@@ -183,6 +192,12 @@ pub struct Session {
     next_new: u64,
     /// Ranges that were in flight on a path that died, to re-send on any path.
     retransmit: RangeSet,
+    /// True when the peer has reported its received offset since ranges were last added to
+    /// `retransmit`, so that they are known to be missing; false while they may be
+    /// duplicates (most of what was in flight usually arrived). A path resuming blind sends
+    /// new data only until then, so that a fresh TCP connection's first flights are not
+    /// spent on duplicates.
+    resend_confirmed: bool,
     /// The peer lets us send below this offset.
     peer_limit: u64,
     /// Our stream's final length, once the application closed its side.
@@ -194,6 +209,10 @@ pub struct Session {
     recv: RecvBuffer,
     /// We owe the peer a FIN_ACK.
     fin_ack_owed: bool,
+    /// The path the peer's FIN last arrived on. Our FIN_ACK goes there while it is active:
+    /// the peer re-sends its FIN only when that path dies, so an answer on another path that
+    /// dies unnoticed (we may have finished and stopped our timers) would never be replaced.
+    fin_path: Option<PathId>,
     /// A FIN_ACK has gone out at least once. Completion needs this, not "none owed": a
     /// FIN_ACK re-owed after a path died is best effort, because the peer usually had it
     /// already and has closed its connections because it was done.
@@ -213,6 +232,12 @@ pub struct Session {
     peer_control_port: u16,
     /// Sequence number of our last RECONNECT (server) or of the newest one accepted (client).
     pub(in crate::proto) control_seq: u64,
+    /// Server: tickets issued so far (the next ticket's index).
+    tickets_issued: u64,
+    /// Server: indices of tickets issued and not yet used, oldest first.
+    tickets_outstanding: VecDeque<u64>,
+    /// Client: ticket nonces received and not yet used, oldest first.
+    tickets: VecDeque<[u8; crate::proto::frame::NONCE_LEN]>,
     /// Counter for PING tokens.
     next_token: u64,
 }
@@ -243,12 +268,14 @@ impl Session {
             next_path_id: 0,
             next_new: 0,
             retransmit: RangeSet::new(),
+            resend_confirmed: true,
             peer_limit: peer_window,
             local_fin: None,
             local_fin_acked: false,
             fin_unsent: false,
             recv,
             fin_ack_owed: false,
+            fin_path: None,
             fin_ack_sent: false,
             advertised_limit,
             last_activity: now,
@@ -257,6 +284,9 @@ impl Session {
             peer_finished_reported: false,
             events: VecDeque::new(),
             next_token: 1,
+            tickets_issued: 0,
+            tickets_outstanding: VecDeque::new(),
+            tickets: VecDeque::new(),
             peer_control_port: 0,
             control_seq: 0,
         }
@@ -350,6 +380,30 @@ impl Session {
         }
         self.check_finished();
         Some(c)
+    }
+
+    /// Every peer stream byte below this offset has arrived (what we acknowledge).
+    pub fn recv_cumulative(&self) -> u64 {
+        self.recv.contiguous_end()
+    }
+
+    /// Stream bytes sent at least once (the highest offset the peer can acknowledge).
+    pub(in crate::proto) fn bytes_sent_once(&self) -> u64 {
+        self.next_new
+    }
+
+    /// Applies the peer's received offset learned out of band (a RECONNECT; the caller
+    /// checked it is at most [`Session::bytes_sent_once`]).
+    pub(in crate::proto) fn apply_peer_cumulative(&mut self, cum: u64) {
+        self.on_cumulative(cum);
+    }
+
+    /// Retires every flowpath (the runtime closes their connections itself).
+    pub(in crate::proto) fn retire_all_paths(&mut self) {
+        let ids: Vec<PathId> = self.paths.keys().copied().collect();
+        for id in ids {
+            self.path_closed(id);
+        }
     }
 
     /// Stream bytes waiting to be re-sent because the connection that carried them died.

@@ -35,9 +35,21 @@ impl Session {
     ) -> Result<(), FrameError> {
         let proto = |m: String| Err(FrameError::Session(SessionError::Protocol(m)));
         let Some(path) = self.paths.get_mut(&id) else {
-            return proto(format!("frame on unknown path {id}"));
+            // A connection whose path was retired (dead, replaced, or left behind by a server
+            // move) can still deliver frames until the runtime closes it: close it, nothing
+            // more.
+            return Err(FrameError::PathRefused(format!(
+                "frame on path {id}, which is no longer attached"
+            )));
         };
         path.last_recv = now;
+        if let PathState::AwaitResumed {
+            client_nonce,
+            server_nonce,
+        } = path.state
+        {
+            return self.on_resume_reply(id, (client_nonce, server_nonce), frame, now);
+        }
         if let PathState::AwaitChallenge { client_nonce } = path.state {
             return match frame {
                 Frame::Challenge {
@@ -74,6 +86,8 @@ impl Session {
                     let cum = self.recv.contiguous_end();
                     let path = self.paths.get_mut(&id).expect("checked above");
                     path.state = PathState::Active;
+                    // The attach timeout is over; the dead-time clock restarts as for any path.
+                    path.awaiting_since = path.has_outstanding().then_some(now);
                     path.ping_now = true;
                     // Re-advertise our window: an update may have died with the old path.
                     path.ack_now = true;
@@ -148,6 +162,7 @@ impl Session {
                 self.on_cumulative(cumulative);
             }
             Frame::Ping { token } => path.pong_due = Some(token),
+            Frame::Ticket { server_nonce } => self.on_ticket(server_nonce)?,
             Frame::Pong { token } => {
                 if let Some((t, sent)) = path.ping_outstanding {
                     if t == token {
@@ -158,6 +173,7 @@ impl Session {
             }
             Frame::Fin { final_offset } => {
                 self.last_activity = now;
+                self.fin_path = Some(id);
                 self.recv
                     .set_fin(final_offset)
                     .map_err(|e| SessionError::Protocol(e.to_string()))?;
@@ -195,6 +211,8 @@ impl Session {
     pub(super) fn on_cumulative(&mut self, cum: u64) {
         self.send.ack(cum);
         self.retransmit.remove_below(cum);
+        // The peer's word is newer than any path loss: what is left to re-send is missing.
+        self.resend_confirmed = true;
         for p in self.paths.values_mut() {
             p.on_cumulative(cum);
         }

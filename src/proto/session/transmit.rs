@@ -22,13 +22,14 @@ impl Session {
         let start_len = out.len();
         let cum = self.recv.contiguous_end();
         let limit = self.recv.limit();
+        let fin_ack_here = self.fin_ack_owed && self.fin_ack_goes_on(id);
         let Some(path) = self.paths.get_mut(&id) else {
             return false;
         };
         while let Some(f) = path.control.pop_front() {
             f.encode(out);
         }
-        if self.error.is_some() || !path.is_active() {
+        if self.error.is_some() || !path.can_send() {
             return Self::sent(path, out, start_len, now);
         }
         if let Some(token) = path.pong_due.take() {
@@ -47,7 +48,7 @@ impl Session {
             path.unacked_bytes = 0;
             self.advertised_limit = self.advertised_limit.max(limit);
         }
-        if self.fin_ack_owed {
+        if fin_ack_here {
             if let Some(fin) = self.recv.is_complete().then(|| self.recv.contiguous_end()) {
                 Frame::FinAck { final_offset: fin }.encode(out);
             }
@@ -64,8 +65,10 @@ impl Session {
         }
         // Whether stream bytes (or FIN) go out: that, not keepalives, is activity.
         let mut sent_stream = false;
-        // Re-sends of bytes lost with a dead path.
-        while out.len() - start_len < budget {
+        // Re-sends of bytes lost with a dead path (on a path resuming blind, only once the
+        // peer has said what it lacks).
+        let resend_now = self.resend_confirmed || path.is_active();
+        while resend_now && out.len() - start_len < budget {
             let Some(r) = self.retransmit.pop_front(self.config.max_payload as u64) else {
                 break;
             };
@@ -128,6 +131,15 @@ impl Session {
         any
     }
 
+    /// Whether an owed FIN_ACK may go out on path `id`: on the path the peer's FIN arrived on
+    /// while that one is active, else on any.
+    fn fin_ack_goes_on(&self, id: PathId) -> bool {
+        match self.fin_path {
+            Some(p) if p != id => !self.paths.get(&p).is_some_and(|p| p.is_active()),
+            _ => true,
+        }
+    }
+
     /// True when [`Session::poll_transmit`] on `id` would produce something now.
     pub fn wants_transmit(&self, id: PathId, now: Duration) -> bool {
         let Some(path) = self.paths.get(&id) else {
@@ -136,13 +148,13 @@ impl Session {
         if !path.control.is_empty() {
             return true;
         }
-        if self.error.is_some() || !path.is_active() {
+        if self.error.is_some() || !path.can_send() {
             return false;
         }
         path.pong_due.is_some()
             || path.ack_now
             || path.ack_deadline.is_some_and(|d| d <= now)
-            || self.fin_ack_owed
+            || (self.fin_ack_owed && self.fin_ack_goes_on(id))
             || (path.ping_now && path.ping_outstanding.is_none())
             || (now.saturating_sub(path.last_recv) >= self.config.keepalive
                 && path.ping_outstanding.is_none())
@@ -161,15 +173,18 @@ impl Session {
         if let Some(idle) = self.config.idle_timeout {
             min(self.last_activity + idle);
         }
-        for p in self.paths.values().filter(|p| p.is_active()) {
+        for p in self.paths.values() {
+            if let Some(since) = p.awaiting_since {
+                min(since + self.config.dead_time);
+            }
+            if !p.is_active() {
+                continue;
+            }
             if let Some(d) = p.ack_deadline {
                 min(d);
             }
             if p.ping_outstanding.is_none() {
                 min(p.last_recv + self.config.keepalive);
-            }
-            if let Some(since) = p.awaiting_since {
-                min(since + self.config.dead_time);
             }
         }
         t
@@ -190,7 +205,7 @@ impl Session {
         let dead: Vec<PathId> = self
             .paths
             .iter()
-            .filter(|(_, p)| p.is_active() && p.is_dead(now, self.config.dead_time))
+            .filter(|(_, p)| p.is_dead(now, self.config.dead_time))
             .map(|(&id, _)| id)
             .collect();
         for id in dead {

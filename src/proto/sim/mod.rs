@@ -18,7 +18,9 @@
 //! completes attaches with `complete_attach`, routes frames to `handle_frame`, calls
 //! `path_closed` when a connection dies, drives `poll_timeout` / `handle_timeout`, and runs one
 //! application per end (seeded random data written as capacity allows, then `close_write`;
-//! reads greedily or slowly). Faults ([`Fault`]) are scheduled in virtual time.
+//! reads greedily or slowly). Faults ([`Fault`]) are scheduled in virtual time, or triggered
+//! by a frame being written ([`FaultOnFrame`]). Addresses, server moves announced with
+//! RECONNECT datagrams and the client's retry loop are modelled in `mobility`.
 //!
 //! Time only advances to the next thing that can happen: a delivery, a send buffer draining, a
 //! session timer, a scheduled fault or an application tick. Runs are bounded in steps and in
@@ -26,13 +28,16 @@
 //! state, which is how a deadlock shows.
 
 mod app;
+mod mobility;
+mod mobility_attacks;
+mod mobility_tests;
 mod net;
 mod regressions;
+mod report;
 mod scenario;
 mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -45,9 +50,12 @@ use super::{Deframer, ErrorCode, Frame, PathId, PREAMBLE};
 
 use app::App;
 pub use app::AppSpec;
+pub use mobility::server_addr;
 pub use net::Link;
 use net::{ClientEnd, Conn, ConnState, Pipe, ServerEnd};
-pub use scenario::{AttachRecord, Fault, KillOnFrame, Log, Milestones, SimConfig};
+pub use scenario::{
+    AttachRecord, Fault, FaultOnFrame, KillOnFrame, Log, Milestones, OnFrame, ServerMove, SimConfig,
+};
 
 /// One end of the session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +99,8 @@ pub struct Sim {
     pub tamper_next_attach_proof: bool,
     /// Flip a byte of the server proof in the next CHALLENGE the server sends.
     pub forge_next_challenge: bool,
+    /// Addresses, control datagrams, attach retries.
+    mob: mobility::Mobility,
 }
 
 impl Sim {
@@ -103,7 +113,8 @@ impl Sim {
         );
         let mut rng = StdRng::seed_from_u64(cfg.seed);
         let mut now = Duration::ZERO;
-        let mut conn = Conn::new(PathId(0), cfg.paths[0], ClientEnd::Session);
+        let ends = (mobility::client_addr(0), server_addr(0));
+        let mut conn = Conn::new(PathId(0), cfg.paths[0], ClientEnd::Session, ends, now);
 
         let handshake = ClientHandshake::new(cfg.client.clone(), &mut rng, now);
         conn.c2s.write(now, with_preamble(true, &handshake.hello()));
@@ -143,6 +154,7 @@ impl Sim {
             log,
             tamper_next_attach_proof: false,
             forge_next_challenge: false,
+            mob: mobility::Mobility::default(),
             cfg,
         };
         for link in sim.cfg.paths.clone().into_iter().skip(1) {
@@ -221,6 +233,7 @@ impl Sim {
     /// Everything that happens at the current instant.
     fn step(&mut self) {
         self.apply_due_faults();
+        self.drive_mobility();
         self.deliver_due();
         self.drive_timers();
         self.drive_apps();
@@ -241,6 +254,7 @@ impl Sim {
         times.extend(self.client.poll_timeout());
         times.extend(self.server.poll_timeout());
         times.extend(self.faults.front().map(|(at, _)| *at));
+        times.extend(self.mobility_next_event());
         times.extend(self.apps[0].next_tick(now, &self.client));
         times.extend(self.apps[1].next_tick(now, &self.server));
         times.into_iter().filter(|&t| t > now).min()
@@ -251,6 +265,7 @@ impl Sim {
     fn apply_due_faults(&mut self) {
         while self.faults.front().is_some_and(|(at, _)| *at <= self.now) {
             let (_, fault) = self.faults.pop_front().expect("checked");
+            self.log.faults_applied.push((self.now, fault.clone()));
             self.apply_fault(fault);
         }
     }
@@ -297,17 +312,29 @@ impl Sim {
                     self.conns[c].s2c.blocked_until = until;
                 }
             }
+            Fault::ServerMove(m) => self.server_move(m),
+            Fault::ClientMove => self.client_move(),
+            Fault::NameUpdate => self.name_update(),
         }
     }
 
-    /// Opens a connection for client path `path` and sends `hello` on it.
+    /// Opens a connection for client path `path` and sends `hello` on it. If the server is
+    /// not where the client dials, the connection goes nowhere.
     fn connect(&mut self, path: PathId, link: Link, hello: Frame) {
+        self.cancel_redial(path);
         let c = self.new_conn(path, link, ClientEnd::Session, &hello);
+        let (to, reachable) = self.dial();
+        self.conns[c].to = to;
+        if !reachable {
+            self.conns[c].state = ConnState::Blackholed;
+        }
         self.client_conn.insert(path, c);
     }
 
+    /// Opens a connection to the server's current address and writes `first` into it.
     fn new_conn(&mut self, path: PathId, link: Link, end: ClientEnd, first: &Frame) -> usize {
-        let mut conn = Conn::new(path, link, end);
+        let ends = (self.client_address(), self.server_address());
+        let mut conn = Conn::new(path, link, end, ends, self.now);
         conn.c2s.write(self.now, with_preamble(true, first));
         *self.log.frames_sent[0].entry(first.name()).or_default() += 1;
         self.conns.push(conn);
@@ -427,6 +454,10 @@ impl Sim {
 
     /// The runtime's part of an attach: look the session up, challenge.
     fn server_on_hello(&mut self, c: usize, hello: Frame) {
+        if let Frame::HelloResume { session_id, .. } = hello {
+            self.server_on_resume(c, session_id, hello);
+            return;
+        }
         let Frame::HelloAttach { session_id, .. } = hello else {
             panic!(
                 "server got {} as the first frame of connection {c}",
@@ -466,16 +497,7 @@ impl Sim {
         }
         let result = self.server.complete_attach(pending, &proof, self.now);
         match &result {
-            Ok(p) => {
-                self.conns[c].server_end = ServerEnd::Attached(*p);
-                if let Some(old) = self.server_conn.insert(*p, c) {
-                    // complete_attach retired the old path; the server closes its connection.
-                    let conn = &mut self.conns[old];
-                    conn.state = ConnState::Dead;
-                    conn.c2s.clear();
-                    conn.s2c.clear();
-                }
-            }
+            Ok(p) => self.server_attached(c, *p),
             Err(_) => self.refuse(c, ErrorCode::AuthFailed),
         }
         self.log.attaches.push(AttachRecord {
@@ -485,6 +507,45 @@ impl Sim {
             proof,
             result,
         });
+    }
+
+    /// The runtime's part of a one-flight attach: check the HELLO(resume), answer RESUMED.
+    fn server_on_resume(&mut self, c: usize, session_id: u64, hello: Frame) {
+        if session_id != self.server.id() {
+            self.refuse(c, ErrorCode::UnknownSession);
+            return;
+        }
+        let result = self.server.resume_attach(&hello, self.now);
+        let result = match result {
+            Ok((p, resumed)) => {
+                self.server_send(c, &resumed);
+                self.server_attached(c, p);
+                Ok(p)
+            }
+            Err(e) => {
+                self.refuse(c, ErrorCode::AuthFailed);
+                Err(e)
+            }
+        };
+        self.log.attaches.push(AttachRecord {
+            conn: c,
+            at: self.now,
+            hello: hello.clone(),
+            proof: hello,
+            result,
+        });
+    }
+
+    /// Connection `c` now carries path `p`; the connection it replaces is closed.
+    fn server_attached(&mut self, c: usize, p: PathId) {
+        self.conns[c].server_end = ServerEnd::Attached(p);
+        if let Some(old) = self.server_conn.insert(p, c) {
+            // The attach retired the old path; the server closes its connection.
+            let conn = &mut self.conns[old];
+            conn.state = ConnState::Dead;
+            conn.c2s.clear();
+            conn.s2c.clear();
+        }
     }
 
     /// Sends ERROR(`code`) and closes the connection once it has been delivered.
@@ -614,6 +675,7 @@ impl Sim {
             *self.log.frames_sent[side.idx()].entry(name).or_default() += 1;
         }
         self.maybe_kill_on_frame(c, side, &names);
+        self.maybe_fault_on_frame(c, side, &names);
     }
 
     fn maybe_kill_on_frame(&mut self, c: usize, side: Side, names: &[&'static str]) {
@@ -629,6 +691,26 @@ impl Sim {
         self.kill_conn(c);
         if let Some(d) = reattach_after {
             self.schedule(self.now + d, Fault::Reattach { path, link });
+        }
+    }
+
+    fn maybe_fault_on_frame(&mut self, c: usize, side: Side, names: &[&'static str]) {
+        let hit = |t: &FaultOnFrame| t.side == side && names.contains(&t.frame);
+        let Some(i) = self.cfg.on_frame.iter().position(hit) else {
+            return;
+        };
+        let trigger = self.cfg.on_frame.remove(i);
+        self.log.triggered.push((self.now, side, trigger.frame));
+        let (path, link) = (self.conns[c].path, self.conns[c].link);
+        match trigger.action {
+            OnFrame::Kill { reattach_after } => {
+                self.kill_conn(c);
+                if let Some(d) = reattach_after {
+                    self.schedule(self.now + d, Fault::Reattach { path, link });
+                }
+            }
+            OnFrame::Reattach => self.apply_fault(Fault::Reattach { path, link }),
+            OnFrame::Fault(f) => self.apply_fault(f),
         }
     }
 
@@ -676,93 +758,6 @@ impl Sim {
                 }
             }
         }
-    }
-
-    // ----- checks ----------------------------------------------------------------------------
-
-    /// Panics if either session has failed.
-    pub fn assert_no_errors(&self) {
-        for (name, s) in [("client", &self.client), ("server", &self.server)] {
-            if let Some(e) = s.error() {
-                panic!("{name} session failed: {e}\n{}", self.describe());
-            }
-        }
-    }
-
-    /// Panics unless each application read exactly what the other wrote.
-    pub fn assert_streams_identical(&self) {
-        let pairs = [("client → server", 0, 1), ("server → client", 1, 0)];
-        for (dir, from, to) in pairs {
-            let (sent, got) = (&self.apps[from].data, &self.apps[to].received);
-            if let Some(i) = sent.iter().zip(got.iter()).position(|(a, b)| a != b) {
-                panic!(
-                    "{dir}: streams differ first at byte {i}\n{}",
-                    self.describe()
-                );
-            }
-            assert_eq!(
-                sent.len(),
-                got.len(),
-                "{dir}: wrote {} bytes, read {}\n{}",
-                sent.len(),
-                got.len(),
-                self.describe()
-            );
-        }
-    }
-
-    /// A multi-line summary of the state, for failure messages.
-    pub fn describe(&self) -> String {
-        let mut d = String::new();
-        let _ = writeln!(
-            d,
-            "seed {} at {:?} after {} steps",
-            self.cfg.seed, self.now, self.steps
-        );
-        for (name, s, app) in [
-            ("client", &self.client, &self.apps[0]),
-            ("server", &self.server, &self.apps[1]),
-        ] {
-            let paths: Vec<_> = s.active_paths().collect();
-            let _ = writeln!(
-                d,
-                "  {name}: app wrote {}/{} read {}; session written {} acked {} read {} \
-                 readable {}; write_finished {} peer_finished {} finished {} error {:?}; \
-                 active paths {paths:?}; timeout {:?}",
-                app.written,
-                app.data.len(),
-                app.received.len(),
-                s.bytes_written(),
-                s.bytes_acked(),
-                s.bytes_read(),
-                s.readable(),
-                s.write_finished(),
-                s.peer_finished(),
-                s.is_finished(),
-                s.error(),
-                s.poll_timeout(),
-            );
-        }
-        for (i, c) in self
-            .conns
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.state != ConnState::Dead)
-        {
-            let _ = writeln!(
-                d,
-                "  conn {i}: path {} {:?} server {:?}, c2s {} segs, s2c {} segs",
-                c.path,
-                c.state,
-                c.server_end_name(),
-                c.c2s.queued(),
-                c.s2c.queued()
-            );
-        }
-        let _ = writeln!(d, "  frames sent: {:?}", self.log.frames_sent);
-        let _ = writeln!(d, "  errors: {:?}", self.log.errors);
-        let _ = write!(d, "  pending faults: {:?}", self.faults);
-        d
     }
 }
 

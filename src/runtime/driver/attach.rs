@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use super::paths::{read_frames_once, write_out};
 use super::{AttachRequest, Driver, PathConn, PendingConn};
-use crate::proto::{ErrorCode, FrameError, PathId};
+use crate::proto::{ErrorCode, Frame, PathId};
 use crate::runtime::app::{AppSink, AppSource};
+use crate::runtime::conn::FlowConn;
 use crate::runtime::reconnect::ReplaceEvent;
 
 /// How long a server waits for the ATTACH_PROOF after its CHALLENGE.
@@ -15,15 +16,19 @@ const PROOF_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl<I: AppSource, O: AppSink> Driver<I, O> {
     pub(super) fn poll_incoming(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(rx) = self.incoming.as_mut() else {
-            return false;
-        };
         let mut progress = false;
         loop {
+            let Some(rx) = self.incoming.as_mut() else {
+                return progress;
+            };
             match rx.poll_recv(cx) {
                 Poll::Ready(Some(req)) => {
                     progress = true;
                     let AttachRequest { mut conn, hello } = req;
+                    if matches!(hello, Frame::HelloResume { .. }) {
+                        self.resume(conn, &hello);
+                        continue;
+                    }
                     match self.session.challenge_attach(&hello, &mut self.rng) {
                         Ok((pending, challenge)) => {
                             conn.queue_preamble();
@@ -50,6 +55,28 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         progress
     }
 
+    /// Server: a HELLO(resume) attaches in one step (RESUMED goes out first), or is refused.
+    fn resume(&mut self, mut conn: FlowConn, hello: &Frame) {
+        let now = self.now();
+        conn.queue_preamble();
+        match self.session.resume_attach(hello, now) {
+            Ok((id, resumed)) => {
+                tracing::info!("path {id} resumed from {}", conn.peer);
+                conn.queue(&resumed);
+                self.conns.retain(|c| c.id != id);
+                self.conns.push(PathConn {
+                    id,
+                    conn,
+                    attached: true,
+                });
+            }
+            Err(e) => {
+                tracing::info!("refusing flowpath from {}: {e}", conn.peer);
+                tokio::spawn(conn.refuse(ErrorCode::AuthFailed, e.to_string()));
+            }
+        }
+    }
+
     /// Server: sends CHALLENGEs and checks ATTACH_PROOFs of connections being attached.
     pub(super) fn poll_pending(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
@@ -74,7 +101,11 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                             Ok(id) => {
                                 tracing::info!("path {id} attached from {}", p.conn.peer);
                                 self.conns.retain(|c| c.id != id);
-                                self.conns.push(PathConn { id, conn: p.conn });
+                                self.conns.push(PathConn {
+                                    id,
+                                    conn: p.conn,
+                                    attached: true,
+                                });
                             }
                             Err(e) => {
                                 tracing::warn!("refusing flowpath from {}: {e}", p.conn.peer);
@@ -109,10 +140,8 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             return;
         };
         if needed && !r.is_replacing(id) {
-            let now = self.epoch.elapsed();
-            let hello = self.session.reattach_path(id, &mut self.rng, now);
             tracing::info!("path {id}: reconnecting");
-            r.start(id, hello);
+            r.start(id);
         }
     }
 
@@ -125,17 +154,19 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             };
             progress = true;
             match ev {
-                ReplaceEvent::Connected(id, conn, reply) => {
+                ReplaceEvent::Connected(id, mut conn) => {
+                    // HELLO(resume) when we hold a ticket (stream frames may follow at once),
+                    // else HELLO(attach); the answer comes through the normal read loop.
                     let now = self.now();
-                    match self.session.handle_frame(id, reply, now) {
-                        Ok(()) => self.conns.push(PathConn { id, conn: *conn }),
-                        Err(FrameError::PathRefused(why)) => {
-                            tracing::info!("path {id}: {why}; retrying");
-                            self.last_path_error = why;
-                            self.retry_later(id, false);
-                        }
-                        Err(FrameError::Session(_)) => return true, // caller reports it
-                    }
+                    let hello = self.session.reattach_path(id, &mut self.rng, now);
+                    tracing::debug!("path {id}: {} to {}", hello.name(), conn.peer);
+                    conn.queue_preamble();
+                    conn.queue(&hello);
+                    self.conns.push(PathConn {
+                        id,
+                        conn: *conn,
+                        attached: false,
+                    });
                 }
                 ReplaceEvent::Failed(id, why, changed) => {
                     tracing::info!("path {id}: reconnect failed: {why}");

@@ -45,10 +45,20 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             }
             self.lose_path(c, format!("local address {ip} went away"));
         }
-        // A RECONNECT already under way goes again now: the change may be the route that
-        // lets it reach the client.
+        // A RECONNECT already under way: if the address it announces went away too (we moved
+        // again before the client came back), announce the new one; else send it again now,
+        // since the change may be the route that lets it reach the client.
         if let Some(a) = self.control.as_mut().and_then(|cp| cp.announce.as_mut()) {
-            a.send_now();
+            if self.addr_book.contains(&a.announced.ip()) {
+                a.send_now();
+            } else if self.moved_from.is_none() {
+                self.moved_from = Some(MovedFrom {
+                    ip: a.announced.ip(),
+                    iface: before.iface_of(&a.announced.ip()),
+                    port: a.announced.port(),
+                    client: a.dest,
+                });
+            }
         }
         self.try_announce();
         if let Some(r) = self.replacer.as_mut() {
@@ -90,8 +100,9 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             m.ip,
             m.client
         );
+        let give_up = self.resume_timeout;
         if let Some(cp) = self.control.as_mut() {
-            cp.announce = Some(Announce::new(seq, datagram, m.client));
+            cp.announce = Some(Announce::new(seq, datagram, new, m.client, give_up));
         }
     }
 
@@ -114,7 +125,9 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             };
             progress = true;
             match self.session.handle_control(&bytes) {
-                Ok(ControlAction::Reconnect { addr, ack, fresh }) => {
+                Ok(ControlAction::Reconnect {
+                    addr, ack, fresh, ..
+                }) => {
                     if let Some(cp) = self.control.as_ref() {
                         let _ = cp.socket.try_send_to(&ack, from);
                     }
@@ -134,6 +147,10 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             }
         }
         if let Some(cp) = self.control.as_mut() {
+            if cp.announce.as_ref().is_some_and(Announce::expired) {
+                tracing::info!("the client never answered our RECONNECT; no longer sending it");
+                cp.announce = None;
+            }
             if let Some(a) = cp.announce.as_mut() {
                 progress |= a.poll_send(&cp.socket, cx);
             }
@@ -141,18 +158,27 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         progress
     }
 
-    /// Client: the server announced a new address. Every flowpath moves there now.
+    /// Client: the server announced a new address. The session has retired every flowpath;
+    /// their connections go, and replacements connect there (attempts under way to the old
+    /// address start over).
     fn follow_server(&mut self, addr: SocketAddr) {
         if self.session.role() != Role::Client {
             return;
         }
         tracing::info!("server moved to {addr}; reconnecting there");
         crate::runtime::events::emit("server_moved", serde_json::json!({"to": addr.to_string()}));
-        if let Some(r) = self.replacer.as_mut() {
-            r.set_server_hint(addr);
-        }
+        let restart = match self.replacer.as_mut() {
+            Some(r) => {
+                r.set_server_hint(addr);
+                r.take_ids()
+            }
+            None => Vec::new(),
+        };
         for c in std::mem::take(&mut self.conns) {
-            self.lose_path(c, format!("server moved to {addr}"));
+            self.lose_path(c, format!("the server moved to {addr}"));
+        }
+        for id in restart {
+            self.replace_path(id);
         }
     }
 }

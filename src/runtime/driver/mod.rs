@@ -92,6 +92,8 @@ pub struct Totals {
 struct PathConn {
     id: PathId,
     conn: FlowConn,
+    /// The flowpath is attached (not still waiting for CHALLENGE or RESUMED).
+    attached: bool,
 }
 
 /// Server: a connection that was challenged and owes its ATTACH_PROOF.
@@ -201,7 +203,11 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
 
     /// Adds an active flowpath connection.
     pub fn add_path(&mut self, id: PathId, conn: FlowConn) {
-        self.conns.push(PathConn { id, conn });
+        self.conns.push(PathConn {
+            id,
+            conn,
+            attached: true,
+        });
     }
 
     /// Server: connections that ask to attach to this session arrive on `rx`.
@@ -360,9 +366,11 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
 
     /// Logs a path that came up, and how long it was gone if it had broken.
     fn report_path_up(&mut self, id: PathId) {
-        let Some(c) = self.conns.iter().find(|c| c.id == id) else {
+        let Some(c) = self.conns.iter_mut().find(|c| c.id == id) else {
             return;
         };
+        c.attached = true;
+        let c = &*c;
         match self.lost.remove(&id) {
             Some(lost) => {
                 // Say which end moved: ours, the peer's, or neither (the connection broke).

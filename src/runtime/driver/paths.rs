@@ -22,43 +22,37 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         let mut progress = false;
         let mut i = 0;
         while i < self.conns.len() {
-            let id = self.conns[i].id;
             let mut closed = None;
-            // A few reads per path per round keep paths fair.
-            for _ in 0..4 {
-                match read_frames_once(&mut self.conns[i].conn, cx) {
+            // Frames may already be buffered (the listener reads a HELLO together with the
+            // frames behind it), so drain before reading, and after each read. A few reads
+            // per path per round keep paths fair.
+            let mut reads = 0;
+            loop {
+                match self.drain_frames(i) {
                     Ok(true) => progress = true,
+                    Ok(false) => {}
+                    Err(why) => {
+                        closed = Some(why);
+                        break;
+                    }
+                }
+                if reads == 4 {
+                    break;
+                }
+                match read_frames_once(&mut self.conns[i].conn, cx) {
+                    Ok(true) => {
+                        progress = true;
+                        reads += 1;
+                    }
                     Ok(false) => break,
                     Err(e) => {
                         closed = Some(e);
                         break;
                     }
                 }
-                let now = self.now();
-                loop {
-                    match self.conns[i].conn.deframer.next_frame() {
-                        Ok(Some(f)) => match self.session.handle_frame(id, f, now) {
-                            Ok(()) => {}
-                            Err(FrameError::PathRefused(why)) => {
-                                closed = Some(why);
-                                break;
-                            }
-                            Err(FrameError::Session(_)) => return true, // caller reports it
-                        },
-                        Ok(None) => break,
-                        Err(e) => {
-                            closed = Some(format!("peer sent garbage: {e}"));
-                            self.conns[i].conn.queue(&Frame::Error {
-                                code: ErrorCode::Protocol,
-                                reason: e.to_string(),
-                            });
-                            break;
-                        }
-                    }
-                }
-                if closed.is_some() {
-                    break;
-                }
+            }
+            if self.session.error().is_some() {
+                return true; // the caller reports it
             }
             if let Some(why) = closed {
                 let c = self.conns.swap_remove(i);
@@ -69,6 +63,35 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             i += 1;
         }
         progress
+    }
+
+    /// Hands every whole frame buffered on connection `i` to the session. Ok(true) if there
+    /// was any; Err if the connection must close (garbage, or the session refused the path).
+    fn drain_frames(&mut self, i: usize) -> Result<bool, String> {
+        let id = self.conns[i].id;
+        let now = self.now();
+        let mut any = false;
+        loop {
+            match self.conns[i].conn.deframer.next_frame() {
+                Ok(Some(f)) => {
+                    any = true;
+                    match self.session.handle_frame(id, f, now) {
+                        Ok(()) => {}
+                        Err(FrameError::PathRefused(why)) => return Err(why),
+                        // The session failed; the caller sees it in `session.error()`.
+                        Err(FrameError::Session(e)) => return Err(e.to_string()),
+                    }
+                }
+                Ok(None) => return Ok(any),
+                Err(e) => {
+                    self.conns[i].conn.queue(&Frame::Error {
+                        code: ErrorCode::Protocol,
+                        reason: e.to_string(),
+                    });
+                    return Err(format!("peer sent garbage: {e}"));
+                }
+            }
+        }
     }
 
     pub(super) fn poll_sockets_write(&mut self, cx: &mut Context<'_>) -> bool {
@@ -123,17 +146,19 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             serde_json::json!({"path": id.0, "local": c.conn.local.to_string(),
                 "remote": c.conn.peer.to_string(), "reason": why}),
         );
-        let was_active = self.session.active_paths().any(|p| p == id);
         self.session.path_closed(id);
         self.last_path_error = why;
-        if was_active {
+        if c.attached {
             self.lost.entry(id).or_insert(Lost {
                 local: c.conn.local,
                 peer: c.conn.peer,
                 at: Instant::now(),
             });
+            self.replace_path(id);
+        } else if let Some(r) = self.replacer.as_mut() {
+            // It failed while attaching (refused, or no answer): do not hammer the server.
+            r.retry_later(id, false);
         }
-        self.replace_path(id);
     }
 
     /// Pushes out whatever is queued (e.g. ERROR frames) without waiting.

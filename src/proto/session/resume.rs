@@ -1,0 +1,209 @@
+//! One-flight reattach with tickets: the server hands out single-use nonces on an attached
+//! flowpath (TICKET); a later flowpath attaches with one HELLO(resume) that proves knowledge of
+//! the secret over a ticket, and may carry stream frames right behind it. That saves the
+//! CHALLENGE round trip of HELLO(attach) when a flowpath moves.
+
+use std::time::Duration;
+
+use super::{AttachError, Event, FrameError, Session, SessionError};
+use crate::proto::auth::ProofSide;
+use crate::proto::frame::{ErrorCode, Frame, NONCE_LEN};
+use crate::proto::path::{PathId, PathState};
+
+/// Most tickets outstanding (server) or held (client); the oldest are dropped first.
+const MAX_TICKETS: usize = 8;
+
+impl Session {
+    /// Server: queues a fresh TICKET on path `id`.
+    pub(super) fn issue_ticket(&mut self, id: PathId) {
+        if !self.config.resume_tickets {
+            return;
+        }
+        let index = self.tickets_issued;
+        self.tickets_issued += 1;
+        self.tickets_outstanding.push_back(index);
+        if self.tickets_outstanding.len() > MAX_TICKETS {
+            self.tickets_outstanding.pop_front();
+        }
+        let server_nonce = self.secret.ticket(index);
+        if let Some(p) = self.paths.get_mut(&id) {
+            p.control.push_back(Frame::Ticket { server_nonce });
+        }
+    }
+
+    /// Server: checks a HELLO(resume) for this session. On success the path is active
+    /// (replacing any older connection with the same id); send the returned RESUMED first.
+    pub fn resume_attach(
+        &mut self,
+        hello: &Frame,
+        now: Duration,
+    ) -> Result<(PathId, Frame), AttachError> {
+        let Frame::HelloResume {
+            path_id,
+            client_nonce,
+            server_nonce,
+            client_proof,
+            cumulative,
+            ..
+        } = hello
+        else {
+            return Err(AttachError::Unexpected(hello.name()));
+        };
+        if self.error.is_some() {
+            return Err(AttachError::SessionEnded);
+        }
+        let slot = self
+            .tickets_outstanding
+            .iter()
+            .position(|&i| self.secret.ticket(i) == *server_nonce)
+            .ok_or(AttachError::StaleTicket)?;
+        let ok = self.secret.verify(
+            ProofSide::Client,
+            self.id,
+            *path_id,
+            client_nonce,
+            server_nonce,
+            client_proof,
+        );
+        if !ok {
+            return Err(AttachError::BadProof);
+        }
+        if *cumulative > self.next_new {
+            return Err(AttachError::Unexpected(
+                "resume offset beyond what was sent",
+            ));
+        }
+        // Single use: a replay of this HELLO finds the ticket gone.
+        self.tickets_outstanding.remove(slot);
+        let id = PathId(*path_id);
+        let server_proof =
+            self.secret
+                .proof(ProofSide::Server, self.id, id.0, client_nonce, server_nonce);
+        let resumed = Frame::Resumed {
+            server_proof,
+            cumulative: self.recv.contiguous_end(),
+        };
+        self.activate_attached(id, *cumulative, now);
+        Ok((id, resumed))
+    }
+
+    /// Client: the HELLO(resume) replacing path `id`, if we hold a ticket (the path is then
+    /// waiting for RESUMED and may already carry stream frames).
+    pub(super) fn resume_hello(
+        &mut self,
+        id: PathId,
+        client_nonce: [u8; NONCE_LEN],
+        now: Duration,
+    ) -> Option<Frame> {
+        if !self.config.resume_tickets {
+            return None;
+        }
+        let server_nonce = self.tickets.pop_front()?;
+        let client_proof = self.secret.proof(
+            ProofSide::Client,
+            self.id,
+            id.0,
+            &client_nonce,
+            &server_nonce,
+        );
+        let state = PathState::AwaitResumed {
+            client_nonce,
+            server_nonce,
+        };
+        let path = self.fresh_path(id, state, now);
+        self.paths.insert(id, path);
+        Some(Frame::HelloResume {
+            session_id: self.id,
+            path_id: id.0,
+            client_nonce,
+            server_nonce,
+            client_proof,
+            cumulative: self.recv.contiguous_end(),
+        })
+    }
+
+    /// Client: a TICKET arrived.
+    pub(super) fn on_ticket(&mut self, server_nonce: [u8; NONCE_LEN]) -> Result<(), FrameError> {
+        if self.role != super::Role::Client {
+            return Err(SessionError::Protocol("TICKET sent to the server".into()).into());
+        }
+        self.tickets.push_back(server_nonce);
+        if self.tickets.len() > MAX_TICKETS {
+            self.tickets.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Client: the server's answer on a path waiting for RESUMED.
+    pub(super) fn on_resume_reply(
+        &mut self,
+        id: PathId,
+        (client_nonce, server_nonce): ([u8; NONCE_LEN], [u8; NONCE_LEN]),
+        frame: Frame,
+        now: Duration,
+    ) -> Result<(), FrameError> {
+        match frame {
+            Frame::Resumed {
+                server_proof,
+                cumulative,
+            } => {
+                let ok = self.secret.verify(
+                    ProofSide::Server,
+                    self.id,
+                    id.0,
+                    &client_nonce,
+                    &server_nonce,
+                    &server_proof,
+                );
+                if !ok {
+                    self.path_closed(id);
+                    return Err(FrameError::PathRefused(format!(
+                        "the server on path {id} failed its resume proof (it does not know the session secret)"
+                    )));
+                }
+                if cumulative > self.next_new {
+                    return Err(SessionError::Protocol(
+                        "resume offset beyond what was sent".into(),
+                    )
+                    .into());
+                }
+                let path = self.paths.get_mut(&id).expect("caller checked");
+                path.state = PathState::Active;
+                // The attach timeout is over; the dead-time clock restarts as for any path.
+                path.awaiting_since = path.has_outstanding().then_some(now);
+                path.ping_now = true;
+                // Re-advertise our window: an update may have died with the old path.
+                path.ack_now = true;
+                self.on_cumulative(cumulative);
+                self.events.push_back(Event::PathActive(id));
+                Ok(())
+            }
+            Frame::Error {
+                code: ErrorCode::UnknownSession,
+                reason,
+            } => {
+                self.path_closed(id);
+                Err(SessionError::PeerError {
+                    code: ErrorCode::UnknownSession,
+                    reason,
+                }
+                .into())
+            }
+            Frame::Error { code, reason } => {
+                // Most likely a ticket the server no longer holds: attach the slow way next.
+                self.tickets.clear();
+                self.path_closed(id);
+                Err(FrameError::PathRefused(format!(
+                    "resume refused: {code}: {reason}"
+                )))
+            }
+            other => {
+                self.path_closed(id);
+                Err(FrameError::PathRefused(format!(
+                    "expected RESUMED on path {id}, got {}",
+                    other.name()
+                )))
+            }
+        }
+    }
+}
