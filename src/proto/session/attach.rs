@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use rand::RngCore;
 
-use super::{AttachError, Config, Event, Role, Session, SessionError};
+use super::{AttachError, Config, Event, FrameError, Role, Session, SessionError};
 use crate::proto::auth::{ProofSide, SessionSecret};
-use crate::proto::frame::{Frame, NONCE_LEN, RANDOM_LEN};
+use crate::proto::frame::{ErrorCode, Frame, NONCE_LEN, RANDOM_LEN};
 use crate::proto::path::{Path, PathId, PathState, PathStats};
 
 /// Client side of opening a session: send [`ClientHandshake::hello`], feed the reply to
@@ -323,5 +323,102 @@ impl Session {
             }
         }
         true
+    }
+
+    /// Client: the server's answer on a path being attached: CHALLENGE to a HELLO(attach)
+    /// (`ticket` None) or RESUMED to a HELLO(resume) (`ticket` is the nonce it used). Either
+    /// way the server must prove it knows the secret over both nonces; then the path is active
+    /// and the server's resume offset applies. A refusal closes just this path, unless the
+    /// server no longer knows the session at all.
+    pub(super) fn on_attach_reply(
+        &mut self,
+        id: PathId,
+        client_nonce: [u8; NONCE_LEN],
+        ticket: Option<[u8; NONCE_LEN]>,
+        frame: Frame,
+        now: Duration,
+    ) -> Result<(), FrameError> {
+        let (server_nonce, server_proof, cumulative) = match (frame, ticket) {
+            (
+                Frame::Challenge {
+                    server_nonce,
+                    server_proof,
+                    cumulative,
+                },
+                None,
+            ) => (server_nonce, server_proof, cumulative),
+            (
+                Frame::Resumed {
+                    server_proof,
+                    cumulative,
+                },
+                Some(ticket),
+            ) => (ticket, server_proof, cumulative),
+            (Frame::Error { code, reason }, _) => {
+                self.path_closed(id);
+                if code == ErrorCode::UnknownSession {
+                    // The server no longer has the session (it restarted, or gave up
+                    // waiting): no flowpath can ever attach again.
+                    return Err(SessionError::PeerError { code, reason }.into());
+                }
+                if ticket.is_some() {
+                    // Most likely a ticket the server no longer holds: attach the slow way.
+                    self.tickets.clear();
+                }
+                return Err(FrameError::PathRefused(format!(
+                    "attach refused: {code}: {reason}"
+                )));
+            }
+            (other, _) => {
+                self.path_closed(id);
+                return Err(FrameError::PathRefused(format!(
+                    "unexpected {} while attaching path {id}",
+                    other.name()
+                )));
+            }
+        };
+        let ok = self.secret.verify(
+            ProofSide::Server,
+            self.id,
+            id.0,
+            &client_nonce,
+            &server_nonce,
+            &server_proof,
+        );
+        if !ok {
+            // An impostor (or a server that lost the session): drop just this path, so that
+            // whoever answers one connection cannot end the session.
+            self.path_closed(id);
+            return Err(FrameError::PathRefused(format!(
+                "the server on path {id} failed its attach proof (it does not know the session secret)"
+            )));
+        }
+        if cumulative > self.next_new {
+            return Err(SessionError::Protocol("resume offset beyond what was sent".into()).into());
+        }
+        let our_cumulative = self.recv.contiguous_end();
+        let path = self.paths.get_mut(&id).expect("caller checked");
+        if ticket.is_none() {
+            let client_proof = self.secret.proof(
+                ProofSide::Client,
+                self.id,
+                id.0,
+                &client_nonce,
+                &server_nonce,
+            );
+            path.control.push_back(Frame::AttachProof {
+                client_proof,
+                cumulative: our_cumulative,
+            });
+        }
+        path.state = PathState::Active;
+        // The attach timeout is over; the dead-time clock restarts as for any path.
+        path.awaiting_since = path.has_outstanding().then_some(now);
+        path.ping_now = true;
+        // Re-advertise our window: an update may have died with the old path.
+        path.ack_now = true;
+        self.on_cumulative(cumulative);
+        self.events.push_back(Event::PathActive(id));
+        Ok(())
     }
 }

@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use super::{Event, FrameError, Session, SessionError};
-use crate::proto::auth::ProofSide;
-use crate::proto::frame::{ErrorCode, Frame};
+use crate::proto::frame::Frame;
 use crate::proto::path::{PathId, PathState};
 
 impl Session {
@@ -48,83 +47,10 @@ impl Session {
             server_nonce,
         } = path.state
         {
-            return self.on_resume_reply(id, (client_nonce, server_nonce), frame, now);
+            return self.on_attach_reply(id, client_nonce, Some(server_nonce), frame, now);
         }
         if let PathState::AwaitChallenge { client_nonce } = path.state {
-            return match frame {
-                Frame::Challenge {
-                    server_nonce,
-                    server_proof,
-                    cumulative,
-                } => {
-                    let ok = self.secret.verify(
-                        ProofSide::Server,
-                        self.id,
-                        id.0,
-                        &client_nonce,
-                        &server_nonce,
-                        &server_proof,
-                    );
-                    if !ok {
-                        // An impostor (or a server that lost the session): drop just this path,
-                        // so that whoever answers one connection cannot end the session.
-                        self.paths.remove(&id);
-                        return Err(FrameError::PathRefused(format!(
-                            "the server on path {id} failed its attach proof (it does not know the session secret)"
-                        )));
-                    }
-                    if cumulative > self.next_new {
-                        return proto("resume offset beyond what was sent".into());
-                    }
-                    let client_proof = self.secret.proof(
-                        ProofSide::Client,
-                        self.id,
-                        id.0,
-                        &client_nonce,
-                        &server_nonce,
-                    );
-                    let cum = self.recv.contiguous_end();
-                    let path = self.paths.get_mut(&id).expect("checked above");
-                    path.state = PathState::Active;
-                    // The attach timeout is over; the dead-time clock restarts as for any path.
-                    path.awaiting_since = path.has_outstanding().then_some(now);
-                    path.ping_now = true;
-                    // Re-advertise our window: an update may have died with the old path.
-                    path.ack_now = true;
-                    path.control.push_back(Frame::AttachProof {
-                        client_proof,
-                        cumulative: cum,
-                    });
-                    self.on_cumulative(cumulative);
-                    self.events.push_back(Event::PathActive(id));
-                    Ok(())
-                }
-                Frame::Error {
-                    code: ErrorCode::UnknownSession,
-                    reason,
-                } => {
-                    // The server no longer has the session (it restarted, or gave up waiting):
-                    // no flowpath can ever attach again.
-                    self.paths.remove(&id);
-                    Err(SessionError::PeerError {
-                        code: ErrorCode::UnknownSession,
-                        reason,
-                    }
-                    .into())
-                }
-                Frame::Error { code, reason } => {
-                    // The server refused this attach (e.g. busy): the path is gone, the session
-                    // may still succeed with another attempt.
-                    self.paths.remove(&id);
-                    Err(FrameError::PathRefused(format!(
-                        "attach refused: {code}: {reason}"
-                    )))
-                }
-                other => proto(format!(
-                    "expected CHALLENGE on path {id}, got {}",
-                    other.name()
-                )),
-            };
+            return self.on_attach_reply(id, client_nonce, None, frame, now);
         }
         match frame {
             Frame::Data { offset, payload } => {

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use super::{AttachError, Event, FrameError, Session, SessionError};
+use super::{AttachError, FrameError, Session, SessionError};
 use crate::proto::auth::ProofSide;
-use crate::proto::frame::{ErrorCode, Frame, NONCE_LEN};
+use crate::proto::frame::{Frame, NONCE_LEN};
 use crate::proto::path::{PathId, PathState};
 
 /// Most tickets outstanding (server) or held (client); the oldest are dropped first.
@@ -132,78 +132,5 @@ impl Session {
             self.tickets.pop_front();
         }
         Ok(())
-    }
-
-    /// Client: the server's answer on a path waiting for RESUMED.
-    pub(super) fn on_resume_reply(
-        &mut self,
-        id: PathId,
-        (client_nonce, server_nonce): ([u8; NONCE_LEN], [u8; NONCE_LEN]),
-        frame: Frame,
-        now: Duration,
-    ) -> Result<(), FrameError> {
-        match frame {
-            Frame::Resumed {
-                server_proof,
-                cumulative,
-            } => {
-                let ok = self.secret.verify(
-                    ProofSide::Server,
-                    self.id,
-                    id.0,
-                    &client_nonce,
-                    &server_nonce,
-                    &server_proof,
-                );
-                if !ok {
-                    self.path_closed(id);
-                    return Err(FrameError::PathRefused(format!(
-                        "the server on path {id} failed its resume proof (it does not know the session secret)"
-                    )));
-                }
-                if cumulative > self.next_new {
-                    return Err(SessionError::Protocol(
-                        "resume offset beyond what was sent".into(),
-                    )
-                    .into());
-                }
-                let path = self.paths.get_mut(&id).expect("caller checked");
-                path.state = PathState::Active;
-                // The attach timeout is over; the dead-time clock restarts as for any path.
-                path.awaiting_since = path.has_outstanding().then_some(now);
-                path.ping_now = true;
-                // Re-advertise our window: an update may have died with the old path.
-                path.ack_now = true;
-                self.on_cumulative(cumulative);
-                self.events.push_back(Event::PathActive(id));
-                Ok(())
-            }
-            Frame::Error {
-                code: ErrorCode::UnknownSession,
-                reason,
-            } => {
-                self.path_closed(id);
-                Err(SessionError::PeerError {
-                    code: ErrorCode::UnknownSession,
-                    reason,
-                }
-                .into())
-            }
-            Frame::Error { code, reason } => {
-                // Most likely a ticket the server no longer holds: attach the slow way next.
-                self.tickets.clear();
-                self.path_closed(id);
-                Err(FrameError::PathRefused(format!(
-                    "resume refused: {code}: {reason}"
-                )))
-            }
-            other => {
-                self.path_closed(id);
-                Err(FrameError::PathRefused(format!(
-                    "expected RESUMED on path {id}, got {}",
-                    other.name()
-                )))
-            }
-        }
     }
 }

@@ -28,6 +28,7 @@
 //! state, which is how a deadlock shows.
 
 mod app;
+mod attach_tests;
 mod mobility;
 mod mobility_attacks;
 mod mobility_tests;
