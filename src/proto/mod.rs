@@ -125,7 +125,11 @@
 //!
 //! The sender keeps every unacknowledged byte in its send buffer (bounded; the application
 //! blocks when it is full) and remembers which flowpath carried which range, so that the ranges
-//! of a dead flowpath can be re-sent on another.
+//! of a dead flowpath can be re-sent on another. Each flowpath takes new bytes as its socket
+//! drains, so faster paths carry more. When a flowpath has nothing new it may send (the peer's
+//! window is full, or everything was sent), it re-sends the lowest bytes still in flight on a
+//! slower flowpath (by smoothed RTT), each range at most once more: a chunk stuck behind a slow
+//! path would otherwise hold back in-order delivery and the window.
 //!
 //! ## Keepalive
 //!

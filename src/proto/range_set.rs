@@ -74,6 +74,29 @@ impl RangeSet {
         Some(s..end)
     }
 
+    /// The parts of `r` that the set does not cover, in order.
+    pub fn gaps_in(&self, r: Range<u64>) -> Vec<Range<u64>> {
+        let mut gaps = Vec::new();
+        let mut at = r.start;
+        // A held range starting before `r` may cover its beginning.
+        if let Some((_, &e)) = self.map.range(..=at).next_back() {
+            at = at.max(e);
+        }
+        if at >= r.end {
+            return gaps;
+        }
+        for (&s, &e) in self.map.range(at..r.end) {
+            if s > at {
+                gaps.push(at..s);
+            }
+            at = at.max(e);
+        }
+        if at < r.end {
+            gaps.push(at..r.end);
+        }
+        gaps
+    }
+
     /// The lowest offset held.
     pub fn first(&self) -> Option<u64> {
         self.map.keys().next().copied()
@@ -104,7 +127,12 @@ mod tests {
         assert_eq!(s.len_bytes(), 30 + 5);
         s.remove_below(48);
         assert_eq!(s.iter().collect::<Vec<_>>(), vec![48..50]);
+        s.insert(60..70);
+        assert_eq!(s.gaps_in(40..80), vec![40..48, 50..60, 70..80]);
+        assert_eq!(s.gaps_in(62..68), Vec::<Range<u64>>::new());
+        assert_eq!(s.gaps_in(65..75), vec![70..75]);
         assert_eq!(s.pop_front(100), Some(48..50));
+        assert_eq!(s.pop_front(100), Some(60..70));
         assert!(s.is_empty());
     }
 }

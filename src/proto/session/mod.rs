@@ -198,6 +198,9 @@ pub struct Session {
     /// new data only until then, so that a fresh TCP connection's first flights are not
     /// spent on duplicates.
     resend_confirmed: bool,
+    /// Ranges already sent a second time, on a faster path, because a slower path was
+    /// holding them up (each range is duplicated at most once).
+    duplicated: RangeSet,
     /// The peer lets us send below this offset.
     peer_limit: u64,
     /// Our stream's final length, once the application closed its side.
@@ -269,6 +272,7 @@ impl Session {
             next_new: 0,
             retransmit: RangeSet::new(),
             resend_confirmed: true,
+            duplicated: RangeSet::new(),
             peer_limit: peer_window,
             local_fin: None,
             local_fin_acked: false,

@@ -137,6 +137,7 @@ impl Session {
     pub(super) fn on_cumulative(&mut self, cum: u64) {
         self.send.ack(cum);
         self.retransmit.remove_below(cum);
+        self.duplicated.remove_below(cum);
         // The peer's word is newer than any path loss: what is left to re-send is missing.
         self.resend_confirmed = true;
         for p in self.paths.values_mut() {

@@ -111,12 +111,74 @@ impl Session {
                 sent_stream = true;
             }
         }
+        // Nothing new may go out (the peer's window is full, or everything was sent): bytes
+        // stuck on a slower path are what everything waits for, so send them here too.
+        if self.next_new >= self.peer_limit.min(self.send.end()) {
+            sent_stream |= self.resend_lagging(id, out, start_len, budget);
+        }
         if sent_stream {
             self.last_activity = now;
         }
         let path = self.paths.get_mut(&id).expect("checked above");
         let any = Self::sent(path, out, start_len, now);
         self.check_finished();
+        any
+    }
+
+    /// Sends on path `id` the lowest bytes still in flight on paths slower than it (by
+    /// smoothed RTT), each range at most once more; the receiver keeps whichever copy arrives
+    /// first. True if anything was sent.
+    fn resend_lagging(
+        &mut self,
+        id: PathId,
+        out: &mut BytesMut,
+        start_len: usize,
+        budget: usize,
+    ) -> bool {
+        let Some(me) = self.paths.get(&id).filter(|p| p.is_active()) else {
+            return false;
+        };
+        let Some(my_rtt) = me.stats.srtt else {
+            return false;
+        };
+        let acked = self.send.acked();
+        let mut lagging: Vec<(u64, u64)> = self
+            .paths
+            .iter()
+            .filter(|&(&other, p)| {
+                other != id && p.stats.srtt.is_none_or(|rtt| rtt > my_rtt + my_rtt / 4)
+            })
+            .flat_map(|(_, p)| p.inflight.iter().copied())
+            .filter(|&(_, e)| e > acked)
+            .collect();
+        if lagging.is_empty() {
+            return false;
+        }
+        lagging.sort_unstable();
+        let mut any = false;
+        for (s, e) in lagging {
+            for gap in self.duplicated.gaps_in(s.max(acked)..e) {
+                let mut at = gap.start;
+                while at < gap.end {
+                    if out.len() - start_len >= budget {
+                        return any;
+                    }
+                    let max = ((gap.end - at) as usize).min(self.config.max_payload);
+                    let Some(chunk) = self.send.get(at, max) else {
+                        break;
+                    };
+                    let end = at + chunk.len() as u64;
+                    Frame::encode_data_header(at, chunk.len(), out);
+                    out.extend_from_slice(&chunk);
+                    self.duplicated.insert(at..end);
+                    let path = self.paths.get_mut(&id).expect("checked above");
+                    path.record_sent(at, end);
+                    path.stats.bytes_resent += chunk.len() as u64;
+                    any = true;
+                    at = end;
+                }
+            }
+        }
         any
     }
 

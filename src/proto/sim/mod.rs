@@ -32,6 +32,7 @@ mod attach_tests;
 mod mobility;
 mod mobility_attacks;
 mod mobility_tests;
+mod multipath_tests;
 mod net;
 mod regressions;
 mod report;

@@ -1,0 +1,74 @@
+//! Several flowpaths of unequal rate and delay carrying one stream: the aggregate must come
+//! close to the sum of the paths, and a slow path must not hold the stream hostage.
+
+use super::tests::{transfer, MB};
+use super::{AppSpec, Link, Side, Sim, SimConfig};
+use crate::proto::PathId;
+
+/// Goodput of a finished one-way transfer of `n` bytes, in bytes per second.
+fn goodput(sim: &Sim, n: usize) -> f64 {
+    n as f64 / sim.now().as_secs_f64()
+}
+
+/// Bytes the client sent a second time (on a faster path, or after a path died).
+fn resent(sim: &Sim) -> u64 {
+    (0..4)
+        .filter_map(|p| sim.client.path_stats(PathId(p)))
+        .map(|s| s.bytes_resent)
+        .sum()
+}
+
+#[test]
+fn two_unequal_paths_aggregate_close_to_the_sum() {
+    // 40 and 15 Mbit/s, 10 and 30 ms: the wifi + cellular case.
+    for (fast, slow) in [(5_000_000, 1_875_000), (3_750_000, 1_250_000)] {
+        let n = 20 * MB;
+        let cfg = SimConfig::new(1)
+            .paths(vec![Link::new(10, fast), Link::new(30, slow)])
+            .apps(AppSpec::sending(n), AppSpec::sending(0));
+        let sim = transfer(cfg);
+        let ratio = goodput(&sim, n) / (fast + slow) as f64;
+        assert!(ratio >= 0.9, "{fast}+{slow} B/s: {ratio:.3} of the sum");
+        // Both paths really carried data.
+        for p in 0..2 {
+            let sent = sim.client.path_stats(PathId(p)).unwrap().bytes_sent;
+            assert!(sent > (n as u64) / 10, "path {p} carried only {sent} bytes");
+        }
+    }
+}
+
+#[test]
+fn a_slow_path_does_not_hold_a_small_window_hostage() {
+    // A path 50 times slower and 20 times further away, and a receive window the slow path
+    // alone could fill for seconds: chunks stuck there would block in-order delivery and the
+    // window. Re-sending them on the fast path keeps the stream near the fast path's rate.
+    let (fast, slow) = (5_000_000u64, 100_000u64);
+    let n = 5 * MB;
+    let cfg = SimConfig::new(2)
+        .paths(vec![Link::new(10, fast), Link::new(200, slow)])
+        .apps(AppSpec::sending(n), AppSpec::sending(0))
+        .recv_window(256 << 10);
+    let sim = transfer(cfg);
+    let of_fast = goodput(&sim, n) / fast as f64;
+    assert!(of_fast >= 0.85, "{of_fast:.3} of the fast path's rate");
+    // Each lagging range is sent at most once more: the extra copies stay a small share.
+    assert!(
+        resent(&sim) < (n as u64) / 5,
+        "{} bytes sent twice",
+        resent(&sim)
+    );
+    assert_eq!(sim.received(Side::Server).len(), n);
+}
+
+#[test]
+fn a_slower_path_with_a_moderate_window() {
+    let (fast, slow) = (5_000_000u64, 500_000u64);
+    let n = 5 * MB;
+    let cfg = SimConfig::new(3)
+        .paths(vec![Link::new(10, fast), Link::new(150, slow)])
+        .apps(AppSpec::sending(n), AppSpec::sending(0))
+        .recv_window(1 << 20);
+    let sim = transfer(cfg);
+    let ratio = goodput(&sim, n) / (fast + slow) as f64;
+    assert!(ratio >= 0.8, "{ratio:.3} of the sum");
+}
