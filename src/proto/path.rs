@@ -51,9 +51,50 @@ pub struct PathStats {
     pub srtt: Option<Duration>,
     /// Lowest RTT sample seen.
     pub min_rtt: Option<Duration>,
+    /// Smoothed rate at which the peer reports receiving our bytes on this path, in bytes
+    /// per second, once two reports far enough apart exist.
+    pub delivery_rate: Option<f64>,
+    /// The last report used for a rate sample: (when, the peer's byte count then).
+    rate_mark: Option<(Duration, u64)>,
 }
 
+/// Reports closer together than this are folded into the next sample (too noisy alone).
+const RATE_SAMPLE_MIN: Duration = Duration::from_millis(20);
+
 impl PathStats {
+    /// The counters carried over to a new connection of the same path; RTT and rate
+    /// estimates start afresh (the route may differ).
+    pub fn for_new_connection(&self) -> PathStats {
+        PathStats {
+            srtt: None,
+            min_rtt: None,
+            delivery_rate: None,
+            rate_mark: None,
+            ..self.clone()
+        }
+    }
+
+    /// Folds the peer's report "I have received `bytes` on this connection" at `now` into the
+    /// delivery-rate estimate. A count that goes down (a new connection) restarts it.
+    pub fn on_peer_received(&mut self, bytes: u64, now: Duration) {
+        self.peer_received = bytes;
+        match self.rate_mark {
+            Some((t, b)) if bytes >= b => {
+                let dt = now.saturating_sub(t);
+                if dt < RATE_SAMPLE_MIN {
+                    return;
+                }
+                let sample = (bytes - b) as f64 / dt.as_secs_f64();
+                self.delivery_rate = Some(match self.delivery_rate {
+                    None => sample,
+                    Some(r) => 0.75 * r + 0.25 * sample,
+                });
+                self.rate_mark = Some((now, bytes));
+            }
+            _ => self.rate_mark = Some((now, bytes)),
+        }
+    }
+
     /// Folds one RTT sample into the smoothed estimate (RFC 6298 weights).
     pub fn on_rtt_sample(&mut self, rtt: Duration) {
         self.srtt = Some(match self.srtt {
@@ -169,5 +210,39 @@ impl Path {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn delivery_rate_follows_the_peer_reports() {
+        let mut s = PathStats::default();
+        s.on_peer_received(0, ms(0));
+        assert_eq!(s.delivery_rate, None);
+        // 10 ms later: too close for a sample; folded into the next one.
+        s.on_peer_received(10_000, ms(10));
+        assert_eq!(s.delivery_rate, None);
+        s.on_peer_received(100_000, ms(100)); // 1 MB/s over 100 ms
+        assert_eq!(s.delivery_rate, Some(1_000_000.0));
+        s.on_peer_received(300_000, ms(200)); // 2 MB/s: smoothed towards it
+        assert_eq!(s.delivery_rate, Some(1_250_000.0));
+        // A new connection counts from 0 again: the estimate restarts from there.
+        s.on_peer_received(5, ms(300));
+        assert_eq!(s.delivery_rate, Some(1_250_000.0));
+        s.on_peer_received(50_005, ms(350));
+        assert_eq!(
+            s.delivery_rate,
+            Some(0.75 * 1_250_000.0 + 0.25 * 1_000_000.0)
+        );
+        let fresh = s.for_new_connection();
+        assert_eq!((fresh.delivery_rate, fresh.srtt), (None, None));
+        assert_eq!(fresh.peer_received, s.peer_received);
     }
 }

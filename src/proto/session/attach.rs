@@ -7,7 +7,7 @@ use rand::RngCore;
 use super::{AttachError, Config, Event, FrameError, Role, Session, SessionError};
 use crate::proto::auth::{ProofSide, SessionSecret};
 use crate::proto::frame::{ErrorCode, Frame, NONCE_LEN, RANDOM_LEN};
-use crate::proto::path::{Path, PathId, PathState, PathStats};
+use crate::proto::path::{Path, PathId, PathState};
 
 /// Client side of opening a session: send [`ClientHandshake::hello`], feed the reply to
 /// [`ClientHandshake::handle_reply`].
@@ -268,16 +268,12 @@ impl Session {
     }
 
     /// A new connection for path `id`, carrying over the counters of the connection it
-    /// replaces (the RTT estimate starts afresh: the route may differ).
+    /// replaces (RTT and rate estimates start afresh: the route may differ).
     pub(super) fn fresh_path(&mut self, id: PathId, state: PathState, now: Duration) -> Path {
         let mut path = Path::new(state, now);
         let old = self.paths.get(&id).map(|p| p.stats.clone());
         if let Some(stats) = old.or_else(|| self.retired_stats.remove(&id)) {
-            path.stats = PathStats {
-                srtt: None,
-                min_rtt: None,
-                ..stats
-            };
+            path.stats = stats.for_new_connection();
         }
         path
     }

@@ -83,7 +83,7 @@ impl Session {
                         self.next_new
                     ));
                 }
-                path.stats.peer_received = path_bytes;
+                path.stats.on_peer_received(path_bytes, now);
                 self.peer_limit = self.peer_limit.max(limit);
                 self.on_cumulative(cumulative);
             }

@@ -29,10 +29,17 @@ fn two_unequal_paths_aggregate_close_to_the_sum() {
         let sim = transfer(cfg);
         let ratio = goodput(&sim, n) / (fast + slow) as f64;
         assert!(ratio >= 0.9, "{fast}+{slow} B/s: {ratio:.3} of the sum");
-        // Both paths really carried data.
-        for p in 0..2 {
-            let sent = sim.client.path_stats(PathId(p)).unwrap().bytes_sent;
-            assert!(sent > (n as u64) / 10, "path {p} carried only {sent} bytes");
+        // Both paths really carried data, and each path's measured delivery rate is its
+        // link's rate.
+        for (p, rate) in [(0, fast), (1, slow)] {
+            let stats = sim.client.path_stats(PathId(p)).unwrap();
+            assert!(stats.bytes_sent > (n as u64) / 10, "path {p}: {stats:?}");
+            let measured = stats.delivery_rate.expect("a rate estimate");
+            let off = (measured / rate as f64 - 1.0).abs();
+            assert!(
+                off < 0.15,
+                "path {p}: measured {measured:.0} B/s, link {rate} B/s"
+            );
         }
     }
 }
