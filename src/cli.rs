@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::runtime::ifaces::{parse_kind_override, IfaceKind};
+
 /// msock: netcat and iperf3 for networks that move.
 ///
 /// An msock connection is a session: a reliable byte stream that is not tied to one TCP
@@ -117,9 +119,9 @@ pub struct ListenArgs {
 /// `msock connect`.
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// The listener: HOST:PORT or [IPV6]:PORT.
-    #[arg(value_name = "HOST:PORT")]
-    pub dest: String,
+    /// The listener: HOST:PORT or [IPV6]:PORT (not given with --list-ifaces).
+    #[arg(value_name = "HOST:PORT", required_unless_present = "list_ifaces")]
+    pub dest: Option<String>,
 
     /// Give up connecting (TCP connect and msock handshake) after this long.
     #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
@@ -137,6 +139,18 @@ pub struct ConnectArgs {
     /// Talk plain TCP (no msock session) to a server that does not speak msock.
     #[arg(long)]
     pub plain: bool,
+
+    /// Print the network interfaces msock sees, what kind each is (wifi, cellular, ethernet,
+    /// loopback, tunnel, other) and how that was decided (sysfs, name, user, flags), then exit
+    /// without connecting.
+    #[arg(long, conflicts_with = "dest")]
+    pub list_ifaces: bool,
+
+    /// With --list-ifaces: treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or
+    /// other) instead of what msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a
+    /// tethered phone. Repeat for several interfaces.
+    #[arg(long, value_name = "NAME=KIND", value_parser = parse_kind_override)]
+    pub iface_kind: Vec<(String, IfaceKind)>,
 
     #[command(flatten)]
     pub stream: StreamArgs,

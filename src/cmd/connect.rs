@@ -8,23 +8,36 @@ use super::{ctrl_c, family, finish, session_config, Failure};
 use crate::cli::ConnectArgs;
 use crate::proto::PathId;
 use crate::runtime::{
-    client, control::ControlPlane, netwatch, open_session, plain, resolve, Driver, ReconnectPolicy,
-    StdinSource, StdoutSink,
+    client, control::ControlPlane, ifaces, netwatch, open_session, plain, resolve, Driver,
+    ReconnectPolicy, StdinSource, StdoutSink,
 };
 
 /// Runs `msock connect`.
 pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
-    if !args.dest.contains(':') {
+    if args.list_ifaces {
+        return list_ifaces(&args);
+    }
+    if !args.iface_kind.is_empty() {
+        // Nothing but the listing uses interface kinds yet: say so rather than ignore them.
+        return Err(Failure::local(
+            "--iface-kind goes with --list-ifaces (connections do not choose interfaces by kind yet)",
+        ));
+    }
+    let Some(dest) = args.dest.clone() else {
+        return Err(Failure::local(
+            "give HOST:PORT, e.g. example.net:9000 or [::1]:9000",
+        ));
+    };
+    if !dest.contains(':') {
         return Err(Failure::local(format!(
-            "'{}' has no port: give HOST:PORT, e.g. example.net:9000 or [::1]:9000",
-            args.dest
+            "'{dest}' has no port: give HOST:PORT, e.g. example.net:9000 or [::1]:9000"
         )));
     }
     let started = Instant::now();
     if args.stream.json_events {
         crate::runtime::events::enable();
     }
-    let addrs = resolve(&args.dest, family(&args.stream)).await?;
+    let addrs = resolve(&dest, family(&args.stream)).await?;
     let source = args.source.map(|ip| SocketAddr::new(ip, 0));
     let timeout = Some(args.wait);
     let input = (!args.stream.recv_only).then(StdinSource::spawn);
@@ -57,7 +70,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
         driver.set_control(ControlPlane::client(socket));
     }
     driver.set_reconnect(ReconnectPolicy {
-        dest: args.dest.clone(),
+        dest,
         family: family(&args.stream),
         source: args.source,
         attempt_timeout: args.wait,
@@ -66,4 +79,18 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
     driver.set_interrupt(ctrl_c());
     let (r, totals) = driver.run().await;
     finish(r, totals, started, stdout).await
+}
+
+/// `msock connect --list-ifaces`: prints the interfaces and their kinds on stdout.
+fn list_ifaces(args: &ConnectArgs) -> Result<(), Failure> {
+    use std::io::Write;
+    let overrides = args.iface_kind.iter().cloned().collect();
+    let found = ifaces::discover(&overrides);
+    for name in ifaces::unmatched_overrides(&found, &overrides) {
+        tracing::warn!("--iface-kind names '{name}', but there is no such interface");
+    }
+    match write!(std::io::stdout().lock(), "{}", ifaces::table(&found)) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::local(e)),
+        _ => Ok(()),
+    }
 }

@@ -7,6 +7,7 @@ pub mod conn;
 pub mod control;
 pub mod driver;
 pub mod events;
+pub mod ifaces;
 pub mod listener;
 pub mod netwatch;
 pub mod plain;
