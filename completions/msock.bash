@@ -55,7 +55,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__connect)
-            opts="-w -s -4 -6 -v -h -V --wait --source --retry-interval --plain --list-ifaces --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --json-events --recv-only --send-only --verbose --help --version"
+            opts="-w -s -4 -6 -v -h -V --wait --source --retry-interval --plain --list-ifaces --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --json-events --recv-only --send-only --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -78,6 +78,14 @@ _msock() {
                     return 0
                     ;;
                 --retry-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --iface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -46,15 +46,20 @@ complete -c msock -n "__fish_msock_using_subcommand listen" -s v -l verbose -d '
 complete -c msock -n "__fish_msock_using_subcommand listen" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s V -l version -d 'Print version'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s w -l wait -d 'Give up connecting (TCP connect and msock handshake) after this long' -r
-complete -c msock -n "__fish_msock_using_subcommand connect" -s s -l source -d 'Local address to connect from' -r
+complete -c msock -n "__fish_msock_using_subcommand connect" -s s -l source -d 'Local address to connect from (instead of choosing interfaces by a policy)' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l retry-interval -d 'After losing the connection, try to reconnect this often (re-resolving HOST each time) until --resume-timeout' -r
-complete -c msock -n "__fish_msock_using_subcommand connect" -l iface-kind -d 'With --list-ifaces: treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone. Repeat for several interfaces' -r
+complete -c msock -n "__fish_msock_using_subcommand connect" -l iface -d 'Only use this interface; repeat for several, in order of preference' -r
+complete -c msock -n "__fish_msock_using_subcommand connect" -l backup -d 'Use this interface only while no other is usable; repeatable' -r
+complete -c msock -n "__fish_msock_using_subcommand connect" -l iface-kind -d 'Treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone. Repeat for several interfaces' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l idle-timeout -d 'End a session that has sent and received no data for this long (e.g. 30s, 2m)' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l resume-timeout -d 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l dead-time -d 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l plain -d 'Talk plain TCP (no msock session) to a server that does not speak msock'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l list-ifaces -d 'Print the network interfaces msock sees, what kind each is (wifi, cellular, ethernet, loopback, tunnel, other) and how that was decided (sysfs, name, user, flags), then exit without connecting'
+complete -c msock -n "__fish_msock_using_subcommand connect" -l stripe -d 'Use every usable interface at once, one flowpath on each (wifi + cellular + ethernet)'
+complete -c msock -n "__fish_msock_using_subcommand connect" -l prefer-wifi -d 'One flowpath, on wifi while there is wifi, else on another interface; moves back when wifi returns (the new flowpath is up before the old one closes)'
+complete -c msock -n "__fish_msock_using_subcommand connect" -l prefer-cellular -d 'Like --prefer-wifi, for cellular'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s 4 -d 'Use IPv4 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s 6 -d 'Use IPv6 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l json-events -d 'Write one JSON object per line on stderr for each session and path event (open, path up/down/moved, resumed, closed), for scripts'

@@ -127,8 +127,9 @@ pub struct ConnectArgs {
     #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
     pub wait: Duration,
 
-    /// Local address to connect from.
-    #[arg(short, long, value_name = "ADDR")]
+    /// Local address to connect from (instead of choosing interfaces by a policy).
+    #[arg(short, long, value_name = "ADDR",
+          conflicts_with_all = ["stripe", "prefer_wifi", "prefer_cellular", "iface", "backup"])]
     pub source: Option<std::net::IpAddr>,
 
     /// After losing the connection, try to reconnect this often (re-resolving HOST each time)
@@ -146,14 +147,65 @@ pub struct ConnectArgs {
     #[arg(long, conflicts_with = "dest")]
     pub list_ifaces: bool,
 
-    /// With --list-ifaces: treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or
-    /// other) instead of what msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a
-    /// tethered phone. Repeat for several interfaces.
-    #[arg(long, value_name = "NAME=KIND", value_parser = parse_kind_override)]
-    pub iface_kind: Vec<(String, IfaceKind)>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 
     #[command(flatten)]
     pub stream: StreamArgs,
+}
+
+/// Which network interfaces a session's flowpaths use. Without any of these, one flowpath
+/// goes wherever the routing table sends it (and moves when that changes).
+#[derive(Debug, Args, Clone, Default)]
+pub struct PolicyArgs {
+    /// Use every usable interface at once, one flowpath on each (wifi + cellular + ethernet).
+    #[arg(long, conflicts_with_all = ["prefer_wifi", "prefer_cellular"])]
+    pub stripe: bool,
+
+    /// One flowpath, on wifi while there is wifi, else on another interface; moves back when
+    /// wifi returns (the new flowpath is up before the old one closes).
+    #[arg(long, conflicts_with = "prefer_cellular")]
+    pub prefer_wifi: bool,
+
+    /// Like --prefer-wifi, for cellular.
+    #[arg(long)]
+    pub prefer_cellular: bool,
+
+    /// Only use this interface; repeat for several, in order of preference.
+    #[arg(long, value_name = "NAME")]
+    pub iface: Vec<String>,
+
+    /// Use this interface only while no other is usable; repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub backup: Vec<String>,
+
+    /// Treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what
+    /// msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone.
+    /// Repeat for several interfaces.
+    #[arg(long, value_name = "NAME=KIND", value_parser = parse_kind_override)]
+    pub iface_kind: Vec<(String, IfaceKind)>,
+}
+
+impl PolicyArgs {
+    /// The policy these flags ask for.
+    pub fn to_policy(&self) -> crate::runtime::policy::Policy {
+        use crate::runtime::policy::{Mode, Policy};
+        let mode = if self.stripe {
+            Mode::Stripe
+        } else if self.prefer_wifi {
+            Mode::Prefer(IfaceKind::Wifi)
+        } else if self.prefer_cellular {
+            Mode::Prefer(IfaceKind::Cellular)
+        } else {
+            Mode::Route
+        };
+        Policy {
+            mode,
+            only: self.iface.clone(),
+            backup: self.backup.clone(),
+            kinds: self.iface_kind.iter().cloned().collect(),
+        }
+    }
 }
 
 /// Parses a duration like `500ms`, `2m`, `1h 30m`; a bare number is seconds.

@@ -17,12 +17,6 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
     if args.list_ifaces {
         return list_ifaces(&args);
     }
-    if !args.iface_kind.is_empty() {
-        // Nothing but the listing uses interface kinds yet: say so rather than ignore them.
-        return Err(Failure::local(
-            "--iface-kind goes with --list-ifaces (connections do not choose interfaces by kind yet)",
-        ));
-    }
     let Some(dest) = args.dest.clone() else {
         return Err(Failure::local(
             "give HOST:PORT, e.g. example.net:9000 or [::1]:9000",
@@ -44,7 +38,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
     let mut stdout = (!args.stream.send_only).then(StdoutSink::spawn);
     let output = stdout.as_mut();
     if args.plain {
-        let stream = client::connect_any(&addrs, source, timeout).await?;
+        let stream = client::connect_any(&addrs, source, None, timeout).await?;
         tracing::info!(
             "plain TCP (no msock session, not encrypted) to {}",
             stream.peer_addr().map_or("?".into(), |a| a.to_string())
@@ -60,8 +54,32 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
         .await;
         return finish(r, totals, started, stdout).await;
     }
-    let (session, conn, epoch, control) =
-        open_session(&addrs, source, timeout, session_config(&args.stream)).await?;
+    let policy = args.policy.to_policy();
+    // With a policy, the first flowpath leaves from the interface it ranks first.
+    let first = if policy.follows_routing() {
+        None
+    } else {
+        let plan = policy.plan(&ifaces::discover(&policy.kinds), addrs[0]);
+        let Some(first) = plan.into_iter().next() else {
+            return Err(Failure::network(
+                "no usable interface for the chosen interfaces policy (see msock connect --list-ifaces)",
+            ));
+        };
+        Some(first)
+    };
+    let (source, device) = match &first {
+        Some(b) => (Some(SocketAddr::new(b.addr, 0)), Some(b.iface.as_str())),
+        None => (source, None),
+    };
+    let (session, conn, epoch, control) = open_session(
+        &addrs,
+        source,
+        device,
+        timeout,
+        session_config(&args.stream),
+    )
+    .await?;
+    let server = conn.peer;
     let mut driver = Driver::new(session, epoch, input, output);
     driver.add_path(PathId(0), conn);
     driver.set_resume_timeout(args.stream.resume_timeout);
@@ -69,6 +87,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
     if let Some(socket) = control {
         driver.set_control(ControlPlane::client(socket));
     }
+    driver.set_policy(policy, server, first);
     driver.set_reconnect(ReconnectPolicy {
         dest,
         family: family(&args.stream),
@@ -84,7 +103,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
 /// `msock connect --list-ifaces`: prints the interfaces and their kinds on stdout.
 fn list_ifaces(args: &ConnectArgs) -> Result<(), Failure> {
     use std::io::Write;
-    let overrides = args.iface_kind.iter().cloned().collect();
+    let overrides = args.policy.iface_kind.iter().cloned().collect();
     let found = ifaces::discover(&overrides);
     for name in ifaces::unmatched_overrides(&found, &overrides) {
         tracing::warn!("--iface-kind names '{name}', but there is no such interface");

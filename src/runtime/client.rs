@@ -77,6 +77,7 @@ pub async fn resolve(dest: &str, family: Family) -> Result<Vec<SocketAddr>, Conn
 pub async fn connect_any(
     addrs: &[SocketAddr],
     source: Option<SocketAddr>,
+    device: Option<&str>,
     timeout: Option<Duration>,
 ) -> Result<tokio::net::TcpStream, ConnectError> {
     let mut last = None;
@@ -85,7 +86,7 @@ pub async fn connect_any(
         .iter()
         .filter(|a| source.is_none_or(|s| s.is_ipv4() == a.is_ipv4()));
     for &addr in usable {
-        match connect_tcp(addr, source, timeout).await {
+        match connect_tcp(addr, source, device, timeout).await {
             Ok(s) => return Ok(s),
             Err(e) => {
                 tracing::info!("connect to {addr} failed: {e}");
@@ -108,10 +109,11 @@ pub async fn connect_any(
 pub async fn open_session(
     addrs: &[SocketAddr],
     source: Option<SocketAddr>,
+    device: Option<&str>,
     timeout: Option<Duration>,
     mut config: Config,
 ) -> Result<(Session, FlowConn, Instant, Option<tokio::net::UdpSocket>), ConnectError> {
-    let stream = connect_any(addrs, source, timeout).await?;
+    let stream = connect_any(addrs, source, device, timeout).await?;
     let peer = stream
         .peer_addr()
         .map_err(|e| ConnectError::Connect(addrs[0], e))?;

@@ -132,10 +132,14 @@ fn set_notsent_lowat(stream: &TcpStream, bytes: u32) {
 #[cfg(not(target_os = "linux"))]
 fn set_notsent_lowat(_stream: &TcpStream, _bytes: u32) {}
 
-/// Opens a TCP connection to `addr`, from `source` if given, within `timeout`.
+/// Opens a TCP connection to `addr`, from `source` if given and out of network interface
+/// `device` if given, within `timeout`. Binding to the device makes the packets leave through
+/// it even where the routing table would pick another; where the OS refuses that (no
+/// privilege), the source address alone has to do.
 pub async fn connect_tcp(
     addr: SocketAddr,
     source: Option<SocketAddr>,
+    device: Option<&str>,
     timeout: Option<Duration>,
 ) -> io::Result<TcpStream> {
     let socket = if addr.is_ipv4() {
@@ -143,6 +147,14 @@ pub async fn connect_tcp(
     } else {
         TcpSocket::new_v6()?
     };
+    #[cfg(target_os = "linux")]
+    if let Some(dev) = device {
+        if let Err(e) = socket.bind_device(Some(dev.as_bytes())) {
+            tracing::debug!("cannot bind to device {dev} ({e}); relying on the source address");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = device;
     if let Some(src) = source {
         socket.bind(src)?;
     }

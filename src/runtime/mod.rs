@@ -11,6 +11,7 @@ pub mod ifaces;
 pub mod listener;
 pub mod netwatch;
 pub mod plain;
+pub mod policy;
 pub mod reconnect;
 
 pub use app::{AppSink, AppSource, ReadSource, StdinSource, StdoutSink, WriteSink};

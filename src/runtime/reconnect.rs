@@ -13,6 +13,7 @@ use tokio::time::Sleep;
 
 use super::client::{connect_any, resolve, Family};
 use super::conn::FlowConn;
+use super::policy::Binding;
 use crate::proto::{Deframer, PathId};
 
 /// How a client reaches its server again.
@@ -88,13 +89,14 @@ impl Replacer {
         self.server_hint = Some(addr);
     }
 
-    /// Starts connecting a replacement for path `id`.
-    pub fn start(&mut self, id: PathId) {
+    /// Starts connecting a replacement for path `id`, from `bind` if the path has one (else
+    /// from the policy's source, or wherever the routing table says).
+    pub fn start(&mut self, id: PathId, bind: Option<Binding>) {
         self.slots.retain(|(p, _)| *p != id);
         let policy = self.policy.clone();
         let hint = self.server_hint;
         let attempt = Box::pin(async move {
-            tokio::time::timeout(policy.attempt_timeout, connect(policy.clone(), hint))
+            tokio::time::timeout(policy.attempt_timeout, connect(policy.clone(), hint, bind))
                 .await
                 .unwrap_or_else(|_| {
                     Err(format!(
@@ -174,7 +176,11 @@ impl Replacer {
 }
 
 /// One attempt: resolve (the server's announced address first) and connect.
-async fn connect(policy: ReconnectPolicy, hint: Option<SocketAddr>) -> Result<FlowConn, String> {
+async fn connect(
+    policy: ReconnectPolicy,
+    hint: Option<SocketAddr>,
+    bind: Option<Binding>,
+) -> Result<FlowConn, String> {
     let mut addrs = Vec::new();
     if let Some(h) = hint {
         addrs.push(h);
@@ -184,11 +190,16 @@ async fn connect(policy: ReconnectPolicy, hint: Option<SocketAddr>) -> Result<Fl
         Err(e) if addrs.is_empty() => return Err(e.to_string()),
         Err(_) => {}
     }
-    let source = policy.source.map(|ip| SocketAddr::new(ip, 0));
+    let source = bind
+        .as_ref()
+        .map(|b| b.addr)
+        .or(policy.source)
+        .map(|ip| SocketAddr::new(ip, 0));
+    let device = bind.as_ref().map(|b| b.iface.as_str());
     // Share the attempt's time among the addresses, so that a dead announced address does not
     // keep the name's addresses from being tried.
     let each = (policy.attempt_timeout / addrs.len().max(1) as u32).max(Duration::from_millis(500));
-    let stream = connect_any(&addrs, source, Some(each))
+    let stream = connect_any(&addrs, source, device, Some(each))
         .await
         .map_err(|e| e.to_string())?;
     FlowConn::new(stream, Deframer::new()).map_err(|e| e.to_string())

@@ -144,6 +144,14 @@ impl Session {
         Ok((s, welcome))
     }
 
+    /// Client: a path id for a flowpath to be connected later (its HELLO then comes from
+    /// [`Session::reattach_path`]).
+    pub fn allocate_path_id(&mut self) -> PathId {
+        let id = PathId(self.next_path_id);
+        self.next_path_id += 1;
+        id
+    }
+
     /// Client: starts a new flowpath; send the returned HELLO(attach) on a fresh connection.
     pub fn open_path(&mut self, rng: &mut impl RngCore, now: Duration) -> (PathId, Frame) {
         let id = PathId(self.next_path_id);

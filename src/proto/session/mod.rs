@@ -329,6 +329,15 @@ impl Session {
             .map(|(&id, _)| id)
     }
 
+    /// Statistics of every path the session has had (current and retired), by id.
+    pub fn all_path_stats(&self) -> Vec<(PathId, PathStats)> {
+        let mut all: BTreeMap<PathId, PathStats> = self.retired_stats.clone();
+        for (&id, p) in &self.paths {
+            all.insert(id, p.stats.clone());
+        }
+        all.into_iter().collect()
+    }
+
     /// Statistics of path `id`.
     pub fn path_stats(&self, id: PathId) -> Option<&PathStats> {
         self.paths.get(&id).map(|p| &p.stats)

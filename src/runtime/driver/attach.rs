@@ -133,15 +133,19 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         progress
     }
 
-    /// Client: starts replacing path `id`, unless the session no longer needs it.
+    /// Client: starts replacing path `id` (on the same interface, if it has one), unless the
+    /// session no longer needs it or the path was closed on purpose.
     pub(super) fn replace_path(&mut self, id: PathId) {
         let needed = self.session_needs_network() && self.session.error().is_none();
+        let Some(bind) = self.slot(id) else {
+            return;
+        };
         let Some(r) = self.replacer.as_mut() else {
             return;
         };
         if needed && !r.is_replacing(id) {
             tracing::info!("path {id}: reconnecting");
-            r.start(id);
+            r.start(id, bind);
         }
     }
 

@@ -64,6 +64,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         if let Some(r) = self.replacer.as_mut() {
             r.retry_now();
         }
+        self.replan_due = true;
         true
     }
 

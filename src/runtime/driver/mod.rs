@@ -10,9 +10,10 @@
 mod app_io;
 mod attach;
 mod mobility;
+mod multipath;
 mod paths;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -33,6 +34,7 @@ use serde_json::json;
 use super::control::ControlPlane;
 use super::events;
 use super::netwatch::AddrBook;
+use super::policy::{Binding, Policy};
 use super::reconnect::{ReconnectPolicy, Replacer};
 use crate::proto::{Event, Frame, PathId, PendingAttach, Session, SessionError};
 
@@ -132,6 +134,15 @@ pub struct Driver<I, O> {
     incoming: Option<mpsc::Receiver<AttachRequest>>,
     /// Client: replaces broken flowpaths.
     replacer: Option<Replacer>,
+    /// Client: the interface policy and the server it plans for (None: one flowpath wherever
+    /// the routing table sends it).
+    policy: Option<(Policy, SocketAddr)>,
+    /// Client with a policy: each flowpath's interface binding (None inside: unbound).
+    slots: BTreeMap<PathId, Option<Binding>>,
+    /// Flowpaths on interfaces no longer wanted, closed once a wanted one carries data.
+    retiring: Vec<PathId>,
+    /// The interfaces must be looked at again (start, or a change).
+    replan_due: bool,
     /// Signals changes of the machine's addresses and links.
     netwatch: Option<mpsc::Receiver<()>>,
     /// The machine's addresses as of the last change.
@@ -175,6 +186,10 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             pending: Vec::new(),
             incoming: None,
             replacer: None,
+            policy: None,
+            slots: BTreeMap::new(),
+            retiring: Vec::new(),
+            replan_due: false,
             netwatch: None,
             addr_book: AddrBook::default(),
             control: None,
@@ -244,6 +259,23 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
     /// Runs the session to its end, then closes the connections gracefully.
     pub async fn run(mut self) -> (Result<Outcome, DriveError>, Totals) {
         let r = std::future::poll_fn(|cx| self.poll_drive(cx)).await;
+        for (id, s) in self.session.all_path_stats() {
+            let iface = self.slots.get(&id).cloned().flatten().map(|b| b.iface);
+            tracing::info!(
+                "path {id}{}: sent {} bytes (+{} again), received {}, peer got {}, srtt {}, {}",
+                iface.map_or(String::new(), |n| format!(" ({n})")),
+                s.bytes_sent,
+                s.bytes_resent,
+                s.bytes_received,
+                s.peer_received,
+                s.srtt
+                    .map_or("-".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3)),
+                s.delivery_rate.map_or("no rate".into(), |r| format!(
+                    "{:.1} Mbit/s delivered",
+                    r * 8e-6
+                )),
+            );
+        }
         self.linger().await;
         (r, self.totals)
     }
@@ -263,6 +295,10 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                     self.flush_best_effort(cx);
                     return Poll::Ready(Ok(Outcome::Interrupted));
                 }
+            }
+            if self.replan_due {
+                self.replan();
+                progress = true;
             }
             progress |= self.poll_netwatch(cx);
             progress |= self.poll_control(cx);
@@ -343,6 +379,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                         cp.announce = None;
                     }
                     self.moved_from = None;
+                    self.retire_if_replaced();
                     self.report_path_up(id)
                 }
                 Event::PathDead(id) => {

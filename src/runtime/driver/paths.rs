@@ -136,6 +136,12 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
     /// the client, start replacing it.
     pub(super) fn lose_path(&mut self, c: PathConn, why: String) {
         let id = c.id;
+        if !self.session_needs_network() {
+            // The session is complete; the peer closing its end is the normal goodbye.
+            tracing::debug!("path {id} closed: {why}");
+            self.session.path_closed(id);
+            return;
+        }
         tracing::info!(
             "path {id} ({} -> {}) lost: {why}",
             c.conn.local,
