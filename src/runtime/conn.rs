@@ -29,6 +29,8 @@ pub struct FlowConn {
     pub peer: SocketAddr,
     /// Local address.
     pub local: SocketAddr,
+    /// The socket's current unsent-bytes threshold (TCP_NOTSENT_LOWAT).
+    pub lowat: u32,
 }
 
 /// What went wrong while reading frames from a flowpath.
@@ -56,6 +58,7 @@ impl FlowConn {
             stream,
             deframer,
             out: BytesMut::with_capacity(256 * 1024),
+            lowat: NOTSENT_LOWAT,
         })
     }
 
@@ -89,6 +92,17 @@ impl FlowConn {
             if n == 0 {
                 return Err(ConnError::Closed);
             }
+        }
+    }
+
+    /// Keeps the kernel's unsent queue near `secs` worth of the path's delivery `rate` (bytes
+    /// per second), between 32 KiB and [`NOTSENT_LOWAT`], so that a slow path does not hoard
+    /// bytes a faster one could deliver sooner. Changes the socket only on a real difference.
+    pub fn size_queue_for(&mut self, rate: f64, secs: f64) {
+        let want = ((rate * secs) as u32).clamp(32 * 1024, NOTSENT_LOWAT);
+        if want.abs_diff(self.lowat) > self.lowat / 4 {
+            set_notsent_lowat(&self.stream, want);
+            self.lowat = want;
         }
     }
 

@@ -14,6 +14,11 @@ use crate::proto::{ErrorCode, Frame, FrameError};
 use crate::runtime::app::{AppSink, AppSource};
 use crate::runtime::conn::FlowConn;
 
+/// With several flowpaths, each socket's unsent queue holds about this long of its path's
+/// delivery rate: enough to keep the path busy, little enough that the session (not the
+/// kernel) decides which path carries which bytes.
+const QUEUE_SECS: f64 = 0.04;
+
 /// How long a finished session waits for the peer to close its side of each connection.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -98,8 +103,14 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         let mut progress = false;
         let now = self.now();
         let mut i = 0;
+        let multipath = self.conns.len() > 1;
         while i < self.conns.len() {
             let c = &mut self.conns[i];
+            if multipath {
+                if let Some(rate) = self.session.path_stats(c.id).and_then(|s| s.delivery_rate) {
+                    c.conn.size_queue_for(rate, QUEUE_SECS);
+                }
+            }
             let mut failed = None;
             loop {
                 if c.conn.out.is_empty()
