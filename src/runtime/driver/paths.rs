@@ -19,6 +19,9 @@ use crate::runtime::conn::FlowConn;
 /// kernel) decides which path carries which bytes.
 const QUEUE_SECS: f64 = 0.04;
 
+/// Why a connection ended when the peer closed it in an orderly way.
+const CLOSED_BY_PEER: &str = "connection closed by peer";
+
 /// How long a finished session waits for the peer to close its side of each connection.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -147,10 +150,14 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
     /// the client, start replacing it.
     pub(super) fn lose_path(&mut self, c: PathConn, why: String) {
         let id = c.id;
-        if !self.session_needs_network() {
-            // The session is complete; the peer closing its end is the normal goodbye.
+        // The peer closing a connection in order once its stream is complete is the peer
+        // finishing (its last FIN_ACK may still be on its way on another path), not a loss.
+        let others = self.session.active_paths().any(|p| p != id);
+        let goodbye = why == CLOSED_BY_PEER && self.session.peer_complete_and_acked() && others;
+        if !self.session_needs_network() || goodbye {
             tracing::debug!("path {id} closed: {why}");
             self.session.path_closed(id);
+            self.slots.remove(&id);
             return;
         }
         tracing::info!(
@@ -234,7 +241,7 @@ async fn join_all<F: Future<Output = ()>>(it: impl Iterator<Item = F>) {
 pub(super) fn read_frames_once(conn: &mut FlowConn, cx: &mut Context<'_>) -> Result<bool, String> {
     let buf = conn.deframer.buffer(SOCKET_READ / 4);
     match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, buf) {
-        Poll::Ready(Ok(0)) => Err("connection closed by peer".into()),
+        Poll::Ready(Ok(0)) => Err(CLOSED_BY_PEER.into()),
         Poll::Ready(Ok(_)) => Ok(true),
         Poll::Ready(Err(e)) => Err(e.to_string()),
         Poll::Pending => Ok(false),
