@@ -47,10 +47,11 @@ pub enum ReplaceEvent {
 type Attempt = Pin<Box<dyn Future<Output = Result<FlowConn, String>> + Send>>;
 
 enum Slot {
-    /// An attempt in flight; `changed` is set when the network changed meanwhile, so that a
-    /// failure is retried at once rather than after the retry interval.
+    /// An attempt in flight, from `bind`; `changed` is set when the network changed
+    /// meanwhile, so that a failure is retried at once rather than after the retry interval.
     Connecting {
         attempt: Attempt,
+        bind: Option<Binding>,
         changed: bool,
     },
     Waiting(Pin<Box<Sleep>>),
@@ -93,9 +94,21 @@ impl Replacer {
     /// from the policy's source, or wherever the routing table says).
     pub fn start(&mut self, id: PathId, bind: Option<Binding>) {
         self.slots.retain(|(p, _)| *p != id);
+        let attempt = self.attempt(bind.clone());
+        self.slots.push((
+            id,
+            Slot::Connecting {
+                attempt,
+                bind,
+                changed: false,
+            },
+        ));
+    }
+
+    fn attempt(&self, bind: Option<Binding>) -> Attempt {
         let policy = self.policy.clone();
         let hint = self.server_hint;
-        let attempt = Box::pin(async move {
+        Box::pin(async move {
             tokio::time::timeout(policy.attempt_timeout, connect(policy.clone(), hint, bind))
                 .await
                 .unwrap_or_else(|_| {
@@ -104,14 +117,7 @@ impl Replacer {
                         humantime::format_duration(policy.attempt_timeout)
                     ))
                 })
-        });
-        self.slots.push((
-            id,
-            Slot::Connecting {
-                attempt,
-                changed: false,
-            },
-        ));
+        })
     }
 
     /// Schedules another attempt for `id` after the retry interval, or at once if the
@@ -127,13 +133,32 @@ impl Replacer {
             .push((id, Slot::Waiting(Box::pin(tokio::time::sleep(wait)))));
     }
 
-    /// Something changed (an address or route appeared): waiting attempts go now instead of
-    /// later, and attempts in flight that fail are retried at once.
+    /// Something changed (an address, link or route came or went): waiting attempts go now
+    /// instead of later, and attempts in flight start over, since one begun before the
+    /// change (say, before the route to the server was back) can hang in the kernel for
+    /// seconds; a failure of the new one is retried at once.
     pub fn retry_now(&mut self) {
+        let fresh: Vec<(usize, Attempt)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, slot))| match slot {
+                Slot::Connecting { bind, .. } => Some((i, self.attempt(bind.clone()))),
+                Slot::Waiting(_) => None,
+            })
+            .collect();
+        for (i, new) in fresh {
+            if let Slot::Connecting {
+                attempt, changed, ..
+            } = &mut self.slots[i].1
+            {
+                *attempt = new;
+                *changed = true;
+            }
+        }
         for (_, slot) in &mut self.slots {
-            match slot {
-                Slot::Waiting(s) => s.as_mut().reset(tokio::time::Instant::now()),
-                Slot::Connecting { changed, .. } => *changed = true,
+            if let Slot::Waiting(s) = slot {
+                s.as_mut().reset(tokio::time::Instant::now());
             }
         }
     }
@@ -158,7 +183,9 @@ impl Replacer {
         for i in 0..self.slots.len() {
             let id = self.slots[i].0;
             let ev = match &mut self.slots[i].1 {
-                Slot::Connecting { attempt, changed } => match attempt.as_mut().poll(cx) {
+                Slot::Connecting {
+                    attempt, changed, ..
+                } => match attempt.as_mut().poll(cx) {
                     Poll::Ready(Ok(conn)) => ReplaceEvent::Connected(id, Box::new(conn)),
                     Poll::Ready(Err(e)) => ReplaceEvent::Failed(id, e, *changed),
                     Poll::Pending => continue,

@@ -297,6 +297,17 @@ impl Lab {
         ));
     }
 
+    /// How many bytes `node` has sent out of `iface` so far: its `tx_bytes` counter (link
+    /// headers included, counted after the qdisc; kept while the link is down).
+    pub fn tx_bytes(&self, node: &str, iface: &str) -> u64 {
+        // Inside `ip netns exec`, /sys shows that namespace's interfaces.
+        let path = format!("/sys/class/net/{iface}/statistics/tx_bytes");
+        let out = run_ok(self.exec(node, "cat", &[&path]));
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{node}/{iface}: bad tx_bytes {out:?}"))
+    }
+
     /// Whether `program` is on the PATH (e.g. `ping`, which not every machine has).
     pub fn has_program(program: &str) -> bool {
         let path = std::env::var_os("PATH").unwrap_or_default();
