@@ -55,7 +55,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__connect)
-            opts="-w -s -4 -6 -v -h -V --wait --source --retry-interval --plain --list-ifaces --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --json-events --recv-only --send-only --verbose --help --version"
+            opts="-w -s -4 -6 -v -h -V --wait --source --retry-interval --plain --list-ifaces --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --recv-only --send-only --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -106,6 +106,10 @@ _msock() {
                     return 0
                     ;;
                 --dead-time)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --congestion)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -173,7 +177,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__listen)
-            opts="-k -4 -6 -v -h -V --keep-open --no-plain --detect-wait --idle-timeout --resume-timeout --keepalive --dead-time --json-events --recv-only --send-only --verbose --help --version"
+            opts="-k -4 -6 -v -h -V --keep-open --no-plain --detect-wait --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --recv-only --send-only --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -196,6 +200,10 @@ _msock() {
                     return 0
                     ;;
                 --dead-time)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --congestion)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

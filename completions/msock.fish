@@ -35,6 +35,7 @@ complete -c msock -n "__fish_msock_using_subcommand listen" -l idle-timeout -d '
 complete -c msock -n "__fish_msock_using_subcommand listen" -l resume-timeout -d 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree' -r
 complete -c msock -n "__fish_msock_using_subcommand listen" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand listen" -l dead-time -d 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long' -r
+complete -c msock -n "__fish_msock_using_subcommand listen" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
 complete -c msock -n "__fish_msock_using_subcommand listen" -s k -l keep-open -d 'After a session ends, wait for the next one (sessions are served one at a time)'
 complete -c msock -n "__fish_msock_using_subcommand listen" -l no-plain -d 'Refuse clients that do not speak msock instead of serving them as plain TCP'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s 4 -d 'Use IPv4 addresses only'
@@ -55,6 +56,7 @@ complete -c msock -n "__fish_msock_using_subcommand connect" -l idle-timeout -d 
 complete -c msock -n "__fish_msock_using_subcommand connect" -l resume-timeout -d 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l dead-time -d 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long' -r
+complete -c msock -n "__fish_msock_using_subcommand connect" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l plain -d 'Talk plain TCP (no msock session) to a server that does not speak msock'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l list-ifaces -d 'Print the network interfaces msock sees, what kind each is (wifi, cellular, ethernet, loopback, tunnel, other) and how that was decided (sysfs, name, user, flags), then exit without connecting'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l stripe -d 'Use every usable interface at once, one flowpath on each (wifi + cellular + ethernet)'

@@ -78,6 +78,11 @@ pub struct StreamArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration)]
     pub dead_time: Duration,
 
+    /// TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C).
+    /// Default: the system's.
+    #[arg(long, value_name = "ALGO")]
+    pub congestion: Option<String>,
+
     /// Write one JSON object per line on stderr for each session and path event (open, path
     /// up/down/moved, resumed, closed), for scripts.
     #[arg(long)]

@@ -10,6 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
+# Every TCP connection, msock's and the baselines', uses the same congestion control.
+CC=${CC:-cubic}
 shift || true
 RATES=("$@")
 [ ${#RATES[@]} -ge 2 ] || RATES=(40 15 30 10)
@@ -45,11 +47,12 @@ msock_run() {
     shift
     bytes=$((mbit * 125000 * SECS))
     head -c "$bytes" /dev/urandom >"$tmp/src"
-    "$NETLAB" exec srv -- "$MSOCK" listen 9000 --recv-only 2>"$tmp/l.err" \
+    "$NETLAB" exec srv -- "$MSOCK" listen 9000 --recv-only --congestion "$CC" 2>"$tmp/l.err" \
         | python3 "$tmp/recv.py" >"$tmp/recv" &
     local lpid=$!
     sleep 0.4
-    "$NETLAB" exec cli -- "$MSOCK" -v connect "$("$NETLAB" addr srv eth0):9000" "$@" \
+    "$NETLAB" exec cli -- "$MSOCK" -v connect "$("$NETLAB" addr srv eth0):9000" \
+        --congestion "$CC" "$@" \
         <"$tmp/src" 2>"$tmp/c.err" || { echo "connect failed:"; tail -3 "$tmp/c.err"; }
     wait "$lpid" || { echo "listen failed:"; tail -3 "$tmp/l.err"; }
     read -r got secs digest <"$tmp/recv"
@@ -62,9 +65,9 @@ while [ ${#RATES[@]} -ge 2 ]; do
     W=${RATES[0]} C=${RATES[1]}
     RATES=("${RATES[@]:2}")
     opts=(--wifi-rate "${W}mbit" --cell-rate "${C}mbit")
-    echo "== wifi ${W} Mbit/s 10 ms, cell ${C} Mbit/s 30 ms, ${SECS} s each, upload"
+    echo "== wifi ${W} Mbit/s 10 ms, cell ${C} Mbit/s 30 ms, ${SECS} s each, upload, $CC"
     if command -v mptcpize >/dev/null && command -v iperf3 >/dev/null; then
-        NETLAB_QUIET=1 bash "$BASELINE" -t "$SECS" -d up -- "${opts[@]}" 2>/dev/null \
+        NETLAB_QUIET=1 bash "$BASELINE" -t "$SECS" -d up -c "$CC" -- "${opts[@]}" 2>/dev/null \
             | python3 -c 'import json,sys
 for l in sys.stdin:
     r = json.loads(l)

@@ -53,6 +53,17 @@ fn usage_errors_exit_2() {
         &["connect", "-k", "127.0.0.1:1"],
         // No IPv4 address for an IPv6 literal: a local error, not a network one.
         &["connect", "-4", "[::1]:1"],
+        // A congestion control the system does not have.
+        &[
+            "connect",
+            "--congestion",
+            "no-such-algorithm",
+            "127.0.0.1:1",
+        ],
+        &["listen", "--congestion", "no-such-algorithm", "0"],
+        // Interface policies exclude each other and -s.
+        &["connect", "--stripe", "--prefer-wifi", "127.0.0.1:1"],
+        &["connect", "-s", "127.0.0.1", "--stripe", "127.0.0.1:1"],
     ];
     let mut failures = Vec::new();
     for args in cases {

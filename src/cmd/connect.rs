@@ -28,9 +28,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
         )));
     }
     let started = Instant::now();
-    if args.stream.json_events {
-        crate::runtime::events::enable();
-    }
+    super::apply_process_settings(&args.stream)?;
     let addrs = resolve(&dest, family(&args.stream)).await?;
     let source = args.source.map(|ip| SocketAddr::new(ip, 0));
     let timeout = Some(args.wait);

@@ -29,9 +29,7 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     // interrupts us always sees exit status 130.
     let mut interrupted = Box::pin(ctrl_c());
     futures_poll_once(interrupted.as_mut()).await;
-    if args.stream.json_events {
-        events::enable();
-    }
+    super::apply_process_settings(&args.stream)?;
     let fam = family(&args.stream);
     let listeners = bind_all(host.as_deref(), port, fam).await?;
     for l in &listeners {

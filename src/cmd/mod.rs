@@ -63,6 +63,22 @@ pub fn session_config(args: &StreamArgs) -> Config {
     }
 }
 
+/// Applies the stream flags that are process-wide settings (event output, congestion
+/// control); a congestion control the system does not offer is the user's to fix (exit 2).
+pub fn apply_process_settings(args: &StreamArgs) -> Result<(), Failure> {
+    if args.json_events {
+        crate::runtime::events::enable();
+    }
+    if let Some(cc) = &args.congestion {
+        crate::runtime::conn::set_congestion(cc).map_err(|e| {
+            Failure::local(format!(
+                "congestion control '{cc}' is not available: {e} (see /proc/sys/net/ipv4/tcp_available_congestion_control)"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// The address family the flags ask for.
 pub fn family(args: &StreamArgs) -> Family {
     match (args.ipv4, args.ipv6) {

@@ -120,11 +120,47 @@ impl FlowConn {
     }
 }
 
-/// Socket options every flowpath gets: no Nagle delay (frames are written whole), and a short
-/// kernel send queue.
+/// Socket options every flowpath gets: no Nagle delay (frames are written whole), a short
+/// kernel send queue, and the chosen congestion control.
 fn tune(stream: &TcpStream) {
     let _ = stream.set_nodelay(true);
     set_notsent_lowat(stream, NOTSENT_LOWAT);
+    apply_congestion(stream);
+}
+
+/// The TCP congestion control for every socket, once chosen (`--congestion`); a
+/// process-wide setting, like the log level.
+static CONGESTION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Uses congestion control `name` (e.g. cubic, bbr) for every TCP socket from now on, after
+/// checking on a scratch socket that the system has it and lets us use it.
+pub fn set_congestion(name: &str) -> io::Result<()> {
+    let probe = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    set_congestion_on(&probe, name)?;
+    let _ = CONGESTION.set(name.to_owned());
+    Ok(())
+}
+
+/// Applies the chosen congestion control (if any) to `stream`.
+pub fn apply_congestion(stream: &TcpStream) {
+    if let Some(name) = CONGESTION.get() {
+        if let Err(e) = set_congestion_on(&SockRef::from(stream), name) {
+            tracing::debug!("congestion control {name} not set: {e}");
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn set_congestion_on(socket: &Socket, name: &str) -> io::Result<()> {
+    socket.set_tcp_congestion(name.as_bytes())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_congestion_on(_socket: &Socket, _name: &str) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "choosing the congestion control works on Linux only",
+    ))
 }
 
 #[cfg(target_os = "linux")]
@@ -203,8 +239,10 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::from_std(l)
 }
 
-/// Sets SO_KEEPALIVE-free defaults on an accepted plain TCP socket (used by plain mode).
+/// Options for a plain TCP connection (plain mode): no Nagle delay, TCP keepalive, and the
+/// chosen congestion control.
 pub fn plain_tune(stream: &TcpStream) {
     let _ = stream.set_nodelay(true);
     let _ = SockRef::from(stream).set_keepalive(true);
+    apply_congestion(stream);
 }

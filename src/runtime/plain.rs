@@ -25,6 +25,7 @@ pub async fn bridge<I: AppSource, O: AppSink>(
     interrupt: impl Future<Output = ()>,
 ) -> (Result<Outcome, DriveError>, Totals) {
     let mut totals = Totals::default();
+    super::conn::plain_tune(&stream);
     let (mut rd, mut wr) = stream.into_split();
     tokio::pin!(interrupt);
     totals.received += initial.len() as u64;
