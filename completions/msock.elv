@@ -64,7 +64,7 @@ set edit:completion:arg-completer[msock] = {|@words|
             cand --keepalive 'Probe a flowpath with a PING when nothing arrived on it for this long'
             cand --dead-time 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long'
             cand --congestion 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system''s'
-            cand --plain 'Talk plain TCP (no msock session) to a server that does not speak msock'
+            cand --plain 'Talk plain TCP (no msock session) to a server that does not speak msock: one TCP connection, so no interface policies and no reconnecting'
             cand --list-ifaces 'Print the network interfaces msock sees, what kind each is (wifi, cellular, ethernet, loopback, tunnel, other) and how that was decided (sysfs, name, user, flags), then exit without connecting'
             cand --stripe 'Use every usable interface at once, one flowpath on each (wifi + cellular + ethernet)'
             cand --prefer-wifi 'One flowpath, on wifi while there is wifi, else on another interface; moves back when wifi returns (the new flowpath is up before the old one closes)'

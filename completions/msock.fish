@@ -57,7 +57,7 @@ complete -c msock -n "__fish_msock_using_subcommand connect" -l resume-timeout -
 complete -c msock -n "__fish_msock_using_subcommand connect" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l dead-time -d 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
-complete -c msock -n "__fish_msock_using_subcommand connect" -l plain -d 'Talk plain TCP (no msock session) to a server that does not speak msock'
+complete -c msock -n "__fish_msock_using_subcommand connect" -l plain -d 'Talk plain TCP (no msock session) to a server that does not speak msock: one TCP connection, so no interface policies and no reconnecting'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l list-ifaces -d 'Print the network interfaces msock sees, what kind each is (wifi, cellular, ethernet, loopback, tunnel, other) and how that was decided (sysfs, name, user, flags), then exit without connecting'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l stripe -d 'Use every usable interface at once, one flowpath on each (wifi + cellular + ethernet)'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l prefer-wifi -d 'One flowpath, on wifi while there is wifi, else on another interface; moves back when wifi returns (the new flowpath is up before the old one closes)'

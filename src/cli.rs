@@ -142,8 +142,12 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_positive_duration)]
     pub retry_interval: Duration,
 
-    /// Talk plain TCP (no msock session) to a server that does not speak msock.
-    #[arg(long)]
+    /// Talk plain TCP (no msock session) to a server that does not speak msock: one TCP
+    /// connection, so no interface policies and no reconnecting.
+    #[arg(long, conflicts_with_all = [
+        "stripe", "prefer_wifi", "prefer_cellular", "iface", "backup",
+        "retry_interval", "resume_timeout", "keepalive", "dead_time",
+    ])]
     pub plain: bool,
 
     /// Print the network interfaces msock sees, what kind each is (wifi, cellular, ethernet,

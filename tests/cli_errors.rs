@@ -64,6 +64,15 @@ fn usage_errors_exit_2() {
         // Interface policies exclude each other and -s.
         &["connect", "--stripe", "--prefer-wifi", "127.0.0.1:1"],
         &["connect", "-s", "127.0.0.1", "--stripe", "127.0.0.1:1"],
+        // Plain TCP is one connection: nothing to stripe or resume.
+        &["connect", "--plain", "--stripe", "127.0.0.1:1"],
+        &[
+            "connect",
+            "--plain",
+            "--resume-timeout",
+            "1m",
+            "127.0.0.1:1",
+        ],
     ];
     let mut failures = Vec::new();
     for args in cases {
