@@ -8,12 +8,12 @@
 mod lab;
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use lab::{Lab, LabProc, Topology};
+use lab::{assert_same_file, payload, Lab, LabProc, Topology};
 use serde_json::Value;
 use tempfile::NamedTempFile;
 
@@ -24,56 +24,6 @@ const SIZE: usize = 200 << 20;
 const RATE: u64 = 400_000_000;
 /// Deadline of every msock process.
 const LIMIT: Duration = Duration::from_secs(90);
-
-/// `len` pseudo-random bytes (xorshift, seeded) in a temp file; fast even in a debug build.
-fn payload(len: usize, seed: u64) -> NamedTempFile {
-    let mut f = NamedTempFile::new().expect("temp file");
-    let mut w = BufWriter::with_capacity(1 << 20, f.as_file_mut());
-    let mut x = seed | 1;
-    let mut left = len;
-    while left > 0 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let b = x.to_le_bytes();
-        let n = left.min(8);
-        w.write_all(&b[..n]).expect("write payload");
-        left -= n;
-    }
-    w.flush().expect("flush payload");
-    drop(w);
-    f
-}
-
-/// Panics unless the two files have the same bytes.
-fn assert_same_file(a: &Path, b: &Path) {
-    let (mut fa, mut fb) = (File::open(a).unwrap(), File::open(b).unwrap());
-    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
-    let mut offset = 0u64;
-    loop {
-        let na = read_full(&mut fa, &mut ba);
-        let nb = read_full(&mut fb, &mut bb);
-        assert_eq!(na, nb, "lengths differ after offset {offset}");
-        if let Some(i) = (0..na).find(|&i| ba[i] != bb[i]) {
-            panic!("files differ at byte {}", offset + i as u64);
-        }
-        if na == 0 {
-            return;
-        }
-        offset += na as u64;
-    }
-}
-
-fn read_full(f: &mut File, buf: &mut [u8]) -> usize {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]).expect("read") {
-            0 => break,
-            k => n += k,
-        }
-    }
-    n
-}
 
 /// A transfer in progress: listener in `srv`, client in `cli`.
 struct Transfer {
@@ -87,7 +37,7 @@ impl Transfer {
     /// Starts `msock listen 0` in `srv` and `msock connect DEST:PORT` in `cli` with 200 MB.
     /// `dest` is the server's address or a name the client resolves.
     fn start(lab: &Lab, dest: &str) -> Transfer {
-        let input = payload(SIZE, 7);
+        let input = payload(SIZE as u64, 7);
         let output = NamedTempFile::new().expect("temp file");
         let msock = env!("CARGO_BIN_EXE_msock");
         let mut cmd = lab.exec(

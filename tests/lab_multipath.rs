@@ -11,80 +11,17 @@
 mod lab;
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
-use std::path::Path;
 use std::process::Stdio;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use lab::{Lab, LabProc, Topology};
+use lab::{assert_same_file, payload, Lab, LabProc, Topology};
 use tempfile::NamedTempFile;
 
 const MB: u64 = 1 << 20;
 /// What an interface may send while it carries no flowpath: ARP, IPv6 neighbour discovery
 /// and router solicitations, a stray control datagram. Far below one flowpath's data.
 const QUIET: u64 = 64 << 10;
-
-/// `len` pseudo-random bytes (xorshift, seeded) in a temp file; fast even in a debug build.
-fn payload(len: u64, seed: u64) -> NamedTempFile {
-    let mut f = NamedTempFile::new().expect("temp file");
-    let mut w = BufWriter::with_capacity(1 << 20, f.as_file_mut());
-    let mut x = seed | 1;
-    let mut left = len;
-    while left > 0 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let n = left.min(8);
-        w.write_all(&x.to_le_bytes()[..n as usize])
-            .expect("write payload");
-        left -= n;
-    }
-    w.flush().expect("flush payload");
-    drop(w);
-    f
-}
-
-/// Panics unless the two files have the same bytes.
-fn assert_same_file(a: &Path, b: &Path) {
-    let (mut fa, mut fb) = (File::open(a).unwrap(), File::open(b).unwrap());
-    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
-    let mut offset = 0u64;
-    loop {
-        let na = read_full(&mut fa, &mut ba);
-        let nb = read_full(&mut fb, &mut bb);
-        let n = na.min(nb);
-        if ba[..n] != bb[..n] {
-            let i = (0..n).find(|&i| ba[i] != bb[i]).unwrap_or(n);
-            panic!(
-                "output differs from the input at byte {}",
-                offset + i as u64
-            );
-        }
-        assert_eq!(
-            na,
-            nb,
-            "lengths differ: output has {} bytes where the input has {}",
-            offset + nb as u64,
-            offset + na as u64
-        );
-        if na == 0 {
-            return;
-        }
-        offset += na as u64;
-    }
-}
-
-fn read_full(f: &mut File, buf: &mut [u8]) -> usize {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]).expect("read") {
-            0 => break,
-            k => n += k,
-        }
-    }
-    n
-}
 
 /// The client's `tx_bytes` on both interfaces at one moment.
 #[derive(Clone, Copy, Debug)]

@@ -39,7 +39,7 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -537,4 +537,70 @@ fn remove_stale_namespaces() {
             delete_namespace(&name);
         }
     }
+}
+
+// ----- payloads ----------------------------------------------------------------------------
+
+/// `len` pseudo-random bytes (xorshift, seeded) in a temp file; fast even in a debug build.
+pub fn payload(len: u64, seed: u64) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, f.as_file_mut());
+    let mut x = seed | 1;
+    let mut left = len;
+    while left > 0 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let n = left.min(8);
+        w.write_all(&x.to_le_bytes()[..n as usize])
+            .expect("write payload");
+        left -= n;
+    }
+    w.flush().expect("flush payload");
+    drop(w);
+    f
+}
+
+/// Panics unless the two files have the same bytes.
+pub fn assert_same_file(a: &std::path::Path, b: &std::path::Path) {
+    let (mut fa, mut fb) = (
+        std::fs::File::open(a).unwrap(),
+        std::fs::File::open(b).unwrap(),
+    );
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    let mut offset = 0u64;
+    loop {
+        let na = read_full(&mut fa, &mut ba);
+        let nb = read_full(&mut fb, &mut bb);
+        let n = na.min(nb);
+        if ba[..n] != bb[..n] {
+            let i = (0..n).find(|&i| ba[i] != bb[i]).unwrap_or(n);
+            panic!(
+                "output differs from the input at byte {}",
+                offset + i as u64
+            );
+        }
+        assert_eq!(
+            na,
+            nb,
+            "lengths differ: output has {} bytes where the input has {}",
+            offset + nb as u64,
+            offset + na as u64
+        );
+        if na == 0 {
+            return;
+        }
+        offset += na as u64;
+    }
+}
+
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]).expect("read") {
+            0 => break,
+            k => n += k,
+        }
+    }
+    n
 }
