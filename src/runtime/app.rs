@@ -4,12 +4,10 @@
 //! never block on a pipe or a terminal.
 
 use std::io::{self, Read, Write};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio_util::sync::PollSender;
 
@@ -264,51 +262,5 @@ fn raw_stdout() -> Box<dyn Write> {
     #[cfg(not(unix))]
     {
         Box::new(io::stdout())
-    }
-}
-
-/// Any `AsyncRead` as a source (tests, in-process benchmarks, files).
-pub struct ReadSource<R>(pub R);
-
-impl<R: AsyncRead + Unpin + Send> AppSource for ReadSource<R> {
-    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
-        let mut buf = BytesMut::zeroed(CHUNK);
-        let mut rb = ReadBuf::new(&mut buf);
-        match Pin::new(&mut self.0).poll_read(cx, &mut rb) {
-            Poll::Ready(Ok(())) => {
-                let n = rb.filled().len();
-                if n == 0 {
-                    return Poll::Ready(Ok(None));
-                }
-                buf.truncate(n);
-                Poll::Ready(Ok(Some(buf.freeze())))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-/// Any `AsyncWrite` as a sink.
-pub struct WriteSink<W>(pub W);
-
-impl<W: AsyncWrite + Unpin + Send> AppSink for WriteSink<W> {
-    fn poll_write_chunk(
-        &mut self,
-        cx: &mut Context<'_>,
-        chunk: &mut Bytes,
-    ) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.0).poll_write(cx, chunk) {
-            Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-            Poll::Ready(Ok(n)) => {
-                chunk.advance(n);
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
     }
 }

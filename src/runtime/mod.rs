@@ -14,7 +14,7 @@ pub mod plain;
 pub mod policy;
 pub mod reconnect;
 
-pub use app::{AppSink, AppSource, ReadSource, StdinSource, StdoutSink, WriteSink};
+pub use app::{AppSink, AppSource, StdinSource, StdoutSink};
 pub use client::{open_session, resolve, ConnectError, Family};
 pub use conn::FlowConn;
 pub use driver::{AttachRequest, DriveError, Driver, Outcome, Totals};

@@ -236,30 +236,50 @@ impl Session {
         else {
             return Err(AttachError::Unexpected(proof.name()));
         };
-        // A finished session still takes attaches: its last FIN_ACK may have been lost with
-        // the path, and the peer can only finish once it is re-sent on a new one.
+        self.check_client_attach(
+            pending.path.0,
+            &pending.client_nonce,
+            &pending.server_nonce,
+            client_proof,
+            *cumulative,
+        )?;
+        let id = pending.path;
+        self.activate_attached(id, *cumulative, now);
+        Ok(id)
+    }
+
+    /// Server: whether a client's attach of path `pid` may go ahead: the session has not
+    /// failed, the proof over both nonces verifies, and the resume offset is one we reached.
+    /// A finished session still takes attaches: its last FIN_ACK may have been lost with the
+    /// path, and the peer can only finish once it is re-sent on a new one.
+    pub(super) fn check_client_attach(
+        &self,
+        pid: u32,
+        client_nonce: &[u8; NONCE_LEN],
+        server_nonce: &[u8; NONCE_LEN],
+        client_proof: &[u8; crate::proto::frame::PROOF_LEN],
+        cumulative: u64,
+    ) -> Result<(), AttachError> {
         if self.error.is_some() {
             return Err(AttachError::SessionEnded);
         }
         let ok = self.secret.verify(
             ProofSide::Client,
             self.id,
-            pending.path.0,
-            &pending.client_nonce,
-            &pending.server_nonce,
+            pid,
+            client_nonce,
+            server_nonce,
             client_proof,
         );
         if !ok {
             return Err(AttachError::BadProof);
         }
-        if *cumulative > self.next_new {
+        if cumulative > self.next_new {
             return Err(AttachError::Unexpected(
                 "resume offset beyond what was sent",
             ));
         }
-        let id = pending.path;
-        self.activate_attached(id, *cumulative, now);
-        Ok(id)
+        Ok(())
     }
 
     /// Server: a verified attach of path `id` (new, or replacing the connection that had the

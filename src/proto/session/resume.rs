@@ -57,22 +57,13 @@ impl Session {
             .iter()
             .position(|&i| self.secret.ticket(i) == *server_nonce)
             .ok_or(AttachError::StaleTicket)?;
-        let ok = self.secret.verify(
-            ProofSide::Client,
-            self.id,
+        self.check_client_attach(
             *path_id,
             client_nonce,
             server_nonce,
             client_proof,
-        );
-        if !ok {
-            return Err(AttachError::BadProof);
-        }
-        if *cumulative > self.next_new {
-            return Err(AttachError::Unexpected(
-                "resume offset beyond what was sent",
-            ));
-        }
+            *cumulative,
+        )?;
         // Single use: a replay of this HELLO finds the ticket gone.
         self.tickets_outstanding.remove(slot);
         let id = PathId(*path_id);

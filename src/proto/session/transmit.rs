@@ -202,29 +202,6 @@ impl Session {
         }
     }
 
-    /// True when [`Session::poll_transmit`] on `id` would produce something now.
-    pub fn wants_transmit(&self, id: PathId, now: Duration) -> bool {
-        let Some(path) = self.paths.get(&id) else {
-            return false;
-        };
-        if !path.control.is_empty() {
-            return true;
-        }
-        if self.error.is_some() || !path.can_send() {
-            return false;
-        }
-        path.pong_due.is_some()
-            || path.ack_now
-            || path.ack_deadline.is_some_and(|d| d <= now)
-            || (self.fin_ack_owed && self.fin_ack_goes_on(id))
-            || (path.ping_now && path.ping_outstanding.is_none())
-            || (now.saturating_sub(path.last_recv) >= self.config.keepalive
-                && path.ping_outstanding.is_none())
-            || !self.retransmit.is_empty()
-            || self.next_new < self.peer_limit.min(self.send.end())
-            || (self.fin_unsent && self.local_fin == Some(self.next_new))
-    }
-
     /// The earliest time at which [`Session::handle_timeout`] (or a `poll_transmit`) has work.
     pub fn poll_timeout(&self) -> Option<Duration> {
         if self.error.is_some() || self.finished {
@@ -253,7 +230,7 @@ impl Session {
     }
 
     /// Advances timers to `now`. Idle timeout fails the session; due ACKs and keepalives are
-    /// produced by the next `poll_transmit` (see [`Session::wants_transmit`]).
+    /// produced by the next `poll_transmit` on a path.
     pub fn handle_timeout(&mut self, now: Duration) {
         if self.error.is_some() || self.finished {
             return;
