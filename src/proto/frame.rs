@@ -42,6 +42,53 @@ mod ty {
     pub const ERROR: u8 = 0x1f;
 }
 
+/// What a session is for, named by the client in HELLO(open) so that one listener can serve
+/// byte streams, file transfers and benchmarks on one port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// A byte stream between the two applications (`connect` ↔ `listen`'s stdin/stdout).
+    #[default]
+    Stream,
+    /// A file transfer (`send-file` → `listen --save-dir`).
+    File,
+    /// A throughput measurement (`bench` → any `listen`).
+    Bench,
+    /// A service this implementation does not know (from a newer peer).
+    Other(u8),
+}
+
+impl Service {
+    /// The service's code on the wire.
+    pub fn to_wire(self) -> u8 {
+        match self {
+            Service::Stream => 0,
+            Service::File => 1,
+            Service::Bench => 2,
+            Service::Other(c) => c,
+        }
+    }
+    /// The service a wire code names.
+    pub fn from_wire(c: u8) -> Self {
+        match c {
+            0 => Service::Stream,
+            1 => Service::File,
+            2 => Service::Bench,
+            c => Service::Other(c),
+        }
+    }
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Service::Stream => f.write_str("byte stream"),
+            Service::File => f.write_str("file transfer"),
+            Service::Bench => f.write_str("benchmark"),
+            Service::Other(c) => write!(f, "unknown service {c}"),
+        }
+    }
+}
+
 /// Why a session or flowpath was refused or ended, as sent in an ERROR frame.
 ///
 /// Unknown codes from a newer peer decode as [`ErrorCode::Other`], so they are still reported.
@@ -63,6 +110,9 @@ pub enum ErrorCode {
     IdleTimeout,
     /// The application or user ended the session abruptly.
     Aborted,
+    /// The listener does not offer the service the client asked for (e.g. a file transfer to
+    /// a listener without a save directory).
+    Refused,
     /// A code this implementation does not know.
     Other(u16),
 }
@@ -78,6 +128,7 @@ impl ErrorCode {
             ErrorCode::FlowControl => 6,
             ErrorCode::IdleTimeout => 7,
             ErrorCode::Aborted => 8,
+            ErrorCode::Refused => 9,
             ErrorCode::Other(c) => c,
         }
     }
@@ -91,6 +142,7 @@ impl ErrorCode {
             6 => ErrorCode::FlowControl,
             7 => ErrorCode::IdleTimeout,
             8 => ErrorCode::Aborted,
+            9 => ErrorCode::Refused,
             c => ErrorCode::Other(c),
         }
     }
@@ -107,6 +159,7 @@ impl std::fmt::Display for ErrorCode {
             ErrorCode::FlowControl => f.write_str("flow control violation"),
             ErrorCode::IdleTimeout => f.write_str("idle timeout"),
             ErrorCode::Aborted => f.write_str("aborted"),
+            ErrorCode::Refused => f.write_str("service refused"),
             ErrorCode::Other(c) => write!(f, "error code {c}"),
         }
     }
@@ -125,6 +178,8 @@ pub enum Frame {
         window: u64,
         /// UDP port of the client's control socket (0: none), for RECONNECT datagrams.
         control_port: u16,
+        /// What the session is for.
+        service: Service,
     },
     /// Client → server, first frame of a later flowpath: attach it to an existing session.
     HelloAttach {
@@ -271,12 +326,14 @@ impl Frame {
                 client_random,
                 window,
                 control_port,
+                service,
             } => {
                 out.put_u8(ty::HELLO_OPEN);
                 out.put_u32(*client_half);
                 out.put_slice(client_random);
                 out.put_u64(*window);
                 out.put_u16(*control_port);
+                out.put_u8(service.to_wire());
             }
             Frame::HelloAttach {
                 session_id,
@@ -412,6 +469,7 @@ impl Frame {
                 client_random: r.array()?,
                 window: r.u64()?,
                 control_port: r.u16()?,
+                service: Service::from_wire(r.u8()?),
             },
             ty::HELLO_ATTACH => Frame::HelloAttach {
                 session_id: r.u64()?,
@@ -549,6 +607,9 @@ impl Reader<'_> {
         a.copy_from_slice(self.take(N)?);
         Ok(a)
     }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
     fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(self.array()?))
     }
@@ -604,16 +665,20 @@ pub(crate) mod tests {
                 any::<u32>(),
                 any::<[u8; RANDOM_LEN]>(),
                 any::<u64>(),
-                any::<u16>()
+                any::<u16>(),
+                any::<u8>()
             )
-                .prop_map(|(client_half, client_random, window, control_port)| {
-                    Frame::HelloOpen {
-                        client_half,
-                        client_random,
-                        window,
-                        control_port,
+                .prop_map(
+                    |(client_half, client_random, window, control_port, service)| {
+                        Frame::HelloOpen {
+                            client_half,
+                            client_random,
+                            window,
+                            control_port,
+                            service: Service::from_wire(service),
+                        }
                     }
-                }),
+                ),
             (any::<u64>(), any::<u32>(), any::<[u8; NONCE_LEN]>()).prop_map(
                 |(session_id, path_id, client_nonce)| Frame::HelloAttach {
                     session_id,

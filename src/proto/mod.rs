@@ -45,7 +45,7 @@
 //!
 //! | type | name | body | direction |
 //! |------|------|------|-----------|
-//! | 0x01 | HELLO(open)   | client_half u32, client_random \[32\], window u64, control_port u16 | client → server |
+//! | 0x01 | HELLO(open)   | client_half u32, client_random \[32\], window u64, control_port u16, service u8 | client → server |
 //! | 0x02 | HELLO(attach) | session_id u64, path_id u32, client_nonce \[16\] | client → server |
 //! | 0x03 | WELCOME       | session_id u64, server_random \[32\], window u64, control_port u16 | server → client |
 //! | 0x04 | CHALLENGE     | server_nonce \[16\], server_proof \[32\], cumulative u64 | server → client |
@@ -62,13 +62,15 @@
 //! | 0x1F | ERROR         | code u16, reason \[UTF-8, 0 ..= 1024\] | both |
 //!
 //! ERROR codes: 1 protocol, 2 version, 3 unknown session, 4 authentication failed, 5 busy,
-//! 6 flow control, 7 idle timeout, 8 aborted. Unknown codes must be reported, not rejected.
+//! 6 flow control, 7 idle timeout, 8 aborted, 9 service refused. Unknown codes must be reported, not rejected.
 //!
 //! ## Opening a session (first flowpath, path id 0)
 //!
 //! 1. client → `HELLO(open)`: a random 32-bit `client_half`, 32 random bytes, the receive
 //!    window the client offers (bytes it will buffer for the server's stream), and the UDP port
-//!    of its control socket (0: none).
+//!    of its control socket (0: none), and the service it wants: 0 byte stream, 1 file
+//!    transfer, 2 benchmark. A listener that does not offer the service answers
+//!    ERROR(service refused) with a reason saying what to change.
 //! 2. server → `WELCOME`: `session_id = client_half << 32 | server_half` (the server draws
 //!    `server_half` so that the id is unique among its sessions), 32 random bytes, its window,
 //!    and its control port (the listening port, or 0).
@@ -171,7 +173,7 @@ mod sim;
 
 pub use control::{ControlAction, ControlError};
 pub use deframer::{DeframeError, Deframer, PreambleMatch, PREAMBLE};
-pub use frame::{ErrorCode, Frame};
+pub use frame::{ErrorCode, Frame, Service};
 pub use path::{PathId, PathStats};
 pub use session::{
     AttachError, ClientHandshake, Config, Event, FrameError, PendingAttach, Role, Session,

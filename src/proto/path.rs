@@ -45,6 +45,9 @@ pub struct PathStats {
     pub bytes_resent: u64,
     /// Stream bytes received on this path (duplicates included).
     pub bytes_received: u64,
+    /// Stream bytes received on this path that no path had brought before: the path's
+    /// contribution to goodput (over all paths these add up to the bytes received in order).
+    pub bytes_new: u64,
     /// Stream bytes the peer reports having received on this path.
     pub peer_received: u64,
     /// Smoothed round-trip time, once a sample exists.

@@ -39,6 +39,7 @@ impl ClientHandshake {
             client_random: self.client_random,
             window: self.config.recv_window as u64,
             control_port: self.config.control_port,
+            service: self.config.service,
         }
     }
 
@@ -107,6 +108,7 @@ impl Session {
             client_random,
             window,
             control_port,
+            service,
         } = hello
         else {
             return Err(SessionError::Protocol(format!(
@@ -127,6 +129,7 @@ impl Session {
         let my_window = config.recv_window as u64;
         let my_control_port = config.control_port;
         let mut s = Session::new(Role::Server, session_id, secret, config, *window, now);
+        s.config.service = *service;
         let mut path = Path::new(PathState::Active, now);
         path.ping_now = true;
         s.paths.insert(PathId(0), path);

@@ -26,7 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::auth::SessionSecret;
-use super::frame::{ErrorCode, MAX_DATA_PAYLOAD};
+use super::frame::{ErrorCode, Service, MAX_DATA_PAYLOAD};
 use super::path::{Path, PathId, PathStats};
 use super::range_set::RangeSet;
 
@@ -57,6 +57,9 @@ pub struct Config {
     /// End the session when no stream data (or FIN) was sent or received for this long;
     /// keepalives do not count.
     pub idle_timeout: Option<Duration>,
+    /// Client: the service asked for in HELLO(open). Server: ignored (the client's choice
+    /// is in [`Session::service`]).
+    pub service: Service,
 }
 
 impl Default for Config {
@@ -72,6 +75,7 @@ impl Default for Config {
             idle_timeout: None,
             control_port: 0,
             resume_tickets: true,
+            service: Service::Stream,
         }
     }
 }
@@ -311,7 +315,12 @@ impl Session {
         self.peer_control_port
     }
 
-    /// The session id (client half in the high 32 bits).
+    /// What the session is for (the client's choice in HELLO(open)).
+    pub fn service(&self) -> Service {
+        self.config.service
+    }
+
+    /// The session id: client half in the high 32 bits, server half in the low 32.
     pub fn id(&self) -> u64 {
         self.id
     }

@@ -56,11 +56,13 @@ impl Session {
             Frame::Data { offset, payload } => {
                 self.last_activity = now;
                 let len = payload.len() as u64;
-                self.recv
+                let new = self
+                    .recv
                     .insert(offset, payload)
                     .map_err(|e| SessionError::Protocol(e.to_string()))?;
                 let path = self.paths.get_mut(&id).expect("checked above");
                 path.stats.bytes_received += len;
+                path.stats.bytes_new += new as u64;
                 path.conn_bytes_received += len;
                 path.unacked_bytes += len;
                 if path.unacked_bytes >= self.config.ack_every {

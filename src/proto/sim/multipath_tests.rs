@@ -65,6 +65,14 @@ fn a_slow_path_does_not_hold_a_small_window_hostage() {
         resent(&sim)
     );
     assert_eq!(sim.received(Side::Server).len(), n);
+    // With bytes sent twice, the receiver's per-path "new bytes" still add up to the stream
+    // exactly: what `msock bench` reports as each path's share.
+    assert!(resent(&sim) > 0);
+    let new: u64 = (0..4)
+        .filter_map(|p| sim.server.path_stats(PathId(p)))
+        .map(|s| s.bytes_new)
+        .sum();
+    assert_eq!(new, n as u64);
 }
 
 #[test]
