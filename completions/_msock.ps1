@@ -29,11 +29,15 @@ Register-ArgumentCompleter -Native -CommandName 'msock' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Wait for a connection and copy it to stdout, stdin to it (like `nc -l`)')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`)')
+            [CompletionResult]::new('send-file', 'send-file', [CompletionResultType]::ParameterValue, 'Send files and folders to a `msock listen --save-dir DIR`: verified, resumable, with progress')
+            [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Measure throughput to a listener (like iperf3), per flowpath; with no HOST:PORT, run the built-in loopback benchmark')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'msock;listen' {
             [CompletionResult]::new('--detect-wait', '--detect-wait', [CompletionResultType]::ParameterName, 'How long a new client may stay silent before it is taken for plain TCP')
+            [CompletionResult]::new('--save-dir', '--save-dir', [CompletionResultType]::ParameterName, 'Accept files from `msock send-file` into DIR (created if missing). Without it, file offers are refused. Files are verified (BLAKE3) before they get their final name, and an interrupted transfer resumes when the sender runs again')
+            [CompletionResult]::new('--max-size', '--max-size', [CompletionResultType]::ParameterName, 'Refuse file offers larger than SIZE in total (e.g. 500M, 4G). Offers larger than the free space in --save-dir are always refused')
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'End a session that has sent and received no data for this long (e.g. 30s, 2m)')
             [CompletionResult]::new('--resume-timeout', '--resume-timeout', [CompletionResultType]::ParameterName, 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree')
             [CompletionResult]::new('--keepalive', '--keepalive', [CompletionResultType]::ParameterName, 'Probe a flowpath with a PING when nothing arrived on it for this long')
@@ -42,11 +46,12 @@ Register-ArgumentCompleter -Native -CommandName 'msock' -ScriptBlock {
             [CompletionResult]::new('-k', '-k', [CompletionResultType]::ParameterName, 'After a session ends, wait for the next one (sessions are served one at a time)')
             [CompletionResult]::new('--keep-open', '--keep-open', [CompletionResultType]::ParameterName, 'After a session ends, wait for the next one (sessions are served one at a time)')
             [CompletionResult]::new('--no-plain', '--no-plain', [CompletionResultType]::ParameterName, 'Refuse clients that do not speak msock instead of serving them as plain TCP')
+            [CompletionResult]::new('--overwrite', '--overwrite', [CompletionResultType]::ParameterName, 'Replace existing files that differ from the ones offered (default: refuse the file and tell the sender)')
+            [CompletionResult]::new('--recv-only', '--recv-only', [CompletionResultType]::ParameterName, 'Only receive: do not read stdin, close our sending side at once')
+            [CompletionResult]::new('--send-only', '--send-only', [CompletionResultType]::ParameterName, 'Only send: discard whatever the peer sends instead of writing it to stdout')
             [CompletionResult]::new('-4', '-4', [CompletionResultType]::ParameterName, 'Use IPv4 addresses only')
             [CompletionResult]::new('-6', '-6', [CompletionResultType]::ParameterName, 'Use IPv6 addresses only')
             [CompletionResult]::new('--json-events', '--json-events', [CompletionResultType]::ParameterName, 'Write one JSON object per line on stderr for each session and path event (open, path up/down/moved, resumed, closed), for scripts')
-            [CompletionResult]::new('--recv-only', '--recv-only', [CompletionResultType]::ParameterName, 'Only receive: do not read stdin, close our sending side at once')
-            [CompletionResult]::new('--send-only', '--send-only', [CompletionResultType]::ParameterName, 'Only send: discard whatever the peer sends instead of writing it to stdout')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -71,14 +76,14 @@ Register-ArgumentCompleter -Native -CommandName 'msock' -ScriptBlock {
             [CompletionResult]::new('--congestion', '--congestion', [CompletionResultType]::ParameterName, 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system''s')
             [CompletionResult]::new('--plain', '--plain', [CompletionResultType]::ParameterName, 'Talk plain TCP (no msock session) to a server that does not speak msock: one TCP connection, so no interface policies and no reconnecting')
             [CompletionResult]::new('--list-ifaces', '--list-ifaces', [CompletionResultType]::ParameterName, 'Print the network interfaces msock sees, what kind each is (wifi, cellular, ethernet, loopback, tunnel, other) and how that was decided (sysfs, name, user, flags), then exit without connecting')
+            [CompletionResult]::new('--recv-only', '--recv-only', [CompletionResultType]::ParameterName, 'Only receive: do not read stdin, close our sending side at once')
+            [CompletionResult]::new('--send-only', '--send-only', [CompletionResultType]::ParameterName, 'Only send: discard whatever the peer sends instead of writing it to stdout')
             [CompletionResult]::new('--stripe', '--stripe', [CompletionResultType]::ParameterName, 'Use every usable interface at once, one flowpath on each (wifi + cellular + ethernet)')
             [CompletionResult]::new('--prefer-wifi', '--prefer-wifi', [CompletionResultType]::ParameterName, 'One flowpath, on wifi while there is wifi, else on another interface; moves back when wifi returns (the new flowpath is up before the old one closes)')
             [CompletionResult]::new('--prefer-cellular', '--prefer-cellular', [CompletionResultType]::ParameterName, 'Like --prefer-wifi, for cellular')
             [CompletionResult]::new('-4', '-4', [CompletionResultType]::ParameterName, 'Use IPv4 addresses only')
             [CompletionResult]::new('-6', '-6', [CompletionResultType]::ParameterName, 'Use IPv6 addresses only')
             [CompletionResult]::new('--json-events', '--json-events', [CompletionResultType]::ParameterName, 'Write one JSON object per line on stderr for each session and path event (open, path up/down/moved, resumed, closed), for scripts')
-            [CompletionResult]::new('--recv-only', '--recv-only', [CompletionResultType]::ParameterName, 'Only receive: do not read stdin, close our sending side at once')
-            [CompletionResult]::new('--send-only', '--send-only', [CompletionResultType]::ParameterName, 'Only send: discard whatever the peer sends instead of writing it to stdout')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -87,9 +92,86 @@ Register-ArgumentCompleter -Native -CommandName 'msock' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'msock;send-file' {
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The file name the receiver gives stdin''s bytes (with PATH `-`)')
+            [CompletionResult]::new('-w', '-w', [CompletionResultType]::ParameterName, 'Give up connecting (TCP connect and msock handshake) after this long')
+            [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Give up connecting (TCP connect and msock handshake) after this long')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'Local address to connect from (instead of choosing interfaces by a policy)')
+            [CompletionResult]::new('--source', '--source', [CompletionResultType]::ParameterName, 'Local address to connect from (instead of choosing interfaces by a policy)')
+            [CompletionResult]::new('--retry-interval', '--retry-interval', [CompletionResultType]::ParameterName, 'After losing the connection, try to reconnect this often (re-resolving HOST each time) until --resume-timeout')
+            [CompletionResult]::new('--iface', '--iface', [CompletionResultType]::ParameterName, 'Only use this interface; repeat for several, in order of preference')
+            [CompletionResult]::new('--backup', '--backup', [CompletionResultType]::ParameterName, 'Use this interface only while no other is usable; repeatable')
+            [CompletionResult]::new('--iface-kind', '--iface-kind', [CompletionResultType]::ParameterName, 'Treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone. Repeat for several interfaces')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'End a session that has sent and received no data for this long (e.g. 30s, 2m)')
+            [CompletionResult]::new('--resume-timeout', '--resume-timeout', [CompletionResultType]::ParameterName, 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree')
+            [CompletionResult]::new('--keepalive', '--keepalive', [CompletionResultType]::ParameterName, 'Probe a flowpath with a PING when nothing arrived on it for this long')
+            [CompletionResult]::new('--dead-time', '--dead-time', [CompletionResultType]::ParameterName, 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long')
+            [CompletionResult]::new('--congestion', '--congestion', [CompletionResultType]::ParameterName, 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system''s')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing on stderr but errors (no progress bar, no summary)')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing on stderr but errors (no progress bar, no summary)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'At the end, print one JSON object on stdout: files, bytes, seconds, rate, resumed bytes, bytes per flowpath and each file''s hash')
+            [CompletionResult]::new('--stripe', '--stripe', [CompletionResultType]::ParameterName, 'Use every usable interface at once, one flowpath on each (wifi + cellular + ethernet)')
+            [CompletionResult]::new('--prefer-wifi', '--prefer-wifi', [CompletionResultType]::ParameterName, 'One flowpath, on wifi while there is wifi, else on another interface; moves back when wifi returns (the new flowpath is up before the old one closes)')
+            [CompletionResult]::new('--prefer-cellular', '--prefer-cellular', [CompletionResultType]::ParameterName, 'Like --prefer-wifi, for cellular')
+            [CompletionResult]::new('-4', '-4', [CompletionResultType]::ParameterName, 'Use IPv4 addresses only')
+            [CompletionResult]::new('-6', '-6', [CompletionResultType]::ParameterName, 'Use IPv6 addresses only')
+            [CompletionResult]::new('--json-events', '--json-events', [CompletionResultType]::ParameterName, 'Write one JSON object per line on stderr for each session and path event (open, path up/down/moved, resumed, closed), for scripts')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'msock;bench' {
+            [CompletionResult]::new('-t', '-t', [CompletionResultType]::ParameterName, 'How long to send (e.g. 10s, 1m). The built-in run (no HOST:PORT) splits it between its three measurements')
+            [CompletionResult]::new('--time', '--time', [CompletionResultType]::ParameterName, 'How long to send (e.g. 10s, 1m). The built-in run (no HOST:PORT) splits it between its three measurements')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Send this many bytes instead of sending for --time (e.g. 1G)')
+            [CompletionResult]::new('--bytes', '--bytes', [CompletionResultType]::ParameterName, 'Send this many bytes instead of sending for --time (e.g. 1G)')
+            [CompletionResult]::new('-i', '-i', [CompletionResultType]::ParameterName, 'Report every DURATION (0 for no interval reports)')
+            [CompletionResult]::new('--interval', '--interval', [CompletionResultType]::ParameterName, 'Report every DURATION (0 for no interval reports)')
+            [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'Size of each write into the session (e.g. 128K)')
+            [CompletionResult]::new('--len', '--len', [CompletionResultType]::ParameterName, 'Size of each write into the session (e.g. 128K)')
+            [CompletionResult]::new('--omit', '--omit', [CompletionResultType]::ParameterName, 'Leave out the first DURATION of the test from the totals (TCP slow start)')
+            [CompletionResult]::new('-w', '-w', [CompletionResultType]::ParameterName, 'Give up connecting (TCP connect and msock handshake) after this long')
+            [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Give up connecting (TCP connect and msock handshake) after this long')
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'Local address to connect from (instead of choosing interfaces by a policy)')
+            [CompletionResult]::new('--source', '--source', [CompletionResultType]::ParameterName, 'Local address to connect from (instead of choosing interfaces by a policy)')
+            [CompletionResult]::new('--retry-interval', '--retry-interval', [CompletionResultType]::ParameterName, 'After losing the connection, try to reconnect this often (re-resolving HOST each time) until --resume-timeout')
+            [CompletionResult]::new('--iface', '--iface', [CompletionResultType]::ParameterName, 'Only use this interface; repeat for several, in order of preference')
+            [CompletionResult]::new('--backup', '--backup', [CompletionResultType]::ParameterName, 'Use this interface only while no other is usable; repeatable')
+            [CompletionResult]::new('--iface-kind', '--iface-kind', [CompletionResultType]::ParameterName, 'Treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone. Repeat for several interfaces')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'End a session that has sent and received no data for this long (e.g. 30s, 2m)')
+            [CompletionResult]::new('--resume-timeout', '--resume-timeout', [CompletionResultType]::ParameterName, 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree')
+            [CompletionResult]::new('--keepalive', '--keepalive', [CompletionResultType]::ParameterName, 'Probe a flowpath with a PING when nothing arrived on it for this long')
+            [CompletionResult]::new('--dead-time', '--dead-time', [CompletionResultType]::ParameterName, 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long')
+            [CompletionResult]::new('--congestion', '--congestion', [CompletionResultType]::ParameterName, 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system''s')
+            [CompletionResult]::new('-R', '-R ', [CompletionResultType]::ParameterName, 'Reverse: the listener sends, we receive')
+            [CompletionResult]::new('--reverse', '--reverse', [CompletionResultType]::ParameterName, 'Reverse: the listener sends, we receive')
+            [CompletionResult]::new('--bidir', '--bidir', [CompletionResultType]::ParameterName, 'Both directions at once')
+            [CompletionResult]::new('--compare-tcp', '--compare-tcp', [CompletionResultType]::ParameterName, 'Also measure one plain TCP connection to the same listener, in the same run, and print the ratio')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document on stdout at the end (iperf3''s key names where they apply)')
+            [CompletionResult]::new('--json-stream', '--json-stream', [CompletionResultType]::ParameterName, 'Print one JSON object per line on stdout as things happen (start, interval, end, error)')
+            [CompletionResult]::new('--stripe', '--stripe', [CompletionResultType]::ParameterName, 'Use every usable interface at once, one flowpath on each (wifi + cellular + ethernet)')
+            [CompletionResult]::new('--prefer-wifi', '--prefer-wifi', [CompletionResultType]::ParameterName, 'One flowpath, on wifi while there is wifi, else on another interface; moves back when wifi returns (the new flowpath is up before the old one closes)')
+            [CompletionResult]::new('--prefer-cellular', '--prefer-cellular', [CompletionResultType]::ParameterName, 'Like --prefer-wifi, for cellular')
+            [CompletionResult]::new('-4', '-4', [CompletionResultType]::ParameterName, 'Use IPv4 addresses only')
+            [CompletionResult]::new('-6', '-6', [CompletionResultType]::ParameterName, 'Use IPv6 addresses only')
+            [CompletionResult]::new('--json-events', '--json-events', [CompletionResultType]::ParameterName, 'Write one JSON object per line on stderr for each session and path event (open, path up/down/moved, resumed, closed), for scripts')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'msock;help' {
             [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Wait for a connection and copy it to stdout, stdin to it (like `nc -l`)')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`)')
+            [CompletionResult]::new('send-file', 'send-file', [CompletionResultType]::ParameterValue, 'Send files and folders to a `msock listen --save-dir DIR`: verified, resumable, with progress')
+            [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Measure throughput to a listener (like iperf3), per flowpath; with no HOST:PORT, run the built-in loopback benchmark')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -97,6 +179,12 @@ Register-ArgumentCompleter -Native -CommandName 'msock' -ScriptBlock {
             break
         }
         'msock;help;connect' {
+            break
+        }
+        'msock;help;send-file' {
+            break
+        }
+        'msock;help;bench' {
             break
         }
         'msock;help;help' {

@@ -16,6 +16,9 @@ _msock() {
             ",$1")
                 cmd="msock"
                 ;;
+            msock,bench)
+                cmd="msock__subcmd__bench"
+                ;;
             msock,connect)
                 cmd="msock__subcmd__connect"
                 ;;
@@ -24,6 +27,12 @@ _msock() {
                 ;;
             msock,listen)
                 cmd="msock__subcmd__listen"
+                ;;
+            msock,send-file)
+                cmd="msock__subcmd__send__subcmd__file"
+                ;;
+            msock__subcmd__help,bench)
+                cmd="msock__subcmd__help__subcmd__bench"
                 ;;
             msock__subcmd__help,connect)
                 cmd="msock__subcmd__help__subcmd__connect"
@@ -34,6 +43,9 @@ _msock() {
             msock__subcmd__help,listen)
                 cmd="msock__subcmd__help__subcmd__listen"
                 ;;
+            msock__subcmd__help,send-file)
+                cmd="msock__subcmd__help__subcmd__send__subcmd__file"
+                ;;
             *)
                 ;;
         esac
@@ -41,7 +53,7 @@ _msock() {
 
     case "${cmd}" in
         msock)
-            opts="-v -h -V --verbose --help --version listen connect help"
+            opts="-v -h -V --verbose --help --version listen connect send-file bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -54,8 +66,110 @@ _msock() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        msock__subcmd__bench)
+            opts="-t -n -i -R -l -w -s -4 -6 -v -h -V --time --bytes --interval --reverse --bidir --len --omit --compare-tcp --json --json-stream --wait --source --retry-interval --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --time)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -t)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --len)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --omit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -w)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --source)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retry-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --iface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --iface-kind)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --resume-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keepalive)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dead-time)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --congestion)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         msock__subcmd__connect)
-            opts="-w -s -4 -6 -v -h -V --wait --source --retry-interval --plain --list-ifaces --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --recv-only --send-only --verbose --help --version"
+            opts="-w -s -4 -6 -v -h -V --plain --list-ifaces --recv-only --send-only --wait --source --retry-interval --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -121,8 +235,22 @@ _msock() {
             return 0
             ;;
         msock__subcmd__help)
-            opts="listen connect help"
+            opts="listen connect send-file bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        msock__subcmd__help__subcmd__bench)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -176,14 +304,106 @@ _msock() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        msock__subcmd__help__subcmd__send__subcmd__file)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         msock__subcmd__listen)
-            opts="-k -4 -6 -v -h -V --keep-open --no-plain --detect-wait --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --recv-only --send-only --verbose --help --version"
+            opts="-k -4 -6 -v -h -V --keep-open --no-plain --detect-wait --save-dir --overwrite --max-size --recv-only --send-only --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --detect-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --save-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --resume-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keepalive)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dead-time)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --congestion)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        msock__subcmd__send__subcmd__file)
+            opts="-q -w -s -4 -6 -v -h -V --name --quiet --json --wait --source --retry-interval --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -w)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --source)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retry-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --iface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --iface-kind)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

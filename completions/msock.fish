@@ -29,8 +29,12 @@ complete -c msock -n "__fish_msock_needs_command" -s h -l help -d 'Print help (s
 complete -c msock -n "__fish_msock_needs_command" -s V -l version -d 'Print version'
 complete -c msock -n "__fish_msock_needs_command" -f -a "listen" -d 'Wait for a connection and copy it to stdout, stdin to it (like `nc -l`)'
 complete -c msock -n "__fish_msock_needs_command" -f -a "connect" -d 'Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`)'
+complete -c msock -n "__fish_msock_needs_command" -f -a "send-file" -d 'Send files and folders to a `msock listen --save-dir DIR`: verified, resumable, with progress'
+complete -c msock -n "__fish_msock_needs_command" -f -a "bench" -d 'Measure throughput to a listener (like iperf3), per flowpath; with no HOST:PORT, run the built-in loopback benchmark'
 complete -c msock -n "__fish_msock_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c msock -n "__fish_msock_using_subcommand listen" -l detect-wait -d 'How long a new client may stay silent before it is taken for plain TCP' -r
+complete -c msock -n "__fish_msock_using_subcommand listen" -l save-dir -d 'Accept files from `msock send-file` into DIR (created if missing). Without it, file offers are refused. Files are verified (BLAKE3) before they get their final name, and an interrupted transfer resumes when the sender runs again' -r -F
+complete -c msock -n "__fish_msock_using_subcommand listen" -l max-size -d 'Refuse file offers larger than SIZE in total (e.g. 500M, 4G). Offers larger than the free space in --save-dir are always refused' -r
 complete -c msock -n "__fish_msock_using_subcommand listen" -l idle-timeout -d 'End a session that has sent and received no data for this long (e.g. 30s, 2m)' -r
 complete -c msock -n "__fish_msock_using_subcommand listen" -l resume-timeout -d 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree' -r
 complete -c msock -n "__fish_msock_using_subcommand listen" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
@@ -38,11 +42,12 @@ complete -c msock -n "__fish_msock_using_subcommand listen" -l dead-time -d 'Dec
 complete -c msock -n "__fish_msock_using_subcommand listen" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
 complete -c msock -n "__fish_msock_using_subcommand listen" -s k -l keep-open -d 'After a session ends, wait for the next one (sessions are served one at a time)'
 complete -c msock -n "__fish_msock_using_subcommand listen" -l no-plain -d 'Refuse clients that do not speak msock instead of serving them as plain TCP'
+complete -c msock -n "__fish_msock_using_subcommand listen" -l overwrite -d 'Replace existing files that differ from the ones offered (default: refuse the file and tell the sender)'
+complete -c msock -n "__fish_msock_using_subcommand listen" -l recv-only -d 'Only receive: do not read stdin, close our sending side at once'
+complete -c msock -n "__fish_msock_using_subcommand listen" -l send-only -d 'Only send: discard whatever the peer sends instead of writing it to stdout'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s 4 -d 'Use IPv4 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s 6 -d 'Use IPv6 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand listen" -l json-events -d 'Write one JSON object per line on stderr for each session and path event (open, path up/down/moved, resumed, closed), for scripts'
-complete -c msock -n "__fish_msock_using_subcommand listen" -l recv-only -d 'Only receive: do not read stdin, close our sending side at once'
-complete -c msock -n "__fish_msock_using_subcommand listen" -l send-only -d 'Only send: discard whatever the peer sends instead of writing it to stdout'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s V -l version -d 'Print version'
@@ -59,17 +64,72 @@ complete -c msock -n "__fish_msock_using_subcommand connect" -l dead-time -d 'De
 complete -c msock -n "__fish_msock_using_subcommand connect" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l plain -d 'Talk plain TCP (no msock session) to a server that does not speak msock: one TCP connection, so no interface policies and no reconnecting'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l list-ifaces -d 'Print the network interfaces msock sees, what kind each is (wifi, cellular, ethernet, loopback, tunnel, other) and how that was decided (sysfs, name, user, flags), then exit without connecting'
+complete -c msock -n "__fish_msock_using_subcommand connect" -l recv-only -d 'Only receive: do not read stdin, close our sending side at once'
+complete -c msock -n "__fish_msock_using_subcommand connect" -l send-only -d 'Only send: discard whatever the peer sends instead of writing it to stdout'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l stripe -d 'Use every usable interface at once, one flowpath on each (wifi + cellular + ethernet)'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l prefer-wifi -d 'One flowpath, on wifi while there is wifi, else on another interface; moves back when wifi returns (the new flowpath is up before the old one closes)'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l prefer-cellular -d 'Like --prefer-wifi, for cellular'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s 4 -d 'Use IPv4 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s 6 -d 'Use IPv6 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l json-events -d 'Write one JSON object per line on stderr for each session and path event (open, path up/down/moved, resumed, closed), for scripts'
-complete -c msock -n "__fish_msock_using_subcommand connect" -l recv-only -d 'Only receive: do not read stdin, close our sending side at once'
-complete -c msock -n "__fish_msock_using_subcommand connect" -l send-only -d 'Only send: discard whatever the peer sends instead of writing it to stdout'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s h -l help -d 'Print help'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s V -l version -d 'Print version'
-complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect help" -f -a "listen" -d 'Wait for a connection and copy it to stdout, stdin to it (like `nc -l`)'
-complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect help" -f -a "connect" -d 'Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`)'
-complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l name -d 'The file name the receiver gives stdin\'s bytes (with PATH `-`)' -r
+complete -c msock -n "__fish_msock_using_subcommand send-file" -s w -l wait -d 'Give up connecting (TCP connect and msock handshake) after this long' -r
+complete -c msock -n "__fish_msock_using_subcommand send-file" -s s -l source -d 'Local address to connect from (instead of choosing interfaces by a policy)' -r
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l retry-interval -d 'After losing the connection, try to reconnect this often (re-resolving HOST each time) until --resume-timeout' -r
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l iface -d 'Only use this interface; repeat for several, in order of preference' -r
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l backup -d 'Use this interface only while no other is usable; repeatable' -r
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l iface-kind -d 'Treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone. Repeat for several interfaces' -r
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l idle-timeout -d 'End a session that has sent and received no data for this long (e.g. 30s, 2m)' -r
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l resume-timeout -d 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree' -r
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l dead-time -d 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long' -r
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
+complete -c msock -n "__fish_msock_using_subcommand send-file" -s q -l quiet -d 'Print nothing on stderr but errors (no progress bar, no summary)'
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l json -d 'At the end, print one JSON object on stdout: files, bytes, seconds, rate, resumed bytes, bytes per flowpath and each file\'s hash'
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l stripe -d 'Use every usable interface at once, one flowpath on each (wifi + cellular + ethernet)'
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l prefer-wifi -d 'One flowpath, on wifi while there is wifi, else on another interface; moves back when wifi returns (the new flowpath is up before the old one closes)'
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l prefer-cellular -d 'Like --prefer-wifi, for cellular'
+complete -c msock -n "__fish_msock_using_subcommand send-file" -s 4 -d 'Use IPv4 addresses only'
+complete -c msock -n "__fish_msock_using_subcommand send-file" -s 6 -d 'Use IPv6 addresses only'
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l json-events -d 'Write one JSON object per line on stderr for each session and path event (open, path up/down/moved, resumed, closed), for scripts'
+complete -c msock -n "__fish_msock_using_subcommand send-file" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
+complete -c msock -n "__fish_msock_using_subcommand send-file" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c msock -n "__fish_msock_using_subcommand send-file" -s V -l version -d 'Print version'
+complete -c msock -n "__fish_msock_using_subcommand bench" -s t -l time -d 'How long to send (e.g. 10s, 1m). The built-in run (no HOST:PORT) splits it between its three measurements' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -s n -l bytes -d 'Send this many bytes instead of sending for --time (e.g. 1G)' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -s i -l interval -d 'Report every DURATION (0 for no interval reports)' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -s l -l len -d 'Size of each write into the session (e.g. 128K)' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l omit -d 'Leave out the first DURATION of the test from the totals (TCP slow start)' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -s w -l wait -d 'Give up connecting (TCP connect and msock handshake) after this long' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -s s -l source -d 'Local address to connect from (instead of choosing interfaces by a policy)' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l retry-interval -d 'After losing the connection, try to reconnect this often (re-resolving HOST each time) until --resume-timeout' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l iface -d 'Only use this interface; repeat for several, in order of preference' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l backup -d 'Use this interface only while no other is usable; repeatable' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l iface-kind -d 'Treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone. Repeat for several interfaces' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l idle-timeout -d 'End a session that has sent and received no data for this long (e.g. 30s, 2m)' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l resume-timeout -d 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l dead-time -d 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -s R -l reverse -d 'Reverse: the listener sends, we receive'
+complete -c msock -n "__fish_msock_using_subcommand bench" -l bidir -d 'Both directions at once'
+complete -c msock -n "__fish_msock_using_subcommand bench" -l compare-tcp -d 'Also measure one plain TCP connection to the same listener, in the same run, and print the ratio'
+complete -c msock -n "__fish_msock_using_subcommand bench" -l json -d 'Print one JSON document on stdout at the end (iperf3\'s key names where they apply)'
+complete -c msock -n "__fish_msock_using_subcommand bench" -l json-stream -d 'Print one JSON object per line on stdout as things happen (start, interval, end, error)'
+complete -c msock -n "__fish_msock_using_subcommand bench" -l stripe -d 'Use every usable interface at once, one flowpath on each (wifi + cellular + ethernet)'
+complete -c msock -n "__fish_msock_using_subcommand bench" -l prefer-wifi -d 'One flowpath, on wifi while there is wifi, else on another interface; moves back when wifi returns (the new flowpath is up before the old one closes)'
+complete -c msock -n "__fish_msock_using_subcommand bench" -l prefer-cellular -d 'Like --prefer-wifi, for cellular'
+complete -c msock -n "__fish_msock_using_subcommand bench" -s 4 -d 'Use IPv4 addresses only'
+complete -c msock -n "__fish_msock_using_subcommand bench" -s 6 -d 'Use IPv6 addresses only'
+complete -c msock -n "__fish_msock_using_subcommand bench" -l json-events -d 'Write one JSON object per line on stderr for each session and path event (open, path up/down/moved, resumed, closed), for scripts'
+complete -c msock -n "__fish_msock_using_subcommand bench" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
+complete -c msock -n "__fish_msock_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c msock -n "__fish_msock_using_subcommand bench" -s V -l version -d 'Print version'
+complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect send-file bench help" -f -a "listen" -d 'Wait for a connection and copy it to stdout, stdin to it (like `nc -l`)'
+complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect send-file bench help" -f -a "connect" -d 'Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`)'
+complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect send-file bench help" -f -a "send-file" -d 'Send files and folders to a `msock listen --save-dir DIR`: verified, resumable, with progress'
+complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect send-file bench help" -f -a "bench" -d 'Measure throughput to a listener (like iperf3), per flowpath; with no HOST:PORT, run the built-in loopback benchmark'
+complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect send-file bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

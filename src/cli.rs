@@ -48,9 +48,26 @@ pub enum Command {
     Listen(ListenArgs),
     /// Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`).
     Connect(ConnectArgs),
+    /// Send files and folders to a `msock listen --save-dir DIR`: verified, resumable, with
+    /// progress.
+    ///
+    /// Folders are sent recursively (relative paths, empty folders and the executable bit are
+    /// kept). Every file's BLAKE3 hash is computed while sending and checked by the receiver
+    /// before the file gets its final name. If a transfer is interrupted (even for days, both
+    /// programs killed), running the same command again sends only what the receiver lacks:
+    /// the receiver reports what it holds, the sender checks that prefix's hash, and complete
+    /// identical files are skipped.
+    SendFile(SendFileArgs),
+    /// Measure throughput to a listener (like iperf3), per flowpath; with no HOST:PORT, run
+    /// the built-in loopback benchmark.
+    ///
+    /// Any `msock listen` serves benchmark clients, several at once, besides its other
+    /// duties. Goodput counts only bytes the receiving application got in order; the
+    /// figures reported are the receiver's.
+    Bench(BenchArgs),
 }
 
-/// Options shared by every command that moves a byte stream.
+/// Session settings shared by every command that opens or accepts msock sessions.
 #[derive(Debug, Args, Clone)]
 pub struct StreamArgs {
     /// Use IPv4 addresses only.
@@ -87,14 +104,6 @@ pub struct StreamArgs {
     /// up/down/moved, resumed, closed), for scripts.
     #[arg(long)]
     pub json_events: bool,
-
-    /// Only receive: do not read stdin, close our sending side at once.
-    #[arg(long, conflicts_with = "send_only")]
-    pub recv_only: bool,
-
-    /// Only send: discard whatever the peer sends instead of writing it to stdout.
-    #[arg(long)]
-    pub send_only: bool,
 }
 
 /// `msock listen`.
@@ -117,6 +126,30 @@ pub struct ListenArgs {
     #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
     pub detect_wait: Duration,
 
+    /// Accept files from `msock send-file` into DIR (created if missing). Without it, file
+    /// offers are refused. Files are verified (BLAKE3) before they get their final name, and
+    /// an interrupted transfer resumes when the sender runs again.
+    #[arg(long, value_name = "DIR")]
+    pub save_dir: Option<std::path::PathBuf>,
+
+    /// Replace existing files that differ from the ones offered (default: refuse the file
+    /// and tell the sender).
+    #[arg(long, requires = "save_dir")]
+    pub overwrite: bool,
+
+    /// Refuse file offers larger than SIZE in total (e.g. 500M, 4G). Offers larger than the
+    /// free space in --save-dir are always refused.
+    #[arg(long, value_name = "SIZE", requires = "save_dir", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+
+    /// Only receive: do not read stdin, close our sending side at once.
+    #[arg(long, conflicts_with = "send_only")]
+    pub recv_only: bool,
+
+    /// Only send: discard whatever the peer sends instead of writing it to stdout.
+    #[arg(long)]
+    pub send_only: bool,
+
     #[command(flatten)]
     pub stream: StreamArgs,
 }
@@ -127,20 +160,6 @@ pub struct ConnectArgs {
     /// The listener: HOST:PORT or [IPV6]:PORT (not given with --list-ifaces).
     #[arg(value_name = "HOST:PORT", required_unless_present = "list_ifaces")]
     pub dest: Option<String>,
-
-    /// Give up connecting (TCP connect and msock handshake) after this long.
-    #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
-    pub wait: Duration,
-
-    /// Local address to connect from (instead of choosing interfaces by a policy).
-    #[arg(short, long, value_name = "ADDR",
-          conflicts_with_all = ["stripe", "prefer_wifi", "prefer_cellular", "iface", "backup"])]
-    pub source: Option<std::net::IpAddr>,
-
-    /// After losing the connection, try to reconnect this often (re-resolving HOST each time)
-    /// until --resume-timeout.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_positive_duration)]
-    pub retry_interval: Duration,
 
     /// Talk plain TCP (no msock session) to a server that does not speak msock: one TCP
     /// connection, so no interface policies and no reconnecting.
@@ -156,11 +175,146 @@ pub struct ConnectArgs {
     #[arg(long, conflicts_with = "dest")]
     pub list_ifaces: bool,
 
+    /// Only receive: do not read stdin, close our sending side at once.
+    #[arg(long, conflicts_with = "send_only")]
+    pub recv_only: bool,
+
+    /// Only send: discard whatever the peer sends instead of writing it to stdout.
+    #[arg(long)]
+    pub send_only: bool,
+
     #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub dial: DialArgs,
 
     #[command(flatten)]
     pub stream: StreamArgs,
+}
+
+/// `msock send-file`.
+#[derive(Debug, Args)]
+pub struct SendFileArgs {
+    /// Files and folders to send; `-` sends stdin (name it with --name).
+    #[arg(value_name = "PATH", required = true, num_args = 1..)]
+    pub paths: Vec<std::path::PathBuf>,
+
+    /// The receiving listener: HOST:PORT or [IPV6]:PORT.
+    #[arg(value_name = "HOST:PORT")]
+    pub dest: String,
+
+    /// The file name the receiver gives stdin's bytes (with PATH `-`).
+    #[arg(long, value_name = "NAME", default_value = "stdin")]
+    pub name: String,
+
+    /// Print nothing on stderr but errors (no progress bar, no summary).
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// At the end, print one JSON object on stdout: files, bytes, seconds, rate, resumed
+    /// bytes, bytes per flowpath and each file's hash.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub dial: DialArgs,
+
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+/// `msock bench`.
+#[derive(Debug, Args)]
+#[command(after_long_help = BENCH_NUMBERS)]
+pub struct BenchArgs {
+    /// The listener to measure against: HOST:PORT or [IPV6]:PORT. Without it, `msock bench`
+    /// starts its own listener on loopback and compares plain TCP, one msock flowpath and
+    /// msock striped over several flowpaths.
+    #[arg(value_name = "HOST:PORT")]
+    pub dest: Option<String>,
+
+    /// How long to send (e.g. 10s, 1m). The built-in run (no HOST:PORT) splits it between
+    /// its three measurements.
+    #[arg(short, long, value_name = "DURATION", default_value = "10s",
+          value_parser = parse_positive_duration, conflicts_with = "bytes")]
+    pub time: Duration,
+
+    /// Send this many bytes instead of sending for --time (e.g. 1G).
+    #[arg(short = 'n', long, value_name = "SIZE", value_parser = parse_positive_size)]
+    pub bytes: Option<u64>,
+
+    /// Report every DURATION (0 for no interval reports).
+    #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Reverse: the listener sends, we receive.
+    #[arg(short = 'R', long, conflicts_with = "bidir")]
+    pub reverse: bool,
+
+    /// Both directions at once.
+    #[arg(long)]
+    pub bidir: bool,
+
+    /// Size of each write into the session (e.g. 128K).
+    #[arg(short, long, value_name = "SIZE", default_value = "128K", value_parser = parse_positive_size)]
+    pub len: u64,
+
+    /// Leave out the first DURATION of the test from the totals (TCP slow start).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub omit: Duration,
+
+    /// Also measure one plain TCP connection to the same listener, in the same run, and
+    /// print the ratio.
+    #[arg(long)]
+    pub compare_tcp: bool,
+
+    /// Print one JSON document on stdout at the end (iperf3's key names where they apply).
+    #[arg(long, conflicts_with = "json_stream")]
+    pub json: bool,
+
+    /// Print one JSON object per line on stdout as things happen (start, interval, end,
+    /// error).
+    #[arg(long)]
+    pub json_stream: bool,
+
+    #[command(flatten)]
+    pub dial: DialArgs,
+
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+/// What `msock bench`'s numbers mean (its long help and man page).
+const BENCH_NUMBERS: &str = "\
+What the numbers mean:
+  goodput   stream bytes the receiving application got, in order, per second of the
+            measurement (after --omit). Re-sent and duplicate bytes do not count.
+  path      a flowpath's share: stream bytes that arrived first on that flowpath at the
+            receiver. The paths' bytes add up to the total.
+  RTT       the flowpath's smoothed round-trip time, measured by msock's PING/ACK.
+  re-sent   bytes the sender sent again (lost with a broken flowpath, or moved off a
+            slower one); they cost capacity but are not goodput.
+  CPU       user+system CPU time of this process during the measurement (the listener's
+            too for the built-in run, which runs both in one process).
+Sender and receiver figures are both shown; the receiver's are the ones that count.";
+
+/// How a client reaches its listener: shared by connect, send-file and bench.
+#[derive(Debug, Args, Clone)]
+pub struct DialArgs {
+    /// Give up connecting (TCP connect and msock handshake) after this long.
+    #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
+    pub wait: Duration,
+
+    /// Local address to connect from (instead of choosing interfaces by a policy).
+    #[arg(short, long, value_name = "ADDR",
+          conflicts_with_all = ["stripe", "prefer_wifi", "prefer_cellular", "iface", "backup"])]
+    pub source: Option<std::net::IpAddr>,
+
+    /// After losing the connection, try to reconnect this often (re-resolving HOST each time)
+    /// until --resume-timeout.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_positive_duration)]
+    pub retry_interval: Duration,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 /// Which network interfaces a session's flowpaths use. Without any of these, one flowpath
@@ -214,6 +368,47 @@ impl PolicyArgs {
             backup: self.backup.clone(),
             kinds: self.iface_kind.iter().cloned().collect(),
         }
+    }
+}
+
+/// Parses a size like `1500`, `128K`, `64KiB`, `1.5M`, `2G` (K, M, G, T are powers of 1024,
+/// as in iperf3).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix("ib"))
+        .or_else(|| t.strip_suffix(['B', 'b']))
+        .unwrap_or(t);
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let mult: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("'{s}' is not a size; try 1500, 128K, 64M or 2G")),
+            };
+            (&t[..i], mult)
+        }
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size; try 1500, 128K, 64M or 2G"))?;
+    let bytes = n * mult as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes >= u64::MAX as f64 {
+        return Err(format!("'{s}' is not a size: negative or too large"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// Like [`parse_size`], but zero is refused.
+pub fn parse_positive_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err(format!("'{s}' is zero; give a positive size such as 128K")),
+        n => Ok(n),
     }
 }
 
@@ -272,6 +467,20 @@ mod tests {
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1500"), Ok(1500));
+        assert_eq!(parse_size("128K"), Ok(128 << 10));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("1.5M"), Ok(3 << 19));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("10MB"), Ok(10 << 20));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("-1K").is_err());
+        assert!(parse_size("5X").is_err());
+        assert!(parse_size("").is_err());
     }
 
     #[test]

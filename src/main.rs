@@ -26,6 +26,8 @@ fn main() {
         match cli.command {
             Command::Listen(a) => cmd::listen::run(a).await,
             Command::Connect(a) => cmd::connect::run(a).await,
+            Command::SendFile(a) => cmd::send_file::run(a).await,
+            Command::Bench(a) => cmd::bench::run(a).await,
         }
     });
     // Blocking stdin reads may still be parked in the runtime: do not wait for them.

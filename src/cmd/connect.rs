@@ -4,13 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::{ctrl_c, family, finish, session_config, Failure};
+use super::dial::{check_dest, dial};
+use super::{ctrl_c, family, finish, Failure};
 use crate::cli::ConnectArgs;
-use crate::proto::PathId;
-use crate::runtime::{
-    client, control::ControlPlane, ifaces, netwatch, open_session, plain, resolve, Driver,
-    ReconnectPolicy, StdinSource, StdoutSink,
-};
+use crate::proto::Service;
+use crate::runtime::{client, ifaces, plain, resolve, StdinSource, StdoutSink};
 
 /// Runs `msock connect`.
 pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
@@ -22,21 +20,16 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
             "give HOST:PORT, e.g. example.net:9000 or [::1]:9000",
         ));
     };
-    if !dest.contains(':') {
-        return Err(Failure::local(format!(
-            "'{dest}' has no port: give HOST:PORT, e.g. example.net:9000 or [::1]:9000"
-        )));
-    }
+    check_dest(&dest)?;
     let started = Instant::now();
     super::apply_process_settings(&args.stream)?;
-    let addrs = resolve(&dest, family(&args.stream)).await?;
-    let source = args.source.map(|ip| SocketAddr::new(ip, 0));
-    let timeout = Some(args.wait);
-    let input = (!args.stream.recv_only).then(StdinSource::spawn);
-    let mut stdout = (!args.stream.send_only).then(StdoutSink::spawn);
+    let input = (!args.recv_only).then(StdinSource::spawn);
+    let mut stdout = (!args.send_only).then(StdoutSink::spawn);
     let output = stdout.as_mut();
     if args.plain {
-        let stream = client::connect_any(&addrs, source, None, timeout).await?;
+        let addrs = resolve(&dest, family(&args.stream)).await?;
+        let source = args.dial.source.map(|ip| SocketAddr::new(ip, 0));
+        let stream = client::connect_any(&addrs, source, None, Some(args.dial.wait)).await?;
         tracing::info!(
             "plain TCP (no msock session, not encrypted) to {}",
             stream.peer_addr().map_or("?".into(), |a| a.to_string())
@@ -52,47 +45,15 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
         .await;
         return finish(r, totals, started, stdout).await;
     }
-    let policy = args.policy.to_policy();
-    // With a policy, the first flowpath leaves from the interface it ranks first.
-    let first = if policy.follows_routing() {
-        None
-    } else {
-        let plan = policy.plan(&ifaces::discover(&policy.kinds), addrs[0]);
-        let Some(first) = plan.into_iter().next() else {
-            return Err(Failure::network(
-                "no usable interface for the chosen interfaces policy (see msock connect --list-ifaces)",
-            ));
-        };
-        Some(first)
-    };
-    let (source, device) = match &first {
-        Some(b) => (Some(SocketAddr::new(b.addr, 0)), Some(b.iface.as_str())),
-        None => (source, None),
-    };
-    let (session, conn, epoch, control) = open_session(
-        &addrs,
-        source,
-        device,
-        timeout,
-        session_config(&args.stream),
+    let mut driver = dial(
+        &dest,
+        &args.dial,
+        &args.stream,
+        Service::Stream,
+        input,
+        output,
     )
     .await?;
-    let server = conn.peer;
-    let mut driver = Driver::new(session, epoch, input, output);
-    driver.add_path(PathId(0), conn);
-    driver.set_resume_timeout(args.stream.resume_timeout);
-    driver.set_netwatch(netwatch::spawn());
-    if let Some(socket) = control {
-        driver.set_control(ControlPlane::client(socket));
-    }
-    driver.set_policy(policy, server, first);
-    driver.set_reconnect(ReconnectPolicy {
-        dest,
-        family: family(&args.stream),
-        source: args.source,
-        attempt_timeout: args.wait,
-        retry_interval: args.retry_interval,
-    });
     driver.set_interrupt(ctrl_c());
     let (r, totals) = driver.run().await;
     finish(r, totals, started, stdout).await
@@ -101,7 +62,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
 /// `msock connect --list-ifaces`: prints the interfaces and their kinds on stdout.
 fn list_ifaces(args: &ConnectArgs) -> Result<(), Failure> {
     use std::io::Write;
-    let overrides = args.policy.iface_kind.iter().cloned().collect();
+    let overrides = args.dial.policy.iface_kind.iter().cloned().collect();
     let found = ifaces::discover(&overrides);
     for name in ifaces::unmatched_overrides(&found, &overrides) {
         tracing::warn!("--iface-kind names '{name}', but there is no such interface");

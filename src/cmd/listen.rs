@@ -1,25 +1,22 @@
 //! `msock listen [ADDR:]PORT`: accept one session (or, with -k, one after another) and copy it
 //! to stdout, stdin to it. Plain TCP clients are served as plain TCP unless --no-plain.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::SeedableRng;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
-use super::{ctrl_c, family, finish, session_config, Failure};
+use super::accept::{accept, Shared};
+use super::receive::SaveOptions;
+use super::{ctrl_c, family, finish, Failure};
 use crate::cli::{parse_listen_addr, ListenArgs};
-use crate::proto::{ErrorCode, PathId, Session};
+use crate::proto::{ErrorCode, Frame, Service};
 use crate::runtime::conn::bind_listener;
-use crate::runtime::control::{self, ControlPlane, ControlRoutes};
-use crate::runtime::events;
 use crate::runtime::{
-    accept_loop, netwatch, plain, resolve, DetectPolicy, Driver, Family, Incoming, Routes,
-    StdinSource, StdoutSink,
+    accept_loop, plain, resolve, DetectPolicy, Family, Incoming, StdinSource, StdoutSink,
 };
 
 /// Runs `msock listen`.
@@ -45,26 +42,27 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         wait: args.detect_wait,
         handshake_timeout: Duration::from_secs(10),
     };
-    let shared = Shared {
-        routes: Arc::new(Mutex::new(HashMap::new())),
-        control_routes: Arc::new(Mutex::new(HashMap::new())),
-        control: bind_control(&listeners),
+    let save = match &args.save_dir {
+        Some(dir) => Some(Arc::new(
+            SaveOptions::new(dir.clone(), args.overwrite, args.max_size).map_err(Failure::local)?,
+        )),
+        None => None,
     };
-    for socket in shared.control.iter() {
-        tokio::spawn(control::route(
-            socket.clone(),
-            shared.control_routes.clone(),
-        ));
-    }
+    let shared = Shared::new(&listeners, args.stream.clone());
     let (tx, mut rx) = mpsc::channel(64);
     for l in listeners {
         tokio::spawn(accept_loop(l, policy, shared.routes.clone(), tx.clone()));
     }
     drop(tx);
 
-    let mut stdin = (!args.stream.recv_only).then(StdinSource::spawn);
-    let mut stdout = (!args.stream.send_only).then(StdoutSink::spawn);
+    let mut stdin = (!args.recv_only).then(StdinSource::spawn);
+    let mut stdout = (!args.send_only).then(StdoutSink::spawn);
     let mut queue: VecDeque<Incoming> = VecDeque::new();
+    // Sessions other than byte streams (files, benchmarks) run concurrently, as tasks.
+    let mut services: JoinSet<Result<(), Failure>> = JoinSet::new();
+    let spawn_service = |services: &mut JoinSet<_>, i: Incoming| {
+        services.spawn(serve_service(i, shared.clone(), save.clone()));
+    };
     loop {
         let next = match queue.pop_front() {
             Some(i) => i,
@@ -73,21 +71,50 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
                     Some(i) => i,
                     None => return Err(Failure::local("the listening sockets closed")),
                 },
+                Some(r) = services.join_next() => {
+                    let r = r.unwrap_or_else(|e| Err(Failure::local(format!("session task failed: {e}"))));
+                    match r {
+                        Err(f) if args.keep_open => eprintln!("msock: {}", f.message),
+                        r if !args.keep_open => return r,
+                        _ => {}
+                    }
+                    continue;
+                }
                 _ = &mut interrupted => return Err(Failure::interrupted()),
             },
         };
+        if service_of(&next) != Service::Stream {
+            if args.keep_open || services.is_empty() {
+                spawn_service(&mut services, next);
+            } else {
+                turn_away(next);
+            }
+            continue;
+        }
+        if !args.keep_open && !services.is_empty() {
+            turn_away(next);
+            continue;
+        }
         let result = {
             let serve = serve(next, &args, &shared, stdin.as_mut(), stdout.as_mut());
             tokio::pin!(serve);
-            // While one session runs, newer clients wait (-k) or are turned away.
+            // While one stream session runs, newer stream clients wait (-k) or are turned
+            // away; other services run alongside.
             loop {
                 tokio::select! {
                     r = &mut serve => break r,
                     Some(i) = rx.recv() => {
-                        if args.keep_open {
+                        if !args.keep_open {
+                            turn_away(i);
+                        } else if service_of(&i) == Service::Stream {
                             queue.push_back(i);
                         } else {
-                            turn_away(i);
+                            spawn_service(&mut services, i);
+                        }
+                    }
+                    Some(r) = services.join_next(), if !services.is_empty() => {
+                        if let Ok(Err(f)) = r {
+                            eprintln!("msock: {}", f.message);
                         }
                     }
                 }
@@ -111,6 +138,51 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
             _ => {}
         }
     }
+}
+
+/// The service an incoming client asks for (plain TCP clients get a byte stream).
+fn service_of(i: &Incoming) -> Service {
+    match i {
+        Incoming::Open { hello, .. } => hello_service(hello),
+        Incoming::Plain { .. } => Service::Stream,
+    }
+}
+
+fn hello_service(hello: &Frame) -> Service {
+    match hello {
+        Frame::HelloOpen { service, .. } => *service,
+        _ => Service::Stream,
+    }
+}
+
+/// Serves one file-transfer or benchmark client to its end (refusing what this listener
+/// does not offer).
+async fn serve_service(
+    incoming: Incoming,
+    shared: Arc<Shared>,
+    save: Option<Arc<SaveOptions>>,
+) -> Result<(), Failure> {
+    let Incoming::Open { mut conn, hello } = incoming else {
+        return Ok(());
+    };
+    let why = match (hello_service(&hello), save) {
+        (Service::Bench, _) => return super::bench::serve(accept(conn, &hello, &shared)?).await,
+        (Service::File, Some(save)) => {
+            return super::receive::serve(accept(conn, &hello, &shared)?, &save).await
+        }
+        (Service::File, None) => {
+            eprintln!(
+                "msock: refused a file transfer from {}: this listener has no --save-dir",
+                conn.peer
+            );
+            "this listener does not accept files (start it with --save-dir DIR)".to_owned()
+        }
+        (other, _) => format!("{other} is not offered by this listener (a newer msock?)"),
+    };
+    tracing::info!("{} refused: {why}", conn.peer);
+    conn.queue_preamble();
+    conn.refuse(ErrorCode::Refused, why).await;
+    Ok(())
 }
 
 /// Polls `f` once (registering whatever it waits for), without waiting for it.
@@ -200,49 +272,11 @@ fn turn_away(i: Incoming) {
     }
 }
 
-/// What every session of the listener shares.
-struct Shared {
-    /// Session id → its driver, for attaching flowpaths.
-    routes: Routes,
-    /// Session id → its driver, for control datagrams.
-    control_routes: ControlRoutes,
-    /// The control sockets (one per address family), on the listening port.
-    control: Vec<Arc<UdpSocket>>,
-}
-
-/// One UDP control socket per address family the listener uses, on the listening port and
-/// the family's wildcard address (so that it survives the listener's own address changes).
-fn bind_control(listeners: &[tokio::net::TcpListener]) -> Vec<Arc<UdpSocket>> {
-    let mut out: Vec<Arc<UdpSocket>> = Vec::new();
-    for l in listeners {
-        let Ok(a) = l.local_addr() else { continue };
-        if out
-            .iter()
-            .any(|s| s.local_addr().is_ok_and(|s| s.is_ipv4() == a.is_ipv4()))
-        {
-            continue;
-        }
-        let any: IpAddr = if a.is_ipv4() {
-            Ipv4Addr::UNSPECIFIED.into()
-        } else {
-            Ipv6Addr::UNSPECIFIED.into()
-        };
-        match control::bind_server(SocketAddr::new(any, a.port())) {
-            Ok(s) => out.push(Arc::new(s)),
-            Err(e) => tracing::warn!(
-                "no UDP control socket on port {} ({e}): clients will not hear of our moves",
-                a.port()
-            ),
-        }
-    }
-    out
-}
-
 /// Serves one client to its end.
 async fn serve(
     incoming: Incoming,
     args: &ListenArgs,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     stdin: Option<&mut StdinSource>,
     stdout: Option<&mut StdoutSink>,
 ) -> Result<(), Failure> {
@@ -265,53 +299,11 @@ async fn serve(
             .await;
             finish(r, totals, started, None).await
         }
-        Incoming::Open { mut conn, hello } => {
-            let epoch = Instant::now();
-            let mut rng = StdRng::from_entropy();
-            let routes = &shared.routes;
-            let taken = |id| routes.lock().expect("routes lock").contains_key(&id);
-            let socket = shared.control.iter().find(|s| {
-                s.local_addr()
-                    .is_ok_and(|a| a.is_ipv4() == conn.local.is_ipv4())
-            });
-            let mut config = session_config(&args.stream);
-            config.control_port = socket.map_or(0, |_| conn.local.port());
-            let (session, welcome) =
-                Session::accept(config, &hello, &mut rng, Duration::ZERO, taken)
-                    .map_err(Failure::network)?;
-            let id = session.id();
-            tracing::info!("session {id:016x} open: {} -> {}", conn.peer, conn.local);
-            events::emit(
-                "session_open",
-                serde_json::json!({"session": format!("{id:016x}"),
-                    "local": conn.local.to_string(), "remote": conn.peer.to_string()}),
-            );
-            conn.queue_preamble();
-            conn.queue(&welcome);
-            let (atx, arx) = mpsc::channel(16);
-            routes.lock().expect("routes lock").insert(id, atx);
-            let mut driver = Driver::new(session, epoch, stdin, stdout);
-            driver.add_path(PathId(0), conn);
-            driver.set_incoming(arx);
-            driver.set_resume_timeout(args.stream.resume_timeout);
-            driver.set_netwatch(netwatch::spawn());
-            if let Some(socket) = socket {
-                let (ctx, crx) = mpsc::channel(16);
-                shared
-                    .control_routes
-                    .lock()
-                    .expect("control routes lock")
-                    .insert(id, ctx);
-                driver.set_control(ControlPlane::server(socket.clone(), crx));
-            }
+        Incoming::Open { conn, hello } => {
+            let (mut driver, _registration) =
+                accept(conn, &hello, shared)?.into_driver(stdin, stdout);
             driver.set_interrupt(ctrl_c());
             let (r, totals) = driver.run().await;
-            routes.lock().expect("routes lock").remove(&id);
-            shared
-                .control_routes
-                .lock()
-                .expect("control routes lock")
-                .remove(&id);
             finish(r, totals, started, None).await
         }
     }

@@ -1,7 +1,12 @@
 //! One module per subcommand, each with a `run(args)`; shared plumbing lives here.
 
+pub mod accept;
+pub mod bench;
 pub mod connect;
+pub mod dial;
 pub mod listen;
+pub mod receive;
+pub mod send_file;
 
 use std::fmt::Display;
 use std::time::Instant;

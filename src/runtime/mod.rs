@@ -2,6 +2,7 @@
 //! sans-IO [`Session`](crate::proto::Session).
 
 pub mod app;
+pub mod channel_io;
 pub mod client;
 pub mod conn;
 pub mod control;
@@ -17,6 +18,6 @@ pub mod reconnect;
 pub use app::{AppSink, AppSource, StdinSource, StdoutSink};
 pub use client::{open_session, resolve, ConnectError, Family};
 pub use conn::FlowConn;
-pub use driver::{AttachRequest, DriveError, Driver, Outcome, Totals};
+pub use driver::{AttachRequest, DriveError, Driver, Outcome, PathReport, Snapshot, Totals};
 pub use listener::{accept_loop, DetectPolicy, Incoming, Routes};
 pub use reconnect::ReconnectPolicy;

@@ -70,6 +70,8 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                         }
                     }
                     self.out_done = true;
+                    // Dropping the output tells a channel reader the stream ended.
+                    self.app_out = None;
                     progress = true;
                 }
                 return Ok(progress);

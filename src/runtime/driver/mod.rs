@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 use super::app::{AppSink, AppSource};
+use super::channel_io::AppAbort;
 use super::conn::FlowConn;
 use serde_json::json;
 
@@ -79,6 +80,9 @@ pub enum DriveError {
     /// Writing the application's output failed (local).
     #[error("writing output: {0}")]
     Output(io::Error),
+    /// The application ended the session on purpose (see [`AppAbort`]); the peer was told.
+    #[error("{0}")]
+    Aborted(String),
 }
 
 /// Running totals, for summaries.
@@ -173,6 +177,37 @@ pub struct Driver<I, O> {
     rng: StdRng,
     last_path_error: String,
     totals: Totals,
+    /// Each flowpath's addresses (local, peer) as of its latest connection, kept after it
+    /// breaks or retires.
+    path_addrs: HashMap<PathId, (SocketAddr, SocketAddr)>,
+    /// Requests for a [`Snapshot`] of the session (for live statistics).
+    probe: Option<mpsc::Receiver<tokio::sync::oneshot::Sender<Snapshot>>>,
+}
+
+/// A flowpath as seen at one moment, for statistics.
+#[derive(Debug, Clone)]
+pub struct PathReport {
+    /// The flowpath's id.
+    pub id: PathId,
+    /// Our address (as of its current or last connection).
+    pub local: SocketAddr,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The interface the policy bound it to, if any.
+    pub iface: Option<String>,
+    /// Carries data now (false: broken, replaced or retired).
+    pub up: bool,
+    /// Its counters and estimates.
+    pub stats: crate::proto::PathStats,
+}
+
+/// The session's state at one moment: its flowpaths (current and past) and totals.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Every flowpath the session had.
+    pub paths: Vec<PathReport>,
+    /// Application bytes so far.
+    pub totals: Totals,
 }
 
 impl<I: AppSource, O: AppSink> Driver<I, O> {
@@ -209,6 +244,8 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             rng: StdRng::from_entropy(),
             last_path_error: String::new(),
             totals: Totals::default(),
+            probe: None,
+            path_addrs: HashMap::new(),
         };
         if d.app_in.is_none() {
             d.session.close_write();
@@ -218,6 +255,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
 
     /// Adds an active flowpath connection.
     pub fn add_path(&mut self, id: PathId, conn: FlowConn) {
+        self.path_addrs.insert(id, (conn.local, conn.peer));
         self.conns.push(PathConn {
             id,
             conn,
@@ -249,6 +287,47 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
     /// Keep the session this long after its last flowpath broke, for a new one to attach.
     pub fn set_resume_timeout(&mut self, wait: Duration) {
         self.resume_timeout = wait;
+    }
+
+    /// Answer each request on `rx` with a [`Snapshot`] of the session.
+    pub fn set_probe(&mut self, rx: mpsc::Receiver<tokio::sync::oneshot::Sender<Snapshot>>) {
+        self.probe = Some(rx);
+    }
+
+    /// A snapshot of the session now.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut paths = Vec::new();
+        for (id, stats) in self.session.all_path_stats() {
+            let conn = self.conns.iter().find(|c| c.id == id);
+            let (local, peer) = match (conn, self.path_addrs.get(&id)) {
+                (Some(c), _) => (c.conn.local, c.conn.peer),
+                (None, Some(&a)) => a,
+                (None, None) => continue,
+            };
+            paths.push(PathReport {
+                id,
+                local,
+                peer,
+                iface: self.slots.get(&id).cloned().flatten().map(|b| b.iface),
+                up: conn.is_some_and(|c| c.attached),
+                stats,
+            });
+        }
+        Snapshot {
+            paths,
+            totals: self.totals,
+        }
+    }
+
+    fn poll_probe(&mut self, cx: &mut Context<'_>) {
+        while let Some(Poll::Ready(r)) = self.probe.as_mut().map(|p| p.poll_recv(cx)) {
+            match r {
+                Some(reply) => {
+                    let _ = reply.send(self.snapshot());
+                }
+                None => self.probe = None,
+            }
+        }
     }
 
     /// A future that, when it completes, aborts the session (e.g. Ctrl-C).
@@ -300,6 +379,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                 self.replan();
                 progress = true;
             }
+            self.poll_probe(cx);
             progress |= self.poll_netwatch(cx);
             progress |= self.poll_control(cx);
             progress |= self.poll_incoming(cx);
@@ -308,6 +388,12 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             progress |= self.poll_sockets_read(cx);
             match self.poll_app_in(cx) {
                 Ok(p) => progress |= p,
+                Err(DriveError::Input(e)) if AppAbort::find(&e).is_some() => {
+                    let why = AppAbort::find(&e).map(|a| a.0.clone()).unwrap_or_default();
+                    self.session.abort(why.clone());
+                    self.flush_best_effort(cx);
+                    return Poll::Ready(Err(DriveError::Aborted(why)));
+                }
                 Err(e) => {
                     self.session
                         .abort(format!("it could not read its input ({e})"));
@@ -408,6 +494,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         };
         c.attached = true;
         let c = &*c;
+        self.path_addrs.insert(id, (c.conn.local, c.conn.peer));
         match self.lost.remove(&id) {
             Some(lost) => {
                 // Say which end moved: ours, the peer's, or neither (the connection broke).

@@ -1,0 +1,76 @@
+//! The client side every session command shares (connect, send-file, bench): resolve the
+//! destination, pick the first flowpath's interface by the policy, open the session and set up
+//! its driver to reconnect, follow the policy and hear the server's moves.
+
+use std::net::SocketAddr;
+
+use super::{family, session_config, Failure};
+use crate::cli::{DialArgs, StreamArgs};
+use crate::proto::{PathId, Service};
+use crate::runtime::{
+    control::ControlPlane, ifaces, netwatch, open_session, resolve, AppSink, AppSource, Driver,
+    ReconnectPolicy,
+};
+
+/// Checks that `dest` looks like HOST:PORT (exit 2 otherwise).
+pub fn check_dest(dest: &str) -> Result<(), Failure> {
+    if dest.contains(':') {
+        Ok(())
+    } else {
+        Err(Failure::local(format!(
+            "'{dest}' has no port: give HOST:PORT, e.g. example.net:9000 or [::1]:9000"
+        )))
+    }
+}
+
+/// Opens a session for `service` to `dest` and returns its driver, ready to run, moving bytes
+/// from `input` and to `output`.
+pub async fn dial<I: AppSource, O: AppSink>(
+    dest: &str,
+    dial: &DialArgs,
+    stream: &StreamArgs,
+    service: Service,
+    input: Option<I>,
+    output: Option<O>,
+) -> Result<Driver<I, O>, Failure> {
+    check_dest(dest)?;
+    let addrs = resolve(dest, family(stream)).await?;
+    let policy = dial.policy.to_policy();
+    // With a policy, the first flowpath leaves from the interface it ranks first.
+    let first = if policy.follows_routing() {
+        None
+    } else {
+        let plan = policy.plan(&ifaces::discover(&policy.kinds), addrs[0]);
+        let Some(first) = plan.into_iter().next() else {
+            return Err(Failure::network(
+                "no usable interface for the chosen interfaces policy (see msock connect --list-ifaces)",
+            ));
+        };
+        Some(first)
+    };
+    let (source, device) = match &first {
+        Some(b) => (Some(SocketAddr::new(b.addr, 0)), Some(b.iface.as_str())),
+        None => (dial.source.map(|ip| SocketAddr::new(ip, 0)), None),
+    };
+    let mut config = session_config(stream);
+    config.service = service;
+    let (session, conn, epoch, control) =
+        open_session(&addrs, source, device, Some(dial.wait), config).await?;
+    let server = conn.peer;
+    let mut driver = Driver::new(session, epoch, input, output);
+    driver.add_path(PathId(0), conn);
+    driver.set_resume_timeout(stream.resume_timeout);
+    driver.set_netwatch(netwatch::spawn());
+    if let Some(socket) = control {
+        driver.set_control(ControlPlane::client(socket));
+    }
+    driver.set_policy(policy, server, first);
+    driver.set_reconnect(ReconnectPolicy {
+        dest: dest.to_owned(),
+        family: family(stream),
+        source: dial.source,
+        attempt_timeout: dial.wait,
+        retry_interval: dial.retry_interval,
+    });
+    Ok(driver)
+}

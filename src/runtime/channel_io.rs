@@ -1,0 +1,194 @@
+//! A session's application side as channels, for commands whose application logic is ordinary
+//! async code (file transfer, benchmark) rather than stdin/stdout: [`channel_app`] gives the
+//! driver an [`AppSource`] and an [`AppSink`], and the command an [`AppChannel`] to write to
+//! and read from the peer.
+
+use std::io;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+use tokio_util::sync::PollSender;
+
+use super::app::{AppSink, AppSource};
+
+/// The application ended the session on purpose, with a reason for the peer (e.g. "the
+/// receiver's disk is full"). Carried inside an `io::Error` from an [`AppSource`]; the driver
+/// sends the reason to the peer in ERROR(aborted) and ends with `DriveError::Aborted`.
+#[derive(Debug, Clone)]
+pub struct AppAbort(pub String);
+
+impl std::fmt::Display for AppAbort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AppAbort {}
+
+impl AppAbort {
+    /// The abort inside `e`, if `e` carries one.
+    pub fn find(e: &io::Error) -> Option<&AppAbort> {
+        e.get_ref().and_then(|i| i.downcast_ref::<AppAbort>())
+    }
+}
+
+/// The driver's source: chunks the command sends.
+pub struct ChannelSource {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    done: bool,
+}
+
+/// The driver's sink: received bytes go to the command.
+pub struct ChannelSink {
+    tx: PollSender<Bytes>,
+}
+
+/// The command's end: send bytes to the peer, receive the peer's bytes.
+pub struct AppChannel {
+    tx: Option<mpsc::Sender<io::Result<Bytes>>>,
+    rx: mpsc::Receiver<Bytes>,
+    /// Received bytes not yet consumed by the command.
+    buf: Bytes,
+}
+
+/// A source and sink for the driver, and the command's end of both. `depth` chunks may wait in
+/// each direction.
+pub fn channel_app(depth: usize) -> (ChannelSource, ChannelSink, AppChannel) {
+    let (in_tx, in_rx) = mpsc::channel(depth);
+    let (out_tx, out_rx) = mpsc::channel(depth);
+    (
+        ChannelSource {
+            rx: in_rx,
+            done: false,
+        },
+        ChannelSink {
+            tx: PollSender::new(out_tx),
+        },
+        AppChannel {
+            tx: Some(in_tx),
+            rx: out_rx,
+            buf: Bytes::new(),
+        },
+    )
+}
+
+/// The session ended before the peer's bytes that were asked for arrived.
+fn ended() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "the session ended early")
+}
+
+impl AppChannel {
+    /// Queues `b` for sending; waits while the session's send buffer is full. Fails once the
+    /// session is over.
+    pub async fn send(&mut self, b: Bytes) -> io::Result<()> {
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "sending side closed"))?;
+        tx.send(Ok(b))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the session ended"))
+    }
+
+    /// Ends our sending side (the peer reads end of stream after what was sent).
+    pub fn close(&mut self) {
+        self.tx = None;
+    }
+
+    /// Ends the session at once, telling the peer `why`.
+    pub async fn abort(&mut self, why: impl Into<String>) {
+        if let Some(tx) = self.tx.take() {
+            let e = io::Error::other(AppAbort(why.into()));
+            let _ = tx.send(Err(e)).await;
+        }
+    }
+
+    /// The next received bytes (any amount), or None at the end of the peer's stream.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        if !self.buf.is_empty() {
+            return Some(std::mem::take(&mut self.buf));
+        }
+        self.rx.recv().await
+    }
+
+    /// At most `max` received bytes, or None at the end of the peer's stream.
+    pub async fn recv_up_to(&mut self, max: usize) -> Option<Bytes> {
+        if self.buf.is_empty() {
+            self.buf = self.rx.recv().await?;
+        }
+        let n = max.min(self.buf.len());
+        Some(self.buf.split_to(n))
+    }
+
+    /// Exactly `n` received bytes; an error if the peer's stream ends first.
+    pub async fn recv_exact(&mut self, n: usize) -> io::Result<Bytes> {
+        if self.buf.len() >= n {
+            return Ok(self.buf.split_to(n));
+        }
+        let mut out = BytesMut::with_capacity(n);
+        while out.len() < n {
+            let b = self.recv_up_to(n - out.len()).await.ok_or_else(ended)?;
+            out.extend_from_slice(&b);
+        }
+        Ok(out.freeze())
+    }
+
+    /// Discards received bytes until `n` were consumed or the stream ends; returns how many.
+    pub async fn skip(&mut self, n: u64) -> u64 {
+        let mut left = n;
+        while left > 0 {
+            let Some(b) = self.recv_up_to(left.min(usize::MAX as u64) as usize).await else {
+                break;
+            };
+            left -= b.len() as u64;
+        }
+        n - left
+    }
+}
+
+impl AppSource for ChannelSource {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        if self.done {
+            return Poll::Ready(Ok(None));
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(b))) => Poll::Ready(Ok(Some(b))),
+            Poll::Ready(Some(Err(e))) => {
+                self.done = true;
+                Poll::Ready(Err(e))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(Ok(None))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AppSink for ChannelSink {
+    fn poll_write_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        chunk: &mut Bytes,
+    ) -> Poll<io::Result<()>> {
+        match self.tx.poll_reserve(cx) {
+            Poll::Ready(Ok(())) => {
+                let b = std::mem::take(chunk);
+                // The receiver may be gone (the command finished reading): discard, as the
+                // command said by dropping it that it wants nothing more.
+                let _ = self.tx.send_item(b);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(_)) => {
+                chunk.clear();
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+    fn poll_flush(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
