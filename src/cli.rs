@@ -193,13 +193,10 @@ pub struct ConnectArgs {
 /// `msock send-file`.
 #[derive(Debug, Args)]
 pub struct SendFileArgs {
-    /// Files and folders to send; `-` sends stdin (name it with --name).
-    #[arg(value_name = "PATH", required = true, num_args = 1..)]
-    pub paths: Vec<std::path::PathBuf>,
-
-    /// The receiving listener: HOST:PORT or [IPV6]:PORT.
-    #[arg(value_name = "HOST:PORT")]
-    pub dest: String,
+    /// Files and folders to send (`-` sends stdin; name it with --name), then the receiving
+    /// listener: HOST:PORT or [IPV6]:PORT.
+    #[arg(value_name = "PATH... HOST:PORT", required = true, num_args = 1..)]
+    pub args: Vec<String>,
 
     /// The file name the receiver gives stdin's bytes (with PATH `-`).
     #[arg(long, value_name = "NAME", default_value = "stdin")]
@@ -219,6 +216,19 @@ pub struct SendFileArgs {
 
     #[command(flatten)]
     pub stream: StreamArgs,
+}
+
+impl SendFileArgs {
+    /// The PATH arguments.
+    pub fn paths(&self) -> Vec<std::path::PathBuf> {
+        let n = self.args.len().saturating_sub(1);
+        self.args[..n].iter().map(Into::into).collect()
+    }
+
+    /// The HOST:PORT argument.
+    pub fn dest(&self) -> &str {
+        self.args.last().map_or("", String::as_str)
+    }
 }
 
 /// `msock bench`.

@@ -1,10 +1,12 @@
 //! msock: netcat and iperf3 for networks that move.
 //!
 //! [`proto`] is the sans-IO protocol core; [`runtime`] drives it with tokio; [`cli`] and
-//! [`cmd`] implement the `msock` command.
+//! [`cmd`] implement the `msock` command; [`transfer`] is the file-transfer layer of
+//! `send-file`.
 
 pub mod cli;
 pub mod cmd;
 pub mod docs;
 pub mod proto;
 pub mod runtime;
+pub mod transfer;

@@ -26,7 +26,7 @@ fn main() {
         match cli.command {
             Command::Listen(a) => cmd::listen::run(a).await,
             Command::Connect(a) => cmd::connect::run(a).await,
-            Command::SendFile(a) => cmd::send_file::run(a).await,
+            Command::SendFile(a) => cmd::send_file::run(a, cli.verbose).await,
             Command::Bench(a) => cmd::bench::run(a).await,
         }
     });

@@ -1,36 +1,94 @@
-//! The receiving side of `msock send-file` (`msock listen --save-dir DIR`).
+//! The receiving side of `msock send-file`: `msock listen --save-dir DIR` serves each file
+//! transfer as its own session, concurrently with the listener's other sessions.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use super::accept::Accepted;
-use super::Failure;
+use super::{ctrl_c, Failure};
+use crate::runtime::channel_io::channel_app;
+use crate::runtime::{DriveError, Outcome};
+use crate::transfer::receiver::{receive, ReceiveError, SaveRules};
 
-/// Where and how a listener saves files.
+/// Where and how a listener saves files (`--save-dir`, `--overwrite`, `--max-size`).
 #[derive(Debug)]
 pub struct SaveOptions {
-    /// The directory files go to.
-    pub dir: PathBuf,
-    /// Replace existing files that differ.
-    pub overwrite: bool,
-    /// Largest offer accepted, in bytes.
-    pub max_size: Option<u64>,
+    rules: SaveRules,
 }
 
 impl SaveOptions {
-    /// Checks (and creates) `dir`.
+    /// Checks `dir`, creating it if missing.
     pub fn new(dir: PathBuf, overwrite: bool, max_size: Option<u64>) -> Result<Self, String> {
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot use --save-dir {}: {e}", dir.display()))?;
+        if !std::fs::metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            return Err(format!("--save-dir {} is not a folder", dir.display()));
+        }
         Ok(SaveOptions {
-            dir,
-            overwrite,
-            max_size,
+            rules: SaveRules {
+                dir,
+                overwrite,
+                max_size,
+            },
         })
     }
 }
 
-/// Receives one file transfer.
-pub async fn serve(accepted: Accepted, _save: &SaveOptions) -> Result<(), Failure> {
-    drop(accepted);
-    Ok(())
+/// Receives one file transfer into the save directory, then prints a line about it.
+pub async fn serve(accepted: Accepted, save: &SaveOptions) -> Result<(), Failure> {
+    let started = Instant::now();
+    let peer = accepted.peer();
+    let (source, sink, mut w, mut r) = channel_app(16);
+    let (mut driver, _registration) = accepted.into_driver(Some(source), Some(sink));
+    driver.set_interrupt(ctrl_c());
+    let transfer = async {
+        let res = receive(&mut w, &mut r, &save.rules).await;
+        match &res {
+            Err(ReceiveError::Peer(e)) => w.abort(format!("the receiver stopped: {e}")).await,
+            Err(ReceiveError::Local(e)) => w.abort(format!("the receiver failed: {e}")).await,
+            _ => {}
+        }
+        // Read whatever the sender still sends (nothing, normally) so the session can end.
+        while r.recv().await.is_some() {}
+        res
+    };
+    let (res, (drive, _)) = tokio::join!(transfer, driver.run());
+    let secs = started.elapsed().as_secs_f64();
+    let dir = save.rules.dir.display();
+    match (res, drive) {
+        (Ok(got), Ok(Outcome::Finished)) => {
+            eprintln!(
+                "msock: received {} file{} ({} bytes{}) from {peer} into {dir} in {secs:.2} s",
+                got.files,
+                if got.files == 1 { "" } else { "s" },
+                got.bytes,
+                if got.resumed > 0 {
+                    format!(", resumed from {} bytes", got.resumed)
+                } else {
+                    String::new()
+                },
+            );
+            match got.failed.first() {
+                None => Ok(()),
+                Some(f) => Err(Failure::network(format!(
+                    "{} file{} from {peer} failed verification; first: {f}",
+                    got.failed.len(),
+                    if got.failed.len() == 1 { "" } else { "s" }
+                ))),
+            }
+        }
+        (Err(ReceiveError::Local(e)), _) => {
+            Err(Failure::local(format!("file transfer from {peer}: {e}")))
+        }
+        (Err(e @ ReceiveError::Refused(_)), _) => {
+            Err(Failure::network(format!("file transfer from {peer}: {e}")))
+        }
+        (_, Err(e)) if !matches!(e, DriveError::Aborted(_)) => Err(Failure::network(format!(
+            "file transfer from {peer} failed: {e}"
+        ))),
+        (Err(e), _) => Err(Failure::network(format!("file transfer from {peer}: {e}"))),
+        (Ok(_), r) => Err(Failure::network(format!(
+            "file transfer from {peer} ended early ({r:?})"
+        ))),
+    }
 }

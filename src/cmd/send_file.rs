@@ -1,9 +1,155 @@
-//! `msock send-file` (work in progress).
+//! `msock send-file PATH... HOST:PORT`: offer files and folders to a `listen --save-dir`,
+//! send what the receiver lacks, and report what was verified.
 
-use super::Failure;
+use std::time::Instant;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::dial::{check_dest, dial};
+use super::{ctrl_c, Failure};
 use crate::cli::SendFileArgs;
+use crate::proto::Service;
+use crate::runtime::channel_io::channel_app;
+use crate::runtime::{DriveError, Outcome, Snapshot};
+use crate::transfer::manifest;
+use crate::transfer::progress::{self, Display, Progress};
+use crate::transfer::sender::{send, SendError, Sent};
+use crate::transfer::wire::Kind;
 
-/// Runs `msock send-file`.
-pub async fn run(_args: SendFileArgs) -> Result<(), Failure> {
-    Err(Failure::local("msock send-file is not built yet"))
+/// Runs `msock send-file`; `verbose` is the global -v count.
+pub async fn run(args: SendFileArgs, verbose: u8) -> Result<(), Failure> {
+    if args.args.len() < 2 {
+        return Err(Failure::local(
+            "give the files to send and then HOST:PORT, e.g. msock send-file photo.jpg example.net:9000",
+        ));
+    }
+    let dest = args.dest().to_owned();
+    check_dest(&dest)?;
+    super::apply_process_settings(&args.stream)?;
+    let m = manifest::build(&args.paths(), &args.name).map_err(Failure::local)?;
+    let progress = Progress::new(Display::choose(args.quiet, verbose > 0));
+    for s in &m.skipped {
+        progress.println(&format!("not sent: {s}"));
+    }
+    let started = Instant::now();
+    let (source, sink, mut w, mut r) = channel_app(16);
+    let mut driver = dial(
+        &dest,
+        &args.dial,
+        &args.stream,
+        Service::File,
+        Some(source),
+        Some(sink),
+    )
+    .await?;
+    driver.set_interrupt(ctrl_c());
+    let (probe_tx, probe_rx) = mpsc::channel(1);
+    driver.set_probe(probe_rx);
+    let transfer = async {
+        let res = send(&mut w, &mut r, m, &progress).await;
+        progress.finish();
+        // Let the session end: read (and drop) anything left.
+        while r.recv().await.is_some() {}
+        res
+    };
+    let (res, (drive, snap), ()) = tokio::join!(
+        transfer,
+        driver.run_with_snapshot(),
+        progress::ticker(&progress, probe_tx)
+    );
+    let secs = started.elapsed().as_secs_f64();
+    let outcome = judge(res, drive);
+    if args.json {
+        print_json(&dest, &outcome, &snap, secs);
+    }
+    let sent = outcome?;
+    if progress.display() != Display::Quiet {
+        eprintln!("msock: {}", summary(&sent, secs, &dest));
+    }
+    let failed: Vec<_> = sent.files.iter().filter(|f| !f.ok).collect();
+    match failed.first() {
+        None => Ok(()),
+        Some(f) => Err(Failure::network(format!(
+            "{} of {} files failed; first: {}: {}",
+            failed.len(),
+            sent.files.iter().filter(|f| f.kind != Kind::Dir).count(),
+            f.path,
+            f.error.as_deref().unwrap_or("no verdict from the receiver")
+        ))),
+    }
+}
+
+/// Combines the transfer's and the session's results into one, blaming the right side.
+fn judge(
+    res: Result<Sent, SendError>,
+    drive: Result<Outcome, DriveError>,
+) -> Result<Sent, Failure> {
+    match (res, drive) {
+        (Ok(s), Ok(Outcome::Finished)) => Ok(s),
+        (_, Ok(Outcome::Interrupted)) => Err(Failure::interrupted()),
+        (Err(SendError::Local(e)), _) => Err(Failure::local(e)),
+        (Err(e @ (SendError::Refused(_) | SendError::Conflict(_))), _) => Err(Failure::network(e)),
+        (_, Err(e)) if !matches!(e, DriveError::Aborted(_)) => Err(Failure::network(e)),
+        (Err(e), _) => Err(Failure::network(e)),
+        (Ok(_), Ok(o)) => Err(Failure::network(format!("the session ended early ({o:?})"))),
+        (Ok(_), Err(e)) => Err(Failure::network(e)),
+    }
+}
+
+/// One line: files, bytes, time, rate, resumed and skipped.
+fn summary(s: &Sent, secs: f64, dest: &str) -> String {
+    let files = s.files.iter().filter(|f| f.kind != Kind::Dir);
+    let sent: u64 = files.clone().map(|f| f.sent).sum();
+    let resumed: u64 = files.clone().map(|f| f.resumed_from).sum();
+    let n = files.clone().filter(|f| !f.skipped).count();
+    let skipped = files.filter(|f| f.skipped).count();
+    let mut line = format!(
+        "sent {n} file{} ({sent} bytes) to {dest} in {secs:.2} s, {:.1} MB/s",
+        if n == 1 { "" } else { "s" },
+        sent as f64 / secs.max(1e-6) / 1e6
+    );
+    if resumed > 0 {
+        line += &format!(", resumed from {resumed} bytes");
+    }
+    if skipped > 0 {
+        line += &format!(
+            ", {skipped} identical file{} skipped",
+            if skipped == 1 { "" } else { "s" }
+        );
+    }
+    line
+}
+
+/// `--json`: one object on stdout, also when the transfer failed.
+fn print_json(dest: &str, outcome: &Result<Sent, Failure>, snap: &Snapshot, secs: f64) {
+    let paths: Vec<_> = snap
+        .paths
+        .iter()
+        .map(|p| {
+            json!({"id": p.id.0, "local": p.local.to_string(), "remote": p.peer.to_string(),
+                "iface": p.iface, "bytes_sent": p.stats.bytes_sent,
+                "bytes_resent": p.stats.bytes_resent})
+        })
+        .collect();
+    let mut doc = json!({"dest": dest, "seconds": secs, "paths": paths});
+    match outcome {
+        Ok(s) => {
+            let files = s.files.iter().filter(|f| f.kind != Kind::Dir);
+            let sent: u64 = files.clone().map(|f| f.sent).sum();
+            doc["ok"] = json!(s.files.iter().all(|f| f.ok));
+            doc["files"] = json!(s.files);
+            doc["bytes"] = json!(files.clone().map(|f| f.size).sum::<u64>());
+            doc["bytes_sent"] = json!(sent);
+            doc["resumed_bytes"] = json!(files.clone().map(|f| f.resumed_from).sum::<u64>());
+            doc["skipped_files"] = json!(files.filter(|f| f.skipped).count());
+            doc["bytes_per_second"] = json!(sent as f64 / secs.max(1e-6));
+            doc["bits_per_second"] = json!(sent as f64 * 8.0 / secs.max(1e-6));
+        }
+        Err(f) => {
+            doc["ok"] = json!(false);
+            doc["error"] = json!(f.message);
+        }
+    }
+    println!("{doc}");
 }

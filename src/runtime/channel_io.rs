@@ -1,7 +1,7 @@
 //! A session's application side as channels, for commands whose application logic is ordinary
 //! async code (file transfer, benchmark) rather than stdin/stdout: [`channel_app`] gives the
-//! driver an [`AppSource`] and an [`AppSink`], and the command an [`AppChannel`] to write to
-//! and read from the peer.
+//! driver an [`AppSource`] and an [`AppSink`], and the command a [`ChannelWriter`] and a
+//! [`ChannelReader`] to talk to the peer (separate, so that it can do both at once).
 
 use std::io;
 use std::task::{Context, Poll};
@@ -44,17 +44,21 @@ pub struct ChannelSink {
     tx: PollSender<Bytes>,
 }
 
-/// The command's end: send bytes to the peer, receive the peer's bytes.
-pub struct AppChannel {
+/// The command's sending end: bytes to the peer.
+pub struct ChannelWriter {
     tx: Option<mpsc::Sender<io::Result<Bytes>>>,
+}
+
+/// The command's receiving end: the peer's bytes.
+pub struct ChannelReader {
     rx: mpsc::Receiver<Bytes>,
     /// Received bytes not yet consumed by the command.
     buf: Bytes,
 }
 
-/// A source and sink for the driver, and the command's end of both. `depth` chunks may wait in
-/// each direction.
-pub fn channel_app(depth: usize) -> (ChannelSource, ChannelSink, AppChannel) {
+/// A source and sink for the driver, and the command's ends of both. `depth` chunks may wait
+/// in each direction.
+pub fn channel_app(depth: usize) -> (ChannelSource, ChannelSink, ChannelWriter, ChannelReader) {
     let (in_tx, in_rx) = mpsc::channel(depth);
     let (out_tx, out_rx) = mpsc::channel(depth);
     (
@@ -65,8 +69,8 @@ pub fn channel_app(depth: usize) -> (ChannelSource, ChannelSink, AppChannel) {
         ChannelSink {
             tx: PollSender::new(out_tx),
         },
-        AppChannel {
-            tx: Some(in_tx),
+        ChannelWriter { tx: Some(in_tx) },
+        ChannelReader {
             rx: out_rx,
             buf: Bytes::new(),
         },
@@ -78,7 +82,7 @@ fn ended() -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, "the session ended early")
 }
 
-impl AppChannel {
+impl ChannelWriter {
     /// Queues `b` for sending; waits while the session's send buffer is full. Fails once the
     /// session is over.
     pub async fn send(&mut self, b: Bytes) -> io::Result<()> {
@@ -103,7 +107,9 @@ impl AppChannel {
             let _ = tx.send(Err(e)).await;
         }
     }
+}
 
+impl ChannelReader {
     /// The next received bytes (any amount), or None at the end of the peer's stream.
     pub async fn recv(&mut self) -> Option<Bytes> {
         if !self.buf.is_empty() {

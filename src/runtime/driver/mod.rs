@@ -336,7 +336,13 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
     }
 
     /// Runs the session to its end, then closes the connections gracefully.
-    pub async fn run(mut self) -> (Result<Outcome, DriveError>, Totals) {
+    pub async fn run(self) -> (Result<Outcome, DriveError>, Totals) {
+        let (r, snapshot) = self.run_with_snapshot().await;
+        (r, snapshot.totals)
+    }
+
+    /// Like [`Driver::run`], returning the final [`Snapshot`] (every flowpath's figures).
+    pub async fn run_with_snapshot(mut self) -> (Result<Outcome, DriveError>, Snapshot) {
         let r = std::future::poll_fn(|cx| self.poll_drive(cx)).await;
         for (id, s) in self.session.all_path_stats() {
             let iface = self.slots.get(&id).cloned().flatten().map(|b| b.iface);
@@ -356,7 +362,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             );
         }
         self.linger().await;
-        (r, self.totals)
+        (r, self.snapshot())
     }
 
     fn now(&self) -> Duration {

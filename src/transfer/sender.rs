@@ -1,0 +1,422 @@
+//! The sending end of a file transfer: offers the manifest, decides per file what to send
+//! (skip, resume, start over) from what the receiver holds, streams the bytes from a reader
+//! thread that hashes them, and collects the receiver's verdicts.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::manifest::{Manifest, Source};
+use super::progress::Progress;
+use super::wire::{self, tag, Done, End, Held, Kind, Msg, Start, Status, Verdict, WireError};
+use crate::runtime::channel_io::{ChannelReader, ChannelWriter};
+
+/// What happened to one entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    /// Its name on the receiver's side (relative path).
+    pub path: String,
+    /// File, folder or stream.
+    pub kind: Kind,
+    /// Its size (for a stream: what was read).
+    pub size: u64,
+    /// Bytes sent in this run.
+    pub sent: u64,
+    /// Where sending started: bytes the receiver already held and verified.
+    pub resumed_from: u64,
+    /// The receiver already had an identical copy: nothing was sent.
+    pub skipped: bool,
+    /// BLAKE3 (hex) of the whole file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+    /// The receiver verified and saved it (or already had it).
+    pub ok: bool,
+    /// What went wrong, if not ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The outcome of a transfer that ran to its end (some files may still have failed).
+#[derive(Debug)]
+pub struct Sent {
+    /// Per entry.
+    pub files: Vec<FileReport>,
+    /// The receiver's closing count.
+    pub done: Done,
+}
+
+/// Why a transfer failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The receiver refused the offer.
+    #[error("the receiver refused the transfer: {0}")]
+    Refused(String),
+    /// Files exist on the receiver and differ; nothing was sent.
+    #[error("{0}")]
+    Conflict(String),
+    /// Reading our own files failed.
+    #[error("{0}")]
+    Local(String),
+    /// The receiver broke the protocol or left.
+    #[error("{0}")]
+    Peer(#[from] WireError),
+}
+
+/// What the reader thread hands over.
+enum Piece {
+    Start(Start),
+    Data(Bytes),
+    End(End),
+    Failed(String),
+}
+
+/// One file (or stdin) for the reader thread.
+struct Job {
+    index: usize,
+    source: Source,
+    /// The file's size as offered (None for stdin).
+    size: Option<u64>,
+    /// Bytes the receiver holds from an earlier attempt, and their hash.
+    partial: u64,
+    partial_hash: Option<String>,
+}
+
+/// Chunk size read from files.
+const CHUNK: usize = 256 << 10;
+
+/// Sends the manifest's entries over the session; `progress` follows the bytes. On failure
+/// the receiver is told why (or, if it refused, our side is closed).
+pub async fn send(
+    w: &mut ChannelWriter,
+    r: &mut ChannelReader,
+    m: Manifest,
+    progress: &Progress,
+) -> Result<Sent, SendError> {
+    let res = send_inner(w, r, m, progress).await;
+    match &res {
+        Err(SendError::Refused(_)) => w.close(),
+        Err(e) => w.abort(format!("the sender stopped: {e}")).await,
+        Ok(_) => {}
+    }
+    res
+}
+
+async fn send_inner(
+    w: &mut ChannelWriter,
+    r: &mut ChannelReader,
+    m: Manifest,
+    progress: &Progress,
+) -> Result<Sent, SendError> {
+    send_msg(w, wire::control(tag::OFFER, &m.offer)).await?;
+    let status: Status = wire::expect(r, tag::STATUS).await?;
+    if let Some(why) = status.refused {
+        return Err(SendError::Refused(why));
+    }
+    if status.held.len() != m.offer.entries.len() {
+        return Err(WireError::Protocol("STATUS does not match the offer".into()).into());
+    }
+    let reports: Vec<FileReport> = m
+        .offer
+        .entries
+        .iter()
+        .map(|e| FileReport {
+            path: e.path.clone(),
+            kind: e.kind,
+            size: e.size,
+            sent: 0,
+            resumed_from: 0,
+            skipped: false,
+            blake3: None,
+            ok: e.kind == Kind::Dir,
+            error: None,
+        })
+        .collect();
+    // Files the receiver already has under the final name: identical ones are skipped,
+    // different ones are conflicts unless it may replace them.
+    let (reports, jobs) = plan(m, status.held, status.overwrite, reports).await?;
+    let total: u64 = jobs
+        .iter()
+        .map(|j| j.size.map_or(0, |s| s.saturating_sub(j.partial)))
+        .sum();
+    progress.total.store(total, Ordering::Relaxed);
+    let reports = RefCell::new(reports);
+    let (tx, rx) = mpsc::channel(16);
+    let reader = std::thread::Builder::new()
+        .name("msock-reader".into())
+        .spawn(move || read_all(jobs, tx))
+        .map_err(|e| SendError::Local(format!("no reader thread: {e}")))?;
+    let result = tokio::try_join!(
+        pump(w, rx, &reports, progress),
+        collect(r, &reports, progress)
+    );
+    drop(reader);
+    let ((), done) = result?;
+    Ok(Sent {
+        files: reports.into_inner(),
+        done,
+    })
+}
+
+async fn send_msg(w: &mut ChannelWriter, b: Bytes) -> Result<(), SendError> {
+    w.send(b)
+        .await
+        .map_err(|_| SendError::Peer(WireError::Ended))
+}
+
+/// Decides what to send: skips identical files, refuses to go on over conflicts, and lists
+/// the jobs for the reader thread.
+async fn plan(
+    m: Manifest,
+    held: Vec<Held>,
+    overwrite: bool,
+    mut reports: Vec<FileReport>,
+) -> Result<(Vec<FileReport>, Vec<Job>), SendError> {
+    tokio::task::spawn_blocking(move || {
+        let mut jobs = Vec::new();
+        let mut conflicts = Vec::new();
+        for (i, (src, h)) in m.sources.into_iter().zip(held).enumerate() {
+            let e = &m.offer.entries[i];
+            if e.kind == Kind::Dir {
+                continue;
+            }
+            if let (Some(size), Source::File(p)) = (h.existing, &src) {
+                let same = size == e.size
+                    && match &h.existing_hash {
+                        Some(theirs) => {
+                            let (mine, _) = hash_prefix(p, e.size).map_err(|err| {
+                                SendError::Local(format!("cannot read {}: {err}", p.display()))
+                            })?;
+                            mine.finalize().to_hex().as_str() == theirs
+                        }
+                        None => false,
+                    };
+                if same {
+                    let r = &mut reports[i];
+                    r.skipped = true;
+                    r.ok = true;
+                    r.blake3 = h.existing_hash.clone();
+                    continue;
+                }
+                if !overwrite {
+                    conflicts.push(e.path.clone());
+                    continue;
+                }
+            } else if h.existing.is_some() && !overwrite {
+                conflicts.push(e.path.clone());
+                continue;
+            }
+            jobs.push(Job {
+                index: i,
+                source: src,
+                size: (e.kind == Kind::File).then_some(e.size),
+                partial: h.partial.min(e.size),
+                partial_hash: h.partial_hash,
+            });
+        }
+        if !conflicts.is_empty() {
+            let n = conflicts.len();
+            let some: Vec<_> = conflicts.iter().take(3).map(|c| format!("{c:?}")).collect();
+            return Err(SendError::Conflict(format!(
+                "{n} file{} already exist{} on the receiver with different contents ({}{}); \
+                 nothing was sent. Rename or remove them there, or start the receiver with \
+                 --overwrite",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "s" } else { "" },
+                some.join(", "),
+                if n > 3 { ", ..." } else { "" }
+            )));
+        }
+        Ok((reports, jobs))
+    })
+    .await
+    .map_err(|e| SendError::Local(format!("planning the transfer: {e}")))?
+}
+
+/// Forwards the reader's pieces into the session as messages, then closes our side.
+async fn pump(
+    w: &mut ChannelWriter,
+    mut rx: mpsc::Receiver<Piece>,
+    reports: &RefCell<Vec<FileReport>>,
+    progress: &Progress,
+) -> Result<(), SendError> {
+    let mut current = 0;
+    while let Some(p) = rx.recv().await {
+        match p {
+            Piece::Start(s) => {
+                current = s.index;
+                {
+                    let mut rs = reports.borrow_mut();
+                    rs[s.index].resumed_from = s.offset;
+                    progress.set_file(&rs[s.index].path);
+                }
+                send_msg(w, wire::control(tag::START, &s)).await?;
+            }
+            Piece::Data(b) => {
+                let n = b.len() as u64;
+                send_msg(w, wire::data_header(b.len())).await?;
+                send_msg(w, b).await?;
+                reports.borrow_mut()[current].sent += n;
+                progress.sent.fetch_add(n, Ordering::Relaxed);
+            }
+            Piece::End(e) => {
+                {
+                    let mut rs = reports.borrow_mut();
+                    rs[e.index].size = e.size;
+                    rs[e.index].blake3 = Some(e.blake3.clone());
+                }
+                send_msg(w, wire::control(tag::END, &e)).await?;
+            }
+            Piece::Failed(why) => return Err(SendError::Local(why)),
+        }
+    }
+    w.close();
+    Ok(())
+}
+
+/// Reads the receiver's verdicts until its DONE and the end of its stream.
+async fn collect(
+    r: &mut ChannelReader,
+    reports: &RefCell<Vec<FileReport>>,
+    progress: &Progress,
+) -> Result<Done, SendError> {
+    loop {
+        match wire::read_msg(r).await? {
+            Some(Msg::Control(tag::VERDICT, body)) => {
+                let v: Verdict = wire::decode(tag::VERDICT, &body)?;
+                let mut rs = reports.borrow_mut();
+                let rep = rs
+                    .get_mut(v.index)
+                    .ok_or_else(|| WireError::Protocol("VERDICT for no such entry".into()))?;
+                rep.ok = v.ok;
+                rep.error = v.error;
+                if !v.ok {
+                    progress.println(&format!(
+                        "{}: {}",
+                        rep.path,
+                        rep.error.as_deref().unwrap_or("failed")
+                    ));
+                }
+            }
+            Some(Msg::Control(tag::DONE, body)) => {
+                let d: Done = wire::decode(tag::DONE, &body)?;
+                if r.recv().await.is_some() {
+                    return Err(WireError::Protocol("bytes after DONE".into()).into());
+                }
+                return Ok(d);
+            }
+            Some(Msg::Control(t, _)) => return Err(wire::unexpected(t, tag::VERDICT).into()),
+            Some(Msg::Data(_)) => return Err(wire::unexpected(tag::DATA, tag::VERDICT).into()),
+            None => return Err(WireError::Ended.into()),
+        }
+    }
+}
+
+/// The reader thread: for each job, checks the receiver's partial bytes against ours, then
+/// reads, hashes and hands over the rest.
+fn read_all(jobs: Vec<Job>, tx: mpsc::Sender<Piece>) {
+    for job in jobs {
+        if let Err(why) = read_one(&job, &tx) {
+            let _ = tx.blocking_send(Piece::Failed(why));
+            return;
+        }
+    }
+}
+
+/// Why sending stopped: the session ended (not an error of ours) or a read failed.
+fn read_one(job: &Job, tx: &mpsc::Sender<Piece>) -> Result<(), String> {
+    let send = |p: Piece| {
+        tx.blocking_send(p)
+            .map_err(|_| "the transfer ended".to_owned())
+    };
+    let (mut input, name): (Box<dyn Read>, String) = match &job.source {
+        Source::File(p) => (
+            Box::new(File::open(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?),
+            p.display().to_string(),
+        ),
+        Source::Stdin => (Box::new(io::stdin()), "stdin".into()),
+        Source::None => return Ok(()),
+    };
+    let read_err = |e: io::Error| format!("cannot read {name}: {e}");
+    // Resume only if the receiver's bytes are ours.
+    let mut hasher = blake3::Hasher::new();
+    let mut offset = 0;
+    if let (Source::File(p), Some(theirs)) = (&job.source, &job.partial_hash) {
+        let (mine, n) = hash_prefix(p, job.partial).map_err(read_err)?;
+        if n == job.partial && mine.finalize().to_hex().as_str() == theirs {
+            hasher = mine;
+            offset = job.partial;
+        }
+    }
+    if offset > 0 {
+        let mut f = File::open(match &job.source {
+            Source::File(p) => p,
+            _ => unreachable!("only files resume"),
+        })
+        .map_err(read_err)?;
+        f.seek(SeekFrom::Start(offset)).map_err(read_err)?;
+        input = Box::new(f);
+    }
+    send(Piece::Start(Start {
+        index: job.index,
+        offset,
+    }))?;
+    let mut total = offset;
+    loop {
+        let want = match job.size {
+            Some(size) => ((size - total) as usize).min(CHUNK),
+            None => CHUNK,
+        };
+        if want == 0 {
+            break;
+        }
+        let mut buf = BytesMut::zeroed(want);
+        let n = match input.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        if n == 0 {
+            if let Some(size) = job.size {
+                return Err(format!(
+                    "{name} shrank while being sent ({total} of {size} bytes read); send it again"
+                ));
+            }
+            break;
+        }
+        buf.truncate(n);
+        hasher.update(&buf);
+        total += n as u64;
+        send(Piece::Data(buf.freeze()))?;
+    }
+    send(Piece::End(End {
+        index: job.index,
+        size: total,
+        blake3: hasher.finalize().to_hex().to_string(),
+    }))
+}
+
+/// Hashes the first `n` bytes of `p` (fewer if it is shorter); returns the hasher and the
+/// bytes hashed.
+fn hash_prefix(p: &Path, n: u64) -> io::Result<(blake3::Hasher, u64)> {
+    let mut f = File::open(p)?.take(n);
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut done = 0u64;
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return Ok((h, done)),
+            Ok(k) => {
+                h.update(&buf[..k]);
+                done += k as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
