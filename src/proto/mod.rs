@@ -162,6 +162,7 @@ pub mod auth;
 pub mod control;
 pub mod deframer;
 pub mod frame;
+pub mod out_queue;
 pub mod path;
 pub mod range_set;
 pub mod session;
@@ -172,6 +173,7 @@ mod sim;
 pub use control::{ControlAction, ControlError};
 pub use deframer::{DeframeError, Deframer, PreambleMatch, PREAMBLE};
 pub use frame::{ErrorCode, Frame};
+pub use out_queue::OutQueue;
 pub use path::{PathId, PathStats};
 pub use session::{
     AttachError, ClientHandshake, Config, Event, FrameError, PendingAttach, Role, Session,
