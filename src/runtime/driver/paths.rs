@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Buf;
 use tokio::io::AsyncWrite;
 
-use super::{Driver, Lost, PathConn, SOCKET_READ, TRANSMIT_BUDGET};
+use super::{Driver, Lost, PathConn, TRANSMIT_BUDGET};
 use crate::proto::{ErrorCode, Frame, FrameError};
 use crate::runtime::app::{AppSink, AppSource};
 use crate::runtime::conn::FlowConn;
@@ -242,8 +242,8 @@ async fn join_all<F: Future<Output = ()>>(it: impl Iterator<Item = F>) {
 /// Reads once from the socket into the deframer. Ok(true): bytes arrived; Ok(false): nothing
 /// now; Err: the connection is over.
 pub(super) fn read_frames_once(conn: &mut FlowConn, cx: &mut Context<'_>) -> Result<bool, String> {
-    let buf = conn.deframer.buffer(SOCKET_READ / 4);
-    match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, buf) {
+    let mut space = conn.deframer.read_space();
+    match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut space) {
         Poll::Ready(Ok(0)) => Err(CLOSED_BY_PEER.into()),
         Poll::Ready(Ok(_)) => Ok(true),
         Poll::Ready(Err(e)) => Err(e.to_string()),
