@@ -1,6 +1,7 @@
 //! Cuts the preamble and then whole frames out of one flowpath's byte stream.
 
-use bytes::{Buf, BytesMut};
+use bytes::buf::Limit;
+use bytes::{Buf, BufMut, BytesMut};
 
 use super::frame::{DecodeError, Frame, FRAME_HEADER_LEN, MAX_FRAME_LEN};
 
@@ -10,6 +11,9 @@ pub const PREAMBLE: [u8; 6] = *b"MSOCK\x01";
 pub const PREAMBLE_LEN: usize = PREAMBLE.len();
 /// The protocol version this implementation speaks (last byte of [`PREAMBLE`]).
 pub const VERSION: u8 = PREAMBLE[5];
+
+/// Size of each receive buffer (see [`Deframer::read_space`]).
+const RECV_BUF: usize = 256 * 1024;
 
 /// How the first bytes of a connection compare with [`PREAMBLE`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +79,7 @@ impl Deframer {
     /// A deframer that first expects the peer's preamble.
     pub fn new() -> Self {
         Deframer {
-            buf: BytesMut::with_capacity(256 * 1024),
+            buf: BytesMut::with_capacity(RECV_BUF),
             preamble_seen: false,
         }
     }
@@ -95,6 +99,63 @@ impl Deframer {
             self.buf.reserve(min_free);
         }
         &mut self.buf
+    }
+
+    /// Where to read socket bytes to next: spare room of the receive buffer, limited so that
+    /// frames never straddle the end of an allocation. Frame bodies are handed out as slices of
+    /// this buffer, so a frame cut by its end would have to be copied into a new one; instead,
+    /// a read may fill the buffer only as far as a maximal frame starting in it still fits,
+    /// near the end it completes exactly the frame in progress, and a fresh buffer starts on a
+    /// frame boundary. Never empty.
+    pub fn read_space(&mut self) -> Limit<&mut BytesMut> {
+        const FULL: usize = 4 + MAX_FRAME_LEN;
+        if !self.preamble_seen {
+            let n = self.buffer(FULL + PREAMBLE_LEN).capacity() - self.buf.len();
+            return (&mut self.buf).limit(n - FULL);
+        }
+        // Bytes still needed by the frame in progress (a header, if its length is not in
+        // yet, counts as a maximal frame), and how much to read to finish it (or its header).
+        let (mut need, mut exact) = self.in_progress();
+        let mut spare = self.buf.capacity() - self.buf.len();
+        if spare < need.max(1) || (need == 0 && spare <= FULL) {
+            // Start over in a fresh buffer (this copies only the frame in progress, and
+            // normally there is none).
+            self.buf.reserve(RECV_BUF.max(need + FULL));
+            spare = self.buf.capacity() - self.buf.len();
+            (need, exact) = self.in_progress();
+        }
+        let limit = if spare >= FULL + need.max(1) {
+            spare - FULL
+        } else {
+            exact
+        };
+        (&mut self.buf).limit(limit)
+    }
+
+    /// (bytes missing from the last, incomplete frame in the buffer, bytes to read to complete
+    /// it or, if its length is not in yet, its header). A header not yet complete counts as
+    /// the start of a maximal frame. A bad length counts as nothing missing: the next
+    /// [`Deframer::next_frame`] reports it.
+    fn in_progress(&self) -> (usize, usize) {
+        let mut pos = 0;
+        loop {
+            let rest = &self.buf[pos..];
+            if rest.is_empty() {
+                return (0, 0);
+            }
+            if rest.len() < 4 {
+                return (4 + MAX_FRAME_LEN - rest.len(), 4 - rest.len());
+            }
+            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            if len == 0 || len > MAX_FRAME_LEN {
+                return (0, 0);
+            }
+            if rest.len() < 4 + len {
+                let need = 4 + len - rest.len();
+                return (need, need);
+            }
+            pos += 4 + len;
+        }
     }
 
     /// Appends received bytes.
@@ -270,6 +331,51 @@ mod tests {
                     prop_assert!(d.buffered() < PREAMBLE_LEN);
                 }
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Reading where `read_space` says (any amount up to its limit) delivers every frame,
+        /// and leaves the frame in progress room to complete in the same buffer, so that no
+        /// received byte is ever copied to a new one.
+        #[test]
+        fn read_space_keeps_frames_whole(
+            sizes in vec(0..=crate::proto::frame::MAX_DATA_PAYLOAD, 1..40),
+            reads in vec(1..400_000usize, 1..20),
+        ) {
+            let mut stream = BytesMut::from(&PREAMBLE[..]);
+            let frames: Vec<Frame> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| Frame::Data { offset: i as u64, payload: Bytes::from(vec![i as u8; n]) })
+                .collect();
+            for f in &frames {
+                f.encode(&mut stream);
+            }
+            let mut d = Deframer::new();
+            let mut got = Vec::new();
+            let mut at = 0;
+            for &want in reads.iter().cycle() {
+                if at == stream.len() {
+                    break;
+                }
+                let mut space = d.read_space();
+                let n = want.min(space.remaining_mut()).min(stream.len() - at);
+                prop_assert!(n > 0);
+                space.put_slice(&stream[at..at + n]);
+                at += n;
+                while let Some(f) = d.next_frame().unwrap() {
+                    got.push(f);
+                }
+                if d.preamble_seen {
+                    let spare = d.buf.capacity() - d.buf.len();
+                    let (need, _) = d.in_progress();
+                    prop_assert!(need <= spare, "need {} spare {}", need, spare);
+                }
+            }
+            prop_assert_eq!(got, frames);
         }
     }
 

@@ -446,8 +446,9 @@ impl Frame {
         out[start..start + 4].copy_from_slice(&len.to_be_bytes());
     }
 
-    /// Appends the header of a DATA frame carrying `payload_len` bytes; the caller appends the
-    /// payload itself. Lets the sender copy stream bytes straight into its socket buffer.
+    /// Appends the header of a DATA frame carrying `payload_len` bytes; the payload itself
+    /// follows it on the wire (see [`crate::proto::OutQueue`], which writes it from the send
+    /// buffer without copying).
     pub fn encode_data_header(offset: u64, payload_len: usize, out: &mut BytesMut) {
         debug_assert!(payload_len <= MAX_DATA_PAYLOAD);
         out.put_u32((1 + 8 + payload_len) as u32);

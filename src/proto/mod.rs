@@ -164,6 +164,7 @@ pub mod auth;
 pub mod control;
 pub mod deframer;
 pub mod frame;
+pub mod out_queue;
 pub mod path;
 pub mod range_set;
 pub mod session;
@@ -174,6 +175,7 @@ mod sim;
 pub use control::{ControlAction, ControlError};
 pub use deframer::{DeframeError, Deframer, PreambleMatch, PREAMBLE};
 pub use frame::{ErrorCode, Frame, Service};
+pub use out_queue::OutQueue;
 pub use path::{PathId, PathStats};
 pub use session::{
     AttachError, ClientHandshake, Config, Event, FrameError, PendingAttach, Role, Session,

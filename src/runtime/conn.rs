@@ -4,12 +4,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use socket2::{Domain, SockRef, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::proto::{DeframeError, Deframer, Frame, PREAMBLE};
+use crate::proto::{DeframeError, Deframer, Frame, OutQueue, PREAMBLE};
 
 /// Kernel unsent-bytes threshold for flowpath sockets: a socket reports writable only while
 /// less than this is queued unsent, so that the session (not the kernel) decides which path
@@ -23,8 +22,9 @@ pub struct FlowConn {
     pub stream: TcpStream,
     /// Frames received so far.
     pub deframer: Deframer,
-    /// Encoded bytes not yet written to the socket.
-    pub out: BytesMut,
+    /// Encoded frames not yet written to the socket (DATA payloads by reference). Boxed to
+    /// keep connections small to move around.
+    pub out: Box<OutQueue>,
     /// Remote address.
     pub peer: SocketAddr,
     /// Local address.
@@ -57,25 +57,28 @@ impl FlowConn {
             local: stream.local_addr()?,
             stream,
             deframer,
-            out: BytesMut::with_capacity(256 * 1024),
+            out: Box::new(OutQueue::with_capacity(4096)),
             lowat: NOTSENT_LOWAT,
         })
     }
 
     /// Queues our preamble.
     pub fn queue_preamble(&mut self) {
-        self.out.extend_from_slice(&PREAMBLE);
+        self.out.push_slice(&PREAMBLE);
     }
 
     /// Queues a frame.
     pub fn queue(&mut self, frame: &Frame) {
-        frame.encode(&mut self.out);
+        self.out.push_frame(frame);
     }
 
     /// Writes everything queued.
     pub async fn flush(&mut self) -> io::Result<()> {
-        self.stream.write_all(&self.out).await?;
-        self.out.clear();
+        while !self.out.is_empty() {
+            if self.stream.write_buf(&mut self.out).await? == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+        }
         Ok(())
     }
 

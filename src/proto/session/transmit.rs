@@ -2,21 +2,21 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
-
 use super::{Event, Session, SessionError};
 use crate::proto::frame::Frame;
+use crate::proto::out_queue::OutQueue;
 use crate::proto::path::{Path, PathId};
 
 impl Session {
-    /// Appends frames for path `id` to `out`, stopping once `out` holds about `budget` bytes.
+    /// Appends frames for path `id` to `out` (DATA payloads as slices of the send buffer,
+    /// not copies), stopping once `out` holds about `budget` bytes.
     /// Returns true if anything was appended. Control frames come first, then re-sends, then new
     /// data, then FIN.
     pub fn poll_transmit(
         &mut self,
         id: PathId,
         now: Duration,
-        out: &mut BytesMut,
+        out: &mut OutQueue,
         budget: usize,
     ) -> bool {
         let start_len = out.len();
@@ -27,22 +27,21 @@ impl Session {
             return false;
         };
         while let Some(f) = path.control.pop_front() {
-            f.encode(out);
+            out.push_frame(&f);
         }
         if self.error.is_some() || !path.can_send() {
             return Self::sent(path, out, start_len, now);
         }
         if let Some(token) = path.pong_due.take() {
-            Frame::Pong { token }.encode(out);
+            out.push_frame(&Frame::Pong { token });
         }
         let ack_due = path.ack_now || path.ack_deadline.is_some_and(|d| d <= now);
         if ack_due {
-            Frame::Ack {
+            out.push_frame(&Frame::Ack {
                 cumulative: cum,
                 limit,
                 path_bytes: path.conn_bytes_received,
-            }
-            .encode(out);
+            });
             path.ack_now = false;
             path.ack_deadline = None;
             path.unacked_bytes = 0;
@@ -50,7 +49,7 @@ impl Session {
         }
         if fin_ack_here {
             if let Some(fin) = self.recv.is_complete().then(|| self.recv.contiguous_end()) {
-                Frame::FinAck { final_offset: fin }.encode(out);
+                out.push_frame(&Frame::FinAck { final_offset: fin });
             }
             self.fin_ack_owed = false;
             self.fin_ack_sent = true;
@@ -59,7 +58,7 @@ impl Session {
         if (path.ping_now || keepalive_due) && path.ping_outstanding.is_none() {
             let token = self.next_token;
             self.next_token += 1;
-            Frame::Ping { token }.encode(out);
+            out.push_frame(&Frame::Ping { token });
             path.ping_outstanding = Some((token, now));
             path.ping_now = false;
         }
@@ -79,10 +78,9 @@ impl Session {
             if end < r.end {
                 self.retransmit.insert(end..r.end);
             }
-            Frame::encode_data_header(r.start, chunk.len(), out);
-            out.extend_from_slice(&chunk);
-            path.record_sent(r.start, end);
             path.stats.bytes_resent += chunk.len() as u64;
+            out.push_data(r.start, chunk);
+            path.record_sent(r.start, end);
         }
         // New bytes, within the peer's window.
         while out.len() - start_len < budget {
@@ -96,16 +94,15 @@ impl Session {
                 .get(self.next_new, max)
                 .expect("unsent bytes are held");
             let (s, e) = (self.next_new, self.next_new + chunk.len() as u64);
-            Frame::encode_data_header(s, chunk.len(), out);
-            out.extend_from_slice(&chunk);
-            path.record_sent(s, e);
             path.stats.bytes_sent += chunk.len() as u64;
+            out.push_data(s, chunk);
+            path.record_sent(s, e);
             self.next_new = e;
             sent_stream = true;
         }
         if let Some(fin) = self.local_fin {
             if self.fin_unsent && self.next_new == fin && self.retransmit.is_empty() {
-                Frame::Fin { final_offset: fin }.encode(out);
+                out.push_frame(&Frame::Fin { final_offset: fin });
                 self.fin_unsent = false;
                 path.fin_inflight = true;
                 sent_stream = true;
@@ -131,7 +128,7 @@ impl Session {
     fn resend_lagging(
         &mut self,
         id: PathId,
-        out: &mut BytesMut,
+        out: &mut OutQueue,
         start_len: usize,
         budget: usize,
     ) -> bool {
@@ -168,12 +165,12 @@ impl Session {
                         break;
                     };
                     let end = at + chunk.len() as u64;
-                    Frame::encode_data_header(at, chunk.len(), out);
-                    out.extend_from_slice(&chunk);
+                    let len = chunk.len() as u64;
+                    out.push_data(at, chunk);
                     self.duplicated.insert(at..end);
                     let path = self.paths.get_mut(&id).expect("checked above");
                     path.record_sent(at, end);
-                    path.stats.bytes_resent += chunk.len() as u64;
+                    path.stats.bytes_resent += len;
                     any = true;
                     at = end;
                 }
@@ -182,7 +179,7 @@ impl Session {
         any
     }
 
-    fn sent(path: &mut Path, out: &BytesMut, start_len: usize, now: Duration) -> bool {
+    fn sent(path: &mut Path, out: &OutQueue, start_len: usize, now: Duration) -> bool {
         let any = out.len() > start_len;
         if any {
             path.last_sent = now;

@@ -48,7 +48,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use super::session::{ClientHandshake, Event, FrameError, PendingAttach, Session, SessionError};
-use super::{Deframer, ErrorCode, Frame, PathId, PREAMBLE};
+use super::{Deframer, ErrorCode, Frame, OutQueue, PathId, PREAMBLE};
 
 use app::App;
 pub use app::AppSpec;
@@ -659,19 +659,20 @@ impl Sim {
         if room == 0 {
             return;
         }
-        let mut buf = BytesMut::new();
+        let mut queue = OutQueue::default();
         let session = match side {
             Side::Client => &mut self.client,
             Side::Server => &mut self.server,
         };
-        if !session.poll_transmit(path, self.now, &mut buf, room) {
+        if !session.poll_transmit(path, self.now, &mut queue, room) {
             return;
         }
+        let buf = queue.take_bytes();
         let names = frame_names(&buf);
         let conn = &mut self.conns[c];
         match side {
-            Side::Client => conn.c2s.write(self.now, buf.freeze()),
-            Side::Server => conn.s2c.write(self.now, buf.freeze()),
+            Side::Client => conn.c2s.write(self.now, buf),
+            Side::Server => conn.s2c.write(self.now, buf),
         }
         for name in &names {
             *self.log.frames_sent[side.idx()].entry(name).or_default() += 1;

@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::proto::{ClientHandshake, Config, Deframer, Frame, FrameError, PathId, Session};
+use crate::proto::{
+    ClientHandshake, Config, Deframer, Frame, FrameError, OutQueue, PathId, Session,
+};
 
 use super::Side;
 
@@ -53,9 +54,10 @@ impl Duo {
     /// What `side` sends on `path` now (through the codec).
     fn take(&mut self, side: Side, path: PathId) -> Vec<Frame> {
         let now = self.now;
-        let mut buf = BytesMut::new();
+        let mut queue = OutQueue::default();
         self.session(side)
-            .poll_transmit(path, now, &mut buf, 1 << 20);
+            .poll_transmit(path, now, &mut queue, 1 << 20);
+        let buf = queue.take_bytes();
         let mut d = Deframer::after_preamble();
         d.extend(&buf);
         std::iter::from_fn(|| d.next_frame().unwrap()).collect()

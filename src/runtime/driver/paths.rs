@@ -1,7 +1,7 @@
 //! Flowpath sockets: reading frames into the session, writing its frames out, losing a path.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Buf;
 use tokio::io::AsyncWrite;
 
-use super::{Driver, Lost, PathConn, SOCKET_READ, TRANSMIT_BUDGET};
+use super::{Driver, Lost, PathConn, TRANSMIT_BUDGET};
 use crate::proto::{ErrorCode, Frame, FrameError};
 use crate::runtime::app::{AppSink, AppSource};
 use crate::runtime::conn::FlowConn;
@@ -18,6 +18,9 @@ use crate::runtime::conn::FlowConn;
 /// delivery rate: enough to keep the path busy, little enough that the session (not the
 /// kernel) decides which path carries which bytes.
 const QUEUE_SECS: f64 = 0.04;
+
+/// Most segments handed to one vectored write (a DATA frame is two: header and payload).
+const MAX_IOVECS: usize = 64;
 
 /// Why a connection ended when the peer closed it in an orderly way.
 const CLOSED_BY_PEER: &str = "connection closed by peer";
@@ -239,8 +242,8 @@ async fn join_all<F: Future<Output = ()>>(it: impl Iterator<Item = F>) {
 /// Reads once from the socket into the deframer. Ok(true): bytes arrived; Ok(false): nothing
 /// now; Err: the connection is over.
 pub(super) fn read_frames_once(conn: &mut FlowConn, cx: &mut Context<'_>) -> Result<bool, String> {
-    let buf = conn.deframer.buffer(SOCKET_READ / 4);
-    match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, buf) {
+    let mut space = conn.deframer.read_space();
+    match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut space) {
         Poll::Ready(Ok(0)) => Err(CLOSED_BY_PEER.into()),
         Poll::Ready(Ok(_)) => Ok(true),
         Poll::Ready(Err(e)) => Err(e.to_string()),
@@ -248,12 +251,15 @@ pub(super) fn read_frames_once(conn: &mut FlowConn, cx: &mut Context<'_>) -> Res
     }
 }
 
-/// Writes queued output. Ok(true): some bytes went out; Ok(false): the socket is full or there
-/// was nothing to write.
+/// Writes queued output, as many segments per system call as there are (a DATA payload goes
+/// from the send buffer to the socket without a copy). Ok(true): some bytes went out;
+/// Ok(false): the socket is full or there was nothing to write.
 pub(super) fn write_out(conn: &mut FlowConn, cx: &mut Context<'_>) -> io::Result<bool> {
     let mut any = false;
     while !conn.out.is_empty() {
-        match Pin::new(&mut conn.stream).poll_write(cx, &conn.out) {
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let n = conn.out.chunks_vectored(&mut slices);
+        match Pin::new(&mut conn.stream).poll_write_vectored(cx, &slices[..n]) {
             Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
             Poll::Ready(Ok(n)) => {
                 conn.out.advance(n);
@@ -263,6 +269,5 @@ pub(super) fn write_out(conn: &mut FlowConn, cx: &mut Context<'_>) -> io::Result
             Poll::Pending => return Ok(any),
         }
     }
-    conn.out.clear();
     Ok(any)
 }
