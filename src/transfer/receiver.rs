@@ -274,12 +274,32 @@ fn check_offer(
     let mut out = Vec::with_capacity(offer.entries.len());
     let mut hashers = HashMap::new();
     let mut seen = std::collections::HashSet::new();
+    let files: std::collections::HashSet<&str> = offer
+        .entries
+        .iter()
+        .filter(|e| e.kind != Kind::Dir)
+        .map(|e| e.path.as_str())
+        .collect();
     let mut needed = 0u64;
     for (i, e) in offer.entries.iter().enumerate() {
         let parts = names::check(&e.path)?;
         if !seen.insert(e.path.as_str()) {
             return Err(format!("{:?} offered twice", e.path));
         }
+        // Every folder an entry lies in must not also be offered as a file.
+        let mut prefix = String::new();
+        for c in &parts[..parts.len() - 1] {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(c);
+            if files.contains(prefix.as_str()) {
+                return Err(format!(
+                    "{prefix:?} is offered both as a file and as a folder"
+                ));
+            }
+        }
+
         let mut final_path = rules.dir.clone();
         for (n, c) in parts.iter().enumerate() {
             final_path.push(c);
