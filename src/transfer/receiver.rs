@@ -451,3 +451,102 @@ fn free_space(dir: &Path) -> Option<u64> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::wire::Entry;
+
+    fn rules(dir: &Path) -> SaveRules {
+        SaveRules {
+            dir: dir.to_path_buf(),
+            overwrite: false,
+            max_size: None,
+        }
+    }
+
+    fn offer(entries: &[(&str, Kind, u64)]) -> Offer {
+        Offer {
+            entries: entries
+                .iter()
+                .map(|&(p, kind, size)| Entry {
+                    path: p.into(),
+                    kind,
+                    size,
+                    exec: false,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn hostile_offers_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        for bad in [
+            offer(&[("../escape", Kind::File, 1)]),
+            offer(&[("/etc/x", Kind::File, 1)]),
+            offer(&[("a", Kind::File, 1), ("a", Kind::File, 1)]),
+            offer(&[("a/b", Kind::File, 1), ("a", Kind::File, 1)]),
+            offer(&[("a", Kind::File, 1), ("a/b", Kind::File, 1)]),
+        ] {
+            assert!(check_offer(&bad, &rules(d.path())).is_err(), "{bad:?}");
+        }
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn symlinks_on_the_receiver_are_never_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("f"), d.path().join("f")).unwrap();
+        for bad in [
+            offer(&[("link/x", Kind::File, 1)]),
+            offer(&[("link", Kind::Dir, 0)]),
+            offer(&[("f", Kind::File, 1)]),
+        ] {
+            let e = check_offer(&bad, &rules(d.path())).err().expect("refused");
+            assert!(e.contains("symlink"), "{e}");
+        }
+    }
+
+    #[test]
+    fn limits_and_free_space() {
+        let d = tempfile::tempdir().unwrap();
+        let mut r = rules(d.path());
+        r.max_size = Some(100);
+        let e = check_offer(&offer(&[("a", Kind::File, 101)]), &r)
+            .err()
+            .unwrap();
+        assert!(e.contains("--max-size"), "{e}");
+        assert!(check_offer(&offer(&[("a", Kind::File, 100)]), &r).is_ok());
+        let e = check_offer(&offer(&[("a", Kind::File, u64::MAX / 2)]), &rules(d.path()))
+            .err()
+            .unwrap();
+        assert!(e.contains("free"), "{e}");
+    }
+
+    #[test]
+    fn partial_and_existing_files_are_reported_with_their_hashes() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join(".a.msock-part"), b"hello").unwrap();
+        fs::write(d.path().join("b"), b"world").unwrap();
+        let o = offer(&[
+            ("a", Kind::File, 10),
+            ("b", Kind::File, 5),
+            ("c", Kind::File, 3),
+        ]);
+        let (entries, hashers) = check_offer(&o, &rules(d.path())).unwrap();
+        assert_eq!(entries[0].held.partial, 5);
+        let want = blake3::hash(b"hello").to_hex().to_string();
+        assert_eq!(entries[0].held.partial_hash.as_deref(), Some(want.as_str()));
+        assert_eq!(hashers[&0].finalize().to_hex().to_string(), want);
+        assert_eq!(entries[1].held.existing, Some(5));
+        let want = blake3::hash(b"world").to_hex().to_string();
+        assert_eq!(
+            entries[1].held.existing_hash.as_deref(),
+            Some(want.as_str())
+        );
+        assert_eq!(entries[2].held, Held::default());
+    }
+}
