@@ -115,7 +115,7 @@ impl Progress {
                 if let Some(b) = &self.bar {
                     b.set_length(total.max(sent));
                     b.set_position(sent);
-                    b.set_message(format!("{paths} {file}"));
+                    b.set_message(format!("{file} ({paths})"));
                 }
             }
             Display::Lines if last_line.elapsed() >= Duration::from_secs(2) => {
