@@ -96,8 +96,21 @@ pub fn accept(
     });
     let mut config = session_config(&shared.stream);
     config.control_port = socket.map_or(0, |_| conn.local.port());
-    let (session, welcome) = Session::accept(config, hello, &mut rng, Duration::ZERO, taken)
-        .map_err(Failure::network)?;
+    let (mut session, welcome) =
+        match Session::accept(config, hello, &mut rng, Duration::ZERO, taken) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::info!("{} refused: {e}", conn.peer);
+                if let Some((code, reason)) = e.wire() {
+                    conn.queue_preamble();
+                    tokio::spawn(conn.refuse(code, reason));
+                }
+                return Err(Failure::network(format!("session refused: {e}")));
+            }
+        };
+    if let Some(o) = session.take_opener(PathId(0)) {
+        conn.deframer.set_opener(o);
+    }
     let id = session.id();
     tracing::info!(
         "session {id:016x} open ({}): {} -> {}",

@@ -1,4 +1,4 @@
-//! Session secrets and flowpath attach proofs (HMAC-SHA-256).
+//! Session secrets, flowpath attach proofs (HMAC-SHA-256) and flowpath record keys.
 //!
 //! The secret is derived at session open from both ends' random contributions; a later flowpath
 //! may join the session only by answering a fresh challenge with a proof that binds the secret,
@@ -11,6 +11,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use super::frame::{NONCE_LEN, PROOF_LEN, RANDOM_LEN};
+use super::record::{Opener, Sealer};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -39,9 +40,55 @@ impl SessionSecret {
         SessionSecret(h.finalize().into())
     }
 
-    /// A secret from raw bytes (used by later key exchanges and by tests).
+    /// A secret from raw bytes (used by tests).
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         SessionSecret(bytes)
+    }
+
+    /// Derives the secret of an encrypted session from its Noise handshake: the two final
+    /// cipher keys (secret), the handshake hash (binding the whole transcript) and the session
+    /// id.
+    pub fn from_handshake(
+        split: ([u8; 32], [u8; 32]),
+        handshake_hash: &[u8],
+        session_id: u64,
+    ) -> Self {
+        let mut m = HmacSha256::new_from_slice(&split.0).expect("HMAC takes any key length");
+        m.update(b"msock session secret v2");
+        m.update(&split.1);
+        m.update(handshake_hash);
+        m.update(&session_id.to_be_bytes());
+        SessionSecret(m.finalize().into_bytes().into())
+    }
+
+    /// The record keys of one connection of path `pid` (see [`super::record`]): a sealer for
+    /// our direction and an opener for the peer's. The first flowpath uses all-zero nonces;
+    /// every later connection the fresh nonces of its attach.
+    pub fn path_keys(
+        &self,
+        we_are_client: bool,
+        pid: u32,
+        client_nonce: &[u8; NONCE_LEN],
+        server_nonce: &[u8; NONCE_LEN],
+    ) -> (Sealer, Opener) {
+        let key = |dir: &[u8]| -> [u8; 32] {
+            self.mac(b"msock record key v1", 0, pid, client_nonce, server_nonce)
+                .chain_update(dir)
+                .finalize()
+                .into_bytes()
+                .into()
+        };
+        let (c2s, s2c) = (key(b"c2s"), key(b"s2c"));
+        #[cfg(test)]
+        SEALER_KEYS.with(|k| {
+            let sealing = if we_are_client { &c2s } else { &s2c };
+            k.borrow_mut().push(*sealing);
+        });
+        if we_are_client {
+            (Sealer::new(&c2s), Opener::new(&s2c))
+        } else {
+            (Sealer::new(&s2c), Opener::new(&c2s))
+        }
     }
 
     fn mac(&self, label: &[u8], sid: u64, pid: u32, cn: &[u8], sn: &[u8]) -> HmacSha256 {
@@ -111,6 +158,13 @@ impl SessionSecret {
         m.update(signed);
         m.verify_slice(mac).is_ok()
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Every sealing key derived on this thread (tests check that none repeats).
+    pub(crate) static SEALER_KEYS: std::cell::RefCell<Vec<[u8; 32]>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Which side made a proof; the two use different labels so one cannot be reflected as the other.

@@ -4,6 +4,7 @@ use bytes::buf::Limit;
 use bytes::{Buf, BufMut, BytesMut};
 
 use super::frame::{DecodeError, Frame, FRAME_HEADER_LEN, MAX_FRAME_LEN};
+use super::record::{Opener, RecordError};
 
 /// The first bytes each side sends on a flowpath: magic, then the protocol version.
 pub const PREAMBLE: [u8; 6] = *b"MSOCK\x01";
@@ -56,6 +57,9 @@ pub enum DeframeError {
     /// A frame could not be decoded.
     #[error("malformed frame: {0}")]
     Frame(#[from] DecodeError),
+    /// An encrypted record did not authenticate (or had an impossible length).
+    #[error("{0}")]
+    Record(#[from] RecordError),
 }
 
 /// Incremental frame reader for one flowpath. Feed bytes with [`Deframer::buffer`] (read straight
@@ -64,9 +68,14 @@ pub enum DeframeError {
 /// what the caller chose to read in.
 #[derive(Debug)]
 pub struct Deframer {
+    /// Plaintext bytes: frames are cut from here.
     buf: BytesMut,
     /// False until the peer's [`PREAMBLE`] has been seen and consumed.
     preamble_seen: bool,
+    /// Encrypted sessions, once the peer's records start: opens them.
+    opener: Option<Opener>,
+    /// Encrypted bytes not yet opened (used only with an opener).
+    raw: BytesMut,
 }
 
 impl Default for Deframer {
@@ -81,6 +90,8 @@ impl Deframer {
         Deframer {
             buf: BytesMut::with_capacity(RECV_BUF),
             preamble_seen: false,
+            opener: None,
+            raw: BytesMut::new(),
         }
     }
 
@@ -92,9 +103,27 @@ impl Deframer {
         d
     }
 
+    /// From now on the peer's bytes are records opened by `opener` (bytes already received
+    /// beyond the frames taken so far are the first of them).
+    pub fn set_opener(&mut self, opener: Opener) {
+        self.raw = self.buf.split();
+        self.opener = Some(opener);
+    }
+
+    /// True once the peer's bytes are decrypted.
+    pub fn is_decrypting(&self) -> bool {
+        self.opener.is_some()
+    }
+
     /// The receive buffer, to read socket bytes into directly. Keeps at least `min_free` bytes
     /// of spare capacity available.
     pub fn buffer(&mut self, min_free: usize) -> &mut BytesMut {
+        if self.opener.is_some() {
+            if self.raw.capacity() - self.raw.len() < min_free {
+                self.raw.reserve(min_free);
+            }
+            return &mut self.raw;
+        }
         if self.buf.capacity() - self.buf.len() < min_free {
             self.buf.reserve(min_free);
         }
@@ -109,6 +138,19 @@ impl Deframer {
     /// frame boundary. Never empty.
     pub fn read_space(&mut self) -> Limit<&mut BytesMut> {
         const FULL: usize = 4 + MAX_FRAME_LEN;
+        if self.opener.is_some() {
+            // Records are opened in place in their own part of the buffer: any layout works,
+            // as long as the record in progress fits.
+            let need = match Opener::record_len(&self.raw) {
+                Ok(Some(n)) => n.saturating_sub(self.raw.len()),
+                _ => 0,
+            };
+            if self.raw.capacity() - self.raw.len() < need.max(64 * 1024) {
+                self.raw.reserve(need.max(RECV_BUF));
+            }
+            let spare = self.raw.capacity() - self.raw.len();
+            return (&mut self.raw).limit(spare);
+        }
         if !self.preamble_seen {
             let n = self.buffer(FULL + PREAMBLE_LEN).capacity() - self.buf.len();
             return (&mut self.buf).limit(n - FULL);
@@ -160,17 +202,51 @@ impl Deframer {
 
     /// Appends received bytes.
     pub fn extend(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
+        if self.opener.is_some() {
+            self.raw.extend_from_slice(data);
+        } else {
+            self.buf.extend_from_slice(data);
+        }
     }
 
     /// Bytes received but not yet consumed as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.raw.len()
+    }
+
+    /// The next complete frame, opening records as needed (see [`Deframer::next_frame`]).
+    fn next_sealed_frame(&mut self) -> Result<Option<Frame>, DeframeError> {
+        loop {
+            if let Some(f) = self.next_plain_frame()? {
+                return Ok(Some(f));
+            }
+            let Some(n) = Opener::record_len(&self.raw)? else {
+                return Ok(None);
+            };
+            if self.raw.len() < n {
+                return Ok(None);
+            }
+            let rec = self.raw.split_to(n);
+            let opener = self.opener.as_mut().expect("caller checked");
+            let plain = opener.open(rec)?;
+            if self.buf.is_empty() {
+                self.buf = plain;
+            } else {
+                self.buf.extend_from_slice(&plain);
+            }
+        }
     }
 
     /// The next complete frame, `Ok(None)` if more bytes are needed, or an error that makes the
     /// rest of the stream meaningless (the flowpath must be closed).
     pub fn next_frame(&mut self) -> Result<Option<Frame>, DeframeError> {
+        if self.opener.is_some() {
+            return self.next_sealed_frame();
+        }
+        self.next_plain_frame()
+    }
+
+    fn next_plain_frame(&mut self) -> Result<Option<Frame>, DeframeError> {
         if !self.preamble_seen {
             match match_preamble(&self.buf) {
                 PreambleMatch::Partial => return Ok(None),

@@ -16,6 +16,16 @@ pub const MAX_FRAME_LEN: usize = 1 + 8 + MAX_DATA_PAYLOAD;
 /// Bytes in front of every frame body: 4-byte length + 1-byte type.
 pub const FRAME_HEADER_LEN: usize = 5;
 
+/// Longest handshake message carried in HELLO(open) or WELCOME.
+pub const MAX_HANDSHAKE: usize = 1024;
+
+/// Appends a handshake message with its u16 length.
+fn put_handshake(out: &mut BytesMut, h: &[u8]) {
+    let h = &h[..h.len().min(MAX_HANDSHAKE)];
+    out.put_u16(h.len() as u16);
+    out.put_slice(h);
+}
+
 /// Length of the random nonces exchanged when attaching a flowpath.
 pub const NONCE_LEN: usize = 16;
 /// Length of the random contribution each side makes to the session secret.
@@ -180,6 +190,10 @@ pub enum Frame {
         control_port: u16,
         /// What the session is for.
         service: Service,
+        /// The session's encryption ([`CryptoKind`](super::handshake::CryptoKind) code).
+        crypto: u8,
+        /// The first Noise handshake message (empty without encryption).
+        handshake: Bytes,
     },
     /// Client → server, first frame of a later flowpath: attach it to an existing session.
     HelloAttach {
@@ -200,6 +214,8 @@ pub enum Frame {
         window: u64,
         /// UDP port of the server's control socket (0: none).
         control_port: u16,
+        /// The second Noise handshake message (empty without encryption).
+        handshake: Bytes,
     },
     /// Server → client, reply to [`Frame::HelloAttach`]: prove you know the session secret.
     Challenge {
@@ -327,6 +343,8 @@ impl Frame {
                 window,
                 control_port,
                 service,
+                crypto,
+                handshake,
             } => {
                 out.put_u8(ty::HELLO_OPEN);
                 out.put_u32(*client_half);
@@ -334,6 +352,8 @@ impl Frame {
                 out.put_u64(*window);
                 out.put_u16(*control_port);
                 out.put_u8(service.to_wire());
+                out.put_u8(*crypto);
+                put_handshake(out, handshake);
             }
             Frame::HelloAttach {
                 session_id,
@@ -350,12 +370,14 @@ impl Frame {
                 server_random,
                 window,
                 control_port,
+                handshake,
             } => {
                 out.put_u8(ty::WELCOME);
                 out.put_u64(*session_id);
                 out.put_slice(server_random);
                 out.put_u64(*window);
                 out.put_u16(*control_port);
+                put_handshake(out, handshake);
             }
             Frame::Challenge {
                 server_nonce,
@@ -471,6 +493,8 @@ impl Frame {
                 window: r.u64()?,
                 control_port: r.u16()?,
                 service: Service::from_wire(r.u8()?),
+                crypto: r.u8()?,
+                handshake: r.handshake()?,
             },
             ty::HELLO_ATTACH => Frame::HelloAttach {
                 session_id: r.u64()?,
@@ -482,6 +506,7 @@ impl Frame {
                 server_random: r.array()?,
                 window: r.u64()?,
                 control_port: r.u16()?,
+                handshake: r.handshake()?,
             },
             ty::CHALLENGE => Frame::Challenge {
                 server_nonce: r.array()?,
@@ -608,6 +633,14 @@ impl Reader<'_> {
         a.copy_from_slice(self.take(N)?);
         Ok(a)
     }
+    /// A handshake message: u16 length, then that many bytes (at most [`MAX_HANDSHAKE`]).
+    fn handshake(&mut self) -> Result<Bytes, DecodeError> {
+        let n = self.u16()? as usize;
+        if n > MAX_HANDSHAKE {
+            return Err(DecodeError::Truncated(self.ty));
+        }
+        Ok(Bytes::copy_from_slice(self.take(n)?))
+    }
     fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
@@ -667,16 +700,20 @@ pub(crate) mod tests {
                 any::<[u8; RANDOM_LEN]>(),
                 any::<u64>(),
                 any::<u16>(),
-                any::<u8>()
+                any::<u8>(),
+                any::<u8>(),
+                proptest::collection::vec(any::<u8>(), 0..64),
             )
                 .prop_map(
-                    |(client_half, client_random, window, control_port, service)| {
+                    |(client_half, client_random, window, control_port, service, crypto, h)| {
                         Frame::HelloOpen {
                             client_half,
                             client_random,
                             window,
                             control_port,
                             service: Service::from_wire(service),
+                            crypto,
+                            handshake: Bytes::from(h),
                         }
                     }
                 ),
@@ -691,14 +728,16 @@ pub(crate) mod tests {
                 any::<u64>(),
                 any::<[u8; RANDOM_LEN]>(),
                 any::<u64>(),
-                any::<u16>()
+                any::<u16>(),
+                proptest::collection::vec(any::<u8>(), 0..200),
             )
-                .prop_map(|(session_id, server_random, window, control_port)| {
+                .prop_map(|(session_id, server_random, window, control_port, h)| {
                     Frame::Welcome {
                         session_id,
                         server_random,
                         window,
                         control_port,
+                        handshake: Bytes::from(h),
                     }
                 }),
             (

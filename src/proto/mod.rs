@@ -45,9 +45,9 @@
 //!
 //! | type | name | body | direction |
 //! |------|------|------|-----------|
-//! | 0x01 | HELLO(open)   | client_half u32, client_random \[32\], window u64, control_port u16, service u8 | client → server |
+//! | 0x01 | HELLO(open)   | client_half u32, client_random \[32\], window u64, control_port u16, service u8, crypto u8, handshake_len u16, handshake | client → server |
 //! | 0x02 | HELLO(attach) | session_id u64, path_id u32, client_nonce \[16\] | client → server |
-//! | 0x03 | WELCOME       | session_id u64, server_random \[32\], window u64, control_port u16 | server → client |
+//! | 0x03 | WELCOME       | session_id u64, server_random \[32\], window u64, control_port u16, handshake_len u16, handshake | server → client |
 //! | 0x04 | CHALLENGE     | server_nonce \[16\], server_proof \[32\], cumulative u64 | server → client |
 //! | 0x05 | ATTACH_PROOF  | client_proof \[32\], cumulative u64 | client → server |
 //! | 0x06 | TICKET        | server_nonce \[16\] | server → client |
@@ -164,9 +164,11 @@ pub mod auth;
 pub mod control;
 pub mod deframer;
 pub mod frame;
+pub mod handshake;
 pub mod out_queue;
 pub mod path;
 pub mod range_set;
+pub mod record;
 pub mod session;
 
 #[cfg(test)]

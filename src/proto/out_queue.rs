@@ -55,6 +55,19 @@ impl OutQueue {
         self.len = 0;
     }
 
+    /// Appends bytes as a segment of their own, not copied (e.g. a sealed record).
+    pub fn push_segment(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        if !self.tail.is_empty() {
+            let staged = self.tail.split().freeze();
+            self.segs.push_back(staged);
+        }
+        self.len += bytes.len();
+        self.segs.push_back(bytes);
+    }
+
     /// Appends raw bytes (e.g. the preamble), copied.
     pub fn push_slice(&mut self, bytes: &[u8]) {
         self.tail.extend_from_slice(bytes);

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::frame::{Frame, NONCE_LEN};
+use super::record::{Opener, Sealer};
 
 /// A flowpath's id within its session. Chosen by the client; 0 is the path that opened the
 /// session. Re-attaching an id that is in use replaces that flowpath (migration).
@@ -144,6 +145,17 @@ pub struct Path {
     pub awaiting_since: Option<Duration>,
     /// Handshake frames to send before anything else.
     pub control: VecDeque<Frame>,
+    /// Encrypted sessions: a handshake frame to send in clear before the first record (the
+    /// client's ATTACH_PROOF).
+    pub clear_first: Option<Frame>,
+    /// Encrypted sessions: seals what this side sends on this connection (None: send in clear,
+    /// i.e. no encryption, or not yet).
+    pub seal: Option<Sealer>,
+    /// Encrypted sessions: opens the peer's records on this connection, once the runtime should
+    /// start decrypting (taken with `Session::take_opener`).
+    pub opener: Option<Opener>,
+    /// Client, HELLO(resume) sent: the opener to hand over once RESUMED (in clear) arrived.
+    pub opener_after_reply: Option<Opener>,
 }
 
 impl Path {
@@ -167,6 +179,10 @@ impl Path {
             // Until attached, the path owes us its CHALLENGE or RESUMED.
             awaiting_since: (state_awaits).then_some(now),
             control: VecDeque::new(),
+            clear_first: None,
+            seal: None,
+            opener: None,
+            opener_after_reply: None,
         }
     }
 

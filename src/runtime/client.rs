@@ -167,9 +167,12 @@ pub async fn open_session(
         }
         Ok(Ok(f)) => f,
     };
-    let session = hs
+    let mut session = hs
         .handle_reply(reply, epoch.elapsed())
         .map_err(|e| ConnectError::Handshake(peer, e))?;
+    if let Some(o) = session.take_opener(crate::proto::PathId(0)) {
+        conn.deframer.set_opener(o);
+    }
     tracing::info!(
         "session {:016x} open: {} -> {}",
         session.id(),

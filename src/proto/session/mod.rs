@@ -27,8 +27,10 @@ use bytes::Bytes;
 
 use super::auth::SessionSecret;
 use super::frame::{ErrorCode, Service, MAX_DATA_PAYLOAD};
+use super::handshake::Identity;
 use super::path::{Path, PathId, PathStats};
 use super::range_set::RangeSet;
+use super::record::Opener;
 
 /// Tunables of a session. Both ends choose their own; windows are advertised.
 #[derive(Clone, Debug)]
@@ -60,6 +62,13 @@ pub struct Config {
     /// Client: the service asked for in HELLO(open). Server: ignored (the client's choice
     /// is in [`Session::service`]).
     pub service: Service,
+    /// Encrypt the session (Noise handshake, AES-GCM records). Both ends must agree; a
+    /// mismatch is refused, never downgraded.
+    pub encrypt: bool,
+    /// A pre-shared key both ends must hold (with `encrypt`).
+    pub psk: Option<[u8; 32]>,
+    /// Server with `encrypt`: the listener's long-term key pair.
+    pub identity: Option<Identity>,
 }
 
 impl Default for Config {
@@ -76,6 +85,9 @@ impl Default for Config {
             control_port: 0,
             resume_tickets: true,
             service: Service::Stream,
+            encrypt: false,
+            psk: None,
+            identity: None,
         }
     }
 }
@@ -110,6 +122,13 @@ pub enum SessionError {
     /// by its user").
     #[error("session aborted: {0}")]
     Aborted(String),
+    /// The server does not accept the session as offered (e.g. encryption settings differ);
+    /// the reason, for the client, says what to change.
+    #[error("refused the session: {0}")]
+    Refused(String),
+    /// The encrypted handshake failed: a different pre-shared key, or tampering on the way.
+    #[error("encrypted handshake failed: {0}")]
+    Handshake(String),
 }
 
 impl SessionError {
@@ -124,6 +143,8 @@ impl SessionError {
                 format!("no data for {}", humantime::format_duration(*d)),
             )),
             SessionError::Aborted(why) => Some((ErrorCode::Aborted, why.clone())),
+            SessionError::Refused(why) => Some((ErrorCode::Refused, why.clone())),
+            SessionError::Handshake(why) => Some((ErrorCode::AuthFailed, why.clone())),
         }
     }
 }
@@ -247,6 +268,12 @@ pub struct Session {
     tickets: VecDeque<[u8; crate::proto::frame::NONCE_LEN]>,
     /// Counter for PING tokens.
     next_token: u64,
+    /// The session is encrypted: every connection gets record keys once attached.
+    encrypted: bool,
+    /// Client of an encrypted session: the listener's static public key from the handshake.
+    peer_static: Option<[u8; 32]>,
+    /// Plaintext staging for sealing (reused between calls).
+    plain: crate::proto::out_queue::OutQueue,
 }
 
 impl Session {
@@ -297,6 +324,52 @@ impl Session {
             tickets: VecDeque::new(),
             peer_control_port: 0,
             control_seq: 0,
+            encrypted: false,
+            peer_static: None,
+            plain: Default::default(),
+        }
+    }
+
+    /// True if the session is encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    /// Client of an encrypted session: the listener's static public key.
+    pub fn peer_static(&self) -> Option<&[u8; 32]> {
+        self.peer_static.as_ref()
+    }
+
+    /// Encrypted sessions: the opener the runtime must install in path `id`'s deframer now,
+    /// before it parses another frame of that connection (the peer's next bytes are
+    /// records). Call after opening the session and after every frame handled.
+    pub fn take_opener(&mut self, id: PathId) -> Option<Opener> {
+        self.paths.get_mut(&id)?.opener.take()
+    }
+
+    /// Encrypted sessions: gives the connection of path `id` its record keys (our direction
+    /// seals from now on; the peer's opener is installed now, or, for a client waiting for
+    /// RESUMED, when it arrives).
+    pub(super) fn key_path(
+        &mut self,
+        id: PathId,
+        client_nonce: &[u8; crate::proto::frame::NONCE_LEN],
+        server_nonce: &[u8; crate::proto::frame::NONCE_LEN],
+        opener_later: bool,
+    ) {
+        if !self.encrypted {
+            return;
+        }
+        let (seal, open) =
+            self.secret
+                .path_keys(self.role == Role::Client, id.0, client_nonce, server_nonce);
+        if let Some(p) = self.paths.get_mut(&id) {
+            p.seal = Some(seal);
+            if opener_later {
+                p.opener_after_reply = Some(open);
+            } else {
+                p.opener = Some(open);
+            }
         }
     }
 

@@ -75,6 +75,7 @@ impl Session {
             cumulative: self.recv.contiguous_end(),
         };
         self.activate_attached(id, *cumulative, now);
+        self.key_path(id, client_nonce, server_nonce, false);
         Ok((id, resumed))
     }
 
@@ -103,6 +104,9 @@ impl Session {
         };
         let path = self.fresh_path(id, state, now);
         self.paths.insert(id, path);
+        // Encrypted: our records follow the HELLO(resume) at once; the server's follow its
+        // RESUMED.
+        self.key_path(id, &client_nonce, &server_nonce, true);
         Some(Frame::HelloResume {
             session_id: self.id,
             path_id: id.0,

@@ -12,7 +12,44 @@ impl Session {
     /// not copies), stopping once `out` holds about `budget` bytes.
     /// Returns true if anything was appended. Control frames come first, then re-sends, then new
     /// data, then FIN.
+    ///
+    /// In an encrypted session, once the connection is keyed, everything this call produces
+    /// goes out as one sealed record (see [`crate::proto::record`]).
     pub fn poll_transmit(
+        &mut self,
+        id: PathId,
+        now: Duration,
+        out: &mut OutQueue,
+        budget: usize,
+    ) -> bool {
+        let Some(path) = self.paths.get_mut(&id) else {
+            return false;
+        };
+        let clear = path.clear_first.take();
+        let sealer = path.seal.take();
+        let mut any = false;
+        if let Some(f) = clear {
+            out.push_frame(&f);
+            any = true;
+        }
+        let Some(mut sealer) = sealer else {
+            return self.transmit_frames(id, now, out, budget) || any;
+        };
+        let mut plain = std::mem::take(&mut self.plain);
+        any |= self.transmit_frames(id, now, &mut plain, budget);
+        if !plain.is_empty() {
+            out.push_segment(sealer.seal(&mut plain));
+        }
+        plain.clear();
+        self.plain = plain;
+        if let Some(p) = self.paths.get_mut(&id) {
+            p.seal = Some(sealer);
+        }
+        any
+    }
+
+    /// The frames of [`Session::poll_transmit`], unsealed.
+    fn transmit_frames(
         &mut self,
         id: PathId,
         now: Duration,

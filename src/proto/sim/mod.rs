@@ -29,6 +29,7 @@
 
 mod app;
 mod attach_tests;
+mod crypto_tests;
 mod mobility;
 mod mobility_attacks;
 mod mobility_tests;
@@ -48,7 +49,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use super::session::{ClientHandshake, Event, FrameError, PendingAttach, Session, SessionError};
-use super::{Deframer, ErrorCode, Frame, OutQueue, PathId, PREAMBLE};
+use super::{DeframeError, Deframer, ErrorCode, Frame, OutQueue, PathId, PREAMBLE};
 
 use app::App;
 pub use app::AppSpec;
@@ -69,7 +70,7 @@ pub enum Side {
 }
 
 impl Side {
-    fn idx(self) -> usize {
+    pub(super) fn idx(self) -> usize {
         match self {
             Side::Client => 0,
             Side::Server => 1,
@@ -82,7 +83,7 @@ pub struct Sim {
     now: Duration,
     steps: u64,
     rng: StdRng,
-    cfg: SimConfig,
+    pub(super) cfg: SimConfig,
     /// The client session.
     pub client: Session,
     /// The server session.
@@ -101,6 +102,8 @@ pub struct Sim {
     pub tamper_next_attach_proof: bool,
     /// Flip a byte of the server proof in the next CHALLENGE the server sends.
     pub forge_next_challenge: bool,
+    /// A [`Fault::Corrupt`] is pending: the next bytes this side sends on this path.
+    corrupt_next: Option<(PathId, Side)>,
     /// Addresses, control datagrams, attach retries.
     mob: mobility::Mobility,
 }
@@ -121,16 +124,22 @@ impl Sim {
         let handshake = ClientHandshake::new(cfg.client.clone(), &mut rng, now);
         conn.c2s.write(now, with_preamble(true, &handshake.hello()));
         let hello = await_frame(&mut conn.c2s, &mut conn.server_rx, &mut now);
-        let (server, welcome) =
+        let (mut server, welcome) =
             Session::accept(cfg.server.clone(), &hello, &mut rng, now, |_| false)
                 .expect("server accepts HELLO(open)");
+        if let Some(o) = server.take_opener(PathId(0)) {
+            conn.server_rx.set_opener(o);
+        }
         conn.s2c.write(now, with_preamble(true, &welcome));
         conn.server_preamble_sent = true;
         conn.server_end = ServerEnd::Attached(PathId(0));
         let welcome = await_frame(&mut conn.s2c, &mut conn.client_rx, &mut now);
-        let client = handshake
+        let mut client = handshake
             .handle_reply(welcome, now)
             .expect("client accepts WELCOME");
+        if let Some(o) = client.take_opener(PathId(0)) {
+            conn.client_rx.set_opener(o);
+        }
 
         let mut log = Log::default();
         for (side, name) in [(Side::Client, "HELLO(open)"), (Side::Server, "WELCOME")] {
@@ -156,6 +165,7 @@ impl Sim {
             log,
             tamper_next_attach_proof: false,
             forge_next_challenge: false,
+            corrupt_next: None,
             mob: mobility::Mobility::default(),
             cfg,
         };
@@ -317,6 +327,7 @@ impl Sim {
             Fault::ServerMove(m) => self.server_move(m),
             Fault::ClientMove => self.client_move(),
             Fault::NameUpdate => self.name_update(),
+            Fault::Corrupt { path, from } => self.corrupt_next = Some((path, from)),
         }
     }
 
@@ -431,6 +442,11 @@ impl Sim {
             match self.conns[c].server_rx.next_frame() {
                 Ok(Some(frame)) => self.server_frame(c, frame),
                 Ok(None) => return,
+                Err(e @ DeframeError::Record(_)) => {
+                    self.log_error(Side::Server, SessionError::Protocol(e.to_string()));
+                    self.kill_conn(c);
+                    return;
+                }
                 Err(e) => panic!("server could not deframe connection {c}: {e}"),
             }
         }
@@ -445,7 +461,11 @@ impl Sim {
             ServerEnd::Attached(p) => {
                 self.conns[c].server_end = ServerEnd::Attached(p);
                 if self.server_conn.get(&p) == Some(&c) {
-                    if let Err(e) = self.server.handle_frame(p, frame, self.now) {
+                    let r = self.server.handle_frame(p, frame, self.now);
+                    if let Some(o) = self.server.take_opener(p) {
+                        self.conns[c].server_rx.set_opener(o);
+                    }
+                    if let Err(e) = r {
                         self.log_error(Side::Server, logged(e));
                     }
                 }
@@ -499,7 +519,12 @@ impl Sim {
         }
         let result = self.server.complete_attach(pending, &proof, self.now);
         match &result {
-            Ok(p) => self.server_attached(c, *p),
+            Ok(p) => {
+                if let Some(o) = self.server.take_opener(*p) {
+                    self.conns[c].server_rx.set_opener(o);
+                }
+                self.server_attached(c, *p)
+            }
             Err(_) => self.refuse(c, ErrorCode::AuthFailed),
         }
         self.log.attaches.push(AttachRecord {
@@ -521,6 +546,9 @@ impl Sim {
         let result = match result {
             Ok((p, resumed)) => {
                 self.server_send(c, &resumed);
+                if let Some(o) = self.server.take_opener(p) {
+                    self.conns[c].server_rx.set_opener(o);
+                }
                 self.server_attached(c, p);
                 Ok(p)
             }
@@ -573,6 +601,12 @@ impl Sim {
             let frame = match self.conns[c].client_rx.next_frame() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return,
+                Err(e @ DeframeError::Record(_)) => {
+                    // A record that does not authenticate: the client drops the connection.
+                    self.log_error(Side::Client, SessionError::Protocol(e.to_string()));
+                    self.kill_conn(c);
+                    return;
+                }
                 Err(e) => panic!("client could not deframe connection {c}: {e}"),
             };
             let path = self.conns[c].path;
@@ -583,7 +617,11 @@ impl Sim {
             if self.client_conn.get(&path) != Some(&c) {
                 continue; // a connection the client has abandoned
             }
-            if let Err(e) = self.client.handle_frame(path, frame, self.now) {
+            let r = self.client.handle_frame(path, frame, self.now);
+            if let Some(o) = self.client.take_opener(path) {
+                self.conns[c].client_rx.set_opener(o);
+            }
+            if let Err(e) = r {
                 let refused = matches!(e, FrameError::PathRefused(_));
                 self.log_error(Side::Client, logged(e));
                 if refused {
@@ -667,8 +705,20 @@ impl Sim {
         if !session.poll_transmit(path, self.now, &mut queue, room) {
             return;
         }
-        let buf = queue.take_bytes();
-        let names = frame_names(&buf);
+        let mut buf = queue.take_bytes();
+        // Encrypted: only the harness's own frames are named (the session's are sealed).
+        let names = if self.client.is_encrypted() {
+            Vec::new()
+        } else {
+            frame_names(&buf)
+        };
+        if self.corrupt_next == Some((path, side)) && !buf.is_empty() {
+            self.corrupt_next = None;
+            let mut b = buf.to_vec();
+            let i = b.len() / 2;
+            b[i] ^= 0x04;
+            buf = b.into();
+        }
         let conn = &mut self.conns[c];
         match side {
             Side::Client => conn.c2s.write(self.now, buf),

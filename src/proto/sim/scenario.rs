@@ -53,6 +53,14 @@ pub enum Fault {
     /// The server's name now resolves to its current address; the client's retry loop, which
     /// resolves it on every attempt, finds the server there from now on.
     NameUpdate,
+    /// The next bytes `from` sends on the connection of `path` arrive with one bit flipped
+    /// (a middlebox corrupting a packet whose TCP checksum still matches).
+    Corrupt {
+        /// The flowpath whose connection corrupts.
+        path: PathId,
+        /// Whose bytes are corrupted.
+        from: Side,
+    },
 }
 
 /// How a [`Fault::ServerMove`] plays out.

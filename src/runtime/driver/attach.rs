@@ -63,6 +63,9 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             Ok((id, resumed)) => {
                 tracing::info!("path {id} resumed from {}", conn.peer);
                 conn.queue(&resumed);
+                if let Some(o) = self.session.take_opener(id) {
+                    conn.deframer.set_opener(o);
+                }
                 self.conns.retain(|c| c.id != id);
                 self.conns.push(PathConn {
                     id,
@@ -100,10 +103,14 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                         match self.session.complete_attach(p.pending, &frame, now) {
                             Ok(id) => {
                                 tracing::info!("path {id} attached from {}", p.conn.peer);
+                                let mut conn = p.conn;
+                                if let Some(o) = self.session.take_opener(id) {
+                                    conn.deframer.set_opener(o);
+                                }
                                 self.conns.retain(|c| c.id != id);
                                 self.conns.push(PathConn {
                                     id,
-                                    conn: p.conn,
+                                    conn,
                                     attached: true,
                                 });
                             }
