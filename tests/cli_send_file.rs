@@ -748,6 +748,39 @@ fn corrupted_partial_file_is_detected_and_resent_from_zero() {
     assert_eq!(u(&doc["resumed_bytes"]), 0, "{doc}");
 }
 
+/// Edge cases of partial files: one that already holds every byte (the receiver was killed
+/// between the last write and the rename) is verified and renamed with nothing sent; one
+/// longer than the file is not trusted and the file is sent from 0.
+#[test]
+fn complete_and_oversized_partial_files() {
+    let src = tempdir();
+    let dst = tempdir();
+    let len = 700_000usize;
+    let (a, _) = write_random_file(src.path(), "whole.bin", 51, len);
+    let (b, _) = write_random_file(src.path(), "long.bin", 52, len);
+    fs::copy(&a, dst.path().join(".whole.bin.msock-part")).unwrap();
+    let mut longer = read(&b);
+    longer.extend_from_slice(b"trailing junk");
+    fs::write(dst.path().join(".long.bin.msock-part"), &longer).unwrap();
+
+    let mut l = save_listener(dst.path(), &[]);
+    let d = send(&[s(&a), s(&b), &l.dest(), "--json"], SHORT);
+    d.code(0);
+    l.proc.expect_code(0, SHORT);
+    assert_same_file(&dst.path().join("whole.bin"), &a);
+    assert_same_file(&dst.path().join("long.bin"), &b);
+    assert_eq!(tree(dst.path()), vec!["long.bin", "whole.bin"]);
+    let doc = d.json();
+    let w = entry(&doc, "whole.bin");
+    assert_eq!(u(&w["resumed_from"]), len as u64, "{doc}");
+    assert_eq!(u(&w["sent"]), 0, "{doc}");
+    assert_eq!(w["ok"], true, "{doc}");
+    let lg = entry(&doc, "long.bin");
+    assert_eq!(u(&lg["resumed_from"]), 0, "{doc}");
+    assert_eq!(u(&lg["sent"]), len as u64, "{doc}");
+    assert_eq!(u(&doc["bytes_sent"]), len as u64, "{doc}");
+}
+
 /// Both ends killed (SIGKILL) in the middle of a large file; a new listener on the same
 /// folder and the same send-file command finish it, sending only the rest: resumed_from > 0,
 /// bytes_sent = size − resumed_from, and the file is the sender's, byte for byte.
@@ -1187,4 +1220,30 @@ fn more_bytes_than_offered_are_refused() {
     let part = dir.path().join(".small.txt.msock-part");
     assert!(file_len(&part) <= 10, "wrote {} bytes", file_len(&part));
     l.proc.assert_running("-k");
+}
+
+/// Sizes chosen so that their sum overflows 64 bits must not slip past --max-size or the
+/// free-space check: the offer is refused in its STATUS (not accepted, not a crash), and
+/// nothing is written.
+#[test]
+fn offer_sizes_that_overflow_are_refused() {
+    let dir = tempdir();
+    let mut l = save_listener(dir.path(), &["-k", "--max-size", "1M"]);
+    for sizes in [[u64::MAX, 2], [u64::MAX / 2 + 1, u64::MAX / 2 + 1]] {
+        let entries = vec![hostile::file("a", sizes[0]), hostile::file("b", sizes[1])];
+        let st = hostile::offer(&l.dest(), &msock::transfer::wire::Offer { entries }, None)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "sizes {sizes:?}: no STATUS (the receiver failed): {e}; listener stderr:\n{}",
+                    l.proc.stderr.text()
+                )
+            });
+        assert!(
+            st.refused.is_some(),
+            "sizes {sizes:?} (sum wraps to {}) were accepted despite --max-size 1M",
+            sizes[0].wrapping_add(sizes[1])
+        );
+        l.proc.assert_running("-k");
+    }
+    assert!(tree(dir.path()).is_empty(), "{:?}", tree(dir.path()));
 }
