@@ -17,25 +17,57 @@ use crate::transfer::progress::{self, Display, Progress};
 use crate::transfer::sender::{send, SendError, Sent};
 use crate::transfer::wire::Kind;
 
-/// Runs `msock send-file`; `verbose` is the global -v count.
+/// Runs `msock send-file`; `verbose` is the global -v count. With --json, one object is
+/// printed on stdout whatever happens (but Ctrl-C).
 pub async fn run(args: SendFileArgs, verbose: u8) -> Result<(), Failure> {
+    let started = Instant::now();
+    let dest = args.dest().to_owned();
+    let (outcome, snap) = match transfer(&args, verbose).await {
+        Ok(x) => x,
+        Err(f) => (Err(f), Snapshot::default()),
+    };
+    let secs = started.elapsed().as_secs_f64();
+    if args.json && !matches!(&outcome, Err(f) if f.code == 130) {
+        print_json(&dest, &outcome, &snap, secs);
+    }
+    let sent = outcome?;
+    if !args.quiet {
+        eprintln!("msock: {}", summary(&sent, secs, &dest));
+    }
+    let failed: Vec<_> = sent.files.iter().filter(|f| !f.ok).collect();
+    match failed.first() {
+        None => Ok(()),
+        Some(f) => Err(Failure::network(format!(
+            "{} of {} files failed; first: {}: {}",
+            failed.len(),
+            sent.files.iter().filter(|f| f.kind != Kind::Dir).count(),
+            f.path,
+            f.error.as_deref().unwrap_or("no verdict from the receiver")
+        ))),
+    }
+}
+
+/// Checks the arguments, opens the session and runs the transfer. Err: it never started.
+async fn transfer(
+    args: &SendFileArgs,
+    verbose: u8,
+) -> Result<(Result<Sent, Failure>, Snapshot), Failure> {
     if args.args.len() < 2 {
         return Err(Failure::local(
             "give the files to send and then HOST:PORT, e.g. msock send-file photo.jpg example.net:9000",
         ));
     }
-    let dest = args.dest().to_owned();
-    check_dest(&dest)?;
+    let dest = args.dest();
+    check_dest(dest)?;
     super::apply_process_settings(&args.stream)?;
     let m = manifest::build(&args.paths(), &args.name).map_err(Failure::local)?;
     let progress = Progress::new(Display::choose(args.quiet, verbose > 0));
     for s in &m.skipped {
         progress.println(&format!("not sent: {s}"));
     }
-    let started = Instant::now();
     let (source, sink, mut w, mut r) = channel_app(16);
     let mut driver = dial(
-        &dest,
+        dest,
         &args.dial,
         &args.stream,
         Service::File,
@@ -58,26 +90,7 @@ pub async fn run(args: SendFileArgs, verbose: u8) -> Result<(), Failure> {
         driver.run_with_snapshot(),
         progress::ticker(&progress, probe_tx)
     );
-    let secs = started.elapsed().as_secs_f64();
-    let outcome = judge(res, drive);
-    if args.json {
-        print_json(&dest, &outcome, &snap, secs);
-    }
-    let sent = outcome?;
-    if progress.display() != Display::Quiet {
-        eprintln!("msock: {}", summary(&sent, secs, &dest));
-    }
-    let failed: Vec<_> = sent.files.iter().filter(|f| !f.ok).collect();
-    match failed.first() {
-        None => Ok(()),
-        Some(f) => Err(Failure::network(format!(
-            "{} of {} files failed; first: {}: {}",
-            failed.len(),
-            sent.files.iter().filter(|f| f.kind != Kind::Dir).count(),
-            f.path,
-            f.error.as_deref().unwrap_or("no verdict from the receiver")
-        ))),
-    }
+    Ok((judge(res, drive), snap))
 }
 
 /// Combines the transfer's and the session's results into one, blaming the right side.

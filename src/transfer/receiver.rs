@@ -46,7 +46,7 @@ pub enum ReceiveError {
     #[error("{0}")]
     Peer(#[from] WireError),
     /// We refused the offer (the sender was told why).
-    #[error("refused the offer: {0}")]
+    #[error("refused: {0}")]
     Refused(String),
     /// Our disk or file system failed.
     #[error("{0}")]
@@ -172,7 +172,7 @@ pub async fn receive(
                     return Err(match entries[*i].kind {
                         Kind::Stream => ReceiveError::Refused(format!(
                             "{} is larger than this receiver's --max-size",
-                            entries[*i].final_path.display()
+                            relative(&entries[*i].final_path, &rules.dir)
                         )),
                         _ => proto("more bytes than the file's size"),
                     });
@@ -265,7 +265,9 @@ fn check_offer(
     if offer.entries.len() > wire::MAX_ENTRIES {
         return Err(format!("more than {} entries", wire::MAX_ENTRIES));
     }
-    let total = offer.total_size();
+    let total = offer
+        .total_size()
+        .ok_or("the offer's sizes add up to more than 2^64 bytes")?;
     if let Some(max) = rules.max_size.filter(|&m| total > m) {
         return Err(format!(
             "the offer is {total} bytes, more than the receiver's --max-size of {max} bytes"
@@ -362,6 +364,7 @@ fn check_offer(
             }
             let identical_size = held.existing == Some(e.size);
             if !identical_size {
+                // Cannot overflow: the sizes' total was checked above.
                 needed += e.size.saturating_sub(held.partial);
             }
         }

@@ -64,9 +64,11 @@ pub struct Offer {
 }
 
 impl Offer {
-    /// Bytes of all files (streams count 0).
-    pub fn total_size(&self) -> u64 {
-        self.entries.iter().map(|e| e.size).sum()
+    /// Bytes of all files (streams count 0); None if the sum overflows (a hostile offer).
+    pub fn total_size(&self) -> Option<u64> {
+        self.entries
+            .iter()
+            .try_fold(0u64, |t, e| t.checked_add(e.size))
     }
 }
 
