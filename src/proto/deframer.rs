@@ -73,7 +73,7 @@ pub struct Deframer {
     /// False until the peer's [`PREAMBLE`] has been seen and consumed.
     preamble_seen: bool,
     /// Encrypted sessions, once the peer's records start: opens them.
-    opener: Option<Opener>,
+    opener: Option<Box<Opener>>,
     /// Encrypted bytes not yet opened (used only with an opener).
     raw: BytesMut,
 }
@@ -107,7 +107,7 @@ impl Deframer {
     /// beyond the frames taken so far are the first of them).
     pub fn set_opener(&mut self, opener: Opener) {
         self.raw = self.buf.split();
-        self.opener = Some(opener);
+        self.opener = Some(Box::new(opener));
     }
 
     /// True once the peer's bytes are decrypted.

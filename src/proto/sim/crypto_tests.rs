@@ -137,8 +137,7 @@ fn mismatched_encryption_is_refused_not_downgraded() {
     ] {
         let hs = crate::proto::ClientHandshake::new(c, &mut rng, ms(0));
         let e = crate::proto::Session::accept(s, &hs.hello(), &mut rng, ms(0), |_| false)
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(e.to_string().contains(want), "{e}");
     }
     // Different pre-shared keys: the server cannot tell, the client fails the handshake.
@@ -153,8 +152,7 @@ fn mismatched_encryption_is_refused_not_downgraded() {
     .unwrap();
     let e = hs
         .handle_reply(welcome, ms(1))
-        .err()
-        .expect("handshake fails");
+        .expect_err("handshake fails");
     assert!(e.to_string().contains("pre-shared keys differ"), "{e}");
 }
 
@@ -189,8 +187,7 @@ fn a_tampered_hello_or_welcome_fails_the_handshake() {
     }
     let e = hs
         .handle_reply(welcome, ms(1))
-        .err()
-        .expect("tampering detected");
+        .expect_err("tampering detected");
     assert!(e.to_string().contains("altered"), "{e}");
 }
 
