@@ -67,7 +67,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__bench)
-            opts="-t -n -i -R -l -w -s -4 -6 -v -h -V --time --bytes --interval --reverse --bidir --len --omit --compare-tcp --json --json-stream --wait --source --retry-interval --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --verbose --help --version"
+            opts="-t -n -i -R -l -w -s -4 -6 -v -h -V --time --bytes --interval --reverse --bidir --len --omit --compare-tcp --json --json-stream --wait --source --retry-interval --peer-key --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -129,6 +129,10 @@ _msock() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --iface)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -161,6 +165,10 @@ _msock() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --psk-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -169,7 +177,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__connect)
-            opts="-w -s -4 -6 -v -h -V --plain --list-ifaces --recv-only --send-only --wait --source --retry-interval --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --verbose --help --version"
+            opts="-w -s -4 -6 -v -h -V --plain --list-ifaces --recv-only --send-only --wait --source --retry-interval --peer-key --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -195,6 +203,10 @@ _msock() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --peer-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --iface)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -224,6 +236,10 @@ _msock() {
                     return 0
                     ;;
                 --congestion)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --psk-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -319,7 +335,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__listen)
-            opts="-k -4 -6 -v -h -V --keep-open --no-plain --detect-wait --save-dir --overwrite --max-size --recv-only --send-only --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --verbose --help --version"
+            opts="-k -4 -6 -v -h -V --show-key --keep-open --no-plain --detect-wait --save-dir --overwrite --max-size --recv-only --send-only --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -357,6 +373,10 @@ _msock() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --psk-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -365,7 +385,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__send__subcmd__file)
-            opts="-q -w -s -4 -6 -v -h -V --name --quiet --json --wait --source --retry-interval --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --verbose --help --version"
+            opts="-q -w -s -4 -6 -v -h -V --name --quiet --json --wait --source --retry-interval --peer-key --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -392,6 +412,10 @@ _msock() {
                     return 0
                     ;;
                 --retry-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -424,6 +448,10 @@ _msock() {
                     return 0
                     ;;
                 --congestion)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --psk-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -40,6 +40,8 @@ complete -c msock -n "__fish_msock_using_subcommand listen" -l resume-timeout -d
 complete -c msock -n "__fish_msock_using_subcommand listen" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand listen" -l dead-time -d 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand listen" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
+complete -c msock -n "__fish_msock_using_subcommand listen" -l psk-file -d 'Also require a pre-shared key, read from FILE (any secret text; both ends need the same file). Sessions then need both the listener\'s key and this one' -r -F
+complete -c msock -n "__fish_msock_using_subcommand listen" -l show-key -d 'Print this listener\'s key fingerprint (to give to clients for --peer-key) and exit. The key is created on first use, in the config directory (see ENCRYPTION below)'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s k -l keep-open -d 'After a session ends, wait for the next one (sessions are served one at a time)'
 complete -c msock -n "__fish_msock_using_subcommand listen" -l no-plain -d 'Refuse clients that do not speak msock instead of serving them as plain TCP'
 complete -c msock -n "__fish_msock_using_subcommand listen" -l overwrite -d 'Replace existing files that differ from the ones offered (default: refuse the file and tell the sender)'
@@ -48,12 +50,14 @@ complete -c msock -n "__fish_msock_using_subcommand listen" -l send-only -d 'Onl
 complete -c msock -n "__fish_msock_using_subcommand listen" -s 4 -d 'Use IPv4 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s 6 -d 'Use IPv6 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand listen" -l json-events -d 'Write one JSON object per line on stderr for each session and path event (open, path up/down/moved, resumed, closed), for scripts'
+complete -c msock -n "__fish_msock_using_subcommand listen" -l no-encrypt -d 'Do not encrypt (for measuring or debugging). Both ends must agree: a listener and a client that differ refuse each other instead of falling back'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s V -l version -d 'Print version'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s w -l wait -d 'Give up connecting (TCP connect and msock handshake) after this long' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -s s -l source -d 'Local address to connect from (instead of choosing interfaces by a policy)' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l retry-interval -d 'After losing the connection, try to reconnect this often (re-resolving HOST each time) until --resume-timeout' -r
+complete -c msock -n "__fish_msock_using_subcommand connect" -l peer-key -d 'The listener\'s key fingerprint (SHA256:..., from `msock listen --show-key`): refuse any other key. Without it the key seen first at this HOST:PORT is pinned and later required (trust on first use, like ssh)' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l iface -d 'Only use this interface; repeat for several, in order of preference' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l backup -d 'Use this interface only while no other is usable; repeatable' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l iface-kind -d 'Treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone. Repeat for several interfaces' -r
@@ -62,6 +66,7 @@ complete -c msock -n "__fish_msock_using_subcommand connect" -l resume-timeout -
 complete -c msock -n "__fish_msock_using_subcommand connect" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l dead-time -d 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
+complete -c msock -n "__fish_msock_using_subcommand connect" -l psk-file -d 'Also require a pre-shared key, read from FILE (any secret text; both ends need the same file). Sessions then need both the listener\'s key and this one' -r -F
 complete -c msock -n "__fish_msock_using_subcommand connect" -l plain -d 'Talk plain TCP (no msock session) to a server that does not speak msock: one TCP connection, so no interface policies and no reconnecting'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l list-ifaces -d 'Print the network interfaces msock sees, what kind each is (wifi, cellular, ethernet, loopback, tunnel, other) and how that was decided (sysfs, name, user, flags), then exit without connecting'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l recv-only -d 'Only receive: do not read stdin, close our sending side at once'
@@ -72,6 +77,7 @@ complete -c msock -n "__fish_msock_using_subcommand connect" -l prefer-cellular 
 complete -c msock -n "__fish_msock_using_subcommand connect" -s 4 -d 'Use IPv4 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s 6 -d 'Use IPv6 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l json-events -d 'Write one JSON object per line on stderr for each session and path event (open, path up/down/moved, resumed, closed), for scripts'
+complete -c msock -n "__fish_msock_using_subcommand connect" -l no-encrypt -d 'Do not encrypt (for measuring or debugging). Both ends must agree: a listener and a client that differ refuse each other instead of falling back'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s h -l help -d 'Print help'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s V -l version -d 'Print version'
@@ -79,6 +85,7 @@ complete -c msock -n "__fish_msock_using_subcommand send-file" -l name -d 'The f
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s w -l wait -d 'Give up connecting (TCP connect and msock handshake) after this long' -r
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s s -l source -d 'Local address to connect from (instead of choosing interfaces by a policy)' -r
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l retry-interval -d 'After losing the connection, try to reconnect this often (re-resolving HOST each time) until --resume-timeout' -r
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l peer-key -d 'The listener\'s key fingerprint (SHA256:..., from `msock listen --show-key`): refuse any other key. Without it the key seen first at this HOST:PORT is pinned and later required (trust on first use, like ssh)' -r
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l iface -d 'Only use this interface; repeat for several, in order of preference' -r
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l backup -d 'Use this interface only while no other is usable; repeatable' -r
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l iface-kind -d 'Treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone. Repeat for several interfaces' -r
@@ -87,6 +94,7 @@ complete -c msock -n "__fish_msock_using_subcommand send-file" -l resume-timeout
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l dead-time -d 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l psk-file -d 'Also require a pre-shared key, read from FILE (any secret text; both ends need the same file). Sessions then need both the listener\'s key and this one' -r -F
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s q -l quiet -d 'Print nothing on stderr but errors (no progress bar, no summary)'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l json -d 'At the end, print one JSON object on stdout: files, bytes, seconds, rate, resumed bytes, bytes per flowpath and each file\'s hash'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l stripe -d 'Use every usable interface at once, one flowpath on each (wifi + cellular + ethernet)'
@@ -95,6 +103,7 @@ complete -c msock -n "__fish_msock_using_subcommand send-file" -l prefer-cellula
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s 4 -d 'Use IPv4 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s 6 -d 'Use IPv6 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l json-events -d 'Write one JSON object per line on stderr for each session and path event (open, path up/down/moved, resumed, closed), for scripts'
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l no-encrypt -d 'Do not encrypt (for measuring or debugging). Both ends must agree: a listener and a client that differ refuse each other instead of falling back'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s V -l version -d 'Print version'
@@ -106,6 +115,7 @@ complete -c msock -n "__fish_msock_using_subcommand bench" -l omit -d 'Leave out
 complete -c msock -n "__fish_msock_using_subcommand bench" -s w -l wait -d 'Give up connecting (TCP connect and msock handshake) after this long' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -s s -l source -d 'Local address to connect from (instead of choosing interfaces by a policy)' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l retry-interval -d 'After losing the connection, try to reconnect this often (re-resolving HOST each time) until --resume-timeout' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l peer-key -d 'The listener\'s key fingerprint (SHA256:..., from `msock listen --show-key`): refuse any other key. Without it the key seen first at this HOST:PORT is pinned and later required (trust on first use, like ssh)' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l iface -d 'Only use this interface; repeat for several, in order of preference' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l backup -d 'Use this interface only while no other is usable; repeatable' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l iface-kind -d 'Treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone. Repeat for several interfaces' -r
@@ -114,6 +124,7 @@ complete -c msock -n "__fish_msock_using_subcommand bench" -l resume-timeout -d 
 complete -c msock -n "__fish_msock_using_subcommand bench" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l dead-time -d 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l psk-file -d 'Also require a pre-shared key, read from FILE (any secret text; both ends need the same file). Sessions then need both the listener\'s key and this one' -r -F
 complete -c msock -n "__fish_msock_using_subcommand bench" -s R -l reverse -d 'Reverse: the listener sends, we receive'
 complete -c msock -n "__fish_msock_using_subcommand bench" -l bidir -d 'Both directions at once'
 complete -c msock -n "__fish_msock_using_subcommand bench" -l compare-tcp -d 'Also measure one plain TCP connection to the same listener, in the same run, and print the ratio'
@@ -125,6 +136,7 @@ complete -c msock -n "__fish_msock_using_subcommand bench" -l prefer-cellular -d
 complete -c msock -n "__fish_msock_using_subcommand bench" -s 4 -d 'Use IPv4 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand bench" -s 6 -d 'Use IPv6 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand bench" -l json-events -d 'Write one JSON object per line on stderr for each session and path event (open, path up/down/moved, resumed, closed), for scripts'
+complete -c msock -n "__fish_msock_using_subcommand bench" -l no-encrypt -d 'Do not encrypt (for measuring or debugging). Both ends must agree: a listener and a client that differ refuse each other instead of falling back'
 complete -c msock -n "__fish_msock_using_subcommand bench" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
 complete -c msock -n "__fish_msock_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c msock -n "__fish_msock_using_subcommand bench" -s V -l version -d 'Print version'

@@ -26,7 +26,8 @@ use crate::runtime::ifaces::{parse_kind_override, IfaceKind};
 #[command(
     after_help = "Exit status: 0 success, 1 network error (refused, reset, timeout, \
 peer vanished, peer error), 2 usage or local error (bad arguments, unreadable input), \
-130 interrupted."
+130 interrupted.",
+    after_long_help = ENCRYPTION
 )]
 pub struct Cli {
     /// More diagnostics on stderr (-v: connections and paths, -vv: protocol detail).
@@ -37,6 +38,22 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The long help's section on encryption and keys.
+const ENCRYPTION: &str = "\
+Exit status: 0 success, 1 network error (refused, reset, timeout, peer vanished, peer error),
+2 usage or local error (bad arguments, unreadable input), 130 interrupted.
+
+ENCRYPTION
+  Sessions are encrypted and authenticated end to end by default: a Noise handshake
+  (Noise_NX_25519_AESGCM_SHA256) when the session opens, then AES-256-GCM records with a key
+  of their own on every flowpath. Each listener has a long-term key, created on first use in
+  the config directory ($MSOCK_CONFIG_DIR, else $XDG_CONFIG_HOME/msock, else ~/.config/msock,
+  file listener.key, mode 0600); `msock listen --show-key` prints its fingerprint. A client
+  pins the key it meets first at each HOST:PORT (file known_peers) and refuses a different one
+  later, showing both fingerprints; --peer-key FINGERPRINT pins explicitly. --psk-file FILE
+  (both ends) adds a pre-shared key. --no-encrypt (both ends; a mismatch is refused, never
+  downgraded) turns encryption off. Plain TCP peers (nc, connect --plain) are never encrypted.";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -104,6 +121,16 @@ pub struct StreamArgs {
     /// up/down/moved, resumed, closed), for scripts.
     #[arg(long)]
     pub json_events: bool,
+
+    /// Do not encrypt (for measuring or debugging). Both ends must agree: a listener and a
+    /// client that differ refuse each other instead of falling back.
+    #[arg(long, conflicts_with = "psk_file")]
+    pub no_encrypt: bool,
+
+    /// Also require a pre-shared key, read from FILE (any secret text; both ends need the same
+    /// file). Sessions then need both the listener's key and this one.
+    #[arg(long, value_name = "FILE")]
+    pub psk_file: Option<std::path::PathBuf>,
 }
 
 /// `msock listen`.
@@ -111,8 +138,13 @@ pub struct StreamArgs {
 pub struct ListenArgs {
     /// Where to listen: PORT (all addresses), ADDR:PORT or [IPV6]:PORT. Port 0 picks a free
     /// port and prints it on stderr.
-    #[arg(value_name = "[ADDR:]PORT")]
-    pub addr: String,
+    #[arg(value_name = "[ADDR:]PORT", required_unless_present = "show_key")]
+    pub addr: Option<String>,
+
+    /// Print this listener's key fingerprint (to give to clients for --peer-key) and exit.
+    /// The key is created on first use, in the config directory (see ENCRYPTION below).
+    #[arg(long, conflicts_with = "addr")]
+    pub show_key: bool,
 
     /// After a session ends, wait for the next one (sessions are served one at a time).
     #[arg(short, long)]
@@ -322,6 +354,12 @@ pub struct DialArgs {
     /// until --resume-timeout.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_positive_duration)]
     pub retry_interval: Duration,
+
+    /// The listener's key fingerprint (SHA256:..., from `msock listen --show-key`): refuse any
+    /// other key. Without it the key seen first at this HOST:PORT is pinned and later
+    /// required (trust on first use, like ssh).
+    #[arg(long, value_name = "FINGERPRINT", conflicts_with = "no_encrypt")]
+    pub peer_key: Option<String>,
 
     #[command(flatten)]
     pub policy: PolicyArgs,

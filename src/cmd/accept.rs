@@ -11,9 +11,9 @@ use rand::SeedableRng;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::{session_config, Failure};
+use super::Failure;
 use crate::cli::StreamArgs;
-use crate::proto::{Frame, PathId, Session};
+use crate::proto::{Config, Frame, PathId, Session};
 use crate::runtime::control::{self, ControlPlane, ControlRoutes};
 use crate::runtime::{events, netwatch, AppSink, AppSource, Driver, FlowConn, Routes};
 
@@ -27,16 +27,24 @@ pub struct Shared {
     pub control: Vec<Arc<UdpSocket>>,
     /// The session settings from the command line.
     pub stream: StreamArgs,
+    /// The session configuration every accepted session starts from (with the listener's
+    /// key when encrypting).
+    pub config: Config,
 }
 
 impl Shared {
     /// Shared state for a listener on `listeners`, with one control socket per family.
-    pub fn new(listeners: &[tokio::net::TcpListener], stream: StreamArgs) -> Arc<Self> {
+    pub fn new(
+        listeners: &[tokio::net::TcpListener],
+        stream: StreamArgs,
+        config: Config,
+    ) -> Arc<Self> {
         let shared = Shared {
             routes: Arc::new(Mutex::new(HashMap::new())),
             control_routes: Arc::new(Mutex::new(HashMap::new())),
             control: bind_control(listeners),
             stream,
+            config,
         };
         for socket in shared.control.iter() {
             tokio::spawn(control::route(
@@ -94,18 +102,20 @@ pub fn accept(
         s.local_addr()
             .is_ok_and(|a| a.is_ipv4() == conn.local.is_ipv4())
     });
-    let mut config = session_config(&shared.stream);
+    let mut config = shared.config.clone();
     config.control_port = socket.map_or(0, |_| conn.local.port());
     let (mut session, welcome) =
         match Session::accept(config, hello, &mut rng, Duration::ZERO, taken) {
             Ok(x) => x,
             Err(e) => {
-                tracing::info!("{} refused: {e}", conn.peer);
+                let peer = conn.peer;
                 if let Some((code, reason)) = e.wire() {
                     conn.queue_preamble();
                     tokio::spawn(conn.refuse(code, reason));
                 }
-                return Err(Failure::network(format!("session refused: {e}")));
+                return Err(Failure::not_started(format!(
+                    "refused a session from {peer}: {e}"
+                )));
             }
         };
     if let Some(o) = session.take_opener(PathId(0)) {
@@ -113,8 +123,13 @@ pub fn accept(
     }
     let id = session.id();
     tracing::info!(
-        "session {id:016x} open ({}): {} -> {}",
+        "session {id:016x} open ({}, {}): {} -> {}",
         session.service(),
+        if session.is_encrypted() {
+            "encrypted"
+        } else {
+            "NOT encrypted: --no-encrypt"
+        },
         conn.peer,
         conn.local
     );

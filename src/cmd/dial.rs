@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 
 use super::{family, session_config, Failure};
 use crate::cli::{DialArgs, StreamArgs};
+use crate::proto::handshake::fingerprint;
 use crate::proto::{PathId, Service};
+use crate::runtime::keys::{check_peer, PinCheck};
 use crate::runtime::{
     control::ControlPlane, ifaces, netwatch, open_session, resolve, AppSink, AppSource, Driver,
     ReconnectPolicy,
@@ -52,10 +54,26 @@ pub async fn dial<I: AppSource, O: AppSink>(
         Some(b) => (Some(SocketAddr::new(b.addr, 0)), Some(b.iface.as_str())),
         None => (dial.source.map(|ip| SocketAddr::new(ip, 0)), None),
     };
-    let mut config = session_config(stream);
+    let mut config = session_config(stream)?;
     config.service = service;
     let (session, conn, epoch, control) =
         open_session(&addrs, source, device, Some(dial.wait), config).await?;
+    // Nothing of ours has been sent yet: check who answered before anything is.
+    match session.peer_static() {
+        Some(key) => {
+            let how = check_peer(dest, key, dial.peer_key.as_deref()).map_err(Failure::network)?;
+            let how = match how {
+                PinCheck::Given => "matches --peer-key",
+                PinCheck::Known => "matches the key pinned for this destination",
+                PinCheck::PinnedNow => "first contact: pinned now",
+            };
+            tracing::info!(
+                "encrypted session (Noise NX, AES-256-GCM); listener key {} ({how})",
+                fingerprint(key)
+            );
+        }
+        None => tracing::info!("session NOT encrypted (--no-encrypt)"),
+    }
     let server = conn.peer;
     let mut driver = Driver::new(session, epoch, input, output);
     driver.add_path(PathId(0), conn);

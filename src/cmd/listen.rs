@@ -11,17 +11,31 @@ use tokio::task::JoinSet;
 
 use super::accept::{accept, Shared};
 use super::receive::SaveOptions;
-use super::{ctrl_c, family, finish, Failure};
+use super::{ctrl_c, family, finish, session_config, Failure, NOT_STARTED};
 use crate::cli::{parse_listen_addr, ListenArgs};
+use crate::proto::handshake::fingerprint;
 use crate::proto::{ErrorCode, Frame, Service};
 use crate::runtime::conn::bind_listener;
+use crate::runtime::keys;
 use crate::runtime::{
     accept_loop, plain, resolve, DetectPolicy, Family, Incoming, StdinSource, StdoutSink,
 };
 
 /// Runs `msock listen`.
 pub async fn run(args: ListenArgs) -> Result<(), Failure> {
-    let (host, port) = parse_listen_addr(&args.addr).map_err(Failure::local)?;
+    if args.show_key {
+        let id = keys::listener_identity().map_err(Failure::local)?;
+        println!("{}", fingerprint(&id.public));
+        return Ok(());
+    }
+    let addr = args.addr.as_deref().unwrap_or_default();
+    let (host, port) = parse_listen_addr(addr).map_err(Failure::local)?;
+    let mut config = session_config(&args.stream)?;
+    if config.encrypt {
+        let id = keys::listener_identity().map_err(Failure::local)?;
+        tracing::info!("listener key {}", fingerprint(&id.public));
+        config.identity = Some(id);
+    }
     // Take over Ctrl-C before announcing the port, so that a script that starts us and then
     // interrupts us always sees exit status 130.
     let mut interrupted = Box::pin(ctrl_c());
@@ -48,7 +62,7 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         )),
         None => None,
     };
-    let shared = Shared::new(&listeners, args.stream.clone());
+    let shared = Shared::new(&listeners, args.stream.clone(), config);
     let (tx, mut rx) = mpsc::channel(64);
     for l in listeners {
         tokio::spawn(accept_loop(l, policy, shared.routes.clone(), tx.clone()));
@@ -74,6 +88,7 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
                 Some(r) = services.join_next() => {
                     let r = r.unwrap_or_else(|e| Err(Failure::local(format!("session task failed: {e}"))));
                     match r {
+                        Err(f) if f.code == NOT_STARTED => tracing::info!("{}", f.message),
                         Err(f) if args.keep_open => eprintln!("msock: {}", f.message),
                         r if !args.keep_open => return r,
                         _ => {}
@@ -113,14 +128,17 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
                         }
                     }
                     Some(r) = services.join_next(), if !services.is_empty() => {
-                        if let Ok(Err(f)) = r {
-                            eprintln!("msock: {}", f.message);
+                        match r {
+                            Ok(Err(f)) if f.code == NOT_STARTED => tracing::info!("{}", f.message),
+                            Ok(Err(f)) => eprintln!("msock: {}", f.message),
+                            _ => {}
                         }
                     }
                 }
             }
         };
         match result {
+            Err(f) if f.code == NOT_STARTED => tracing::info!("{}", f.message),
             Err(f) if f.code == 130 => return Err(f),
             Err(f) if args.keep_open => eprintln!("msock: {}", f.message),
             r if !args.keep_open => {
@@ -179,10 +197,10 @@ async fn serve_service(
         }
         (other, _) => format!("{other} is not offered by this listener (a newer msock?)"),
     };
-    tracing::info!("{} refused: {why}", conn.peer);
+    let peer = conn.peer;
     conn.queue_preamble();
-    conn.refuse(ErrorCode::Refused, why).await;
-    Ok(())
+    conn.refuse(ErrorCode::Refused, why.clone()).await;
+    Err(Failure::not_started(format!("refused {peer}: {why}")))
 }
 
 /// Polls `f` once (registering whatever it waits for), without waiting for it.

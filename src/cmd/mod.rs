@@ -25,6 +25,9 @@ pub struct Failure {
     pub message: String,
 }
 
+/// [`Failure::code`] of [`Failure::not_started`].
+pub const NOT_STARTED: i32 = -1;
+
 impl Failure {
     /// The network or the peer failed (exit 1).
     pub fn network(e: impl Display) -> Self {
@@ -37,6 +40,15 @@ impl Failure {
     pub fn local(e: impl Display) -> Self {
         Failure {
             code: 2,
+            message: e.to_string(),
+        }
+    }
+    /// A listener turned a client away before any session began (wrong encryption settings,
+    /// a service it does not offer): it goes on waiting for the next client. Never the exit
+    /// status of a command.
+    pub fn not_started(e: impl Display) -> Self {
+        Failure {
+            code: NOT_STARTED,
             message: e.to_string(),
         }
     }
@@ -58,14 +70,21 @@ impl From<ConnectError> for Failure {
     }
 }
 
-/// The session settings the stream flags ask for.
-pub fn session_config(args: &StreamArgs) -> Config {
-    Config {
+/// The session settings the stream flags ask for (encryption on unless --no-encrypt; the
+/// pre-shared key read from --psk-file). A listener adds its key.
+pub fn session_config(args: &StreamArgs) -> Result<Config, Failure> {
+    let psk = match &args.psk_file {
+        Some(p) => Some(crate::runtime::keys::read_psk(p).map_err(Failure::local)?),
+        None => None,
+    };
+    Ok(Config {
         idle_timeout: args.idle_timeout,
         keepalive: args.keepalive,
         dead_time: args.dead_time,
+        encrypt: !args.no_encrypt,
+        psk,
         ..Config::default()
-    }
+    })
 }
 
 /// Applies the stream flags that are process-wide settings (event output, congestion

@@ -9,6 +9,7 @@ pub mod control;
 pub mod driver;
 pub mod events;
 pub mod ifaces;
+pub mod keys;
 pub mod listener;
 pub mod netwatch;
 pub mod plain;

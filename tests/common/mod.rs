@@ -46,7 +46,14 @@ pub fn msock(args: &[&str]) -> Command {
     c.args(args);
     c.env_remove("MSOCK_LOG");
     c.env_remove("RUST_LOG");
+    c.env("MSOCK_CONFIG_DIR", test_config_dir());
     c
+}
+
+/// The config directory (listener key, pinned keys) of every msock the tests start, so that
+/// they never touch the user's own.
+pub fn test_config_dir() -> PathBuf {
+    std::env::temp_dir().join("msock-test-config")
 }
 
 /// stderr of a child, collected line by line on a thread (so the child never blocks on it).

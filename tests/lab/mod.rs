@@ -199,7 +199,11 @@ impl Lab {
     pub fn exec(&self, node: &str, program: &str, args: &[&str]) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.ns(node), program])
-            .args(args);
+            .args(args)
+            .env(
+                "MSOCK_CONFIG_DIR",
+                std::env::temp_dir().join("msock-test-config"),
+            );
         c
     }
 

@@ -274,6 +274,9 @@ pub struct Session {
     peer_static: Option<[u8; 32]>,
     /// Plaintext staging for sealing (reused between calls).
     plain: crate::proto::out_queue::OutQueue,
+    /// A frame from the peer was accepted since the open (for an encrypted session: the peer
+    /// completed the handshake; before that, a server does not wait for it to come back).
+    heard_from_peer: bool,
 }
 
 impl Session {
@@ -327,7 +330,14 @@ impl Session {
             encrypted: false,
             peer_static: None,
             plain: Default::default(),
+            heard_from_peer: false,
         }
+    }
+
+    /// True once a frame from the peer was accepted (an encrypted peer has then proven it
+    /// completed the handshake).
+    pub fn heard_from_peer(&self) -> bool {
+        self.heard_from_peer
     }
 
     /// True if the session is encrypted.

@@ -20,6 +20,9 @@ impl Session {
             return Err(e.clone().into());
         }
         let r = self.handle_frame_inner(id, frame, now);
+        if r.is_ok() {
+            self.heard_from_peer = true;
+        }
         if let Err(FrameError::Session(e)) = &r {
             self.fail(e.clone());
         }

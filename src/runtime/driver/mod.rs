@@ -546,6 +546,14 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         if !recoverable || self.resume_timeout.is_zero() {
             return Some(lost());
         }
+        // Server: a client that never sent a frame we accepted (e.g. it failed the encrypted
+        // handshake: a different pre-shared key) will not come back for this session.
+        if self.replacer.is_none() && !self.session.heard_from_peer() {
+            return Some(DriveError::PathsLost(format!(
+                "the client left before its first frame ({})",
+                self.last_path_error
+            )));
+        }
         let wait = self.resume_timeout;
         if self.orphaned.is_none() {
             tracing::info!(
