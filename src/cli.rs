@@ -367,6 +367,7 @@ impl PolicyArgs {
             only: self.iface.clone(),
             backup: self.backup.clone(),
             kinds: self.iface_kind.iter().cloned().collect(),
+            fixed: Vec::new(),
         }
     }
 }
