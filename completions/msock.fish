@@ -107,11 +107,11 @@ complete -c msock -n "__fish_msock_using_subcommand send-file" -l no-encrypt -d 
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s V -l version -d 'Print version'
-complete -c msock -n "__fish_msock_using_subcommand bench" -s t -l time -d 'How long to send (e.g. 10s, 1m). The built-in run (no HOST:PORT) splits it between its three measurements' -r
-complete -c msock -n "__fish_msock_using_subcommand bench" -s n -l bytes -d 'Send this many bytes instead of sending for --time (e.g. 1G)' -r
-complete -c msock -n "__fish_msock_using_subcommand bench" -s i -l interval -d 'Report every DURATION (0 for no interval reports)' -r
-complete -c msock -n "__fish_msock_using_subcommand bench" -s l -l len -d 'Size of each write into the session (e.g. 128K)' -r
-complete -c msock -n "__fish_msock_using_subcommand bench" -l omit -d 'Leave out the first DURATION of the test from the totals (TCP slow start)' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -s t -l time -d 'How long to send (e.g. 10s, 1m). The built-in run (no HOST:PORT) gives each of its three tests a third of it' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -s n -l bytes -d 'Send this many bytes of payload instead of sending for --time (e.g. 1G); each direction with --bidir, each test in the built-in run' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -s i -l interval -d 'Print the receiver\'s figures every DURATION (0: only the totals; at least 10ms)' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -s l -l len -d 'Size of each block the sender hands over (e.g. 128K; at most 16M). Blocks go to the session or socket in pieces of at most 256 KiB' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l omit -d 'Leave the first DURATION of the data out of the totals (TCP slow start); its intervals are marked omitted' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -s w -l wait -d 'Give up connecting (TCP connect and msock handshake) after this long' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -s s -l source -d 'Local address to connect from (instead of choosing interfaces by a policy)' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l retry-interval -d 'After losing the connection, try to reconnect this often (re-resolving HOST each time) until --resume-timeout' -r
@@ -126,10 +126,10 @@ complete -c msock -n "__fish_msock_using_subcommand bench" -l dead-time -d 'Decl
 complete -c msock -n "__fish_msock_using_subcommand bench" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l psk-file -d 'Also require a pre-shared key, read from FILE (any secret text; both ends need the same file). Sessions then need both the listener\'s key and this one' -r -F
 complete -c msock -n "__fish_msock_using_subcommand bench" -s R -l reverse -d 'Reverse: the listener sends, we receive'
-complete -c msock -n "__fish_msock_using_subcommand bench" -l bidir -d 'Both directions at once'
-complete -c msock -n "__fish_msock_using_subcommand bench" -l compare-tcp -d 'Also measure one plain TCP connection to the same listener, in the same run, and print the ratio'
-complete -c msock -n "__fish_msock_using_subcommand bench" -l json -d 'Print one JSON document on stdout at the end (iperf3\'s key names where they apply)'
-complete -c msock -n "__fish_msock_using_subcommand bench" -l json-stream -d 'Print one JSON object per line on stdout as things happen (start, interval, end, error)'
+complete -c msock -n "__fish_msock_using_subcommand bench" -l bidir -d 'Both directions at once (each is reported on its own)'
+complete -c msock -n "__fish_msock_using_subcommand bench" -l compare-tcp -d 'After the msock test, run the same test over one plain TCP connection to the same listener (which must serve more than one client: `msock listen -k`) and print the goodput ratio'
+complete -c msock -n "__fish_msock_using_subcommand bench" -l json -d 'Print one JSON document on stdout at the end, with iperf3\'s key names where they apply (start, intervals[].sum, end.sum_sent, end.sum_received, cpu_utilization_percent, error); flowpaths are under "paths"'
+complete -c msock -n "__fish_msock_using_subcommand bench" -l json-stream -d 'Print one JSON object per line on stdout as things happen: {"event": "start", "interval", "end" or "error", "data": ...}, as iperf3 --json-stream'
 complete -c msock -n "__fish_msock_using_subcommand bench" -l stripe -d 'Use every usable interface at once, one flowpath on each (wifi + cellular + ethernet)'
 complete -c msock -n "__fish_msock_using_subcommand bench" -l prefer-wifi -d 'One flowpath, on wifi while there is wifi, else on another interface; moves back when wifi returns (the new flowpath is up before the old one closes)'
 complete -c msock -n "__fish_msock_using_subcommand bench" -l prefer-cellular -d 'Like --prefer-wifi, for cellular'

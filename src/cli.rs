@@ -267,23 +267,25 @@ impl SendFileArgs {
 #[derive(Debug, Args)]
 #[command(after_long_help = BENCH_NUMBERS)]
 pub struct BenchArgs {
-    /// The listener to measure against: HOST:PORT or [IPV6]:PORT. Without it, `msock bench`
-    /// starts its own listener on loopback and compares plain TCP, one msock flowpath and
-    /// msock striped over several flowpaths.
+    /// The listener to measure against: HOST:PORT or [IPV6]:PORT (any `msock listen`; use -k
+    /// there to serve several tests, or --compare-tcp). Without it, `msock bench` starts its
+    /// own listener on loopback and compares plain TCP, one msock flowpath and msock striped
+    /// over several loopback addresses.
     #[arg(value_name = "HOST:PORT")]
     pub dest: Option<String>,
 
-    /// How long to send (e.g. 10s, 1m). The built-in run (no HOST:PORT) splits it between
-    /// its three measurements.
+    /// How long to send (e.g. 10s, 1m). The built-in run (no HOST:PORT) gives each of its
+    /// three tests a third of it.
     #[arg(short, long, value_name = "DURATION", default_value = "10s",
           value_parser = parse_positive_duration, conflicts_with = "bytes")]
     pub time: Duration,
 
-    /// Send this many bytes instead of sending for --time (e.g. 1G).
+    /// Send this many bytes of payload instead of sending for --time (e.g. 1G); each
+    /// direction with --bidir, each test in the built-in run.
     #[arg(short = 'n', long, value_name = "SIZE", value_parser = parse_positive_size)]
     pub bytes: Option<u64>,
 
-    /// Report every DURATION (0 for no interval reports).
+    /// Print the receiver's figures every DURATION (0: only the totals; at least 10ms).
     #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
 
@@ -291,29 +293,34 @@ pub struct BenchArgs {
     #[arg(short = 'R', long, conflicts_with = "bidir")]
     pub reverse: bool,
 
-    /// Both directions at once.
+    /// Both directions at once (each is reported on its own).
     #[arg(long)]
     pub bidir: bool,
 
-    /// Size of each write into the session (e.g. 128K).
+    /// Size of each block the sender hands over (e.g. 128K; at most 16M). Blocks go to the
+    /// session or socket in pieces of at most 256 KiB.
     #[arg(short, long, value_name = "SIZE", default_value = "128K", value_parser = parse_positive_size)]
     pub len: u64,
 
-    /// Leave out the first DURATION of the test from the totals (TCP slow start).
+    /// Leave the first DURATION of the data out of the totals (TCP slow start); its intervals
+    /// are marked omitted.
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     pub omit: Duration,
 
-    /// Also measure one plain TCP connection to the same listener, in the same run, and
-    /// print the ratio.
+    /// After the msock test, run the same test over one plain TCP connection to the same
+    /// listener (which must serve more than one client: `msock listen -k`) and print the
+    /// goodput ratio.
     #[arg(long)]
     pub compare_tcp: bool,
 
-    /// Print one JSON document on stdout at the end (iperf3's key names where they apply).
+    /// Print one JSON document on stdout at the end, with iperf3's key names where they apply
+    /// (start, intervals[].sum, end.sum_sent, end.sum_received, cpu_utilization_percent,
+    /// error); flowpaths are under "paths".
     #[arg(long, conflicts_with = "json_stream")]
     pub json: bool,
 
-    /// Print one JSON object per line on stdout as things happen (start, interval, end,
-    /// error).
+    /// Print one JSON object per line on stdout as things happen: {"event": "start",
+    /// "interval", "end" or "error", "data": ...}, as iperf3 --json-stream.
     #[arg(long)]
     pub json_stream: bool,
 
@@ -327,16 +334,28 @@ pub struct BenchArgs {
 /// What `msock bench`'s numbers mean (its long help and man page).
 const BENCH_NUMBERS: &str = "\
 What the numbers mean:
-  goodput   stream bytes the receiving application got, in order, per second of the
-            measurement (after --omit). Re-sent and duplicate bytes do not count.
-  path      a flowpath's share: stream bytes that arrived first on that flowpath at the
-            receiver. The paths' bytes add up to the total.
-  RTT       the flowpath's smoothed round-trip time, measured by msock's PING/ACK.
-  re-sent   bytes the sender sent again (lost with a broken flowpath, or moved off a
-            slower one); they cost capacity but are not goodput.
-  CPU       user+system CPU time of this process during the measurement (the listener's
-            too for the built-in run, which runs both in one process).
-Sender and receiver figures are both shown; the receiver's are the ones that count.";
+  goodput   benchmark payload bytes the receiving application got, in order, divided by
+            the receiver's time from the first payload (after --omit) to the sender's end
+            marker. Framing, re-sent and duplicate bytes do not count. This is the
+            receiver's figure, and the one that counts.
+  sender    payload bytes the sending application handed to the session (or socket) over
+            the sender's own time; bytes still buffered when it stopped are included, so it
+            can be a little higher than the goodput.
+  path      a flowpath's part of the goodput: the in-order bytes divided between the
+            flowpaths in proportion to the bytes that first arrived on each (they add up
+            to the total exactly; once all data has arrived the two agree). SENT divides
+            the sender's payload the same way, by the bytes first sent on each; SHARE is
+            the flowpath's part of the goodput.
+  RTT       the flowpath's smoothed round-trip time at the end, from msock's PING/ACK as
+            this end sees it (plain TCP: the kernel's, from TCP_INFO).
+  re-sent   stream bytes the sender sent again (lost with a broken flowpath, or moved off
+            a slower one); they cost capacity but are not goodput. Plain TCP: retransmitted
+            segments x MSS.
+  CPU       user+system CPU time of each process during the test, as a percentage of the
+            wall time (100 % = one core). The built-in run has both ends in one process
+            and shows the CPU seconds of both together.
+Exit status: 0 success, 1 the network or the listener failed (with --json, the document
+has an \"error\" key), 2 bad arguments or a local error, 130 interrupted.";
 
 /// How a client reaches its listener: shared by connect, send-file and bench.
 #[derive(Debug, Args, Clone)]
@@ -415,6 +434,7 @@ impl PolicyArgs {
             only: self.iface.clone(),
             backup: self.backup.clone(),
             kinds: self.iface_kind.iter().cloned().collect(),
+            fixed: Vec::new(),
         }
     }
 }

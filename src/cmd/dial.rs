@@ -10,8 +10,8 @@ use crate::proto::handshake::fingerprint;
 use crate::proto::{PathId, Service};
 use crate::runtime::keys::{check_peer, PinCheck};
 use crate::runtime::{
-    control::ControlPlane, ifaces, netwatch, open_session, resolve, AppSink, AppSource, Driver,
-    ReconnectPolicy,
+    control::ControlPlane, ifaces, netwatch, open_session, policy::Policy, resolve, AppSink,
+    AppSource, Driver, ReconnectPolicy,
 };
 
 /// Checks that `dest` looks like HOST:PORT (exit 2 otherwise).
@@ -35,9 +35,23 @@ pub async fn dial<I: AppSource, O: AppSink>(
     input: Option<I>,
     output: Option<O>,
 ) -> Result<Driver<I, O>, Failure> {
+    let policy = dial.policy.to_policy();
+    dial_with_policy(dest, dial, stream, policy, service, input, output).await
+}
+
+/// Like [`dial`], with an interface policy given by the caller instead of the flags (e.g.
+/// explicit source addresses to stripe over).
+pub async fn dial_with_policy<I: AppSource, O: AppSink>(
+    dest: &str,
+    dial: &DialArgs,
+    stream: &StreamArgs,
+    policy: Policy,
+    service: Service,
+    input: Option<I>,
+    output: Option<O>,
+) -> Result<Driver<I, O>, Failure> {
     check_dest(dest)?;
     let addrs = resolve(dest, family(stream)).await?;
-    let policy = dial.policy.to_policy();
     // With a policy, the first flowpath leaves from the interface it ranks first.
     let first = if policy.follows_routing() {
         None

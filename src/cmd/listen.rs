@@ -162,6 +162,7 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
 fn service_of(i: &Incoming) -> Service {
     match i {
         Incoming::Open { hello, .. } => hello_service(hello),
+        Incoming::BenchTcp { .. } => Service::Bench,
         Incoming::Plain { .. } => Service::Stream,
     }
 }
@@ -180,8 +181,12 @@ async fn serve_service(
     shared: Arc<Shared>,
     save: Option<Arc<SaveOptions>>,
 ) -> Result<(), Failure> {
-    let Incoming::Open { mut conn, hello } = incoming else {
-        return Ok(());
+    let (mut conn, hello) = match incoming {
+        Incoming::Open { conn, hello } => (conn, hello),
+        Incoming::BenchTcp { stream, peer } => {
+            return super::bench::serve_tcp(stream, peer, &shared.stream).await
+        }
+        Incoming::Plain { .. } => return Ok(()),
     };
     let why = match (hello_service(&hello), save) {
         (Service::Bench, _) => return super::bench::serve(accept(conn, &hello, &shared)?).await,
@@ -284,7 +289,7 @@ fn turn_away(i: Incoming) {
                 "the listener is serving another session (start it with -k to queue clients)",
             ));
         }
-        Incoming::Plain { peer, .. } => {
+        Incoming::Plain { peer, .. } | Incoming::BenchTcp { peer, .. } => {
             tracing::info!("{peer} refused: already serving a session");
         }
     }
@@ -323,6 +328,10 @@ async fn serve(
             driver.set_interrupt(ctrl_c());
             let (r, totals) = driver.run().await;
             finish(r, totals, started, None).await
+        }
+        // Bench clients are services (see `service_of`), never byte streams.
+        Incoming::BenchTcp { stream, peer } => {
+            super::bench::serve_tcp(stream, peer, &args.stream).await
         }
     }
 }

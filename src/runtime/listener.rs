@@ -27,6 +27,11 @@ pub struct DetectPolicy {
     pub handshake_timeout: Duration,
 }
 
+/// What a plain TCP connection from `msock bench --compare-tcp` sends first, so that a listener
+/// serves it to its benchmark server rather than as plain TCP to stdin/stdout. It differs from
+/// the msock preamble in its third byte.
+pub const BENCH_TCP_MAGIC: &[u8; 8] = b"MSBENCH\x01";
+
 /// A connection the command must decide about.
 #[derive(Debug)]
 pub enum Incoming {
@@ -36,6 +41,14 @@ pub enum Incoming {
         conn: FlowConn,
         /// Its HELLO(open).
         hello: Frame,
+    },
+    /// `msock bench` measuring plain TCP: a TCP connection that began with
+    /// [`BENCH_TCP_MAGIC`] (consumed).
+    BenchTcp {
+        /// The connection.
+        stream: TcpStream,
+        /// Its address.
+        peer: SocketAddr,
     },
     /// A client that does not speak msock.
     Plain {
@@ -104,6 +117,11 @@ pub async fn accept_loop(
     }
 }
 
+/// True if `bytes` are the start (or all) of [`BENCH_TCP_MAGIC`].
+fn is_bench_prefix(bytes: &[u8]) -> bool {
+    bytes.len() <= BENCH_TCP_MAGIC.len() && BENCH_TCP_MAGIC.starts_with(bytes)
+}
+
 async fn classify(
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -111,16 +129,21 @@ async fn classify(
     routes: Routes,
     tx: mpsc::Sender<Incoming>,
 ) {
-    let mut initial = Vec::with_capacity(PREAMBLE_LEN);
+    let mut initial = Vec::with_capacity(BENCH_TCP_MAGIC.len());
     let verdict = tokio::time::timeout(policy.wait, async {
         loop {
             let m = match_preamble(&initial);
-            if m != PreambleMatch::Partial {
+            // Read no further than the msock preamble while it may still be one (its frames
+            // follow), else up to the end of the bench magic while it may be that.
+            let want = if m == PreambleMatch::Partial {
+                PREAMBLE_LEN
+            } else if is_bench_prefix(&initial) && initial.len() < BENCH_TCP_MAGIC.len() {
+                BENCH_TCP_MAGIC.len()
+            } else {
                 return m;
-            }
-            let mut b = [0u8; PREAMBLE_LEN];
-            let want = PREAMBLE_LEN - initial.len();
-            match stream.read(&mut b[..want]).await {
+            };
+            let mut b = [0u8; BENCH_TCP_MAGIC.len()];
+            match stream.read(&mut b[..want - initial.len()]).await {
                 Ok(0) | Err(_) => return PreambleMatch::Foreign,
                 Ok(n) => initial.extend_from_slice(&b[..n]),
             }
@@ -128,6 +151,10 @@ async fn classify(
     })
     .await
     .unwrap_or(PreambleMatch::Foreign);
+    if initial[..] == BENCH_TCP_MAGIC[..] {
+        let _ = tx.send(Incoming::BenchTcp { stream, peer }).await;
+        return;
+    }
     match verdict {
         PreambleMatch::Msock => {}
         PreambleMatch::WrongVersion(v) => {

@@ -30,6 +30,10 @@ pub struct Policy {
     pub backup: Vec<String>,
     /// `--iface-kind` overrides of the detected kinds.
     pub kinds: HashMap<String, IfaceKind>,
+    /// Explicit bindings, one flowpath from each (of the server's address family), instead of
+    /// the interfaces found; e.g. several loopback addresses, which `msock bench`'s built-in
+    /// run stripes over. Empty: choose by `mode`, `only` and `backup`.
+    pub fixed: Vec<Binding>,
 }
 
 /// Where one flowpath leaves from: an interface and one of its addresses.
@@ -46,7 +50,10 @@ pub struct Binding {
 impl Policy {
     /// True when the routing table decides (no interface is chosen by msock).
     pub fn follows_routing(&self) -> bool {
-        self.mode == Mode::Route && self.only.is_empty() && self.backup.is_empty()
+        self.mode == Mode::Route
+            && self.only.is_empty()
+            && self.backup.is_empty()
+            && self.fixed.is_empty()
     }
 
     /// The bindings the policy wants now, best first; empty when nothing is usable (or when
@@ -54,6 +61,14 @@ impl Policy {
     pub fn plan(&self, ifaces: &[Iface], server: SocketAddr) -> Vec<Binding> {
         if self.follows_routing() {
             return Vec::new();
+        }
+        if !self.fixed.is_empty() {
+            return self
+                .fixed
+                .iter()
+                .filter(|b| b.addr.is_ipv4() == server.is_ipv4())
+                .cloned()
+                .collect();
         }
         let usable: Vec<Binding> = ifaces.iter().filter_map(|i| usable(i, server)).collect();
         let (backups, mut main): (Vec<Binding>, Vec<Binding>) = usable
@@ -198,6 +213,23 @@ mod tests {
         };
         assert_eq!(names(&backup, &lab(true, true)), ["wifi0"]);
         assert_eq!(names(&backup, &lab(false, true)), ["cell0"]);
+    }
+
+    #[test]
+    fn fixed_bindings_replace_discovery() {
+        let bind = |addr: &str| Binding {
+            iface: "lo".into(),
+            addr: addr.parse().unwrap(),
+            kind: IfaceKind::Loopback,
+        };
+        let p = Policy {
+            fixed: vec![bind("127.0.0.1"), bind("::1"), bind("127.0.0.2")],
+            ..Policy::default()
+        };
+        assert!(!p.follows_routing());
+        let server: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let plan = p.plan(&lab(true, true), server);
+        assert_eq!(plan, [bind("127.0.0.1"), bind("127.0.0.2")]);
     }
 
     #[test]

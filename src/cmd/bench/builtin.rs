@@ -1,0 +1,323 @@
+//! The built-in run (`msock bench` without HOST:PORT): a bench server on loopback, on its own
+//! thread with its own single-threaded runtime (like a second process), and three tests
+//! against it one after another, each for a third of --time: plain TCP, msock over one
+//! flowpath, and msock striped over one flowpath from each of several loopback addresses.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use comfy_table::{presets, CellAlignment, Table};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::client::{run_test, Via};
+use super::cpu::CpuClock;
+use super::model::Cpu;
+use super::report::{self, Mode, Output};
+use super::run::Run;
+use super::{params, ratio};
+use crate::cli::{BenchArgs, StreamArgs};
+use crate::cmd::accept::{accept, Shared};
+use crate::cmd::Failure;
+use crate::proto::{Frame, Service};
+use crate::runtime::conn::bind_listener;
+use crate::runtime::ifaces::{self, IfaceKind};
+use crate::runtime::policy::{Binding, Policy};
+use crate::runtime::{accept_loop, DetectPolicy, Incoming};
+
+/// Loopback addresses the striped test uses (those this machine lets us bind).
+const STRIPE_ADDRS: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(127, 0, 0, 1),
+    Ipv4Addr::new(127, 0, 0, 2),
+    Ipv4Addr::new(127, 0, 0, 3),
+];
+
+/// One of the run's tests, as measured.
+struct Measured {
+    name: String,
+    flowpaths: usize,
+    run: Run,
+    /// CPU time of the whole process (both ends) during the test.
+    cpu: Cpu,
+}
+
+/// Runs the built-in comparison.
+pub async fn run(args: &BenchArgs, out: &mut Output) -> Result<(), Failure> {
+    refuse_peer_flags(args)?;
+    let began = Instant::now();
+    let server = Server::start(&args.stream)?;
+    let dest = server.addr.to_string();
+    let time = args.time / 3;
+    if args.bytes.is_none() && args.omit >= time {
+        return Err(Failure::local(format!(
+            "--omit {} leaves nothing to measure of each test's third of --time ({})",
+            humantime::format_duration(args.omit),
+            humantime::format_duration(time)
+        )));
+    }
+    let params = params(args, time);
+    let stripe = stripe_bindings();
+    let tests = [
+        ("plain TCP".to_owned(), Via::Tcp, 1),
+        (
+            "msock, 1 flowpath".to_owned(),
+            Via::Session(Policy::default()),
+            1,
+        ),
+        (
+            format!("msock, {} flowpaths", stripe.len()),
+            Via::Session(Policy {
+                fixed: stripe.clone(),
+                ..Policy::default()
+            }),
+            stripe.len(),
+        ),
+    ];
+    let mut done: Vec<Measured> = Vec::new();
+    for (name, via, flowpaths) in tests {
+        out.test = Some(name.clone());
+        let cpu = CpuClock::start();
+        let run = run_test(&dest, args, via, &params, out).await?;
+        let cpu = cpu.elapsed();
+        if out.mode != Mode::Human {
+            out.end(&report::document(&run));
+        }
+        done.push(Measured {
+            name,
+            flowpaths,
+            run,
+            cpu,
+        });
+    }
+    drop(server);
+    let wall = began.elapsed();
+    match out.mode {
+        Mode::Human => print_human(&done, wall),
+        Mode::Json => {
+            let tests: Vec<Value> = done
+                .iter()
+                .map(|m| {
+                    let mut d = report::document(&m.run);
+                    d["name"] = json!(m.name);
+                    d["flowpaths"] = json!(m.flowpaths);
+                    d
+                })
+                .collect();
+            let doc = json!({
+                "start": {
+                    "version": format!("msock {}", env!("CARGO_PKG_VERSION")),
+                    "timestamp": {"time": humantime::format_rfc3339_seconds(SystemTime::now()).to_string()},
+                    "builtin": true,
+                },
+                "tests": tests,
+                "summary": summary(&done),
+                "seconds": wall.as_secs_f64(),
+            });
+            report::println_flush(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        Mode::JsonStream => {
+            out.test = Some("summary".into());
+            out.end(&json!({"end": {"summary": summary(&done), "seconds": wall.as_secs_f64()}}));
+        }
+    }
+    Ok(())
+}
+
+/// The built-in run picks its own paths: flags that choose them are for HOST:PORT.
+fn refuse_peer_flags(args: &BenchArgs) -> Result<(), Failure> {
+    let p = &args.dial.policy;
+    let policy = p.stripe
+        || p.prefer_wifi
+        || p.prefer_cellular
+        || !p.iface.is_empty()
+        || !p.backup.is_empty()
+        || !p.iface_kind.is_empty();
+    if policy || args.dial.source.is_some() {
+        return Err(Failure::local(
+            "interface flags (--stripe, --iface, -s, ...) need HOST:PORT: the built-in run \
+             compares one loopback flowpath with several by itself",
+        ));
+    }
+    if args.stream.ipv6 {
+        return Err(Failure::local(
+            "the built-in run uses IPv4 loopback (127.0.0.1): -6 needs HOST:PORT, e.g. [::1]:9000",
+        ));
+    }
+    Ok(())
+}
+
+/// One binding per loopback address this machine lets us bind.
+fn stripe_bindings() -> Vec<Binding> {
+    let lo = ifaces::discover(&Default::default())
+        .into_iter()
+        .find(|i| i.kind == IfaceKind::Loopback)
+        .map_or_else(|| "lo".to_owned(), |i| i.name);
+    STRIPE_ADDRS
+        .iter()
+        .filter(|a| std::net::UdpSocket::bind((**a, 0)).is_ok())
+        .map(|a| Binding {
+            iface: lo.clone(),
+            addr: IpAddr::V4(*a),
+            kind: IfaceKind::Loopback,
+        })
+        .collect()
+}
+
+fn summary(done: &[Measured]) -> Value {
+    let tcp = done.first().map_or(0.0, |m| m.run.goodput());
+    let rows: Vec<Value> = done
+        .iter()
+        .map(|m| {
+            let (t, u, s) = m.cpu.percent();
+            json!({"name": m.name, "flowpaths": m.flowpaths,
+                "bits_per_second": m.run.goodput(),
+                "ratio_to_tcp": ratio(m.run.goodput(), tcp),
+                "cpu_seconds": m.cpu.user + m.cpu.system,
+                "cpu_utilization_percent": {"total": t, "user": u, "system": s}})
+        })
+        .collect();
+    Value::Array(rows)
+}
+
+fn print_human(done: &[Measured], wall: Duration) {
+    let tcp = done.first().map_or(0.0, |m| m.run.goodput());
+    let mut t = Table::new();
+    t.load_preset(presets::UTF8_FULL_CONDENSED);
+    t.set_header([
+        "",
+        "flowpaths",
+        "goodput",
+        "vs plain TCP",
+        "CPU time (both ends)",
+    ]);
+    for m in done {
+        t.add_row([
+            m.name.clone(),
+            m.flowpaths.to_string(),
+            report::rate(m.run.goodput()),
+            ratio(m.run.goodput(), tcp).map_or("-".into(), |r| format!("{r:.2}")),
+            format!("{:.2} s", m.cpu.user + m.cpu.system),
+        ]);
+    }
+    for i in 1..5 {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    if let Some(striped) = done.last().filter(|m| m.flowpaths > 1) {
+        println!("\n{}, per flowpath:", striped.name);
+        println!("{}", report::human_end(&striped.run));
+    }
+    println!(
+        "\nloopback, client and listener on one thread each, {:.1} s in all:\n{t}",
+        wall.as_secs_f64()
+    );
+}
+
+/// The run's bench server: a listener on 127.0.0.1, on a thread of its own.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(stream: &StreamArgs) -> Result<Server, Failure> {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = oneshot::channel();
+        let stream = stream.clone();
+        let thread = std::thread::Builder::new()
+            .name("msock-bench-server".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = addr_tx.send(Err(format!("cannot start its runtime: {e}")));
+                        return;
+                    }
+                };
+                rt.block_on(serve(stream, addr_tx, stopped));
+                rt.shutdown_background();
+            })
+            .map_err(|e| Failure::local(format!("cannot start the bench server thread: {e}")))?;
+        let addr = addr_rx
+            .recv()
+            .map_err(|_| "it stopped".to_owned())
+            .and_then(|r| r)
+            .map_err(|e| Failure::local(format!("the built-in bench server failed: {e}")))?;
+        Ok(Server {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The server thread's work: listen, serve bench clients concurrently until told to stop.
+async fn serve(
+    stream: StreamArgs,
+    addr_tx: std::sync::mpsc::Sender<Result<SocketAddr, String>>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let listener = match bind_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = addr_tx.send(Err(format!("cannot listen on 127.0.0.1: {e}")));
+            return;
+        }
+    };
+    let Ok(addr) = listener.local_addr() else {
+        let _ = addr_tx.send(Err("its listening socket has no address".into()));
+        return;
+    };
+    let shared = Shared::new(std::slice::from_ref(&listener), stream);
+    let (tx, mut rx) = mpsc::channel(16);
+    let policy = DetectPolicy {
+        allow_plain: false,
+        wait: Duration::from_millis(500),
+        handshake_timeout: Duration::from_secs(10),
+    };
+    tokio::spawn(accept_loop(listener, policy, shared.routes.clone(), tx));
+    let _ = addr_tx.send(Ok(addr));
+    loop {
+        tokio::select! {
+            Some(i) = rx.recv() => {
+                tokio::spawn(serve_one(i, shared.clone()));
+            }
+            _ = &mut stop => return,
+        }
+    }
+}
+
+async fn serve_one(incoming: Incoming, shared: Arc<Shared>) {
+    let r = match incoming {
+        Incoming::Open { conn, hello } => match &hello {
+            Frame::HelloOpen {
+                service: Service::Bench,
+                ..
+            } => match accept(conn, &hello, &shared) {
+                Ok(a) => super::serve(a).await,
+                Err(f) => Err(f),
+            },
+            _ => Ok(()),
+        },
+        Incoming::BenchTcp { stream, peer } => super::serve_tcp(stream, peer, &shared.stream).await,
+        Incoming::Plain { .. } => Ok(()),
+    };
+    if let Err(f) = r {
+        tracing::info!("built-in bench server: {}", f.message);
+    }
+}

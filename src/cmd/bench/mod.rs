@@ -1,0 +1,206 @@
+//! `msock bench`: an iperf3-class throughput test with a per-flowpath breakdown.
+//!
+//! With HOST:PORT, the client runs one test against any `msock listen` (which serves bench
+//! sessions besides its other duties, several at once with -k), and with --compare-tcp a
+//! second one over one plain TCP connection to the same listener. Without, it starts a
+//! listener of its own on loopback (on its own thread) and compares plain TCP, one msock
+//! flowpath and msock striped over several loopback addresses ([`builtin`]).
+//!
+//! Inside the session (or the TCP connection) both ends speak the small bench protocol of
+//! [`wire`]. The receiving end measures; its figures are the ones that count, so the listener
+//! reports its intervals and totals back to the client.
+
+mod app;
+mod builtin;
+mod client;
+mod cpu;
+mod meter;
+mod model;
+mod progress;
+mod report;
+mod run;
+mod server;
+mod tcp;
+mod transport;
+mod wire;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::accept::Accepted;
+use super::Failure;
+use crate::cli::{BenchArgs, StreamArgs};
+use client::Via;
+use model::{Params, MIN_INTERVAL_MS, VERSION};
+use report::{Mode, Output};
+
+/// Runs `msock bench`.
+pub async fn run(args: BenchArgs) -> Result<(), Failure> {
+    let mode = if args.json {
+        Mode::Json
+    } else if args.json_stream {
+        Mode::JsonStream
+    } else {
+        Mode::Human
+    };
+    let mut out = Output::new(mode);
+    out.bidir = args.bidir;
+    let result = async {
+        check(&args)?;
+        super::apply_process_settings(&args.stream)?;
+        match args.dest.clone() {
+            Some(dest) => against(&dest, &args, &mut out).await,
+            None => builtin::run(&args, &mut out).await,
+        }
+    }
+    .await;
+    if let Err(f) = &result {
+        let message = if f.code == 130 {
+            "interrupted"
+        } else {
+            &f.message
+        };
+        out.error(message, None);
+    }
+    result
+}
+
+/// Serves one benchmark client's session on a listener.
+pub async fn serve(accepted: Accepted) -> Result<(), Failure> {
+    server::serve_session(accepted).await
+}
+
+/// Serves one benchmark client's plain TCP connection on a listener (its bench magic already
+/// read); `args` are the listener's session settings (a client that lets nothing move for
+/// their dead time is given up).
+pub async fn serve_tcp(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    args: &StreamArgs,
+) -> Result<(), Failure> {
+    server::serve_tcp(stream, peer, args).await
+}
+
+/// Waits forever (for a transport whose end decides the result).
+async fn never() -> Infallible {
+    std::future::pending().await
+}
+
+/// Completes after `after`, if given (else never).
+async fn expire(after: Option<Duration>) {
+    match after {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Refuses flag values no test can run with (exit 2).
+fn check(args: &BenchArgs) -> Result<(), Failure> {
+    if args.len > wire::MAX_BLOCK {
+        return Err(Failure::local(format!(
+            "--len {} is too large: at most {} (16M)",
+            args.len,
+            wire::MAX_BLOCK
+        )));
+    }
+    if !args.interval.is_zero() && args.interval < Duration::from_millis(MIN_INTERVAL_MS) {
+        return Err(Failure::local(format!(
+            "--interval {} is too short: give 0 (no interval reports) or at least {MIN_INTERVAL_MS}ms",
+            humantime::format_duration(args.interval)
+        )));
+    }
+    if args.bytes.is_none() && args.omit >= args.time {
+        return Err(Failure::local(format!(
+            "--omit {} leaves nothing of --time {} to measure",
+            humantime::format_duration(args.omit),
+            humantime::format_duration(args.time)
+        )));
+    }
+    if args.time.as_millis() > model::MAX_TIME_MS as u128
+        || args.omit.as_millis() > model::MAX_TIME_MS as u128
+    {
+        return Err(Failure::local("--time and --omit must be at most a day"));
+    }
+    Ok(())
+}
+
+/// The test parameters the flags ask for, sending for `time` unless -n.
+fn params(args: &BenchArgs, time: Duration) -> Params {
+    Params {
+        version: VERSION,
+        time_ms: args.bytes.is_none().then(|| time.as_millis().max(1) as u64),
+        bytes: args.bytes,
+        len: args.len,
+        interval_ms: args.interval.as_millis() as u64,
+        omit_ms: args.omit.as_millis() as u64,
+        reverse: args.reverse,
+        bidir: args.bidir,
+    }
+}
+
+/// A test against a listener, and with --compare-tcp one over plain TCP to it.
+async fn against(dest: &str, args: &BenchArgs, out: &mut Output) -> Result<(), Failure> {
+    let params = params(args, args.time);
+    if args.compare_tcp {
+        out.test = Some("msock".into());
+    }
+    let policy = args.dial.policy.to_policy();
+    let run = client::run_test(dest, args, Via::Session(policy), &params, out).await?;
+    let mut doc = report::document(&run);
+    out.end(&doc);
+    if out.mode == Mode::Human {
+        println!("{}", report::human_end(&run));
+    }
+    if args.compare_tcp {
+        out.test = Some("tcp".into());
+        let tcp = match client::run_test(dest, args, Via::Tcp, &params, out).await {
+            Ok(tcp) => tcp,
+            Err(f) => return Err(compare_failure(f, &doc, out)),
+        };
+        let ratio = ratio(run.goodput(), tcp.goodput());
+        let mut tdoc = report::document(&tcp);
+        tdoc["goodput_ratio"] = serde_json::json!(ratio);
+        out.end(&tdoc);
+        match out.mode {
+            Mode::Human => {
+                println!("{}", report::human_end(&tcp));
+                println!(
+                    "msock {} vs plain TCP {}: ratio {}",
+                    report::rate(run.goodput()),
+                    report::rate(tcp.goodput()),
+                    ratio.map_or("-".into(), |r| format!("{r:.2}"))
+                );
+            }
+            Mode::Json => doc["compare_tcp"] = tdoc,
+            Mode::JsonStream => {}
+        }
+    }
+    if out.mode == Mode::Json {
+        report::println_flush(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// The plain TCP leg failed after the msock test succeeded: say what to do, and keep the
+/// msock figures in a --json document.
+fn compare_failure(f: Failure, doc: &serde_json::Value, out: &Output) -> Failure {
+    if f.code == 130 {
+        return f;
+    }
+    let message = format!(
+        "the plain TCP comparison failed: {} (the listener must serve more than one client: start it with -k)",
+        f.message
+    );
+    // With --json, the error document keeps what was measured (and is the only one).
+    out.error(&message, Some(doc.clone()));
+    Failure {
+        code: f.code,
+        message,
+    }
+}
+
+/// `a / b`, if `b` is not zero.
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}

@@ -1,0 +1,215 @@
+//! The plain TCP leg of `msock bench --compare-tcp` and of the built-in run: one TCP
+//! connection that starts with [`BENCH_TCP_MAGIC`] (so that a listener serves it to its bench
+//! server) and then carries the same bench protocol as a session, moved by [`pump`].
+
+use std::future::Future;
+use std::io;
+use std::net::Shutdown;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use bytes::Buf;
+use socket2::SockRef;
+use tokio::net::TcpStream;
+
+use super::app::{BenchSink, BenchSource, ProbeRx};
+use super::wire::{self, Kind};
+use crate::cli::{DialArgs, StreamArgs};
+use crate::cmd::dial::check_dest;
+use crate::cmd::{family, Failure};
+use crate::proto::{PathId, PathStats};
+use crate::runtime::app::{AppSource, CHUNK};
+use crate::runtime::channel_io::AppAbort;
+use crate::runtime::client::connect_any;
+use crate::runtime::conn::apply_congestion;
+use crate::runtime::listener::BENCH_TCP_MAGIC;
+use crate::runtime::{resolve, DriveError, Outcome, PathReport, Snapshot, Totals};
+
+/// Opens the plain TCP connection to a listener's bench server.
+pub async fn connect(
+    dest: &str,
+    dial: &DialArgs,
+    stream: &StreamArgs,
+) -> Result<TcpStream, Failure> {
+    check_dest(dest)?;
+    let addrs = resolve(dest, family(stream)).await?;
+    let source = dial.source.map(|ip| std::net::SocketAddr::new(ip, 0));
+    let s = connect_any(&addrs, source, None, Some(dial.wait)).await?;
+    apply_congestion(&s);
+    let mut magic = &BENCH_TCP_MAGIC[..];
+    while !magic.is_empty() {
+        s.writable().await.map_err(Failure::network)?;
+        match s.try_write(magic) {
+            Ok(n) => magic = &magic[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(Failure::network(format!("plain TCP connection: {e}"))),
+        }
+    }
+    Ok(s)
+}
+
+/// A future that ends the pump when it completes (Ctrl-C).
+pub type Interrupt = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Moves the bench protocol over `stream` until both directions have ended: `source`'s bytes
+/// out, received bytes into `sink`, answering snapshot requests on `probe`. Fails when nothing
+/// moved either way for `stall` (the peer vanished or stopped reading).
+pub async fn pump(
+    stream: TcpStream,
+    mut source: BenchSource,
+    mut sink: BenchSink,
+    mut probe: ProbeRx,
+    stall: Duration,
+    interrupt: Option<Interrupt>,
+) -> Result<Outcome, DriveError> {
+    // Shared by the futures below (atomics only because the whole future must be Send).
+    let written = AtomicU64::new(0);
+    let read = AtomicU64::new(0);
+    let began = Instant::now();
+    // When something last moved, in nanoseconds since `began`.
+    let progress = AtomicU64::new(0);
+    let moved = || progress.store(began.elapsed().as_nanos() as u64, Relaxed);
+    let s = &stream;
+    let lost = |e: io::Error| DriveError::PathsLost(format!("plain TCP connection: {e}"));
+    let writer = async {
+        loop {
+            let next = std::future::poll_fn(|cx| source.poll_chunk(cx)).await;
+            let mut chunk = match next {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    let _ = SockRef::from(s).shutdown(Shutdown::Write);
+                    return Ok(());
+                }
+                Err(e) => {
+                    let why = AppAbort::find(&e).map_or_else(|| e.to_string(), |a| a.0.clone());
+                    // Tell the peer why, as far as the socket takes it at once.
+                    let _ = s.try_write(&wire::message(Kind::Error, why.as_bytes()));
+                    let _ = SockRef::from(s).shutdown(Shutdown::Both);
+                    return Err(DriveError::Aborted(why));
+                }
+            };
+            while !chunk.is_empty() {
+                s.writable().await.map_err(lost)?;
+                match s.try_write(&chunk) {
+                    Ok(n) => {
+                        chunk.advance(n);
+                        written.fetch_add(n as u64, Relaxed);
+                        moved();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(lost(e)),
+                }
+            }
+        }
+    };
+    let reader = async {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            s.readable().await.map_err(lost)?;
+            match s.try_read(&mut buf) {
+                Ok(0) => {
+                    // Tells the test's logic that nothing more will come.
+                    drop(sink);
+                    return Ok::<(), DriveError>(());
+                }
+                Ok(n) => {
+                    sink.feed(&buf[..n]);
+                    read.fetch_add(n as u64, Relaxed);
+                    moved();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(lost(e)),
+            }
+        }
+    };
+    let watch = async {
+        let tick = (stall / 4).max(Duration::from_millis(10));
+        loop {
+            tokio::select! {
+                Some(reply) = probe.recv() => {
+                    let _ = reply.send(snapshot(s, written.load(Relaxed), read.load(Relaxed)));
+                }
+                _ = tokio::time::sleep(tick) => {
+                    let last = Duration::from_nanos(progress.load(Relaxed));
+                    if began.elapsed().saturating_sub(last) >= stall {
+                        return Err(DriveError::PathsLost(format!(
+                            "nothing moved on the plain TCP connection for {}",
+                            humantime::format_duration(stall)
+                        )));
+                    }
+                }
+            }
+        }
+    };
+    let interrupted = async {
+        match interrupt {
+            Some(i) => i.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = async { tokio::try_join!(reader, writer) } => r.map(|_| Outcome::Finished),
+        r = watch => r,
+        _ = interrupted => Ok(Outcome::Interrupted),
+    }
+}
+
+/// The connection as one flowpath, for the bench's statistics.
+fn snapshot(s: &TcpStream, written: u64, read: u64) -> Snapshot {
+    let (srtt, min_rtt, resent) = tcp_info(s);
+    let addr = |a: io::Result<std::net::SocketAddr>| {
+        a.unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+    };
+    let mut stats = PathStats::default();
+    stats.bytes_sent = written;
+    stats.bytes_resent = resent;
+    stats.bytes_received = read;
+    stats.bytes_new = read;
+    stats.srtt = srtt;
+    stats.min_rtt = min_rtt;
+    Snapshot {
+        paths: vec![PathReport {
+            id: PathId(0),
+            local: addr(s.local_addr()),
+            peer: addr(s.peer_addr()),
+            iface: None,
+            up: true,
+            stats,
+        }],
+        totals: Totals {
+            sent: written,
+            received: read,
+        },
+    }
+}
+
+/// Smoothed and lowest RTT and retransmitted bytes (segments × MSS) from TCP_INFO.
+#[cfg(target_os = "linux")]
+fn tcp_info(s: &TcpStream) -> (Option<Duration>, Option<Duration>, u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain old data; getsockopt writes at most `len` bytes into it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: a valid socket descriptor, a buffer of `len` bytes and its length.
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return (None, None, 0);
+    }
+    let us = |x: u32| (x > 0).then(|| Duration::from_micros(x as u64));
+    let resent = info.tcpi_total_retrans as u64 * info.tcpi_snd_mss as u64;
+    (us(info.tcpi_rtt), us(info.tcpi_min_rtt), resent)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn tcp_info(_s: &TcpStream) -> (Option<Duration>, Option<Duration>, u64) {
+    (None, None, 0)
+}
