@@ -264,7 +264,7 @@ impl SendFileArgs {
 }
 
 /// `msock bench`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 #[command(after_long_help = BENCH_NUMBERS)]
 pub struct BenchArgs {
     /// The listener to measure against: HOST:PORT or [IPV6]:PORT (any `msock listen`; use -k

@@ -3,6 +3,8 @@
 //! against it one after another, each for a third of --time: plain TCP, msock over one
 //! flowpath, and msock striped over one flowpath from each of several loopback addresses.
 
+use crate::proto::handshake::{fingerprint, Identity};
+use crate::proto::Config;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -46,7 +48,17 @@ struct Measured {
 pub async fn run(args: &BenchArgs, out: &mut Output) -> Result<(), Failure> {
     refuse_peer_flags(args)?;
     let began = Instant::now();
-    let server = Server::start(&args.stream)?;
+    // The built-in listener has a throwaway key, which the client is told (nothing is pinned
+    // or written to the config directory).
+    let mut config = crate::cmd::session_config(&args.stream)?;
+    let mut args = args.clone();
+    if config.encrypt {
+        let id = Identity::generate(&mut rand::rngs::OsRng);
+        args.dial.peer_key = Some(fingerprint(&id.public));
+        config.identity = Some(id);
+    }
+    let args = &args;
+    let server = Server::start(&args.stream, config)?;
     let dest = server.addr.to_string();
     let time = args.time / 3;
     if args.bytes.is_none() && args.omit >= time {
@@ -223,7 +235,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(stream: &StreamArgs) -> Result<Server, Failure> {
+    fn start(stream: &StreamArgs, config: Config) -> Result<Server, Failure> {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = oneshot::channel();
         let stream = stream.clone();
@@ -240,7 +252,7 @@ impl Server {
                         return;
                     }
                 };
-                rt.block_on(serve(stream, addr_tx, stopped));
+                rt.block_on(serve(stream, config, addr_tx, stopped));
                 rt.shutdown_background();
             })
             .map_err(|e| Failure::local(format!("cannot start the bench server thread: {e}")))?;
@@ -269,6 +281,7 @@ impl Drop for Server {
 /// The server thread's work: listen, serve bench clients concurrently until told to stop.
 async fn serve(
     stream: StreamArgs,
+    config: Config,
     addr_tx: std::sync::mpsc::Sender<Result<SocketAddr, String>>,
     mut stop: oneshot::Receiver<()>,
 ) {
@@ -283,7 +296,7 @@ async fn serve(
         let _ = addr_tx.send(Err("its listening socket has no address".into()));
         return;
     };
-    let shared = Shared::new(std::slice::from_ref(&listener), stream);
+    let shared = Shared::new(std::slice::from_ref(&listener), stream, config);
     let (tx, mut rx) = mpsc::channel(16);
     let policy = DetectPolicy {
         allow_plain: false,
