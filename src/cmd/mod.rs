@@ -161,6 +161,7 @@ pub async fn finish(
         Ok(Outcome::Interrupted) => Err(Failure::interrupted()),
         Err(DriveError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e @ (DriveError::Input(_) | DriveError::Output(_))) => Err(Failure::local(e)),
+        Err(e @ DriveError::NeverHeard(_)) => Err(Failure::not_started(e)),
         Err(e) => Err(Failure::network(e)),
     }
 }

@@ -83,6 +83,10 @@ pub enum DriveError {
     /// The application ended the session on purpose (see [`AppAbort`]); the peer was told.
     #[error("{0}")]
     Aborted(String),
+    /// Server: the client left before sending a single frame we accepted (it failed the
+    /// encrypted handshake, e.g. with a different pre-shared key); no session took place.
+    #[error("the client left before its first frame ({0})")]
+    NeverHeard(String),
 }
 
 /// Running totals, for summaries.
@@ -549,10 +553,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         // Server: a client that never sent a frame we accepted (e.g. it failed the encrypted
         // handshake: a different pre-shared key) will not come back for this session.
         if self.replacer.is_none() && !self.session.heard_from_peer() {
-            return Some(DriveError::PathsLost(format!(
-                "the client left before its first frame ({})",
-                self.last_path_error
-            )));
+            return Some(DriveError::NeverHeard(self.last_path_error.clone()));
         }
         let wait = self.resume_timeout;
         if self.orphaned.is_none() {
