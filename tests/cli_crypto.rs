@@ -30,7 +30,7 @@ fn listen_in(dir: &Path, addr: &str, args: &[&str], out: Stdio) -> (Proc, Socket
     all.push(addr);
     let mut cmd = msock_in(dir, &all);
     cmd.stdin(Stdio::null()).stdout(out);
-    let mut p = Proc::spawn("msock listen", cmd);
+    let p = Proc::spawn("msock listen", cmd);
     let line = p
         .stderr
         .wait_line(STARTUP, |l| l.contains("listening on "))
