@@ -46,7 +46,7 @@ Exit status: 0 success, 1 network error (refused, reset, timeout, peer vanished,
 
 ENCRYPTION
   Sessions are encrypted and authenticated end to end by default: a Noise handshake
-  (Noise_NX_25519_AESGCM_SHA256) when the session opens, then AES-256-GCM records with a key
+  (Noise_NX_25519_AESGCM_SHA256) when the session opens, then AES-128-GCM records with a key
   of their own on every flowpath. Each listener has a long-term key, created on first use in
   the config directory ($MSOCK_CONFIG_DIR, else $XDG_CONFIG_HOME/msock, else ~/.config/msock,
   file listener.key, mode 0600); `msock listen --show-key` prints its fingerprint. A client

@@ -82,7 +82,7 @@ pub async fn dial_with_policy<I: AppSource, O: AppSink>(
                 PinCheck::PinnedNow => "first contact: pinned now",
             };
             tracing::info!(
-                "encrypted session (Noise NX, AES-256-GCM); listener key {} ({how})",
+                "encrypted session (Noise NX, AES-128-GCM); listener key {} ({how})",
                 fingerprint(key)
             );
         }

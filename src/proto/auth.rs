@@ -81,8 +81,10 @@ impl SessionSecret {
         let (c2s, s2c) = (key(b"c2s"), key(b"s2c"));
         #[cfg(test)]
         SEALER_KEYS.with(|k| {
+            // The AES-128 key actually used: the first 16 bytes.
             let sealing = if we_are_client { &c2s } else { &s2c };
-            k.borrow_mut().push(*sealing);
+            k.borrow_mut()
+                .push(sealing[..16].try_into().expect("16 of 32 bytes"));
         });
         if we_are_client {
             (Sealer::new(&c2s), Opener::new(&s2c))
@@ -163,7 +165,7 @@ impl SessionSecret {
 #[cfg(test)]
 thread_local! {
     /// Every sealing key derived on this thread (tests check that none repeats).
-    pub(crate) static SEALER_KEYS: std::cell::RefCell<Vec<[u8; 32]>> =
+    pub(crate) static SEALER_KEYS: std::cell::RefCell<Vec<[u8; 16]>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 

@@ -139,17 +139,25 @@ impl Deframer {
     pub fn read_space(&mut self) -> Limit<&mut BytesMut> {
         const FULL: usize = 4 + MAX_FRAME_LEN;
         if self.opener.is_some() {
-            // Records are opened in place in their own part of the buffer: any layout works,
-            // as long as the record in progress fits.
+            // Records are opened in place and their plaintext handed out as slices, so a
+            // record cut by the end of an allocation would have to be copied into a new one.
+            // Instead, reads stop at record boundaries: first the 4-byte header, then exactly
+            // the rest of the record, for which room is made before it is read (copying at
+            // most its header).
             let need = match Opener::record_len(&self.raw) {
-                Ok(Some(n)) => n.saturating_sub(self.raw.len()),
-                _ => 0,
+                Ok(Some(n)) => n - self.raw.len(),
+                Ok(None) => 4 - self.raw.len(),
+                // A bad length: the next `next_frame` reports it; read anything meanwhile.
+                Err(_) => 1,
             };
-            if self.raw.capacity() - self.raw.len() < need.max(64 * 1024) {
-                self.raw.reserve(need.max(RECV_BUF));
+            if self.raw.capacity() - self.raw.len() < need {
+                // A fresh buffer, not `reserve`: growing in place would copy every byte
+                // consumed from this allocation so far.
+                let mut fresh = BytesMut::with_capacity((self.raw.len() + need).max(RECV_BUF));
+                fresh.extend_from_slice(&self.raw);
+                self.raw = fresh;
             }
-            let spare = self.raw.capacity() - self.raw.len();
-            return (&mut self.raw).limit(spare);
+            return (&mut self.raw).limit(need);
         }
         if !self.preamble_seen {
             let n = self.buffer(FULL + PREAMBLE_LEN).capacity() - self.buf.len();
