@@ -8,17 +8,22 @@ use super::{family, session_config, Failure};
 use crate::cli::{DialArgs, StreamArgs};
 use crate::proto::{PathId, Service};
 use crate::runtime::{
-    control::ControlPlane, ifaces, netwatch, open_session, resolve, AppSink, AppSource, Driver,
-    ReconnectPolicy,
+    control::ControlPlane, ifaces, netwatch, AppSink, AppSource, Driver, ReconnectPolicy,
 };
 
-/// Checks that `dest` looks like HOST:PORT (exit 2 otherwise).
+/// Checks that `dest` looks like HOST:PORT or NAME@RELAY[:PORT] (exit 2 otherwise).
 pub fn check_dest(dest: &str) -> Result<(), Failure> {
+    if crate::relay::client::parse(dest)
+        .map_err(Failure::local)?
+        .is_some()
+    {
+        return Ok(());
+    }
     if dest.contains(':') {
         Ok(())
     } else {
         Err(Failure::local(format!(
-            "'{dest}' has no port: give HOST:PORT, e.g. example.net:9000 or [::1]:9000"
+            "'{dest}' has no port: give HOST:PORT, e.g. example.net:9000 or [::1]:9000, or NAME@RELAY for a listener registered at a relay"
         )))
     }
 }
@@ -34,7 +39,9 @@ pub async fn dial<I: AppSource, O: AppSink>(
     output: Option<O>,
 ) -> Result<Driver<I, O>, Failure> {
     check_dest(dest)?;
-    let addrs = resolve(dest, family(stream)).await?;
+    // HOST:PORT, or NAME@RELAY: the name's direct addresses, then the relay.
+    let hops = crate::relay::client::plan(dest, family(stream), dial.wait).await?;
+    let addrs = &hops[0].addrs;
     let policy = dial.policy.to_policy();
     // With a policy, the first flowpath leaves from the interface it ranks first.
     let first = if policy.follows_routing() {
@@ -55,7 +62,7 @@ pub async fn dial<I: AppSource, O: AppSink>(
     let mut config = session_config(stream);
     config.service = service;
     let (session, conn, epoch, control) =
-        open_session(&addrs, source, device, Some(dial.wait), config).await?;
+        crate::relay::client::open_session(&hops, source, device, config).await?;
     let server = conn.peer;
     let mut driver = Driver::new(session, epoch, input, output);
     driver.add_path(PathId(0), conn);
