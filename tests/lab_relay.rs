@@ -1,0 +1,172 @@
+//! The relay in network namespaces: the listener sits behind a NAT that lets no connection in
+//! (`Topology::NatServer`); the relay and the client are outside, in `cli`. A transfer through
+//! the relay completes; and when the listener's address behind the NAT changes mid-transfer,
+//! it re-registers, the relay drops the dead spliced halves, and the session resumes
+//! byte-identical.
+//!
+//! They need root and nftables; elsewhere they print `SKIPPED: ...` and pass.
+
+mod lab;
+
+use std::fs::File;
+use std::process::Stdio;
+use std::time::Duration;
+
+use lab::{assert_same_file, payload, Lab, LabProc, Topology};
+use serde_json::Value;
+use tempfile::{NamedTempFile, TempDir};
+
+/// Deadline of every msock process.
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// Relay and listener up: the relay on 10.99.1.2 in `cli`, the listener in `srv` registered
+/// as `name` (also listening on a port of its own, which the NAT makes unreachable).
+struct Setup {
+    relay: LabProc,
+    relay_status: NamedTempFile,
+    relay_addr: String,
+    listener: LabProc,
+    listener_port: String,
+    output: NamedTempFile,
+    _state: TempDir,
+}
+
+fn setup(lab: &Lab, name: &str) -> Setup {
+    let msock = env!("CARGO_BIN_EXE_msock");
+    let relay_status = NamedTempFile::new().unwrap();
+    let mut cmd = lab.exec(
+        "cli",
+        msock,
+        &["proxy", "--listen", "10.99.1.2:0", "--json"],
+    );
+    cmd.stdin(Stdio::null())
+        .stdout(relay_status.reopen().unwrap());
+    let mut relay = lab.spawn(cmd, LIMIT);
+    let port = relay.wait_stderr_line(
+        "msock: relay listening on 10.99.1.2:",
+        Duration::from_secs(10),
+    );
+    let relay_addr = format!("10.99.1.2:{}", port.trim());
+    let state = tempfile::tempdir().unwrap();
+    let output = NamedTempFile::new().unwrap();
+    let args = [
+        "-v",
+        "listen",
+        "0",
+        "-4",
+        "--recv-only",
+        "--relay",
+        &relay_addr,
+        "--name",
+        name,
+    ];
+    let mut cmd = lab.exec("srv", msock, &args);
+    cmd.env("MSOCK_STATE_DIR", state.path())
+        .stdin(Stdio::null())
+        .stdout(output.reopen().unwrap());
+    let mut listener = lab.spawn(cmd, LIMIT);
+    let listener_port = listener
+        .wait_stderr_line("msock: listening on 0.0.0.0:", Duration::from_secs(10))
+        .trim()
+        .to_owned();
+    listener.wait_stderr_line("msock: registered", Duration::from_secs(10));
+    Setup {
+        relay,
+        relay_status,
+        relay_addr,
+        listener,
+        listener_port,
+        output,
+        _state: state,
+    }
+}
+
+fn status(s: &Setup) -> Vec<Value> {
+    std::fs::read_to_string(s.relay_status.path())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn client(lab: &Lab, dest: &str, input: &NamedTempFile) -> LabProc {
+    let msock = env!("CARGO_BIN_EXE_msock");
+    let mut cmd = lab.exec("cli", msock, &["-v", "connect", dest, "--json-events"]);
+    cmd.stdin(File::open(input.path()).unwrap())
+        .stdout(Stdio::null());
+    lab.spawn(cmd, LIMIT)
+}
+
+#[test]
+fn transfer_through_the_relay_from_behind_nat() {
+    let Some(lab) = Lab::up(
+        "transfer_through_the_relay_from_behind_nat",
+        Topology::NatServer,
+    ) else {
+        return;
+    };
+    let s = setup(&lab, "natted");
+    // The NAT lets nothing in: a direct connection to the listener fails.
+    let msock = env!("CARGO_BIN_EXE_msock");
+    let direct = format!("10.99.2.2:{}", s.listener_port);
+    let mut cmd = lab.exec("cli", msock, &["connect", "-w", "2s", &direct]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    lab.spawn(cmd, LIMIT).expect_exit(1);
+    // By name, through the relay, it works (the direct address is not even published).
+    let input = payload(50 << 20, 11);
+    let mut c = client(&lab, &format!("natted@{}", s.relay_addr), &input);
+    c.expect_exit(0);
+    let mut listener = s.listener;
+    listener.expect_exit(0);
+    assert_same_file(input.path(), s.output.path());
+    let st: Vec<Value> = std::fs::read_to_string(s.relay_status.path())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reg = st.iter().find(|e| e["event"] == "registered").unwrap();
+    assert_eq!(reg["direct"], serde_json::json!([]), "{reg}");
+    assert!(st.iter().any(|e| e["event"] == "splice"), "{st:?}");
+    drop(s.relay);
+}
+
+#[test]
+fn listener_address_change_behind_nat_mid_transfer() {
+    let Some(lab) = Lab::up(
+        "listener_address_change_behind_nat_mid_transfer",
+        Topology::NatServer,
+    ) else {
+        return;
+    };
+    // Shape the way to the listener so that the transfer lasts a few seconds.
+    lab.shape("rt", "srv0", 300_000_000);
+    let s = setup(&lab, "mover");
+    let size = 200u64 << 20;
+    let input = payload(size, 12);
+    let mut c = client(&lab, &format!("mover@{}", s.relay_addr), &input);
+    std::thread::sleep(Duration::from_secs(1));
+    let got = std::fs::metadata(s.output.path()).map_or(0, |m| m.len());
+    assert!(got > 0 && got < size, "mid-transfer? {got} of {size}");
+    lab.addr_move("srv", "eth0");
+    c.expect_exit(0);
+    let mut listener = s.listener;
+    listener.expect_exit(0);
+    assert_same_file(input.path(), s.output.path());
+    let lerr = listener.stderr();
+    assert!(lerr.contains("registered 'mover' again"), "{lerr}");
+    let st = status(&Setup { listener, ..s });
+    let registrations = st.iter().filter(|e| e["event"] == "registered").count();
+    assert!(registrations >= 2, "{st:?}");
+    // The relay closed the dead spliced pair when told (GONE), and spliced a new one.
+    assert!(
+        st.iter()
+            .any(|e| e["event"] == "splice_end" && e["end"] == "listener half gone"),
+        "{st:?}"
+    );
+    assert!(
+        st.iter().filter(|e| e["event"] == "splice").count() >= 2,
+        "{st:?}"
+    );
+    let cerr = c.stderr();
+    assert!(cerr.contains("resumed"), "{cerr}");
+}
