@@ -182,8 +182,23 @@ pub struct ListenArgs {
     pub stream: StreamArgs,
 }
 
+/// What `msock proxy` does and prints (its long help and man page).
+const PROXY_NOTES: &str = "\
+How it works:
+  A listener keeps a control channel to the relay (REGISTER, keepalives). A client flowpath
+  to NAME@RELAY starts with a ROUTE(NAME) frame; the relay asks the listener (DIAL) to connect
+  back (SPLICE) and then copies bytes between the two connections, unread. Each flowpath of
+  a session is spliced on its own, so multipath and mobility work through the relay. Clients
+  first LOOKUP the name: a listener the relay sees at one of its own addresses is published
+  and tried directly. The protocol is specified in src/relay/mod.rs.
+Status lines (--json, stdout): registered, unregistered, expired, splice, splice_end (bytes
+  up/down and why it ended), refused (reason), dropped (no first frame in time), summary.
+Exit status: 0 after SIGTERM, 130 after SIGINT (both print the summary), 2 bad arguments or
+  a port already in use.";
+
 /// `msock proxy`.
 #[derive(Debug, Args)]
+#[command(after_long_help = PROXY_NOTES)]
 pub struct ProxyArgs {
     /// Where to listen: PORT (all addresses), ADDR:PORT or [IPV6]:PORT.
     #[arg(long, value_name = "[ADDR:]PORT", default_value = "7480")]

@@ -32,27 +32,27 @@ struct Setup {
 }
 
 fn setup(lab: &Lab, name: &str) -> Setup {
+    setup_at(lab, name, "cli", "10.99.1.2", true)
+}
+
+/// The relay in `relay_node` on `relay_ip`; the listener in `srv` with a port of its own if
+/// `own_port` (else reachable through the relay only).
+fn setup_at(lab: &Lab, name: &str, relay_node: &str, relay_ip: &str, own_port: bool) -> Setup {
     let msock = env!("CARGO_BIN_EXE_msock");
     let relay_status = NamedTempFile::new().unwrap();
-    let mut cmd = lab.exec(
-        "cli",
-        msock,
-        &["proxy", "--listen", "10.99.1.2:0", "--json"],
-    );
+    let listen = format!("{relay_ip}:0");
+    let mut cmd = lab.exec(relay_node, msock, &["proxy", "--listen", &listen, "--json"]);
     cmd.stdin(Stdio::null())
         .stdout(relay_status.reopen().unwrap());
     let mut relay = lab.spawn(cmd, LIMIT);
-    let port = relay.wait_stderr_line(
-        "msock: relay listening on 10.99.1.2:",
-        Duration::from_secs(10),
-    );
-    let relay_addr = format!("10.99.1.2:{}", port.trim());
+    let prefix = format!("msock: relay listening on {relay_ip}:");
+    let port = relay.wait_stderr_line(&prefix, Duration::from_secs(10));
+    let relay_addr = format!("{relay_ip}:{}", port.trim());
     let state = tempfile::tempdir().unwrap();
     let output = NamedTempFile::new().unwrap();
-    let args = [
+    let mut args = vec![
         "-v",
         "listen",
-        "0",
         "-4",
         "--recv-only",
         "--relay",
@@ -60,15 +60,22 @@ fn setup(lab: &Lab, name: &str) -> Setup {
         "--name",
         name,
     ];
+    if own_port {
+        args.push("0");
+    }
     let mut cmd = lab.exec("srv", msock, &args);
     cmd.env("MSOCK_STATE_DIR", state.path())
         .stdin(Stdio::null())
         .stdout(output.reopen().unwrap());
     let mut listener = lab.spawn(cmd, LIMIT);
-    let listener_port = listener
-        .wait_stderr_line("msock: listening on 0.0.0.0:", Duration::from_secs(10))
-        .trim()
-        .to_owned();
+    let listener_port = if own_port {
+        listener
+            .wait_stderr_line("msock: listening on 0.0.0.0:", Duration::from_secs(10))
+            .trim()
+            .to_owned()
+    } else {
+        String::new()
+    };
     listener.wait_stderr_line("msock: registered", Duration::from_secs(10));
     Setup {
         relay,
@@ -90,8 +97,14 @@ fn status(s: &Setup) -> Vec<Value> {
 }
 
 fn client(lab: &Lab, dest: &str, input: &NamedTempFile) -> LabProc {
+    client_with(lab, dest, input, &[])
+}
+
+fn client_with(lab: &Lab, dest: &str, input: &NamedTempFile, extra: &[&str]) -> LabProc {
     let msock = env!("CARGO_BIN_EXE_msock");
-    let mut cmd = lab.exec("cli", msock, &["-v", "connect", dest, "--json-events"]);
+    let mut args = vec!["-v", "connect", dest, "--json-events"];
+    args.extend_from_slice(extra);
+    let mut cmd = lab.exec("cli", msock, &args);
     cmd.stdin(File::open(input.path()).unwrap())
         .stdout(Stdio::null());
     lab.spawn(cmd, LIMIT)
@@ -169,4 +182,40 @@ fn listener_address_change_behind_nat_mid_transfer() {
     );
     let cerr = c.stderr();
     assert!(cerr.contains("resumed"), "{cerr}");
+}
+
+/// Multipath through the relay: a client with two interfaces stripes one session over both;
+/// each flowpath is spliced on its own at the relay (in the router), and both carry data.
+#[test]
+fn striped_session_through_the_relay() {
+    let Some(lab) = Lab::up("striped_session_through_the_relay", Topology::TwoPath) else {
+        return;
+    };
+    // Each client link slower than the relay's side, so that striping pays off.
+    lab.shape("cli", "wifi0", 100_000_000);
+    lab.shape("cli", "cell0", 100_000_000);
+    let s = setup_at(&lab, "striped", "rt", "10.99.2.1", false);
+    let input = payload(30 << 20, 13);
+    let (w0, c0) = (lab.tx_bytes("cli", "wifi0"), lab.tx_bytes("cli", "cell0"));
+    let mut c = client_with(
+        &lab,
+        &format!("striped@{}", s.relay_addr),
+        &input,
+        &["--stripe"],
+    );
+    c.expect_exit(0);
+    let mut listener = s.listener;
+    listener.expect_exit(0);
+    assert_same_file(input.path(), s.output.path());
+    let (w, cl) = (
+        lab.tx_bytes("cli", "wifi0") - w0,
+        lab.tx_bytes("cli", "cell0") - c0,
+    );
+    assert!(
+        w > 5 << 20 && cl > 5 << 20,
+        "wifi0 sent {w}, cell0 sent {cl}"
+    );
+    let st = status(&Setup { listener, ..s });
+    let splices = st.iter().filter(|e| e["event"] == "splice").count();
+    assert!(splices >= 2, "{st:?}");
 }
