@@ -7,6 +7,9 @@
 #  3. ACTIVE sessions at once (BYTES/ACTIVE each), first alone, then while IDLE idle sessions
 #     are held through the same relay: aggregate goodput of each, and the relay's RSS
 #     (target: relay RSS <= 200 MiB, active goodput within 10% of the alone case).
+# On loopback every byte through the relay crosses the kernel's TCP stack twice and the relay
+# is a third busy process: on a machine with few cores the ends and the relay compete for the
+# CPU, so compare the relay's own CPU time (printed below) with the ends'.
 # Usage: bash tests/bench-relay.sh [BYTES] [RUNS] [IDLE] [ACTIVE] [SETUPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +30,8 @@ now() { date +%s%N; }
 mbps() { echo "$1 $2" | awk '{ printf "%.0f", $1 / ($2 / 1e9) / 1e6 }'; }
 wait_line() { # FILE REGEX -> prints the first match of sed REGEX's \1, waits up to 10 s
     for _ in $(seq 400); do
-        local v
-        v=$(sed -n "s/$2/\1/p" "$1" | head -1)
+        local v=""
+        [ -f "$1" ] && v=$(sed -n "s/$2/\1/p" "$1" | head -1)
         [ -n "$v" ] && { echo "$v"; return 0; }
         sleep 0.025
     done
@@ -65,8 +68,10 @@ transfer() {
 }
 
 echo "msock relay benchmark: $BYTES bytes per transfer, $RUNS runs, $(nproc) cores"
+cpu_s() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
 echo "== 1. goodput, one session"
 direct_sum=0; relay_sum=0
+relay_cpu0=$(cpu_s "$RPID")
 for i in $(seq "$RUNS"); do
     direct_listener; d=$(transfer "127.0.0.1:$PORT")
     named_listener bulk; r=$(transfer "bulk@$RELAY")
@@ -75,6 +80,8 @@ for i in $(seq "$RUNS"); do
 done
 awk -v d="$direct_sum" -v r="$relay_sum" -v n="$RUNS" \
     'BEGIN { printf "mean:  direct %6.0f MB/s   through relay %6.0f MB/s   ratio %.3f\n", d/n, r/n, r/d }'
+awk -v a="$relay_cpu0" -v b="$(cpu_s "$RPID")" -v n="$RUNS" -v by="$BYTES" \
+    'BEGIN { c = (b - a) / n; printf "relay CPU per transfer: %.2f s (%.0f MB per CPU-second)\n", c, by / c / 1e6 }'
 
 echo "== 2. setup time ($SETUPS empty sessions each, median wall time per session)"
 median_ms() { sort -n | awk '{ a[NR] = $1 } END { printf "%.1f", a[int((NR + 1) / 2)] / 1e6 }'; }

@@ -143,9 +143,10 @@ async fn run_channel(
     let mut ping = tokio::time::interval(c.keepalive);
     ping.tick().await;
     let mut token = 0u64;
+    let mut frames = wire::spawn_reader(c.rd, c.keepalive * 2 + Duration::from_secs(1));
     loop {
         tokio::select! {
-            f = wire::read_frame(&mut c.rd, c.keepalive * 2 + Duration::from_secs(1)) => match f {
+            f = frames.recv() => match f.unwrap_or_else(|| Err(wire::WireError::Malformed("reader ended".into()))) {
                 Ok(RelayFrame::Dial { id, token }) => {
                     tokio::spawn(dial_back(c.relay, id, token, inject.clone(), dialed.clone()));
                 }

@@ -486,10 +486,10 @@ impl Relay {
         for f in redial {
             ok = ok && wr.write_all(&f.encode()).await.is_ok();
         }
-        let silent_limit = self.cfg.keepalive * 3;
+        let mut frames = wire::spawn_reader(rd, self.cfg.keepalive * 3);
         while ok {
             tokio::select! {
-                f = wire::read_frame(&mut rd, silent_limit) => match f {
+                f = frames.recv() => match f.unwrap_or_else(|| Err(WireError::Malformed("reader ended".into()))) {
                     Ok(RelayFrame::Ping(t)) => ok = wr.write_all(&RelayFrame::Pong(t).encode()).await.is_ok(),
                     Ok(RelayFrame::Gone(ids)) => self.kill_splices(&name, &ids),
                     Ok(other) => {

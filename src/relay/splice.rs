@@ -1,7 +1,8 @@
 //! Copies bytes both ways between the two halves of a spliced flowpath, without looking at
 //! them. On Linux with splice(2) through a pipe per direction (the bytes never enter user
-//! space, and the only buffers are the pipes' 64 KiB in the kernel); elsewhere with tokio's
-//! copy and 16 KiB buffers. Either way memory per pair is bounded.
+//! space, and the only buffers are the pipes in the kernel: 64 KiB, grown to 1 MiB for a
+//! direction that keeps filling it); elsewhere with plain reads and writes through a 16 KiB
+//! buffer. Either way memory per pair is bounded.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,6 +100,8 @@ async fn one_way(from: &TcpStream, to: &TcpStream, count: &AtomicU64) -> io::Res
 
     let pipe = Pipe::new()?;
     let flags = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE;
+    let mut cap = PIPE_SIZE;
+    let mut grown = false;
     loop {
         from.readable().await?;
         let n = match from.try_io(Interest::READABLE, || {
@@ -109,7 +112,7 @@ async fn one_way(from: &TcpStream, to: &TcpStream, count: &AtomicU64) -> io::Res
                     std::ptr::null_mut(),
                     pipe.w,
                     std::ptr::null_mut(),
-                    PIPE_SIZE,
+                    cap,
                     flags,
                 )
             };
@@ -155,12 +158,27 @@ async fn one_way(from: &TcpStream, to: &TcpStream, count: &AtomicU64) -> io::Res
             }
         }
         count.fetch_add(n as u64, Ordering::Relaxed);
+        // A busy direction (it filled the pipe) gets a bigger pipe, once: fewer system calls
+        // per byte. Idle pairs keep the small default.
+        if n >= cap && !grown {
+            grown = true;
+            // SAFETY: fcntl on our own pipe descriptor.
+            let r =
+                unsafe { libc::fcntl(pipe.w, libc::F_SETPIPE_SZ, BUSY_PIPE_SIZE as libc::c_int) };
+            if r > 0 {
+                cap = r as usize;
+            }
+        }
     }
 }
 
-/// Most bytes moved per splice call (the pipe's default capacity).
+/// Most bytes moved per splice call at first (the pipe's default capacity).
 #[cfg(target_os = "linux")]
 const PIPE_SIZE: usize = 64 * 1024;
+/// The pipe size of a busy direction (the kernel may grant less, or refuse: then the default
+/// stays).
+#[cfg(target_os = "linux")]
+const BUSY_PIPE_SIZE: usize = 1024 * 1024;
 
 /// A non-blocking pipe, closed on drop.
 #[cfg(target_os = "linux")]

@@ -478,6 +478,26 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     RelayFrame::decode(t, &body)
 }
 
+/// Reads frames from `r` in a task of its own and hands them over a channel, so that a
+/// `select!` over the channel never drops a half-read frame. The channel ends after the
+/// first error (which it carries), including `silence` without a frame.
+pub fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(
+    mut r: R,
+    silence: Duration,
+) -> tokio::sync::mpsc::Receiver<Result<RelayFrame, WireError>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let f = read_frame(&mut r, silence).await;
+            let end = f.is_err();
+            if tx.send(f).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
