@@ -91,7 +91,8 @@ fn transfer(lab: &Lab, input: &Path, connect_args: &[&str], from: Option<Ipv4Add
     if let Some(from) = from {
         let log = server.stderr();
         assert!(
-            log.contains(&format!("open: {from}:")),
+            // "session ID open (SERVICE): CLIENT -> LISTENER"
+            log.contains(&format!("): {from}:")),
             "client not seen at {from}; listener stderr:\n{log}"
         );
     }
