@@ -219,3 +219,40 @@ fn striped_session_through_the_relay() {
     let splices = st.iter().filter(|e| e["event"] == "splice").count();
     assert!(splices >= 2, "{st:?}");
 }
+
+/// The client moves mid-transfer: its flowpath to the relay breaks, it reconnects through the
+/// relay from its new address (looking the name up again), the relay splices a new pair, and
+/// the session resumes byte-identical.
+#[test]
+fn client_address_change_through_the_relay_mid_transfer() {
+    let Some(lab) = Lab::up(
+        "client_address_change_through_the_relay_mid_transfer",
+        Topology::Mobile,
+    ) else {
+        return;
+    };
+    lab.shape("rt", "srv0", 300_000_000);
+    let s = setup_at(&lab, "roamer", "rt", "10.99.2.1", false);
+    let size = 200u64 << 20;
+    let input = payload(size, 14);
+    let mut c = client(&lab, &format!("roamer@{}", s.relay_addr), &input);
+    std::thread::sleep(Duration::from_secs(1));
+    let got = std::fs::metadata(s.output.path()).map_or(0, |m| m.len());
+    assert!(got > 0 && got < size, "mid-transfer? {got} of {size}");
+    let new = lab.addr_move("cli", "eth0");
+    c.expect_exit(0);
+    let mut listener = s.listener;
+    listener.expect_exit(0);
+    assert_same_file(input.path(), s.output.path());
+    let st = status(&Setup { listener, ..s });
+    let splices: Vec<&Value> = st.iter().filter(|e| e["event"] == "splice").collect();
+    assert!(splices.len() >= 2, "{st:?}");
+    let last = splices.last().unwrap()["client"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        last.starts_with(&format!("{new}:")),
+        "{last} should come from {new}"
+    );
+}
