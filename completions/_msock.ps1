@@ -31,10 +31,14 @@ Register-ArgumentCompleter -Native -CommandName 'msock' -ScriptBlock {
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`)')
             [CompletionResult]::new('send-file', 'send-file', [CompletionResultType]::ParameterValue, 'Send files and folders to a `msock listen --save-dir DIR`: verified, resumable, with progress')
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Measure throughput to a listener (like iperf3), per flowpath; with no HOST:PORT, run the built-in loopback benchmark')
+            [CompletionResult]::new('proxy', 'proxy', [CompletionResultType]::ParameterValue, 'Run a relay: listeners behind NAT register a name here (`msock listen --relay HOST --name NAME`) and clients reach them as NAME@HOST')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'msock;listen' {
+            [CompletionResult]::new('--relay', '--relay', [CompletionResultType]::ParameterName, 'Also listen through the relay at HOST[:PORT] (default port 7480), under --name: works behind NAT, since the listener connects out. Re-registers after address changes')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The name to register at the relay; clients connect to NAME@HOST[:PORT]. The first registration returns a secret, kept in $MSOCK_STATE_DIR, $XDG_STATE_HOME/msock or ~/.local/state/msock (relay-names/RELAY/NAME.secret); only its holder can register the name again')
+            [CompletionResult]::new('--relay-key-file', '--relay-key-file', [CompletionResultType]::ParameterName, 'A file whose first line is the registration key, for a relay started with --auth-keys')
             [CompletionResult]::new('--detect-wait', '--detect-wait', [CompletionResultType]::ParameterName, 'How long a new client may stay silent before it is taken for plain TCP')
             [CompletionResult]::new('--save-dir', '--save-dir', [CompletionResultType]::ParameterName, 'Accept files from `msock send-file` into DIR (created if missing). Without it, file offers are refused. Files are verified (BLAKE3) before they get their final name, and an interrupted transfer resumes when the sender runs again')
             [CompletionResult]::new('--max-size', '--max-size', [CompletionResultType]::ParameterName, 'Refuse file offers larger than SIZE in total (e.g. 500M, 4G). Offers larger than the free space in --save-dir are always refused')
@@ -179,11 +183,32 @@ Register-ArgumentCompleter -Native -CommandName 'msock' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'msock;proxy' {
+            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Where to listen: PORT (all addresses), ADDR:PORT or [IPV6]:PORT')
+            [CompletionResult]::new('--auth-keys', '--auth-keys', [CompletionResultType]::ParameterName, 'Require a registration key: FILE holds one key per line (at least 16 characters, e.g. from `openssl rand -hex 32`; lines starting with # are comments). Listeners give theirs with --relay-key-file')
+            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'Keep names and their secrets in FILE (JSON, mode 0600), so that they survive a restart of the relay. Default: in memory only')
+            [CompletionResult]::new('--name-ttl', '--name-ttl', [CompletionResultType]::ParameterName, 'Forget a name (and its secret) when its listener has been gone this long')
+            [CompletionResult]::new('--max-flowpaths', '--max-flowpaths', [CompletionResultType]::ParameterName, 'Most flowpaths carried at once (each session has one or more)')
+            [CompletionResult]::new('--max-names', '--max-names', [CompletionResultType]::ParameterName, 'Most names registered at once')
+            [CompletionResult]::new('--rate', '--rate', [CompletionResultType]::ParameterName, 'New client flowpaths (and lookups) per second from one address, in bursts of up to twice that; 0 for no limit')
+            [CompletionResult]::new('--handshake-timeout', '--handshake-timeout', [CompletionResultType]::ParameterName, 'Drop a connection that sends no first frame within this long, and a client flowpath whose listener does not dial back within it')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Close a spliced flowpath that carried no byte either way for this long (sessions send keepalives every few seconds, so only dead ones are closed)')
+            [CompletionResult]::new('--keepalive', '--keepalive', [CompletionResultType]::ParameterName, 'How often listeners send keepalives on their control channel (told to them when they register); a channel silent for three times this is dropped')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per line on stdout for each event (registered, unregistered, expired, splice, splice_end, refused, dropped) and the summary at exit')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'msock;help' {
             [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Wait for a connection and copy it to stdout, stdin to it (like `nc -l`)')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`)')
             [CompletionResult]::new('send-file', 'send-file', [CompletionResultType]::ParameterValue, 'Send files and folders to a `msock listen --save-dir DIR`: verified, resumable, with progress')
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Measure throughput to a listener (like iperf3), per flowpath; with no HOST:PORT, run the built-in loopback benchmark')
+            [CompletionResult]::new('proxy', 'proxy', [CompletionResultType]::ParameterValue, 'Run a relay: listeners behind NAT register a name here (`msock listen --relay HOST --name NAME`) and clients reach them as NAME@HOST')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -197,6 +222,9 @@ Register-ArgumentCompleter -Native -CommandName 'msock' -ScriptBlock {
             break
         }
         'msock;help;bench' {
+            break
+        }
+        'msock;help;proxy' {
             break
         }
         'msock;help;help' {

@@ -28,9 +28,13 @@ set edit:completion:arg-completer[msock] = {|@words|
             cand connect 'Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`)'
             cand send-file 'Send files and folders to a `msock listen --save-dir DIR`: verified, resumable, with progress'
             cand bench 'Measure throughput to a listener (like iperf3), per flowpath; with no HOST:PORT, run the built-in loopback benchmark'
+            cand proxy 'Run a relay: listeners behind NAT register a name here (`msock listen --relay HOST --name NAME`) and clients reach them as NAME@HOST'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'msock;listen'= {
+            cand --relay 'Also listen through the relay at HOST[:PORT] (default port 7480), under --name: works behind NAT, since the listener connects out. Re-registers after address changes'
+            cand --name 'The name to register at the relay; clients connect to NAME@HOST[:PORT]. The first registration returns a secret, kept in $MSOCK_STATE_DIR, $XDG_STATE_HOME/msock or ~/.local/state/msock (relay-names/RELAY/NAME.secret); only its holder can register the name again'
+            cand --relay-key-file 'A file whose first line is the registration key, for a relay started with --auth-keys'
             cand --detect-wait 'How long a new client may stay silent before it is taken for plain TCP'
             cand --save-dir 'Accept files from `msock send-file` into DIR (created if missing). Without it, file offers are refused. Files are verified (BLAKE3) before they get their final name, and an interrupted transfer resumes when the sender runs again'
             cand --max-size 'Refuse file offers larger than SIZE in total (e.g. 500M, 4G). Offers larger than the free space in --save-dir are always refused'
@@ -171,11 +175,31 @@ set edit:completion:arg-completer[msock] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'msock;proxy'= {
+            cand --listen 'Where to listen: PORT (all addresses), ADDR:PORT or [IPV6]:PORT'
+            cand --auth-keys 'Require a registration key: FILE holds one key per line (at least 16 characters, e.g. from `openssl rand -hex 32`; lines starting with # are comments). Listeners give theirs with --relay-key-file'
+            cand --state 'Keep names and their secrets in FILE (JSON, mode 0600), so that they survive a restart of the relay. Default: in memory only'
+            cand --name-ttl 'Forget a name (and its secret) when its listener has been gone this long'
+            cand --max-flowpaths 'Most flowpaths carried at once (each session has one or more)'
+            cand --max-names 'Most names registered at once'
+            cand --rate 'New client flowpaths (and lookups) per second from one address, in bursts of up to twice that; 0 for no limit'
+            cand --handshake-timeout 'Drop a connection that sends no first frame within this long, and a client flowpath whose listener does not dial back within it'
+            cand --idle-timeout 'Close a spliced flowpath that carried no byte either way for this long (sessions send keepalives every few seconds, so only dead ones are closed)'
+            cand --keepalive 'How often listeners send keepalives on their control channel (told to them when they register); a channel silent for three times this is dropped'
+            cand --json 'Print one JSON object per line on stdout for each event (registered, unregistered, expired, splice, splice_end, refused, dropped) and the summary at exit'
+            cand -v 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
+            cand --verbose 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'msock;help'= {
             cand listen 'Wait for a connection and copy it to stdout, stdin to it (like `nc -l`)'
             cand connect 'Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`)'
             cand send-file 'Send files and folders to a `msock listen --save-dir DIR`: verified, resumable, with progress'
             cand bench 'Measure throughput to a listener (like iperf3), per flowpath; with no HOST:PORT, run the built-in loopback benchmark'
+            cand proxy 'Run a relay: listeners behind NAT register a name here (`msock listen --relay HOST --name NAME`) and clients reach them as NAME@HOST'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'msock;help;listen'= {
@@ -185,6 +209,8 @@ set edit:completion:arg-completer[msock] = {|@words|
         &'msock;help;send-file'= {
         }
         &'msock;help;bench'= {
+        }
+        &'msock;help;proxy'= {
         }
         &'msock;help;help'= {
         }

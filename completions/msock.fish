@@ -31,7 +31,11 @@ complete -c msock -n "__fish_msock_needs_command" -f -a "listen" -d 'Wait for a 
 complete -c msock -n "__fish_msock_needs_command" -f -a "connect" -d 'Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`)'
 complete -c msock -n "__fish_msock_needs_command" -f -a "send-file" -d 'Send files and folders to a `msock listen --save-dir DIR`: verified, resumable, with progress'
 complete -c msock -n "__fish_msock_needs_command" -f -a "bench" -d 'Measure throughput to a listener (like iperf3), per flowpath; with no HOST:PORT, run the built-in loopback benchmark'
+complete -c msock -n "__fish_msock_needs_command" -f -a "proxy" -d 'Run a relay: listeners behind NAT register a name here (`msock listen --relay HOST --name NAME`) and clients reach them as NAME@HOST'
 complete -c msock -n "__fish_msock_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c msock -n "__fish_msock_using_subcommand listen" -l relay -d 'Also listen through the relay at HOST[:PORT] (default port 7480), under --name: works behind NAT, since the listener connects out. Re-registers after address changes' -r
+complete -c msock -n "__fish_msock_using_subcommand listen" -l name -d 'The name to register at the relay; clients connect to NAME@HOST[:PORT]. The first registration returns a secret, kept in $MSOCK_STATE_DIR, $XDG_STATE_HOME/msock or ~/.local/state/msock (relay-names/RELAY/NAME.secret); only its holder can register the name again' -r
+complete -c msock -n "__fish_msock_using_subcommand listen" -l relay-key-file -d 'A file whose first line is the registration key, for a relay started with --auth-keys' -r -F
 complete -c msock -n "__fish_msock_using_subcommand listen" -l detect-wait -d 'How long a new client may stay silent before it is taken for plain TCP' -r
 complete -c msock -n "__fish_msock_using_subcommand listen" -l save-dir -d 'Accept files from `msock send-file` into DIR (created if missing). Without it, file offers are refused. Files are verified (BLAKE3) before they get their final name, and an interrupted transfer resumes when the sender runs again' -r -F
 complete -c msock -n "__fish_msock_using_subcommand listen" -l max-size -d 'Refuse file offers larger than SIZE in total (e.g. 500M, 4G). Offers larger than the free space in --save-dir are always refused' -r
@@ -140,8 +144,23 @@ complete -c msock -n "__fish_msock_using_subcommand bench" -l no-encrypt -d 'Do 
 complete -c msock -n "__fish_msock_using_subcommand bench" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
 complete -c msock -n "__fish_msock_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c msock -n "__fish_msock_using_subcommand bench" -s V -l version -d 'Print version'
-complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect send-file bench help" -f -a "listen" -d 'Wait for a connection and copy it to stdout, stdin to it (like `nc -l`)'
-complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect send-file bench help" -f -a "connect" -d 'Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`)'
-complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect send-file bench help" -f -a "send-file" -d 'Send files and folders to a `msock listen --save-dir DIR`: verified, resumable, with progress'
-complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect send-file bench help" -f -a "bench" -d 'Measure throughput to a listener (like iperf3), per flowpath; with no HOST:PORT, run the built-in loopback benchmark'
-complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect send-file bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c msock -n "__fish_msock_using_subcommand proxy" -l listen -d 'Where to listen: PORT (all addresses), ADDR:PORT or [IPV6]:PORT' -r
+complete -c msock -n "__fish_msock_using_subcommand proxy" -l auth-keys -d 'Require a registration key: FILE holds one key per line (at least 16 characters, e.g. from `openssl rand -hex 32`; lines starting with # are comments). Listeners give theirs with --relay-key-file' -r -F
+complete -c msock -n "__fish_msock_using_subcommand proxy" -l state -d 'Keep names and their secrets in FILE (JSON, mode 0600), so that they survive a restart of the relay. Default: in memory only' -r -F
+complete -c msock -n "__fish_msock_using_subcommand proxy" -l name-ttl -d 'Forget a name (and its secret) when its listener has been gone this long' -r
+complete -c msock -n "__fish_msock_using_subcommand proxy" -l max-flowpaths -d 'Most flowpaths carried at once (each session has one or more)' -r
+complete -c msock -n "__fish_msock_using_subcommand proxy" -l max-names -d 'Most names registered at once' -r
+complete -c msock -n "__fish_msock_using_subcommand proxy" -l rate -d 'New client flowpaths (and lookups) per second from one address, in bursts of up to twice that; 0 for no limit' -r
+complete -c msock -n "__fish_msock_using_subcommand proxy" -l handshake-timeout -d 'Drop a connection that sends no first frame within this long, and a client flowpath whose listener does not dial back within it' -r
+complete -c msock -n "__fish_msock_using_subcommand proxy" -l idle-timeout -d 'Close a spliced flowpath that carried no byte either way for this long (sessions send keepalives every few seconds, so only dead ones are closed)' -r
+complete -c msock -n "__fish_msock_using_subcommand proxy" -l keepalive -d 'How often listeners send keepalives on their control channel (told to them when they register); a channel silent for three times this is dropped' -r
+complete -c msock -n "__fish_msock_using_subcommand proxy" -l json -d 'Print one JSON object per line on stdout for each event (registered, unregistered, expired, splice, splice_end, refused, dropped) and the summary at exit'
+complete -c msock -n "__fish_msock_using_subcommand proxy" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
+complete -c msock -n "__fish_msock_using_subcommand proxy" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c msock -n "__fish_msock_using_subcommand proxy" -s V -l version -d 'Print version'
+complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect send-file bench proxy help" -f -a "listen" -d 'Wait for a connection and copy it to stdout, stdin to it (like `nc -l`)'
+complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect send-file bench proxy help" -f -a "connect" -d 'Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`)'
+complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect send-file bench proxy help" -f -a "send-file" -d 'Send files and folders to a `msock listen --save-dir DIR`: verified, resumable, with progress'
+complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect send-file bench proxy help" -f -a "bench" -d 'Measure throughput to a listener (like iperf3), per flowpath; with no HOST:PORT, run the built-in loopback benchmark'
+complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect send-file bench proxy help" -f -a "proxy" -d 'Run a relay: listeners behind NAT register a name here (`msock listen --relay HOST --name NAME`) and clients reach them as NAME@HOST'
+complete -c msock -n "__fish_msock_using_subcommand help; and not __fish_seen_subcommand_from listen connect send-file bench proxy help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

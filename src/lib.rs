@@ -2,11 +2,12 @@
 //!
 //! [`proto`] is the sans-IO protocol core; [`runtime`] drives it with tokio; [`cli`] and
 //! [`cmd`] implement the `msock` command; [`transfer`] is the file-transfer layer of
-//! `send-file`.
+//! `send-file`; [`relay`] is `msock proxy` and its listener and client sides.
 
 pub mod cli;
 pub mod cmd;
 pub mod docs;
 pub mod proto;
+pub mod relay;
 pub mod runtime;
 pub mod transfer;

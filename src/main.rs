@@ -28,6 +28,7 @@ fn main() {
             Command::Connect(a) => cmd::connect::run(a).await,
             Command::SendFile(a) => cmd::send_file::run(a, cli.verbose).await,
             Command::Bench(a) => cmd::bench::run(a).await,
+            Command::Proxy(a) => cmd::proxy::run(a).await,
         }
     });
     // Blocking stdin reads may still be parked in the runtime: do not wait for them.

@@ -10,17 +10,23 @@ use crate::proto::handshake::fingerprint;
 use crate::proto::{PathId, Service};
 use crate::runtime::keys::{check_peer, PinCheck};
 use crate::runtime::{
-    control::ControlPlane, ifaces, netwatch, open_session, policy::Policy, resolve, AppSink,
-    AppSource, Driver, ReconnectPolicy,
+    control::ControlPlane, ifaces, netwatch, policy::Policy, AppSink, AppSource, Driver,
+    ReconnectPolicy,
 };
 
-/// Checks that `dest` looks like HOST:PORT (exit 2 otherwise).
+/// Checks that `dest` looks like HOST:PORT or NAME@RELAY[:PORT] (exit 2 otherwise).
 pub fn check_dest(dest: &str) -> Result<(), Failure> {
+    if crate::relay::client::parse(dest)
+        .map_err(Failure::local)?
+        .is_some()
+    {
+        return Ok(());
+    }
     if dest.contains(':') {
         Ok(())
     } else {
         Err(Failure::local(format!(
-            "'{dest}' has no port: give HOST:PORT, e.g. example.net:9000 or [::1]:9000"
+            "'{dest}' has no port: give HOST:PORT, e.g. example.net:9000 or [::1]:9000, or NAME@RELAY for a listener registered at a relay"
         )))
     }
 }
@@ -51,7 +57,9 @@ pub async fn dial_with_policy<I: AppSource, O: AppSink>(
     output: Option<O>,
 ) -> Result<Driver<I, O>, Failure> {
     check_dest(dest)?;
-    let addrs = resolve(dest, family(stream)).await?;
+    // HOST:PORT, or NAME@RELAY: the name's direct addresses, then the relay.
+    let hops = crate::relay::client::plan(dest, family(stream), dial.wait).await?;
+    let addrs = &hops[0].addrs;
     // With a policy, the first flowpath leaves from the interface it ranks first.
     let first = if policy.follows_routing() {
         None
@@ -71,7 +79,7 @@ pub async fn dial_with_policy<I: AppSource, O: AppSink>(
     let mut config = session_config(stream)?;
     config.service = service;
     let (session, conn, epoch, control) =
-        open_session(&addrs, source, device, Some(dial.wait), config).await?;
+        crate::relay::client::open_session(&hops, source, device, config).await?;
     // Nothing of ours has been sent yet: check who answered before anything is.
     match session.peer_static() {
         Some(key) => {

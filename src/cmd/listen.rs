@@ -28,8 +28,13 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         println!("{}", fingerprint(&id.public));
         return Ok(());
     }
-    let addr = args.addr.as_deref().unwrap_or_default();
-    let (host, port) = parse_listen_addr(addr).map_err(Failure::local)?;
+    let (host, port) = match &args.addr {
+        Some(a) => {
+            let (h, p) = parse_listen_addr(a).map_err(Failure::local)?;
+            (h, Some(p))
+        }
+        None => (None, None), // --relay only
+    };
     let mut config = session_config(&args.stream)?;
     if config.encrypt {
         let id = keys::listener_identity().map_err(Failure::local)?;
@@ -41,11 +46,17 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     let mut interrupted = Box::pin(ctrl_c());
     futures_poll_once(interrupted.as_mut()).await;
     super::apply_process_settings(&args.stream)?;
+    super::raise_nofile();
     let fam = family(&args.stream);
-    let listeners = bind_all(host.as_deref(), port, fam).await?;
+    let listeners = match port {
+        Some(port) => bind_all(host.as_deref(), port, fam).await?,
+        None => Vec::new(),
+    };
+    let mut listening = Vec::new();
     for l in &listeners {
         let a = l.local_addr().map_err(Failure::local)?;
-        if port == 0 {
+        listening.push(a);
+        if port == Some(0) {
             eprintln!("msock: listening on {a}");
         } else {
             tracing::info!("listening on {a}");
@@ -67,6 +78,13 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     for l in listeners {
         tokio::spawn(accept_loop(l, policy, shared.routes.clone(), tx.clone()));
     }
+    let mut relay_lost = match (&args.relay, &args.name) {
+        (Some(relay), Some(name)) => {
+            let inject = relay_inject(policy, shared.clone(), tx.clone());
+            Some(register_at_relay(relay, name, &args, listening, inject).await?)
+        }
+        _ => None,
+    };
     drop(tx);
 
     let mut stdin = (!args.recv_only).then(StdinSource::spawn);
@@ -96,6 +114,7 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
                     continue;
                 }
                 _ = &mut interrupted => return Err(Failure::interrupted()),
+                why = registration_lost(&mut relay_lost) => return Err(Failure::network(why)),
             },
         };
         if service_of(&next) != Service::Stream {
@@ -158,6 +177,69 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     }
 }
 
+/// Feeds the relay's spliced flowpaths into the same classification as accepted ones.
+fn relay_inject(
+    policy: DetectPolicy,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Incoming>,
+) -> crate::relay::agent::Inject {
+    Arc::new(move |stream, peer| {
+        crate::runtime::inject(stream, peer, policy, shared.routes.clone(), tx.clone())
+    })
+}
+
+/// Registers `name` at `relay` (exit 1 if the relay refuses it, 2 for local trouble) and
+/// keeps the registration up; the receiver hears if the name is lost for good.
+async fn register_at_relay(
+    relay: &str,
+    name: &str,
+    args: &ListenArgs,
+    listening: Vec<SocketAddr>,
+    inject: crate::relay::agent::Inject,
+) -> Result<mpsc::Receiver<String>, Failure> {
+    use crate::relay::{agent, client, secrets};
+    let named = client::parse(&format!("{name}@{relay}"))
+        .map_err(Failure::local)?
+        .ok_or_else(|| Failure::local("give --relay HOST[:PORT]"))?;
+    let secret_file = secrets::secret_path(&named.relay, name).ok_or_else(|| {
+        Failure::local("no state directory for the name's secret: set MSOCK_STATE_DIR or HOME")
+    })?;
+    let key = match &args.relay_key_file {
+        Some(p) => Some(
+            secrets::load_keys(p)
+                .map_err(Failure::local)?
+                .swap_remove(0),
+        ),
+        None => None,
+    };
+    let cfg = agent::AgentConfig {
+        relay: named.relay,
+        name: named.name,
+        secret_file,
+        key,
+        family: family(&args.stream),
+        listening,
+    };
+    agent::start(cfg, inject).await.map_err(|e| match e {
+        agent::RegisterError::Local(m) => Failure::local(m),
+        agent::RegisterError::Refused(m) => Failure::network(m),
+        agent::RegisterError::Transient(m) => {
+            Failure::network(format!("cannot register at the relay: {m}"))
+        }
+    })
+}
+
+/// Resolves when the relay registration is lost for good (never without a relay).
+async fn registration_lost(rx: &mut Option<mpsc::Receiver<String>>) -> String {
+    match rx {
+        Some(r) => match r.recv().await {
+            Some(why) => why,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// The service an incoming client asks for (plain TCP clients get a byte stream).
 fn service_of(i: &Incoming) -> Service {
     match i {
@@ -209,7 +291,7 @@ async fn serve_service(
 }
 
 /// Polls `f` once (registering whatever it waits for), without waiting for it.
-async fn futures_poll_once<F: std::future::Future + ?Sized>(f: std::pin::Pin<&mut F>) {
+pub(crate) async fn futures_poll_once<F: std::future::Future + ?Sized>(f: std::pin::Pin<&mut F>) {
     let mut f = Some(f);
     std::future::poll_fn(|cx| {
         if let Some(f) = f.take() {
@@ -221,7 +303,7 @@ async fn futures_poll_once<F: std::future::Future + ?Sized>(f: std::pin::Pin<&mu
 }
 
 /// Binds every listening socket `[host:]port` asks for.
-async fn bind_all(
+pub(crate) async fn bind_all(
     host: Option<&str>,
     port: u16,
     fam: Family,

@@ -111,6 +111,20 @@ pub async fn open_session(
     source: Option<SocketAddr>,
     device: Option<&str>,
     timeout: Option<Duration>,
+    config: Config,
+) -> Result<(Session, FlowConn, Instant, Option<tokio::net::UdpSocket>), ConnectError> {
+    open_session_via(addrs, &[], source, device, timeout, config).await
+}
+
+/// [`open_session`], sending `prefix` first (a relay's ROUTE header; then there is no
+/// control socket: the server's datagrams could not reach us through the relay).
+#[allow(clippy::type_complexity)]
+pub async fn open_session_via(
+    addrs: &[SocketAddr],
+    prefix: &[u8],
+    source: Option<SocketAddr>,
+    device: Option<&str>,
+    timeout: Option<Duration>,
     mut config: Config,
 ) -> Result<(Session, FlowConn, Instant, Option<tokio::net::UdpSocket>), ConnectError> {
     let stream = connect_any(addrs, source, device, timeout).await?;
@@ -119,7 +133,9 @@ pub async fn open_session(
         .map_err(|e| ConnectError::Connect(addrs[0], e))?;
     let mut conn =
         FlowConn::new(stream, Deframer::new()).map_err(|e| ConnectError::Connect(peer, e))?;
+    conn.out.push_slice(prefix);
     let control = match super::control::bind_client(peer) {
+        _ if !prefix.is_empty() => None,
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!("no UDP control socket ({e}): the server cannot announce a move");

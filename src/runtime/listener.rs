@@ -122,6 +122,18 @@ fn is_bench_prefix(bytes: &[u8]) -> bool {
     bytes.len() <= BENCH_TCP_MAGIC.len() && BENCH_TCP_MAGIC.starts_with(bytes)
 }
 
+/// Treats `stream` (a connection we made, such as a relay's spliced flowpath) exactly like
+/// an accepted one from `peer`: classified in its own task, then routed as `accept_loop` does.
+pub fn inject(
+    stream: TcpStream,
+    peer: SocketAddr,
+    policy: DetectPolicy,
+    routes: Routes,
+    tx: mpsc::Sender<Incoming>,
+) {
+    tokio::spawn(classify(stream, peer, policy, routes, tx));
+}
+
 async fn classify(
     mut stream: TcpStream,
     peer: SocketAddr,

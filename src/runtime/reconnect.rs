@@ -208,6 +208,14 @@ async fn connect(
     hint: Option<SocketAddr>,
     bind: Option<Binding>,
 ) -> Result<FlowConn, String> {
+    if policy.dest.contains('@') {
+        // NAME@RELAY: look the name up at the relay again (it may have moved).
+        let source = bind.as_ref().map(|b| b.addr).or(policy.source);
+        let device = bind.as_ref().map(|b| b.iface.as_str());
+        let (dest, fam, t) = (&policy.dest, policy.family, policy.attempt_timeout);
+        let source = source.map(|ip| SocketAddr::new(ip, 0));
+        return crate::relay::client::reconnect(dest, fam, source, device, t).await;
+    }
     let mut addrs = Vec::new();
     if let Some(h) = hint {
         addrs.push(h);

@@ -30,6 +30,8 @@
 //! Mobile:  cli eth0  10.99.1.2 --- 10.99.1.1 cli0  rt  srv0 10.99.2.1 --- 10.99.2.2 eth0 srv
 //! TwoPath: cli wifi0 10.99.1.2 --- 10.99.1.1 wifi0 rt  srv0 10.99.2.1 --- 10.99.2.2 eth0 srv
 //!          cli cell0 10.99.3.2 --- 10.99.3.1 cell0 rt
+//! NatServer: as Mobile; rt masquerades 10.99.2.0/24 leaving by cli0 and drops connections
+//!          from cli0 to srv0 (needs `nft`)
 //! ```
 //!
 //! In `TwoPath` the client's default route is wifi0 (metric 100), then cell0 (metric 200), and
@@ -59,6 +61,9 @@ pub enum Topology {
     Mobile,
     /// The client has two interfaces, `wifi0` and `cell0`, both via the router.
     TwoPath,
+    /// Like `Mobile`, but the server is behind a NAT on the router (nftables): its traffic
+    /// leaves as the router's 10.99.1.1, and no connection from the client's side reaches it.
+    NatServer,
 }
 
 /// How an interface's routes are (re)installed after `link_up` and `addr_move`.
@@ -152,7 +157,7 @@ impl Lab {
         lab.iface("rt", "srv0", &net(2, 1), IfRoutes::NONE);
         lab.iface("srv", "eth0", &net(2, 2), IfRoutes::via(2, 100, None));
         match topo {
-            Topology::Mobile => {
+            Topology::Mobile | Topology::NatServer => {
                 lab.veth("cli", "eth0", "rt", "cli0")
                     .unwrap_or_else(|e| panic!("{e}"));
                 lab.iface("rt", "cli0", &net(1, 1), IfRoutes::NONE);
@@ -182,7 +187,38 @@ impl Lab {
                 }
             }
         }
+        if topo == Topology::NatServer {
+            if let Err(why) = lab.nat_server() {
+                return skip(why);
+            }
+        }
         Some(lab)
+    }
+
+    /// Masquerades the server's subnet behind the router's client-side address and drops
+    /// connections from the client's side to the server (answers to the server's own
+    /// connections pass). Err: why nftables is unusable (no `nft`).
+    fn nat_server(&self) -> Result<(), String> {
+        let rules = "table ip msnat {
+  chain masq { type nat hook postrouting priority 100; oifname \"cli0\" ip saddr 10.99.2.0/24 masquerade; }
+  chain inbound { type filter hook forward priority 0; ct state established,related accept; iifname \"cli0\" oifname \"srv0\" drop; }
+}";
+        let mut c = self.exec("rt", "nft", &["-f", "-"]);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = c
+            .spawn()
+            .map_err(|e| format!("cannot run nft: {e}; apt-get install -y nftables"))?;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let o = child.wait_with_output().map_err(|e| e.to_string())?;
+        assert!(o.status.success(), "nft: {}", stderr_of(&o));
+        Ok(())
     }
 
     /// The full namespace name of `node` (`cli`, `rt` or `srv`), e.g. `ms4242-cli`.

@@ -1,0 +1,100 @@
+//! `msock proxy [--listen [ADDR:]PORT]`: run a relay (see [`crate::relay`]) until SIGINT
+//! (summary, exit 130) or SIGTERM (summary, exit 0).
+
+use super::listen::{bind_all, futures_poll_once};
+use super::{ctrl_c, Failure};
+use crate::cli::{parse_listen_addr, ProxyArgs};
+use crate::relay::registry::Registry;
+use crate::relay::secrets::load_keys;
+use crate::relay::server::{Config, Relay};
+use crate::runtime::Family;
+
+/// Runs `msock proxy`.
+pub async fn run(args: ProxyArgs) -> Result<(), Failure> {
+    let (host, port) = parse_listen_addr(&args.listen).map_err(Failure::local)?;
+    let mut interrupted = Box::pin(ctrl_c());
+    futures_poll_once(interrupted.as_mut()).await;
+    let mut terminated = Box::pin(sigterm());
+    futures_poll_once(terminated.as_mut()).await;
+    if args.rate < 0.0 || !args.rate.is_finite() {
+        return Err(Failure::local(
+            "--rate must be 0 (no limit) or a positive number",
+        ));
+    }
+    super::raise_nofile();
+    let auth_keys = match &args.auth_keys {
+        Some(p) => load_keys(p).map_err(Failure::local)?,
+        None => Vec::new(),
+    };
+    let reg = Registry::load(args.state.clone(), args.name_ttl).map_err(Failure::local)?;
+    let listeners = bind_all(host.as_deref(), port, Family::Any).await?;
+    for l in &listeners {
+        let a = l.local_addr().map_err(Failure::local)?;
+        eprintln!("msock: relay listening on {a}");
+    }
+    let relay = Relay::new(
+        Config {
+            handshake_timeout: args.handshake_timeout,
+            idle_timeout: args.idle_timeout,
+            max_flowpaths: args.max_flowpaths,
+            max_names: args.max_names,
+            rate: args.rate,
+            name_ttl: args.name_ttl,
+            keepalive: args.keepalive,
+            auth_keys,
+            json: args.json,
+        },
+        reg,
+    );
+    for l in listeners {
+        tokio::spawn(relay.clone().serve(l));
+    }
+    tokio::spawn(relay.clone().sweep());
+    let result = tokio::select! {
+        _ = &mut interrupted => Err(Failure::interrupted()),
+        _ = &mut terminated => Ok(()),
+    };
+    print_summary(&relay, args.json);
+    result
+}
+
+fn print_summary(relay: &Relay, json: bool) {
+    let s = relay.summary();
+    if json {
+        let mut obj = serde_json::json!({"event": "summary"});
+        if let (Some(o), serde_json::Value::Object(f)) = (obj.as_object_mut(), s) {
+            o.extend(f);
+        }
+        println!("{obj}");
+        return;
+    }
+    let n = |k: &str| s[k].as_u64().unwrap_or(0);
+    let refused: Vec<String> = s["refused"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect())
+        .unwrap_or_default();
+    eprintln!(
+        "msock: relay summary: {} names ({} listeners connected), {} flowpaths spliced (peak {} at once, {} now), {} bytes up, {} bytes down, {} registrations, {} lookups, refused: {}{}",
+        n("names"),
+        n("listeners_connected"),
+        n("flowpaths_spliced"),
+        n("flowpaths_peak"),
+        n("flowpaths_now"),
+        n("bytes_up"),
+        n("bytes_down"),
+        n("registrations"),
+        n("lookups"),
+        if refused.is_empty() { "none".to_owned() } else { refused.join(", ") },
+        s["peak_rss_kib"].as_u64().map_or(String::new(), |k| format!(", peak RSS {k} KiB")),
+    );
+}
+
+/// Resolves on SIGTERM (never where there is no such signal).
+async fn sigterm() {
+    #[cfg(unix)]
+    if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        s.recv().await;
+        return;
+    }
+    std::future::pending::<()>().await;
+}

@@ -1,0 +1,343 @@
+//! The listener's side of a relay (`msock listen --relay HOST:PORT --name NAME`): keeps a
+//! control channel to the relay (REGISTER, keepalive PINGs), re-registers after its own
+//! address changes or a lost channel, and answers each DIAL by connecting back to the relay
+//! with SPLICE; that connection then carries a client's flowpath and is handed to the
+//! listener's normal accept path as if it had been accepted.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::secrets;
+use super::wire::{self, RelayFrame, NONCE_LEN};
+use crate::runtime::{client, netwatch, resolve, Family};
+
+/// Hands a dialed-back connection (and the relay's address) to the listener's accept path.
+pub type Inject = Arc<dyn Fn(TcpStream, SocketAddr) + Send + Sync>;
+
+/// What the listener registers, and how.
+#[derive(Clone)]
+pub struct AgentConfig {
+    /// The relay, HOST:PORT.
+    pub relay: String,
+    /// The name to register.
+    pub name: String,
+    /// Where the name's secret is kept.
+    pub secret_file: PathBuf,
+    /// The operator key, if the relay wants one.
+    pub key: Option<Vec<u8>>,
+    /// Address family for reaching the relay.
+    pub family: Family,
+    /// The listener's own listening sockets (wildcards are expanded to the machine's
+    /// addresses at each registration), published for direct connections.
+    pub listening: Vec<SocketAddr>,
+}
+
+/// Why a registration failed.
+#[derive(Debug)]
+pub enum RegisterError {
+    /// The relay refused the name or the key: retrying cannot help (exit 1).
+    Refused(String),
+    /// The relay could not be reached or the channel broke: retry.
+    Transient(String),
+    /// A local problem (the secret file): the user must fix it (exit 2).
+    Local(String),
+}
+
+impl std::fmt::Display for RegisterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegisterError::Refused(m) | RegisterError::Transient(m) | RegisterError::Local(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+/// A registered control channel.
+struct Channel {
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    relay: SocketAddr,
+    local: IpAddr,
+    keepalive: Duration,
+}
+
+/// Splices we dialed, with the local address each left from (most recent last), so that
+/// after an address change the relay can be told which of them are dead.
+type Dialed = Arc<Mutex<VecDeque<(u64, IpAddr)>>>;
+
+/// Most remembered splices.
+const DIALED_MAX: usize = 4096;
+
+/// Registers the name once (so that the caller can report a refusal and exit), then keeps
+/// the registration alive in a task. The task sends a message on the returned channel if the
+/// name is lost for good (refused on re-registration).
+pub async fn start(
+    cfg: AgentConfig,
+    inject: Inject,
+) -> Result<mpsc::Receiver<String>, RegisterError> {
+    let dialed: Dialed = Arc::default();
+    let ch = register(&cfg, &dialed).await?;
+    eprintln!(
+        "msock: registered '{}' at relay {}; clients connect to {}@{}",
+        cfg.name, ch.relay, cfg.name, cfg.relay
+    );
+    let (fatal_tx, fatal_rx) = mpsc::channel(1);
+    tokio::spawn(keep(cfg, inject, dialed, ch, fatal_tx));
+    Ok(fatal_rx)
+}
+
+/// Runs the channel; re-registers whenever it ends.
+async fn keep(
+    cfg: AgentConfig,
+    inject: Inject,
+    dialed: Dialed,
+    first: Channel,
+    fatal: mpsc::Sender<String>,
+) {
+    let mut changes = netwatch::spawn();
+    let mut ch = Some(first);
+    let mut wait = Duration::from_millis(250);
+    loop {
+        if let Some(c) = ch.take() {
+            let why = run_channel(c, &inject, &dialed, &mut changes).await;
+            tracing::info!("relay control channel ended ({why}); registering again");
+            wait = Duration::from_millis(250);
+        }
+        match register(&cfg, &dialed).await {
+            Ok(c) => {
+                tracing::info!("registered '{}' again at relay {}", cfg.name, c.relay);
+                ch = Some(c);
+            }
+            Err(RegisterError::Transient(e)) => {
+                tracing::info!("cannot register at the relay ({e}); retrying in {wait:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    Some(()) = changes.recv() => {}
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                let _ = fatal.send(format!("relay registration lost: {e}")).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Serves DIALs and keepalives until the channel breaks or our address under it goes away.
+async fn run_channel(
+    mut c: Channel,
+    inject: &Inject,
+    dialed: &Dialed,
+    changes: &mut mpsc::Receiver<()>,
+) -> String {
+    let mut ping = tokio::time::interval(c.keepalive);
+    ping.tick().await;
+    let mut token = 0u64;
+    let mut frames = wire::spawn_reader(c.rd, c.keepalive * 2 + Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            f = frames.recv() => match f.unwrap_or_else(|| Err(wire::WireError::Malformed("reader ended".into()))) {
+                Ok(RelayFrame::Dial { id, token }) => {
+                    tokio::spawn(dial_back(c.relay, id, token, inject.clone(), dialed.clone()));
+                }
+                Ok(RelayFrame::Pong(_)) => {}
+                Ok(RelayFrame::Error { code, reason }) => return format!("relay said {code}: {reason}"),
+                Ok(other) => return format!("unexpected {} from the relay", other.name()),
+                Err(e) => return e.to_string(),
+            },
+            _ = ping.tick() => {
+                token += 1;
+                if c.wr.write_all(&RelayFrame::Ping(token).encode()).await.is_err() {
+                    return "cannot write to the relay".into();
+                }
+            }
+            Some(()) = changes.recv() => {
+                if !netwatch::local_addrs().contains(&c.local) {
+                    return format!("our address {} went away", c.local);
+                }
+            }
+        }
+    }
+}
+
+/// Connects back to the relay for splice `id` and hands the connection to the listener.
+async fn dial_back(
+    relay: SocketAddr,
+    id: u64,
+    token: [u8; NONCE_LEN],
+    inject: Inject,
+    dialed: Dialed,
+) {
+    let mut s = match client::connect_any(&[relay], None, None, Some(Duration::from_secs(5))).await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!("cannot dial back to the relay for a client: {e}");
+            return;
+        }
+    };
+    if let Err(e) = s
+        .write_all(&RelayFrame::Splice { id, token }.with_preamble())
+        .await
+    {
+        tracing::info!("cannot dial back to the relay for a client: {e}");
+        return;
+    }
+    if let Ok(local) = s.local_addr() {
+        let mut d = dialed.lock().unwrap_or_else(|e| e.into_inner());
+        if d.len() >= DIALED_MAX {
+            d.pop_front();
+        }
+        d.push_back((id, local.ip()));
+    }
+    tracing::debug!("splice {id:016x}: dialed back to the relay");
+    inject(s, relay);
+}
+
+/// The addresses to publish for direct connections.
+fn published(listening: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    let mine = netwatch::local_addrs();
+    for l in listening {
+        if l.ip().is_unspecified() {
+            let mut ips: Vec<IpAddr> = mine
+                .iter()
+                .filter(|ip| ip.is_ipv4() == l.is_ipv4())
+                .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
+                .copied()
+                .collect();
+            ips.sort();
+            out.extend(ips.into_iter().map(|ip| SocketAddr::new(ip, l.port())));
+        } else {
+            out.push(*l);
+        }
+    }
+    out.truncate(wire::MAX_ADDRS);
+    out
+}
+
+/// One registration: connect, REGISTER, answer the NONCE, read REGISTERED, keep the secret.
+async fn register(cfg: &AgentConfig, dialed: &Dialed) -> Result<Channel, RegisterError> {
+    let t = Duration::from_secs(10);
+    let addrs = resolve(&cfg.relay, cfg.family)
+        .await
+        .map_err(|e| RegisterError::Transient(e.to_string()))?;
+    let s = client::connect_any(&addrs, None, None, Some(t))
+        .await
+        .map_err(|e| RegisterError::Transient(format!("cannot reach the relay: {e}")))?;
+    let relay = s
+        .peer_addr()
+        .map_err(|e| RegisterError::Transient(e.to_string()))?;
+    let local = s
+        .local_addr()
+        .map_err(|e| RegisterError::Transient(e.to_string()))?
+        .ip();
+    let _ = s.set_nodelay(true);
+    let (mut rd, mut wr) = s.into_split();
+    let transient =
+        |e: &dyn std::fmt::Display| RegisterError::Transient(format!("relay {relay}: {e}"));
+    let hello = RelayFrame::Register {
+        name: cfg.name.clone(),
+        addrs: published(&cfg.listening),
+    };
+    wr.write_all(&hello.with_preamble())
+        .await
+        .map_err(|e| transient(&e))?;
+    wire::read_preamble(&mut rd, t).await.map_err(|e| match e {
+        wire::WireError::NotMsock => RegisterError::Refused(format!(
+            "{relay} is not an msock relay (it does not speak msock)"
+        )),
+        e => transient(&e),
+    })?;
+    let nonce = match wire::read_frame(&mut rd, t)
+        .await
+        .map_err(|e| transient(&e))?
+    {
+        RelayFrame::Nonce(n) => n,
+        RelayFrame::Error { code, reason } => return Err(refusal(relay, code, reason)),
+        other => return Err(transient(&format!("unexpected {}", other.name()))),
+    };
+    let secret = secrets::load_secret(&cfg.secret_file).map_err(RegisterError::Local)?;
+    let prove = RelayFrame::Prove {
+        name_proof: secret.map_or([0; 32], |s| secrets::name_proof(&s, &cfg.name, &nonce)),
+        key_proof: cfg
+            .key
+            .as_ref()
+            .map_or([0; 32], |k| secrets::key_proof(k, &cfg.name, &nonce)),
+    };
+    wr.write_all(&prove.encode())
+        .await
+        .map_err(|e| transient(&e))?;
+    let (fresh, keepalive) = match wire::read_frame(&mut rd, t)
+        .await
+        .map_err(|e| transient(&e))?
+    {
+        RelayFrame::Registered {
+            secret, keepalive, ..
+        } => (secret, keepalive),
+        RelayFrame::Error { code, reason } => return Err(refusal(relay, code, reason)),
+        other => return Err(transient(&format!("unexpected {}", other.name()))),
+    };
+    if fresh != [0; 32] {
+        secrets::write_private(&cfg.secret_file, secrets::hex(&fresh).as_bytes()).map_err(|e| {
+            RegisterError::Local(format!(
+                "cannot keep the name's secret in {}: {e} (set MSOCK_STATE_DIR to a writable directory)",
+                cfg.secret_file.display()
+            ))
+        })?;
+        tracing::info!(
+            "new secret for '{}' kept in {}",
+            cfg.name,
+            cfg.secret_file.display()
+        );
+    }
+    // Splices whose local address is gone: tell the relay, so that their clients reconnect
+    // now rather than after their dead time.
+    let gone: Vec<u64> = {
+        let mine = netwatch::local_addrs();
+        let mut d = dialed.lock().unwrap_or_else(|e| e.into_inner());
+        let gone = d
+            .iter()
+            .filter(|(_, ip)| !mine.contains(ip))
+            .map(|(id, _)| *id)
+            .collect();
+        d.retain(|(_, ip)| mine.contains(ip));
+        gone
+    };
+    for chunk in gone.chunks(wire::MAX_GONE) {
+        tracing::info!(
+            "telling the relay that {} spliced flowpaths lost our address",
+            chunk.len()
+        );
+        wr.write_all(&RelayFrame::Gone(chunk.to_vec()).encode())
+            .await
+            .map_err(|e| transient(&e))?;
+    }
+    Ok(Channel {
+        rd,
+        wr,
+        relay,
+        local,
+        keepalive: Duration::from_secs(keepalive.clamp(1, 3600) as u64),
+    })
+}
+
+fn refusal(relay: SocketAddr, code: crate::proto::ErrorCode, reason: String) -> RegisterError {
+    use crate::proto::ErrorCode;
+    match code {
+        ErrorCode::AuthFailed | ErrorCode::Refused | ErrorCode::Protocol | ErrorCode::Version => {
+            RegisterError::Refused(format!("relay {relay} refused the registration: {reason}"))
+        }
+        _ => RegisterError::Transient(format!("relay {relay}: {code}: {reason}")),
+    }
+}

@@ -1,0 +1,82 @@
+//! The msock relay (`msock proxy`): listeners behind NAT register a name over an outgoing
+//! control channel; clients connect to `NAME@RELAY`; the relay splices each client flowpath
+//! with a flowpath the listener dials back, and copies bytes between the two halves without
+//! looking at them. Sessions keep every msock feature through it (multipath: each client
+//! flowpath gets its own spliced pair; migration of either side: the moved side's flowpaths
+//! are spliced anew; attach proofs stay end to end, so the relay cannot hijack a session).
+//! The design follows section III-D of the msocket paper (its proxy splices two TCP halves
+//! by a proxyPathID), plus authenticated names, limits and direct-first connections.
+//!
+//! # Protocol
+//!
+//! Every connection to the relay starts like an msock flowpath: the preamble `MSOCK\x01`,
+//! then one frame in msock's framing (`length u32, type u8, body`), whose type says what the
+//! connection is. Relay frames (types 0x20 and up; bodies at most [`wire::MAX_RELAY_FRAME`];
+//! names are 1 to 64 of `A-Z a-z 0-9 . _ -`, sent as `len u8, bytes`; an address is
+//! `family u8 (4|6), ip [4|16], port u16`):
+//!
+//! | type | name | body | direction |
+//! |------|------|------|-----------|
+//! | 0x20 | REGISTER   | name, count u8, address × count (≤ 16) | listener → relay |
+//! | 0x21 | NONCE      | nonce \[16\] | relay → listener |
+//! | 0x22 | PROVE      | name_proof \[32\], key_proof \[32\] | listener → relay |
+//! | 0x23 | REGISTERED | secret \[32\], ttl u32 (s), keepalive u32 (s) | relay → listener |
+//! | 0x24 | DIAL       | splice_id u64, token \[16\] | relay → listener |
+//! | 0x25 | SPLICE     | splice_id u64, token \[16\] | listener → relay (opens a connection) |
+//! | 0x26 | ROUTE      | name | client → relay (opens a connection) |
+//! | 0x27 | LOOKUP     | name | client → relay (opens a connection) |
+//! | 0x28 | FOUND      | count u8, address × count | relay → client |
+//! | 0x29 | GONE       | count u16, splice_id u64 × count (≤ 256) | listener → relay |
+//! | 0x12/0x13 | PING/PONG | token u64 | control channel keepalive |
+//! | 0x1F | ERROR      | code u16, reason (msock's ERROR) | relay → anyone |
+//!
+//! **Control channel** (listener → relay, kept open): REGISTER(name, direct addresses);
+//! the relay answers its preamble and NONCE; the listener sends PROVE with
+//! `name_proof = HMAC-SHA-256(secret, "msock relay name v1" || name || nonce)` (zeros when it
+//! has no secret for the name) and `key_proof = HMAC-SHA-256(key, "msock relay key v1" ||
+//! name || nonce)` (zeros without a key). The relay refuses with ERROR(authentication
+//! failed) a wrong or missing key when it has `--auth-keys`, and a name held by another
+//! listener whose proof does not verify. Otherwise it answers REGISTERED: a fresh secret
+//! when the name was free (the listener keeps it in a file, see [`secrets`]), zeros when the
+//! proof verified. A newer registration of a name replaces the older control channel. The
+//! listener PINGs every `keepalive` seconds; the relay drops a channel silent for three
+//! intervals, the listener one silent for two. The listener re-registers at once when the
+//! channel breaks or its local address goes away, and then sends GONE with the splices that
+//! left from an address it no longer has: the relay closes them, so that their clients
+//! reconnect at once instead of after their dead time.
+//!
+//! **Client flowpath**: `MSOCK\x01 ROUTE(name)`, then the ordinary msock connection
+//! (`MSOCK\x01 HELLO...`), sent without waiting. The relay reads exactly the ROUTE frame,
+//! draws a random splice id and token, and sends DIAL on the name's control channel (or, if
+//! the listener is re-registering, when it is back). The listener connects to the relay,
+//! sends `MSOCK\x01 SPLICE(id, token)` and treats that connection as if it had accepted it;
+//! the relay then copies bytes both ways. When the name is unknown, the listener does not
+//! dial back within the handshake timeout, or a limit is hit, the client gets the preamble
+//! and an ERROR (refused, or busy: retry), which msock clients report or retry like a
+//! listener's refusal.
+//!
+//! **Lookup**: `MSOCK\x01 LOOKUP(name)` → `MSOCK\x01 FOUND(addresses)` or ERROR, then close.
+//! The relay publishes only the listener's direct addresses at the IP address it sees the
+//! control channel come from: a listener behind NAT publishes nothing (its private address
+//! could be some other machine's). A client tries the direct addresses first (1 s), then
+//! the relay; it does the same lookup on every reconnect attempt.
+//!
+//! Anything else (not msock, an msock HELLO, an unknown frame) is answered with ERROR and
+//! closed; a client that sends no first frame within the handshake timeout is dropped.
+//!
+//! # State
+//!
+//! Names live in memory, and in a state file if one is given (`--state`): secrets survive a
+//! restart of the relay, so listeners re-register their names and sessions resume. A name
+//! whose listener has been gone for the name TTL is forgotten with its secret.
+
+pub mod agent;
+pub mod client;
+pub mod registry;
+pub mod secrets;
+pub mod server;
+pub mod splice;
+pub mod wire;
+
+/// The relay's default port (`msock proxy`, and `NAME@HOST` without a port).
+pub const DEFAULT_PORT: u16 = 7480;

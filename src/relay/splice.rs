@@ -1,0 +1,302 @@
+//! Copies bytes both ways between the two halves of a spliced flowpath, without looking at
+//! them. On Linux with splice(2) through a pipe per direction (the bytes never enter user
+//! space, and the only buffers are the pipes in the kernel: 64 KiB, grown to 1 MiB for a
+//! direction that keeps filling it); elsewhere with plain reads and writes through a 16 KiB
+//! buffer. Either way memory per pair is bounded.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+/// Bytes moved by a splice, per direction; readable while it runs.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Client → listener.
+    pub up: AtomicU64,
+    /// Listener → client.
+    pub down: AtomicU64,
+}
+
+/// How a splice ended.
+#[derive(Debug)]
+pub enum End {
+    /// Both directions reached end of stream.
+    Closed,
+    /// A socket failed (reset, ...).
+    Error(io::Error),
+    /// Nothing moved either way for the idle timeout.
+    Idle,
+    /// Closed on request (the listener said its half is gone, or the relay shuts down).
+    Killed,
+}
+
+/// Copies between `client` and `listener` until both directions end, one fails, nothing
+/// moves for `idle`, or `kill` is notified.
+pub async fn run(
+    client: TcpStream,
+    listener: TcpStream,
+    idle: Duration,
+    counters: Arc<Counters>,
+    kill: Arc<Notify>,
+) -> End {
+    let copy = both_ways(&client, &listener, &counters);
+    tokio::pin!(copy);
+    let tick = (idle / 4).max(Duration::from_millis(50));
+    let mut last = (0, 0);
+    let mut quiet = Duration::ZERO;
+    let mut interval = tokio::time::interval(tick);
+    interval.tick().await;
+    loop {
+        tokio::select! {
+            r = &mut copy => return match r {
+                Ok(()) => End::Closed,
+                Err(e) => End::Error(e),
+            },
+            _ = kill.notified() => return End::Killed,
+            _ = interval.tick() => {
+                let now = (counters.up.load(Ordering::Relaxed), counters.down.load(Ordering::Relaxed));
+                if now == last {
+                    quiet += tick;
+                    if quiet >= idle {
+                        return End::Idle;
+                    }
+                } else {
+                    quiet = Duration::ZERO;
+                    last = now;
+                }
+            }
+        }
+    }
+}
+
+async fn both_ways(a: &TcpStream, b: &TcpStream, c: &Counters) -> io::Result<()> {
+    let up = one_way(a, b, &c.up);
+    let down = one_way(b, a, &c.down);
+    tokio::pin!(up, down);
+    // Both must end; the first error ends everything.
+    let (mut up_done, mut down_done) = (false, false);
+    while !(up_done && down_done) {
+        tokio::select! {
+            r = &mut up, if !up_done => { r?; up_done = true; }
+            r = &mut down, if !down_done => { r?; down_done = true; }
+        }
+    }
+    Ok(())
+}
+
+/// Half-closes `to` for writing (its peer sees end of stream).
+fn shutdown_write(to: &TcpStream) {
+    let _ = socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write);
+}
+
+#[cfg(target_os = "linux")]
+async fn one_way(from: &TcpStream, to: &TcpStream, count: &AtomicU64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
+
+    let pipe = Pipe::new()?;
+    let flags = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE;
+    let mut cap = PIPE_SIZE;
+    let mut grown = false;
+    loop {
+        from.readable().await?;
+        let n = match from.try_io(Interest::READABLE, || {
+            // SAFETY: valid fds; null offsets (sockets and pipes have none).
+            let r = unsafe {
+                libc::splice(
+                    from.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    pipe.w,
+                    std::ptr::null_mut(),
+                    cap,
+                    flags,
+                )
+            };
+            if r < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(r as usize)
+            }
+        }) {
+            Ok(0) => {
+                shutdown_write(to);
+                return Ok(());
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        let mut left = n;
+        while left > 0 {
+            to.writable().await?;
+            match to.try_io(Interest::WRITABLE, || {
+                // SAFETY: as above.
+                let r = unsafe {
+                    libc::splice(
+                        pipe.r,
+                        std::ptr::null_mut(),
+                        to.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        left,
+                        flags,
+                    )
+                };
+                if r < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(r as usize)
+                }
+            }) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(m) => left -= m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        count.fetch_add(n as u64, Ordering::Relaxed);
+        // A busy direction (it filled the pipe) gets a bigger pipe, once: fewer system calls
+        // per byte. Idle pairs keep the small default.
+        if n >= cap && !grown {
+            grown = true;
+            // SAFETY: fcntl on our own pipe descriptor.
+            let r =
+                unsafe { libc::fcntl(pipe.w, libc::F_SETPIPE_SZ, BUSY_PIPE_SIZE as libc::c_int) };
+            if r > 0 {
+                cap = r as usize;
+            }
+        }
+    }
+}
+
+/// Most bytes moved per splice call at first (the pipe's default capacity).
+#[cfg(target_os = "linux")]
+const PIPE_SIZE: usize = 64 * 1024;
+/// The pipe size of a busy direction (the kernel may grant less, or refuse: then the default
+/// stays).
+#[cfg(target_os = "linux")]
+const BUSY_PIPE_SIZE: usize = 1024 * 1024;
+
+/// A non-blocking pipe, closed on drop.
+#[cfg(target_os = "linux")]
+struct Pipe {
+    r: i32,
+    w: i32,
+}
+
+#[cfg(target_os = "linux")]
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0i32; 2];
+        // SAFETY: fds has room for the two descriptors.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Pipe {
+            r: fds[0],
+            w: fds[1],
+        })
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        // SAFETY: we own both descriptors.
+        unsafe {
+            libc::close(self.r);
+            libc::close(self.w);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn one_way(from: &TcpStream, to: &TcpStream, count: &AtomicU64) -> io::Result<()> {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        from.readable().await?;
+        let n = match from.try_read(&mut buf) {
+            Ok(0) => {
+                shutdown_write(to);
+                return Ok(());
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        let mut off = 0;
+        while off < n {
+            to.writable().await?;
+            match to.try_write(&buf[off..n]) {
+                Ok(m) => off += m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        count.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        (a, b)
+    }
+
+    #[tokio::test]
+    async fn copies_both_ways_with_half_close() {
+        let (mut client, relay_c) = pair().await;
+        let (relay_l, mut listener) = pair().await;
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(run(
+            relay_c,
+            relay_l,
+            Duration::from_secs(5),
+            counters.clone(),
+            Arc::new(Notify::new()),
+        ));
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7) as u8).collect();
+        let d2 = data.clone();
+        let w = tokio::spawn(async move {
+            client.write_all(&d2).await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).await.unwrap();
+            back
+        });
+        let mut got = Vec::new();
+        listener.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, data);
+        listener.write_all(b"thanks").await.unwrap();
+        listener.shutdown().await.unwrap();
+        assert_eq!(w.await.unwrap(), b"thanks");
+        assert!(matches!(task.await.unwrap(), End::Closed));
+        assert_eq!(counters.up.load(Ordering::Relaxed), 1_000_000);
+        assert_eq!(counters.down.load(Ordering::Relaxed), 6);
+    }
+
+    #[tokio::test]
+    async fn idle_pairs_end() {
+        let (_client, relay_c) = pair().await;
+        let (relay_l, _listener) = pair().await;
+        let end = run(
+            relay_c,
+            relay_l,
+            Duration::from_millis(200),
+            Arc::default(),
+            Arc::new(Notify::new()),
+        )
+        .await;
+        assert!(matches!(end, End::Idle));
+    }
+}

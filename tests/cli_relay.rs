@@ -1,0 +1,518 @@
+//! End-to-end tests of the relay on loopback: `msock proxy`, `msock listen --relay --name`
+//! and clients dialing `NAME@RELAY`: bulk transfer both ways through the relay, send-file,
+//! direct-first, names held by their secret, expiry, operator keys, garbage and silent
+//! clients, and a relay restart under a live session.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// Deadline for bulk transfers (debug build, 2 cores, other tests in parallel).
+const BULK: Duration = Duration::from_secs(90);
+/// Deadline for short exchanges.
+const SHORT: Duration = Duration::from_secs(20);
+
+/// A running `msock proxy --json`, its stdout (status lines) in a file.
+struct Relay {
+    proc: Proc,
+    addr: SocketAddr,
+    status: PathBuf,
+}
+
+impl Relay {
+    /// Starts a relay on `listen` (e.g. 127.0.0.1:0) with `extra` flags.
+    fn start(dir: &Path, listen: &str, extra: &[&str]) -> Relay {
+        let status = dir.join(format!("relay-{}.jsonl", rand_suffix()));
+        let mut args = vec!["proxy", "--json", "--listen", listen];
+        args.extend_from_slice(extra);
+        let mut cmd = msock(&args);
+        cmd.stdin(Stdio::null()).stdout(stdout_to(&status));
+        let mut proc = Proc::spawn("msock proxy", cmd);
+        let Some(line) = proc
+            .stderr
+            .wait_line(STARTUP, |l| l.starts_with("msock: relay listening on "))
+        else {
+            proc.kill();
+            panic!("relay did not start; stderr:\n{}", proc.stderr.text());
+        };
+        let addr = line
+            .trim_start_matches("msock: relay listening on ")
+            .trim()
+            .parse()
+            .unwrap();
+        Relay { proc, addr, status }
+    }
+
+    /// The JSON status lines so far.
+    fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.status)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+            .collect()
+    }
+
+    fn count(&self, event: &str) -> usize {
+        self.events().iter().filter(|e| e["event"] == event).count()
+    }
+
+    /// `NAME@ADDR`.
+    fn dest(&self, name: &str) -> String {
+        format!("{name}@{}", self.addr)
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Starts `msock listen --relay RELAY --name NAME EXTRA...` with its secrets under `state`,
+/// and waits until it has registered.
+fn named_listener(
+    relay: &Relay,
+    name: &str,
+    state: &Path,
+    extra: &[&str],
+    stdin: Stdio,
+    stdout: Stdio,
+) -> Proc {
+    let mut p = spawn_named(relay, name, state, extra, stdin, stdout);
+    if !p.stderr.wait_contains(STARTUP, "msock: registered") {
+        p.kill();
+        panic!("listener did not register; stderr:\n{}", p.stderr.text());
+    }
+    p
+}
+
+fn spawn_named(
+    relay: &Relay,
+    name: &str,
+    state: &Path,
+    extra: &[&str],
+    stdin: Stdio,
+    stdout: Stdio,
+) -> Proc {
+    let relay_addr = relay.addr.to_string();
+    let mut args = vec!["listen", "--relay", &relay_addr, "--name", name];
+    args.extend_from_slice(extra);
+    let mut cmd = msock(&args);
+    cmd.env("MSOCK_STATE_DIR", state)
+        .stdin(stdin)
+        .stdout(stdout);
+    Proc::spawn("msock listen --relay", cmd)
+}
+
+fn assert_file_hash(path: &Path, want: &[u8; 32], len: usize, what: &str) {
+    let (got, n) = sha256_file(path);
+    assert_eq!(n, len as u64, "{what}: {n} bytes, want {len}");
+    assert_eq!(hex(&got), hex(want), "{what}: bytes differ");
+}
+
+/// 100 MB each way at once through the relay (the listener has no port of its own, so the
+/// relay is the only way); both sides get exactly the other's bytes and exit 0, and the relay
+/// reports one splice.
+#[test]
+fn bulk_100mb_each_direction_through_the_relay() {
+    const LEN: usize = 100 * 1000 * 1000;
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &[]);
+    let (l_in, l_hash) = write_random_file(dir.path(), "l.in", 1, LEN);
+    let (c_in, c_hash) = write_random_file(dir.path(), "c.in", 2, LEN);
+    let (l_out, c_out) = (dir.path().join("l.out"), dir.path().join("c.out"));
+    let mut l = named_listener(
+        &relay,
+        "bulk",
+        &dir.path().join("state"),
+        &[],
+        stdin_from(&l_in),
+        stdout_to(&l_out),
+    );
+    let mut c = connect(
+        &relay.dest("bulk"),
+        &["-v"],
+        stdin_from(&c_in),
+        stdout_to(&c_out),
+    );
+    let ce = c.expect_code(0, BULK);
+    l.expect_code(0, SHORT);
+    assert_file_hash(&c_out, &l_hash, LEN, "connector's output");
+    assert_file_hash(&l_out, &c_hash, LEN, "listener's output");
+    assert!(
+        ce.stderr.contains("through the relay"),
+        "the session should have gone through the relay: {}",
+        ce.stderr
+    );
+    let splices: Vec<Value> = relay
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "splice_end")
+        .collect();
+    assert_eq!(splices.len(), 1, "{splices:?}");
+    assert!(splices[0]["up"].as_u64().unwrap() > LEN as u64);
+    assert!(splices[0]["down"].as_u64().unwrap() > LEN as u64);
+}
+
+/// A listener that also listens directly, where the relay sees it: the client looks the name
+/// up and connects directly; the relay splices nothing.
+#[test]
+fn reachable_listener_is_dialed_directly() {
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &[]);
+    let data = seeded_bytes(3, 1_000_000);
+    let input = temp_file_with(&data);
+    let out = dir.path().join("out");
+    let mut l = named_listener(
+        &relay,
+        "direct",
+        &dir.path().join("state"),
+        &["127.0.0.1:0", "--recv-only"],
+        Stdio::null(),
+        stdout_to(&out),
+    );
+    let mut c = connect(
+        &relay.dest("direct"),
+        &["-v"],
+        stdin_from(input.path()),
+        Stdio::null(),
+    );
+    let ce = c.expect_code(0, SHORT);
+    l.expect_code(0, SHORT);
+    assert_bytes_eq(&read(&out), &data, "listener output");
+    assert!(
+        !ce.stderr.contains("through the relay"),
+        "should have connected directly: {}",
+        ce.stderr
+    );
+    assert_eq!(relay.count("splice"), 0, "{:?}", relay.events());
+}
+
+/// send-file to a named listener through the relay: the file arrives verified.
+#[test]
+fn send_file_through_the_relay() {
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &[]);
+    let save = dir.path().join("save");
+    let (file, hash) = write_random_file(dir.path(), "photo.bin", 4, 5_000_000);
+    let save_s = save.to_str().unwrap();
+    let _l = named_listener(
+        &relay,
+        "files",
+        &dir.path().join("state"),
+        &["--save-dir", save_s, "-k"],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let mut s = Proc::spawn("msock send-file", {
+        let mut c = msock(&[
+            "send-file",
+            "-q",
+            file.to_str().unwrap(),
+            &relay.dest("files"),
+        ]);
+        c.stdin(Stdio::null()).stdout(Stdio::null());
+        c
+    });
+    s.expect_code(0, BULK);
+    assert_file_hash(&save.join("photo.bin"), &hash, 5_000_000, "saved file");
+    assert_eq!(relay.count("splice"), 1, "{:?}", relay.events());
+}
+
+/// A second listener asking for a name that is held (without its secret) is refused and exits
+/// 1 saying so; the owner, restarted with its secret, gets the name back.
+#[test]
+fn name_theft_is_refused_and_the_owner_gets_its_name_back() {
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &[]);
+    let owner_state = dir.path().join("owner");
+    let mut owner = named_listener(
+        &relay,
+        "mine",
+        &owner_state,
+        &["-k"],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let mut thief = spawn_named(
+        &relay,
+        "mine",
+        &dir.path().join("thief"),
+        &["-k"],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let e = thief.expect_code(1, SHORT);
+    assert!(
+        e.stderr.contains("held by another listener"),
+        "stderr: {}",
+        e.stderr
+    );
+    // A forged secret file does not help either.
+    let forged = dir.path().join("forger");
+    let sec = owner_state.join("relay-names");
+    let relay_dir = std::fs::read_dir(&sec).unwrap().next().unwrap().unwrap();
+    let fdir = forged.join("relay-names").join(relay_dir.file_name());
+    std::fs::create_dir_all(&fdir).unwrap();
+    std::fs::write(fdir.join("mine.secret"), "ab".repeat(32)).unwrap();
+    let mut forger = spawn_named(&relay, "mine", &forged, &[], Stdio::null(), Stdio::null());
+    forger.expect_code(1, SHORT);
+    // The owner restarts (or moves): its secret gets the name back.
+    owner.kill();
+    let _owner = named_listener(
+        &relay,
+        "mine",
+        &owner_state,
+        &["-k"],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    assert!(relay.count("registered") >= 2);
+}
+
+/// A name whose listener is gone longer than --name-ttl is forgotten: clients are told there
+/// is no such listener, and anyone may register the name.
+#[test]
+fn expired_names_are_forgotten() {
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &["--name-ttl", "1s"]);
+    let mut first = named_listener(
+        &relay,
+        "brief",
+        &dir.path().join("a"),
+        &["-k"],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    first.kill();
+    let deadline = Instant::now() + SHORT;
+    while relay.count("expired") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "never expired: {:?}",
+            relay.events()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let e = run(&["connect", "-w", "3s", &relay.dest("brief")], SHORT);
+    assert_eq!(e.code, Some(1), "stderr: {}", e.stderr);
+    assert!(
+        e.stderr.contains("no listener named 'brief'"),
+        "{}",
+        e.stderr
+    );
+    // Someone else (no secret) may take it now.
+    let _second = named_listener(
+        &relay,
+        "brief",
+        &dir.path().join("b"),
+        &["-k"],
+        Stdio::null(),
+        Stdio::null(),
+    );
+}
+
+/// With --auth-keys, registering needs a key from the file.
+#[test]
+fn auth_keys_are_required_when_configured() {
+    let dir = tempdir();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "# operators\n0123456789abcdef0123456789abcdef\n").unwrap();
+    let relay = Relay::start(
+        dir.path(),
+        "127.0.0.1:0",
+        &["--auth-keys", keys.to_str().unwrap()],
+    );
+    let mut nokey = spawn_named(
+        &relay,
+        "k",
+        &dir.path().join("s1"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let e = nokey.expect_code(1, SHORT);
+    assert!(e.stderr.contains("registration key"), "{}", e.stderr);
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not-the-key-but-long-enough\n").unwrap();
+    let mut bad = spawn_named(
+        &relay,
+        "k",
+        &dir.path().join("s2"),
+        &["--relay-key-file", wrong.to_str().unwrap()],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    bad.expect_code(1, SHORT);
+    let _good = named_listener(
+        &relay,
+        "k",
+        &dir.path().join("s3"),
+        &["--relay-key-file", keys.to_str().unwrap(), "-k"],
+        Stdio::null(),
+        Stdio::null(),
+    );
+}
+
+/// Clients of unknown names, and plain msock clients that forget the name, get clear errors.
+#[test]
+fn unknown_names_and_unrouted_clients_are_refused() {
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &[]);
+    let e = run(&["connect", &relay.dest("nobody")], SHORT);
+    assert_eq!(e.code, Some(1), "{}", e.stderr);
+    assert!(
+        e.stderr.contains("no listener named 'nobody'"),
+        "{}",
+        e.stderr
+    );
+    let e = run(&["connect", &relay.addr.to_string()], SHORT);
+    assert_eq!(e.code, Some(1), "{}", e.stderr);
+    assert!(e.stderr.contains("NAME@HOST:PORT"), "{}", e.stderr);
+    let e = run(&["connect", "bad name@127.0.0.1:1"], SHORT);
+    assert_eq!(e.code, Some(2), "{}", e.stderr);
+}
+
+/// During a live session through the relay: garbage on the relay's port is answered with an
+/// ERROR and closed, a client that sends nothing and one that stops mid-frame are dropped after
+/// the handshake timeout, and the session carries on unharmed.
+#[test]
+fn garbage_and_slow_clients_do_not_disturb_live_sessions() {
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &["--handshake-timeout", "1s"]);
+    let out = dir.path().join("out");
+    let mut l = named_listener(
+        &relay,
+        "live",
+        &dir.path().join("state"),
+        &["--recv-only"],
+        Stdio::null(),
+        stdout_to(&out),
+    );
+    let mut c = connect(&relay.dest("live"), &[], Stdio::piped(), Stdio::null());
+    let mut stdin = c.take_stdin();
+    let first = seeded_bytes(5, 2_000_000);
+    stdin.write_all(&first).unwrap();
+    assert!(wait_file_len(&out, first.len() as u64, SHORT), "first part");
+
+    // Garbage: an HTTP request.
+    let mut g = tcp_connect(relay.addr, SHORT);
+    g.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (reply, r) = read_to_end_bounded(&mut g);
+    r.expect("the relay should answer garbage and close");
+    assert_eq!(&reply[..6], PREAMBLE, "reply {reply:?}");
+    assert_eq!(reply[10], FRAME_ERROR, "reply {reply:?}");
+    // An oversized frame length after a valid preamble.
+    let mut g = tcp_connect(relay.addr, SHORT);
+    g.write_all(b"MSOCK\x01\xff\xff\xff\xff\x26").unwrap();
+    let (reply, r) = read_to_end_bounded(&mut g);
+    r.expect("closed");
+    assert_eq!(reply[10], FRAME_ERROR);
+    // Silent and slow clients: dropped after the handshake timeout, without an answer.
+    let started = Instant::now();
+    let mut silent = tcp_connect(relay.addr, SHORT);
+    let mut slow = tcp_connect(relay.addr, SHORT);
+    slow.write_all(b"MSOCK\x01\x00\x00").unwrap();
+    for s in [&mut silent, &mut slow] {
+        let mut b = [0u8; 16];
+        let n = s.read(&mut b).expect("the relay should close, not hang");
+        assert_eq!(n, 0);
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+
+    let second = seeded_bytes(6, 2_000_000);
+    stdin.write_all(&second).unwrap();
+    drop(stdin);
+    c.expect_code(0, SHORT);
+    l.expect_code(0, SHORT);
+    assert_bytes_eq(&read(&out), &[first, second].concat(), "listener output");
+    assert!(relay.count("dropped") >= 2, "{:?}", relay.events());
+    relay_summary_on_sigint(relay);
+}
+
+/// SIGINT: the relay prints a JSON summary and exits 130.
+fn relay_summary_on_sigint(mut relay: Relay) {
+    assert!(catches_sigint(&relay.proc, SHORT));
+    sigint(&relay.proc);
+    relay.proc.expect_code(130, SHORT);
+    let summary = relay
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "summary")
+        .expect("a summary line");
+    assert!(
+        summary["flowpaths_spliced"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+    assert!(
+        summary["refused"]["garbage"].as_u64().unwrap() >= 2,
+        "{summary}"
+    );
+}
+
+/// The relay restarts (same port, same state file) under a live session: the listener
+/// re-registers with its secret, the client reconnects through the relay, and the session
+/// resumes byte-identical.
+#[test]
+fn relay_restart_resumes_sessions() {
+    let dir = tempdir();
+    let state = dir.path().join("relay-state.json");
+    let state_s = state.to_str().unwrap().to_owned();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &["--state", &state_s]);
+    let addr = relay.addr.to_string();
+    let out = dir.path().join("out");
+    let mut l = named_listener(
+        &relay,
+        "steady",
+        &dir.path().join("state"),
+        &["--recv-only"],
+        Stdio::null(),
+        stdout_to(&out),
+    );
+    let mut c = connect(
+        &relay.dest("steady"),
+        &["-v"],
+        Stdio::piped(),
+        Stdio::null(),
+    );
+    let mut stdin = c.take_stdin();
+    let first = seeded_bytes(7, 1_000_000);
+    stdin.write_all(&first).unwrap();
+    assert!(wait_file_len(&out, first.len() as u64, SHORT), "first part");
+
+    let secret_file = |state: &Path| {
+        let d = state.join("relay-names");
+        let sub = std::fs::read_dir(&d)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::read(sub.join("steady.secret")).unwrap()
+    };
+    let secret = secret_file(&dir.path().join("state"));
+    let mut relay = relay;
+    relay.proc.kill();
+    let relay2 = Relay::start(dir.path(), &addr, &["--state", &state_s]);
+    let second = seeded_bytes(8, 1_000_000);
+    stdin.write_all(&second).unwrap();
+    drop(stdin);
+    let ce = c.expect_code(0, BULK);
+    l.expect_code(0, SHORT);
+    assert_bytes_eq(&read(&out), &[first, second].concat(), "listener output");
+    assert!(ce.stderr.contains("resumed"), "{}", ce.stderr);
+    // The listener proved its secret to the restarted relay: no new secret was issued.
+    assert!(relay2.count("registered") >= 1, "{:?}", relay2.events());
+    assert_eq!(secret_file(&dir.path().join("state")), secret);
+}
