@@ -226,6 +226,40 @@ fn send_file_through_the_relay() {
     assert_eq!(relay.count("splice"), 1, "{:?}", relay.events());
 }
 
+/// `msock bench` through the relay, both directions: the receiver's figures arrive and add up.
+#[test]
+fn bench_through_the_relay() {
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &[]);
+    let _l = named_listener(
+        &relay,
+        "meter",
+        &dir.path().join("state"),
+        &["-k"],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    for extra in [&[][..], &["-R"][..]] {
+        let mut args = vec!["bench", "-t", "1s", "-i", "0", "--json"];
+        args.extend_from_slice(extra);
+        let dest = relay.dest("meter");
+        args.push(&dest);
+        let out = msock(&args).stdin(Stdio::null()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let got = doc["end"]["sum_received"]["bytes"].as_u64().unwrap();
+        assert!(
+            got > 1_000_000,
+            "{extra:?}: only {got} bytes through the relay: {doc}"
+        );
+    }
+    assert!(relay.count("splice") >= 2, "{:?}", relay.events());
+}
+
 /// A second listener asking for a name that is held (without its secret) is refused and exits
 /// 1 saying so; the owner, restarted with its secret, gets the name back.
 #[test]
