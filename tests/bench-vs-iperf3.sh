@@ -3,6 +3,7 @@
 # round runs `msock bench --compare-tcp` (msock over one flowpath, then one plain TCP
 # connection, to a `msock listen -k`) and `iperf3 -c` (to an `iperf3 -s`), SECONDS each.
 # Usage: bash tests/bench-vs-iperf3.sh [ROUNDS] [SECONDS] [MSOCK BENCH FLAGS...]
+# (--no-encrypt among the flags is given to the listener too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -16,7 +17,9 @@ export MSOCK_CONFIG_DIR=$tmp/config
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 mp=$(free_port); ip=$(free_port)
-"$M" listen -k "127.0.0.1:$mp" >/dev/null 2>"$tmp/l.err" &
+lflags=()
+for a in "$@"; do [ "$a" = --no-encrypt ] && lflags+=(--no-encrypt); done
+"$M" listen -k "127.0.0.1:$mp" "${lflags[@]}" >/dev/null 2>"$tmp/l.err" &
 iperf3 -s -p "$ip" >/dev/null 2>&1 &
 sleep 0.5
 ours=(); tcp=(); theirs=(); ratio=()
