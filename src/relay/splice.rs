@@ -105,22 +105,7 @@ async fn one_way(from: &TcpStream, to: &TcpStream, count: &AtomicU64) -> io::Res
     loop {
         from.readable().await?;
         let n = match from.try_io(Interest::READABLE, || {
-            // SAFETY: valid fds; null offsets (sockets and pipes have none).
-            let r = unsafe {
-                libc::splice(
-                    from.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    pipe.w,
-                    std::ptr::null_mut(),
-                    cap,
-                    flags,
-                )
-            };
-            if r < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(r as usize)
-            }
+            splice_fds(from.as_raw_fd(), pipe.w, cap, flags)
         }) {
             Ok(0) => {
                 shutdown_write(to);
@@ -134,22 +119,7 @@ async fn one_way(from: &TcpStream, to: &TcpStream, count: &AtomicU64) -> io::Res
         while left > 0 {
             to.writable().await?;
             match to.try_io(Interest::WRITABLE, || {
-                // SAFETY: as above.
-                let r = unsafe {
-                    libc::splice(
-                        pipe.r,
-                        std::ptr::null_mut(),
-                        to.as_raw_fd(),
-                        std::ptr::null_mut(),
-                        left,
-                        flags,
-                    )
-                };
-                if r < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(r as usize)
-                }
+                splice_fds(pipe.r, to.as_raw_fd(), left, flags)
             }) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(m) => left -= m,
@@ -237,6 +207,27 @@ async fn one_way(from: &TcpStream, to: &TcpStream, count: &AtomicU64) -> io::Res
             }
         }
         count.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// One splice(2) of at most `len` bytes from `from` to `to` (a socket and a pipe).
+fn splice_fds(from: i32, to: i32, len: usize, flags: libc::c_uint) -> io::Result<usize> {
+    // SAFETY: the caller's fds are open for the call; null offsets (sockets and pipes have
+    // none).
+    let r = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            flags,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
     }
 }
 

@@ -11,6 +11,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio_util::sync::PollSender;
 
+use super::channel_io::ChannelSource;
+
 /// Largest chunk a source hands over; the session cuts it into DATA payloads without copying.
 pub const CHUNK: usize = 256 * 1024;
 /// Pipe buffer size asked for on stdin/stdout pipes: fewer, larger reads and writes.
@@ -31,11 +33,8 @@ pub trait AppSink: Send {
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
-/// Reads standard input on its own thread.
-pub struct StdinSource {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    done: bool,
-}
+/// Reads standard input on its own thread, handing chunks over a channel.
+pub struct StdinSource(ChannelSource);
 
 impl StdinSource {
     /// Starts the reader thread. It stops at end of input or after an error.
@@ -65,27 +64,13 @@ impl StdinSource {
                 }
             })
             .expect("spawn stdin thread");
-        StdinSource { rx, done: false }
+        StdinSource(ChannelSource::new(rx))
     }
 }
 
 impl AppSource for StdinSource {
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
-        if self.done {
-            return Poll::Ready(Ok(None));
-        }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(Ok(b))) => Poll::Ready(Ok(Some(b))),
-            Poll::Ready(Some(Err(e))) => {
-                self.done = true;
-                Poll::Ready(Err(e))
-            }
-            Poll::Ready(None) => {
-                self.done = true;
-                Poll::Ready(Ok(None))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        self.0.poll_chunk(cx)
     }
 }
 

@@ -33,10 +33,18 @@ impl AppAbort {
     }
 }
 
-/// The driver's source: chunks the command sends.
+/// The driver's source: chunks sent on a channel (by a command, or the stdin thread); an
+/// error ends it.
 pub struct ChannelSource {
     rx: mpsc::Receiver<io::Result<Bytes>>,
     done: bool,
+}
+
+impl ChannelSource {
+    /// A source that yields what arrives on `rx`, until it closes or carries an error.
+    pub fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
+        ChannelSource { rx, done: false }
+    }
 }
 
 /// The driver's sink: received bytes go to the command.
@@ -62,10 +70,7 @@ pub fn channel_app(depth: usize) -> (ChannelSource, ChannelSink, ChannelWriter, 
     let (in_tx, in_rx) = mpsc::channel(depth);
     let (out_tx, out_rx) = mpsc::channel(depth);
     (
-        ChannelSource {
-            rx: in_rx,
-            done: false,
-        },
+        ChannelSource::new(in_rx),
         ChannelSink {
             tx: PollSender::new(out_tx),
         },

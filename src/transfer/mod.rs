@@ -33,3 +33,26 @@ pub mod receiver;
 pub mod sender;
 pub mod wire;
 pub mod writer;
+
+use std::io::{self, Read};
+use std::path::Path;
+
+/// Hashes the first `n` bytes of `p` (fewer if it is shorter); returns the hasher and the
+/// bytes hashed.
+pub fn hash_prefix(p: &Path, n: u64) -> io::Result<(blake3::Hasher, u64)> {
+    let mut f = std::fs::File::open(p)?.take(n);
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut done = 0u64;
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return Ok((h, done)),
+            Ok(k) => {
+                h.update(&buf[..k]);
+                done += k as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}

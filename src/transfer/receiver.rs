@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::names::{self, part_name};
@@ -342,7 +342,7 @@ fn check_offer(
         if e.kind != Kind::Dir {
             if let Ok(m) = fs::symlink_metadata(&part) {
                 if m.is_file() && e.kind == Kind::File && m.len() <= e.size && m.len() > 0 {
-                    let (h, n) = hash_file(&part)
+                    let (h, n) = super::hash_prefix(&part, u64::MAX)
                         .map_err(|err| format!("reading {}: {err}", part.display()))?;
                     held.partial = n;
                     held.partial_hash = Some(h.finalize().to_hex().to_string());
@@ -357,7 +357,7 @@ fn check_offer(
             if let Ok(m) = fs::metadata(&final_path) {
                 held.existing = Some(m.len());
                 if e.kind == Kind::File && m.len() == e.size {
-                    let (h, _) = hash_file(&final_path)
+                    let (h, _) = super::hash_prefix(&final_path, u64::MAX)
                         .map_err(|err| format!("reading {}: {err}", final_path.display()))?;
                     held.existing_hash = Some(h.finalize().to_hex().to_string());
                 }
@@ -385,25 +385,6 @@ fn check_offer(
         }
     }
     Ok((out, hashers))
-}
-
-/// Hashes a whole file; returns the hasher (to continue) and the byte count.
-fn hash_file(p: &Path) -> io::Result<(blake3::Hasher, u64)> {
-    let mut f = fs::File::open(p)?;
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 256 << 10];
-    let mut n = 0u64;
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => return Ok((h, n)),
-            Ok(k) => {
-                h.update(&buf[..k]);
-                n += k as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// Creates folder `p` (and its parents) under `dir`, refusing to go through a symlink.

@@ -5,7 +5,6 @@
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
@@ -189,7 +188,7 @@ async fn plan(
                 let same = size == e.size
                     && match &h.existing_hash {
                         Some(theirs) => {
-                            let (mine, _) = hash_prefix(p, e.size).map_err(|err| {
+                            let (mine, _) = super::hash_prefix(p, e.size).map_err(|err| {
                                 SendError::Local(format!("cannot read {}: {err}", p.display()))
                             })?;
                             mine.finalize().to_hex().as_str() == theirs
@@ -347,7 +346,7 @@ fn read_one(job: &Job, tx: &mpsc::Sender<Piece>) -> Result<(), String> {
     let mut hasher = blake3::Hasher::new();
     let mut offset = 0;
     if let (Source::File(p), Some(theirs)) = (&job.source, &job.partial_hash) {
-        let (mine, n) = hash_prefix(p, job.partial).map_err(read_err)?;
+        let (mine, n) = super::hash_prefix(p, job.partial).map_err(read_err)?;
         if n == job.partial && mine.finalize().to_hex().as_str() == theirs {
             hasher = mine;
             offset = job.partial;
@@ -399,24 +398,4 @@ fn read_one(job: &Job, tx: &mpsc::Sender<Piece>) -> Result<(), String> {
         size: total,
         blake3: hasher.finalize().to_hex().to_string(),
     }))
-}
-
-/// Hashes the first `n` bytes of `p` (fewer if it is shorter); returns the hasher and the
-/// bytes hashed.
-fn hash_prefix(p: &Path, n: u64) -> io::Result<(blake3::Hasher, u64)> {
-    let mut f = File::open(p)?.take(n);
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut done = 0u64;
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => return Ok((h, done)),
-            Ok(k) => {
-                h.update(&buf[..k]);
-                done += k as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
 }
