@@ -115,6 +115,11 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         let now = self.now();
         let mut i = 0;
         let multipath = self.conns.len() > 1;
+        let budget = if self.session.is_encrypted() {
+            SEALED_BUDGET
+        } else {
+            TRANSMIT_BUDGET
+        };
         while i < self.conns.len() {
             let c = &mut self.conns[i];
             if multipath {
@@ -127,7 +132,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                 if c.conn.out.is_empty()
                     && !self
                         .session
-                        .poll_transmit(c.id, now, &mut c.conn.out, TRANSMIT_BUDGET)
+                        .poll_transmit(c.id, now, &mut c.conn.out, budget)
                 {
                     break;
                 }
@@ -243,6 +248,11 @@ async fn join_all<F: Future<Output = ()>>(it: impl Iterator<Item = F>) {
     })
     .await
 }
+
+/// Most bytes per `poll_transmit` in an encrypted session, i.e. per record: the receiver
+/// opens a record only once all of it is in, so smaller records let it decrypt while the
+/// rest is on its way.
+const SEALED_BUDGET: usize = 64 * 1024;
 
 /// Reads once from the socket into the deframer. Ok(true): bytes arrived; Ok(false): nothing
 /// now; Err: the connection is over.
