@@ -5,7 +5,8 @@
 //! A record is `length u32 (big endian) || ciphertext || tag[16]`, where `length` counts the
 //! ciphertext and the tag and is authenticated as associated data. The plaintext of a record is
 //! one or more whole frames (everything one `poll_transmit` produced), at most [`MAX_PLAIN`]
-//! bytes.
+//! bytes. The runtime asks for about 64 KiB at a time: a receiver opens a record only once
+//! all of it has arrived, so small records let it decrypt one while the next is on its way.
 //!
 //! ## Keys and nonces
 //!
