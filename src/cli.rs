@@ -251,11 +251,11 @@ pub struct ProxyArgs {
     pub name_ttl: Duration,
 
     /// Most flowpaths carried at once (each session has one or more).
-    #[arg(long, value_name = "N", default_value = "10000")]
+    #[arg(long, value_name = "N", default_value = "10000", value_parser = parse_positive_count)]
     pub max_flowpaths: usize,
 
     /// Most names registered at once.
-    #[arg(long, value_name = "N", default_value = "10000")]
+    #[arg(long, value_name = "N", default_value = "10000", value_parser = parse_positive_count)]
     pub max_names: usize,
 
     /// New client flowpaths (and lookups) per second from one address, in bursts of up to
@@ -274,8 +274,9 @@ pub struct ProxyArgs {
     pub idle_timeout: Duration,
 
     /// How often listeners send keepalives on their control channel (told to them when they
-    /// register); a channel silent for three times this is dropped.
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_positive_duration)]
+    /// register, in whole seconds: 1s to 1h); a channel silent for three times this is
+    /// dropped.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_relay_keepalive)]
     pub keepalive: Duration,
 
     /// Print one JSON object per line on stdout for each event (registered, unregistered,
@@ -569,6 +570,26 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Err(format!("'{s}' is not a size: negative or too large"));
     }
     Ok(bytes.round() as u64)
+}
+
+/// A relay keepalive: whole seconds from 1 s to 1 h (the wire carries seconds).
+pub fn parse_relay_keepalive(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(3600) || d.subsec_nanos() != 0 {
+        return Err(format!(
+            "'{s}': give whole seconds from 1s to 1h (listeners are told it in seconds)"
+        ));
+    }
+    Ok(d)
+}
+
+/// A count of at least 1.
+pub fn parse_positive_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err(format!("'{s}' is zero: that would refuse everything")),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a count (1, 2, ...)")),
+    }
 }
 
 /// Like [`parse_size`], but zero is refused.

@@ -103,7 +103,9 @@ impl SessionSecret {
         m
     }
 
-    /// The proof a side sends when attaching path `pid` of session `sid`.
+    /// The proof a side sends when attaching path `pid` of session `sid`. It also binds the
+    /// resume offset (`cumulative`) sent next to it, so that nobody on the way can change
+    /// what the peer takes as delivered.
     pub fn proof(
         &self,
         side: ProofSide,
@@ -111,14 +113,17 @@ impl SessionSecret {
         pid: u32,
         client_nonce: &[u8; NONCE_LEN],
         server_nonce: &[u8; NONCE_LEN],
+        cumulative: u64,
     ) -> [u8; PROOF_LEN] {
         self.mac(side.label(), sid, pid, client_nonce, server_nonce)
+            .chain_update(cumulative.to_be_bytes())
             .finalize()
             .into_bytes()
             .into()
     }
 
-    /// Checks a proof in constant time.
+    /// Checks a proof (made with [`SessionSecret::proof`]) in constant time.
+    #[allow(clippy::too_many_arguments)]
     pub fn verify(
         &self,
         side: ProofSide,
@@ -126,9 +131,11 @@ impl SessionSecret {
         pid: u32,
         client_nonce: &[u8; NONCE_LEN],
         server_nonce: &[u8; NONCE_LEN],
+        cumulative: u64,
         proof: &[u8; PROOF_LEN],
     ) -> bool {
         self.mac(side.label(), sid, pid, client_nonce, server_nonce)
+            .chain_update(cumulative.to_be_bytes())
             .verify_slice(proof)
             .is_ok()
     }
@@ -194,14 +201,16 @@ mod tests {
     #[test]
     fn proofs_bind_every_input() {
         let s = SessionSecret::derive(7, &[1; 32], &[2; 32]);
-        let p = s.proof(ProofSide::Client, 7, 1, &[3; 16], &[4; 16]);
-        assert!(s.verify(ProofSide::Client, 7, 1, &[3; 16], &[4; 16], &p));
-        assert!(!s.verify(ProofSide::Server, 7, 1, &[3; 16], &[4; 16], &p));
-        assert!(!s.verify(ProofSide::Client, 8, 1, &[3; 16], &[4; 16], &p));
-        assert!(!s.verify(ProofSide::Client, 7, 2, &[3; 16], &[4; 16], &p));
-        assert!(!s.verify(ProofSide::Client, 7, 1, &[5; 16], &[4; 16], &p));
-        assert!(!s.verify(ProofSide::Client, 7, 1, &[3; 16], &[5; 16], &p));
+        let p = s.proof(ProofSide::Client, 7, 1, &[3; 16], &[4; 16], 99);
+        assert!(s.verify(ProofSide::Client, 7, 1, &[3; 16], &[4; 16], 99, &p));
+        assert!(!s.verify(ProofSide::Server, 7, 1, &[3; 16], &[4; 16], 99, &p));
+        assert!(!s.verify(ProofSide::Client, 8, 1, &[3; 16], &[4; 16], 99, &p));
+        assert!(!s.verify(ProofSide::Client, 7, 2, &[3; 16], &[4; 16], 99, &p));
+        assert!(!s.verify(ProofSide::Client, 7, 1, &[5; 16], &[4; 16], 99, &p));
+        assert!(!s.verify(ProofSide::Client, 7, 1, &[3; 16], &[5; 16], 99, &p));
+        // The resume offset is bound too: raising it on the way is detected.
+        assert!(!s.verify(ProofSide::Client, 7, 1, &[3; 16], &[4; 16], 100, &p));
         let other = SessionSecret::derive(7, &[1; 32], &[9; 32]);
-        assert!(!other.verify(ProofSide::Client, 7, 1, &[3; 16], &[4; 16], &p));
+        assert!(!other.verify(ProofSide::Client, 7, 1, &[3; 16], &[4; 16], 99, &p));
     }
 }

@@ -85,11 +85,12 @@
 //! 1. client → `HELLO(attach)`: session id, path id, fresh random `client_nonce`.
 //! 2. server → `CHALLENGE`: fresh random `server_nonce`,
 //!    `server_proof = HMAC-SHA-256(secret, "msock attach server v1" || session_id u64 ||
-//!    path_id u32 || client_nonce || server_nonce)`, and `cumulative`: the server has every
-//!    client stream byte below it. An unknown session id is answered with ERROR(unknown session).
+//!    path_id u32 || client_nonce || server_nonce || cumulative u64)`, and `cumulative`: the
+//!    server has every client stream byte below it (bound by the proof, so that nobody on the
+//!    way can make the client drop bytes it still has to re-send). An unknown session id is answered with ERROR(unknown session).
 //! 3. client verifies `server_proof` (else it drops the connection: impostor), then sends
-//!    `ATTACH_PROOF`: `client_proof` (same HMAC with label `"msock attach client v1"`) and its own
-//!    `cumulative`. It may send stream frames right behind it.
+//!    `ATTACH_PROOF`: `client_proof` (same HMAC with label `"msock attach client v1"`, over its
+//!    own `cumulative`) and that `cumulative`. The same holds for HELLO(resume) and RESUMED. It may send stream frames right behind it.
 //! 4. server verifies `client_proof` in constant time; on failure ERROR(authentication failed)
 //!    and close. On success the path is active; if the path id was in use, the older connection
 //!    is dropped and whatever it had in flight is queued for re-sending.

@@ -413,6 +413,7 @@ impl Session {
             *path_id,
             client_nonce,
             &server_nonce,
+            self.recv.contiguous_end(),
         );
         let pending = PendingAttach {
             path: PathId(*path_id),
@@ -476,6 +477,7 @@ impl Session {
             pid,
             client_nonce,
             server_nonce,
+            cumulative,
             client_proof,
         );
         if !ok {
@@ -614,6 +616,7 @@ impl Session {
             id.0,
             &client_nonce,
             &server_nonce,
+            cumulative,
             &server_proof,
         );
         if !ok {
@@ -636,6 +639,7 @@ impl Session {
                 id.0,
                 &client_nonce,
                 &server_nonce,
+                our_cumulative,
             );
             let proof = Frame::AttachProof {
                 client_proof,

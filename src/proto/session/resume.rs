@@ -67,12 +67,18 @@ impl Session {
         // Single use: a replay of this HELLO finds the ticket gone.
         self.tickets_outstanding.remove(slot);
         let id = PathId(*path_id);
-        let server_proof =
-            self.secret
-                .proof(ProofSide::Server, self.id, id.0, client_nonce, server_nonce);
+        let ours = self.recv.contiguous_end();
+        let server_proof = self.secret.proof(
+            ProofSide::Server,
+            self.id,
+            id.0,
+            client_nonce,
+            server_nonce,
+            ours,
+        );
         let resumed = Frame::Resumed {
             server_proof,
-            cumulative: self.recv.contiguous_end(),
+            cumulative: ours,
         };
         self.activate_attached(id, *cumulative, now);
         self.key_path(id, client_nonce, server_nonce, false);
@@ -97,6 +103,7 @@ impl Session {
             id.0,
             &client_nonce,
             &server_nonce,
+            self.recv.contiguous_end(),
         );
         let state = PathState::AwaitResumed {
             client_nonce,

@@ -54,7 +54,7 @@ fn attach_with_a_foreign_secret_is_rejected() {
     };
     let wrong = SessionSecret::from_bytes([7; 32]);
     let forged = Frame::AttachProof {
-        client_proof: wrong.proof(ProofSide::Client, sid, 0, &client_nonce, &server_nonce),
+        client_proof: wrong.proof(ProofSide::Client, sid, 0, &client_nonce, &server_nonce, 0),
         cumulative: 0,
     };
     sim.send_scripted(c, &forged);

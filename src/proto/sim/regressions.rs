@@ -268,6 +268,53 @@ fn forged_challenge_fails_only_that_path() {
     );
 }
 
+/// Someone on the way raises the resume offset in a CHALLENGE (or an ATTACH_PROOF), which
+/// would make the other end drop bytes it still has to re-send: the proofs bind the offset,
+/// so the change is caught and only that path is refused.
+#[test]
+fn a_raised_resume_offset_is_caught_by_the_proofs() {
+    let mut d = Duo::open(Config {
+        resume_tickets: false,
+        ..Config::default()
+    });
+    let (id, hello) = d.client.open_path(&mut d.rng, d.now);
+    let (_, mut challenge) = d.server.challenge_attach(&hello, &mut d.rng).unwrap();
+    if let Frame::Challenge { cumulative, .. } = &mut challenge {
+        *cumulative += 1;
+    }
+    let r = d.client.handle_frame(id, challenge, d.now);
+    // Refused for its proof (checked before the offset itself).
+    assert!(
+        matches!(&r, Err(FrameError::PathRefused(m)) if m.contains("attach proof")),
+        "{r:?}"
+    );
+    assert!(d.client.error().is_none());
+    // The other direction: the client's proof with a raised offset is refused by the server.
+    let (id, hello) = d.client.open_path(&mut d.rng, d.now);
+    let (pending2, challenge) = d.server.challenge_attach(&hello, &mut d.rng).unwrap();
+    d.client.handle_frame(id, challenge, d.now).unwrap();
+    let mut out = OutQueue::default();
+    d.client.poll_transmit(id, d.now, &mut out, 1 << 20);
+    let buf = out.take_bytes();
+    let mut de = Deframer::after_preamble();
+    de.extend(&buf);
+    let Some(Frame::AttachProof {
+        client_proof,
+        cumulative,
+    }) = de.next_frame().unwrap()
+    else {
+        panic!("expected ATTACH_PROOF first");
+    };
+    let raised = Frame::AttachProof {
+        client_proof,
+        cumulative: cumulative + 1,
+    };
+    assert!(matches!(
+        d.server.complete_attach(pending2, &raised, d.now),
+        Err(crate::proto::AttachError::BadProof)
+    ));
+}
+
 /// The server's FIN arrives on path 0; the client's FIN_ACK, owed session-wide, leaves on
 /// path 1, which dies silently right after (an address change nobody noticed yet). The client
 /// has finished, so it runs no timers and never notices. The server's FIN waits on path 0,
