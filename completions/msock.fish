@@ -54,7 +54,7 @@ complete -c msock -n "__fish_msock_using_subcommand listen" -l send-only -d 'Onl
 complete -c msock -n "__fish_msock_using_subcommand listen" -s 4 -d 'Use IPv4 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s 6 -d 'Use IPv6 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand listen" -l json-events -d 'Write one JSON object per line on stderr for each session and path event (open, path up/down/moved, resumed, closed), for scripts'
-complete -c msock -n "__fish_msock_using_subcommand listen" -l no-encrypt -d 'Do not encrypt (for measuring or debugging). Both ends must agree: a listener and a client that differ refuse each other instead of falling back'
+complete -c msock -n "__fish_msock_using_subcommand listen" -l no-encrypt -d 'Do not encrypt (for measuring or debugging on a network you trust). Both ends must agree: a listener and a client that differ refuse each other instead of falling back. Without encryption the session\'s secret comes from values sent in clear, so anyone who saw the session start can also take it over later'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s V -l version -d 'Print version'
@@ -81,7 +81,7 @@ complete -c msock -n "__fish_msock_using_subcommand connect" -l prefer-cellular 
 complete -c msock -n "__fish_msock_using_subcommand connect" -s 4 -d 'Use IPv4 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s 6 -d 'Use IPv6 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l json-events -d 'Write one JSON object per line on stderr for each session and path event (open, path up/down/moved, resumed, closed), for scripts'
-complete -c msock -n "__fish_msock_using_subcommand connect" -l no-encrypt -d 'Do not encrypt (for measuring or debugging). Both ends must agree: a listener and a client that differ refuse each other instead of falling back'
+complete -c msock -n "__fish_msock_using_subcommand connect" -l no-encrypt -d 'Do not encrypt (for measuring or debugging on a network you trust). Both ends must agree: a listener and a client that differ refuse each other instead of falling back. Without encryption the session\'s secret comes from values sent in clear, so anyone who saw the session start can also take it over later'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s h -l help -d 'Print help'
 complete -c msock -n "__fish_msock_using_subcommand connect" -s V -l version -d 'Print version'
@@ -107,7 +107,7 @@ complete -c msock -n "__fish_msock_using_subcommand send-file" -l prefer-cellula
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s 4 -d 'Use IPv4 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s 6 -d 'Use IPv6 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l json-events -d 'Write one JSON object per line on stderr for each session and path event (open, path up/down/moved, resumed, closed), for scripts'
-complete -c msock -n "__fish_msock_using_subcommand send-file" -l no-encrypt -d 'Do not encrypt (for measuring or debugging). Both ends must agree: a listener and a client that differ refuse each other instead of falling back'
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l no-encrypt -d 'Do not encrypt (for measuring or debugging on a network you trust). Both ends must agree: a listener and a client that differ refuse each other instead of falling back. Without encryption the session\'s secret comes from values sent in clear, so anyone who saw the session start can also take it over later'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s V -l version -d 'Print version'
@@ -115,7 +115,7 @@ complete -c msock -n "__fish_msock_using_subcommand bench" -s t -l time -d 'How 
 complete -c msock -n "__fish_msock_using_subcommand bench" -s n -l bytes -d 'Send this many bytes of payload instead of sending for --time (e.g. 1G); each direction with --bidir, each test in the built-in run' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -s i -l interval -d 'Print the receiver\'s figures every DURATION (0: only the totals; at least 10ms)' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -s l -l len -d 'Size of each block the sender hands over (e.g. 128K; at most 16M). Blocks go to the session or socket in pieces of at most 256 KiB' -r
-complete -c msock -n "__fish_msock_using_subcommand bench" -l omit -d 'Leave the first DURATION of the data out of the totals (TCP slow start); its intervals are marked omitted' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l omit -d 'Leave the first DURATION of the data out of the totals (TCP slow start); its intervals are marked omitted. With --time only: a -n test may end within it' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -s w -l wait -d 'Give up connecting (TCP connect and msock handshake) after this long' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -s s -l source -d 'Local address to connect from (instead of choosing interfaces by a policy)' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l retry-interval -d 'After losing the connection, try to reconnect this often (re-resolving HOST each time) until --resume-timeout' -r
@@ -140,7 +140,7 @@ complete -c msock -n "__fish_msock_using_subcommand bench" -l prefer-cellular -d
 complete -c msock -n "__fish_msock_using_subcommand bench" -s 4 -d 'Use IPv4 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand bench" -s 6 -d 'Use IPv6 addresses only'
 complete -c msock -n "__fish_msock_using_subcommand bench" -l json-events -d 'Write one JSON object per line on stderr for each session and path event (open, path up/down/moved, resumed, closed), for scripts'
-complete -c msock -n "__fish_msock_using_subcommand bench" -l no-encrypt -d 'Do not encrypt (for measuring or debugging). Both ends must agree: a listener and a client that differ refuse each other instead of falling back'
+complete -c msock -n "__fish_msock_using_subcommand bench" -l no-encrypt -d 'Do not encrypt (for measuring or debugging on a network you trust). Both ends must agree: a listener and a client that differ refuse each other instead of falling back. Without encryption the session\'s secret comes from values sent in clear, so anyone who saw the session start can also take it over later'
 complete -c msock -n "__fish_msock_using_subcommand bench" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
 complete -c msock -n "__fish_msock_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c msock -n "__fish_msock_using_subcommand bench" -s V -l version -d 'Print version'
@@ -153,7 +153,7 @@ complete -c msock -n "__fish_msock_using_subcommand proxy" -l max-names -d 'Most
 complete -c msock -n "__fish_msock_using_subcommand proxy" -l rate -d 'New client flowpaths (and lookups) per second from one address, in bursts of up to twice that; 0 for no limit' -r
 complete -c msock -n "__fish_msock_using_subcommand proxy" -l handshake-timeout -d 'Drop a connection that sends no first frame within this long, and a client flowpath whose listener does not dial back within it' -r
 complete -c msock -n "__fish_msock_using_subcommand proxy" -l idle-timeout -d 'Close a spliced flowpath that carried no byte either way for this long (sessions send keepalives every few seconds, so only dead ones are closed)' -r
-complete -c msock -n "__fish_msock_using_subcommand proxy" -l keepalive -d 'How often listeners send keepalives on their control channel (told to them when they register); a channel silent for three times this is dropped' -r
+complete -c msock -n "__fish_msock_using_subcommand proxy" -l keepalive -d 'How often listeners send keepalives on their control channel (told to them when they register, in whole seconds: 1s to 1h); a channel silent for three times this is dropped' -r
 complete -c msock -n "__fish_msock_using_subcommand proxy" -l json -d 'Print one JSON object per line on stdout for each event (registered, unregistered, expired, splice, splice_end, refused, dropped) and the summary at exit'
 complete -c msock -n "__fish_msock_using_subcommand proxy" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
 complete -c msock -n "__fish_msock_using_subcommand proxy" -s h -l help -d 'Print help (see more with \'--help\')'

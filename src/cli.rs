@@ -132,8 +132,10 @@ pub struct StreamArgs {
     #[arg(long)]
     pub json_events: bool,
 
-    /// Do not encrypt (for measuring or debugging). Both ends must agree: a listener and a
-    /// client that differ refuse each other instead of falling back.
+    /// Do not encrypt (for measuring or debugging on a network you trust). Both ends must
+    /// agree: a listener and a client that differ refuse each other instead of falling back.
+    /// Without encryption the session's secret comes from values sent in clear, so anyone who
+    /// saw the session start can also take it over later.
     #[arg(long, conflicts_with = "psk_file")]
     pub no_encrypt: bool,
 
@@ -403,8 +405,9 @@ pub struct BenchArgs {
     pub len: u64,
 
     /// Leave the first DURATION of the data out of the totals (TCP slow start); its intervals
-    /// are marked omitted.
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    /// are marked omitted. With --time only: a -n test may end within it.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration,
+          conflicts_with = "bytes")]
     pub omit: Duration,
 
     /// After the msock test, run the same test over one plain TCP connection to the same

@@ -4,8 +4,9 @@
 
 /// Longest path accepted, in bytes.
 pub const MAX_PATH: usize = 4096;
-/// Longest path component accepted, in bytes.
-pub const MAX_COMPONENT: usize = 255;
+/// Longest path component accepted, in bytes: the file system's 255, less what the partial
+/// file's name adds (`.` and [`PART_SUFFIX`]).
+pub const MAX_COMPONENT: usize = 255 - 1 - PART_SUFFIX.len();
 
 /// Names Windows reserves for devices (refused everywhere, so that a tree received on Linux
 /// can be copied on).
@@ -42,7 +43,7 @@ pub fn check(path: &str) -> Result<Vec<&str>, String> {
             _ => {}
         }
         if c.len() > MAX_COMPONENT {
-            return bad("component longer than 255 bytes");
+            return bad("component longer than 243 bytes");
         }
         let stem = c.split('.').next().unwrap_or(c).trim_end();
         if DEVICE_NAMES.iter().any(|d| d.eq_ignore_ascii_case(stem)) {
@@ -99,7 +100,8 @@ mod tests {
         ] {
             assert!(check(p).is_err(), "{p:?} passed");
         }
-        assert!(check(&"a".repeat(256)).is_err());
+        assert!(check(&"a".repeat(244)).is_err());
+        assert!(check(&"a".repeat(243)).is_ok());
         assert!(check(&"a/".repeat(3000)).is_err());
     }
 

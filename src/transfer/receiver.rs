@@ -106,6 +106,8 @@ pub async fn receive(
     // The file being received: its index and how many bytes it may still carry.
     let mut current: Option<(usize, u64)> = None;
     let mut stream_bytes = 0u64;
+    // Checked by `check_offer`: the files' sizes do not overflow.
+    let files_total: u64 = entries.iter().map(|e| e.size).sum();
     loop {
         let Some(msg) = wire::read_msg(ch).await? else {
             if let Some((i, _)) = current {
@@ -156,11 +158,13 @@ pub async fn receive(
                     .await
                     .map_err(ReceiveError::Local)?;
                 let room = match e.kind {
+                    // Streams (unknown size) share --max-size with the offer's files.
                     Kind::Stream => rules
                         .max_size
                         .unwrap_or(u64::MAX)
+                        .saturating_sub(files_total)
                         .saturating_sub(stream_bytes),
-                    _ => e.size - s.offset,
+                    _ => e.size.saturating_sub(s.offset),
                 };
                 current = Some((s.index, room));
             }
@@ -342,7 +346,8 @@ fn check_offer(
         if e.kind != Kind::Dir {
             if let Ok(m) = fs::symlink_metadata(&part) {
                 if m.is_file() && e.kind == Kind::File && m.len() <= e.size && m.len() > 0 {
-                    let (h, n) = super::hash_prefix(&part, u64::MAX)
+                    // At most the file's size, even if the partial grows meanwhile.
+                    let (h, n) = super::hash_prefix(&part, e.size)
                         .map_err(|err| format!("reading {}: {err}", part.display()))?;
                     held.partial = n;
                     held.partial_hash = Some(h.finalize().to_hex().to_string());

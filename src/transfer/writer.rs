@@ -171,6 +171,18 @@ fn open_part(t: Target) -> Result<Open, String> {
             t.final_path.display()
         )
     })?;
+    if t.offset > 0 {
+        // The prefix was hashed before the lock was ours: make sure it is still those bytes
+        // (another transfer of the same name may have rewritten it meanwhile).
+        let (now, n) = super::hash_prefix(&t.part, t.offset).map_err(|e| ctx("cannot read", e))?;
+        if n != t.offset || now.finalize() != t.hasher.finalize() {
+            return Err(format!(
+                "{} changed while this transfer was starting (another transfer of the same \
+                 name?); run send-file again",
+                t.part.display()
+            ));
+        }
+    }
     file.set_len(t.offset)
         .map_err(|e| ctx("cannot resize", e))?;
     file.seek(SeekFrom::Start(t.offset))

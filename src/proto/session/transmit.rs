@@ -33,6 +33,12 @@ impl Session {
             any = true;
         }
         let Some(mut sealer) = sealer else {
+            if self.encrypted {
+                // A connection not keyed yet (waiting for its CHALLENGE or RESUMED) carries
+                // nothing but the handshake, which the runtime sends: not even an ERROR,
+                // whose reason would go out in clear.
+                return any;
+            }
             return self.transmit_frames(id, now, out, budget) || any;
         };
         let mut plain = std::mem::take(&mut self.plain);
