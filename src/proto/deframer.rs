@@ -110,11 +110,6 @@ impl Deframer {
         self.opener = Some(Box::new(opener));
     }
 
-    /// True once the peer's bytes are decrypted.
-    pub fn is_decrypting(&self) -> bool {
-        self.opener.is_some()
-    }
-
     /// The receive buffer, to read socket bytes into directly. Keeps at least `min_free` bytes
     /// of spare capacity available.
     pub fn buffer(&mut self, min_free: usize) -> &mut BytesMut {

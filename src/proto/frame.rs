@@ -128,7 +128,8 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    fn to_wire(self) -> u16 {
+    /// The code's number on the wire (the relay's ERROR frames use the same numbers).
+    pub fn to_wire(self) -> u16 {
         match self {
             ErrorCode::Protocol => 1,
             ErrorCode::Version => 2,
@@ -142,7 +143,8 @@ impl ErrorCode {
             ErrorCode::Other(c) => c,
         }
     }
-    fn from_wire(c: u16) -> Self {
+    /// The code a wire number names (unknown numbers as [`ErrorCode::Other`]).
+    pub fn from_wire(c: u16) -> Self {
         match c {
             1 => ErrorCode::Protocol,
             2 => ErrorCode::Version,

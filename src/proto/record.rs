@@ -43,21 +43,15 @@ pub enum Direction {
 struct Keyed {
     key: LessSafeKey,
     counter: u64,
-    /// A fingerprint of the key (not secret), for tests of nonce uniqueness.
-    id: [u8; 8],
 }
 
 impl Keyed {
     fn new(key: &[u8; 32]) -> Keyed {
         // The first 128 bits of the 256-bit derived key.
         let unbound = UnboundKey::new(&AES_128_GCM, &key[..16]).expect("16-byte AES-128 key");
-        let digest = ring::digest::digest(&ring::digest::SHA256, &key[..16]);
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&digest.as_ref()[..8]);
         Keyed {
             key: LessSafeKey::new(unbound),
             counter: 0,
-            id,
         }
     }
 
@@ -126,11 +120,6 @@ impl Sealer {
             .expect("AES-GCM seals any length below 2^36");
         rec.put_slice(tag.as_ref());
         rec.freeze()
-    }
-
-    /// (key fingerprint, records sealed so far), for tests.
-    pub fn position(&self) -> ([u8; 8], u64) {
-        (self.0.id, self.0.counter)
     }
 }
 

@@ -234,7 +234,7 @@ impl RelayFrame {
                     }
                     r = &r[..end];
                 }
-                b.extend_from_slice(&code_to_wire(*code).to_be_bytes());
+                b.extend_from_slice(&code.to_wire().to_be_bytes());
                 b.extend_from_slice(r.as_bytes());
                 kind::ERROR
             }
@@ -306,7 +306,7 @@ impl RelayFrame {
             kind::PING => RelayFrame::Ping(u64::from_be_bytes(r.array()?)),
             kind::PONG => RelayFrame::Pong(u64::from_be_bytes(r.array()?)),
             kind::ERROR => {
-                let code = code_from_wire(u16::from_be_bytes(r.array()?));
+                let code = ErrorCode::from_wire(u16::from_be_bytes(r.array()?));
                 let rest = r.rest();
                 if rest.len() > crate::proto::frame::MAX_REASON {
                     return bad("ERROR reason too long");
@@ -340,39 +340,6 @@ impl RelayFrame {
             RelayFrame::Error { .. } => "ERROR",
         }
     }
-}
-
-/// msock's ERROR code numbers (the codec's own mapping is private to `proto::frame`).
-fn code_to_wire(c: ErrorCode) -> u16 {
-    match c {
-        ErrorCode::Protocol => 1,
-        ErrorCode::Version => 2,
-        ErrorCode::UnknownSession => 3,
-        ErrorCode::AuthFailed => 4,
-        ErrorCode::Busy => 5,
-        ErrorCode::FlowControl => 6,
-        ErrorCode::IdleTimeout => 7,
-        ErrorCode::Aborted => 8,
-        ErrorCode::Refused => 9,
-        ErrorCode::Other(c) => c,
-    }
-}
-
-fn code_from_wire(c: u16) -> ErrorCode {
-    [
-        ErrorCode::Protocol,
-        ErrorCode::Version,
-        ErrorCode::UnknownSession,
-        ErrorCode::AuthFailed,
-        ErrorCode::Busy,
-        ErrorCode::FlowControl,
-        ErrorCode::IdleTimeout,
-        ErrorCode::Aborted,
-        ErrorCode::Refused,
-    ]
-    .into_iter()
-    .find(|k| code_to_wire(*k) == c)
-    .unwrap_or(ErrorCode::Other(c))
 }
 
 fn put_name(b: &mut Vec<u8>, name: &str) {

@@ -144,18 +144,6 @@ impl ChannelReader {
         }
         Ok(out.freeze())
     }
-
-    /// Discards received bytes until `n` were consumed or the stream ends; returns how many.
-    pub async fn skip(&mut self, n: u64) -> u64 {
-        let mut left = n;
-        while left > 0 {
-            let Some(b) = self.recv_up_to(left.min(usize::MAX as u64) as usize).await else {
-                break;
-            };
-            left -= b.len() as u64;
-        }
-        n - left
-    }
 }
 
 impl AppSource for ChannelSource {

@@ -77,11 +77,6 @@ impl Progress {
         }
     }
 
-    /// The display chosen.
-    pub fn display(&self) -> Display {
-        self.display
-    }
-
     /// The file now being sent.
     pub fn set_file(&self, name: &str) {
         *self.file.lock().expect("progress lock") = name.to_owned();
