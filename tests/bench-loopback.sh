@@ -3,28 +3,19 @@
 # same through plain TCP pairs in the same run, printing goodput and each side's peak RSS.
 # Usage: bash tests/bench-loopback.sh [BYTES] [RUNS]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source-path=SCRIPTDIR source=bench-lib.sh
+source "$(dirname "$0")/bench-lib.sh"
 BYTES=${1:-2147483648}
 RUNS=${2:-3}
-cargo build --release --quiet
-MSOCK=$PWD/target/release/msock
-tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
-
-now() { date +%s%N; }
-mbps() { echo "$1 $2" | awk '{ printf "%.0f", $1 / ($2 / 1e9) / 1e6 }'; }
+bench_build
+bench_tmp
 
 # Starts `msock listen` on a free port in the background; sets PORT and LPID.
 start_listener() {
-    "$MSOCK" -v listen 127.0.0.1:0 --recv-only "$@" >/dev/null 2>"$tmp/listen.err" &
+    rm -f "$tmp/listen.err"
+    "$MSOCK" -v listen 127.0.0.1:0 --recv-only >/dev/null 2>"$tmp/listen.err" &
     LPID=$!
-    for _ in $(seq 200); do
-        PORT=$(sed -n 's/^msock: listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/listen.err")
-        [ -n "$PORT" ] && return 0
-        sleep 0.05
-    done
-    echo "listener did not start: $(cat "$tmp/listen.err")" >&2
-    exit 1
+    PORT=$(listen_port "$tmp/listen.err" "$LPID")
 }
 
 rss() { sed -n 's/.*peak RSS \([0-9]*\) KiB.*/\1/p' "$1" | tail -1; }
@@ -44,10 +35,10 @@ run() {
 
 run_nc() {
     local port
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 39123)
+    port=$(free_port)
     nc -l 127.0.0.1 "$port" >/dev/null &
     local npid=$! t0 t1
-    sleep 0.2
+    wait_port "$port" "$npid"
     t0=$(now)
     head -c "$BYTES" /dev/zero | nc -N 127.0.0.1 "$port"
     wait "$npid"
