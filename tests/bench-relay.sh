@@ -12,50 +12,38 @@
 # CPU, so compare the relay's own CPU time (printed below) with the ends'.
 # Usage: bash tests/bench-relay.sh [BYTES] [RUNS] [IDLE] [ACTIVE] [SETUPS]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source-path=SCRIPTDIR source=bench-lib.sh
+source "$(dirname "$0")/bench-lib.sh"
 BYTES=${1:-2147483648}
 RUNS=${2:-3}
 IDLE=${3:-1000}
 ACTIVE=${4:-10}
 SETUPS=${5:-20}
-cargo build --release --quiet --bin msock --example idle_sessions
-T=${CARGO_TARGET_DIR:-$PWD/target}
-MSOCK=$T/release/msock
-IDLER=$T/release/examples/idle_sessions
-tmp=$(mktemp -d)
+bench_build --bin msock --example idle_sessions
+IDLER=$TARGET/release/examples/idle_sessions
+bench_tmp
 export MSOCK_STATE_DIR=$tmp/state
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 
-now() { date +%s%N; }
-mbps() { echo "$1 $2" | awk '{ printf "%.0f", $1 / ($2 / 1e9) / 1e6 }'; }
-wait_line() { # FILE REGEX -> prints the first match of sed REGEX's \1, waits up to 10 s
-    for _ in $(seq 400); do
-        local v=""
-        [ -f "$1" ] && v=$(sed -n "s/$2/\1/p" "$1" | head -1)
-        [ -n "$v" ] && { echo "$v"; return 0; }
-        sleep 0.025
-    done
-    echo "timed out waiting for /$2/ in $1: $(cat "$1")" >&2
-    return 1
-}
 kib() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
 
 "$MSOCK" proxy --listen 127.0.0.1:0 --rate 0 --json >"$tmp/relay.out" 2>"$tmp/relay.err" &
 RPID=$!
-RELAY=127.0.0.1:$(wait_line "$tmp/relay.err" '^msock: relay listening on 127.0.0.1:\([0-9]*\)$')
+RELAY=127.0.0.1:$(wait_line "$tmp/relay.err" '^msock: relay listening on 127.0.0.1:\([0-9]*\)$' "$RPID")
 
 # direct_listener ARGS...: sets PORT and LPID.
 direct_listener() {
+    rm -f "$tmp/l.err"
     "$MSOCK" -v listen 127.0.0.1:0 --recv-only "$@" >/dev/null 2>"$tmp/l.err" &
     LPID=$!
-    PORT=$(wait_line "$tmp/l.err" '^msock: listening on 127.0.0.1:\([0-9]*\)$')
+    PORT=$(listen_port "$tmp/l.err" "$LPID")
 }
 # named_listener NAME ARGS...: relay only (no port of its own); sets LPID.
 named_listener() {
     local name=$1; shift
+    rm -f "$tmp/$name.err"
     "$MSOCK" -v listen --relay "$RELAY" --name "$name" --recv-only "$@" >/dev/null 2>"$tmp/$name.err" &
     LPID=$!
-    wait_line "$tmp/$name.err" "^msock: \(registered\) .*" >/dev/null
+    wait_line "$tmp/$name.err" "^msock: \(registered\) .*" "$LPID" >/dev/null
 }
 # transfer DEST: BYTES from /dev/zero; prints MB/s (timed to both exits).
 transfer() {
@@ -84,13 +72,14 @@ awk -v a="$relay_cpu0" -v b="$(cpu_s "$RPID")" -v n="$RUNS" -v by="$BYTES" \
     'BEGIN { c = (b - a) / n; printf "relay CPU per transfer: %.2f s (%.0f MB per CPU-second)\n", c, by / c / 1e6 }'
 
 echo "== 2. setup time ($SETUPS empty sessions each, median wall time per session)"
-median_ms() { sort -n | awk '{ a[NR] = $1 } END { printf "%.1f", a[int((NR + 1) / 2)] / 1e6 }'; }
 setup() { # DEST
+    local t0 ns=()
     for _ in $(seq "$SETUPS"); do
-        local t0; t0=$(now)
+        t0=$(now)
         "$MSOCK" connect "$1" </dev/null >/dev/null
-        echo $(($(now) - t0))
-    done | median_ms
+        ns+=($(($(now) - t0)))
+    done
+    median "${ns[@]}" | awk '{ printf "%.1f", $1 / 1e6 }'
 }
 direct_listener -k; d=$(setup "127.0.0.1:$PORT"); kill "$LPID"
 named_listener setup -k; r=$(setup "setup@$RELAY"); kill "$LPID"
@@ -114,11 +103,10 @@ active() {
 alone=$(active)
 echo "alone:            aggregate $alone MB/s   relay RSS $(kib "$RPID" VmRSS) KiB"
 "$MSOCK" listen --relay "$RELAY" --name idle --save-dir "$tmp/idle" -k >/dev/null 2>"$tmp/idle.err" &
-wait_line "$tmp/idle.err" "^msock: \(registered\) .*" >/dev/null
+wait_line "$tmp/idle.err" "^msock: \(registered\) .*" $! >/dev/null
 "$IDLER" "$IDLE" "idle@$RELAY" 2>"$tmp/idler.err" &
-IPID=$!
-for _ in $(seq 1200); do grep -q "^open " "$tmp/idler.err" && break; sleep 0.05; done
-grep -q "^open $IDLE" "$tmp/idler.err" || { echo "idle sessions did not open: $(cat "$tmp/idler.err")" >&2; exit 1; }
+opened=$(BENCH_WAIT=60 wait_line "$tmp/idler.err" '^open \([0-9]*\)$' $!)
+[ "$opened" = "$IDLE" ] || { echo "idle sessions did not open: $(cat "$tmp/idler.err")" >&2; exit 1; }
 idle_rss=$(kib "$RPID" VmRSS)
 loaded=$(active)
 echo "with $IDLE idle:  aggregate $loaded MB/s   relay RSS $(kib "$RPID" VmRSS) KiB (with idle only: $idle_rss KiB, peak $(kib "$RPID" VmHWM) KiB)"
