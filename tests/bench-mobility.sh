@@ -8,16 +8,16 @@
 # NETLAB pointing at the netlab script (default: ../shared/netlab/netlab next to this repo).
 # Usage: bash tests/bench-mobility.sh [REPS] [ONE-WAY-DELAY-PER-LINK]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source-path=SCRIPTDIR source=bench-lib.sh
+source "$(dirname "$0")/bench-lib.sh"
 REPS=${1:-20}
 DELAY=${2:-10ms}
 NETLAB=${NETLAB:-$PWD/../shared/netlab/netlab}
 [ "$(id -u)" = 0 ] || { echo "bench-mobility: needs root (network namespaces)" >&2; exit 2; }
 [ -x "$NETLAB" ] || { echo "bench-mobility: netlab not found at $NETLAB (set NETLAB=)" >&2; exit 2; }
-cargo build --release --quiet
-MSOCK=$PWD/target/release/msock
-tmp=$(mktemp -d)
-trap '"$NETLAB" down >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+bench_build
+bench_tmp
+trap '"$NETLAB" down >/dev/null 2>&1 || true; bench_cleanup' EXIT
 
 cat >"$tmp/pace.py" <<'EOF'
 import os, sys, time
@@ -103,11 +103,12 @@ EOB
 run() {
     local who=$1 secs=$((REPS * 3 / 2 + 4))
     : >"$tmp/moves"
-    "$NETLAB" exec srv -- "$MSOCK" listen 9000 --recv-only 2>"$tmp/listen.err" \
+    rm -f "$tmp/listen.err"
+    "$NETLAB" exec srv -- "$MSOCK" listen 0 --recv-only 2>"$tmp/listen.err" \
         | python3 "$tmp/stamp.py" "$tmp/arrivals" &
-    local lpid=$!
-    sleep 0.5
-    python3 "$tmp/pace.py" "$secs" | "$NETLAB" exec cli -- "$MSOCK" connect "$SRV:9000" \
+    local lpid=$! port
+    port=$(listen_port "$tmp/listen.err" "$lpid")
+    python3 "$tmp/pace.py" "$secs" | "$NETLAB" exec cli -- "$MSOCK" connect "$SRV:$port" \
         2>"$tmp/connect.err" &
     local cpid=$!
     sleep 2

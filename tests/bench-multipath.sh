@@ -8,7 +8,8 @@
 # baseline mptcpize and iperf3 (apt-get install -y mptcpize iperf3).
 # Usage: bash tests/bench-multipath.sh [SECONDS] [WIFI-RATE CELL-RATE]...   e.g. 10 40 15 30 10
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source-path=SCRIPTDIR source=bench-lib.sh
+source "$(dirname "$0")/bench-lib.sh"
 SECS=${1:-10}
 # Every TCP connection, msock's and the baselines', uses the same congestion control.
 CC=${CC:-cubic}
@@ -19,10 +20,9 @@ NETLAB=${NETLAB:-$PWD/../shared/netlab/netlab}
 BASELINE=$(dirname "$NETLAB")/mptcp-baseline.sh
 [ "$(id -u)" = 0 ] || { echo "bench-multipath: needs root (network namespaces)" >&2; exit 2; }
 [ -x "$NETLAB" ] || { echo "bench-multipath: netlab not found at $NETLAB (set NETLAB=)" >&2; exit 2; }
-cargo build --release --quiet
-MSOCK=$PWD/target/release/msock
-tmp=$(mktemp -d)
-trap '"$NETLAB" down >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+bench_build
+bench_tmp
+trap '"$NETLAB" down >/dev/null 2>&1 || true; bench_cleanup' EXIT
 
 cat >"$tmp/recv.py" <<'EOF'
 import hashlib, os, sys, time
@@ -43,15 +43,16 @@ EOF
 
 # msock_run RATE-MBIT ARGS...: uploads RATE * SECS worth of bytes, prints receiver goodput.
 msock_run() {
-    local mbit=$1 bytes got secs digest
+    local mbit=$1 bytes got secs digest port
     shift
     bytes=$((mbit * 125000 * SECS))
     head -c "$bytes" /dev/urandom >"$tmp/src"
-    "$NETLAB" exec srv -- "$MSOCK" listen 9000 --recv-only --congestion "$CC" 2>"$tmp/l.err" \
+    rm -f "$tmp/l.err"
+    "$NETLAB" exec srv -- "$MSOCK" listen 0 --recv-only --congestion "$CC" 2>"$tmp/l.err" \
         | python3 "$tmp/recv.py" >"$tmp/recv" &
     local lpid=$!
-    sleep 0.4
-    "$NETLAB" exec cli -- "$MSOCK" -v connect "$("$NETLAB" addr srv eth0):9000" \
+    port=$(listen_port "$tmp/l.err" "$lpid")
+    "$NETLAB" exec cli -- "$MSOCK" -v connect "$("$NETLAB" addr srv eth0):$port" \
         --congestion "$CC" "$@" \
         <"$tmp/src" 2>"$tmp/c.err" || { echo "connect failed:"; tail -3 "$tmp/c.err"; }
     wait "$lpid" || { echo "listen failed:"; tail -3 "$tmp/l.err"; }
