@@ -9,8 +9,11 @@
 #                                folder, $CARGO_TARGET_DIR if set) and MSOCK (the release binary)
 #   bench_tmp [DIR]              sets tmp to a new temporary folder (under DIR if given) and traps
 #                                EXIT with bench_cleanup
-#   bench_cleanup                kills the script's background jobs and removes $tmp (a script
-#                                with more to undo sets its own EXIT trap that ends with this)
+#   bench_cleanup                kills the script's background jobs and removes $tmp
+#   bench_netlab                 for the scripts that measure in the shared namespace lab: exits
+#                                with 2 and a message unless run as root with NETLAB (default
+#                                ../shared/netlab/netlab next to this repo) executable; then
+#                                bench_build and bench_tmp, with `$NETLAB down` on EXIT too
 # Figures
 #   now                          wall-clock time in nanoseconds
 #   mbps BYTES NANOSECONDS       goodput in MB/s (10^6 bytes per second), no decimals
@@ -50,6 +53,16 @@ bench_cleanup() {
     # shellcheck disable=SC2046 # one job id a word
     kill $(jobs -p) 2>/dev/null || true
     rm -rf "$tmp"
+}
+
+bench_netlab() {
+    local me; me=$(basename "$0" .sh)
+    NETLAB=${NETLAB:-$PWD/../shared/netlab/netlab}
+    [ "$(id -u)" = 0 ] || { echo "$me: needs root (network namespaces)" >&2; exit 2; }
+    [ -x "$NETLAB" ] || { echo "$me: netlab not found at $NETLAB (set NETLAB=)" >&2; exit 2; }
+    bench_build
+    bench_tmp
+    trap '"$NETLAB" down >/dev/null 2>&1 || true; bench_cleanup' EXIT
 }
 
 now() { date +%s%N; }

@@ -12,12 +12,7 @@ set -euo pipefail
 source "$(dirname "$0")/bench-lib.sh"
 REPS=${1:-20}
 DELAY=${2:-10ms}
-NETLAB=${NETLAB:-$PWD/../shared/netlab/netlab}
-[ "$(id -u)" = 0 ] || { echo "bench-mobility: needs root (network namespaces)" >&2; exit 2; }
-[ -x "$NETLAB" ] || { echo "bench-mobility: netlab not found at $NETLAB (set NETLAB=)" >&2; exit 2; }
-bench_build
-bench_tmp
-trap '"$NETLAB" down >/dev/null 2>&1 || true; bench_cleanup' EXIT
+bench_netlab
 
 cat >"$tmp/pace.py" <<'EOF'
 import os, sys, time
@@ -111,7 +106,7 @@ run() {
     python3 "$tmp/pace.py" "$secs" | "$NETLAB" exec cli -- "$MSOCK" connect "$SRV:$port" \
         2>"$tmp/connect.err" &
     local cpid=$!
-    sleep 2
+    sleep 2 # the upload settles before the first move (pacing, like the 1.5 s between moves)
     for _ in $(seq "$REPS"); do
         move "$who"
         sleep 1.5

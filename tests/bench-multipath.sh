@@ -16,13 +16,8 @@ CC=${CC:-cubic}
 shift || true
 RATES=("$@")
 [ ${#RATES[@]} -ge 2 ] || RATES=(40 15 30 10)
-NETLAB=${NETLAB:-$PWD/../shared/netlab/netlab}
+bench_netlab
 BASELINE=$(dirname "$NETLAB")/mptcp-baseline.sh
-[ "$(id -u)" = 0 ] || { echo "bench-multipath: needs root (network namespaces)" >&2; exit 2; }
-[ -x "$NETLAB" ] || { echo "bench-multipath: netlab not found at $NETLAB (set NETLAB=)" >&2; exit 2; }
-bench_build
-bench_tmp
-trap '"$NETLAB" down >/dev/null 2>&1 || true; bench_cleanup' EXIT
 
 cat >"$tmp/recv.py" <<'EOF'
 import hashlib, os, sys, time
