@@ -21,7 +21,8 @@
 #   median X...                  the middle of the numbers (of an even count, the lower middle)
 # Readiness: never a fixed sleep. Each waits at most BENCH_WAIT seconds (default 10; a whole
 # number), polling every 20 ms, and with a PID stops as soon as that process has exited; when
-# readiness does not come it says what it waited for on stderr and exits the script with 1.
+# readiness does not come it says what it waited for on stderr and exits with 1 (inside a
+# `$(...)`, that subshell: the assignment then fails and `set -e` stops the script).
 #   free_port                    a TCP port free on 127.0.0.1 now, for tools that cannot be told
 #                                to listen on port 0 and say which port they got
 #   wait_port PORT [PID]         waits until a socket listens on TCP PORT (any address), read
@@ -108,7 +109,7 @@ wait_port() {
     wait_until "${2:-}" listening "$1" || bench_not_ready "listener on TCP port $1" "${2:-}"
 }
 
-first_match() { [ -f "$1" ] && sed -n "s/$2/\1/p" "$1" | head -1; }
+first_match() { [ -f "$1" ] && sed -n "/$2/{s//\1/p;q;}" "$1"; }
 has_match() { [ -n "$(first_match "$1" "$2")" ]; }
 
 wait_line() {
