@@ -11,17 +11,18 @@
 //! reports its intervals and totals back to the client.
 
 mod builtin;
-pub(crate) mod report;
+mod dial;
+mod report;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::accept::Accepted;
 use super::Failure;
-use crate::bench::client::{self, Via};
 use crate::bench::model::{self, Params, MIN_INTERVAL_MS, VERSION};
-use crate::bench::{server, wire};
+use crate::bench::{self, server, wire, Fault};
 use crate::cli::{BenchArgs, StreamArgs};
+use dial::Via;
 use report::{Mode, Output};
 
 /// Runs `msock bench`.
@@ -57,7 +58,14 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
 
 /// Serves one benchmark client's session on a listener.
 pub async fn serve(accepted: Accepted) -> Result<(), Failure> {
-    server::serve_session(accepted).await
+    let peer = accepted.peer();
+    let (ends, link) = bench::link();
+    let (mut driver, _registration) = accepted.into_driver(Some(ends.source), Some(ends.sink));
+    driver.set_probe(ends.probe);
+    let transport = async move { driver.run().await.0 };
+    server::serve(link, transport, peer)
+        .await
+        .map_err(|e| about(peer, e))
 }
 
 /// Serves one benchmark client's plain TCP connection on a listener (its bench magic already
@@ -68,7 +76,30 @@ pub async fn serve_tcp(
     peer: SocketAddr,
     args: &StreamArgs,
 ) -> Result<(), Failure> {
-    server::serve_tcp(stream, peer, args).await
+    server::serve_tcp(stream, peer, args.dead_time)
+        .await
+        .map_err(|e| about(peer, e))
+}
+
+/// A bench client's failure, for the listener's log.
+fn about(peer: SocketAddr, e: bench::Error) -> Failure {
+    let f = Failure::from(e);
+    Failure {
+        message: format!("bench client {peer}: {}", f.message),
+        ..f
+    }
+}
+
+/// A failed test as the command's exit: 1 for the peer's or the network's fault, 2 for the
+/// user's or this machine's, 130 when interrupted.
+impl From<bench::Error> for Failure {
+    fn from(e: bench::Error) -> Self {
+        match (&e, e.fault()) {
+            (bench::Error::Interrupted, _) => Failure::interrupted(),
+            (_, Fault::Peer) => Failure::network(e),
+            (_, Fault::User | Fault::Local) => Failure::local(e),
+        }
+    }
 }
 
 /// Refuses flag values no test can run with (exit 2).
@@ -122,7 +153,7 @@ async fn against(dest: &str, args: &BenchArgs, out: &mut Output) -> Result<(), F
         out.test = Some("msock".into());
     }
     let policy = args.dial.policy.to_policy();
-    let run = client::run_test(dest, args, Via::Session(policy), &params, out).await?;
+    let run = dial::run_test(dest, args, Via::Session(policy), &params, out).await?;
     let mut doc = report::document(&run);
     out.end(&doc);
     if out.mode == Mode::Human {
@@ -130,7 +161,7 @@ async fn against(dest: &str, args: &BenchArgs, out: &mut Output) -> Result<(), F
     }
     if args.compare_tcp {
         out.test = Some("tcp".into());
-        let tcp = match client::run_test(dest, args, Via::Tcp, &params, out).await {
+        let tcp = match dial::run_test(dest, args, Via::Tcp, &params, out).await {
             Ok(tcp) => tcp,
             Err(f) => return Err(compare_failure(f, &doc, out)),
         };
