@@ -12,7 +12,7 @@ const LINGER: Duration = Duration::from_secs(5);
 
 /// Runs `logic` while `transport` moves its bytes, until the logic is done (and the transport
 /// has closed, or had [`LINGER`] to). If the transport ends first, its reason is the result.
-pub async fn run_with<T>(
+pub(super) async fn run_with<T>(
     transport: impl Future<Output = Result<Outcome, DriveError>>,
     logic: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
