@@ -2,7 +2,7 @@
 //! msock session or one plain TCP connection.
 //!
 //! Inside the session (or the TCP connection) both ends speak the small bench protocol of
-//! [`wire`]. The receiving end measures ([`meter`], [`progress`]); its figures are the ones
+//! [`wire`]. The receiving end measures (`meter`, `progress`); its figures are the ones
 //! that count, so the listener ([`server`]) reports its intervals and totals back to the
 //! client ([`client`]), which collects them in a [`run::Run`]. `msock bench` itself (flags,
 //! printing, the built-in loopback comparison) is `cmd::bench`, which sets up the transport

@@ -4,11 +4,12 @@
 //! sessions besides its other duties, several at once with -k), and with --compare-tcp a
 //! second one over one plain TCP connection to the same listener. Without, it starts a
 //! listener of its own on loopback (on its own thread) and compares plain TCP, one msock
-//! flowpath and msock striped over several loopback addresses ([`builtin`]).
+//! flowpath and msock striped over several loopback addresses (`builtin`).
 //!
-//! Inside the session (or the TCP connection) both ends speak the small bench protocol of
-//! [`wire`]. The receiving end measures; its figures are the ones that count, so the listener
-//! reports its intervals and totals back to the client.
+//! The test itself (its protocol, meters, both ends' logic and the plain TCP transport) is
+//! the [`crate::bench`] domain. Here: the flags turned into test parameters, the transport
+//! set up from them (`dial`), the results printed (`report`), a listener's bench clients
+//! handed to the domain's server, and [`bench::Error`]s turned into exit codes.
 
 mod builtin;
 mod dial;
