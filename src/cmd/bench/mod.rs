@@ -4,35 +4,26 @@
 //! sessions besides its other duties, several at once with -k), and with --compare-tcp a
 //! second one over one plain TCP connection to the same listener. Without, it starts a
 //! listener of its own on loopback (on its own thread) and compares plain TCP, one msock
-//! flowpath and msock striped over several loopback addresses ([`builtin`]).
+//! flowpath and msock striped over several loopback addresses (`builtin`).
 //!
-//! Inside the session (or the TCP connection) both ends speak the small bench protocol of
-//! [`wire`]. The receiving end measures; its figures are the ones that count, so the listener
-//! reports its intervals and totals back to the client.
+//! The test itself (its protocol, meters, both ends' logic and the plain TCP transport) is
+//! the [`crate::bench`] domain. Here: the flags turned into test parameters, the transport
+//! set up from them (`dial`), the results printed (`report`), a listener's bench clients
+//! handed to the domain's server, and [`bench::Error`]s turned into exit codes.
 
-mod app;
 mod builtin;
-mod client;
-mod cpu;
-mod meter;
-mod model;
-mod progress;
+mod dial;
 mod report;
-mod run;
-mod server;
-mod tcp;
-mod transport;
-mod wire;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::accept::Accepted;
 use super::Failure;
+use crate::bench::model::{self, Params, MIN_INTERVAL_MS, VERSION};
+use crate::bench::{self, server, wire, Fault};
 use crate::cli::{BenchArgs, StreamArgs};
-use client::Via;
-use model::{Params, MIN_INTERVAL_MS, VERSION};
+use dial::Via;
 use report::{Mode, Output};
 
 /// Runs `msock bench`.
@@ -68,7 +59,14 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
 
 /// Serves one benchmark client's session on a listener.
 pub async fn serve(accepted: Accepted) -> Result<(), Failure> {
-    server::serve_session(accepted).await
+    let peer = accepted.peer();
+    let (ends, link) = bench::link();
+    let (mut driver, _registration) = accepted.into_driver(Some(ends.source), Some(ends.sink));
+    driver.set_probe(ends.probe);
+    let transport = async move { driver.run().await.0 };
+    server::serve(link, transport, peer)
+        .await
+        .map_err(|e| about(peer, e))
 }
 
 /// Serves one benchmark client's plain TCP connection on a listener (its bench magic already
@@ -79,19 +77,29 @@ pub async fn serve_tcp(
     peer: SocketAddr,
     args: &StreamArgs,
 ) -> Result<(), Failure> {
-    server::serve_tcp(stream, peer, args).await
+    server::serve_tcp(stream, peer, args.dead_time)
+        .await
+        .map_err(|e| about(peer, e))
 }
 
-/// Waits forever (for a transport whose end decides the result).
-async fn never() -> Infallible {
-    std::future::pending().await
+/// A bench client's failure, for the listener's log.
+fn about(peer: SocketAddr, e: bench::Error) -> Failure {
+    let f = Failure::from(e);
+    Failure {
+        message: format!("bench client {peer}: {}", f.message),
+        ..f
+    }
 }
 
-/// Completes after `after`, if given (else never).
-async fn expire(after: Option<Duration>) {
-    match after {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
+/// A failed test as the command's exit: 1 for the peer's or the network's fault, 2 for the
+/// user's or this machine's, 130 when interrupted.
+impl From<bench::Error> for Failure {
+    fn from(e: bench::Error) -> Self {
+        match (&e, e.fault()) {
+            (bench::Error::Interrupted, _) => Failure::interrupted(),
+            (_, Fault::Peer) => Failure::network(e),
+            (_, Fault::User | Fault::Local) => Failure::local(e),
+        }
     }
 }
 
@@ -146,7 +154,7 @@ async fn against(dest: &str, args: &BenchArgs, out: &mut Output) -> Result<(), F
         out.test = Some("msock".into());
     }
     let policy = args.dial.policy.to_policy();
-    let run = client::run_test(dest, args, Via::Session(policy), &params, out).await?;
+    let run = dial::run_test(dest, args, Via::Session(policy), &params, out).await?;
     let mut doc = report::document(&run);
     out.end(&doc);
     if out.mode == Mode::Human {
@@ -154,7 +162,7 @@ async fn against(dest: &str, args: &BenchArgs, out: &mut Output) -> Result<(), F
     }
     if args.compare_tcp {
         out.test = Some("tcp".into());
-        let tcp = match client::run_test(dest, args, Via::Tcp, &params, out).await {
+        let tcp = match dial::run_test(dest, args, Via::Tcp, &params, out).await {
             Ok(tcp) => tcp,
             Err(f) => return Err(compare_failure(f, &doc, out)),
         };
