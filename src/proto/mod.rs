@@ -162,6 +162,7 @@
 //! acknowledged, the peer's FIN has been acknowledged and all of its bytes were read.
 
 pub mod auth;
+pub mod codec;
 pub mod control;
 pub mod deframer;
 pub mod frame;
