@@ -8,6 +8,8 @@
 //! [`CodecError::Trailing`] (see [`read_all`]). Each format maps these to its own error type,
 //! which says whose fault it was (always the sender's, for bytes that came off the wire).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
 use bytes::BufMut;
 
 /// Why bytes could not be decoded. The sender of the bytes is at fault.
@@ -33,6 +35,9 @@ pub enum CodecError {
     /// Text that is not valid UTF-8.
     #[error("text is not UTF-8")]
     BadUtf8,
+    /// A field with a value the format does not allow (named here).
+    #[error("invalid {0}")]
+    Invalid(&'static str),
 }
 
 /// Bounds-checked big-endian reader over one message.
@@ -99,6 +104,16 @@ impl<'a> Reader<'a> {
             return Err(CodecError::TooLong { len: n, max });
         }
         self.take(n)
+    }
+
+    /// An IP address and port: family u8 (4 or 6), address \[4 or 16\], port u16.
+    pub fn socket_addr(&mut self) -> Result<SocketAddr, CodecError> {
+        let ip: IpAddr = match self.u8()? {
+            4 => Ipv4Addr::from(self.array::<4>()?).into(),
+            6 => Ipv6Addr::from(self.array::<16>()?).into(),
+            _ => return Err(CodecError::Invalid("address family")),
+        };
+        Ok(SocketAddr::new(ip, self.u16()?))
     }
 
     /// Everything not read yet.
@@ -194,6 +209,15 @@ impl<'a, B: BufMut> Writer<'a, B> {
     pub fn bytes_u16(&mut self, b: &[u8], max: usize) -> &mut Self {
         let b = &b[..b.len().min(max).min(u16::MAX as usize)];
         self.u16(b.len() as u16).bytes(b)
+    }
+
+    /// An IP address and port, as [`Reader::socket_addr`] reads them.
+    pub fn socket_addr(&mut self, a: &SocketAddr) -> &mut Self {
+        match a.ip() {
+            IpAddr::V4(ip) => self.u8(4).bytes(&ip.octets()),
+            IpAddr::V6(ip) => self.u8(6).bytes(&ip.octets()),
+        };
+        self.u16(a.port())
     }
 
     /// `s` cut to at most `max` bytes without splitting a character.
@@ -354,6 +378,20 @@ mod tests {
         assert_eq!(
             Reader::new(b"abc").utf8_rest(2),
             Err(CodecError::TooLong { len: 3, max: 2 })
+        );
+    }
+
+    #[test]
+    fn socket_addresses_round_trip() {
+        for a in ["192.0.2.1:80", "[2001:db8::7]:9000"] {
+            let a: SocketAddr = a.parse().unwrap();
+            let mut out = Vec::new();
+            Writer::new(&mut out).socket_addr(&a);
+            assert_eq!(read_all(&out, |r| r.socket_addr()), Ok(a));
+        }
+        assert_eq!(
+            Reader::new(&[5, 0, 0]).socket_addr(),
+            Err(CodecError::Invalid("address family"))
         );
     }
 
