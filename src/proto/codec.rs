@@ -263,6 +263,14 @@ pub struct Header {
 }
 
 impl Header {
+    /// Reads a [`Framing::TypeLen`] header (any 5 bytes are one).
+    pub fn type_len(h: &[u8; HEADER_LEN]) -> Header {
+        Header {
+            ty: h[0],
+            body_len: u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize,
+        }
+    }
+
     /// The header, if its body is at most `max` bytes.
     pub fn within(self, max: usize) -> Result<Header, CodecError> {
         if self.body_len > max {
@@ -300,10 +308,7 @@ impl Framing {
                 let body_len = len.checked_sub(1).ok_or(CodecError::NoType)?;
                 Ok(Header { ty: h[4], body_len })
             }
-            Framing::TypeLen => Ok(Header {
-                ty: h[0],
-                body_len: u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize,
-            }),
+            Framing::TypeLen => Ok(Header::type_len(h)),
         }
     }
 
@@ -413,7 +418,7 @@ mod tests {
             Framing::LenType.parse(&[0, 0, 0, 0, 1]),
             Err(CodecError::NoType)
         );
-        let h = Framing::TypeLen.parse(&[b'D', 0, 1, 0, 0]).unwrap();
+        let h = Header::type_len(&[b'D', 0, 1, 0, 0]);
         assert_eq!(h.within(65536), Ok(h));
         assert_eq!(
             h.within(100),

@@ -4,7 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use crate::proto::codec::{Framing, HEADER_LEN};
+use crate::proto::codec::{Framing, Header, HEADER_LEN};
 use crate::runtime::channel_io::ChannelReader;
 
 /// Largest control message body.
@@ -194,9 +194,7 @@ pub async fn read_msg(ch: &mut ChannelReader) -> Result<Option<Msg>, WireError> 
     let len = ch.recv_exact(4).await.map_err(|_| WireError::Ended)?;
     let mut h = [first[0]; HEADER_LEN];
     h[1..].copy_from_slice(&len);
-    let header = Framing::TypeLen
-        .parse(&h)
-        .map_err(|e| WireError::Protocol(e.to_string()))?;
+    let header = Header::type_len(&h);
     let (tag, len) = (header.ty, header.body_len);
     let max = if tag == tag::DATA {
         MAX_DATA
