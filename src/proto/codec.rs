@@ -157,6 +157,17 @@ pub fn read_all<'a, T, E: From<CodecError>>(
     Ok(v)
 }
 
+/// The writer's integer methods: each appends one big-endian integer and returns the writer.
+macro_rules! put_ints {
+    ($($(#[$doc:meta])* $t:ident $put:ident;)*) => {$(
+        $(#[$doc])*
+        pub fn $t(&mut self, v: $t) -> &mut Self {
+            self.out.$put(v);
+            self
+        }
+    )*};
+}
+
 /// Appends big-endian fields to a buffer (a `Vec<u8>` or a `BytesMut`).
 #[derive(Debug)]
 pub struct Writer<'a, B: BufMut> {
@@ -169,28 +180,15 @@ impl<'a, B: BufMut> Writer<'a, B> {
         Writer { out }
     }
 
-    /// One byte.
-    pub fn u8(&mut self, v: u8) -> &mut Self {
-        self.out.put_u8(v);
-        self
-    }
-
-    /// A big-endian u16.
-    pub fn u16(&mut self, v: u16) -> &mut Self {
-        self.out.put_u16(v);
-        self
-    }
-
-    /// A big-endian u32.
-    pub fn u32(&mut self, v: u32) -> &mut Self {
-        self.out.put_u32(v);
-        self
-    }
-
-    /// A big-endian u64.
-    pub fn u64(&mut self, v: u64) -> &mut Self {
-        self.out.put_u64(v);
-        self
+    put_ints! {
+        /// One byte.
+        u8 put_u8;
+        /// A big-endian u16.
+        u16 put_u16;
+        /// A big-endian u32.
+        u32 put_u32;
+        /// A big-endian u64.
+        u64 put_u64;
     }
 
     /// Raw bytes.

@@ -209,9 +209,6 @@ pub trait Message: Sized + Send + 'static {
     /// Decodes a body of type `t`. Types of other directions are [`WireError::Unexpected`].
     fn decode(t: u8, body: &[u8]) -> Result<Self, WireError>;
 
-    /// A short name for logs.
-    fn name(&self) -> &'static str;
-
     /// Encodes the frame (length, type, body).
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
@@ -237,15 +234,8 @@ impl Message for Refusal {
     fn decode(t: u8, body: &[u8]) -> Result<Self, WireError> {
         match t {
             kind::ERROR => read_all(body, |r| Ok(read_refusal(r)?)),
-            ty => Err(WireError::Unexpected {
-                ty,
-                dir: "as a refusal",
-            }),
+            ty => unexpected(ty, "as a refusal"),
         }
-    }
-
-    fn name(&self) -> &'static str {
-        "ERROR"
     }
 }
 
@@ -267,18 +257,8 @@ impl Message for ClientToRelay {
         read_all(body, |r| match t {
             kind::ROUTE => Ok(ClientToRelay::Route(read_name(r)?)),
             kind::LOOKUP => Ok(ClientToRelay::Lookup(read_name(r)?)),
-            ty => Err(WireError::Unexpected {
-                ty,
-                dir: "from a client to a relay",
-            }),
+            ty => unexpected(ty, "from a client to a relay"),
         })
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            ClientToRelay::Route(_) => "ROUTE",
-            ClientToRelay::Lookup(_) => "LOOKUP",
-        }
     }
 }
 
@@ -336,21 +316,8 @@ impl Message for ListenerToRelay {
                 Ok(ListenerToRelay::Gone(ids))
             }
             kind::PING => Ok(ListenerToRelay::Ping(r.u64()?)),
-            ty => Err(WireError::Unexpected {
-                ty,
-                dir: "from a listener to a relay",
-            }),
+            ty => unexpected(ty, "from a listener to a relay"),
         })
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            ListenerToRelay::Register { .. } => "REGISTER",
-            ListenerToRelay::Prove { .. } => "PROVE",
-            ListenerToRelay::Splice { .. } => "SPLICE",
-            ListenerToRelay::Gone(_) => "GONE",
-            ListenerToRelay::Ping(_) => "PING",
-        }
     }
 }
 
@@ -369,18 +336,8 @@ impl Message for RelayToClient {
         read_all(body, |r| match t {
             kind::FOUND => Ok(RelayToClient::Found(read_addrs(r)?)),
             kind::ERROR => Ok(RelayToClient::Error(read_refusal(r)?)),
-            ty => Err(WireError::Unexpected {
-                ty,
-                dir: "from a relay to a client",
-            }),
+            ty => unexpected(ty, "from a relay to a client"),
         })
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            RelayToClient::Found(_) => "FOUND",
-            RelayToClient::Error(_) => "ERROR",
-        }
     }
 }
 
@@ -425,14 +382,27 @@ impl Message for RelayToListener {
             }),
             kind::PONG => Ok(RelayToListener::Pong(r.u64()?)),
             kind::ERROR => Ok(RelayToListener::Error(read_refusal(r)?)),
-            ty => Err(WireError::Unexpected {
-                ty,
-                dir: "from a relay to a listener",
-            }),
+            ty => unexpected(ty, "from a relay to a listener"),
         })
     }
+}
 
-    fn name(&self) -> &'static str {
+impl ListenerToRelay {
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ListenerToRelay::Register { .. } => "REGISTER",
+            ListenerToRelay::Prove { .. } => "PROVE",
+            ListenerToRelay::Splice { .. } => "SPLICE",
+            ListenerToRelay::Gone(_) => "GONE",
+            ListenerToRelay::Ping(_) => "PING",
+        }
+    }
+}
+
+impl RelayToListener {
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
         match self {
             RelayToListener::Nonce(_) => "NONCE",
             RelayToListener::Registered { .. } => "REGISTERED",
@@ -451,12 +421,14 @@ impl ToRelay {
             kind::REGISTER | kind::PROVE | kind::SPLICE | kind::GONE | kind::PING => {
                 ListenerToRelay::decode(t, body).map(ToRelay::Listener)
             }
-            ty => Err(WireError::Unexpected {
-                ty,
-                dir: "to a relay",
-            }),
+            ty => unexpected(ty, "to a relay"),
         }
     }
+}
+
+/// A frame type `ty` that is not sent `dir`.
+fn unexpected<T>(ty: u8, dir: &'static str) -> Result<T, WireError> {
+    Err(WireError::Unexpected { ty, dir })
 }
 
 /// `n`, if it is at most `max`.
