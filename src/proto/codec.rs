@@ -133,7 +133,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Bytes not read yet.
-    pub fn left(&self) -> usize {
+    fn left(&self) -> usize {
         self.buf.len() - self.pos
     }
 
@@ -225,7 +225,7 @@ impl<'a, B: BufMut> Writer<'a, B> {
 }
 
 /// Cuts `s` to at most `max` bytes without splitting a character.
-pub fn truncate_utf8(s: &str, max: usize) -> &str {
+fn truncate_utf8(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

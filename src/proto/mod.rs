@@ -17,7 +17,9 @@
 //!
 //! # Wire format, version 1
 //!
-//! All integers are unsigned big-endian. `[n]` is n raw bytes.
+//! All integers are unsigned big-endian. `[n]` is n raw bytes. Every msock format (these frames,
+//! the control datagrams, the relay's frames, the file-transfer and bench messages) is read and
+//! written with [`codec`].
 //!
 //! ## Preamble
 //!
