@@ -15,10 +15,12 @@
 //! DATA payload is counted and skipped without being copied or read; control messages are at
 //! most [`MAX_CONTROL`] bytes. Anything else is the peer's error ([`WireError`]).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
-/// Bytes in a message header.
-pub const HEADER: usize = 5;
+use crate::proto::codec::{Framing, Header, HEADER_LEN};
+
+/// Bytes in a message header ([`Framing::TypeLen`]).
+pub const HEADER: usize = HEADER_LEN;
 /// Largest control message body accepted.
 pub const MAX_CONTROL: usize = 64 * 1024;
 /// Largest DATA block (`-l`) accepted.
@@ -69,17 +71,16 @@ pub enum WireError {
 
 /// A message header.
 pub fn header(kind: Kind, len: usize) -> [u8; HEADER] {
-    let mut h = [0u8; HEADER];
-    h[0] = kind as u8;
-    h[1..].copy_from_slice(&(len as u32).to_be_bytes());
-    h
+    Framing::TypeLen.header(kind as u8, len)
 }
 
 /// A whole control message.
 pub fn message(kind: Kind, body: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(HEADER + body.len());
-    b.put_slice(&header(kind, body.len()));
-    b.put_slice(body);
+    Framing::TypeLen.frame(&mut b, |w| {
+        w.bytes(body);
+        kind as u8
+    });
     b.freeze()
 }
 
@@ -188,21 +189,26 @@ impl Parser {
                     if *have < HEADER {
                         continue;
                     }
-                    let kind = Kind::from_u8(buf[0]).ok_or(WireError::UnknownKind(buf[0]))?;
-                    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+                    let h = Header::type_len(buf);
+                    let kind = Kind::from_u8(h.ty).ok_or(WireError::UnknownKind(h.ty))?;
                     self.state = match kind {
                         Kind::Data => {
                             found(Found::DataHeader);
-                            State::Data { left: len as u64 }
+                            State::Data {
+                                left: h.body_len as u64,
+                            }
                         }
-                        _ if len as usize > MAX_CONTROL => {
-                            return Err(WireError::TooLong(kind, len))
+                        _ => {
+                            let len = h
+                                .within(MAX_CONTROL)
+                                .map_err(|_| WireError::TooLong(kind, h.body_len as u32))?
+                                .body_len;
+                            State::Control {
+                                kind,
+                                left: len,
+                                body: BytesMut::with_capacity(len),
+                            }
                         }
-                        _ => State::Control {
-                            kind,
-                            left: len as usize,
-                            body: BytesMut::with_capacity(len as usize),
-                        },
                     };
                     // Empty messages are complete at once; empty DATA is just skipped.
                     match &mut self.state {

@@ -18,8 +18,9 @@
 //! ACK may have been lost) and ignores older ones, so a recorded datagram cannot be replayed.
 //! A datagram whose mac does not verify is ignored: it was forged or belongs to another session.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
+use super::codec::{read_all, CodecError, Reader, Writer};
 use super::frame::PROOF_LEN;
 use super::session::Session;
 
@@ -73,10 +74,30 @@ pub enum ControlError {
 
 /// The session id a control datagram names, to route it; `None` if it is not one.
 pub fn session_id_of(datagram: &[u8]) -> Option<u64> {
-    if datagram.len() < HEADER + PROOF_LEN || &datagram[..4] != MAGIC {
+    if datagram.len() < HEADER + PROOF_LEN {
         return None;
     }
-    Some(u64::from_be_bytes(datagram[6..14].try_into().ok()?))
+    let head = read_head(&mut Reader::new(datagram)).ok()?;
+    (&head.magic == MAGIC).then_some(head.session_id)
+}
+
+/// The fields in front of every control datagram's body.
+struct Head {
+    magic: [u8; 4],
+    version: u8,
+    ty: u8,
+    session_id: u64,
+    seq: u64,
+}
+
+fn read_head(r: &mut Reader) -> Result<Head, CodecError> {
+    Ok(Head {
+        magic: r.array()?,
+        version: r.u8()?,
+        ty: r.u8()?,
+        session_id: r.u64()?,
+        seq: r.u64()?,
+    })
 }
 
 impl Session {
@@ -86,18 +107,9 @@ impl Session {
         self.control_seq += 1;
         let seq = self.control_seq;
         let mut d = header(RECONNECT, self.id(), seq);
-        match addr.ip() {
-            IpAddr::V4(ip) => {
-                d.push(4);
-                d.extend_from_slice(&ip.octets());
-            }
-            IpAddr::V6(ip) => {
-                d.push(6);
-                d.extend_from_slice(&ip.octets());
-            }
-        }
-        d.extend_from_slice(&addr.port().to_be_bytes());
-        d.extend_from_slice(&self.recv_cumulative().to_be_bytes());
+        Writer::new(&mut d)
+            .socket_addr(&addr)
+            .u64(self.recv_cumulative());
         let mac = self.secret().control_mac(&d);
         d.extend_from_slice(&mac);
         (seq, d)
@@ -105,22 +117,25 @@ impl Session {
 
     /// Checks and interprets a control datagram addressed to this session.
     pub fn handle_control(&mut self, datagram: &[u8]) -> Result<ControlAction, ControlError> {
-        if datagram.len() < HEADER + PROOF_LEN || &datagram[..4] != MAGIC || datagram[4] != VERSION
-        {
+        let Some(signed_len) = datagram.len().checked_sub(PROOF_LEN) else {
+            return Err(ControlError::Malformed);
+        };
+        let (signed, mac) = datagram.split_at(signed_len);
+        let mut r = Reader::new(signed);
+        let head = read_head(&mut r).map_err(|_| ControlError::Malformed)?;
+        if &head.magic != MAGIC || head.version != VERSION {
             return Err(ControlError::Malformed);
         }
-        let (signed, mac) = datagram.split_at(datagram.len() - PROOF_LEN);
         let mac: &[u8; PROOF_LEN] = mac.try_into().map_err(|_| ControlError::Malformed)?;
-        if session_id_of(datagram) != Some(self.id())
-            || !self.secret().verify_control_mac(signed, mac)
-        {
+        if head.session_id != self.id() || !self.secret().verify_control_mac(signed, mac) {
             return Err(ControlError::BadMac);
         }
-        let seq = u64::from_be_bytes(signed[14..22].try_into().expect("header length checked"));
-        let body = &signed[HEADER..];
-        match (signed[5], self.role()) {
+        let seq = head.seq;
+        let body = r.rest();
+        match (head.ty, self.role()) {
             (RECONNECT, super::Role::Client) => {
-                let (addr, cumulative) = parse_reconnect(body).ok_or(ControlError::Malformed)?;
+                let (addr, cumulative) = read_all(body, |r| Ok((r.socket_addr()?, r.u64()?)))
+                    .map_err(|_: CodecError| ControlError::Malformed)?;
                 if seq < self.control_seq {
                     return Err(ControlError::Stale);
                 }
@@ -156,29 +171,13 @@ impl Session {
 
 fn header(ty: u8, sid: u64, seq: u64) -> Vec<u8> {
     let mut d = Vec::with_capacity(MAX_CONTROL_LEN);
-    d.extend_from_slice(MAGIC);
-    d.push(VERSION);
-    d.push(ty);
-    d.extend_from_slice(&sid.to_be_bytes());
-    d.extend_from_slice(&seq.to_be_bytes());
+    Writer::new(&mut d)
+        .bytes(MAGIC)
+        .u8(VERSION)
+        .u8(ty)
+        .u64(sid)
+        .u64(seq);
     d
-}
-
-fn parse_reconnect(body: &[u8]) -> Option<(SocketAddr, u64)> {
-    let (ip, rest): (IpAddr, &[u8]) = match body.first()? {
-        4 if body.len() == 1 + 4 + 2 + 8 => {
-            let o: [u8; 4] = body[1..5].try_into().ok()?;
-            (Ipv4Addr::from(o).into(), &body[5..])
-        }
-        6 if body.len() == 1 + 16 + 2 + 8 => {
-            let o: [u8; 16] = body[1..17].try_into().ok()?;
-            (Ipv6Addr::from(o).into(), &body[17..])
-        }
-        _ => return None,
-    };
-    let port = u16::from_be_bytes(rest[..2].try_into().ok()?);
-    let cumulative = u64::from_be_bytes(rest[2..].try_into().ok()?);
-    Some((SocketAddr::new(ip, port), cumulative))
 }
 
 #[cfg(test)]

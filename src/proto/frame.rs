@@ -6,6 +6,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::codec::{CodecError, Framing, Reader};
+
 /// Largest DATA payload a sender may put in one frame.
 pub const MAX_DATA_PAYLOAD: usize = 64 * 1024;
 /// Largest ERROR reason, in bytes of UTF-8.
@@ -14,17 +16,10 @@ pub const MAX_REASON: usize = 1024;
 /// error, detected from the 4-byte length alone, before any allocation.
 pub const MAX_FRAME_LEN: usize = 1 + 8 + MAX_DATA_PAYLOAD;
 /// Bytes in front of every frame body: 4-byte length + 1-byte type.
-pub const FRAME_HEADER_LEN: usize = 5;
+pub const FRAME_HEADER_LEN: usize = super::codec::HEADER_LEN;
 
 /// Longest handshake message carried in HELLO(open) or WELCOME.
 pub const MAX_HANDSHAKE: usize = 1024;
-
-/// Appends a handshake message with its u16 length.
-fn put_handshake(out: &mut BytesMut, h: &[u8]) {
-    let h = &h[..h.len().min(MAX_HANDSHAKE)];
-    out.put_u16(h.len() as u16);
-    out.put_slice(h);
-}
 
 /// Length of the random nonces exchanged when attaching a flowpath.
 pub const NONCE_LEN: usize = 16;
@@ -34,21 +29,36 @@ pub const RANDOM_LEN: usize = 32;
 pub const PROOF_LEN: usize = 32;
 
 /// Frame type codes on the wire.
-mod ty {
+pub mod ty {
+    /// HELLO(open): open a session.
     pub const HELLO_OPEN: u8 = 0x01;
+    /// HELLO(attach): attach a flowpath.
     pub const HELLO_ATTACH: u8 = 0x02;
+    /// WELCOME: the session exists.
     pub const WELCOME: u8 = 0x03;
+    /// CHALLENGE: prove you know the secret.
     pub const CHALLENGE: u8 = 0x04;
+    /// ATTACH_PROOF: the answer to CHALLENGE.
     pub const ATTACH_PROOF: u8 = 0x05;
+    /// TICKET: a nonce for a one-flight attach.
     pub const TICKET: u8 = 0x06;
+    /// HELLO(resume): attach a flowpath in one flight.
     pub const HELLO_RESUME: u8 = 0x07;
+    /// RESUMED: the one-flight attach succeeded.
     pub const RESUMED: u8 = 0x08;
+    /// DATA: stream bytes.
     pub const DATA: u8 = 0x10;
+    /// ACK: receiver feedback.
     pub const ACK: u8 = 0x11;
+    /// PING: keepalive and RTT probe.
     pub const PING: u8 = 0x12;
+    /// PONG: answer to PING.
     pub const PONG: u8 = 0x13;
+    /// FIN: the sender's stream ends.
     pub const FIN: u8 = 0x14;
+    /// FIN_ACK: answer to FIN.
     pub const FIN_ACK: u8 = 0x15;
+    /// ERROR: refusal or end, with a reason.
     pub const ERROR: u8 = 0x1f;
 }
 
@@ -336,9 +346,7 @@ pub enum DecodeError {
 impl Frame {
     /// Appends the encoded frame (length, type, body) to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
-        let start = out.len();
-        out.put_u32(0); // patched below
-        match self {
+        Framing::LenType.frame(out, |w| match self {
             Frame::HelloOpen {
                 client_half,
                 client_random,
@@ -348,24 +356,22 @@ impl Frame {
                 crypto,
                 handshake,
             } => {
-                out.put_u8(ty::HELLO_OPEN);
-                out.put_u32(*client_half);
-                out.put_slice(client_random);
-                out.put_u64(*window);
-                out.put_u16(*control_port);
-                out.put_u8(service.to_wire());
-                out.put_u8(*crypto);
-                put_handshake(out, handshake);
+                w.u32(*client_half)
+                    .bytes(client_random)
+                    .u64(*window)
+                    .u16(*control_port)
+                    .u8(service.to_wire())
+                    .u8(*crypto)
+                    .bytes_u16(handshake, MAX_HANDSHAKE);
+                ty::HELLO_OPEN
             }
             Frame::HelloAttach {
                 session_id,
                 path_id,
                 client_nonce,
             } => {
-                out.put_u8(ty::HELLO_ATTACH);
-                out.put_u64(*session_id);
-                out.put_u32(*path_id);
-                out.put_slice(client_nonce);
+                w.u64(*session_id).u32(*path_id).bytes(client_nonce);
+                ty::HELLO_ATTACH
             }
             Frame::Welcome {
                 session_id,
@@ -374,34 +380,31 @@ impl Frame {
                 control_port,
                 handshake,
             } => {
-                out.put_u8(ty::WELCOME);
-                out.put_u64(*session_id);
-                out.put_slice(server_random);
-                out.put_u64(*window);
-                out.put_u16(*control_port);
-                put_handshake(out, handshake);
+                w.u64(*session_id)
+                    .bytes(server_random)
+                    .u64(*window)
+                    .u16(*control_port)
+                    .bytes_u16(handshake, MAX_HANDSHAKE);
+                ty::WELCOME
             }
             Frame::Challenge {
                 server_nonce,
                 server_proof,
                 cumulative,
             } => {
-                out.put_u8(ty::CHALLENGE);
-                out.put_slice(server_nonce);
-                out.put_slice(server_proof);
-                out.put_u64(*cumulative);
+                w.bytes(server_nonce).bytes(server_proof).u64(*cumulative);
+                ty::CHALLENGE
             }
             Frame::AttachProof {
                 client_proof,
                 cumulative,
             } => {
-                out.put_u8(ty::ATTACH_PROOF);
-                out.put_slice(client_proof);
-                out.put_u64(*cumulative);
+                w.bytes(client_proof).u64(*cumulative);
+                ty::ATTACH_PROOF
             }
             Frame::Ticket { server_nonce } => {
-                out.put_u8(ty::TICKET);
-                out.put_slice(server_nonce);
+                w.bytes(server_nonce);
+                ty::TICKET
             }
             Frame::HelloResume {
                 session_id,
@@ -411,63 +414,55 @@ impl Frame {
                 client_proof,
                 cumulative,
             } => {
-                out.put_u8(ty::HELLO_RESUME);
-                out.put_u64(*session_id);
-                out.put_u32(*path_id);
-                out.put_slice(client_nonce);
-                out.put_slice(server_nonce);
-                out.put_slice(client_proof);
-                out.put_u64(*cumulative);
+                w.u64(*session_id)
+                    .u32(*path_id)
+                    .bytes(client_nonce)
+                    .bytes(server_nonce)
+                    .bytes(client_proof)
+                    .u64(*cumulative);
+                ty::HELLO_RESUME
             }
             Frame::Resumed {
                 server_proof,
                 cumulative,
             } => {
-                out.put_u8(ty::RESUMED);
-                out.put_slice(server_proof);
-                out.put_u64(*cumulative);
+                w.bytes(server_proof).u64(*cumulative);
+                ty::RESUMED
             }
             Frame::Data { offset, payload } => {
                 debug_assert!(payload.len() <= MAX_DATA_PAYLOAD);
-                out.put_u8(ty::DATA);
-                out.put_u64(*offset);
-                out.put_slice(payload);
+                w.u64(*offset).bytes(payload);
+                ty::DATA
             }
             Frame::Ack {
                 cumulative,
                 limit,
                 path_bytes,
             } => {
-                out.put_u8(ty::ACK);
-                out.put_u64(*cumulative);
-                out.put_u64(*limit);
-                out.put_u64(*path_bytes);
+                w.u64(*cumulative).u64(*limit).u64(*path_bytes);
+                ty::ACK
             }
             Frame::Ping { token } => {
-                out.put_u8(ty::PING);
-                out.put_u64(*token);
+                w.u64(*token);
+                ty::PING
             }
             Frame::Pong { token } => {
-                out.put_u8(ty::PONG);
-                out.put_u64(*token);
+                w.u64(*token);
+                ty::PONG
             }
             Frame::Fin { final_offset } => {
-                out.put_u8(ty::FIN);
-                out.put_u64(*final_offset);
+                w.u64(*final_offset);
+                ty::FIN
             }
             Frame::FinAck { final_offset } => {
-                out.put_u8(ty::FIN_ACK);
-                out.put_u64(*final_offset);
+                w.u64(*final_offset);
+                ty::FIN_ACK
             }
             Frame::Error { code, reason } => {
-                out.put_u8(ty::ERROR);
-                out.put_u16(code.to_wire());
-                let r = truncate_utf8(reason, MAX_REASON);
-                out.put_slice(r.as_bytes());
+                w.u16(code.to_wire()).utf8_truncated(reason, MAX_REASON);
+                ty::ERROR
             }
-        }
-        let len = (out.len() - start - 4) as u32;
-        out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        });
     }
 
     /// Appends the header of a DATA frame carrying `payload_len` bytes; the payload itself
@@ -475,20 +470,26 @@ impl Frame {
     /// buffer without copying).
     pub fn encode_data_header(offset: u64, payload_len: usize, out: &mut BytesMut) {
         debug_assert!(payload_len <= MAX_DATA_PAYLOAD);
-        out.put_u32((1 + 8 + payload_len) as u32);
-        out.put_u8(ty::DATA);
+        out.put_slice(&Framing::LenType.header(ty::DATA, 8 + payload_len));
         out.put_u64(offset);
     }
 
     /// Decodes one frame from its type byte and body (the bytes after the length field).
     /// `body` is a `Bytes` so that DATA payloads are sliced, not copied.
     pub fn decode(frame_type: u8, body: Bytes) -> Result<Frame, DecodeError> {
-        let mut r = Reader {
-            ty: frame_type,
-            buf: &body,
-            pos: 0,
+        let mut r = Reader::new(&body);
+        let frame = match Frame::decode_fields(frame_type, &body, &mut r) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Err(DecodeError::UnknownType(frame_type)),
+            Err(e) => return Err(e.at(frame_type)),
         };
-        let frame = match frame_type {
+        r.finish().map_err(|e| BodyError::Codec(e).at(frame_type))?;
+        Ok(frame)
+    }
+
+    /// The fields of a frame of type `t` (`None`: no such type); `r` reads `body`.
+    fn decode_fields(t: u8, body: &Bytes, r: &mut Reader) -> Result<Option<Frame>, BodyError> {
+        Ok(Some(match t {
             ty::HELLO_OPEN => Frame::HelloOpen {
                 client_half: r.u32()?,
                 client_random: r.array()?,
@@ -496,7 +497,7 @@ impl Frame {
                 control_port: r.u16()?,
                 service: Service::from_wire(r.u8()?),
                 crypto: r.u8()?,
-                handshake: r.handshake()?,
+                handshake: Bytes::copy_from_slice(r.bytes_u16(MAX_HANDSHAKE)?),
             },
             ty::HELLO_ATTACH => Frame::HelloAttach {
                 session_id: r.u64()?,
@@ -508,7 +509,7 @@ impl Frame {
                 server_random: r.array()?,
                 window: r.u64()?,
                 control_port: r.u16()?,
-                handshake: r.handshake()?,
+                handshake: Bytes::copy_from_slice(r.bytes_u16(MAX_HANDSHAKE)?),
             },
             ty::CHALLENGE => Frame::Challenge {
                 server_nonce: r.array()?,
@@ -536,15 +537,15 @@ impl Frame {
             },
             ty::DATA => {
                 let offset = r.u64()?;
-                let payload = body.slice(r.pos..);
+                let payload = r.rest();
                 if payload.len() > MAX_DATA_PAYLOAD {
-                    return Err(DecodeError::Trailing(
-                        frame_type,
-                        payload.len() - MAX_DATA_PAYLOAD,
-                    ));
+                    let extra = payload.len() - MAX_DATA_PAYLOAD;
+                    return Err(CodecError::Trailing(extra).into());
                 }
-                r.pos = body.len();
-                Frame::Data { offset, payload }
+                Frame::Data {
+                    offset,
+                    payload: body.slice_ref(payload),
+                }
             }
             ty::ACK => Frame::Ack {
                 cumulative: r.u64()?,
@@ -559,22 +560,15 @@ impl Frame {
             ty::FIN_ACK => Frame::FinAck {
                 final_offset: r.u64()?,
             },
-            ty::ERROR => {
-                let code = ErrorCode::from_wire(r.u16()?);
-                let rest = &body[r.pos..];
-                if rest.len() > MAX_REASON {
-                    return Err(DecodeError::BadReason);
-                }
-                let reason = std::str::from_utf8(rest)
-                    .map_err(|_| DecodeError::BadReason)?
-                    .to_owned();
-                r.pos = body.len();
-                Frame::Error { code, reason }
-            }
-            other => return Err(DecodeError::UnknownType(other)),
-        };
-        r.finish()?;
-        Ok(frame)
+            ty::ERROR => Frame::Error {
+                code: ErrorCode::from_wire(r.u16()?),
+                reason: r
+                    .utf8_rest(MAX_REASON)
+                    .map_err(|_| BodyError::BadReason)?
+                    .to_owned(),
+            },
+            _ => return Ok(None),
+        }))
     }
 
     /// A short name for logs.
@@ -599,66 +593,28 @@ impl Frame {
     }
 }
 
-/// Cuts `s` to at most `max` bytes without splitting a character.
-fn truncate_utf8(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+/// Why a frame body's fields did not decode; [`Frame::decode`] adds the frame type.
+enum BodyError {
+    /// The body does not fit the type's layout.
+    Codec(CodecError),
+    /// An ERROR reason that is not UTF-8 or is too long.
+    BadReason,
 }
 
-/// Bounds-checked big-endian reader over one frame body.
-struct Reader<'a> {
-    ty: u8,
-    buf: &'a [u8],
-    pos: usize,
+impl From<CodecError> for BodyError {
+    fn from(e: CodecError) -> Self {
+        BodyError::Codec(e)
+    }
 }
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
-        match end {
-            Some(end) => {
-                let s = &self.buf[self.pos..end];
-                self.pos = end;
-                Ok(s)
-            }
-            None => Err(DecodeError::Truncated(self.ty)),
-        }
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-    /// A handshake message: u16 length, then that many bytes (at most [`MAX_HANDSHAKE`]).
-    fn handshake(&mut self) -> Result<Bytes, DecodeError> {
-        let n = self.u16()? as usize;
-        if n > MAX_HANDSHAKE {
-            return Err(DecodeError::Truncated(self.ty));
-        }
-        Ok(Bytes::copy_from_slice(self.take(n)?))
-    }
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Result<u16, DecodeError> {
-        Ok(u16::from_be_bytes(self.array()?))
-    }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_be_bytes(self.array()?))
-    }
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_be_bytes(self.array()?))
-    }
-    fn finish(&self) -> Result<(), DecodeError> {
-        match self.buf.len() - self.pos {
-            0 => Ok(()),
-            n => Err(DecodeError::Trailing(self.ty, n)),
+impl BodyError {
+    /// The error of a frame of type `t`.
+    fn at(self, t: u8) -> DecodeError {
+        match self {
+            BodyError::Codec(CodecError::Trailing(n)) => DecodeError::Trailing(t, n),
+            // A handshake length above MAX_HANDSHAKE counts as truncated, as do the rest.
+            BodyError::Codec(_) => DecodeError::Truncated(t),
+            BodyError::BadReason => DecodeError::BadReason,
         }
     }
 }

@@ -17,7 +17,9 @@
 //!
 //! # Wire format, version 1
 //!
-//! All integers are unsigned big-endian. `[n]` is n raw bytes.
+//! All integers are unsigned big-endian. `[n]` is n raw bytes. Every msock format (these frames,
+//! the control datagrams, the relay's frames, the file-transfer and bench messages) is read and
+//! written with [`codec`].
 //!
 //! ## Preamble
 //!
@@ -162,6 +164,7 @@
 //! acknowledged, the peer's FIN has been acknowledged and all of its bytes were read.
 
 pub mod auth;
+pub mod codec;
 pub mod control;
 pub mod deframer;
 pub mod frame;

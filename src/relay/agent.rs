@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::secrets;
-use super::wire::{self, RelayFrame, NONCE_LEN};
+use super::wire::{self, ListenerToRelay, Message, Refusal, RelayToListener, NONCE_LEN};
 use crate::runtime::{client, netwatch, resolve, Family};
 
 /// Hands a dialed-back connection (and the relay's address) to the listener's accept path.
@@ -146,18 +146,18 @@ async fn run_channel(
     let mut frames = wire::spawn_reader(c.rd, c.keepalive * 2 + Duration::from_secs(1));
     loop {
         tokio::select! {
-            f = frames.recv() => match f.unwrap_or_else(|| Err(wire::WireError::Malformed("reader ended".into()))) {
-                Ok(RelayFrame::Dial { id, token }) => {
+            f = frames.recv() => match f.unwrap_or(Err(wire::WireError::ReaderGone)) {
+                Ok(RelayToListener::Dial { id, token }) => {
                     tokio::spawn(dial_back(c.relay, id, token, inject.clone(), dialed.clone()));
                 }
-                Ok(RelayFrame::Pong(_)) => {}
-                Ok(RelayFrame::Error { code, reason }) => return format!("relay said {code}: {reason}"),
+                Ok(RelayToListener::Pong(_)) => {}
+                Ok(RelayToListener::Error(Refusal { code, reason })) => return format!("relay said {code}: {reason}"),
                 Ok(other) => return format!("unexpected {} from the relay", other.name()),
                 Err(e) => return e.to_string(),
             },
             _ = ping.tick() => {
                 token += 1;
-                if c.wr.write_all(&RelayFrame::Ping(token).encode()).await.is_err() {
+                if c.wr.write_all(&ListenerToRelay::Ping(token).encode()).await.is_err() {
                     return "cannot write to the relay".into();
                 }
             }
@@ -187,7 +187,7 @@ async fn dial_back(
         }
     };
     if let Err(e) = s
-        .write_all(&RelayFrame::Splice { id, token }.with_preamble())
+        .write_all(&ListenerToRelay::Splice { id, token }.with_preamble())
         .await
     {
         tracing::info!("cannot dial back to the relay for a client: {e}");
@@ -246,7 +246,7 @@ async fn register(cfg: &AgentConfig, dialed: &Dialed) -> Result<Channel, Registe
     let (mut rd, mut wr) = s.into_split();
     let transient =
         |e: &dyn std::fmt::Display| RegisterError::Transient(format!("relay {relay}: {e}"));
-    let hello = RelayFrame::Register {
+    let hello = ListenerToRelay::Register {
         name: cfg.name.clone(),
         addrs: published(&cfg.listening),
     };
@@ -263,12 +263,12 @@ async fn register(cfg: &AgentConfig, dialed: &Dialed) -> Result<Channel, Registe
         .await
         .map_err(|e| transient(&e))?
     {
-        RelayFrame::Nonce(n) => n,
-        RelayFrame::Error { code, reason } => return Err(refusal(relay, code, reason)),
+        RelayToListener::Nonce(n) => n,
+        RelayToListener::Error(r) => return Err(refusal(relay, r)),
         other => return Err(transient(&format!("unexpected {}", other.name()))),
     };
     let secret = secrets::load_secret(&cfg.secret_file).map_err(RegisterError::Local)?;
-    let prove = RelayFrame::Prove {
+    let prove = ListenerToRelay::Prove {
         name_proof: secret.map_or([0; 32], |s| secrets::name_proof(&s, &cfg.name, &nonce)),
         key_proof: cfg
             .key
@@ -282,10 +282,10 @@ async fn register(cfg: &AgentConfig, dialed: &Dialed) -> Result<Channel, Registe
         .await
         .map_err(|e| transient(&e))?
     {
-        RelayFrame::Registered {
+        RelayToListener::Registered {
             secret, keepalive, ..
         } => (secret, keepalive),
-        RelayFrame::Error { code, reason } => return Err(refusal(relay, code, reason)),
+        RelayToListener::Error(r) => return Err(refusal(relay, r)),
         other => return Err(transient(&format!("unexpected {}", other.name()))),
     };
     if fresh != [0; 32] {
@@ -319,7 +319,7 @@ async fn register(cfg: &AgentConfig, dialed: &Dialed) -> Result<Channel, Registe
             "telling the relay that {} spliced flowpaths lost our address",
             chunk.len()
         );
-        wr.write_all(&RelayFrame::Gone(chunk.to_vec()).encode())
+        wr.write_all(&ListenerToRelay::Gone(chunk.to_vec()).encode())
             .await
             .map_err(|e| transient(&e))?;
     }
@@ -332,7 +332,7 @@ async fn register(cfg: &AgentConfig, dialed: &Dialed) -> Result<Channel, Registe
     })
 }
 
-fn refusal(relay: SocketAddr, code: crate::proto::ErrorCode, reason: String) -> RegisterError {
+fn refusal(relay: SocketAddr, Refusal { code, reason }: Refusal) -> RegisterError {
     use crate::proto::ErrorCode;
     match code {
         ErrorCode::AuthFailed | ErrorCode::Refused | ErrorCode::Protocol | ErrorCode::Version => {

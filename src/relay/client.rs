@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 
-use super::wire::{self, check_name, RelayFrame};
+use super::wire::{self, check_name, ClientToRelay, Message, Refusal, RelayToClient};
 use super::DEFAULT_PORT;
 use crate::proto::{Config, Deframer, Session, SessionError};
 use crate::runtime::client::{connect_any, open_session_via, ConnectError};
@@ -97,7 +97,7 @@ pub async fn plan(dest: &str, family: Family, wait: Duration) -> Result<Vec<Hop>
     }
     hops.push(Hop {
         addrs: vec![relay],
-        prefix: RelayFrame::Route(named.name.clone()).with_preamble(),
+        prefix: ClientToRelay::Route(named.name.clone()).with_preamble(),
         timeout: wait,
     });
     Ok(hops)
@@ -121,7 +121,7 @@ pub async fn lookup(
             format!("{e}; is {} an msock relay (msock proxy)?", named.relay),
         )
     };
-    s.write_all(&RelayFrame::Lookup(named.name.clone()).with_preamble())
+    s.write_all(&ClientToRelay::Lookup(named.name.clone()).with_preamble())
         .await
         .map_err(|e| ConnectError::Connect(relay, e))?;
     wire::read_preamble(&mut s, wait)
@@ -131,12 +131,11 @@ pub async fn lookup(
         .await
         .map_err(|e| broke(e.to_string()))?
     {
-        RelayFrame::Found(addrs) => Ok((relay, addrs)),
-        RelayFrame::Error { code, reason } => Err(ConnectError::Handshake(
+        RelayToClient::Found(addrs) => Ok((relay, addrs)),
+        RelayToClient::Error(Refusal { code, reason }) => Err(ConnectError::Handshake(
             relay,
             SessionError::PeerError { code, reason },
         )),
-        other => Err(broke(format!("unexpected {}", other.name()))),
     }
 }
 

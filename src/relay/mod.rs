@@ -64,6 +64,9 @@
 //! Anything else (not msock, an msock HELLO, an unknown frame) is answered with ERROR and
 //! closed; a client that sends no first frame within the handshake timeout is dropped.
 //!
+//! [`wire`] gives each direction (client → relay, listener → relay, relay → client, relay →
+//! listener) its own message type and decoder: a frame sent the wrong way does not decode.
+//!
 //! # State
 //!
 //! Names live in memory, and in a state file if one is given (`--state`): secrets survive a
@@ -72,6 +75,7 @@
 
 pub mod agent;
 pub mod client;
+mod refusal;
 pub mod registry;
 pub mod secrets;
 pub mod server;

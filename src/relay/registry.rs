@@ -16,13 +16,13 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::secrets;
-use super::wire::{RelayFrame, NONCE_LEN, SECRET_LEN};
+use super::wire::{RelayToListener, NONCE_LEN, SECRET_LEN};
 
 /// A live control channel: where DIALs (and a close request) go.
 #[derive(Debug, Clone)]
 pub struct Control {
     /// Frames to write to the listener.
-    pub tx: mpsc::Sender<RelayFrame>,
+    pub tx: mpsc::Sender<RelayToListener>,
     /// Registration generation (a newer registration replaces this one).
     pub gen: u64,
     /// Tells the channel's task to close (replaced by a newer registration).

@@ -14,10 +14,15 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::refusal::ControlRefusal;
 use super::registry::{Control, Limit, Name, Registry, Slot};
 use super::secrets;
 use super::splice::{self, Counters, End};
-use super::wire::{self, RelayFrame, WireError, NONCE_LEN};
+use super::wire::{
+    self, ClientToRelay, ListenerToRelay, Message, Refusal, RelayToClient, RelayToListener,
+    ToRelay, WireError, NONCE_LEN,
+};
+use crate::proto::frame::ty;
 use crate::proto::ErrorCode;
 
 /// The relay's settings.
@@ -204,13 +209,13 @@ impl Relay {
                 return;
             }
         };
-        if matches!(t, 0x01 | 0x02 | 0x07) {
+        if matches!(t, ty::HELLO_OPEN | ty::HELLO_ATTACH | ty::HELLO_RESUME) {
             self.refuse_count("not_routed");
             let why = "this is an msock relay, not a listener: connect to NAME@HOST:PORT";
             refuse(s, ErrorCode::Refused, why).await;
             return;
         }
-        let frame = match RelayFrame::decode(t, &body) {
+        let frame = match ToRelay::decode(t, &body) {
             Ok(f) => f,
             Err(e) => {
                 self.refuse_count("garbage");
@@ -219,11 +224,15 @@ impl Relay {
             }
         };
         match frame {
-            RelayFrame::Route(name) => self.route(s, peer, name).await,
-            RelayFrame::Splice { id, token } => self.splice_back(s, peer, id, token).await,
-            RelayFrame::Register { name, addrs } => self.control(s, peer, name, addrs).await,
-            RelayFrame::Lookup(name) => self.lookup(s, peer, name).await,
-            other => {
+            ToRelay::Client(ClientToRelay::Route(name)) => self.route(s, peer, name).await,
+            ToRelay::Client(ClientToRelay::Lookup(name)) => self.lookup(s, peer, name).await,
+            ToRelay::Listener(ListenerToRelay::Splice { id, token }) => {
+                self.splice_back(s, peer, id, token).await
+            }
+            ToRelay::Listener(ListenerToRelay::Register { name, addrs }) => {
+                self.control(s, peer, name, addrs).await
+            }
+            ToRelay::Listener(other) => {
                 self.refuse_count("garbage");
                 let why = format!("{} cannot open a connection to a relay", other.name());
                 refuse(s, ErrorCode::Protocol, &why).await;
@@ -250,11 +259,11 @@ impl Relay {
         self.stats.lookups.fetch_add(1, Ordering::Relaxed);
         let found = self.reg().names.get(&name).map(|n| n.addrs.clone());
         let reply = match found {
-            Some(addrs) => RelayFrame::Found(addrs),
-            None => RelayFrame::Error {
+            Some(addrs) => RelayToClient::Found(addrs),
+            None => RelayToClient::Error(Refusal {
                 code: ErrorCode::Refused,
                 reason: no_such_name(&name),
-            },
+            }),
         };
         let _ = tokio::time::timeout(self.cfg.handshake_timeout, async {
             let _ = s.write_all(&reply.with_preamble()).await;
@@ -279,7 +288,7 @@ impl Relay {
                     Some(n) => {
                         n.pending.insert(id);
                         if let Some(c) = &n.control {
-                            let _ = c.tx.try_send(RelayFrame::Dial { id, token });
+                            let _ = c.tx.try_send(RelayToListener::Dial { id, token });
                         }
                         r.slots.insert(
                             id,
@@ -430,22 +439,20 @@ impl Relay {
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
         if wr
-            .write_all(&RelayFrame::Nonce(nonce).with_preamble())
+            .write_all(&RelayToListener::Nonce(nonce).with_preamble())
             .await
             .is_err()
         {
             return;
         }
         let (name_proof, key_proof) = match wire::read_frame(&mut rd, hs).await {
-            Ok(RelayFrame::Prove {
+            Ok(ListenerToRelay::Prove {
                 name_proof,
                 key_proof,
             }) => (name_proof, key_proof),
             Ok(other) => {
-                let why = format!("expected PROVE, got {}", other.name());
-                return self
-                    .refuse_control(wr, peer, &name, ErrorCode::Protocol, &why, "garbage")
-                    .await;
+                let why = ControlRefusal::NotProve(other.name());
+                return self.refuse_control(wr, peer, &name, why).await;
             }
             Err(_) => return,
         };
@@ -456,25 +463,20 @@ impl Relay {
                 .iter()
                 .any(|k| secrets::same(&secrets::key_proof(k, &name, &nonce), &key_proof))
         {
-            let why = "this relay requires a registration key: start the listener with --relay-key-file FILE holding a key from the relay's --auth-keys file";
             return self
-                .refuse_control(wr, peer, &name, ErrorCode::AuthFailed, why, "bad_key")
+                .refuse_control(wr, peer, &name, ControlRefusal::BadKey)
                 .await;
         }
         // Publish only direct addresses at the address we see the listener at: elsewhere it is
         // behind a NAT, and a private address could reach some other machine.
         let published: Vec<SocketAddr> =
             addrs.into_iter().filter(|a| a.ip() == peer.ip()).collect();
-        let (tx, mut rx) = mpsc::channel::<RelayFrame>(1024);
+        let (tx, mut rx) = mpsc::channel::<RelayToListener>(1024);
         let close = Arc::new(Notify::new());
         let outcome = self.install(&name, &nonce, &name_proof, &published, tx, close.clone());
         let (gen, reply, redial) = match outcome {
             Ok(x) => x,
-            Err((code, why, count)) => {
-                return self
-                    .refuse_control(wr, peer, &name, code, &why, count)
-                    .await;
-            }
+            Err(why) => return self.refuse_control(wr, peer, &name, why).await,
         };
         self.stats.registrations.fetch_add(1, Ordering::Relaxed);
         self.status(
@@ -489,9 +491,9 @@ impl Relay {
         let mut frames = wire::spawn_reader(rd, self.cfg.keepalive * 3);
         while ok {
             tokio::select! {
-                f = frames.recv() => match f.unwrap_or_else(|| Err(WireError::Malformed("reader ended".into()))) {
-                    Ok(RelayFrame::Ping(t)) => ok = wr.write_all(&RelayFrame::Pong(t).encode()).await.is_ok(),
-                    Ok(RelayFrame::Gone(ids)) => self.kill_splices(&name, &ids),
+                f = frames.recv() => match f.unwrap_or(Err(WireError::ReaderGone)) {
+                    Ok(ListenerToRelay::Ping(t)) => ok = wr.write_all(&RelayToListener::Pong(t).encode()).await.is_ok(),
+                    Ok(ListenerToRelay::Gone(ids)) => self.kill_splices(&name, &ids),
                     Ok(other) => {
                         tracing::info!("{peer} ({name}): unexpected {} on the control channel; closing", other.name());
                         break;
@@ -521,17 +523,16 @@ impl Relay {
 
     /// Checks the name proof and installs a control channel for `name`. Returns its
     /// generation, the REGISTERED reply and DIALs for splices waiting for it; or the
-    /// refusal (code, reason, counter).
-    #[allow(clippy::type_complexity)]
+    /// refusal.
     fn install(
         &self,
         name: &str,
         nonce: &[u8; NONCE_LEN],
         name_proof: &[u8; 32],
         published: &[SocketAddr],
-        tx: mpsc::Sender<RelayFrame>,
+        tx: mpsc::Sender<RelayToListener>,
         close: Arc<Notify>,
-    ) -> Result<(u64, RelayFrame, Vec<RelayFrame>), (ErrorCode, String, &'static str)> {
+    ) -> Result<(u64, RelayToListener, Vec<RelayToListener>), ControlRefusal> {
         let mut guard = self.reg();
         let r = &mut *guard;
         let known = r.names.get(name).map(|n| n.secret);
@@ -541,16 +542,8 @@ impl Relay {
             {
                 None
             }
-            Some(_) => {
-                let why = format!(
-                    "the name '{name}' is held by another listener (registering it needs that listener's secret); pick another name"
-                );
-                return Err((ErrorCode::AuthFailed, why, "name_taken"));
-            }
-            None if r.names.len() >= self.cfg.max_names => {
-                let why = "the relay holds as many names as it will; try later or another relay";
-                return Err((ErrorCode::Busy, why.into(), "max_names"));
-            }
+            Some(_) => return Err(ControlRefusal::NameTaken(name.to_owned())),
+            None if r.names.len() >= self.cfg.max_names => return Err(ControlRefusal::Full),
             None => {
                 let mut s = [0u8; 32];
                 rand::thread_rng().fill_bytes(&mut s);
@@ -570,17 +563,17 @@ impl Relay {
         }
         entry.control = Some(Control { tx, gen, close });
         entry.addrs = published.to_vec();
-        let redial: Vec<RelayFrame> = entry
+        let redial: Vec<RelayToListener> = entry
             .pending
             .iter()
             .filter_map(|id| {
-                r.slots.get(id).map(|s| RelayFrame::Dial {
+                r.slots.get(id).map(|s| RelayToListener::Dial {
                     id: *id,
                     token: s.token,
                 })
             })
             .collect();
-        let reply = RelayFrame::Registered {
+        let reply = RelayToListener::Registered {
             secret: new_secret.unwrap_or([0; 32]),
             ttl: self.cfg.name_ttl.as_secs().min(u32::MAX as u64) as u32,
             keepalive: self.cfg.keepalive.as_secs().clamp(1, u32::MAX as u64) as u32,
@@ -605,19 +598,15 @@ impl Relay {
         mut wr: tokio::net::tcp::OwnedWriteHalf,
         peer: SocketAddr,
         name: &str,
-        code: ErrorCode,
-        why: &str,
-        count: &'static str,
+        why: ControlRefusal,
     ) {
+        let count = why.counter();
         self.refuse_count(count);
         self.status(
             "refused",
             serde_json::json!({"from": peer.to_string(), "name": name, "reason": count}),
         );
-        let f = RelayFrame::Error {
-            code,
-            reason: why.to_owned(),
-        };
+        let f = why.refusal();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             let _ = wr.write_all(&f.encode()).await;
             let _ = wr.shutdown().await;
@@ -649,7 +638,7 @@ fn no_such_name(name: &str) -> String {
 
 /// Sends the preamble and an ERROR, then closes (best effort, bounded in time).
 async fn refuse(mut s: TcpStream, code: ErrorCode, why: &str) {
-    let f = RelayFrame::Error {
+    let f = Refusal {
         code,
         reason: why.to_owned(),
     };

@@ -1,13 +1,21 @@
-//! The relay's own frames: same framing as msock (`length u32, type u8, body`), types 0x20 and
-//! up, bodies small and bounded ([`MAX_RELAY_FRAME`]). ERROR (0x1F), PING (0x12) and PONG
-//! (0x13) have msock's layout, so an msock client understands the relay's refusals.
+//! The relay's own frames: same framing as msock ([`Framing::LenType`]: `length u32, type u8,
+//! body`), types 0x20 and up, bodies small and bounded ([`MAX_RELAY_FRAME`]). ERROR (0x1F),
+//! PING (0x12) and PONG (0x13) have msock's layout, so an msock client understands the
+//! relay's refusals.
+//!
+//! Each direction has its own message type with its own decoder, which refuses the frame
+//! types of every other direction: [`ClientToRelay`], [`ListenerToRelay`] (and [`ToRelay`],
+//! either one, for the first frame of a connection), [`RelayToClient`], [`RelayToListener`].
+//! A REGISTERED sent to a relay, or a DIAL sent to a client, does not even decode.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::proto::codec::{read_all, CodecError, Framing, Reader, Writer, HEADER_LEN};
+use crate::proto::frame::{ty, MAX_REASON};
 use crate::proto::{ErrorCode, PREAMBLE};
 
 /// Longest relay frame body accepted (type byte included): names are short, address lists
@@ -26,12 +34,14 @@ pub const NONCE_LEN: usize = 16;
 
 /// Frame type numbers.
 pub mod kind {
+    use super::ty;
+
     /// PING (msock's).
-    pub const PING: u8 = 0x12;
+    pub const PING: u8 = ty::PING;
     /// PONG (msock's).
-    pub const PONG: u8 = 0x13;
+    pub const PONG: u8 = ty::PONG;
     /// ERROR (msock's).
-    pub const ERROR: u8 = 0x1f;
+    pub const ERROR: u8 = ty::ERROR;
     /// Listener → relay: register a name.
     pub const REGISTER: u8 = 0x20;
     /// Relay → listener: the nonce to prove over.
@@ -54,25 +64,69 @@ pub mod kind {
     pub const GONE: u8 = 0x29;
 }
 
-/// One relay frame.
+/// A refusal or failure, as an ERROR frame carries it (relay → anyone).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RelayFrame {
-    /// Register `name`; `addrs` are the listener's direct addresses.
+pub struct Refusal {
+    /// msock error code (busy means: retry later).
+    pub code: ErrorCode,
+    /// Human-readable reason, at most [`MAX_REASON`] bytes on the wire.
+    pub reason: String,
+}
+
+/// Client → relay: the first (and only) frame of a client's connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientToRelay {
+    /// A client flowpath for this name; the msock connection follows.
+    Route(String),
+    /// Where does this name listen directly?
+    Lookup(String),
+}
+
+/// Listener → relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenerToRelay {
+    /// Register `name` (opens the control channel); `addrs` are the listener's direct
+    /// addresses.
     Register {
         /// The name.
         name: String,
         /// Direct addresses (published only if the relay sees the listener at one of them).
         addrs: Vec<SocketAddr>,
     },
-    /// The relay's challenge.
-    Nonce([u8; NONCE_LEN]),
-    /// HMAC proofs over the nonce (all-zero: none).
+    /// HMAC proofs over the relay's nonce (all-zero: none).
     Prove {
         /// `HMAC(name secret, "msock relay name v1" || name || nonce)`.
         name_proof: [u8; SECRET_LEN],
         /// `HMAC(operator key, "msock relay key v1" || name || nonce)`.
         key_proof: [u8; SECRET_LEN],
     },
+    /// The listener's half of splice `id` (opens a dialed-back connection).
+    Splice {
+        /// Splice id.
+        id: u64,
+        /// The token from DIAL.
+        token: [u8; NONCE_LEN],
+    },
+    /// Splices whose listener half lost its address.
+    Gone(Vec<u64>),
+    /// Keepalive.
+    Ping(u64),
+}
+
+/// Relay → client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayToClient {
+    /// The name's direct addresses (may be empty: use the relay).
+    Found(Vec<SocketAddr>),
+    /// Refusal or failure.
+    Error(Refusal),
+}
+
+/// Relay → listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayToListener {
+    /// The relay's challenge.
+    Nonce([u8; NONCE_LEN]),
     /// Registration accepted.
     Registered {
         /// A new secret for the name (all-zero: keep the one you proved).
@@ -89,32 +143,19 @@ pub enum RelayFrame {
         /// Proof that the dial-back comes from the control channel's owner.
         token: [u8; NONCE_LEN],
     },
-    /// The listener's half of splice `id`.
-    Splice {
-        /// Splice id.
-        id: u64,
-        /// The token from DIAL.
-        token: [u8; NONCE_LEN],
-    },
-    /// A client flowpath for `name`; the msock connection follows.
-    Route(String),
-    /// Where does `name` listen directly?
-    Lookup(String),
-    /// Direct addresses (may be empty: use the relay).
-    Found(Vec<SocketAddr>),
-    /// Splices whose listener half lost its address.
-    Gone(Vec<u64>),
-    /// Keepalive.
-    Ping(u64),
     /// Keepalive answer.
     Pong(u64),
     /// Refusal or failure.
-    Error {
-        /// msock error code.
-        code: ErrorCode,
-        /// Human-readable reason.
-        reason: String,
-    },
+    Error(Refusal),
+}
+
+/// The first frame of a connection to the relay: a client's or a listener's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToRelay {
+    /// A client's.
+    Client(ClientToRelay),
+    /// A listener's.
+    Listener(ListenerToRelay),
 }
 
 /// What was wrong with a frame.
@@ -126,16 +167,27 @@ pub enum WireError {
     /// The peer did not start with the msock preamble.
     #[error("not msock (no MSOCK preamble)")]
     NotMsock,
-    /// A malformed frame.
+    /// A frame whose length or body does not fit its layout.
     #[error("malformed relay frame: {0}")]
-    Malformed(String),
+    Malformed(#[from] CodecError),
+    /// A frame type that does not travel in this direction (unknown, or another
+    /// direction's).
+    #[error("frame type 0x{ty:02x} is not one that is sent {dir}")]
+    Unexpected {
+        /// The type byte.
+        ty: u8,
+        /// The direction, e.g. "to a relay".
+        dir: &'static str,
+    },
+    /// A name that breaks the naming rules.
+    #[error("{0}")]
+    BadName(String),
     /// Nothing arrived in time.
     #[error("nothing received within {}", humantime::format_duration(*.0))]
     Timeout(Duration),
-}
-
-fn bad<T>(m: impl Into<String>) -> Result<T, WireError> {
-    Err(WireError::Malformed(m.into()))
+    /// The task reading the frames stopped.
+    #[error("the frame reader stopped")]
+    ReaderGone,
 }
 
 /// Checks a name: 1 to 64 bytes of letters, digits, `.`, `_`, `-`.
@@ -149,255 +201,275 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-impl RelayFrame {
+/// The relay messages of one direction.
+pub trait Message: Sized + Send + 'static {
+    /// Writes the body; returns the frame type.
+    fn write_body(&self, w: &mut Writer<'_, Vec<u8>>) -> u8;
+
+    /// Decodes a body of type `t`. Types of other directions are [`WireError::Unexpected`].
+    fn decode(t: u8, body: &[u8]) -> Result<Self, WireError>;
+
     /// Encodes the frame (length, type, body).
-    pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(64);
-        let t = match self {
-            RelayFrame::Register { name, addrs } => {
-                put_name(&mut b, name);
-                b.push(addrs.len().min(MAX_ADDRS) as u8);
-                for a in addrs.iter().take(MAX_ADDRS) {
-                    put_addr(&mut b, a);
-                }
-                kind::REGISTER
-            }
-            RelayFrame::Nonce(n) => {
-                b.extend_from_slice(n);
-                kind::NONCE
-            }
-            RelayFrame::Prove {
-                name_proof,
-                key_proof,
-            } => {
-                b.extend_from_slice(name_proof);
-                b.extend_from_slice(key_proof);
-                kind::PROVE
-            }
-            RelayFrame::Registered {
-                secret,
-                ttl,
-                keepalive,
-            } => {
-                b.extend_from_slice(secret);
-                b.extend_from_slice(&ttl.to_be_bytes());
-                b.extend_from_slice(&keepalive.to_be_bytes());
-                kind::REGISTERED
-            }
-            RelayFrame::Dial { id, token } => {
-                b.extend_from_slice(&id.to_be_bytes());
-                b.extend_from_slice(token);
-                kind::DIAL
-            }
-            RelayFrame::Splice { id, token } => {
-                b.extend_from_slice(&id.to_be_bytes());
-                b.extend_from_slice(token);
-                kind::SPLICE
-            }
-            RelayFrame::Route(name) => {
-                put_name(&mut b, name);
-                kind::ROUTE
-            }
-            RelayFrame::Lookup(name) => {
-                put_name(&mut b, name);
-                kind::LOOKUP
-            }
-            RelayFrame::Found(addrs) => {
-                b.push(addrs.len().min(MAX_ADDRS) as u8);
-                for a in addrs.iter().take(MAX_ADDRS) {
-                    put_addr(&mut b, a);
-                }
-                kind::FOUND
-            }
-            RelayFrame::Gone(ids) => {
-                let n = ids.len().min(MAX_GONE);
-                b.extend_from_slice(&(n as u16).to_be_bytes());
-                for id in &ids[..n] {
-                    b.extend_from_slice(&id.to_be_bytes());
-                }
-                kind::GONE
-            }
-            RelayFrame::Ping(t) => {
-                b.extend_from_slice(&t.to_be_bytes());
-                kind::PING
-            }
-            RelayFrame::Pong(t) => {
-                b.extend_from_slice(&t.to_be_bytes());
-                kind::PONG
-            }
-            RelayFrame::Error { code, reason } => {
-                let mut r = reason.as_str();
-                while r.len() > crate::proto::frame::MAX_REASON {
-                    let mut end = crate::proto::frame::MAX_REASON;
-                    while !r.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    r = &r[..end];
-                }
-                b.extend_from_slice(&code.to_wire().to_be_bytes());
-                b.extend_from_slice(r.as_bytes());
-                kind::ERROR
-            }
-        };
-        let mut out = Vec::with_capacity(5 + b.len());
-        out.extend_from_slice(&((b.len() + 1) as u32).to_be_bytes());
-        out.push(t);
-        out.extend_from_slice(&b);
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        Framing::LenType.frame(&mut out, |w| self.write_body(w));
         out
     }
 
     /// The preamble followed by this frame: what opens a connection.
-    pub fn with_preamble(&self) -> Vec<u8> {
+    fn with_preamble(&self) -> Vec<u8> {
         let mut v = PREAMBLE.to_vec();
         v.extend_from_slice(&self.encode());
         v
     }
+}
 
-    /// Decodes a body of type `t`.
-    pub fn decode(t: u8, body: &[u8]) -> Result<RelayFrame, WireError> {
-        let mut r = Reader(body);
-        let f = match t {
-            kind::REGISTER => {
-                let name = r.name()?;
-                let n = r.u8()? as usize;
-                if n > MAX_ADDRS {
-                    return bad(format!("{n} addresses (at most {MAX_ADDRS})"));
-                }
-                let addrs = (0..n).map(|_| r.addr()).collect::<Result<_, _>>()?;
-                RelayFrame::Register { name, addrs }
-            }
-            kind::NONCE => RelayFrame::Nonce(r.array()?),
-            kind::PROVE => RelayFrame::Prove {
-                name_proof: r.array()?,
-                key_proof: r.array()?,
-            },
-            kind::REGISTERED => RelayFrame::Registered {
-                secret: r.array()?,
-                ttl: u32::from_be_bytes(r.array()?),
-                keepalive: u32::from_be_bytes(r.array()?),
-            },
-            kind::DIAL => RelayFrame::Dial {
-                id: u64::from_be_bytes(r.array()?),
-                token: r.array()?,
-            },
-            kind::SPLICE => RelayFrame::Splice {
-                id: u64::from_be_bytes(r.array()?),
-                token: r.array()?,
-            },
-            kind::ROUTE => RelayFrame::Route(r.name()?),
-            kind::LOOKUP => RelayFrame::Lookup(r.name()?),
-            kind::FOUND => {
-                let n = r.u8()? as usize;
-                if n > MAX_ADDRS {
-                    return bad(format!("{n} addresses (at most {MAX_ADDRS})"));
-                }
-                RelayFrame::Found((0..n).map(|_| r.addr()).collect::<Result<_, _>>()?)
-            }
-            kind::GONE => {
-                let n = u16::from_be_bytes(r.array()?) as usize;
-                if n > MAX_GONE {
-                    return bad(format!("{n} splice ids (at most {MAX_GONE})"));
-                }
-                let ids = (0..n)
-                    .map(|_| r.array().map(u64::from_be_bytes))
-                    .collect::<Result<_, _>>()?;
-                RelayFrame::Gone(ids)
-            }
-            kind::PING => RelayFrame::Ping(u64::from_be_bytes(r.array()?)),
-            kind::PONG => RelayFrame::Pong(u64::from_be_bytes(r.array()?)),
-            kind::ERROR => {
-                let code = ErrorCode::from_wire(u16::from_be_bytes(r.array()?));
-                let rest = r.rest();
-                if rest.len() > crate::proto::frame::MAX_REASON {
-                    return bad("ERROR reason too long");
-                }
-                let reason = String::from_utf8_lossy(rest).into_owned();
-                return Ok(RelayFrame::Error { code, reason });
-            }
-            other => return bad(format!("unknown frame type 0x{other:02x}")),
-        };
-        if !r.0.is_empty() {
-            return bad(format!("{} stray bytes after frame 0x{t:02x}", r.0.len()));
-        }
-        Ok(f)
+impl Message for Refusal {
+    fn write_body(&self, w: &mut Writer<'_, Vec<u8>>) -> u8 {
+        w.u16(self.code.to_wire())
+            .utf8_truncated(&self.reason, MAX_REASON);
+        kind::ERROR
     }
 
+    fn decode(t: u8, body: &[u8]) -> Result<Self, WireError> {
+        match t {
+            kind::ERROR => read_all(body, |r| Ok(read_refusal(r)?)),
+            ty => unexpected(ty, "as a refusal"),
+        }
+    }
+}
+
+impl Message for ClientToRelay {
+    fn write_body(&self, w: &mut Writer<'_, Vec<u8>>) -> u8 {
+        match self {
+            ClientToRelay::Route(name) => {
+                write_name(w, name);
+                kind::ROUTE
+            }
+            ClientToRelay::Lookup(name) => {
+                write_name(w, name);
+                kind::LOOKUP
+            }
+        }
+    }
+
+    fn decode(t: u8, body: &[u8]) -> Result<Self, WireError> {
+        read_all(body, |r| match t {
+            kind::ROUTE => Ok(ClientToRelay::Route(read_name(r)?)),
+            kind::LOOKUP => Ok(ClientToRelay::Lookup(read_name(r)?)),
+            ty => unexpected(ty, "from a client to a relay"),
+        })
+    }
+}
+
+impl Message for ListenerToRelay {
+    fn write_body(&self, w: &mut Writer<'_, Vec<u8>>) -> u8 {
+        match self {
+            ListenerToRelay::Register { name, addrs } => {
+                write_name(w, name);
+                write_addrs(w, addrs);
+                kind::REGISTER
+            }
+            ListenerToRelay::Prove {
+                name_proof,
+                key_proof,
+            } => {
+                w.bytes(name_proof).bytes(key_proof);
+                kind::PROVE
+            }
+            ListenerToRelay::Splice { id, token } => {
+                w.u64(*id).bytes(token);
+                kind::SPLICE
+            }
+            ListenerToRelay::Gone(ids) => {
+                let n = ids.len().min(MAX_GONE);
+                w.u16(n as u16);
+                for id in &ids[..n] {
+                    w.u64(*id);
+                }
+                kind::GONE
+            }
+            ListenerToRelay::Ping(t) => {
+                w.u64(*t);
+                kind::PING
+            }
+        }
+    }
+
+    fn decode(t: u8, body: &[u8]) -> Result<Self, WireError> {
+        read_all(body, |r| match t {
+            kind::REGISTER => Ok(ListenerToRelay::Register {
+                name: read_name(r)?,
+                addrs: read_addrs(r)?,
+            }),
+            kind::PROVE => Ok(ListenerToRelay::Prove {
+                name_proof: r.array()?,
+                key_proof: r.array()?,
+            }),
+            kind::SPLICE => Ok(ListenerToRelay::Splice {
+                id: r.u64()?,
+                token: r.array()?,
+            }),
+            kind::GONE => {
+                let n = bounded(r.u16()? as usize, MAX_GONE)?;
+                let ids = (0..n).map(|_| r.u64()).collect::<Result<_, _>>()?;
+                Ok(ListenerToRelay::Gone(ids))
+            }
+            kind::PING => Ok(ListenerToRelay::Ping(r.u64()?)),
+            ty => unexpected(ty, "from a listener to a relay"),
+        })
+    }
+}
+
+impl Message for RelayToClient {
+    fn write_body(&self, w: &mut Writer<'_, Vec<u8>>) -> u8 {
+        match self {
+            RelayToClient::Found(addrs) => {
+                write_addrs(w, addrs);
+                kind::FOUND
+            }
+            RelayToClient::Error(refusal) => refusal.write_body(w),
+        }
+    }
+
+    fn decode(t: u8, body: &[u8]) -> Result<Self, WireError> {
+        read_all(body, |r| match t {
+            kind::FOUND => Ok(RelayToClient::Found(read_addrs(r)?)),
+            kind::ERROR => Ok(RelayToClient::Error(read_refusal(r)?)),
+            ty => unexpected(ty, "from a relay to a client"),
+        })
+    }
+}
+
+impl Message for RelayToListener {
+    fn write_body(&self, w: &mut Writer<'_, Vec<u8>>) -> u8 {
+        match self {
+            RelayToListener::Nonce(n) => {
+                w.bytes(n);
+                kind::NONCE
+            }
+            RelayToListener::Registered {
+                secret,
+                ttl,
+                keepalive,
+            } => {
+                w.bytes(secret).u32(*ttl).u32(*keepalive);
+                kind::REGISTERED
+            }
+            RelayToListener::Dial { id, token } => {
+                w.u64(*id).bytes(token);
+                kind::DIAL
+            }
+            RelayToListener::Pong(t) => {
+                w.u64(*t);
+                kind::PONG
+            }
+            RelayToListener::Error(refusal) => refusal.write_body(w),
+        }
+    }
+
+    fn decode(t: u8, body: &[u8]) -> Result<Self, WireError> {
+        read_all(body, |r| match t {
+            kind::NONCE => Ok(RelayToListener::Nonce(r.array()?)),
+            kind::REGISTERED => Ok(RelayToListener::Registered {
+                secret: r.array()?,
+                ttl: r.u32()?,
+                keepalive: r.u32()?,
+            }),
+            kind::DIAL => Ok(RelayToListener::Dial {
+                id: r.u64()?,
+                token: r.array()?,
+            }),
+            kind::PONG => Ok(RelayToListener::Pong(r.u64()?)),
+            kind::ERROR => Ok(RelayToListener::Error(read_refusal(r)?)),
+            ty => unexpected(ty, "from a relay to a listener"),
+        })
+    }
+}
+
+impl ListenerToRelay {
     /// A short name for logs.
     pub fn name(&self) -> &'static str {
         match self {
-            RelayFrame::Register { .. } => "REGISTER",
-            RelayFrame::Nonce(_) => "NONCE",
-            RelayFrame::Prove { .. } => "PROVE",
-            RelayFrame::Registered { .. } => "REGISTERED",
-            RelayFrame::Dial { .. } => "DIAL",
-            RelayFrame::Splice { .. } => "SPLICE",
-            RelayFrame::Route(_) => "ROUTE",
-            RelayFrame::Lookup(_) => "LOOKUP",
-            RelayFrame::Found(_) => "FOUND",
-            RelayFrame::Gone(_) => "GONE",
-            RelayFrame::Ping(_) => "PING",
-            RelayFrame::Pong(_) => "PONG",
-            RelayFrame::Error { .. } => "ERROR",
+            ListenerToRelay::Register { .. } => "REGISTER",
+            ListenerToRelay::Prove { .. } => "PROVE",
+            ListenerToRelay::Splice { .. } => "SPLICE",
+            ListenerToRelay::Gone(_) => "GONE",
+            ListenerToRelay::Ping(_) => "PING",
         }
     }
 }
 
-fn put_name(b: &mut Vec<u8>, name: &str) {
-    let n = &name.as_bytes()[..name.len().min(MAX_NAME)];
-    b.push(n.len() as u8);
-    b.extend_from_slice(n);
+impl RelayToListener {
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RelayToListener::Nonce(_) => "NONCE",
+            RelayToListener::Registered { .. } => "REGISTERED",
+            RelayToListener::Dial { .. } => "DIAL",
+            RelayToListener::Pong(_) => "PONG",
+            RelayToListener::Error(_) => "ERROR",
+        }
+    }
 }
 
-fn put_addr(b: &mut Vec<u8>, a: &SocketAddr) {
-    match a.ip() {
-        IpAddr::V4(ip) => {
-            b.push(4);
-            b.extend_from_slice(&ip.octets());
-        }
-        IpAddr::V6(ip) => {
-            b.push(6);
-            b.extend_from_slice(&ip.octets());
+impl ToRelay {
+    /// Decodes the first frame of a connection to the relay, of type `t`.
+    pub fn decode(t: u8, body: &[u8]) -> Result<ToRelay, WireError> {
+        match t {
+            kind::ROUTE | kind::LOOKUP => ClientToRelay::decode(t, body).map(ToRelay::Client),
+            kind::REGISTER | kind::PROVE | kind::SPLICE | kind::GONE | kind::PING => {
+                ListenerToRelay::decode(t, body).map(ToRelay::Listener)
+            }
+            ty => unexpected(ty, "to a relay"),
         }
     }
-    b.extend_from_slice(&a.port().to_be_bytes());
 }
 
-struct Reader<'a>(&'a [u8]);
+/// A frame type `ty` that is not sent `dir`.
+fn unexpected<T>(ty: u8, dir: &'static str) -> Result<T, WireError> {
+    Err(WireError::Unexpected { ty, dir })
+}
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], WireError> {
-        if self.0.len() < n {
-            return bad("frame body too short");
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
+/// `n`, if it is at most `max`.
+fn bounded(n: usize, max: usize) -> Result<usize, CodecError> {
+    match n {
+        n if n > max => Err(CodecError::TooLong { len: n, max }),
+        n => Ok(n),
     }
-    fn u8(&mut self) -> Result<u8, WireError> {
-        Ok(self.take(1)?[0])
+}
+
+fn write_name(w: &mut Writer<'_, Vec<u8>>, name: &str) {
+    w.bytes_u8(&name.as_bytes()[..name.len().min(MAX_NAME)]);
+}
+
+fn read_name(r: &mut Reader) -> Result<String, WireError> {
+    let name = std::str::from_utf8(r.bytes_u8()?).map_err(|_| CodecError::BadUtf8)?;
+    check_name(name).map_err(WireError::BadName)?;
+    Ok(name.to_owned())
+}
+
+fn write_addrs(w: &mut Writer<'_, Vec<u8>>, addrs: &[SocketAddr]) {
+    w.u8(addrs.len().min(MAX_ADDRS) as u8);
+    for a in addrs.iter().take(MAX_ADDRS) {
+        w.socket_addr(a);
     }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
-        Ok(self.take(N)?.try_into().expect("length checked"))
-    }
-    fn rest(&mut self) -> &[u8] {
-        std::mem::take(&mut self.0)
-    }
-    fn name(&mut self) -> Result<String, WireError> {
-        let n = self.u8()? as usize;
-        let raw = self.take(n)?;
-        let name = std::str::from_utf8(raw)
-            .map_err(|_| WireError::Malformed("name is not UTF-8".into()))?;
-        check_name(name).map_err(WireError::Malformed)?;
-        Ok(name.to_owned())
-    }
-    fn addr(&mut self) -> Result<SocketAddr, WireError> {
-        let ip: IpAddr = match self.u8()? {
-            4 => Ipv4Addr::from(self.array::<4>()?).into(),
-            6 => Ipv6Addr::from(self.array::<16>()?).into(),
-            f => return bad(format!("unknown address family {f}")),
-        };
-        Ok(SocketAddr::new(ip, u16::from_be_bytes(self.array()?)))
-    }
+}
+
+fn read_addrs(r: &mut Reader) -> Result<Vec<SocketAddr>, CodecError> {
+    let n = bounded(r.u8()? as usize, MAX_ADDRS)?;
+    (0..n).map(|_| r.socket_addr()).collect()
+}
+
+/// An ERROR body. The reason is taken as it comes (invalid UTF-8 replaced): it is only shown.
+fn read_refusal(r: &mut Reader) -> Result<Refusal, CodecError> {
+    let code = ErrorCode::from_wire(r.u16()?);
+    let rest = r.rest();
+    bounded(rest.len(), MAX_REASON)?;
+    Ok(Refusal {
+        code,
+        reason: String::from_utf8_lossy(rest).into_owned(),
+    })
 }
 
 /// Reads the 6-byte msock preamble within `timeout`.
@@ -422,36 +494,33 @@ pub async fn read_raw<R: AsyncRead + Unpin>(
     timeout: Duration,
 ) -> Result<(u8, Vec<u8>), WireError> {
     tokio::time::timeout(timeout, async {
-        let mut h = [0u8; 5];
+        let mut h = [0u8; HEADER_LEN];
         r.read_exact(&mut h).await?;
-        let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        if len == 0 || len > MAX_RELAY_FRAME {
-            return bad(format!("frame length {len} (1 to {MAX_RELAY_FRAME})"));
-        }
-        let mut body = vec![0u8; len - 1];
+        let h = Framing::LenType.parse(&h)?.within(MAX_RELAY_FRAME - 1)?;
+        let mut body = vec![0u8; h.body_len];
         r.read_exact(&mut body).await?;
-        Ok((h[4], body))
+        Ok((h.ty, body))
     })
     .await
     .map_err(|_| WireError::Timeout(timeout))?
 }
 
-/// Reads and decodes one frame within `timeout`.
-pub async fn read_frame<R: AsyncRead + Unpin>(
+/// Reads and decodes one message of direction `M` within `timeout`.
+pub async fn read_frame<M: Message, R: AsyncRead + Unpin>(
     r: &mut R,
     timeout: Duration,
-) -> Result<RelayFrame, WireError> {
+) -> Result<M, WireError> {
     let (t, body) = read_raw(r, timeout).await?;
-    RelayFrame::decode(t, &body)
+    M::decode(t, &body)
 }
 
 /// Reads frames from `r` in a task of its own and hands them over a channel, so that a
 /// `select!` over the channel never drops a half-read frame. The channel ends after the
 /// first error (which it carries), including `silence` without a frame.
-pub fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(
+pub fn spawn_reader<M: Message, R: AsyncRead + Unpin + Send + 'static>(
     mut r: R,
     silence: Duration,
-) -> tokio::sync::mpsc::Receiver<Result<RelayFrame, WireError>> {
+) -> tokio::sync::mpsc::Receiver<Result<M, WireError>> {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
         loop {
@@ -466,87 +535,5 @@ pub fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn roundtrip(f: RelayFrame) {
-        let bytes = f.encode();
-        let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
-        assert_eq!(len, bytes.len() - 4);
-        assert_eq!(RelayFrame::decode(bytes[4], &bytes[5..]).unwrap(), f);
-    }
-
-    #[test]
-    fn frames_roundtrip() {
-        let a: SocketAddr = "10.0.0.1:9000".parse().unwrap();
-        let b: SocketAddr = "[2001:db8::1]:80".parse().unwrap();
-        roundtrip(RelayFrame::Register {
-            name: "laptop-1".into(),
-            addrs: vec![a, b],
-        });
-        roundtrip(RelayFrame::Nonce([7; 16]));
-        roundtrip(RelayFrame::Prove {
-            name_proof: [1; 32],
-            key_proof: [2; 32],
-        });
-        roundtrip(RelayFrame::Registered {
-            secret: [3; 32],
-            ttl: 86400,
-            keepalive: 15,
-        });
-        roundtrip(RelayFrame::Dial {
-            id: 42,
-            token: [4; 16],
-        });
-        roundtrip(RelayFrame::Splice {
-            id: 42,
-            token: [4; 16],
-        });
-        roundtrip(RelayFrame::Route("x".into()));
-        roundtrip(RelayFrame::Lookup("x.y_z".into()));
-        roundtrip(RelayFrame::Found(vec![b]));
-        roundtrip(RelayFrame::Gone(vec![1, 2, 3]));
-        roundtrip(RelayFrame::Ping(9));
-        roundtrip(RelayFrame::Pong(9));
-        roundtrip(RelayFrame::Error {
-            code: ErrorCode::Refused,
-            reason: "no".into(),
-        });
-    }
-
-    #[test]
-    fn hostile_frames_are_refused() {
-        // Bad names, truncated bodies, stray bytes, unknown types, oversized lists.
-        assert!(RelayFrame::decode(kind::ROUTE, &[0]).is_err());
-        assert!(RelayFrame::decode(kind::ROUTE, &[3, b'a', b'/', b'b']).is_err());
-        assert!(RelayFrame::decode(kind::ROUTE, &[5, b'a']).is_err());
-        assert!(RelayFrame::decode(kind::ROUTE, &[1, b'a', 0]).is_err());
-        assert!(RelayFrame::decode(0x77, &[]).is_err());
-        assert!(RelayFrame::decode(kind::FOUND, &[200]).is_err());
-        assert!(RelayFrame::decode(kind::GONE, &[0xff, 0xff]).is_err());
-        assert!(RelayFrame::decode(kind::DIAL, &[0; 10]).is_err());
-        assert!(RelayFrame::decode(kind::REGISTER, &[1, b'a', 1, 9, 0, 0]).is_err());
-    }
-
-    #[tokio::test]
-    async fn reader_refuses_oversized_and_foreign() {
-        let mut big: &[u8] = &[0, 0x10, 0, 0, kind::ROUTE];
-        assert!(matches!(
-            read_raw(&mut big, Duration::from_secs(1)).await,
-            Err(WireError::Malformed(_))
-        ));
-        let mut foreign: &[u8] = b"GET / HTTP/1.1\r\n";
-        assert!(matches!(
-            read_preamble(&mut foreign, Duration::from_secs(1)).await,
-            Err(WireError::NotMsock)
-        ));
-    }
-
-    #[test]
-    fn names() {
-        assert!(check_name("home-pc.lan_1").is_ok());
-        assert!(check_name("").is_err());
-        assert!(check_name("a@b").is_err());
-        assert!(check_name(&"x".repeat(65)).is_err());
-    }
-}
+#[path = "wire_tests.rs"]
+mod tests;

@@ -10,7 +10,7 @@ use super::names::{self, part_name};
 use super::wire::{
     self, tag, Done, End, Held, Kind, Msg, Offer, Start, Status, Verdict, WireError,
 };
-use super::writer::{Target, Writer};
+use super::writer::{Target, WriteError, Writer};
 use crate::runtime::channel_io::{ChannelReader, ChannelWriter};
 
 /// Where and how a receiver saves files.
@@ -51,6 +51,13 @@ pub enum ReceiveError {
     /// Our disk or file system failed.
     #[error("{0}")]
     Local(String),
+}
+
+impl From<WriteError> for ReceiveError {
+    /// Everything but a verification failure (handled per file) is our own disk's fault.
+    fn from(e: WriteError) -> Self {
+        ReceiveError::Local(e.to_string())
+    }
 }
 
 /// One entry, resolved to paths under the directory.
@@ -155,8 +162,7 @@ pub async fn receive(
                         hasher,
                         replace: rules.overwrite,
                     })
-                    .await
-                    .map_err(ReceiveError::Local)?;
+                    .await?;
                 let room = match e.kind {
                     // Streams (unknown size) share --max-size with the offer's files.
                     Kind::Stream => rules
@@ -190,7 +196,7 @@ pub async fn receive(
                     if entries[*i].kind == Kind::Stream {
                         stream_bytes += piece.len() as u64;
                     }
-                    writer.write(piece).await.map_err(ReceiveError::Local)?;
+                    writer.write(piece).await?;
                 }
             }
             Msg::Control(tag::END, body) => {
@@ -215,16 +221,16 @@ pub async fn receive(
                             saved_as: Some(relative(&e.final_path, &rules.dir)),
                         }
                     }
-                    Err(why) if why.starts_with(super::writer::MISMATCH) => {
-                        out.failed.push(why.clone());
+                    Err(why @ WriteError::Mismatch { .. }) => {
+                        out.failed.push(why.to_string());
                         Verdict {
                             index: i,
                             ok: false,
-                            error: Some(why),
+                            error: Some(why.to_string()),
                             saved_as: None,
                         }
                     }
-                    Err(why) => return Err(ReceiveError::Local(why)),
+                    Err(why) => return Err(why.into()),
                 };
                 send(w, wire::control(tag::VERDICT, &verdict)).await?;
             }
@@ -412,7 +418,7 @@ fn make_dir(p: &Path, dir: &Path) -> Result<(), String> {
             Err(_) => match fs::create_dir(&at) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(super::writer::disk_error("cannot create folder", &at, e)),
+                Err(e) => return Err(WriteError::disk("cannot create folder", &at, e).to_string()),
             },
         }
     }

@@ -1,8 +1,10 @@
-//! The file-transfer messages and their framing (see the [module docs](super)).
+//! The file-transfer messages and their framing (see the [module docs](super)): each is
+//! `tag u8 | length u32 | body` ([`Framing::TypeLen`]).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use crate::proto::codec::{Framing, Header, HEADER_LEN};
 use crate::runtime::channel_io::ChannelReader;
 
 /// Largest control message body.
@@ -150,19 +152,17 @@ pub struct Done {
 /// Encodes a control message.
 pub fn control<T: Serialize>(tag: u8, body: &T) -> Bytes {
     let json = serde_json::to_vec(body).expect("plain structs serialize");
-    let mut b = BytesMut::with_capacity(5 + json.len());
-    b.put_u8(tag);
-    b.put_u32(json.len() as u32);
-    b.extend_from_slice(&json);
+    let mut b = BytesMut::with_capacity(HEADER_LEN + json.len());
+    Framing::TypeLen.frame(&mut b, |w| {
+        w.bytes(&json);
+        tag
+    });
     b.freeze()
 }
 
 /// The 5-byte header of a DATA message of `len` bytes.
 pub fn data_header(len: usize) -> Bytes {
-    let mut b = BytesMut::with_capacity(5);
-    b.put_u8(tag::DATA);
-    b.put_u32(len as u32);
-    b.freeze()
+    Bytes::copy_from_slice(&Framing::TypeLen.header(tag::DATA, len))
 }
 
 /// A message read from the peer.
@@ -191,19 +191,21 @@ pub async fn read_msg(ch: &mut ChannelReader) -> Result<Option<Msg>, WireError> 
     let Some(first) = ch.recv_up_to(1).await else {
         return Ok(None);
     };
-    let tag = first[0];
     let len = ch.recv_exact(4).await.map_err(|_| WireError::Ended)?;
-    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    let mut h = [first[0]; HEADER_LEN];
+    h[1..].copy_from_slice(&len);
+    let header = Header::type_len(&h);
+    let (tag, len) = (header.ty, header.body_len);
     let max = if tag == tag::DATA {
         MAX_DATA
     } else {
         MAX_CONTROL
     };
-    if len > max {
-        return Err(WireError::Protocol(format!(
+    header.within(max).map_err(|_| {
+        WireError::Protocol(format!(
             "message of {len} bytes (tag {tag:#04x}); at most {max} allowed"
-        )));
-    }
+        ))
+    })?;
     if tag == tag::DATA {
         return Ok(Some(Msg::Data(len)));
     }

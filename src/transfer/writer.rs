@@ -5,7 +5,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -34,8 +34,125 @@ enum Cmd {
     /// Finish the open file: its expected size and hash (None for a stream: take what came).
     Finish(
         Option<(u64, blake3::Hash)>,
-        oneshot::Sender<Result<Finished, String>>,
+        oneshot::Sender<Result<Finished, WriteError>>,
     ),
+}
+
+/// Why the writer could not receive or keep a file, and whose fault it is.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// The local disk or file system failed (full, no permission, read-only, ...).
+    #[error("{what} {}: {detail}{}", .path.display(), .fault.hint())]
+    Disk {
+        /// What was being done, e.g. "cannot write".
+        what: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The kind of failure, for the hint on what to do.
+        fault: DiskFault,
+        /// The system's message.
+        detail: String,
+    },
+    /// Another transfer is receiving the same file right now (try again later).
+    #[error(
+        "{} is being received by another transfer right now; try again when it is done",
+        .0.display()
+    )]
+    Busy(PathBuf),
+    /// The partial file changed while this transfer was starting (another transfer of the
+    /// same name rewrote it).
+    #[error(
+        "{} changed while this transfer was starting (another transfer of the same name?); \
+         run send-file again",
+        .0.display()
+    )]
+    PartialChanged(PathBuf),
+    /// The received bytes are not the sender's (size or hash differ): they were corrupted on
+    /// the way or the sender's file changed. The partial file is kept and the writer goes on.
+    #[error(
+        "verification failed for {}: received {received} bytes with BLAKE3 {}, the sender has \
+         {size} bytes with BLAKE3 {}; kept the partial file, run send-file again to resend",
+        .name.display(), short(.got), short(.want)
+    )]
+    Mismatch {
+        /// The file's final name.
+        name: PathBuf,
+        /// Bytes received.
+        received: u64,
+        /// Their hash.
+        got: blake3::Hash,
+        /// The sender's size.
+        size: u64,
+        /// The sender's hash.
+        want: blake3::Hash,
+    },
+    /// Something on the receiver created a file under the final name during the transfer.
+    #[error(
+        "{} appeared on the receiver during the transfer; kept the received copy as {}",
+        .final_path.display(), .part.display()
+    )]
+    Appeared {
+        /// The final name.
+        final_path: PathBuf,
+        /// Where the received bytes are.
+        part: PathBuf,
+    },
+    /// The receiver asked for data or a finish with no file open (a bug on our side).
+    #[error("{0}")]
+    NoFile(&'static str),
+    /// The writer thread is gone.
+    #[error("the file writer stopped")]
+    Stopped,
+}
+
+/// The kind of a local disk failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFault {
+    /// The disk or the quota is full.
+    Full,
+    /// The receiver may not write there.
+    Permission,
+    /// The file system is read-only.
+    ReadOnly,
+    /// Anything else.
+    Other,
+}
+
+impl DiskFault {
+    fn of(e: &io::Error) -> DiskFault {
+        match e.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => DiskFault::Full,
+            Some(libc::EACCES) | Some(libc::EPERM) => DiskFault::Permission,
+            Some(libc::EROFS) => DiskFault::ReadOnly,
+            _ => DiskFault::Other,
+        }
+    }
+
+    /// What to do about it, appended to the message.
+    fn hint(self) -> &'static str {
+        match self {
+            DiskFault::Full => {
+                "; the receiver's disk is full: free space and run send-file again to resume"
+            }
+            DiskFault::Permission => {
+                "; the receiver may not write there: check --save-dir's permissions"
+            }
+            DiskFault::ReadOnly => "; the receiver's --save-dir is on a read-only file system",
+            DiskFault::Other => "",
+        }
+    }
+}
+
+impl WriteError {
+    /// A local disk error `e` while doing `what` to `path`.
+    pub fn disk(what: &'static str, path: &Path, e: io::Error) -> WriteError {
+        WriteError::Disk {
+            what,
+            path: path.to_owned(),
+            fault: DiskFault::of(&e),
+            detail: e.to_string(),
+        }
+    }
 }
 
 /// A file that passed verification and has its final name.
@@ -51,7 +168,7 @@ pub struct Finished {
 pub struct Writer {
     tx: mpsc::Sender<Cmd>,
     /// The first error the thread hit (it stops then).
-    error: Arc<Mutex<Option<String>>>,
+    error: Arc<Mutex<Option<WriteError>>>,
 }
 
 /// Chunks that may wait for the disk.
@@ -70,33 +187,36 @@ impl Writer {
     }
 
     /// Starts receiving into `target`.
-    pub async fn open(&self, target: Target) -> Result<(), String> {
+    pub async fn open(&self, target: Target) -> Result<(), WriteError> {
         self.send(Cmd::Open(Box::new(target))).await
     }
 
     /// Appends bytes to the open file.
-    pub async fn write(&self, b: Bytes) -> Result<(), String> {
+    pub async fn write(&self, b: Bytes) -> Result<(), WriteError> {
         self.send(Cmd::Data(b)).await
     }
 
     /// Verifies the open file against `expected` (size, hash) and, if it matches, gives it its
-    /// final name. A mismatch keeps the partial file.
-    pub async fn finish(&self, expected: Option<(u64, blake3::Hash)>) -> Result<Finished, String> {
+    /// final name. A mismatch ([`WriteError::Mismatch`]) keeps the partial file.
+    pub async fn finish(
+        &self,
+        expected: Option<(u64, blake3::Hash)>,
+    ) -> Result<Finished, WriteError> {
         let (tx, rx) = oneshot::channel();
         self.send(Cmd::Finish(expected, tx)).await?;
         rx.await.unwrap_or_else(|_| Err(self.error()))
     }
 
-    async fn send(&self, c: Cmd) -> Result<(), String> {
+    async fn send(&self, c: Cmd) -> Result<(), WriteError> {
         self.tx.send(c).await.map_err(|_| self.error())
     }
 
-    fn error(&self) -> String {
+    fn error(&self) -> WriteError {
         self.error
             .lock()
             .expect("writer error lock")
             .clone()
-            .unwrap_or_else(|| "the file writer stopped".into())
+            .unwrap_or(WriteError::Stopped)
     }
 }
 
@@ -109,25 +229,25 @@ struct Open {
     flushed: u64,
 }
 
-fn run(mut rx: mpsc::Receiver<Cmd>, error: Arc<Mutex<Option<String>>>) {
+fn run(mut rx: mpsc::Receiver<Cmd>, error: Arc<Mutex<Option<WriteError>>>) {
     let mut open: Option<Open> = None;
     while let Some(cmd) = rx.blocking_recv() {
         let r = match cmd {
             Cmd::Open(t) => open_part(*t).map(|o| open = Some(o)),
             Cmd::Data(b) => match open.as_mut() {
                 Some(o) => write(o, &b),
-                None => Err("data before any file was started".into()),
+                None => Err(WriteError::NoFile("data before any file was started")),
             },
             Cmd::Finish(expected, reply) => {
                 let r = match open.take() {
                     Some(o) => finish(o, expected),
-                    None => Err("no file to finish".into()),
+                    None => Err(WriteError::NoFile("no file to finish")),
                 };
                 // A verification failure is the file's, not the writer's: carry on.
                 let fatal = r
                     .as_ref()
                     .err()
-                    .filter(|e| !e.starts_with(MISMATCH))
+                    .filter(|e| !matches!(e, WriteError::Mismatch { .. }))
                     .cloned();
                 let _ = reply.send(r);
                 match fatal {
@@ -151,11 +271,8 @@ fn run(mut rx: mpsc::Receiver<Cmd>, error: Arc<Mutex<Option<String>>>) {
     }
 }
 
-/// How a verification failure's message starts (the writer goes on after one).
-pub const MISMATCH: &str = "verification failed";
-
-fn open_part(t: Target) -> Result<Open, String> {
-    let ctx = |what: &str, e: io::Error| disk_error(what, &t.part, e);
+fn open_part(t: Target) -> Result<Open, WriteError> {
+    let ctx = |what: &'static str, e: io::Error| WriteError::disk(what, &t.part, e);
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -165,22 +282,13 @@ fn open_part(t: Target) -> Result<Open, String> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(&t.part)
         .map_err(|e| ctx("cannot create", e))?;
-    lock(&file).map_err(|_| {
-        format!(
-            "{} is being received by another transfer right now; try again when it is done",
-            t.final_path.display()
-        )
-    })?;
+    lock(&file).map_err(|_| WriteError::Busy(t.final_path.clone()))?;
     if t.offset > 0 {
         // The prefix was hashed before the lock was ours: make sure it is still those bytes
         // (another transfer of the same name may have rewritten it meanwhile).
         let (now, n) = super::hash_prefix(&t.part, t.offset).map_err(|e| ctx("cannot read", e))?;
         if n != t.offset || now.finalize() != t.hasher.finalize() {
-            return Err(format!(
-                "{} changed while this transfer was starting (another transfer of the same \
-                 name?); run send-file again",
-                t.part.display()
-            ));
+            return Err(WriteError::PartialChanged(t.part.clone()));
         }
     }
     file.set_len(t.offset)
@@ -195,10 +303,10 @@ fn open_part(t: Target) -> Result<Open, String> {
     })
 }
 
-fn write(o: &mut Open, b: &[u8]) -> Result<(), String> {
+fn write(o: &mut Open, b: &[u8]) -> Result<(), WriteError> {
     o.file
         .write_all(b)
-        .map_err(|e| disk_error("cannot write", &o.t.part, e))?;
+        .map_err(|e| WriteError::disk("cannot write", &o.t.part, e))?;
     o.t.hasher.update(b);
     o.written += b.len() as u64;
     if o.written - o.flushed >= WRITEBACK_EVERY {
@@ -232,22 +340,21 @@ fn start_writeback(f: &File, offset: u64, len: u64) {
     let _ = (f, offset, len);
 }
 
-fn finish(mut o: Open, expected: Option<(u64, blake3::Hash)>) -> Result<Finished, String> {
+fn finish(mut o: Open, expected: Option<(u64, blake3::Hash)>) -> Result<Finished, WriteError> {
     let hash = o.t.hasher.finalize();
-    let name = o.t.final_path.display().to_string();
     if let Some((size, want)) = expected {
         if o.written != size || hash != want {
             let _ = o.file.sync_data();
-            return Err(format!(
-                "{MISMATCH} for {name}: received {} bytes with BLAKE3 {}, the sender has {size} \
-                 bytes with BLAKE3 {}; kept the partial file, run send-file again to resend",
-                o.written,
-                short(&hash),
-                short(&want)
-            ));
+            return Err(WriteError::Mismatch {
+                name: o.t.final_path.clone(),
+                received: o.written,
+                got: hash,
+                size,
+                want,
+            });
         }
     }
-    let ctx = |what: &str, e: io::Error| disk_error(what, &o.t.part, e);
+    let ctx = |what: &'static str, e: io::Error| WriteError::disk(what, &o.t.part, e);
     o.file.flush().map_err(|e| ctx("cannot write", e))?;
     let mode = if o.t.exec { 0o755 } else { 0o644 };
     o.file
@@ -255,13 +362,13 @@ fn finish(mut o: Open, expected: Option<(u64, blake3::Hash)>) -> Result<Finished
         .map_err(|e| ctx("cannot set permissions of", e))?;
     o.file.sync_all().map_err(|e| ctx("cannot sync", e))?;
     if !o.t.replace && fs::symlink_metadata(&o.t.final_path).is_ok() {
-        return Err(format!(
-            "{name} appeared on the receiver during the transfer; kept the received copy as {}",
-            o.t.part.display()
-        ));
+        return Err(WriteError::Appeared {
+            final_path: o.t.final_path.clone(),
+            part: o.t.part.clone(),
+        });
     }
     fs::rename(&o.t.part, &o.t.final_path)
-        .map_err(|e| disk_error("cannot rename the partial file to", &o.t.final_path, e))?;
+        .map_err(|e| WriteError::disk("cannot rename the partial file to", &o.t.final_path, e))?;
     if let Some(dir) = o.t.final_path.parent() {
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
@@ -274,23 +381,8 @@ fn finish(mut o: Open, expected: Option<(u64, blake3::Hash)>) -> Result<Finished
 }
 
 /// The first 16 hex digits of a hash, for messages.
-pub fn short(h: &blake3::Hash) -> String {
+fn short(h: &blake3::Hash) -> String {
     h.to_hex()[..16].to_owned()
-}
-
-/// A local disk error with the file and, for a full disk or quota, what to do.
-pub fn disk_error(what: &str, path: &std::path::Path, e: io::Error) -> String {
-    let hint = match e.raw_os_error() {
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
-            "; the receiver's disk is full: free space and run send-file again to resume"
-        }
-        Some(libc::EACCES) | Some(libc::EPERM) => {
-            "; the receiver may not write there: check --save-dir's permissions"
-        }
-        Some(libc::EROFS) => "; the receiver's --save-dir is on a read-only file system",
-        _ => "",
-    };
-    format!("{what} {}: {e}{hint}", path.display())
 }
 
 /// Takes an exclusive advisory lock on `f`, without waiting.
@@ -302,5 +394,33 @@ fn lock(f: &File) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_errors_say_what_to_do() {
+        let full = WriteError::disk(
+            "cannot write",
+            Path::new("/s/a.part"),
+            io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        assert!(matches!(
+            full,
+            WriteError::Disk {
+                fault: DiskFault::Full,
+                ..
+            }
+        ));
+        let text = full.to_string();
+        assert!(text.starts_with("cannot write /s/a.part: "), "{text}");
+        assert!(text.ends_with("free space and run send-file again to resume"));
+        let denied = io::Error::from_raw_os_error(libc::EACCES);
+        assert!(WriteError::disk("cannot create", Path::new("/x"), denied)
+            .to_string()
+            .contains("check --save-dir's permissions"));
     }
 }

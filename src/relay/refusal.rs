@@ -1,0 +1,77 @@
+//! Why the relay refuses a listener's control channel: the ERROR it sends, and the counter of
+//! refusals it counts it under.
+
+use super::wire::Refusal;
+use crate::proto::ErrorCode;
+
+/// Why the relay refused a registration (a control channel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ControlRefusal {
+    /// The listener broke the protocol: it sent this frame where PROVE belongs.
+    NotProve(&'static str),
+    /// The relay requires an operator key and the listener's proof matches none (its user
+    /// gave no key, or a wrong one).
+    BadKey,
+    /// Another listener holds the name (its user must pick another one).
+    NameTaken(String),
+    /// The relay holds as many names as it will (its limit; try later or elsewhere).
+    Full,
+}
+
+impl ControlRefusal {
+    /// The ERROR frame's contents.
+    pub(super) fn refusal(&self) -> Refusal {
+        let (code, reason) = match self {
+            ControlRefusal::NotProve(got) => {
+                (ErrorCode::Protocol, format!("expected PROVE, got {got}"))
+            }
+            ControlRefusal::BadKey => (
+                ErrorCode::AuthFailed,
+                "this relay requires a registration key: start the listener with \
+                 --relay-key-file FILE holding a key from the relay's --auth-keys file"
+                    .into(),
+            ),
+            ControlRefusal::NameTaken(name) => (
+                ErrorCode::AuthFailed,
+                format!(
+                    "the name '{name}' is held by another listener (registering it needs that \
+                     listener's secret); pick another name"
+                ),
+            ),
+            ControlRefusal::Full => (
+                ErrorCode::Busy,
+                "the relay holds as many names as it will; try later or another relay".into(),
+            ),
+        };
+        Refusal { code, reason }
+    }
+
+    /// The refusal counter in the relay's status.
+    pub(super) fn counter(&self) -> &'static str {
+        match self {
+            ControlRefusal::NotProve(_) => "garbage",
+            ControlRefusal::BadKey => "bad_key",
+            ControlRefusal::NameTaken(_) => "name_taken",
+            ControlRefusal::Full => "max_names",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_refusal_has_its_code_and_counter() {
+        let taken = ControlRefusal::NameTaken("pc".into());
+        assert_eq!(taken.refusal().code, ErrorCode::AuthFailed);
+        assert!(taken.refusal().reason.contains("'pc' is held"));
+        assert_eq!(taken.counter(), "name_taken");
+        assert_eq!(ControlRefusal::Full.refusal().code, ErrorCode::Busy);
+        assert_eq!(ControlRefusal::BadKey.counter(), "bad_key");
+        assert_eq!(
+            ControlRefusal::NotProve("PING").refusal().reason,
+            "expected PROVE, got PING"
+        );
+    }
+}
