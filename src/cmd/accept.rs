@@ -15,7 +15,9 @@ use super::Failure;
 use crate::cli::StreamArgs;
 use crate::proto::{Config, Frame, PathId, Session};
 use crate::runtime::control::{self, ControlPlane, ControlRoutes};
-use crate::runtime::{events, netwatch, AppSink, AppSource, Driver, FlowConn, Routes};
+use crate::runtime::{
+    events, netwatch, AppSink, AppSource, Driver, FlowConn, Routes, ServerSide, Side,
+};
 
 /// What every session of a listener shares.
 pub struct Shared {
@@ -178,9 +180,10 @@ impl Accepted {
         input: Option<I>,
         output: Option<O>,
     ) -> (Driver<I, O>, Registration) {
-        let mut driver = Driver::new(self.session, self.epoch, input, output);
+        let side = Side::Server(ServerSide::new(self.attach_rx));
+        let events = crate::runtime::events::global();
+        let mut driver = Driver::new(self.session, self.epoch, side, events, input, output);
         driver.add_path(PathId(0), self.conn);
-        driver.set_incoming(self.attach_rx);
         driver.set_resume_timeout(self.guard.shared.stream.resume_timeout);
         driver.set_netwatch(netwatch::spawn());
         if let Some(c) = self.control {

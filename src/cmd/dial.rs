@@ -10,8 +10,8 @@ use crate::proto::handshake::fingerprint;
 use crate::proto::{PathId, Service};
 use crate::runtime::keys::{check_peer, PinCheck};
 use crate::runtime::{
-    control::ControlPlane, ifaces, netwatch, policy::Policy, AppSink, AppSource, Driver,
-    ReconnectPolicy,
+    control::ControlPlane, ifaces, netwatch, policy::Policy, AppSink, AppSource, ClientSide,
+    Driver, ReconnectPolicy, Side,
 };
 
 /// Checks that `dest` looks like HOST:PORT or NAME@RELAY[:PORT] (exit 2 otherwise).
@@ -97,20 +97,21 @@ pub async fn dial_with_policy<I: AppSource, O: AppSink>(
         None => tracing::info!("session NOT encrypted (--no-encrypt)"),
     }
     let server = conn.peer;
-    let mut driver = Driver::new(session, epoch, input, output);
+    let reconnect = ReconnectPolicy {
+        dest: dest.to_owned(),
+        family: family(stream),
+        source: dial.source,
+        attempt_timeout: dial.wait,
+        retry_interval: dial.retry_interval,
+    };
+    let side = Side::Client(Box::new(ClientSide::new(reconnect, policy, server, first)));
+    let events = crate::runtime::events::global();
+    let mut driver = Driver::new(session, epoch, side, events, input, output);
     driver.add_path(PathId(0), conn);
     driver.set_resume_timeout(stream.resume_timeout);
     driver.set_netwatch(netwatch::spawn());
     if let Some(socket) = control {
         driver.set_control(ControlPlane::client(socket));
     }
-    driver.set_policy(policy, server, first);
-    driver.set_reconnect(ReconnectPolicy {
-        dest: dest.to_owned(),
-        family: family(stream),
-        source: dial.source,
-        attempt_timeout: dial.wait,
-        retry_interval: dial.retry_interval,
-    });
     Ok(driver)
 }

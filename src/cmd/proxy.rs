@@ -7,6 +7,7 @@ use crate::cli::{parse_listen_addr, ProxyArgs};
 use crate::relay::registry::Registry;
 use crate::relay::secrets::load_keys;
 use crate::relay::server::{Config, Relay};
+use crate::runtime::events::{Events, LogLines, Stream};
 use crate::runtime::Family;
 
 /// Runs `msock proxy`.
@@ -42,9 +43,9 @@ pub async fn run(args: ProxyArgs) -> Result<(), Failure> {
             name_ttl: args.name_ttl,
             keepalive: args.keepalive,
             auth_keys,
-            json: args.json,
         },
         reg,
+        relay_events(args.json),
     );
     for l in listeners {
         tokio::spawn(relay.clone().serve(l));
@@ -56,6 +57,16 @@ pub async fn run(args: ProxyArgs) -> Result<(), Failure> {
     };
     print_summary(&relay, args.json);
     result
+}
+
+/// The relay's status events: JSON lines on stdout with `--json` (`t` in milliseconds), else
+/// log lines.
+fn relay_events(json: bool) -> Events {
+    if json {
+        Events::json_lines(Stream::Stdout, 3)
+    } else {
+        Events::to(std::sync::Arc::new(LogLines))
+    }
 }
 
 fn print_summary(relay: &Relay, json: bool) {

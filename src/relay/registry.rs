@@ -129,9 +129,11 @@ impl Registry {
         Ok(r)
     }
 
-    /// Writes the names and secrets to the state file, if there is one.
-    pub fn save(&self) {
-        let Some(path) = &self.state else { return };
+    /// The state file and what to write to it (names and secrets) now; None without a state
+    /// file. Cheap enough to take under the registry's lock; the writing (and its fsync) is
+    /// [`write_state`]'s, done off the lock.
+    pub fn state_doc(&self) -> Option<(PathBuf, String)> {
+        let path = self.state.clone()?;
         let now = Instant::now();
         let now_unix = unix_now();
         let names: serde_json::Map<String, serde_json::Value> = self
@@ -149,10 +151,7 @@ impl Registry {
                 )
             })
             .collect();
-        let doc = serde_json::json!({ "names": names }).to_string();
-        if let Err(e) = secrets::write_private(path, doc.as_bytes()) {
-            tracing::warn!("cannot write state file {}: {e}", path.display());
-        }
+        Some((path, serde_json::json!({ "names": names }).to_string()))
     }
 
     /// A new registration generation number.
@@ -186,7 +185,7 @@ impl Registry {
     }
 
     /// Forgets names whose listener has been gone for `ttl`, and full rate buckets.
-    /// Returns the names that expired.
+    /// Returns the names that expired (the state file is then out of date).
     pub fn sweep(&mut self, ttl: Duration, rate: f64) -> Vec<String> {
         let now = Instant::now();
         let expired: Vec<String> = self
@@ -198,9 +197,6 @@ impl Registry {
         for n in &expired {
             self.names.remove(n);
         }
-        if !expired.is_empty() {
-            self.save();
-        }
         let burst = (rate * 2.0).max(1.0);
         self.buckets
             .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
@@ -210,6 +206,14 @@ impl Registry {
     /// Running splices and waiting ones.
     pub fn flowpaths(&self) -> usize {
         self.slots.len()
+    }
+}
+
+/// Writes a [`Registry::state_doc`] to its file (synced, then renamed into place); a failure
+/// is logged, and the relay goes on with its names in memory.
+pub fn write_state((path, doc): (PathBuf, String)) {
+    if let Err(e) = secrets::write_private(&path, doc.as_bytes()) {
+        tracing::warn!("cannot write state file {}: {e}", path.display());
     }
 }
 
@@ -254,11 +258,12 @@ mod tests {
                 pending: HashSet::new(),
             },
         );
-        r.save();
+        write_state(r.state_doc().unwrap());
         let back = Registry::load(Some(path.clone()), Duration::from_secs(60)).unwrap();
         assert_eq!(back.names["a"].secret, [5; 32]);
         assert_eq!(r.sweep(Duration::from_secs(60), 1.0), Vec::<String>::new());
         assert_eq!(r.sweep(Duration::ZERO, 1.0), vec!["a".to_string()]);
+        write_state(r.state_doc().unwrap());
         let back = Registry::load(Some(path), Duration::from_secs(60)).unwrap();
         assert!(back.names.is_empty());
     }

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::refusal::ControlRefusal;
-use super::registry::{Control, Limit, Name, Registry, Slot};
+use super::registry::{self, Control, Limit, Name, Registry, Slot};
 use super::secrets;
 use super::splice::{self, Counters, End};
 use super::wire::{
@@ -24,6 +24,7 @@ use super::wire::{
 };
 use crate::proto::frame::ty;
 use crate::proto::ErrorCode;
+use crate::runtime::events::Events;
 
 /// The relay's settings.
 #[derive(Debug, Clone)]
@@ -45,8 +46,6 @@ pub struct Config {
     pub keepalive: Duration,
     /// Operator keys; when not empty, registering needs one.
     pub auth_keys: Vec<Vec<u8>>,
-    /// Print JSON status lines on stdout.
-    pub json: bool,
 }
 
 /// Counters for the summary.
@@ -71,18 +70,26 @@ pub struct Stats {
 /// A running relay.
 pub struct Relay {
     cfg: Config,
+    /// Held only briefly, never across an await or a disk write: every splice needs it.
     reg: Mutex<Registry>,
+    /// Taken while the state file is written, so that writes happen one at a time and in
+    /// the order their contents were taken (the last write is the newest state).
+    saving: tokio::sync::Mutex<()>,
+    /// Where status events go.
+    events: Events,
     /// Counters.
     pub stats: Stats,
     started: Instant,
 }
 
 impl Relay {
-    /// A relay with `cfg` and the registry `reg`.
-    pub fn new(cfg: Config, reg: Registry) -> Arc<Relay> {
+    /// A relay with `cfg` and the registry `reg`, telling `events` what happens.
+    pub fn new(cfg: Config, reg: Registry, events: Events) -> Arc<Relay> {
         Arc::new(Relay {
             cfg,
             reg: Mutex::new(reg),
+            saving: tokio::sync::Mutex::new(()),
+            events,
             stats: Stats::default(),
             started: Instant::now(),
         })
@@ -92,25 +99,21 @@ impl Relay {
         self.reg.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes a status line: JSON on stdout with --json, else a log line at info level.
-    fn status(&self, event: &str, fields: serde_json::Value) {
-        if self.cfg.json {
-            let mut obj = serde_json::Map::new();
-            obj.insert("event".into(), event.into());
-            let t = self.started.elapsed().as_secs_f64();
-            obj.insert("t".into(), ((t * 1e3).round() / 1e3).into());
-            if let serde_json::Value::Object(f) = fields {
-                obj.extend(f);
-            }
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stdout().lock(),
-                "{}",
-                serde_json::Value::Object(obj)
-            );
-        } else {
-            tracing::info!("{event} {fields}");
+    /// Writes the registry's names to the state file (if there is one), off the registry's
+    /// lock and off the runtime's threads; returns once they are on disk.
+    pub async fn persist(&self) {
+        let _one_at_a_time = self.saving.lock().await;
+        let Some(doc) = self.reg().state_doc() else {
+            return;
+        };
+        if let Err(e) = tokio::task::spawn_blocking(move || registry::write_state(doc)).await {
+            tracing::warn!("writing the state file failed: {e}");
         }
+    }
+
+    /// Reports a status event.
+    fn status(&self, event: &str, fields: serde_json::Value) {
+        self.events.emit(event, fields);
     }
 
     fn refuse_count(&self, why: &'static str) {
@@ -149,6 +152,9 @@ impl Relay {
         loop {
             t.tick().await;
             let expired = self.reg().sweep(self.cfg.name_ttl, self.cfg.rate);
+            if !expired.is_empty() {
+                self.persist().await;
+            }
             for name in expired {
                 self.status("expired", serde_json::json!({"name": name}));
             }
@@ -474,10 +480,14 @@ impl Relay {
         let (tx, mut rx) = mpsc::channel::<RelayToListener>(1024);
         let close = Arc::new(Notify::new());
         let outcome = self.install(&name, &nonce, &name_proof, &published, tx, close.clone());
-        let (gen, reply, redial) = match outcome {
+        let (gen, reply, redial, fresh) = match outcome {
             Ok(x) => x,
             Err(why) => return self.refuse_control(wr, peer, &name, why).await,
         };
+        if fresh {
+            // The new secret is on disk before the listener learns it.
+            self.persist().await;
+        }
         self.stats.registrations.fetch_add(1, Ordering::Relaxed);
         self.status(
             "registered",
@@ -522,8 +532,9 @@ impl Relay {
     }
 
     /// Checks the name proof and installs a control channel for `name`. Returns its
-    /// generation, the REGISTERED reply and DIALs for splices waiting for it; or the
-    /// refusal.
+    /// generation, the REGISTERED reply, DIALs for splices waiting for it and whether the name
+    /// is new (the state file must be written); or the refusal.
+    #[allow(clippy::type_complexity)]
     fn install(
         &self,
         name: &str,
@@ -532,7 +543,7 @@ impl Relay {
         published: &[SocketAddr],
         tx: mpsc::Sender<RelayToListener>,
         close: Arc<Notify>,
-    ) -> Result<(u64, RelayToListener, Vec<RelayToListener>), ControlRefusal> {
+    ) -> Result<(u64, RelayToListener, Vec<RelayToListener>, bool), ControlRefusal> {
         let mut guard = self.reg();
         let r = &mut *guard;
         let known = r.names.get(name).map(|n| n.secret);
@@ -578,10 +589,7 @@ impl Relay {
             ttl: self.cfg.name_ttl.as_secs().min(u32::MAX as u64) as u32,
             keepalive: self.cfg.keepalive.as_secs().clamp(1, u32::MAX as u64) as u32,
         };
-        if new_secret.is_some() {
-            r.save();
-        }
-        Ok((gen, reply, redial))
+        Ok((gen, reply, redial, new_secret.is_some()))
     }
 
     fn kill_splices(&self, name: &str, ids: &[u64]) {

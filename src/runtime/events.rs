@@ -1,47 +1,182 @@
-//! `--json-events`: one JSON object per line on stderr for each session and path event, for
-//! scripts. Off unless [`enable`] was called; like the log level, a process-wide setting.
+//! Events for scripts: one JSON object per line for each session and path event
+//! (`--json-events`), or for each relay event (`msock proxy --json`).
 //!
-//! Every object has `"event"` (its kind) and `"t"` (seconds since the process started); the
-//! other fields depend on the kind: `session_open` (`session`, `local`, `remote`),
-//! `path_up` (`path`, `local`, `remote`), `path_down` (`path`, `local`, `remote`, `reason`),
-//! `path_moved` (`path`, `from`, `to`, `which` = `local`|`peer`|`none`, `stall_ms`,
-//! `resend_bytes`), `session_resumed` (`stall_ms`), `server_moved` (`to`),
-//! `session_closed` (`outcome`, `error`, `sent`, `received`, `seconds`).
+//! Whoever emits events is handed an [`Events`] by its caller (a driver by whoever builds
+//! it, the relay by `msock proxy`); nothing here is process-wide. An [`Events::off`] handle
+//! drops everything.
+//!
+//! Every object has `"event"` (its kind) and `"t"` (seconds since the sink was made, i.e.
+//! since the program started); the other fields depend on the kind. Sessions:
+//! `session_open` (`session`, `local`, `remote`), `path_up` (`path`, `local`, `remote`),
+//! `path_down` (`path`, `local`, `remote`, `reason`), `path_moved` (`path`, `from`, `to`,
+//! `which` = `local`|`peer`|`none`, `stall_ms`, `resend_bytes`), `session_resumed`
+//! (`stall_ms`), `server_moved` (`to`), `session_closed` (`outcome`, `error`, `sent`,
+//! `received`, `seconds`). The relay's kinds are listed in [`crate::relay`].
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-static ENABLED: AtomicBool = AtomicBool::new(false);
-static START: OnceLock<Instant> = OnceLock::new();
+/// Where events go. Cheap to clone; every clone writes to the same place.
+#[derive(Clone, Default)]
+pub struct Events {
+    /// None: events are dropped.
+    sink: Option<Arc<dyn Sink>>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.sink.is_some() {
+            "Events(on)"
+        } else {
+            "Events(off)"
+        })
+    }
+}
+
+/// A destination for events.
+pub trait Sink: Send + Sync {
+    /// Takes one event of kind `kind` with `fields` (an object).
+    fn event(&self, kind: &str, fields: Value);
+}
+
+/// Which standard stream a [`JsonLines`] sink writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output (the relay's status lines: its output is the log).
+    Stdout,
+    /// Standard error (session events: standard output carries the stream's bytes).
+    Stderr,
+}
+
+/// JSON lines on a standard stream, `t` rounded to `decimals` places.
+pub struct JsonLines {
+    to: Stream,
+    start: Instant,
+    /// 10^decimals, the rounding of `t`.
+    scale: f64,
+}
+
+impl Sink for JsonLines {
+    fn event(&self, kind: &str, fields: Value) {
+        let mut obj = Map::new();
+        obj.insert("event".into(), kind.into());
+        let t = self.start.elapsed().as_secs_f64();
+        obj.insert("t".into(), ((t * self.scale).round() / self.scale).into());
+        if let Value::Object(f) = fields {
+            obj.extend(f);
+        }
+        let line = Value::Object(obj).to_string();
+        // A closed stream loses the event, never the session.
+        let _ = match self.to {
+            Stream::Stdout => writeln!(std::io::stdout().lock(), "{line}"),
+            Stream::Stderr => writeln!(std::io::stderr().lock(), "{line}"),
+        };
+    }
+}
+
+/// Events as log lines at info level (`kind fields`), for a relay without `--json`.
+pub struct LogLines;
+
+impl Sink for LogLines {
+    fn event(&self, kind: &str, fields: Value) {
+        tracing::info!("{kind} {fields}");
+    }
+}
+
+impl Events {
+    /// Drops every event.
+    pub fn off() -> Self {
+        Events { sink: None }
+    }
+
+    /// JSON lines on `to`, with `t` in seconds from now rounded to `decimals` places.
+    pub fn json_lines(to: Stream, decimals: i32) -> Self {
+        Events::to(Arc::new(JsonLines {
+            to,
+            start: Instant::now(),
+            scale: 10f64.powi(decimals),
+        }))
+    }
+
+    /// Session events as `--json-events` prints them (stderr, microseconds), or off.
+    pub fn sessions(json: bool) -> Self {
+        if json {
+            Events::json_lines(Stream::Stderr, 6)
+        } else {
+            Events::off()
+        }
+    }
+
+    /// Events to `sink`.
+    pub fn to(sink: Arc<dyn Sink>) -> Self {
+        Events { sink: Some(sink) }
+    }
+
+    /// True when events go somewhere (lets a caller skip building costly fields).
+    pub fn is_on(&self) -> bool {
+        self.sink.is_some()
+    }
+
+    /// Emits one event of kind `kind` with `fields` (an object).
+    pub fn emit(&self, kind: &str, fields: Value) {
+        if let Some(s) = &self.sink {
+            s.event(kind, fields);
+        }
+    }
+}
+
+// TRANSITIONAL (removed once the client and server setup pass an `Events` down).
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static GLOBAL: std::sync::OnceLock<Events> = std::sync::OnceLock::new();
 
 /// Turns JSON events on for the rest of the process.
 pub fn enable() {
-    START.get_or_init(Instant::now);
-    ENABLED.store(true, Ordering::Relaxed);
+    ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
+    GLOBAL.get_or_init(|| Events::sessions(true));
 }
 
-/// True when events are being written.
-pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+/// The process's session events.
+pub fn global() -> Events {
+    if ENABLED.load(std::sync::atomic::Ordering::Relaxed) {
+        GLOBAL.get().cloned().unwrap_or_default()
+    } else {
+        Events::off()
+    }
 }
 
 /// Writes one event line with `fields` (an object) if events are on.
 pub fn emit(kind: &str, fields: Value) {
-    if !enabled() {
-        return;
+    global().emit(kind, fields);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    struct Collect(Mutex<Vec<(String, Value)>>);
+
+    impl Sink for Collect {
+        fn event(&self, kind: &str, fields: Value) {
+            self.0.lock().unwrap().push((kind.into(), fields));
+        }
     }
-    let mut obj = Map::new();
-    obj.insert("event".into(), kind.into());
-    let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
-    obj.insert("t".into(), ((t * 1e6).round() / 1e6).into());
-    if let Value::Object(f) = fields {
-        obj.extend(f);
+
+    #[test]
+    fn clones_share_the_sink_and_off_drops() {
+        let c = Arc::new(Collect(Mutex::new(Vec::new())));
+        let ev = Events::to(c.clone());
+        let ev2 = ev.clone();
+        ev.emit("a", serde_json::json!({"x": 1}));
+        ev2.emit("b", serde_json::json!({}));
+        Events::off().emit("c", serde_json::json!({}));
+        let got = c.0.lock().unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].0, "a");
+        assert_eq!(got[1].0, "b");
+        assert!(ev.is_on() && !Events::off().is_on());
     }
-    let line = Value::Object(obj).to_string();
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{line}");
 }

@@ -19,6 +19,9 @@ pub mod reconnect;
 pub use app::{AppSink, AppSource, StdinSource, StdoutSink};
 pub use client::{open_session, resolve, ConnectError, Family};
 pub use conn::FlowConn;
-pub use driver::{AttachRequest, DriveError, Driver, Outcome, PathReport, Snapshot, Totals};
+pub use driver::{
+    AttachRequest, ClientSide, DriveError, Driver, Outcome, PathReport, ServerSide, Side, Snapshot,
+    Totals,
+};
 pub use listener::{accept_loop, inject, DetectPolicy, Incoming, Routes};
 pub use reconnect::ReconnectPolicy;

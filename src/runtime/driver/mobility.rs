@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
-use super::{Driver, MovedFrom, PathConn};
-use crate::proto::{ControlAction, Role};
+use super::server::MovedFrom;
+use super::{Driver, PathConn, Side};
+use crate::proto::ControlAction;
 use crate::runtime::app::{AppSink, AppSource};
 use crate::runtime::control::{self, Announce};
 use crate::runtime::netwatch::AddrBook;
@@ -40,7 +41,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                 continue;
             }
             let c = self.conns.swap_remove(i);
-            if self.session.role() == Role::Server {
+            if matches!(self.side, Side::Server(_)) {
                 self.announce_move(&before, &c);
             }
             self.lose_path(c, format!("local address {ip} went away"));
@@ -48,23 +49,27 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         // A RECONNECT already under way: if the address it announces went away too (we moved
         // again before the client came back), announce the new one; else send it again now,
         // since the change may be the route that lets it reach the client.
-        if let Some(a) = self.control.as_mut().and_then(|cp| cp.announce.as_mut()) {
-            if self.addr_book.contains(&a.announced.ip()) {
-                a.send_now();
-            } else if self.moved_from.is_none() {
-                self.moved_from = Some(MovedFrom {
-                    ip: a.announced.ip(),
-                    iface: before.iface_of(&a.announced.ip()),
-                    port: a.announced.port(),
-                    client: a.dest,
-                });
+        match &mut self.side {
+            Side::Server(server) => {
+                if let Some(a) = self.control.as_mut().and_then(|cp| cp.announce.as_mut()) {
+                    if self.addr_book.contains(&a.announced.ip()) {
+                        a.send_now();
+                    } else if server.moved_from.is_none() {
+                        server.moved_from = Some(MovedFrom {
+                            ip: a.announced.ip(),
+                            iface: before.iface_of(&a.announced.ip()),
+                            port: a.announced.port(),
+                            client: a.dest,
+                        });
+                    }
+                }
+                self.try_announce();
+            }
+            Side::Client(client) => {
+                client.replacer.retry_now();
+                client.replan_due = true;
             }
         }
-        self.try_announce();
-        if let Some(r) = self.replacer.as_mut() {
-            r.retry_now();
-        }
-        self.replan_due = true;
         true
     }
 
@@ -72,10 +77,13 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
     /// are as soon as an address replaces it (now, or at a later change).
     pub(super) fn announce_move(&mut self, before: &AddrBook, c: &PathConn) {
         let port = self.session.peer_control_port();
+        let Side::Server(server) = &mut self.side else {
+            return;
+        };
         if self.control.is_none() || port == 0 {
             return;
         }
-        self.moved_from = Some(MovedFrom {
+        server.moved_from = Some(MovedFrom {
             ip: c.conn.local.ip(),
             iface: before.iface_of(&c.conn.local.ip()),
             port: c.conn.local.port(),
@@ -86,14 +94,17 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
 
     /// Server: sends the RECONNECT for a remembered move once a new address exists.
     pub(super) fn try_announce(&mut self) {
-        let Some(m) = self.moved_from.as_ref() else {
+        let Side::Server(server) = &mut self.side else {
+            return;
+        };
+        let Some(m) = server.moved_from.take() else {
             return;
         };
         let Some(ip) = self.addr_book.replacement(m.ip, m.iface.as_deref()) else {
             tracing::info!("our address {} went away and none replaced it yet", m.ip);
+            server.moved_from = Some(m);
             return;
         };
-        let m = self.moved_from.take().expect("checked above");
         let new = SocketAddr::new(ip, m.port);
         let (seq, datagram) = self.session.reconnect_datagram(new);
         tracing::info!(
@@ -157,29 +168,5 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             }
         }
         progress
-    }
-
-    /// Client: the server announced a new address. The session has retired every flowpath;
-    /// their connections go, and replacements connect there (attempts under way to the old
-    /// address start over).
-    fn follow_server(&mut self, addr: SocketAddr) {
-        if self.session.role() != Role::Client {
-            return;
-        }
-        tracing::info!("server moved to {addr}; reconnecting there");
-        crate::runtime::events::emit("server_moved", serde_json::json!({"to": addr.to_string()}));
-        let restart = match self.replacer.as_mut() {
-            Some(r) => {
-                r.set_server_hint(addr);
-                r.take_ids()
-            }
-            None => Vec::new(),
-        };
-        for c in std::mem::take(&mut self.conns) {
-            self.lose_path(c, format!("the server moved to {addr}"));
-        }
-        for id in restart {
-            self.replace_path(id);
-        }
     }
 }

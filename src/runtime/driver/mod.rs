@@ -3,20 +3,26 @@
 //!
 //! It is a hand-written future (one `poll` that tries every source of progress in turn) rather
 //! than a web of tasks and locks: the session is never shared, and each wake-up does all the
-//! work that is ready. The pieces live in submodules: `paths` (flowpath sockets), `app_io`
-//! (the application side), `attach` (new flowpaths: server attaches, client replacements),
-//! `mobility` (address changes and the control channel).
+//! work that is ready. What only one end of a session does is kept by its [`Side`]: a
+//! [`ServerSide`] (flowpaths arrive and are verified: `server`) or a [`ClientSide`] (flowpaths
+//! are opened, replaced and planned over interfaces: `client`, `multipath`). The rest lives in
+//! submodules too: `paths` (flowpath sockets), `app_io` (the application side), `mobility`
+//! (address changes and the control channel).
 
 mod app_io;
-mod attach;
+mod client;
 mod mobility;
 mod multipath;
 mod paths;
+mod server;
 
-use std::collections::{BTreeMap, HashMap};
+pub use client::ClientSide;
+pub use server::{AttachRequest, ServerSide};
+
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -33,26 +39,14 @@ use super::conn::FlowConn;
 use serde_json::json;
 
 use super::control::ControlPlane;
-use super::events;
+use super::events::Events;
 use super::netwatch::AddrBook;
-use super::policy::{Binding, Policy};
-use super::reconnect::{ReconnectPolicy, Replacer};
-use crate::proto::{Event, Frame, PathId, PendingAttach, Session, SessionError};
+use crate::proto::{Event, PathId, Session, SessionError};
 
 /// Most bytes queued into a path's output buffer per `poll_transmit`.
 const TRANSMIT_BUDGET: usize = 256 * 1024;
 /// Size of one read from a socket.
 const SOCKET_READ: usize = 256 * 1024;
-
-/// A new connection that asks to attach to this session (server side): its HELLO(attach) has
-/// been read already.
-#[derive(Debug)]
-pub struct AttachRequest {
-    /// The connection, preamble consumed, our preamble not yet sent.
-    pub conn: FlowConn,
-    /// The HELLO(attach) frame.
-    pub hello: Frame,
-}
 
 /// How a driven session ended without error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,22 +100,12 @@ struct PathConn {
     attached: bool,
 }
 
-/// Server: a connection that was challenged and owes its ATTACH_PROOF.
-struct PendingConn {
-    conn: FlowConn,
-    pending: PendingAttach,
-    deadline: Instant,
-}
-
-/// Server: an address of ours that went away while a client used it.
-struct MovedFrom {
-    ip: IpAddr,
-    /// The interface it was on, where its replacement most likely appears.
-    iface: Option<String>,
-    /// Our port (the listener's), which the new address keeps.
-    port: u16,
-    /// The client's control socket.
-    client: SocketAddr,
+/// What only one end of a session does.
+pub enum Side {
+    /// The listener's end: flowpaths arrive and are verified.
+    Server(ServerSide),
+    /// The end that opened the session: it opens, replaces and plans the flowpaths.
+    Client(Box<ClientSide>),
 }
 
 /// A path that broke: where it was, and when, for the "moved ... resumed after" report.
@@ -137,28 +121,16 @@ pub struct Driver<I, O> {
     session: Session,
     epoch: Instant,
     conns: Vec<PathConn>,
-    pending: Vec<PendingConn>,
-    /// Server: new connections for this session.
-    incoming: Option<mpsc::Receiver<AttachRequest>>,
-    /// Client: replaces broken flowpaths.
-    replacer: Option<Replacer>,
-    /// Client: the interface policy and the server it plans for (None: one flowpath wherever
-    /// the routing table sends it).
-    policy: Option<(Policy, SocketAddr)>,
-    /// Client with a policy: each flowpath's interface binding (None inside: unbound).
-    slots: BTreeMap<PathId, Option<Binding>>,
-    /// Flowpaths on interfaces no longer wanted, closed once a wanted one carries data.
-    retiring: Vec<PathId>,
-    /// The interfaces must be looked at again (start, or a change).
-    replan_due: bool,
+    /// What only our end does.
+    side: Side,
+    /// Where session and path events go.
+    events: Events,
     /// Signals changes of the machine's addresses and links.
     netwatch: Option<mpsc::Receiver<()>>,
     /// The machine's addresses as of the last change.
     addr_book: AddrBook,
     /// The UDP control channel (RECONNECT), if there is one.
     control: Option<ControlPlane>,
-    /// Server: our address went away and the client has not been told where we are now.
-    moved_from: Option<MovedFrom>,
     /// Paths that broke and have not come back yet.
     lost: HashMap<PathId, Lost>,
     app_in: Option<I>,
@@ -215,24 +187,26 @@ pub struct Snapshot {
 }
 
 impl<I: AppSource, O: AppSink> Driver<I, O> {
-    /// A driver for `session`, whose clock started at `epoch`. `input` is read and sent (None:
-    /// send nothing and half-close at once); received bytes go to `output` (None: discard).
-    pub fn new(session: Session, epoch: Instant, input: Option<I>, output: Option<O>) -> Self {
+    /// A driver for `session`, whose clock started at `epoch`, at our `side` of it, telling
+    /// `events` what happens. `input` is read and sent (None: send nothing and half-close at
+    /// once); received bytes go to `output` (None: discard).
+    pub fn new(
+        session: Session,
+        epoch: Instant,
+        side: Side,
+        events: Events,
+        input: Option<I>,
+        output: Option<O>,
+    ) -> Self {
         let mut d = Driver {
             session,
             epoch,
             conns: Vec::new(),
-            pending: Vec::new(),
-            incoming: None,
-            replacer: None,
-            policy: None,
-            slots: BTreeMap::new(),
-            retiring: Vec::new(),
-            replan_due: false,
+            side,
+            events,
             netwatch: None,
             addr_book: AddrBook::default(),
             control: None,
-            moved_from: None,
             lost: HashMap::new(),
             app_in: input,
             in_chunk: None,
@@ -265,16 +239,6 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             conn,
             attached: true,
         });
-    }
-
-    /// Server: connections that ask to attach to this session arrive on `rx`.
-    pub fn set_incoming(&mut self, rx: mpsc::Receiver<AttachRequest>) {
-        self.incoming = Some(rx);
-    }
-
-    /// Client: replace flowpaths that break, as `policy` says.
-    pub fn set_reconnect(&mut self, policy: ReconnectPolicy) {
-        self.replacer = Some(Replacer::new(policy));
     }
 
     /// React to address and link changes signalled on `rx` (see [`crate::runtime::netwatch`]).
@@ -312,7 +276,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                 id,
                 local,
                 peer,
-                iface: self.slots.get(&id).cloned().flatten().map(|b| b.iface),
+                iface: self.iface_of(id),
                 up: conn.is_some_and(|c| c.attached),
                 stats,
             });
@@ -349,7 +313,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
     pub async fn run_with_snapshot(mut self) -> (Result<Outcome, DriveError>, Snapshot) {
         let r = std::future::poll_fn(|cx| self.poll_drive(cx)).await;
         for (id, s) in self.session.all_path_stats() {
-            let iface = self.slots.get(&id).cloned().flatten().map(|b| b.iface);
+            let iface = self.iface_of(id);
             tracing::info!(
                 "path {id}{}: sent {} bytes (+{} again), received {}, peer got {}, srtt {}, {}",
                 iface.map_or(String::new(), |n| format!(" ({n})")),
@@ -369,6 +333,14 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         (r, self.snapshot())
     }
 
+    /// The interface the client's policy bound path `id` to, if any.
+    fn iface_of(&self, id: PathId) -> Option<String> {
+        match &self.side {
+            Side::Client(c) => c.slots.get(&id).cloned().flatten().map(|b| b.iface),
+            Side::Server(_) => None,
+        }
+    }
+
     fn now(&self) -> Duration {
         self.epoch.elapsed()
     }
@@ -385,7 +357,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                     return Poll::Ready(Ok(Outcome::Interrupted));
                 }
             }
-            if self.replan_due {
+            if matches!(&self.side, Side::Client(c) if c.replan_due) {
                 self.replan();
                 progress = true;
             }
@@ -439,7 +411,8 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             {
                 return Poll::Ready(Ok(Outcome::Finished));
             }
-            let no_path = self.session.active_paths().next().is_none() && self.pending.is_empty();
+            let attaching = matches!(&self.side, Side::Server(s) if !s.pending.is_empty());
+            let no_path = self.session.active_paths().next().is_none() && !attaching;
             if no_path {
                 if !self.session_needs_network() {
                     if self.out_done {
@@ -453,7 +426,8 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                     .orphaned_since
                     .take()
                     .map_or(0.0, |t| t.elapsed().as_secs_f64());
-                events::emit("session_resumed", json!({"stall_ms": stall * 1e3}));
+                self.events
+                    .emit("session_resumed", json!({"stall_ms": stall * 1e3}));
             }
             if !progress {
                 return Poll::Pending;
@@ -474,7 +448,9 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                     if let Some(cp) = self.control.as_mut() {
                         cp.announce = None;
                     }
-                    self.moved_from = None;
+                    if let Side::Server(s) = &mut self.side {
+                        s.moved_from = None;
+                    }
                     self.retire_if_replaced();
                     self.report_path_up(id)
                 }
@@ -525,7 +501,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                 tracing::info!(
                     "path {id} {moved}, resumed after {stall_ms:.0} ms, re-sending {resend} bytes that were in flight",
                 );
-                events::emit(
+                self.events.emit(
                     "path_moved",
                     json!({"path": id.0, "which": which, "from": from.to_string(),
                         "to": to.to_string(), "stall_ms": stall_ms, "resend_bytes": resend}),
@@ -533,7 +509,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             }
             None => {
                 tracing::info!("path {id} up: {} -> {}", c.conn.local, c.conn.peer);
-                events::emit(
+                self.events.emit(
                     "path_up",
                     json!({"path": id.0, "local": c.conn.local.to_string(),
                         "remote": c.conn.peer.to_string()}),
@@ -546,13 +522,16 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
     /// has passed.
     fn poll_orphaned(&mut self, cx: &mut Context<'_>) -> Option<DriveError> {
         let lost = || DriveError::PathsLost(self.last_path_error.clone());
-        let recoverable = self.incoming.is_some() || self.replacer.is_some();
+        let recoverable = match &self.side {
+            Side::Server(s) => s.incoming.is_some(),
+            Side::Client(_) => true,
+        };
         if !recoverable || self.resume_timeout.is_zero() {
             return Some(lost());
         }
         // Server: a client that never sent a frame we accepted (e.g. it failed the encrypted
         // handshake: a different pre-shared key) will not come back for this session.
-        if self.replacer.is_none() && !self.session.heard_from_peer() {
+        if matches!(self.side, Side::Server(_)) && !self.session.heard_from_peer() {
             return Some(DriveError::NeverHeard(self.last_path_error.clone()));
         }
         let wait = self.resume_timeout;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Buf;
 use tokio::io::AsyncWrite;
 
-use super::{Driver, Lost, PathConn, TRANSMIT_BUDGET};
+use super::{Driver, Lost, PathConn, Side, TRANSMIT_BUDGET};
 use crate::proto::{ErrorCode, Frame, FrameError};
 use crate::runtime::app::{AppSink, AppSource};
 use crate::runtime::conn::FlowConn;
@@ -170,7 +170,9 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         if !self.session_needs_network() || goodbye {
             tracing::debug!("path {id} closed: {why}");
             self.session.path_closed(id);
-            self.slots.remove(&id);
+            if let Side::Client(c) = &mut self.side {
+                c.slots.remove(&id);
+            }
             return;
         }
         tracing::info!(
@@ -178,7 +180,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             c.conn.local,
             c.conn.peer
         );
-        crate::runtime::events::emit(
+        self.events.emit(
             "path_down",
             serde_json::json!({"path": id.0, "local": c.conn.local.to_string(),
                 "remote": c.conn.peer.to_string(), "reason": why}),
@@ -192,9 +194,9 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                 at: Instant::now(),
             });
             self.replace_path(id);
-        } else if let Some(r) = self.replacer.as_mut() {
+        } else if let Side::Client(c) = &mut self.side {
             // It failed while attaching (refused, or no answer): do not hammer the server.
-            r.retry_later(id, false);
+            c.replacer.retry_later(id, false);
         }
     }
 
@@ -211,11 +213,14 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
     /// After the session: write what is left, half-close each connection and wait briefly for
     /// the peer's close, so that nothing in flight is lost to a reset.
     pub(super) async fn linger(&mut self) {
-        if let Some(r) = self.replacer.as_mut() {
-            r.clear();
-        }
+        let pending = match &mut self.side {
+            Side::Client(c) => {
+                c.replacer.clear();
+                Vec::new()
+            }
+            Side::Server(s) => std::mem::take(&mut s.pending),
+        };
         let conns = std::mem::take(&mut self.conns);
-        let pending = std::mem::take(&mut self.pending);
         let all = conns
             .into_iter()
             .map(|c| c.conn)

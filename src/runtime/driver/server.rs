@@ -1,24 +1,80 @@
-//! New flowpaths: the server challenges and verifies attaching connections; the client
-//! replaces paths that broke.
+//! The server's part of a session: flowpaths arrive as connections that ask to attach (routed
+//! here by the listener); it challenges and verifies them, and remembers its own address moves
+//! to announce them to the client.
 
+use std::net::{IpAddr, SocketAddr};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc;
+
 use super::paths::{read_frames_once, write_out};
-use super::{AttachRequest, Driver, PathConn, PendingConn};
-use crate::proto::{ErrorCode, Frame, PathId};
+use super::{Driver, PathConn, Side};
+use crate::proto::{ErrorCode, Frame, PendingAttach};
 use crate::runtime::app::{AppSink, AppSource};
 use crate::runtime::conn::FlowConn;
-use crate::runtime::reconnect::ReplaceEvent;
 
 /// How long a server waits for the ATTACH_PROOF after its CHALLENGE.
 const PROOF_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A new connection that asks to attach to this session (server side): its HELLO(attach) has
+/// been read already.
+#[derive(Debug)]
+pub struct AttachRequest {
+    /// The connection, preamble consumed, our preamble not yet sent.
+    pub conn: FlowConn,
+    /// The HELLO(attach) frame.
+    pub hello: Frame,
+}
+
+/// What only a server's driver keeps: where its flowpaths come from, the ones being verified,
+/// and an address move of ours that the client has not been told of yet.
+pub struct ServerSide {
+    /// Connections that ask to attach to this session (None once the listener is gone).
+    pub(super) incoming: Option<mpsc::Receiver<AttachRequest>>,
+    /// Connections that were challenged and owe their ATTACH_PROOF.
+    pub(super) pending: Vec<PendingConn>,
+    /// Our address went away and the client has not been told where we are now.
+    pub(super) moved_from: Option<MovedFrom>,
+}
+
+impl ServerSide {
+    /// A server whose listener routes the session's new connections to `incoming`.
+    pub fn new(incoming: mpsc::Receiver<AttachRequest>) -> Self {
+        ServerSide {
+            incoming: Some(incoming),
+            pending: Vec::new(),
+            moved_from: None,
+        }
+    }
+}
+
+/// Server: a connection that was challenged and owes its ATTACH_PROOF.
+pub(super) struct PendingConn {
+    pub(super) conn: FlowConn,
+    pending: PendingAttach,
+    deadline: Instant,
+}
+
+/// Server: an address of ours that went away while a client used it.
+pub(super) struct MovedFrom {
+    pub(super) ip: IpAddr,
+    /// The interface it was on, where its replacement most likely appears.
+    pub(super) iface: Option<String>,
+    /// Our port (the listener's), which the new address keeps.
+    pub(super) port: u16,
+    /// The client's control socket.
+    pub(super) client: SocketAddr,
+}
 
 impl<I: AppSource, O: AppSink> Driver<I, O> {
     pub(super) fn poll_incoming(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
         loop {
-            let Some(rx) = self.incoming.as_mut() else {
+            let Side::Server(server) = &mut self.side else {
+                return progress;
+            };
+            let Some(rx) = server.incoming.as_mut() else {
                 return progress;
             };
             match rx.poll_recv(cx) {
@@ -33,7 +89,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                         Ok((pending, challenge)) => {
                             conn.queue_preamble();
                             conn.queue(&challenge);
-                            self.pending.push(PendingConn {
+                            server.pending.push(PendingConn {
                                 conn,
                                 pending,
                                 deadline: Instant::now() + PROOF_TIMEOUT,
@@ -46,7 +102,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                     }
                 }
                 Poll::Ready(None) => {
-                    self.incoming = None;
+                    server.incoming = None;
                     break;
                 }
                 Poll::Pending => break,
@@ -83,9 +139,12 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
     /// Server: sends CHALLENGEs and checks ATTACH_PROOFs of connections being attached.
     pub(super) fn poll_pending(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
+        let Side::Server(server) = &mut self.side else {
+            return false;
+        };
         let mut i = 0;
-        while i < self.pending.len() {
-            let p = &mut self.pending[i];
+        while i < server.pending.len() {
+            let p = &mut server.pending[i];
             let mut drop_reason = None;
             if let Err(e) = write_out(&mut p.conn, cx) {
                 drop_reason = Some(e.to_string());
@@ -98,8 +157,8 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             if drop_reason.is_none() {
                 match p.conn.deframer.next_frame() {
                     Ok(Some(frame)) => {
-                        let p = self.pending.swap_remove(i);
-                        let now = self.now();
+                        let p = server.pending.swap_remove(i);
+                        let now = self.epoch.elapsed();
                         match self.session.complete_attach(p.pending, &frame, now) {
                             Ok(id) => {
                                 tracing::info!("path {id} attached from {}", p.conn.peer);
@@ -131,72 +190,12 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             }
             if let Some(why) = drop_reason {
                 tracing::info!("dropping attach attempt from {}: {why}", p.conn.peer);
-                self.pending.swap_remove(i);
+                server.pending.swap_remove(i);
                 progress = true;
                 continue;
             }
             i += 1;
         }
         progress
-    }
-
-    /// Client: starts replacing path `id` (on the same interface, if it has one), unless the
-    /// session no longer needs it or the path was closed on purpose.
-    pub(super) fn replace_path(&mut self, id: PathId) {
-        let needed = self.session_needs_network() && self.session.error().is_none();
-        let Some(bind) = self.slot(id) else {
-            return;
-        };
-        let Some(r) = self.replacer.as_mut() else {
-            return;
-        };
-        if needed && !r.is_replacing(id) {
-            tracing::info!("path {id}: reconnecting");
-            r.start(id, bind);
-        }
-    }
-
-    /// Client: progress of replacements.
-    pub(super) fn poll_replacer(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progress = false;
-        loop {
-            let Some(ev) = self.replacer.as_mut().and_then(|r| r.poll(cx)) else {
-                return progress;
-            };
-            progress = true;
-            match ev {
-                ReplaceEvent::Connected(id, mut conn) => {
-                    // HELLO(resume) when we hold a ticket (stream frames may follow at once),
-                    // else HELLO(attach); the answer comes through the normal read loop.
-                    let now = self.now();
-                    let hello = self.session.reattach_path(id, &mut self.rng, now);
-                    tracing::debug!("path {id}: {} to {}", hello.name(), conn.peer);
-                    conn.queue_preamble();
-                    conn.queue(&hello);
-                    self.conns.push(PathConn {
-                        id,
-                        conn: *conn,
-                        attached: false,
-                    });
-                }
-                ReplaceEvent::Failed(id, why, changed) => {
-                    tracing::info!("path {id}: reconnect failed: {why}");
-                    self.last_path_error = why;
-                    self.retry_later(id, changed);
-                }
-                ReplaceEvent::RetryDue(id) => {
-                    if let Some(r) = self.replacer.as_mut() {
-                        r.clear_slot(id);
-                    }
-                    self.replace_path(id);
-                }
-            }
-        }
-    }
-
-    fn retry_later(&mut self, id: PathId, changed_meanwhile: bool) {
-        if let Some(r) = self.replacer.as_mut() {
-            r.retry_later(id, changed_meanwhile);
-        }
     }
 }
