@@ -151,9 +151,6 @@ pub struct Path {
     /// Encrypted sessions: seals what this side sends on this connection (None: send in clear,
     /// i.e. no encryption, or not yet).
     pub seal: Option<Sealer>,
-    /// Encrypted sessions: opens the peer's records on this connection, once the runtime should
-    /// start decrypting (taken with `Session::take_opener`).
-    pub opener: Option<Opener>,
     /// Client, HELLO(resume) sent: the opener to hand over once RESUMED (in clear) arrived.
     pub opener_after_reply: Option<Opener>,
 }
@@ -181,7 +178,6 @@ impl Path {
             control: VecDeque::new(),
             clear_first: None,
             seal: None,
-            opener: None,
             opener_after_reply: None,
         }
     }

@@ -1,22 +1,26 @@
 //! The session: one reliable byte stream in each direction, carried over zero or more flowpaths.
 //!
 //! Driving it (all calls take the current time; none reads a clock):
-//! - open: [`ClientHandshake`] on the client, [`Session::accept`] on the server;
+//! - open: [`ClientHandshake`] on the client, [`Session::accept_on`] on the server;
 //! - more flowpaths: [`Session::open_path`] / [`Session::reattach_path`] on the client,
 //!   [`Session::challenge_attach`] + [`Session::complete_attach`] on the server;
-//! - inbound frames: [`Session::handle_frame`]; a dead connection: [`Session::path_closed`];
+//! - inbound frames: [`Session::handle_frame`], with the deframer of the connection they came
+//!   on (encrypted sessions install the peer's record opener in it there, so that no caller
+//!   can forget); a dead connection: [`Session::path_closed`];
 //! - outbound frames for a path whose socket can take more: [`Session::poll_transmit`];
 //! - timers: [`Session::poll_timeout`] then [`Session::handle_timeout`];
 //! - application: [`Session::write`], [`Session::close_write`], [`Session::read_chunk`].
 
 mod attach;
+mod open;
 mod receive;
 mod recv_buffer;
 mod resume;
 mod send_buffer;
 mod transmit;
 
-pub use attach::{ClientHandshake, PendingAttach};
+pub use attach::PendingAttach;
+pub use open::ClientHandshake;
 pub use recv_buffer::{RecvBuffer, RecvError};
 pub use send_buffer::SendBuffer;
 
@@ -26,6 +30,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::auth::SessionSecret;
+use super::deframer::Deframer;
 use super::frame::{ErrorCode, Service, MAX_DATA_PAYLOAD};
 use super::handshake::Identity;
 use super::path::{Path, PathId, PathStats};
@@ -350,36 +355,39 @@ impl Session {
         self.peer_static.as_ref()
     }
 
-    /// Encrypted sessions: the opener the runtime must install in path `id`'s deframer now,
-    /// before it parses another frame of that connection (the peer's next bytes are
-    /// records). Call after opening the session and after every frame handled.
-    pub fn take_opener(&mut self, id: PathId) -> Option<Opener> {
-        self.paths.get_mut(&id)?.opener.take()
-    }
-
-    /// Encrypted sessions: gives the connection of path `id` its record keys (our direction
-    /// seals from now on; the peer's opener is installed now, or, for a client waiting for
-    /// RESUMED, when it arrives).
+    /// Encrypted sessions: gives the connection of path `id` its record keys. Our direction
+    /// seals from now on; the returned opener opens the peer's records on that connection and
+    /// must go into its deframer before another frame of it is parsed (see
+    /// [`Deframer::set_opener`]), or be kept until the reply that starts them arrives. None
+    /// for an unencrypted session.
+    #[must_use = "the peer's next bytes on this connection are records: install the opener"]
     pub(super) fn key_path(
         &mut self,
         id: PathId,
         client_nonce: &[u8; crate::proto::frame::NONCE_LEN],
         server_nonce: &[u8; crate::proto::frame::NONCE_LEN],
-        opener_later: bool,
-    ) {
+    ) -> Option<Opener> {
         if !self.encrypted {
-            return;
+            return None;
         }
         let (seal, open) =
             self.secret
                 .path_keys(self.role == Role::Client, id.0, client_nonce, server_nonce);
-        if let Some(p) = self.paths.get_mut(&id) {
-            p.seal = Some(seal);
-            if opener_later {
-                p.opener_after_reply = Some(open);
-            } else {
-                p.opener = Some(open);
-            }
+        self.paths.get_mut(&id)?.seal = Some(seal);
+        Some(open)
+    }
+
+    /// Encrypted sessions: keys path `id` and installs the peer's opener in `rx`, the deframer
+    /// of the connection the path now runs on (the peer's records start with its next bytes).
+    pub(super) fn key_path_now(
+        &mut self,
+        id: PathId,
+        client_nonce: &[u8; crate::proto::frame::NONCE_LEN],
+        server_nonce: &[u8; crate::proto::frame::NONCE_LEN],
+        rx: &mut Deframer,
+    ) {
+        if let Some(open) = self.key_path(id, client_nonce, server_nonce) {
+            rx.set_opener(open);
         }
     }
 

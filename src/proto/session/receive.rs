@@ -3,23 +3,27 @@
 use std::time::Duration;
 
 use super::{Event, FrameError, Session, SessionError};
+use crate::proto::deframer::Deframer;
 use crate::proto::frame::Frame;
 use crate::proto::path::{PathId, PathState};
 
 impl Session {
-    /// Processes one frame received on path `id`. On [`FrameError::Session`] the session has
+    /// Processes one frame received on path `id`, cut by `rx` (the deframer of that path's
+    /// connection: encrypted sessions install the peer's record opener in it when the frame
+    /// says the peer's records start next). On [`FrameError::Session`] the session has
     /// failed: send whatever [`Session::poll_transmit`] still yields (an ERROR) and close. On
     /// [`FrameError::PathRefused`] close just that path's connection.
     pub fn handle_frame(
         &mut self,
         id: PathId,
         frame: Frame,
+        rx: &mut Deframer,
         now: Duration,
     ) -> Result<(), FrameError> {
         if let Some(e) = &self.error {
             return Err(e.clone().into());
         }
-        let r = self.handle_frame_inner(id, frame, now);
+        let r = self.handle_frame_inner(id, frame, rx, now);
         if r.is_ok() {
             self.heard_from_peer = true;
         }
@@ -33,6 +37,7 @@ impl Session {
         &mut self,
         id: PathId,
         frame: Frame,
+        rx: &mut Deframer,
         now: Duration,
     ) -> Result<(), FrameError> {
         let proto = |m: String| Err(FrameError::Session(SessionError::Protocol(m)));
@@ -50,10 +55,10 @@ impl Session {
             server_nonce,
         } = path.state
         {
-            return self.on_attach_reply(id, client_nonce, Some(server_nonce), frame, now);
+            return self.on_attach_reply(id, client_nonce, Some(server_nonce), frame, rx, now);
         }
         if let PathState::AwaitChallenge { client_nonce } = path.state {
-            return self.on_attach_reply(id, client_nonce, None, frame, now);
+            return self.on_attach_reply(id, client_nonce, None, frame, rx, now);
         }
         match frame {
             Frame::Data { offset, payload } => {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::{AttachError, FrameError, Session, SessionError};
 use crate::proto::auth::ProofSide;
+use crate::proto::deframer::Deframer;
 use crate::proto::frame::{Frame, NONCE_LEN};
 use crate::proto::path::{PathId, PathState};
 
@@ -33,9 +34,12 @@ impl Session {
 
     /// Server: checks a HELLO(resume) for this session. On success the path is active
     /// (replacing any older connection with the same id); send the returned RESUMED first.
+    /// `rx` is the deframer of the connection the HELLO came on. Encrypted: the client's
+    /// records follow its HELLO, and `rx` opens them from now on.
     pub fn resume_attach(
         &mut self,
         hello: &Frame,
+        rx: &mut Deframer,
         now: Duration,
     ) -> Result<(PathId, Frame), AttachError> {
         let Frame::HelloResume {
@@ -81,7 +85,7 @@ impl Session {
             cumulative: ours,
         };
         self.activate_attached(id, *cumulative, now);
-        self.key_path(id, client_nonce, server_nonce, false);
+        self.key_path_now(id, client_nonce, server_nonce, rx);
         Ok((id, resumed))
     }
 
@@ -113,7 +117,10 @@ impl Session {
         self.paths.insert(id, path);
         // Encrypted: our records follow the HELLO(resume) at once; the server's follow its
         // RESUMED.
-        self.key_path(id, &client_nonce, &server_nonce, true);
+        let opener = self.key_path(id, &client_nonce, &server_nonce);
+        if let Some(p) = self.paths.get_mut(&id) {
+            p.opener_after_reply = opener;
+        }
         Some(Frame::HelloResume {
             session_id: self.id,
             path_id: id.0,
