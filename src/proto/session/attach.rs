@@ -218,8 +218,8 @@ impl Session {
             }
         }
         path.inflight.clear();
-        if path.fin_inflight && !self.local_fin_acked {
-            self.fin_unsent = true;
+        if path.fin_inflight {
+            self.send_close.fin_lost();
         }
         let was_active = path.is_active();
         if was_active {
@@ -227,7 +227,7 @@ impl Session {
             // Feedback sent on this path may have died with it: a window update or our
             // FIN_ACK. Send both again on the other paths (or the next one attached).
             if self.recv.is_complete() {
-                self.fin_ack_owed = true;
+                self.recv_close.owe_fin_ack();
             }
             for (&other, p) in self.paths.iter_mut() {
                 if other != id && p.is_active() {

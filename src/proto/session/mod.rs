@@ -12,6 +12,7 @@
 //! - application: [`Session::write`], [`Session::close_write`], [`Session::read_chunk`].
 
 mod attach;
+mod closing;
 mod open;
 mod receive;
 mod recv_buffer;
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use self::closing::{RecvClose, SendClose};
 use super::auth::SessionSecret;
 use super::deframer::Deframer;
 use super::frame::{ErrorCode, Service, MAX_DATA_PAYLOAD};
@@ -233,23 +235,15 @@ pub struct Session {
     duplicated: RangeSet,
     /// The peer lets us send below this offset.
     peer_limit: u64,
-    /// Our stream's final length, once the application closed its side.
-    local_fin: Option<u64>,
-    /// The peer acknowledged our FIN.
-    local_fin_acked: bool,
-    /// Our FIN must be (re)sent on some path.
-    fin_unsent: bool,
+    /// Closing of our direction: FIN queued, sent, acknowledged.
+    send_close: SendClose,
     recv: RecvBuffer,
-    /// We owe the peer a FIN_ACK.
-    fin_ack_owed: bool,
+    /// Closing of the peer's direction: our FIN_ACK owed, sent.
+    recv_close: RecvClose,
     /// The path the peer's FIN last arrived on. Our FIN_ACK goes there while it is active:
     /// the peer re-sends its FIN only when that path dies, so an answer on another path that
     /// dies unnoticed (we may have finished and stopped our timers) would never be replaced.
     fin_path: Option<PathId>,
-    /// A FIN_ACK has gone out at least once. Completion needs this, not "none owed": a
-    /// FIN_ACK re-owed after a path died is best effort, because the peer usually had it
-    /// already and has closed its connections because it was done.
-    fin_ack_sent: bool,
     /// The receive limit we last advertised.
     advertised_limit: u64,
     /// Last time stream data or a FIN was sent or received (for the idle timeout).
@@ -313,13 +307,10 @@ impl Session {
             resend_confirmed: true,
             duplicated: RangeSet::new(),
             peer_limit: peer_window,
-            local_fin: None,
-            local_fin_acked: false,
-            fin_unsent: false,
+            send_close: SendClose::Open,
             recv,
-            fin_ack_owed: false,
+            recv_close: RecvClose::Receiving,
             fin_path: None,
-            fin_ack_sent: false,
             advertised_limit,
             last_activity: now,
             error: None,
@@ -445,7 +436,7 @@ impl Session {
 
     /// Bytes the application may write now (send buffer space).
     pub fn write_capacity(&self) -> usize {
-        if self.local_fin.is_some() || self.error.is_some() {
+        if self.send_close != SendClose::Open || self.error.is_some() {
             0
         } else {
             self.send.free()
@@ -454,7 +445,7 @@ impl Session {
 
     /// Queues stream bytes; returns how many were taken (0 when the send buffer is full).
     pub fn write(&mut self, data: &[u8]) -> usize {
-        if self.local_fin.is_some() || self.error.is_some() {
+        if self.send_close != SendClose::Open || self.error.is_some() {
             return 0;
         }
         self.send.write(data)
@@ -462,7 +453,7 @@ impl Session {
 
     /// Queues an owned chunk without copying; false if it does not fit whole now.
     pub fn write_bytes(&mut self, data: Bytes) -> bool {
-        if self.local_fin.is_some() || self.error.is_some() {
+        if self.send_close != SendClose::Open || self.error.is_some() {
             return false;
         }
         self.send.write_bytes(data)
@@ -470,10 +461,7 @@ impl Session {
 
     /// Ends our direction of the stream (half-close): a FIN follows the last byte written.
     pub fn close_write(&mut self) {
-        if self.local_fin.is_none() {
-            self.local_fin = Some(self.send.end());
-            self.fin_unsent = true;
-        }
+        self.send_close.close(self.send.end());
     }
 
     /// Takes up to `max` in-order received bytes. Opens the receive window as it goes.
@@ -537,12 +525,12 @@ impl Session {
     /// True once the peer's whole stream has arrived (not necessarily read) and our FIN_ACK for
     /// it has been sent: nothing more needs to come from or go to the peer for that direction.
     pub fn peer_complete_and_acked(&self) -> bool {
-        self.recv.is_complete() && self.fin_ack_sent
+        self.recv.is_complete() && self.recv_close.answered()
     }
 
     /// True once our FIN was acknowledged: the peer has every byte we wrote.
     pub fn write_finished(&self) -> bool {
-        self.local_fin_acked
+        self.send_close.is_acked()
     }
 
     /// True when both directions are closed and acknowledged.

@@ -79,7 +79,7 @@ impl Session {
                     path.ack_deadline = Some(now + self.config.ack_delay);
                 }
                 if self.recv.is_complete() {
-                    self.fin_ack_owed = true;
+                    self.recv_close.owe_fin_ack();
                 }
             }
             Frame::Ack {
@@ -114,17 +114,15 @@ impl Session {
                     .set_fin(final_offset)
                     .map_err(|e| SessionError::Protocol(e.to_string()))?;
                 if self.recv.is_complete() {
-                    self.fin_ack_owed = true;
+                    self.recv_close.owe_fin_ack();
                 }
             }
             Frame::FinAck { final_offset } => {
-                if self.local_fin != Some(final_offset) {
+                if !self.send_close.fin_acked(final_offset) {
                     return proto(format!(
                         "FIN_ACK for offset {final_offset}, which is not our FIN"
                     ));
                 }
-                self.local_fin_acked = true;
-                self.fin_unsent = false;
                 for p in self.paths.values_mut() {
                     p.fin_inflight = false;
                 }
@@ -160,7 +158,11 @@ impl Session {
             self.peer_finished_reported = true;
             self.events.push_back(Event::PeerFinished);
         }
-        if !self.finished && self.local_fin_acked && self.recv.is_finished() && self.fin_ack_sent {
+        if !self.finished
+            && self.send_close.is_acked()
+            && self.recv.is_finished()
+            && self.recv_close.answered()
+        {
             self.finished = true;
             self.events.push_back(Event::Finished);
         }

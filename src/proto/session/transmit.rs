@@ -65,7 +65,7 @@ impl Session {
         let start_len = out.len();
         let cum = self.recv.contiguous_end();
         let limit = self.recv.limit();
-        let fin_ack_here = self.fin_ack_owed && self.fin_ack_goes_on(id);
+        let fin_ack_here = self.recv_close.fin_ack_owed() && self.fin_ack_goes_on(id);
         let Some(path) = self.paths.get_mut(&id) else {
             return false;
         };
@@ -94,8 +94,7 @@ impl Session {
             if let Some(fin) = self.recv.is_complete().then(|| self.recv.contiguous_end()) {
                 out.push_frame(&Frame::FinAck { final_offset: fin });
             }
-            self.fin_ack_owed = false;
-            self.fin_ack_sent = true;
+            self.recv_close.fin_ack_sent();
         }
         let keepalive_due = now.saturating_sub(path.last_recv) >= self.config.keepalive;
         if (path.ping_now || keepalive_due) && path.ping_outstanding.is_none() {
@@ -143,13 +142,14 @@ impl Session {
             self.next_new = e;
             sent_stream = true;
         }
-        if let Some(fin) = self.local_fin {
-            if self.fin_unsent && self.next_new == fin && self.retransmit.is_empty() {
-                out.push_frame(&Frame::Fin { final_offset: fin });
-                self.fin_unsent = false;
-                path.fin_inflight = true;
-                sent_stream = true;
-            }
+        let (next_new, nothing_to_resend) = (self.next_new, self.retransmit.is_empty());
+        if let Some(fin) = self
+            .send_close
+            .take_fin(|fin| next_new == fin && nothing_to_resend)
+        {
+            out.push_frame(&Frame::Fin { final_offset: fin });
+            path.fin_inflight = true;
+            sent_stream = true;
         }
         // Nothing new may go out (the peer's window is full, or everything was sent): bytes
         // stuck on a slower path are what everything waits for, so send them here too.
