@@ -163,7 +163,7 @@ impl Session {
         if !ok {
             return Err(AttachError::BadProof);
         }
-        if cumulative > self.next_new {
+        if cumulative > self.send.sent_once() {
             return Err(AttachError::Unexpected(
                 "resume offset beyond what was sent",
             ));
@@ -210,14 +210,7 @@ impl Session {
         let Some(path) = self.paths.get_mut(&id) else {
             return false;
         };
-        let acked = self.send.acked();
-        for &(s, e) in &path.inflight {
-            if e > acked {
-                self.retransmit.insert(s.max(acked)..e);
-                self.resend_confirmed = false;
-            }
-        }
-        path.inflight.clear();
+        self.send.lost(path.inflight.drain(..));
         if path.fin_inflight {
             self.send_close.fin_lost();
         }
@@ -308,11 +301,24 @@ impl Session {
                 "the server on path {id} failed its attach proof (it does not know the session secret)"
             )));
         }
-        if cumulative > self.next_new {
+        if cumulative > self.send.sent_once() {
             return Err(SessionError::Protocol("resume offset beyond what was sent".into()).into());
         }
         let our_cumulative = self.recv.contiguous_end();
-        let path = self.paths.get_mut(&id).expect("caller checked");
+        // Keyed over both nonces, unless a ticket's keys were made with the HELLO(resume).
+        let keys = match ticket {
+            None => self.path_keys(id, &client_nonce, &server_nonce),
+            Some(_) => None,
+        };
+        let Some(path) = self.paths.get_mut(&id) else {
+            return Err(FrameError::PathRefused(format!(
+                "frame on path {id}, which is no longer attached"
+            )));
+        };
+        if let Some((seal, open)) = keys {
+            path.seal = Some(seal);
+            rx.set_opener(open);
+        }
         if ticket.is_none() {
             let client_proof = self.secret.proof(
                 ProofSide::Client,
@@ -340,10 +346,6 @@ impl Session {
             }
         }
         path.state = PathState::Active;
-        if ticket.is_none() {
-            self.key_path_now(id, &client_nonce, &server_nonce, rx);
-        }
-        let path = self.paths.get_mut(&id).expect("caller checked");
         // The attach timeout is over; the dead-time clock restarts as for any path.
         path.awaiting_since = path.has_outstanding().then_some(now);
         path.ping_now = true;

@@ -36,8 +36,7 @@ use super::deframer::Deframer;
 use super::frame::{ErrorCode, Service, MAX_DATA_PAYLOAD};
 use super::handshake::Identity;
 use super::path::{Path, PathId, PathStats};
-use super::range_set::RangeSet;
-use super::record::Opener;
+use super::record::{Opener, Sealer};
 
 /// Tunables of a session. Both ends choose their own; windows are advertised.
 #[derive(Clone, Debug)]
@@ -220,19 +219,6 @@ pub struct Session {
     /// Next path id the client will use for a new flowpath.
     next_path_id: u32,
     send: SendBuffer,
-    /// First stream offset never sent on any path.
-    next_new: u64,
-    /// Ranges that were in flight on a path that died, to re-send on any path.
-    retransmit: RangeSet,
-    /// True when the peer has reported its received offset since ranges were last added to
-    /// `retransmit`, so that they are known to be missing; false while they may be
-    /// duplicates (most of what was in flight usually arrived). A path resuming blind sends
-    /// new data only until then, so that a fresh TCP connection's first flights are not
-    /// spent on duplicates.
-    resend_confirmed: bool,
-    /// Ranges already sent a second time, on a faster path, because a slower path was
-    /// holding them up (each range is duplicated at most once).
-    duplicated: RangeSet,
     /// The peer lets us send below this offset.
     peer_limit: u64,
     /// Closing of our direction: FIN queued, sent, acknowledged.
@@ -302,10 +288,6 @@ impl Session {
             paths: BTreeMap::new(),
             retired_stats: BTreeMap::new(),
             next_path_id: 0,
-            next_new: 0,
-            retransmit: RangeSet::new(),
-            resend_confirmed: true,
-            duplicated: RangeSet::new(),
             peer_limit: peer_window,
             send_close: SendClose::Open,
             recv,
@@ -346,26 +328,21 @@ impl Session {
         self.peer_static.as_ref()
     }
 
-    /// Encrypted sessions: gives the connection of path `id` its record keys. Our direction
-    /// seals from now on; the returned opener opens the peer's records on that connection and
-    /// must go into its deframer before another frame of it is parsed (see
-    /// [`Deframer::set_opener`]), or be kept until the reply that starts them arrives. None
-    /// for an unencrypted session.
+    /// Encrypted sessions: the record keys of path `id`'s connection: the sealer for our
+    /// direction, and the opener for the peer's, which must go into that connection's deframer
+    /// before another frame of it is parsed (see [`Deframer::set_opener`]), or be kept until
+    /// the reply that starts the peer's records arrives. None for an unencrypted session.
     #[must_use = "the peer's next bytes on this connection are records: install the opener"]
-    pub(super) fn key_path(
-        &mut self,
+    pub(super) fn path_keys(
+        &self,
         id: PathId,
         client_nonce: &[u8; crate::proto::frame::NONCE_LEN],
         server_nonce: &[u8; crate::proto::frame::NONCE_LEN],
-    ) -> Option<Opener> {
-        if !self.encrypted {
-            return None;
-        }
-        let (seal, open) =
+    ) -> Option<(Sealer, Opener)> {
+        self.encrypted.then(|| {
             self.secret
-                .path_keys(self.role == Role::Client, id.0, client_nonce, server_nonce);
-        self.paths.get_mut(&id)?.seal = Some(seal);
-        Some(open)
+                .path_keys(self.role == Role::Client, id.0, client_nonce, server_nonce)
+        })
     }
 
     /// Encrypted sessions: keys path `id` and installs the peer's opener in `rx`, the deframer
@@ -377,7 +354,9 @@ impl Session {
         server_nonce: &[u8; crate::proto::frame::NONCE_LEN],
         rx: &mut Deframer,
     ) {
-        if let Some(open) = self.key_path(id, client_nonce, server_nonce) {
+        let keys = self.path_keys(id, client_nonce, server_nonce);
+        if let (Some((seal, open)), Some(path)) = (keys, self.paths.get_mut(&id)) {
+            path.seal = Some(seal);
             rx.set_opener(open);
         }
     }
@@ -490,7 +469,7 @@ impl Session {
 
     /// Stream bytes sent at least once (the highest offset the peer can acknowledge).
     pub(in crate::proto) fn bytes_sent_once(&self) -> u64 {
-        self.next_new
+        self.send.sent_once()
     }
 
     /// Applies the peer's received offset learned out of band (a RECONNECT; the caller
@@ -509,7 +488,7 @@ impl Session {
 
     /// Stream bytes waiting to be re-sent because the connection that carried them died.
     pub fn resend_pending(&self) -> u64 {
-        self.retransmit.len_bytes()
+        self.send.resend_pending()
     }
 
     /// Bytes ready for [`Session::read_chunk`].

@@ -68,7 +68,6 @@ impl Session {
                     .recv
                     .insert(offset, payload)
                     .map_err(|e| SessionError::Protocol(e.to_string()))?;
-                let path = self.paths.get_mut(&id).expect("checked above");
                 path.stats.bytes_received += len;
                 path.stats.bytes_new += new as u64;
                 path.conn_bytes_received += len;
@@ -87,10 +86,10 @@ impl Session {
                 limit,
                 path_bytes,
             } => {
-                if cumulative > self.next_new {
+                if cumulative > self.send.sent_once() {
                     return proto(format!(
                         "ACK for offset {cumulative}, but only {} bytes were sent",
-                        self.next_new
+                        self.send.sent_once()
                     ));
                 }
                 path.stats.on_peer_received(path_bytes, now);
@@ -144,10 +143,6 @@ impl Session {
     /// Applies a cumulative acknowledgement of our stream.
     pub(super) fn on_cumulative(&mut self, cum: u64) {
         self.send.ack(cum);
-        self.retransmit.remove_below(cum);
-        self.duplicated.remove_below(cum);
-        // The peer's word is newer than any path loss: what is left to re-send is missing.
-        self.resend_confirmed = true;
         for p in self.paths.values_mut() {
             p.on_cumulative(cum);
         }

@@ -113,14 +113,14 @@ impl Session {
             client_nonce,
             server_nonce,
         };
-        let path = self.fresh_path(id, state, now);
-        self.paths.insert(id, path);
+        let mut path = self.fresh_path(id, state, now);
         // Encrypted: our records follow the HELLO(resume) at once; the server's follow its
         // RESUMED.
-        let opener = self.key_path(id, &client_nonce, &server_nonce);
-        if let Some(p) = self.paths.get_mut(&id) {
-            p.opener_after_reply = opener;
+        if let Some((seal, open)) = self.path_keys(id, &client_nonce, &server_nonce) {
+            path.seal = Some(seal);
+            path.opener_after_reply = Some(open);
         }
+        self.paths.insert(id, path);
         Some(Frame::HelloResume {
             session_id: self.id,
             path_id: id.0,
