@@ -22,8 +22,8 @@ mod transmit;
 
 pub use attach::PendingAttach;
 pub use open::ClientHandshake;
-pub use recv_buffer::{RecvBuffer, RecvError};
-pub use send_buffer::SendBuffer;
+use recv_buffer::RecvBuffer;
+use send_buffer::SendBuffer;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
