@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use rand::RngCore;
 
+use super::resume::Tickets;
 use super::{AttachError, Event, FrameError, Role, Session, SessionError};
 use crate::proto::auth::ProofSide;
 use crate::proto::deframer::Deframer;
@@ -270,7 +271,9 @@ impl Session {
                 }
                 if ticket.is_some() {
                     // Most likely a ticket the server no longer holds: attach the slow way.
-                    self.tickets.clear();
+                    if let Tickets::Held(held) = &mut self.tickets {
+                        held.clear();
+                    }
                 }
                 return Err(FrameError::PathRefused(format!(
                     "attach refused: {code}: {reason}"

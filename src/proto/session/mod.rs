@@ -31,6 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use self::closing::{RecvClose, SendClose};
+use self::resume::Tickets;
 use super::auth::SessionSecret;
 use super::deframer::Deframer;
 use super::frame::{ErrorCode, Service, MAX_DATA_PAYLOAD};
@@ -245,12 +246,8 @@ pub struct Session {
     peer_control_port: u16,
     /// Sequence number of our last RECONNECT (server) or of the newest one accepted (client).
     pub(in crate::proto) control_seq: u64,
-    /// Server: tickets issued so far (the next ticket's index).
-    tickets_issued: u64,
-    /// Server: indices of tickets issued and not yet used, oldest first.
-    tickets_outstanding: VecDeque<u64>,
-    /// Client: ticket nonces received and not yet used, oldest first.
-    tickets: VecDeque<[u8; crate::proto::frame::NONCE_LEN]>,
+    /// Resume tickets issued (server) or held (client).
+    tickets: Tickets,
     /// Counter for PING tokens.
     next_token: u64,
     /// The session is encrypted: every connection gets record keys once attached.
@@ -300,9 +297,7 @@ impl Session {
             peer_finished_reported: false,
             events: VecDeque::new(),
             next_token: 1,
-            tickets_issued: 0,
-            tickets_outstanding: VecDeque::new(),
-            tickets: VecDeque::new(),
+            tickets: Tickets::new(role),
             peer_control_port: 0,
             control_seq: 0,
             encrypted: false,
