@@ -10,6 +10,11 @@
 //! - outbound frames for a path whose socket can take more: [`Session::poll_transmit`];
 //! - timers: [`Session::poll_timeout`] then [`Session::handle_timeout`];
 //! - application: [`Session::write`], [`Session::close_write`], [`Session::read_chunk`].
+//!
+//! Where things live: the send side's bytes and what is left to (re)send of them in
+//! `send_buffer.rs`, the receive side's reorder buffer in `recv_buffer.rs`, each direction's
+//! close handshake as a state enum in `closing.rs`, per-flowpath state in `path.rs` (one level
+//! up), opening in `open.rs`, attaching in `attach.rs` and `resume.rs`.
 
 mod attach;
 mod closing;
@@ -219,11 +224,13 @@ pub struct Session {
     retired_stats: BTreeMap<PathId, PathStats>,
     /// Next path id the client will use for a new flowpath.
     next_path_id: u32,
+    /// Our stream: bytes not yet acknowledged, and which of them to send or re-send next.
     send: SendBuffer,
     /// The peer lets us send below this offset.
     peer_limit: u64,
     /// Closing of our direction: FIN queued, sent, acknowledged.
     send_close: SendClose,
+    /// The peer's stream: bytes not yet read by the application, in order or not.
     recv: RecvBuffer,
     /// Closing of the peer's direction: our FIN_ACK owed, sent.
     recv_close: RecvClose,
