@@ -106,8 +106,9 @@ pub fn accept(
     });
     let mut config = shared.config.clone();
     config.control_port = socket.map_or(0, |_| conn.local.port());
-    let (mut session, welcome) =
-        match Session::accept(config, hello, &mut rng, Duration::ZERO, taken) {
+    let rx = &mut conn.deframer;
+    let (session, welcome) =
+        match Session::accept_on(config, hello, rx, &mut rng, Duration::ZERO, taken) {
             Ok(x) => x,
             Err(e) => {
                 let peer = conn.peer;
@@ -120,9 +121,6 @@ pub fn accept(
                 )));
             }
         };
-    if let Some(o) = session.take_opener(PathId(0)) {
-        conn.deframer.set_opener(o);
-    }
     let id = session.id();
     tracing::info!(
         "session {id:016x} open ({}, {}): {} -> {}",

@@ -41,6 +41,7 @@ impl SessionSecret {
     }
 
     /// A secret from raw bytes (used by tests).
+    #[cfg(test)]
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         SessionSecret(bytes)
     }

@@ -104,8 +104,9 @@ impl Deframer {
     }
 
     /// From now on the peer's bytes are records opened by `opener` (bytes already received
-    /// beyond the frames taken so far are the first of them).
-    pub fn set_opener(&mut self, opener: Opener) {
+    /// beyond the frames taken so far are the first of them). Only the session calls this, in
+    /// the call that learns the keys, so that the runtime cannot forget it.
+    pub(super) fn set_opener(&mut self, opener: Opener) {
         self.raw = self.buf.split();
         self.opener = Some(Box::new(opener));
     }

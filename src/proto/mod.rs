@@ -163,16 +163,16 @@
 //! direction closes on its own (half-close); the session is finished when our FIN was
 //! acknowledged, the peer's FIN has been acknowledged and all of its bytes were read.
 
-pub mod auth;
+pub(crate) mod auth;
 pub mod codec;
 pub mod control;
 pub mod deframer;
 pub mod frame;
 pub mod handshake;
-pub mod out_queue;
-pub mod path;
-pub mod range_set;
-pub mod record;
+pub(crate) mod out_queue;
+pub(crate) mod path;
+pub(crate) mod range_set;
+pub(crate) mod record;
 pub mod session;
 
 #[cfg(test)]

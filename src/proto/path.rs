@@ -19,7 +19,7 @@ impl std::fmt::Display for PathId {
 
 /// Where a flowpath is in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PathState {
+pub(crate) enum PathState {
     /// Client: HELLO(attach) sent with this nonce, waiting for the server's CHALLENGE.
     AwaitChallenge {
         /// Our nonce, to check the server's proof against.
@@ -68,7 +68,7 @@ const RATE_SAMPLE_MIN: Duration = Duration::from_millis(20);
 impl PathStats {
     /// The counters carried over to a new connection of the same path; RTT and rate
     /// estimates start afresh (the route may differ).
-    pub fn for_new_connection(&self) -> PathStats {
+    pub(super) fn for_new_connection(&self) -> PathStats {
         PathStats {
             srtt: None,
             min_rtt: None,
@@ -80,7 +80,7 @@ impl PathStats {
 
     /// Folds the peer's report "I have received `bytes` on this connection" at `now` into the
     /// delivery-rate estimate. A count that goes down (a new connection) restarts it.
-    pub fn on_peer_received(&mut self, bytes: u64, now: Duration) {
+    pub(super) fn on_peer_received(&mut self, bytes: u64, now: Duration) {
         self.peer_received = bytes;
         match self.rate_mark {
             Some((t, b)) if bytes >= b => {
@@ -100,7 +100,7 @@ impl PathStats {
     }
 
     /// Folds one RTT sample into the smoothed estimate (RFC 6298 weights).
-    pub fn on_rtt_sample(&mut self, rtt: Duration) {
+    pub(super) fn on_rtt_sample(&mut self, rtt: Duration) {
         self.srtt = Some(match self.srtt {
             None => rtt,
             Some(s) => (s * 7 + rtt) / 8,
@@ -111,56 +111,53 @@ impl PathStats {
 
 /// State of one flowpath inside a session.
 #[derive(Debug)]
-pub struct Path {
+pub(crate) struct Path {
     /// Attach progress.
-    pub state: PathState,
+    pub(super) state: PathState,
     /// Stream ranges sent on this path and not yet covered by the peer's cumulative ack, in
     /// send order. If the path dies they are queued for re-sending on the others.
-    pub inflight: VecDeque<(u64, u64)>,
+    pub(super) inflight: VecDeque<(u64, u64)>,
     /// A FIN was sent on this path and is not yet acknowledged.
-    pub fin_inflight: bool,
+    pub(super) fin_inflight: bool,
     /// Counters and estimates.
-    pub stats: PathStats,
+    pub(super) stats: PathStats,
     /// Stream bytes received on this connection since it was attached (reported in our ACKs).
-    pub conn_bytes_received: u64,
+    pub(super) conn_bytes_received: u64,
     /// Bytes received since our last ACK on this path.
-    pub unacked_bytes: u64,
+    pub(super) unacked_bytes: u64,
     /// An ACK must go out on this path as soon as possible.
-    pub ack_now: bool,
+    pub(super) ack_now: bool,
     /// An ACK must go out on this path by then (delayed ack).
-    pub ack_deadline: Option<Duration>,
+    pub(super) ack_deadline: Option<Duration>,
     /// A PONG owed to the peer, with its token.
-    pub pong_due: Option<u64>,
+    pub(super) pong_due: Option<u64>,
     /// Our outstanding PING: token and when it was sent.
-    pub ping_outstanding: Option<(u64, Duration)>,
+    pub(super) ping_outstanding: Option<(u64, Duration)>,
     /// A PING is wanted now (RTT probe at attach).
-    pub ping_now: bool,
+    pub(super) ping_now: bool,
     /// When we last put a frame on this path.
-    pub last_sent: Duration,
+    pub(super) last_sent: Duration,
     /// When we last received a frame on this path.
-    pub last_recv: Duration,
+    pub(super) last_recv: Duration,
     /// Since when we have been waiting for the peer to answer on this path: something is
     /// outstanding (unacknowledged data, a PING, a FIN) and nothing has arrived since. None
     /// while nothing is outstanding.
-    pub awaiting_since: Option<Duration>,
+    pub(super) awaiting_since: Option<Duration>,
     /// Handshake frames to send before anything else.
-    pub control: VecDeque<Frame>,
+    pub(super) control: VecDeque<Frame>,
     /// Encrypted sessions: a handshake frame to send in clear before the first record (the
     /// client's ATTACH_PROOF).
-    pub clear_first: Option<Frame>,
+    pub(super) clear_first: Option<Frame>,
     /// Encrypted sessions: seals what this side sends on this connection (None: send in clear,
     /// i.e. no encryption, or not yet).
-    pub seal: Option<Sealer>,
-    /// Encrypted sessions: opens the peer's records on this connection, once the runtime should
-    /// start decrypting (taken with `Session::take_opener`).
-    pub opener: Option<Opener>,
+    pub(super) seal: Option<Sealer>,
     /// Client, HELLO(resume) sent: the opener to hand over once RESUMED (in clear) arrived.
-    pub opener_after_reply: Option<Opener>,
+    pub(super) opener_after_reply: Option<Opener>,
 }
 
 impl Path {
     /// A path in `state`, created at `now`.
-    pub fn new(state: PathState, now: Duration) -> Self {
+    pub(super) fn new(state: PathState, now: Duration) -> Self {
         let state_awaits = state != PathState::Active;
         Path {
             state,
@@ -181,19 +178,18 @@ impl Path {
             control: VecDeque::new(),
             clear_first: None,
             seal: None,
-            opener: None,
             opener_after_reply: None,
         }
     }
 
     /// True once the path carries stream data.
-    pub fn is_active(&self) -> bool {
+    pub(super) fn is_active(&self) -> bool {
         self.state == PathState::Active
     }
 
     /// True when stream frames may go out on the path: attached, or resuming (the server reads
     /// them once it has checked the HELLO(resume) in front of them).
-    pub fn can_send(&self) -> bool {
+    pub(super) fn can_send(&self) -> bool {
         matches!(
             self.state,
             PathState::Active | PathState::AwaitResumed { .. }
@@ -201,18 +197,18 @@ impl Path {
     }
 
     /// True while the peer owes this path an answer: unacknowledged data, a PING or a FIN.
-    pub fn has_outstanding(&self) -> bool {
+    pub(super) fn has_outstanding(&self) -> bool {
         !self.inflight.is_empty() || self.ping_outstanding.is_some() || self.fin_inflight
     }
 
     /// True when the peer has owed an answer for `dead_time` and said nothing.
-    pub fn is_dead(&self, now: Duration, dead_time: Duration) -> bool {
+    pub(super) fn is_dead(&self, now: Duration, dead_time: Duration) -> bool {
         self.awaiting_since
             .is_some_and(|t| now.saturating_sub(t) >= dead_time)
     }
 
     /// Records that `[start, end)` was sent on this path.
-    pub fn record_sent(&mut self, start: u64, end: u64) {
+    pub(super) fn record_sent(&mut self, start: u64, end: u64) {
         match self.inflight.back_mut() {
             Some(last) if last.1 == start => last.1 = end,
             _ => self.inflight.push_back((start, end)),
@@ -220,7 +216,7 @@ impl Path {
     }
 
     /// Forgets in-flight ranges below the cumulative ack `cum`.
-    pub fn on_cumulative(&mut self, cum: u64) {
+    pub(super) fn on_cumulative(&mut self, cum: u64) {
         while let Some(front) = self.inflight.front_mut() {
             if front.1 <= cum {
                 self.inflight.pop_front();

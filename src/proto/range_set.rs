@@ -97,12 +97,8 @@ impl RangeSet {
         gaps
     }
 
-    /// The lowest offset held.
-    pub fn first(&self) -> Option<u64> {
-        self.map.keys().next().copied()
-    }
-
     /// Iterates the ranges in order.
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = Range<u64>> + '_ {
         self.map.iter().map(|(&s, &e)| s..e)
     }

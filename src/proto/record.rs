@@ -30,15 +30,6 @@ pub const MAX_PLAIN: usize = 1 << 20;
 /// Largest valid length field.
 pub const MAX_RECORD: usize = MAX_PLAIN + TAG_LEN;
 
-/// Which way a key is used; the two directions of a connection have different keys.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// Client to server.
-    ClientToServer,
-    /// Server to client.
-    ServerToClient,
-}
-
 /// One direction's key and record counter.
 struct Keyed {
     key: LessSafeKey,

@@ -183,12 +183,9 @@ pub async fn open_session_via(
         }
         Ok(Ok(f)) => f,
     };
-    let mut session = hs
-        .handle_reply(reply, epoch.elapsed())
+    let session = hs
+        .handle_reply_on(reply, &mut conn.deframer, epoch.elapsed())
         .map_err(|e| ConnectError::Handshake(peer, e))?;
-    if let Some(o) = session.take_opener(crate::proto::PathId(0)) {
-        conn.deframer.set_opener(o);
-    }
     tracing::info!(
         "session {:016x} open: {} -> {}",
         session.id(),

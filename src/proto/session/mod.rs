@@ -1,36 +1,48 @@
 //! The session: one reliable byte stream in each direction, carried over zero or more flowpaths.
 //!
 //! Driving it (all calls take the current time; none reads a clock):
-//! - open: [`ClientHandshake`] on the client, [`Session::accept`] on the server;
+//! - open: [`ClientHandshake`] on the client, [`Session::accept_on`] on the server;
 //! - more flowpaths: [`Session::open_path`] / [`Session::reattach_path`] on the client,
 //!   [`Session::challenge_attach`] + [`Session::complete_attach`] on the server;
-//! - inbound frames: [`Session::handle_frame`]; a dead connection: [`Session::path_closed`];
+//! - inbound frames: [`Session::handle_frame`], with the deframer of the connection they came
+//!   on (encrypted sessions install the peer's record opener in it there, so that no caller
+//!   can forget); a dead connection: [`Session::path_closed`];
 //! - outbound frames for a path whose socket can take more: [`Session::poll_transmit`];
 //! - timers: [`Session::poll_timeout`] then [`Session::handle_timeout`];
 //! - application: [`Session::write`], [`Session::close_write`], [`Session::read_chunk`].
+//!
+//! Where things live: the send side's bytes and what is left to (re)send of them in
+//! `send_buffer.rs`, the receive side's reorder buffer in `recv_buffer.rs`, each direction's
+//! close handshake as a state enum in `closing.rs`, per-flowpath state in `path.rs` (one level
+//! up), opening in `open.rs`, attaching in `attach.rs` and `resume.rs`.
 
 mod attach;
+mod closing;
+mod open;
 mod receive;
 mod recv_buffer;
 mod resume;
 mod send_buffer;
 mod transmit;
 
-pub use attach::{ClientHandshake, PendingAttach};
-pub use recv_buffer::{RecvBuffer, RecvError};
-pub use send_buffer::SendBuffer;
+pub use attach::PendingAttach;
+pub use open::ClientHandshake;
+use recv_buffer::RecvBuffer;
+use send_buffer::SendBuffer;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
 
+use self::closing::{RecvClose, SendClose};
+use self::resume::Tickets;
 use super::auth::SessionSecret;
+use super::deframer::Deframer;
 use super::frame::{ErrorCode, Service, MAX_DATA_PAYLOAD};
 use super::handshake::Identity;
 use super::path::{Path, PathId, PathStats};
-use super::range_set::RangeSet;
-use super::record::Opener;
+use super::record::{Opener, Sealer};
 
 /// Tunables of a session. Both ends choose their own; windows are advertised.
 #[derive(Clone, Debug)]
@@ -212,39 +224,20 @@ pub struct Session {
     retired_stats: BTreeMap<PathId, PathStats>,
     /// Next path id the client will use for a new flowpath.
     next_path_id: u32,
+    /// Our stream: bytes not yet acknowledged, and which of them to send or re-send next.
     send: SendBuffer,
-    /// First stream offset never sent on any path.
-    next_new: u64,
-    /// Ranges that were in flight on a path that died, to re-send on any path.
-    retransmit: RangeSet,
-    /// True when the peer has reported its received offset since ranges were last added to
-    /// `retransmit`, so that they are known to be missing; false while they may be
-    /// duplicates (most of what was in flight usually arrived). A path resuming blind sends
-    /// new data only until then, so that a fresh TCP connection's first flights are not
-    /// spent on duplicates.
-    resend_confirmed: bool,
-    /// Ranges already sent a second time, on a faster path, because a slower path was
-    /// holding them up (each range is duplicated at most once).
-    duplicated: RangeSet,
     /// The peer lets us send below this offset.
     peer_limit: u64,
-    /// Our stream's final length, once the application closed its side.
-    local_fin: Option<u64>,
-    /// The peer acknowledged our FIN.
-    local_fin_acked: bool,
-    /// Our FIN must be (re)sent on some path.
-    fin_unsent: bool,
+    /// Closing of our direction: FIN queued, sent, acknowledged.
+    send_close: SendClose,
+    /// The peer's stream: bytes not yet read by the application, in order or not.
     recv: RecvBuffer,
-    /// We owe the peer a FIN_ACK.
-    fin_ack_owed: bool,
+    /// Closing of the peer's direction: our FIN_ACK owed, sent.
+    recv_close: RecvClose,
     /// The path the peer's FIN last arrived on. Our FIN_ACK goes there while it is active:
     /// the peer re-sends its FIN only when that path dies, so an answer on another path that
     /// dies unnoticed (we may have finished and stopped our timers) would never be replaced.
     fin_path: Option<PathId>,
-    /// A FIN_ACK has gone out at least once. Completion needs this, not "none owed": a
-    /// FIN_ACK re-owed after a path died is best effort, because the peer usually had it
-    /// already and has closed its connections because it was done.
-    fin_ack_sent: bool,
     /// The receive limit we last advertised.
     advertised_limit: u64,
     /// Last time stream data or a FIN was sent or received (for the idle timeout).
@@ -260,12 +253,8 @@ pub struct Session {
     peer_control_port: u16,
     /// Sequence number of our last RECONNECT (server) or of the newest one accepted (client).
     pub(in crate::proto) control_seq: u64,
-    /// Server: tickets issued so far (the next ticket's index).
-    tickets_issued: u64,
-    /// Server: indices of tickets issued and not yet used, oldest first.
-    tickets_outstanding: VecDeque<u64>,
-    /// Client: ticket nonces received and not yet used, oldest first.
-    tickets: VecDeque<[u8; crate::proto::frame::NONCE_LEN]>,
+    /// Resume tickets issued (server) or held (client).
+    tickets: Tickets,
     /// Counter for PING tokens.
     next_token: u64,
     /// The session is encrypted: every connection gets record keys once attached.
@@ -303,18 +292,11 @@ impl Session {
             paths: BTreeMap::new(),
             retired_stats: BTreeMap::new(),
             next_path_id: 0,
-            next_new: 0,
-            retransmit: RangeSet::new(),
-            resend_confirmed: true,
-            duplicated: RangeSet::new(),
             peer_limit: peer_window,
-            local_fin: None,
-            local_fin_acked: false,
-            fin_unsent: false,
+            send_close: SendClose::Open,
             recv,
-            fin_ack_owed: false,
+            recv_close: RecvClose::Receiving,
             fin_path: None,
-            fin_ack_sent: false,
             advertised_limit,
             last_activity: now,
             error: None,
@@ -322,9 +304,7 @@ impl Session {
             peer_finished_reported: false,
             events: VecDeque::new(),
             next_token: 1,
-            tickets_issued: 0,
-            tickets_outstanding: VecDeque::new(),
-            tickets: VecDeque::new(),
+            tickets: Tickets::new(role),
             peer_control_port: 0,
             control_seq: 0,
             encrypted: false,
@@ -350,36 +330,36 @@ impl Session {
         self.peer_static.as_ref()
     }
 
-    /// Encrypted sessions: the opener the runtime must install in path `id`'s deframer now,
-    /// before it parses another frame of that connection (the peer's next bytes are
-    /// records). Call after opening the session and after every frame handled.
-    pub fn take_opener(&mut self, id: PathId) -> Option<Opener> {
-        self.paths.get_mut(&id)?.opener.take()
+    /// Encrypted sessions: the record keys of path `id`'s connection: the sealer for our
+    /// direction, and the opener for the peer's, which must go into that connection's deframer
+    /// before another frame of it is parsed (see [`Deframer::set_opener`]), or be kept until
+    /// the reply that starts the peer's records arrives. None for an unencrypted session.
+    #[must_use = "the peer's next bytes on this connection are records: install the opener"]
+    pub(super) fn path_keys(
+        &self,
+        id: PathId,
+        client_nonce: &[u8; crate::proto::frame::NONCE_LEN],
+        server_nonce: &[u8; crate::proto::frame::NONCE_LEN],
+    ) -> Option<(Sealer, Opener)> {
+        self.encrypted.then(|| {
+            self.secret
+                .path_keys(self.role == Role::Client, id.0, client_nonce, server_nonce)
+        })
     }
 
-    /// Encrypted sessions: gives the connection of path `id` its record keys (our direction
-    /// seals from now on; the peer's opener is installed now, or, for a client waiting for
-    /// RESUMED, when it arrives).
-    pub(super) fn key_path(
+    /// Encrypted sessions: keys path `id` and installs the peer's opener in `rx`, the deframer
+    /// of the connection the path now runs on (the peer's records start with its next bytes).
+    pub(super) fn key_path_now(
         &mut self,
         id: PathId,
         client_nonce: &[u8; crate::proto::frame::NONCE_LEN],
         server_nonce: &[u8; crate::proto::frame::NONCE_LEN],
-        opener_later: bool,
+        rx: &mut Deframer,
     ) {
-        if !self.encrypted {
-            return;
-        }
-        let (seal, open) =
-            self.secret
-                .path_keys(self.role == Role::Client, id.0, client_nonce, server_nonce);
-        if let Some(p) = self.paths.get_mut(&id) {
-            p.seal = Some(seal);
-            if opener_later {
-                p.opener_after_reply = Some(open);
-            } else {
-                p.opener = Some(open);
-            }
+        let keys = self.path_keys(id, client_nonce, server_nonce);
+        if let (Some((seal, open)), Some(path)) = (keys, self.paths.get_mut(&id)) {
+            path.seal = Some(seal);
+            rx.set_opener(open);
         }
     }
 
@@ -437,7 +417,7 @@ impl Session {
 
     /// Bytes the application may write now (send buffer space).
     pub fn write_capacity(&self) -> usize {
-        if self.local_fin.is_some() || self.error.is_some() {
+        if self.send_close != SendClose::Open || self.error.is_some() {
             0
         } else {
             self.send.free()
@@ -446,7 +426,7 @@ impl Session {
 
     /// Queues stream bytes; returns how many were taken (0 when the send buffer is full).
     pub fn write(&mut self, data: &[u8]) -> usize {
-        if self.local_fin.is_some() || self.error.is_some() {
+        if self.send_close != SendClose::Open || self.error.is_some() {
             return 0;
         }
         self.send.write(data)
@@ -454,7 +434,7 @@ impl Session {
 
     /// Queues an owned chunk without copying; false if it does not fit whole now.
     pub fn write_bytes(&mut self, data: Bytes) -> bool {
-        if self.local_fin.is_some() || self.error.is_some() {
+        if self.send_close != SendClose::Open || self.error.is_some() {
             return false;
         }
         self.send.write_bytes(data)
@@ -462,10 +442,7 @@ impl Session {
 
     /// Ends our direction of the stream (half-close): a FIN follows the last byte written.
     pub fn close_write(&mut self) {
-        if self.local_fin.is_none() {
-            self.local_fin = Some(self.send.end());
-            self.fin_unsent = true;
-        }
+        self.send_close.close(self.send.end());
     }
 
     /// Takes up to `max` in-order received bytes. Opens the receive window as it goes.
@@ -494,7 +471,7 @@ impl Session {
 
     /// Stream bytes sent at least once (the highest offset the peer can acknowledge).
     pub(in crate::proto) fn bytes_sent_once(&self) -> u64 {
-        self.next_new
+        self.send.sent_once()
     }
 
     /// Applies the peer's received offset learned out of band (a RECONNECT; the caller
@@ -513,7 +490,7 @@ impl Session {
 
     /// Stream bytes waiting to be re-sent because the connection that carried them died.
     pub fn resend_pending(&self) -> u64 {
-        self.retransmit.len_bytes()
+        self.send.resend_pending()
     }
 
     /// Bytes ready for [`Session::read_chunk`].
@@ -529,12 +506,12 @@ impl Session {
     /// True once the peer's whole stream has arrived (not necessarily read) and our FIN_ACK for
     /// it has been sent: nothing more needs to come from or go to the peer for that direction.
     pub fn peer_complete_and_acked(&self) -> bool {
-        self.recv.is_complete() && self.fin_ack_sent
+        self.recv.is_complete() && self.recv_close.answered()
     }
 
     /// True once our FIN was acknowledged: the peer has every byte we wrote.
     pub fn write_finished(&self) -> bool {
-        self.local_fin_acked
+        self.send_close.is_acked()
     }
 
     /// True when both directions are closed and acknowledged.

@@ -3,23 +3,27 @@
 use std::time::Duration;
 
 use super::{Event, FrameError, Session, SessionError};
+use crate::proto::deframer::Deframer;
 use crate::proto::frame::Frame;
 use crate::proto::path::{PathId, PathState};
 
 impl Session {
-    /// Processes one frame received on path `id`. On [`FrameError::Session`] the session has
+    /// Processes one frame received on path `id`, cut by `rx` (the deframer of that path's
+    /// connection: encrypted sessions install the peer's record opener in it when the frame
+    /// says the peer's records start next). On [`FrameError::Session`] the session has
     /// failed: send whatever [`Session::poll_transmit`] still yields (an ERROR) and close. On
     /// [`FrameError::PathRefused`] close just that path's connection.
     pub fn handle_frame(
         &mut self,
         id: PathId,
         frame: Frame,
+        rx: &mut Deframer,
         now: Duration,
     ) -> Result<(), FrameError> {
         if let Some(e) = &self.error {
             return Err(e.clone().into());
         }
-        let r = self.handle_frame_inner(id, frame, now);
+        let r = self.handle_frame_inner(id, frame, rx, now);
         if r.is_ok() {
             self.heard_from_peer = true;
         }
@@ -33,6 +37,7 @@ impl Session {
         &mut self,
         id: PathId,
         frame: Frame,
+        rx: &mut Deframer,
         now: Duration,
     ) -> Result<(), FrameError> {
         let proto = |m: String| Err(FrameError::Session(SessionError::Protocol(m)));
@@ -50,10 +55,10 @@ impl Session {
             server_nonce,
         } = path.state
         {
-            return self.on_attach_reply(id, client_nonce, Some(server_nonce), frame, now);
+            return self.on_attach_reply(id, client_nonce, Some(server_nonce), frame, rx, now);
         }
         if let PathState::AwaitChallenge { client_nonce } = path.state {
-            return self.on_attach_reply(id, client_nonce, None, frame, now);
+            return self.on_attach_reply(id, client_nonce, None, frame, rx, now);
         }
         match frame {
             Frame::Data { offset, payload } => {
@@ -63,7 +68,6 @@ impl Session {
                     .recv
                     .insert(offset, payload)
                     .map_err(|e| SessionError::Protocol(e.to_string()))?;
-                let path = self.paths.get_mut(&id).expect("checked above");
                 path.stats.bytes_received += len;
                 path.stats.bytes_new += new as u64;
                 path.conn_bytes_received += len;
@@ -74,7 +78,7 @@ impl Session {
                     path.ack_deadline = Some(now + self.config.ack_delay);
                 }
                 if self.recv.is_complete() {
-                    self.fin_ack_owed = true;
+                    self.recv_close.owe_fin_ack();
                 }
             }
             Frame::Ack {
@@ -82,10 +86,10 @@ impl Session {
                 limit,
                 path_bytes,
             } => {
-                if cumulative > self.next_new {
+                if cumulative > self.send.sent_once() {
                     return proto(format!(
                         "ACK for offset {cumulative}, but only {} bytes were sent",
-                        self.next_new
+                        self.send.sent_once()
                     ));
                 }
                 path.stats.on_peer_received(path_bytes, now);
@@ -109,17 +113,15 @@ impl Session {
                     .set_fin(final_offset)
                     .map_err(|e| SessionError::Protocol(e.to_string()))?;
                 if self.recv.is_complete() {
-                    self.fin_ack_owed = true;
+                    self.recv_close.owe_fin_ack();
                 }
             }
             Frame::FinAck { final_offset } => {
-                if self.local_fin != Some(final_offset) {
+                if !self.send_close.fin_acked(final_offset) {
                     return proto(format!(
                         "FIN_ACK for offset {final_offset}, which is not our FIN"
                     ));
                 }
-                self.local_fin_acked = true;
-                self.fin_unsent = false;
                 for p in self.paths.values_mut() {
                     p.fin_inflight = false;
                 }
@@ -141,10 +143,6 @@ impl Session {
     /// Applies a cumulative acknowledgement of our stream.
     pub(super) fn on_cumulative(&mut self, cum: u64) {
         self.send.ack(cum);
-        self.retransmit.remove_below(cum);
-        self.duplicated.remove_below(cum);
-        // The peer's word is newer than any path loss: what is left to re-send is missing.
-        self.resend_confirmed = true;
         for p in self.paths.values_mut() {
             p.on_cumulative(cum);
         }
@@ -155,7 +153,11 @@ impl Session {
             self.peer_finished_reported = true;
             self.events.push_back(Event::PeerFinished);
         }
-        if !self.finished && self.local_fin_acked && self.recv.is_finished() && self.fin_ack_sent {
+        if !self.finished
+            && self.send_close.is_acked()
+            && self.recv.is_finished()
+            && self.recv_close.answered()
+        {
             self.finished = true;
             self.events.push_back(Event::Finished);
         }

@@ -88,11 +88,13 @@ impl RecvBuffer {
     }
 
     /// Highest end offset received so far.
+    #[cfg(test)]
     pub fn max_end(&self) -> u64 {
         self.max_end
     }
 
     /// Bytes held (in order or not) awaiting the application.
+    #[cfg(test)]
     pub fn buffered(&self) -> usize {
         self.buffered
     }

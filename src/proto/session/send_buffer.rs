@@ -1,12 +1,17 @@
 //! Send (retransmit) buffer: every stream byte the application wrote that the peer has not yet
-//! acknowledged, so that it can be re-sent on any flowpath.
+//! acknowledged, so that it can be re-sent on any flowpath, and what is left to send of it:
+//! new bytes, bytes lost with a dead flowpath, bytes duplicated on a faster flowpath.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 
 use bytes::Bytes;
 
-/// Bounded buffer of unacknowledged stream bytes `[acked, end)`. Invariant: `chunks` are
-/// non-empty, contiguous, and the first one starts at or below `acked`.
+use crate::proto::range_set::RangeSet;
+
+/// Bounded buffer of unacknowledged stream bytes `[acked, end)`, and the send bookkeeping over
+/// them. Invariants: `chunks` are non-empty, contiguous, and the first one starts at or below
+/// `acked`; `acked <= unsent <= end` (the peer acknowledges only bytes it was sent).
 #[derive(Debug)]
 pub struct SendBuffer {
     /// (start offset, bytes) in stream order.
@@ -19,6 +24,19 @@ pub struct SendBuffer {
     capacity: u64,
     /// Largest chunk stored, so that one chunk fits one DATA frame.
     max_chunk: usize,
+    /// First stream offset never sent on any path.
+    unsent: u64,
+    /// Ranges that were in flight on a path that died, to re-send on any path.
+    retransmit: RangeSet,
+    /// True when the peer has reported its received offset since ranges were last added to
+    /// `retransmit`, so that they are known to be missing; false while they may be
+    /// duplicates (most of what was in flight usually arrived). A path resuming blind sends
+    /// new data only until then, so that a fresh TCP connection's first flights are not
+    /// spent on duplicates.
+    resend_confirmed: bool,
+    /// Ranges already sent a second time, on a faster path, because a slower path was
+    /// holding them up (each range is duplicated at most once).
+    duplicated: RangeSet,
 }
 
 impl SendBuffer {
@@ -31,6 +49,10 @@ impl SendBuffer {
             end: 0,
             capacity: capacity as u64,
             max_chunk: max_chunk.max(1),
+            unsent: 0,
+            retransmit: RangeSet::new(),
+            resend_confirmed: true,
+            duplicated: RangeSet::new(),
         }
     }
 
@@ -75,8 +97,42 @@ impl SendBuffer {
         self.end
     }
 
-    /// Forgets every byte below `offset` (clamped to what was written).
+    /// Stream bytes sent at least once (the highest offset the peer can acknowledge).
+    pub fn sent_once(&self) -> u64 {
+        self.unsent
+    }
+
+    /// Stream bytes waiting to be re-sent because the connection that carried them died.
+    pub fn resend_pending(&self) -> u64 {
+        self.retransmit.len_bytes()
+    }
+
+    /// True when lost ranges may be re-sent by a path that is not yet attached (resuming
+    /// blind): the peer has said what it lacks since they were lost.
+    pub fn resend_confirmed(&self) -> bool {
+        self.resend_confirmed
+    }
+
+    /// True when nothing new may go out below the peer's `limit`: everything written up to it
+    /// was sent once.
+    pub fn new_blocked(&self, limit: u64) -> bool {
+        self.unsent >= limit.min(self.end)
+    }
+
+    /// True once every byte below `fin` was sent and nothing waits to be re-sent: a FIN at
+    /// `fin` may follow.
+    pub fn all_sent_to(&self, fin: u64) -> bool {
+        self.unsent == fin && self.retransmit.is_empty()
+    }
+
+    /// The peer's cumulative acknowledgement (it has every byte below `offset`): forgets those
+    /// bytes (clamped to what was written) and whatever was queued to re-send or duplicate
+    /// below it. The peer's word is newer than any path loss: what is left to re-send is
+    /// missing.
     pub fn ack(&mut self, offset: u64) {
+        self.retransmit.remove_below(offset);
+        self.duplicated.remove_below(offset);
+        self.resend_confirmed = true;
         let offset = offset.min(self.end);
         if offset <= self.acked {
             return;
@@ -89,6 +145,59 @@ impl SendBuffer {
                 break;
             }
         }
+    }
+
+    /// A path died with `ranges` in flight: queues what of them is unacknowledged for
+    /// re-sending (unconfirmed until the peer next reports its received offset).
+    pub fn lost(&mut self, ranges: impl IntoIterator<Item = (u64, u64)>) {
+        for (s, e) in ranges {
+            if e > self.acked {
+                self.retransmit.insert(s.max(self.acked)..e);
+                self.resend_confirmed = false;
+            }
+        }
+    }
+
+    /// The next lost bytes to re-send (at most `max`, from one chunk): offset and bytes.
+    pub fn poll_retransmit(&mut self, max: u64) -> Option<(u64, Bytes)> {
+        loop {
+            let r = self.retransmit.pop_front(max)?;
+            let Some(chunk) = self.get(r.start, (r.end - r.start) as usize) else {
+                continue; // acknowledged meanwhile
+            };
+            let end = r.start + chunk.len() as u64;
+            if end < r.end {
+                self.retransmit.insert(end..r.end);
+            }
+            return Some((r.start, chunk));
+        }
+    }
+
+    /// The next bytes never sent (at most `max`, from one chunk) below the peer's `limit`:
+    /// offset and bytes; they count as sent from now on.
+    pub fn poll_new(&mut self, limit: u64, max: usize) -> Option<(u64, Bytes)> {
+        let allowed = limit.min(self.end);
+        if self.unsent >= allowed {
+            return None;
+        }
+        let max = (allowed - self.unsent).min(max as u64) as usize;
+        let chunk = self.get(self.unsent, max).expect("unsent bytes are held");
+        let start = self.unsent;
+        self.unsent += chunk.len() as u64;
+        Some((start, chunk))
+    }
+
+    /// The parts of `[start, end)` not yet acknowledged nor duplicated.
+    pub fn unduplicated(&self, start: u64, end: u64) -> Vec<Range<u64>> {
+        self.duplicated.gaps_in(start.max(self.acked)..end)
+    }
+
+    /// Bytes at `offset` (at most `max`, from one chunk) to send a second time, on a faster
+    /// path; they are not duplicated again. `None` if not held.
+    pub fn duplicate(&mut self, offset: u64, max: usize) -> Option<Bytes> {
+        let chunk = self.get(offset, max)?;
+        self.duplicated.insert(offset..offset + chunk.len() as u64);
+        Some(chunk)
     }
 
     /// Up to `max` bytes starting at `offset`, from a single chunk (zero-copy). `None` if the

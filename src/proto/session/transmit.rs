@@ -22,35 +22,47 @@ impl Session {
         out: &mut OutQueue,
         budget: usize,
     ) -> bool {
-        let Some(path) = self.paths.get_mut(&id) else {
+        // The path leaves the map while its frames are made, so that it and the rest of the
+        // session can be borrowed at once; it goes back before returning.
+        let Some(mut path) = self.paths.remove(&id) else {
             return false;
         };
-        let clear = path.clear_first.take();
-        let sealer = path.seal.take();
+        let any = self.transmit_on(id, &mut path, now, out, budget);
+        self.paths.insert(id, path);
+        any
+    }
+
+    /// [`Session::poll_transmit`] for `path` (out of the map), sealed when keyed.
+    fn transmit_on(
+        &mut self,
+        id: PathId,
+        path: &mut Path,
+        now: Duration,
+        out: &mut OutQueue,
+        budget: usize,
+    ) -> bool {
         let mut any = false;
-        if let Some(f) = clear {
+        if let Some(f) = path.clear_first.take() {
             out.push_frame(&f);
             any = true;
         }
-        let Some(mut sealer) = sealer else {
+        let Some(mut sealer) = path.seal.take() else {
             if self.encrypted {
                 // A connection not keyed yet (waiting for its CHALLENGE or RESUMED) carries
                 // nothing but the handshake, which the runtime sends: not even an ERROR,
                 // whose reason would go out in clear.
                 return any;
             }
-            return self.transmit_frames(id, now, out, budget) || any;
+            return self.transmit_frames(id, path, now, out, budget) || any;
         };
         let mut plain = std::mem::take(&mut self.plain);
-        any |= self.transmit_frames(id, now, &mut plain, budget);
+        any |= self.transmit_frames(id, path, now, &mut plain, budget);
         if !plain.is_empty() {
             out.push_segment(sealer.seal(&mut plain));
         }
         plain.clear();
         self.plain = plain;
-        if let Some(p) = self.paths.get_mut(&id) {
-            p.seal = Some(sealer);
-        }
+        path.seal = Some(sealer);
         any
     }
 
@@ -58,6 +70,7 @@ impl Session {
     fn transmit_frames(
         &mut self,
         id: PathId,
+        path: &mut Path,
         now: Duration,
         out: &mut OutQueue,
         budget: usize,
@@ -65,10 +78,7 @@ impl Session {
         let start_len = out.len();
         let cum = self.recv.contiguous_end();
         let limit = self.recv.limit();
-        let fin_ack_here = self.fin_ack_owed && self.fin_ack_goes_on(id);
-        let Some(path) = self.paths.get_mut(&id) else {
-            return false;
-        };
+        let fin_ack_here = self.recv_close.fin_ack_owed() && self.fin_ack_goes_on(id);
         while let Some(f) = path.control.pop_front() {
             out.push_frame(&f);
         }
@@ -94,8 +104,7 @@ impl Session {
             if let Some(fin) = self.recv.is_complete().then(|| self.recv.contiguous_end()) {
                 out.push_frame(&Frame::FinAck { final_offset: fin });
             }
-            self.fin_ack_owed = false;
-            self.fin_ack_sent = true;
+            self.recv_close.fin_ack_sent();
         }
         let keepalive_due = now.saturating_sub(path.last_recv) >= self.config.keepalive;
         if (path.ping_now || keepalive_due) && path.ping_outstanding.is_none() {
@@ -109,76 +118,63 @@ impl Session {
         let mut sent_stream = false;
         // Re-sends of bytes lost with a dead path (on a path resuming blind, only once the
         // peer has said what it lacks).
-        let resend_now = self.resend_confirmed || path.is_active();
+        let resend_now = self.send.resend_confirmed() || path.is_active();
         while resend_now && out.len() - start_len < budget {
-            let Some(r) = self.retransmit.pop_front(self.config.max_payload as u64) else {
+            let Some((start, chunk)) = self.send.poll_retransmit(self.config.max_payload as u64)
+            else {
                 break;
             };
-            let Some(chunk) = self.send.get(r.start, (r.end - r.start) as usize) else {
-                continue; // acknowledged meanwhile
-            };
-            let end = r.start + chunk.len() as u64;
-            if end < r.end {
-                self.retransmit.insert(end..r.end);
-            }
+            let end = start + chunk.len() as u64;
             path.stats.bytes_resent += chunk.len() as u64;
-            out.push_data(r.start, chunk);
-            path.record_sent(r.start, end);
+            out.push_data(start, chunk);
+            path.record_sent(start, end);
         }
         // New bytes, within the peer's window.
         while out.len() - start_len < budget {
-            let allowed = self.peer_limit.min(self.send.end());
-            if self.next_new >= allowed {
+            let Some((start, chunk)) = self.send.poll_new(self.peer_limit, self.config.max_payload)
+            else {
                 break;
-            }
-            let max = (allowed - self.next_new).min(self.config.max_payload as u64) as usize;
-            let chunk = self
-                .send
-                .get(self.next_new, max)
-                .expect("unsent bytes are held");
-            let (s, e) = (self.next_new, self.next_new + chunk.len() as u64);
+            };
+            let end = start + chunk.len() as u64;
             path.stats.bytes_sent += chunk.len() as u64;
-            out.push_data(s, chunk);
-            path.record_sent(s, e);
-            self.next_new = e;
+            out.push_data(start, chunk);
+            path.record_sent(start, end);
             sent_stream = true;
         }
-        if let Some(fin) = self.local_fin {
-            if self.fin_unsent && self.next_new == fin && self.retransmit.is_empty() {
-                out.push_frame(&Frame::Fin { final_offset: fin });
-                self.fin_unsent = false;
-                path.fin_inflight = true;
-                sent_stream = true;
-            }
+        let send = &self.send;
+        if let Some(fin) = self.send_close.take_fin(|fin| send.all_sent_to(fin)) {
+            out.push_frame(&Frame::Fin { final_offset: fin });
+            path.fin_inflight = true;
+            sent_stream = true;
         }
         // Nothing new may go out (the peer's window is full, or everything was sent): bytes
         // stuck on a slower path are what everything waits for, so send them here too.
-        if self.next_new >= self.peer_limit.min(self.send.end()) {
-            sent_stream |= self.resend_lagging(id, out, start_len, budget);
+        if self.send.new_blocked(self.peer_limit) {
+            sent_stream |= self.resend_lagging(id, path, out, start_len, budget);
         }
         if sent_stream {
             self.last_activity = now;
         }
-        let path = self.paths.get_mut(&id).expect("checked above");
         let any = Self::sent(path, out, start_len, now);
         self.check_finished();
         any
     }
 
-    /// Sends on path `id` the lowest bytes still in flight on paths slower than it (by
-    /// smoothed RTT), each range at most once more; the receiver keeps whichever copy arrives
-    /// first. True if anything was sent.
+    /// Sends on `path` (id `id`, out of the map) the lowest bytes still in flight on paths
+    /// slower than it (by smoothed RTT), each range at most once more; the receiver keeps
+    /// whichever copy arrives first. True if anything was sent.
     fn resend_lagging(
         &mut self,
         id: PathId,
+        path: &mut Path,
         out: &mut OutQueue,
         start_len: usize,
         budget: usize,
     ) -> bool {
-        let Some(me) = self.paths.get(&id).filter(|p| p.is_active()) else {
+        if !path.is_active() {
             return false;
-        };
-        let Some(my_rtt) = me.stats.srtt else {
+        }
+        let Some(my_rtt) = path.stats.srtt else {
             return false;
         };
         let acked = self.send.acked();
@@ -197,21 +193,19 @@ impl Session {
         lagging.sort_unstable();
         let mut any = false;
         for (s, e) in lagging {
-            for gap in self.duplicated.gaps_in(s.max(acked)..e) {
+            for gap in self.send.unduplicated(s, e) {
                 let mut at = gap.start;
                 while at < gap.end {
                     if out.len() - start_len >= budget {
                         return any;
                     }
                     let max = ((gap.end - at) as usize).min(self.config.max_payload);
-                    let Some(chunk) = self.send.get(at, max) else {
+                    let Some(chunk) = self.send.duplicate(at, max) else {
                         break;
                     };
                     let end = at + chunk.len() as u64;
                     let len = chunk.len() as u64;
                     out.push_data(at, chunk);
-                    self.duplicated.insert(at..end);
-                    let path = self.paths.get_mut(&id).expect("checked above");
                     path.record_sent(at, end);
                     path.stats.bytes_resent += len;
                     any = true;

@@ -8,7 +8,9 @@ use rand::{RngCore, SeedableRng};
 use super::tests::{ms, MB};
 use super::{AppSpec, Fault, Link, Side, Sim, SimConfig};
 use crate::proto::auth::{ProofSide, SessionSecret};
-use crate::proto::{AttachError, ErrorCode, Event, Frame, FrameError, PathId, SessionError};
+use crate::proto::{
+    AttachError, Deframer, ErrorCode, Event, Frame, FrameError, PathId, SessionError,
+};
 
 /// A HELLO(attach) for `session_id` / `path_id` with a random nonce.
 fn hello_attach(session_id: u64, path_id: u32, rng: &mut impl RngCore) -> Frame {
@@ -106,7 +108,9 @@ fn second_session_cannot_attach_to_the_first() {
     await_inbox(&mut sim, c, 1);
     let challenge = sim.scripted_inbox(c)[0].clone();
     assert!(matches!(challenge, Frame::Challenge { .. }));
-    let r = other.client.handle_frame(path, challenge, other.now());
+    let r = other
+        .client
+        .handle_frame(path, challenge, &mut Deframer::new(), other.now());
     assert!(matches!(r, Err(FrameError::PathRefused(_))), "{r:?}");
     assert!(
         other.client.path_stats(path).is_none(),
@@ -198,7 +202,9 @@ fn replayed_attach_proof_is_rejected() {
     // And directly against the API.
     let mut rng = StdRng::seed_from_u64(77);
     let (pending, _) = sim.server.challenge_attach(&hello, &mut rng).unwrap();
-    let r = sim.server.complete_attach(pending, &proof, sim.now());
+    let r = sim
+        .server
+        .complete_attach(pending, &proof, &mut Deframer::new(), sim.now());
     assert_eq!(r, Err(AttachError::BadProof));
 
     assert!(sim.server.error().is_none());
@@ -245,7 +251,9 @@ fn replayed_resume_is_refused() {
     // Directly against the API.
     let now = sim.now();
     assert_eq!(
-        sim.server.resume_attach(&hello, now).unwrap_err(),
+        sim.server
+            .resume_attach(&hello, &mut Deframer::new(), now)
+            .unwrap_err(),
         AttachError::StaleTicket
     );
     assert!(sim.server.error().is_none());

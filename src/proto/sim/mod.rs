@@ -124,22 +124,17 @@ impl Sim {
         let handshake = ClientHandshake::new(cfg.client.clone(), &mut rng, now);
         conn.c2s.write(now, with_preamble(true, &handshake.hello()));
         let hello = await_frame(&mut conn.c2s, &mut conn.server_rx, &mut now);
-        let (mut server, welcome) =
-            Session::accept(cfg.server.clone(), &hello, &mut rng, now, |_| false)
+        let rx = &mut conn.server_rx;
+        let (server, welcome) =
+            Session::accept_on(cfg.server.clone(), &hello, rx, &mut rng, now, |_| false)
                 .expect("server accepts HELLO(open)");
-        if let Some(o) = server.take_opener(PathId(0)) {
-            conn.server_rx.set_opener(o);
-        }
         conn.s2c.write(now, with_preamble(true, &welcome));
         conn.server_preamble_sent = true;
         conn.server_end = ServerEnd::Attached(PathId(0));
         let welcome = await_frame(&mut conn.s2c, &mut conn.client_rx, &mut now);
-        let mut client = handshake
-            .handle_reply(welcome, now)
+        let client = handshake
+            .handle_reply_on(welcome, &mut conn.client_rx, now)
             .expect("client accepts WELCOME");
-        if let Some(o) = client.take_opener(PathId(0)) {
-            conn.client_rx.set_opener(o);
-        }
 
         let mut log = Log::default();
         for (side, name) in [(Side::Client, "HELLO(open)"), (Side::Server, "WELCOME")] {
@@ -461,11 +456,8 @@ impl Sim {
             ServerEnd::Attached(p) => {
                 self.conns[c].server_end = ServerEnd::Attached(p);
                 if self.server_conn.get(&p) == Some(&c) {
-                    let r = self.server.handle_frame(p, frame, self.now);
-                    if let Some(o) = self.server.take_opener(p) {
-                        self.conns[c].server_rx.set_opener(o);
-                    }
-                    if let Err(e) = r {
+                    let rx = &mut self.conns[c].server_rx;
+                    if let Err(e) = self.server.handle_frame(p, frame, rx, self.now) {
                         self.log_error(Side::Server, logged(e));
                     }
                 }
@@ -517,14 +509,10 @@ impl Sim {
                 client_proof[7] ^= 0x80;
             }
         }
-        let result = self.server.complete_attach(pending, &proof, self.now);
+        let rx = &mut self.conns[c].server_rx;
+        let result = self.server.complete_attach(pending, &proof, rx, self.now);
         match &result {
-            Ok(p) => {
-                if let Some(o) = self.server.take_opener(*p) {
-                    self.conns[c].server_rx.set_opener(o);
-                }
-                self.server_attached(c, *p)
-            }
+            Ok(p) => self.server_attached(c, *p),
             Err(_) => self.refuse(c, ErrorCode::AuthFailed),
         }
         self.log.attaches.push(AttachRecord {
@@ -542,13 +530,11 @@ impl Sim {
             self.refuse(c, ErrorCode::UnknownSession);
             return;
         }
-        let result = self.server.resume_attach(&hello, self.now);
+        let rx = &mut self.conns[c].server_rx;
+        let result = self.server.resume_attach(&hello, rx, self.now);
         let result = match result {
             Ok((p, resumed)) => {
                 self.server_send(c, &resumed);
-                if let Some(o) = self.server.take_opener(p) {
-                    self.conns[c].server_rx.set_opener(o);
-                }
                 self.server_attached(c, p);
                 Ok(p)
             }
@@ -617,11 +603,8 @@ impl Sim {
             if self.client_conn.get(&path) != Some(&c) {
                 continue; // a connection the client has abandoned
             }
-            let r = self.client.handle_frame(path, frame, self.now);
-            if let Some(o) = self.client.take_opener(path) {
-                self.conns[c].client_rx.set_opener(o);
-            }
-            if let Err(e) = r {
+            let rx = &mut self.conns[c].client_rx;
+            if let Err(e) = self.client.handle_frame(path, frame, rx, self.now) {
                 let refused = matches!(e, FrameError::PathRefused(_));
                 self.log_error(Side::Client, logged(e));
                 if refused {

@@ -67,7 +67,9 @@ impl Duo {
     fn give(&mut self, to: Side, path: PathId, frames: Vec<Frame>) {
         let now = self.now;
         for f in frames {
-            self.session(to).handle_frame(path, f, now).unwrap();
+            self.session(to)
+                .handle_frame(path, f, &mut Deframer::new(), now)
+                .unwrap();
         }
     }
 
@@ -127,10 +129,10 @@ impl Duo {
         if let Frame::HelloResume { .. } = hello {
             let (_, resumed) = self
                 .server
-                .resume_attach(&hello, self.now)
+                .resume_attach(&hello, &mut Deframer::new(), self.now)
                 .map_err(|e| e.to_string())?;
             self.client
-                .handle_frame(id, resumed, self.now)
+                .handle_frame(id, resumed, &mut Deframer::new(), self.now)
                 .map_err(|e| e.to_string())?;
             return Ok(id);
         }
@@ -139,12 +141,12 @@ impl Duo {
             .challenge_attach(&hello, &mut self.rng)
             .map_err(|e| e.to_string())?;
         self.client
-            .handle_frame(id, challenge, self.now)
+            .handle_frame(id, challenge, &mut Deframer::new(), self.now)
             .map_err(|e| e.to_string())?;
         let mut frames = self.take(Side::Client, id).into_iter();
         let proof = frames.next().expect("ATTACH_PROOF comes first");
         self.server
-            .complete_attach(pending, &proof, self.now)
+            .complete_attach(pending, &proof, &mut Deframer::new(), self.now)
             .map_err(|e| e.to_string())?;
         self.give(Side::Server, id, frames.collect());
         Ok(id)
@@ -258,7 +260,9 @@ fn forged_challenge_fails_only_that_path() {
     if let Frame::Challenge { server_proof, .. } = &mut challenge {
         server_proof[0] ^= 1;
     }
-    let r = d.client.handle_frame(id, challenge, d.now);
+    let r = d
+        .client
+        .handle_frame(id, challenge, &mut Deframer::new(), d.now);
     assert!(matches!(r, Err(FrameError::PathRefused(_))));
     assert!(d.client.path_stats(id).is_none());
     assert!(
@@ -282,7 +286,9 @@ fn a_raised_resume_offset_is_caught_by_the_proofs() {
     if let Frame::Challenge { cumulative, .. } = &mut challenge {
         *cumulative += 1;
     }
-    let r = d.client.handle_frame(id, challenge, d.now);
+    let r = d
+        .client
+        .handle_frame(id, challenge, &mut Deframer::new(), d.now);
     // Refused for its proof (checked before the offset itself).
     assert!(
         matches!(&r, Err(FrameError::PathRefused(m)) if m.contains("attach proof")),
@@ -292,7 +298,9 @@ fn a_raised_resume_offset_is_caught_by_the_proofs() {
     // The other direction: the client's proof with a raised offset is refused by the server.
     let (id, hello) = d.client.open_path(&mut d.rng, d.now);
     let (pending2, challenge) = d.server.challenge_attach(&hello, &mut d.rng).unwrap();
-    d.client.handle_frame(id, challenge, d.now).unwrap();
+    d.client
+        .handle_frame(id, challenge, &mut Deframer::new(), d.now)
+        .unwrap();
     let mut out = OutQueue::default();
     d.client.poll_transmit(id, d.now, &mut out, 1 << 20);
     let buf = out.take_bytes();
@@ -310,7 +318,8 @@ fn a_raised_resume_offset_is_caught_by_the_proofs() {
         cumulative: cumulative + 1,
     };
     assert!(matches!(
-        d.server.complete_attach(pending2, &raised, d.now),
+        d.server
+            .complete_attach(pending2, &raised, &mut Deframer::new(), d.now),
         Err(crate::proto::AttachError::BadProof)
     ));
 }

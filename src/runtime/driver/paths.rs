@@ -86,11 +86,9 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             match self.conns[i].conn.deframer.next_frame() {
                 Ok(Some(f)) => {
                     any = true;
-                    let r = self.session.handle_frame(id, f, now);
-                    // Encrypted sessions: the peer's records may start right after this frame.
-                    if let Some(o) = self.session.take_opener(id) {
-                        self.conns[i].conn.deframer.set_opener(o);
-                    }
+                    let r = self
+                        .session
+                        .handle_frame(id, f, &mut self.conns[i].conn.deframer, now);
                     match r {
                         Ok(()) => {}
                         Err(FrameError::PathRefused(why)) => return Err(why),

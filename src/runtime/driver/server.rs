@@ -115,13 +115,10 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
     fn resume(&mut self, mut conn: FlowConn, hello: &Frame) {
         let now = self.now();
         conn.queue_preamble();
-        match self.session.resume_attach(hello, now) {
+        match self.session.resume_attach(hello, &mut conn.deframer, now) {
             Ok((id, resumed)) => {
                 tracing::info!("path {id} resumed from {}", conn.peer);
                 conn.queue(&resumed);
-                if let Some(o) = self.session.take_opener(id) {
-                    conn.deframer.set_opener(o);
-                }
                 self.conns.retain(|c| c.id != id);
                 self.conns.push(PathConn {
                     id,
@@ -159,13 +156,15 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                     Ok(Some(frame)) => {
                         let p = server.pending.swap_remove(i);
                         let now = self.epoch.elapsed();
-                        match self.session.complete_attach(p.pending, &frame, now) {
+                        let mut conn = p.conn;
+                        match self.session.complete_attach(
+                            p.pending,
+                            &frame,
+                            &mut conn.deframer,
+                            now,
+                        ) {
                             Ok(id) => {
-                                tracing::info!("path {id} attached from {}", p.conn.peer);
-                                let mut conn = p.conn;
-                                if let Some(o) = self.session.take_opener(id) {
-                                    conn.deframer.set_opener(o);
-                                }
+                                tracing::info!("path {id} attached from {}", conn.peer);
                                 self.conns.retain(|c| c.id != id);
                                 self.conns.push(PathConn {
                                     id,
@@ -174,8 +173,8 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                                 });
                             }
                             Err(e) => {
-                                tracing::warn!("refusing flowpath from {}: {e}", p.conn.peer);
-                                tokio::spawn(p.conn.refuse(ErrorCode::AuthFailed, e.to_string()));
+                                tracing::warn!("refusing flowpath from {}: {e}", conn.peer);
+                                tokio::spawn(conn.refuse(ErrorCode::AuthFailed, e.to_string()));
                             }
                         }
                         progress = true;
