@@ -1,9 +1,36 @@
 //! msock: netcat and iperf3 for networks that move.
 //!
-//! [`proto`] is the sans-IO protocol core; [`runtime`] drives it with tokio; [`cli`] and
-//! [`cmd`] implement the `msock` command; [`transfer`] is the file-transfer layer of
-//! `send-file`; [`bench`](mod@bench) is the throughput test of `msock bench`; [`relay`] is
-//! `msock proxy` and its listener and client sides.
+//! A *session* is a reliable byte stream with its own 64-bit offsets, carried by zero or more
+//! *flowpaths* (ordinary TCP connections) that can break, be replaced, run side by side over
+//! several interfaces, or pass through a relay. The crate is layered; dependencies point
+//! down only (`tests/proto_sans_io.rs` fails on an upward or sideways `crate::` import):
+//!
+//! ```text
+//!   main.rs                   parse arguments, run the subcommand, exit code
+//!      |
+//!   cmd  (cli, docs)          arguments -> configurations; printing, progress, tables, JSON
+//!      |
+//!   transfer   bench   relay  services: each a protocol of its own over a session
+//!      |                      (the relay: over spliced flowpaths)
+//!   runtime                   tokio glue: server, client, one driver per session,
+//!      |                      interfaces, control socket, events, process helpers
+//!   proto                     sans-IO core: codec, frames, Session, buffers, handshake, records
+//! ```
+//!
+//! A lower layer that needs something from above takes it as a parameter: the runtime's
+//! client takes its dial strategy (direct, or through a relay) and its server the services it
+//! dispatches to; events go to an [`runtime::events::Events`] sink passed in.
+//!
+//! | module | owns |
+//! |--------|------|
+//! | [`proto`] | the wire format (spec in its doc), the session state machine, send and reorder buffers, the Noise handshake and AES-GCM records, the simulator tests; no sockets, no clock |
+//! | [`runtime`] | sockets, timers and the application's byte streams around a session: accepting and routing flowpaths, opening and reconnecting them, interface policy, address watching |
+//! | [`transfer`] | `send-file` / `listen --save-dir`: its messages, name checks, sender and receiver |
+//! | [`bench`](mod@bench) | the throughput test of `msock bench`: its protocol, meters, both ends, the TCP baseline |
+//! | [`relay`] | `msock proxy` (registry, splicing, typed wire per direction) and its listener and client sides |
+//! | [`cli`] | the clap definition of every flag (arguments only) |
+//! | [`cmd`] | one module per subcommand: arguments to configurations, output, exit codes |
+//! | [`docs`] | man pages and shell completions generated from [`cli`] |
 
 pub mod bench;
 pub mod cli;
