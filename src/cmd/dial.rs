@@ -3,27 +3,31 @@
 //! its driver to reconnect, follow the policy and hear the server's moves.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::{family, session_config, Failure};
 use crate::cli::{DialArgs, StreamArgs};
 use crate::proto::handshake::fingerprint;
 use crate::proto::{PathId, Service};
 use crate::runtime::keys::{check_peer, PinCheck};
+use crate::runtime::reconnect::{AttemptError, AttemptFuture, Origin, Redial};
 use crate::runtime::{
     control::ControlPlane, ifaces, netwatch, policy::Policy, AppSink, AppSource, Driver,
-    ReconnectPolicy,
+    Family, ReconnectPolicy,
 };
 
-/// Checks that `dest` looks like HOST:PORT or NAME@RELAY[:PORT] (exit 2 otherwise).
-pub fn check_dest(dest: &str) -> Result<(), Failure> {
+/// Checks that `dest` looks like HOST:PORT or NAME@RELAY[:PORT] (exit 2 otherwise); true for
+/// NAME@RELAY.
+pub fn check_dest(dest: &str) -> Result<bool, Failure> {
     if crate::relay::client::parse(dest)
         .map_err(Failure::local)?
         .is_some()
     {
-        return Ok(());
+        return Ok(true);
     }
     if dest.contains(':') {
-        Ok(())
+        Ok(false)
     } else {
         Err(Failure::local(format!(
             "'{dest}' has no port: give HOST:PORT, e.g. example.net:9000 or [::1]:9000, or NAME@RELAY for a listener registered at a relay"
@@ -56,7 +60,7 @@ pub async fn dial_with_policy<I: AppSource, O: AppSink>(
     input: Option<I>,
     output: Option<O>,
 ) -> Result<Driver<I, O>, Failure> {
-    check_dest(dest)?;
+    let named = check_dest(dest)?;
     // HOST:PORT, or NAME@RELAY: the name's direct addresses, then the relay.
     let hops = crate::relay::client::plan(dest, family(stream), dial.wait).await?;
     let addrs = &hops[0].addrs;
@@ -111,6 +115,31 @@ pub async fn dial_with_policy<I: AppSource, O: AppSink>(
         source: dial.source,
         attempt_timeout: dial.wait,
         retry_interval: dial.retry_interval,
+        redial: named.then(|| {
+            Arc::new(RelayRedial {
+                dest: dest.to_owned(),
+                family: family(stream),
+            }) as Arc<dyn Redial>
+        }),
     });
     Ok(driver)
+}
+
+/// The dial strategy for `NAME@RELAY`: every attempt looks the name up at the relay again
+/// (the listener may have moved) and connects directly or through the relay.
+struct RelayRedial {
+    dest: String,
+    family: Family,
+}
+
+impl Redial for RelayRedial {
+    fn redial(&self, from: Origin, attempt: Duration) -> AttemptFuture {
+        let (dest, family) = (self.dest.clone(), self.family);
+        Box::pin(async move {
+            let device = from.device.as_deref();
+            crate::relay::client::reconnect(&dest, family, from.source, device, attempt)
+                .await
+                .map_err(AttemptError::Strategy)
+        })
+    }
 }

@@ -2,7 +2,7 @@
 //! to stdout, stdin to it. Plain TCP clients are served as plain TCP unless --no-plain.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,14 +11,14 @@ use tokio::task::JoinSet;
 
 use super::accept::{accept, Shared};
 use super::receive::SaveOptions;
-use super::{ctrl_c, family, finish, session_config, Failure, NOT_STARTED};
+use super::{ctrl_c, family, finish, futures_poll_once, session_config, Failure, NOT_STARTED};
 use crate::cli::{parse_listen_addr, ListenArgs};
 use crate::proto::handshake::fingerprint;
 use crate::proto::{ErrorCode, Frame, Service};
-use crate::runtime::conn::bind_listener;
+use crate::runtime::server::bind_all;
 use crate::runtime::keys;
 use crate::runtime::{
-    accept_loop, plain, resolve, DetectPolicy, Family, Incoming, StdinSource, StdoutSink,
+    accept_loop, plain, DetectPolicy, Incoming, StdinSource, StdoutSink,
 };
 
 /// Runs `msock listen`.
@@ -46,7 +46,7 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     let mut interrupted = Box::pin(ctrl_c());
     futures_poll_once(interrupted.as_mut()).await;
     super::apply_process_settings(&args.stream)?;
-    super::raise_nofile();
+    crate::runtime::sys::raise_nofile();
     let fam = family(&args.stream);
     let listeners = match port {
         Some(port) => bind_all(host.as_deref(), port, fam).await?,
@@ -288,76 +288,6 @@ async fn serve_service(
     conn.queue_preamble();
     conn.refuse(ErrorCode::Refused, why.clone()).await;
     Err(Failure::not_started(format!("refused {peer}: {why}")))
-}
-
-/// Polls `f` once (registering whatever it waits for), without waiting for it.
-pub(crate) async fn futures_poll_once<F: std::future::Future + ?Sized>(f: std::pin::Pin<&mut F>) {
-    let mut f = Some(f);
-    std::future::poll_fn(|cx| {
-        if let Some(f) = f.take() {
-            let _ = f.poll(cx);
-        }
-        std::task::Poll::Ready(())
-    })
-    .await
-}
-
-/// Binds every listening socket `[host:]port` asks for.
-pub(crate) async fn bind_all(
-    host: Option<&str>,
-    port: u16,
-    fam: Family,
-) -> Result<Vec<tokio::net::TcpListener>, Failure> {
-    let addrs: Vec<SocketAddr> = match host {
-        Some(h) => resolve(&format!("{}:{port}", bracket(h)), fam).await?,
-        None => {
-            let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
-            let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
-            match fam {
-                Family::V4 => vec![v4],
-                Family::V6 => vec![v6],
-                Family::Any => vec![v4, v6],
-            }
-        }
-    };
-    let mut out = Vec::new();
-    let mut first_err = None;
-    let mut port = port;
-    for (i, mut a) in addrs.into_iter().enumerate() {
-        // With port 0, every socket shares the port the first one got.
-        a.set_port(port);
-        match bind_listener(a) {
-            Ok(l) => {
-                if i == 0 {
-                    port = l.local_addr().map_err(Failure::local)?.port();
-                }
-                out.push(l);
-            }
-            Err(e) => {
-                tracing::debug!("cannot listen on {a}: {e}");
-                first_err.get_or_insert((a, e));
-            }
-        }
-    }
-    match (out.is_empty(), first_err) {
-        (true, Some((a, e))) => Err(Failure::local(format!(
-            "cannot listen on {a}: {e}{}",
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                " (another program uses this port; pick another)"
-            } else {
-                ""
-            }
-        ))),
-        _ => Ok(out),
-    }
-}
-
-fn bracket(h: &str) -> String {
-    if h.contains(':') {
-        format!("[{h}]")
-    } else {
-        h.to_owned()
-    }
 }
 
 /// Refuses a client because a session is already running (without -k).

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use crate::cli::StreamArgs;
 use crate::proto::Config;
+use crate::runtime::server::BindError;
 use crate::runtime::{ConnectError, DriveError, Family, Outcome, StdoutSink, Totals};
 
 /// How a command failed: the exit code (1 network, 2 usage/local, 130 interrupted) and a
@@ -58,6 +59,15 @@ impl Failure {
         Failure {
             code: 130,
             message: String::new(),
+        }
+    }
+}
+
+impl From<BindError> for Failure {
+    fn from(e: BindError) -> Self {
+        match e {
+            BindError::Resolve(e) => e.into(),
+            BindError::Bind(..) => Failure::local(e),
         }
     }
 }
@@ -121,6 +131,18 @@ pub async fn ctrl_c() {
     }
 }
 
+/// Polls `f` once (registering whatever it waits for), without waiting for it.
+pub async fn futures_poll_once<F: std::future::Future + ?Sized>(f: std::pin::Pin<&mut F>) {
+    let mut f = Some(f);
+    std::future::poll_fn(|cx| {
+        if let Some(f) = f.take() {
+            let _ = f.poll(cx);
+        }
+        std::task::Poll::Ready(())
+    })
+    .await
+}
+
 /// Turns the end of a driven session into the command's result, logging a summary with -v.
 /// Waits for `stdout` (if given) to write everything it was handed.
 pub async fn finish(
@@ -143,7 +165,7 @@ pub async fn finish(
         totals.sent,
         totals.received,
         secs,
-        peak_rss().map_or(String::new(), |kb| format!(", peak RSS {} KiB", kb))
+        crate::runtime::sys::peak_rss().map_or(String::new(), |kb| format!(", peak RSS {} KiB", kb))
     );
     let outcome = match &result {
         Ok(Outcome::Finished) => "finished",
@@ -164,29 +186,5 @@ pub async fn finish(
         Err(e @ (DriveError::Input(_) | DriveError::Output(_))) => Err(Failure::local(e)),
         Err(e @ DriveError::NeverHeard(_)) => Err(Failure::not_started(e)),
         Err(e) => Err(Failure::network(e)),
-    }
-}
-
-/// This process's peak resident memory in KiB, where the OS tells it.
-pub fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Raises the open-files limit to the hard limit (a relay or a listener with many sessions
-/// holds a few descriptors per flowpath); best effort.
-pub fn raise_nofile() {
-    #[cfg(unix)]
-    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
-    unsafe {
-        let mut r = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
-            r.rlim_cur = r.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        }
     }
 }

@@ -15,8 +15,12 @@ pub mod netwatch;
 pub mod plain;
 pub mod policy;
 pub mod reconnect;
+pub mod server;
+pub mod stdio;
+pub mod sys;
 
-pub use app::{AppSink, AppSource, StdinSource, StdoutSink};
+pub use app::{AppSink, AppSource};
+pub use stdio::{StdinSource, StdoutSink};
 pub use client::{open_session, resolve, ConnectError, Family};
 pub use conn::FlowConn;
 pub use driver::{AttachRequest, DriveError, Driver, Outcome, PathReport, Snapshot, Totals};

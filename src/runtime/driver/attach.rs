@@ -181,7 +181,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                 }
                 ReplaceEvent::Failed(id, why, changed) => {
                     tracing::info!("path {id}: reconnect failed: {why}");
-                    self.last_path_error = why;
+                    self.last_path_error = why.to_string();
                     self.retry_later(id, changed);
                 }
                 ReplaceEvent::RetryDue(id) => {
