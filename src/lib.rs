@@ -2,8 +2,9 @@
 //!
 //! [`proto`] is the sans-IO protocol core; [`runtime`] drives it with tokio; [`cli`] and
 //! [`cmd`] implement the `msock` command; [`transfer`] is the file-transfer layer of
-//! `send-file`; [`relay`] is `msock proxy` and its listener and client sides.
+//! `send-file`; [`bench`] is the throughput test of `msock bench`; [`relay`] is `msock proxy` and its listener and client sides.
 
+pub mod bench;
 pub mod cli;
 pub mod cmd;
 pub mod docs;

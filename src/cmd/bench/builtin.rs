@@ -13,12 +13,12 @@ use comfy_table::{presets, CellAlignment, Table};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::client::{run_test, Via};
-use super::cpu::CpuClock;
-use super::model::Cpu;
 use super::report::{self, Mode, Output};
-use super::run::Run;
 use super::{params, ratio};
+use crate::bench::client::{run_test, Via};
+use crate::bench::cpu::CpuClock;
+use crate::bench::model::Cpu;
+use crate::bench::run::Run;
 use crate::cli::{BenchArgs, StreamArgs};
 use crate::cmd::accept::{accept, Shared};
 use crate::cmd::Failure;

@@ -10,29 +10,18 @@
 //! [`wire`]. The receiving end measures; its figures are the ones that count, so the listener
 //! reports its intervals and totals back to the client.
 
-mod app;
 mod builtin;
-mod client;
-mod cpu;
-mod meter;
-mod model;
-mod progress;
-mod report;
-mod run;
-mod server;
-mod tcp;
-mod transport;
-mod wire;
+pub(crate) mod report;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::accept::Accepted;
 use super::Failure;
+use crate::bench::client::{self, Via};
+use crate::bench::model::{self, Params, MIN_INTERVAL_MS, VERSION};
+use crate::bench::{server, wire};
 use crate::cli::{BenchArgs, StreamArgs};
-use client::Via;
-use model::{Params, MIN_INTERVAL_MS, VERSION};
 use report::{Mode, Output};
 
 /// Runs `msock bench`.
@@ -80,19 +69,6 @@ pub async fn serve_tcp(
     args: &StreamArgs,
 ) -> Result<(), Failure> {
     server::serve_tcp(stream, peer, args).await
-}
-
-/// Waits forever (for a transport whose end decides the result).
-async fn never() -> Infallible {
-    std::future::pending().await
-}
-
-/// Completes after `after`, if given (else never).
-async fn expire(after: Option<Duration>) {
-    match after {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Refuses flag values no test can run with (exit 2).

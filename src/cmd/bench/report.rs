@@ -7,8 +7,8 @@ use std::time::UNIX_EPOCH;
 use comfy_table::{presets, CellAlignment, Table};
 use serde_json::{json, Value};
 
-use super::model::{Cpu, Interval, PathInterval, PathTotal, Side};
-use super::run::{Direction, Run};
+use crate::bench::model::{Cpu, Interval, PathInterval, PathTotal, Side};
+use crate::bench::run::{Direction, Run};
 
 /// How results are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,12 +9,12 @@ use super::cpu::CpuClock;
 use super::expire;
 use super::model::{Interval, Outcome, Params};
 use super::progress::{Progress, Step};
-use super::report::{start_json, Dir, Output};
 use super::run::{Direction, Run};
 use super::tcp;
 use super::transport::run_with;
 use super::wire::Kind;
 use crate::cli::BenchArgs;
+use crate::cmd::bench::report::{self, start_json, Dir, Output};
 use crate::cmd::dial::dial_with_policy;
 use crate::cmd::{ctrl_c, Failure};
 use crate::proto::Service;
@@ -93,11 +93,11 @@ async fn client(
     let what = format!(
         "{protocol} to {dest}: {}, {} blocks, {}",
         match (params.time_ms, params.bytes) {
-            (_, Some(b)) => super::report::bytes(b),
+            (_, Some(b)) => report::bytes(b),
             (Some(t), None) => format!("{:.1} s", t as f64 / 1000.0),
             _ => String::new(),
         },
-        super::report::bytes(params.len),
+        report::bytes(params.len),
         match (params.reverse, params.bidir) {
             (true, _) => "the listener sends",
             (_, true) => "both send",
