@@ -13,9 +13,9 @@ use super::tcp;
 use super::transport::run_with;
 use super::wire::Kind;
 use crate::cli::StreamArgs;
-use crate::cmd::accept::Accepted;
 use crate::cmd::Failure;
 use crate::runtime::conn::apply_congestion;
+use crate::runtime::server::Accepted;
 
 /// How long a client may take to send its PARAMS.
 const PARAMS_WAIT: Duration = Duration::from_secs(10);

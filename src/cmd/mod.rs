@@ -1,6 +1,5 @@
 //! One module per subcommand, each with a `run(args)`; shared plumbing lives here.
 
-pub mod accept;
 pub mod bench;
 pub mod connect;
 pub mod dial;
@@ -14,52 +13,77 @@ use std::time::Instant;
 
 use crate::cli::StreamArgs;
 use crate::proto::Config;
-use crate::runtime::server::BindError;
+use crate::runtime::client::DialError;
+use crate::runtime::server::{BindError, Refusal};
 use crate::runtime::{ConnectError, DriveError, Family, Outcome, StdoutSink, Totals};
 
-/// How a command failed: the exit code (1 network, 2 usage/local, 130 interrupted) and a
-/// message for stderr that says what went wrong and, where it helps, what to do.
+/// What kind of failure ended a command; it decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The network or the peer failed (exit 1).
+    Network,
+    /// The user's input or the local system failed (exit 2).
+    Local,
+    /// A listener turned a client away before any session began (wrong encryption
+    /// settings, a service it does not offer): it goes on waiting for the next client. Never
+    /// the exit status of a command (exit 1 if it ever were).
+    NotStarted,
+    /// The user pressed Ctrl-C (exit 130, like a shell).
+    Interrupted,
+}
+
+/// How a command failed: its kind (and so the exit code) and a message for stderr that says
+/// what went wrong and, where it helps, what to do.
 #[derive(Debug)]
 pub struct Failure {
-    /// Process exit code.
-    pub code: i32,
+    /// What failed.
+    pub kind: Exit,
     /// One-line explanation; empty for a silent exit (interrupted).
     pub message: String,
 }
-
-/// [`Failure::code`] of [`Failure::not_started`].
-pub const NOT_STARTED: i32 = -1;
 
 impl Failure {
     /// The network or the peer failed (exit 1).
     pub fn network(e: impl Display) -> Self {
         Failure {
-            code: 1,
+            kind: Exit::Network,
             message: e.to_string(),
         }
     }
     /// The user's input or the local system failed (exit 2).
     pub fn local(e: impl Display) -> Self {
         Failure {
-            code: 2,
+            kind: Exit::Local,
             message: e.to_string(),
         }
     }
-    /// A listener turned a client away before any session began (wrong encryption settings,
-    /// a service it does not offer): it goes on waiting for the next client. Never the exit
-    /// status of a command.
+    /// A listener turned a client away before any session began (see [`Exit::NotStarted`]).
     pub fn not_started(e: impl Display) -> Self {
         Failure {
-            code: NOT_STARTED,
+            kind: Exit::NotStarted,
             message: e.to_string(),
         }
     }
     /// The user pressed Ctrl-C (exit 130, like a shell).
     pub fn interrupted() -> Self {
         Failure {
-            code: 130,
+            kind: Exit::Interrupted,
             message: String::new(),
         }
+    }
+    /// The process exit code.
+    pub fn code(&self) -> i32 {
+        match self.kind {
+            Exit::Network | Exit::NotStarted => 1,
+            Exit::Local => 2,
+            Exit::Interrupted => 130,
+        }
+    }
+}
+
+impl From<Refusal> for Failure {
+    fn from(r: Refusal) -> Self {
+        Failure::not_started(r)
     }
 }
 
@@ -68,6 +92,15 @@ impl From<BindError> for Failure {
         match e {
             BindError::Resolve(e) => e.into(),
             BindError::Bind(..) => Failure::local(e),
+        }
+    }
+}
+
+impl From<DialError> for Failure {
+    fn from(e: DialError) -> Self {
+        match e {
+            DialError::Connect(e) => e.into(),
+            DialError::NoInterface | DialError::PeerKey(_) => Failure::network(e),
         }
     }
 }
@@ -165,7 +198,8 @@ pub async fn finish(
         totals.sent,
         totals.received,
         secs,
-        crate::runtime::sys::peak_rss().map_or(String::new(), |kb| format!(", peak RSS {} KiB", kb))
+        crate::runtime::sys::peak_rss()
+            .map_or(String::new(), |kb| format!(", peak RSS {} KiB", kb))
     );
     let outcome = match &result {
         Ok(Outcome::Finished) => "finished",

@@ -5,7 +5,8 @@
 //!
 //! How an attempt reaches the server is the dial strategy's business: by default the
 //! destination's name is resolved and connected to directly; a layer above may supply a
-//! [`Redial`] of its own (the relay's `NAME@RELAY` lookup), so this module never names it.
+//! [`DialStrategy`] of its own (the relay's `NAME@RELAY` lookup), so this module never names
+//! it.
 
 use std::future::Future;
 use std::io;
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use tokio::time::Sleep;
 
-use super::client::{connect_any, resolve, ConnectError, Family};
+use super::client::{connect_any, resolve, ConnectError, Family, Hop};
 use super::conn::FlowConn;
 use super::policy::Binding;
 use crate::proto::{Deframer, PathId};
@@ -32,13 +33,20 @@ pub struct Origin {
     pub device: Option<String>,
 }
 
-/// A dial strategy another layer provides for reaching the server again (e.g. looking a
-/// name up at a relay and connecting directly or through it). It returns a connection ready
-/// for the path's HELLO (any header the route needs already queued on it).
-pub trait Redial: Send + Sync {
-    /// One attempt from `from`, within `attempt` time.
+/// A dial strategy another layer provides for reaching a server other than by resolving its
+/// name and connecting to it (e.g. looking a name up at a relay and connecting directly or
+/// through it).
+pub trait DialStrategy: Send + Sync {
+    /// The ways to reach the server for a session's first flowpath, in order; each
+    /// connection attempt may take `wait`.
+    fn plan(&self, wait: Duration) -> PlanFuture;
+    /// One reconnect attempt from `from`, within `attempt` time. It returns a connection
+    /// ready for the path's HELLO (any header the route needs already queued on it).
     fn redial(&self, from: Origin, attempt: Duration) -> AttemptFuture;
 }
+
+/// The future of [`DialStrategy::plan`].
+pub type PlanFuture = Pin<Box<dyn Future<Output = Result<Vec<Hop>, ConnectError>> + Send>>;
 
 /// The future of one reconnect attempt.
 pub type AttemptFuture = Pin<Box<dyn Future<Output = Result<FlowConn, AttemptError>> + Send>>;
@@ -77,7 +85,7 @@ pub struct ReconnectPolicy {
     /// Wait this long between failed attempts.
     pub retry_interval: Duration,
     /// How to reach the server; None: resolve `dest` and connect to it directly.
-    pub redial: Option<Arc<dyn Redial>>,
+    pub strategy: Option<Arc<dyn DialStrategy>>,
 }
 
 impl std::fmt::Debug for ReconnectPolicy {
@@ -88,7 +96,7 @@ impl std::fmt::Debug for ReconnectPolicy {
             .field("source", &self.source)
             .field("attempt_timeout", &self.attempt_timeout)
             .field("retry_interval", &self.retry_interval)
-            .field("redial", &self.redial.is_some())
+            .field("strategy", &self.strategy.is_some())
             .finish()
     }
 }
@@ -270,9 +278,9 @@ async fn connect(
         .or(policy.source)
         .map(|ip| SocketAddr::new(ip, 0));
     let device = bind.map(|b| b.iface);
-    if let Some(redial) = &policy.redial {
+    if let Some(strategy) = &policy.strategy {
         let from = Origin { source, device };
-        return redial.redial(from, policy.attempt_timeout).await;
+        return strategy.redial(from, policy.attempt_timeout).await;
     }
     let mut addrs = Vec::new();
     if let Some(h) = hint {

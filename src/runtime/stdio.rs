@@ -10,7 +10,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio_util::sync::PollSender;
 
-use super::app::{AppSink, AppSource, CHUNK};
+use super::app::{AppSink, AppSource, SourceError, CHUNK};
 use super::channel_io::ChannelSource;
 
 /// Pipe buffer size asked for on stdin/stdout pipes: fewer, larger reads and writes.
@@ -40,7 +40,7 @@ impl StdinSource {
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => {
-                            let _ = tx.blocking_send(Err(e));
+                            let _ = tx.blocking_send(Err(e.into()));
                             break;
                         }
                     }
@@ -52,7 +52,7 @@ impl StdinSource {
 }
 
 impl AppSource for StdinSource {
-    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, SourceError>> {
         self.0.poll_chunk(cx)
     }
 }

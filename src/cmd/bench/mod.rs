@@ -13,15 +13,15 @@
 mod builtin;
 pub(crate) mod report;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::accept::Accepted;
 use super::Failure;
 use crate::bench::client::{self, Via};
 use crate::bench::model::{self, Params, MIN_INTERVAL_MS, VERSION};
 use crate::bench::{server, wire};
 use crate::cli::{BenchArgs, StreamArgs};
+use crate::proto::Service;
+use crate::runtime::services::{Opening, Services};
 use report::{Mode, Output};
 
 /// Runs `msock bench`.
@@ -45,7 +45,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
     }
     .await;
     if let Err(f) = &result {
-        let message = if f.code == 130 {
+        let message = if f.kind == super::Exit::Interrupted {
             "interrupted"
         } else {
             &f.message
@@ -55,20 +55,18 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
     result
 }
 
-/// Serves one benchmark client's session on a listener.
-pub async fn serve(accepted: Accepted) -> Result<(), Failure> {
-    server::serve_session(accepted).await
-}
-
-/// Serves one benchmark client's plain TCP connection on a listener (its bench magic already
-/// read); `args` are the listener's session settings (a client that lets nothing move for
-/// their dead time is given up).
-pub async fn serve_tcp(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    args: &StreamArgs,
-) -> Result<(), Failure> {
-    server::serve_tcp(stream, peer, args).await
+/// Registers the benchmark's server role with a listener's dispatch table: bench sessions,
+/// and plain TCP connections that begin with the bench magic. `args` are the listener's
+/// session settings (a TCP client that lets nothing move for their dead time is given up).
+pub fn offer(services: &mut Services<Result<(), Failure>>, args: &StreamArgs) {
+    services.session(Service::Bench, |o: Opening| async move {
+        server::serve_session(o.accept()?).await
+    });
+    let args = args.clone();
+    services.raw(crate::bench::TCP_MAGIC, move |stream, peer| {
+        let args = args.clone();
+        async move { server::serve_tcp(stream, peer, &args).await }
+    });
 }
 
 /// Refuses flag values no test can run with (exit 2).
@@ -121,7 +119,7 @@ async fn against(dest: &str, args: &BenchArgs, out: &mut Output) -> Result<(), F
     if args.compare_tcp {
         out.test = Some("msock".into());
     }
-    let policy = args.dial.policy.to_policy();
+    let policy = super::dial::policy(&args.dial.policy);
     let run = client::run_test(dest, args, Via::Session(policy), &params, out).await?;
     let mut doc = report::document(&run);
     out.end(&doc);
@@ -161,7 +159,7 @@ async fn against(dest: &str, args: &BenchArgs, out: &mut Output) -> Result<(), F
 /// The plain TCP leg failed after the msock test succeeded: say what to do, and keep the
 /// msock figures in a --json document.
 fn compare_failure(f: Failure, doc: &serde_json::Value, out: &Output) -> Failure {
-    if f.code == 130 {
+    if f.kind == super::Exit::Interrupted {
         return f;
     }
     let message = format!(
@@ -171,7 +169,7 @@ fn compare_failure(f: Failure, doc: &serde_json::Value, out: &Output) -> Failure
     // With --json, the error document keeps what was measured (and is the only one).
     out.error(&message, Some(doc.clone()));
     Failure {
-        code: f.code,
+        kind: f.kind,
         message,
     }
 }

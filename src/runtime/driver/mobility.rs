@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
+use super::paths::PathLoss;
 use super::{Driver, MovedFrom, PathConn};
 use crate::proto::{ControlAction, Role};
 use crate::runtime::app::{AppSink, AppSource};
@@ -43,7 +44,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             if self.session.role() == Role::Server {
                 self.announce_move(&before, &c);
             }
-            self.lose_path(c, format!("local address {ip} went away"));
+            self.lose_path(c, PathLoss::AddressGone(ip));
         }
         // A RECONNECT already under way: if the address it announces went away too (we moved
         // again before the client came back), announce the new one; else send it again now,
@@ -176,7 +177,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             None => Vec::new(),
         };
         for c in std::mem::take(&mut self.conns) {
-            self.lose_path(c, format!("the server moved to {addr}"));
+            self.lose_path(c, PathLoss::ServerMoved(addr));
         }
         for id in restart {
             self.replace_path(id);
