@@ -35,7 +35,7 @@ pub fn policy(args: &PolicyArgs) -> Policy {
     }
 }
 
-/// Checks that `dest` looks like HOST:PORT or NAME@RELAY[:PORT] (exit 2 otherwise); true for
+/// Checks that `dest` looks like HOST:PORT or NAME@RELAY\[:PORT\] (exit 2 otherwise); true for
 /// NAME@RELAY.
 pub fn check_dest(dest: &str) -> Result<bool, Failure> {
     if crate::relay::client::parse(dest)
