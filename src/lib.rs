@@ -2,7 +2,8 @@
 //!
 //! [`proto`] is the sans-IO protocol core; [`runtime`] drives it with tokio; [`cli`] and
 //! [`cmd`] implement the `msock` command; [`transfer`] is the file-transfer layer of
-//! `send-file`; [`bench`] is the throughput test of `msock bench`; [`relay`] is `msock proxy` and its listener and client sides.
+//! `send-file`; [`bench`](mod@bench) is the throughput test of `msock bench`; [`relay`] is
+//! `msock proxy` and its listener and client sides.
 
 pub mod bench;
 pub mod cli;

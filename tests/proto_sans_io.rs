@@ -91,19 +91,6 @@ const LAYERS: &[(&str, u8)] = &[
     ("docs", 3),
 ];
 
-/// Upward imports that another change of issue 12 removes (the bench domain still uses the
-/// command's error type and flag structs); each entry is `file: module it names`. Empty it
-/// as they go: an entry that no longer occurs fails the test too.
-const PENDING: &[&str] = &[
-    "src/bench/client.rs: cli",
-    "src/bench/client.rs: cmd",
-    "src/bench/server.rs: cli",
-    "src/bench/server.rs: cmd",
-    "src/bench/tcp.rs: cli",
-    "src/bench/tcp.rs: cmd",
-    "src/bench/transport.rs: cmd",
-];
-
 /// The layer whose modules (the command line) may use each other.
 const TOP: u8 = 3;
 
@@ -174,24 +161,12 @@ fn layers_depend_only_downward() {
     for (module, layer) in LAYERS {
         upward_imports(&root, module, *layer, &mut found);
     }
-    let new: Vec<&String> = found
-        .iter()
-        .filter(|(key, _)| !PENDING.contains(&key.as_str()))
-        .map(|(_, at)| at)
-        .collect();
+    let at: Vec<&str> = found.iter().map(|(_, at)| at.as_str()).collect();
     assert!(
-        new.is_empty(),
+        at.is_empty(),
         "imports from a higher layer or another service (see the module doc):\n{}",
-        new.iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
+        at.join("\n")
     );
-    let gone: Vec<&&str> = PENDING
-        .iter()
-        .filter(|p| !found.iter().any(|(key, _)| key == *p))
-        .collect();
-    assert!(gone.is_empty(), "remove from PENDING: {gone:?}");
 }
 
 #[test]

@@ -24,7 +24,7 @@ const EVENT_QUEUE: usize = 1024;
 
 /// What the test's logic tells the source.
 #[derive(Debug)]
-pub enum Out {
+pub(super) enum Out {
     /// Send this control message (between DATA blocks).
     Msg(Bytes),
     /// Start sending DATA as planned, then END.
@@ -37,7 +37,7 @@ pub enum Out {
 
 /// What the source and sink tell the test's logic.
 #[derive(Debug)]
-pub enum Event {
+pub(super) enum Event {
     /// The first DATA header arrived.
     FirstData(Instant),
     /// A control message other than END arrived.
@@ -192,7 +192,7 @@ pub struct BenchSink {
 impl BenchSink {
     /// Consumes received bytes. After a protocol error, everything is discarded (the test's
     /// logic has been told and ends the test).
-    pub fn feed(&mut self, chunk: &[u8]) {
+    pub(super) fn feed(&mut self, chunk: &[u8]) {
         if self.failed {
             return;
         }
@@ -268,14 +268,14 @@ pub type ProbeRx = mpsc::Receiver<oneshot::Sender<Snapshot>>;
 pub struct Link {
     out: mpsc::UnboundedSender<Out>,
     /// What the source and sink report.
-    pub events: mpsc::Receiver<Event>,
+    pub(super) events: mpsc::Receiver<Event>,
     probe: mpsc::Sender<oneshot::Sender<Snapshot>>,
     received: Arc<AtomicU64>,
     sent: Arc<AtomicU64>,
 }
 
 /// A source, a sink and a probe channel for a transport, and the test logic's link to them.
-pub fn link() -> (BenchSource, BenchSink, ProbeRx, Link) {
+pub(super) fn link() -> (BenchSource, BenchSink, ProbeRx, Link) {
     let (out, rx) = mpsc::unbounded_channel();
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
     let (probe, probe_rx) = mpsc::channel(4);
@@ -308,38 +308,38 @@ pub fn link() -> (BenchSource, BenchSink, ProbeRx, Link) {
 
 impl Link {
     /// Queues a control message with a JSON body.
-    pub fn send_json(&self, kind: Kind, body: &impl serde::Serialize) {
+    pub(super) fn send_json(&self, kind: Kind, body: &impl serde::Serialize) {
         let body = serde_json::to_vec(body).expect("bench messages serialise");
         let _ = self.out.send(Out::Msg(wire::message(kind, &body)));
     }
 
     /// Starts sending DATA.
-    pub fn start(&self, plan: Plan) {
+    pub(super) fn start(&self, plan: Plan) {
         let _ = self.out.send(Out::Start(plan));
     }
 
     /// Ends our direction after what was queued.
-    pub fn close(&self) {
+    pub(super) fn close(&self) {
         let _ = self.out.send(Out::Close);
     }
 
     /// Ends the test at once, telling the peer why.
-    pub fn abort(&self, why: impl Into<String>) {
+    pub(super) fn abort(&self, why: impl Into<String>) {
         let _ = self.out.send(Out::Abort(why.into()));
     }
 
     /// Payload bytes received in order so far.
-    pub fn received(&self) -> u64 {
+    pub(super) fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
     }
 
     /// Payload bytes handed to the transport so far.
-    pub fn sent(&self) -> u64 {
+    pub(super) fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
     }
 
     /// The transport's flowpaths and counters now (empty if it has ended).
-    pub async fn snapshot(&self) -> Snapshot {
+    pub(super) async fn snapshot(&self) -> Snapshot {
         let (tx, rx) = oneshot::channel();
         if self.probe.send(tx).await.is_err() {
             return Snapshot::default();

@@ -2,80 +2,65 @@
 //! send PARAMS, send and/or receive as asked, show intervals as they come (the listener's
 //! REPORTs for data we send, our own for data we receive), and collect both ends' totals.
 
+use std::future::Future;
 use std::time::SystemTime;
 
-use super::app::{self, Link};
+use super::app::Link;
 use super::cpu::CpuClock;
 use super::expire;
 use super::model::{Interval, Outcome, Params};
 use super::progress::{Progress, Step};
 use super::run::{Direction, Run};
-use super::tcp;
 use super::transport::run_with;
 use super::wire::Kind;
-use crate::cli::BenchArgs;
-use crate::cmd::bench::report::{self, start_json, Dir, Output};
-use crate::cmd::dial::dial_with_policy;
-use crate::cmd::{ctrl_c, Failure};
-use crate::proto::Service;
-use crate::runtime::policy::Policy;
+use super::Error;
+use crate::runtime::{self, DriveError};
 
-/// How a test reaches the listener.
-pub enum Via {
-    /// An msock session, its flowpaths chosen by this policy.
-    Session(Policy),
-    /// One plain TCP connection.
-    Tcp,
+/// Which way an interval's data went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// Client → listener.
+    Forward,
+    /// Listener → client.
+    Reverse,
 }
 
-/// Runs one test against `dest`.
-pub async fn run_test(
-    dest: &str,
-    args: &BenchArgs,
-    via: Via,
+/// What the client shows as a test goes (the command prints it).
+pub trait Show {
+    /// The test starts: `run` holds what was asked for, where to and over which flowpaths (no
+    /// figures yet).
+    fn start(&self, run: &Run);
+    /// An interval of the data going `dir` ended.
+    fn interval(&self, dir: Dir, iv: &Interval);
+}
+
+/// Runs one test against the listener at `dest` over `transport`, which moves the
+/// [`Ends`](super::Ends) of `link`; `protocol` names the transport in the results ("msock"
+/// or "TCP").
+pub async fn run(
+    link: Link,
+    transport: impl Future<Output = Result<runtime::Outcome, DriveError>>,
     params: &Params,
-    out: &Output,
-) -> Result<Run, Failure> {
-    let (source, sink, probe, link) = app::link();
-    match via {
-        Via::Session(policy) => {
-            let mut driver = dial_with_policy(
-                dest,
-                &args.dial,
-                &args.stream,
-                policy,
-                Service::Bench,
-                Some(source),
-                Some(sink),
-            )
-            .await?;
-            driver.set_probe(probe);
-            driver.set_interrupt(ctrl_c());
-            let transport = async move { driver.run().await.0 };
-            run_with(transport, client(link, params, out, dest, "msock")).await
-        }
-        Via::Tcp => {
-            let stream = tcp::connect(dest, &args.dial, &args.stream).await?;
-            let stall = args.stream.dead_time;
-            let transport = tcp::pump(stream, source, sink, probe, stall, Some(Box::pin(ctrl_c())));
-            run_with(transport, client(link, params, out, dest, "TCP")).await
-        }
-    }
+    dest: &str,
+    protocol: &'static str,
+    show: &impl Show,
+) -> Result<Run, Error> {
+    run_with(transport, client(link, params, show, dest, protocol)).await
 }
 
 /// Ends the test because the listener broke the protocol.
-fn give_up(link: &Link, why: String) -> Failure {
+fn give_up(link: &Link, why: String) -> Error {
     link.abort(format!("the bench client gave up: {why}"));
-    Failure::network(format!("the listener broke the bench protocol: {why}"))
+    Error::ListenerBroke(why)
 }
 
 async fn client(
     mut link: Link,
     params: &Params,
-    out: &Output,
+    show: &impl Show,
     dest: &str,
     protocol: &'static str,
-) -> Result<Run, Failure> {
+) -> Result<Run, Error> {
     let cpu = CpuClock::start();
     let mut run = Run {
         params: params.clone(),
@@ -90,21 +75,7 @@ async fn client(
         cpu_remote: Default::default(),
         paths: link.snapshot().await.paths,
     };
-    let what = format!(
-        "{protocol} to {dest}: {}, {} blocks, {}",
-        match (params.time_ms, params.bytes) {
-            (_, Some(b)) => report::bytes(b),
-            (Some(t), None) => format!("{:.1} s", t as f64 / 1000.0),
-            _ => String::new(),
-        },
-        report::bytes(params.len),
-        match (params.reverse, params.bidir) {
-            (true, _) => "the listener sends",
-            (_, true) => "both send",
-            _ => "we send",
-        }
-    );
-    out.start(&start_json(&run), &what);
+    show.start(&run);
     link.send_json(Kind::Params, params);
     if params.client_sends() {
         link.start(params.plan());
@@ -121,11 +92,10 @@ async fn client(
     while !(p.done() && remote.is_some()) {
         tokio::select! {
             _ = &mut deadline => {
-                let late = humantime::format_duration(params.deadline().unwrap_or_default());
-                link.abort(format!("the bench client gave up: no results within {late}"));
-                return Err(Failure::network(format!(
-                    "the listener's data or results did not come within {late} of the start (is it stuck?)"
-                )));
+                let late = params.deadline().unwrap_or_default();
+                let within = humantime::format_duration(late);
+                link.abort(format!("the bench client gave up: no results within {within}"));
+                return Err(Error::Late(late));
             }
             ev = link.events.recv() => {
                 // The transport ended; its reason is the result.
@@ -133,14 +103,14 @@ async fn client(
                 match p.on_event(&link, ev).await {
                     Ok(Step::Nothing) => {}
                     Ok(Step::Interval(iv)) => {
-                        out.interval(Dir::Reverse, &iv);
+                        show.interval(Dir::Reverse, &iv);
                         run.intervals_reverse.push(iv);
                     }
                     Ok(Step::Control(c)) => match c.kind {
                         Kind::Report if params.client_sends() => {
                             let iv: Interval = serde_json::from_slice(&c.body)
                                 .map_err(|e| give_up(&link, format!("unreadable REPORT ({e})")))?;
-                            out.interval(Dir::Forward, &iv);
+                            show.interval(Dir::Forward, &iv);
                             run.intervals.push(iv);
                         }
                         Kind::Result if remote.is_none() => {
@@ -155,7 +125,7 @@ async fn client(
                         }
                         Kind::Error => {
                             let why = String::from_utf8_lossy(&c.body);
-                            return Err(Failure::network(format!("the listener ended the test: {why}")));
+                            return Err(Error::ListenerGaveUp(why.into_owned()));
                         }
                         k => return Err(give_up(&link, format!("unexpected {k:?} message"))),
                     },
@@ -164,7 +134,7 @@ async fn client(
             }
             _ = p.sleep() => {
                 if let Some(iv) = p.on_wake(&link).await {
-                    out.interval(Dir::Reverse, &iv);
+                    show.interval(Dir::Reverse, &iv);
                     run.intervals_reverse.push(iv);
                 }
             }

@@ -16,7 +16,7 @@ use crate::runtime::Snapshot;
 
 /// Which end of the direction this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(super) enum Role {
     /// Counts payload delivered in order; flowpaths weighted by first arrivals.
     Receiver,
     /// Counts payload handed to the transport; flowpaths weighted by first transmissions.
@@ -25,29 +25,29 @@ pub enum Role {
 
 /// One flowpath's counters at a mark.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct PathCounts {
+pub(super) struct PathCounts {
     /// What its share is weighted by (see [`Role`]).
-    pub weight: u64,
+    pub(super) weight: u64,
     /// Bytes it sent again.
-    pub resent: u64,
+    pub(super) resent: u64,
     /// Bytes that arrived on it, duplicates included.
-    pub received: u64,
+    pub(super) received: u64,
 }
 
 /// The counters at one instant.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Mark {
+pub(super) struct Mark {
     /// When.
-    pub at: Instant,
+    pub(super) at: Instant,
     /// Payload bytes so far.
-    pub bytes: u64,
+    pub(super) bytes: u64,
     /// Flowpath id → its counters.
-    pub paths: BTreeMap<u32, PathCounts>,
+    pub(super) paths: BTreeMap<u32, PathCounts>,
 }
 
 impl Mark {
     /// A mark of `bytes` payload bytes at `at`, with the flowpaths of `snap`.
-    pub fn new(role: Role, at: Instant, bytes: u64, snap: &Snapshot) -> Mark {
+    pub(super) fn new(role: Role, at: Instant, bytes: u64, snap: &Snapshot) -> Mark {
         let paths = snap
             .paths
             .iter()
@@ -70,7 +70,7 @@ impl Mark {
 
     /// The start of a direction at `at`: nothing counted yet. (Only the few bytes of control
     /// messages went before the first data, so the flowpaths' counters start at zero too.)
-    pub fn origin(at: Instant) -> Mark {
+    pub(super) fn origin(at: Instant) -> Mark {
         Mark {
             at,
             bytes: 0,
@@ -96,7 +96,7 @@ impl Mark {
 
 /// Divides `total` in proportion to `weights` (largest remainder), so that the parts add up
 /// to `total`; with no weight at all, everything goes to the first part.
-pub fn apportion(total: u64, weights: &[u64]) -> Vec<u64> {
+pub(super) fn apportion(total: u64, weights: &[u64]) -> Vec<u64> {
     let sum: u128 = weights.iter().map(|&w| w as u128).sum();
     let mut out = vec![0u64; weights.len()];
     if weights.is_empty() {
@@ -141,7 +141,7 @@ fn rtt_us(snap: &Snapshot, id: u32) -> Option<u64> {
 }
 
 /// Interval figures and totals of one direction at one end, from marks taken as it goes.
-pub struct Meter {
+pub(super) struct Meter {
     role: Role,
     /// When the first data went out or arrived: time 0.
     origin: Mark,
@@ -157,7 +157,12 @@ pub struct Meter {
 
 impl Meter {
     /// A meter starting at `origin`, reporting every `interval`, leaving out `omit`.
-    pub fn new(role: Role, origin: Mark, interval: Option<Duration>, omit: Duration) -> Meter {
+    pub(super) fn new(
+        role: Role,
+        origin: Mark,
+        interval: Option<Duration>,
+        omit: Duration,
+    ) -> Meter {
         Meter {
             role,
             omit_mark: omit.is_zero().then(|| origin.clone()),
@@ -174,7 +179,7 @@ impl Meter {
     }
 
     /// When the meter wants its next mark (an interval's end, or the end of --omit).
-    pub fn next_wake(&self) -> Option<Instant> {
+    pub(super) fn next_wake(&self) -> Option<Instant> {
         let tick = self.interval.map(|i| self.origin.at + i * self.next_tick);
         let omit = self.omit_mark.is_none().then(|| self.origin.at + self.omit);
         match (tick, omit) {
@@ -184,7 +189,7 @@ impl Meter {
     }
 
     /// Takes a mark; returns an interval if one ended.
-    pub fn on_mark(&mut self, mark: &Mark, snap: &Snapshot) -> Option<Interval> {
+    pub(super) fn on_mark(&mut self, mark: &Mark, snap: &Snapshot) -> Option<Interval> {
         if self.omit_mark.is_none() && mark.at >= self.origin.at + self.omit {
             self.omit_mark = Some(mark.clone());
         }
@@ -231,7 +236,7 @@ impl Meter {
 
     /// The last mark: the final (partial) interval, if long enough to mean something (a tenth
     /// of an interval), and the totals after --omit. Fails if the data ended within --omit.
-    pub fn finish(
+    pub(super) fn finish(
         &mut self,
         mark: &Mark,
         snap: &Snapshot,

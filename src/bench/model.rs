@@ -37,17 +37,17 @@ pub struct Params {
 
 impl Params {
     /// The client sends data.
-    pub fn client_sends(&self) -> bool {
+    pub(super) fn client_sends(&self) -> bool {
         !self.reverse
     }
 
     /// The listener sends data.
-    pub fn server_sends(&self) -> bool {
+    pub(super) fn server_sends(&self) -> bool {
         self.reverse || self.bidir
     }
 
     /// Checks parameters that came from the network; the reason names the offending field.
-    pub fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         if self.version != VERSION {
             return Err(format!(
                 "bench protocol version {} is not {VERSION} (run the same msock version on both ends)",
@@ -82,7 +82,7 @@ impl Params {
     }
 
     /// What a sender of this test sends.
-    pub fn plan(&self) -> Plan {
+    pub(super) fn plan(&self) -> Plan {
         Plan {
             len: self.len as usize,
             time: self.time_ms.map(Duration::from_millis),
@@ -91,19 +91,19 @@ impl Params {
     }
 
     /// The reporting interval (None: no interval reports).
-    pub fn interval(&self) -> Option<Duration> {
+    pub(super) fn interval(&self) -> Option<Duration> {
         (self.interval_ms > 0).then(|| Duration::from_millis(self.interval_ms))
     }
 
     /// The omitted start.
-    pub fn omit(&self) -> Duration {
+    pub(super) fn omit(&self) -> Duration {
         Duration::from_millis(self.omit_ms)
     }
 
     /// How long a timed test may take at most, from its start to the last figures, before
     /// either end decides the other has stopped (half as long again, and 10 s, for
     /// start-up and slow ends). None for a byte count (the transport's timers decide).
-    pub fn deadline(&self) -> Option<Duration> {
+    pub(super) fn deadline(&self) -> Option<Duration> {
         let t = Duration::from_millis(self.time_ms?);
         Some(t + t / 2 + Duration::from_secs(10))
     }
@@ -111,13 +111,13 @@ impl Params {
 
 /// How much a sender sends.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
+pub(super) struct Plan {
     /// Payload bytes per DATA block.
-    pub len: usize,
+    pub(super) len: usize,
     /// For this long, or
-    pub time: Option<Duration>,
+    pub(super) time: Option<Duration>,
     /// this many payload bytes.
-    pub bytes: Option<u64>,
+    pub(super) bytes: Option<u64>,
 }
 
 /// One flowpath's part of an interval.
@@ -223,17 +223,17 @@ impl Cpu {
 
 /// The listener's final figures (RESULT).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Outcome {
+pub(super) struct Outcome {
     /// As receiver of the client's data (not with --reverse).
-    pub receiver: Option<Side>,
+    pub(super) receiver: Option<Side>,
     /// As sender (with --reverse or --bidir).
-    pub sender: Option<Side>,
+    pub(super) sender: Option<Side>,
     /// The listener process's CPU time during the test.
-    pub cpu: Cpu,
+    pub(super) cpu: Cpu,
 }
 
 /// Bits per second of `bytes` over `seconds` (0 for no time).
-pub fn rate(bytes: u64, seconds: f64) -> f64 {
+pub(super) fn rate(bytes: u64, seconds: f64) -> f64 {
     if seconds > 0.0 {
         bytes as f64 * 8.0 / seconds
     } else {

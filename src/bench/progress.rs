@@ -10,7 +10,7 @@ use super::model::{Interval, Side};
 use super::wire::Control;
 
 /// What an event meant to the caller.
-pub enum Step {
+pub(super) enum Step {
     /// Nothing to do.
     Nothing,
     /// An interval of the direction we receive ended (the last, partial one).
@@ -20,7 +20,7 @@ pub enum Step {
 }
 
 /// One end's meters.
-pub struct Progress {
+pub(super) struct Progress {
     receives: bool,
     sends: bool,
     interval: Option<Duration>,
@@ -28,14 +28,19 @@ pub struct Progress {
     recv: Option<Meter>,
     send: Option<Meter>,
     /// Our totals as receiver, once the peer's END arrived.
-    pub received: Option<Side>,
+    pub(super) received: Option<Side>,
     /// Our totals as sender, once our END went out.
-    pub sent: Option<Side>,
+    pub(super) sent: Option<Side>,
 }
 
 impl Progress {
     /// An end that receives and/or sends data, reporting its receiving every `interval`.
-    pub fn new(receives: bool, sends: bool, interval: Option<Duration>, omit: Duration) -> Self {
+    pub(super) fn new(
+        receives: bool,
+        sends: bool,
+        interval: Option<Duration>,
+        omit: Duration,
+    ) -> Self {
         Progress {
             receives,
             sends,
@@ -49,12 +54,12 @@ impl Progress {
     }
 
     /// Both directions this end takes part in are complete.
-    pub fn done(&self) -> bool {
+    pub(super) fn done(&self) -> bool {
         (!self.receives || self.received.is_some()) && (!self.sends || self.sent.is_some())
     }
 
     /// When a meter wants a mark next.
-    pub fn next_wake(&self) -> Option<Instant> {
+    pub(super) fn next_wake(&self) -> Option<Instant> {
         let a = self.recv.as_ref().and_then(|m| m.next_wake());
         let b = self.send.as_ref().and_then(|m| m.next_wake());
         match (a, b) {
@@ -64,7 +69,7 @@ impl Progress {
     }
 
     /// Sleeps until [`Progress::next_wake`] (forever if none).
-    pub async fn sleep(&self) {
+    pub(super) async fn sleep(&self) {
         match self.next_wake() {
             Some(t) => tokio::time::sleep_until(t.into()).await,
             None => std::future::pending().await,
@@ -73,7 +78,7 @@ impl Progress {
 
     /// Takes the marks that are due; returns the interval of the direction we receive, if
     /// one ended.
-    pub async fn on_wake(&mut self, link: &Link) -> Option<Interval> {
+    pub(super) async fn on_wake(&mut self, link: &Link) -> Option<Interval> {
         let now = Instant::now();
         let mut out = None;
         if self
@@ -103,7 +108,7 @@ impl Progress {
 
     /// Handles an event from the transport; an error is the peer's breach of the protocol
     /// (or a test that ended within --omit).
-    pub async fn on_event(&mut self, link: &Link, ev: Event) -> Result<Step, String> {
+    pub(super) async fn on_event(&mut self, link: &Link, ev: Event) -> Result<Step, String> {
         match ev {
             Event::FirstData(at) => {
                 if !self.receives || self.recv.is_some() {

@@ -1,10 +1,11 @@
 //! The listener's side of a bench test: read the client's PARAMS, send and/or receive as
 //! asked, report the receiver's figures every interval (REPORT) and at the end (RESULT).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::app::{self, Event, Link};
+use super::app::{Event, Link};
 use super::cpu::CpuClock;
 use super::expire;
 use super::model::{Outcome, Params};
@@ -12,56 +13,43 @@ use super::progress::{Progress, Step};
 use super::tcp;
 use super::transport::run_with;
 use super::wire::Kind;
-use crate::cli::StreamArgs;
-use crate::cmd::Failure;
+use super::Error;
 use crate::runtime::conn::apply_congestion;
-use crate::runtime::server::Accepted;
+use crate::runtime::{self, DriveError};
 
 /// How long a client may take to send its PARAMS.
 const PARAMS_WAIT: Duration = Duration::from_secs(10);
 
-/// Serves one bench client's msock session to its end.
-pub async fn serve_session(accepted: Accepted) -> Result<(), Failure> {
-    let peer = accepted.peer();
-    let (source, sink, probe, link) = app::link();
-    let (mut driver, _registration) = accepted.into_driver(Some(source), Some(sink));
-    driver.set_probe(probe);
-    let transport = async move { driver.run().await.0 };
-    run_with(transport, serve(link, peer))
-        .await
-        .map_err(|f| about(peer, f))
+/// Serves one bench client to its end over `transport` (an msock session's driver), which
+/// moves the [`Ends`](super::Ends) of `link`.
+pub async fn serve(
+    link: Link,
+    transport: impl Future<Output = Result<runtime::Outcome, DriveError>>,
+    peer: SocketAddr,
+) -> Result<(), Error> {
+    run_with(transport, test(link, peer)).await
 }
 
 /// Serves one bench client's plain TCP connection (magic already read) to its end; gives up
-/// when nothing moves for the session dead time.
+/// when nothing moves for `stall` (the session dead time).
 pub async fn serve_tcp(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    args: &StreamArgs,
-) -> Result<(), Failure> {
+    stall: Duration,
+) -> Result<(), Error> {
     apply_congestion(&stream);
-    let (source, sink, probe, link) = app::link();
-    let transport = tcp::pump(stream, source, sink, probe, args.dead_time, None);
-    run_with(transport, serve(link, peer))
-        .await
-        .map_err(|f| about(peer, f))
-}
-
-/// Says which client a failure is about (for the listener's log).
-fn about(peer: SocketAddr, f: Failure) -> Failure {
-    Failure {
-        message: format!("bench client {peer}: {}", f.message),
-        ..f
-    }
+    let (ends, link) = super::link();
+    let transport = tcp::pump(stream, ends, stall, None);
+    run_with(transport, test(link, peer)).await
 }
 
 /// Ends the test with `why` for the client; the error for the listener's log.
-fn give_up(link: &Link, why: String) -> Failure {
+fn give_up(link: &Link, why: String) -> Error {
     link.abort(format!("the bench server gave up: {why}"));
-    Failure::network(why)
+    Error::ClientBroke(why)
 }
 
-async fn serve(mut link: Link, peer: SocketAddr) -> Result<(), Failure> {
+async fn test(mut link: Link, peer: SocketAddr) -> Result<(), Error> {
     let cpu = CpuClock::start();
     let params = match tokio::time::timeout(PARAMS_WAIT, link.events.recv()).await {
         Ok(Some(Event::Control(c))) if c.kind == Kind::Params => {
@@ -115,7 +103,7 @@ async fn serve(mut link: Link, peer: SocketAddr) -> Result<(), Failure> {
                     Ok(Step::Interval(iv)) => link.send_json(Kind::Report, &iv),
                     Ok(Step::Control(c)) if c.kind == Kind::Error => {
                         let why = String::from_utf8_lossy(&c.body);
-                        return Err(Failure::network(format!("it gave up: {why}")));
+                        return Err(Error::ClientGaveUp(why.into_owned()));
                     }
                     Ok(Step::Control(c)) => {
                         return Err(give_up(&link, format!("unexpected {:?} message", c.kind)))

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::Shutdown;
+use std::net::{IpAddr, Shutdown};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -13,40 +13,39 @@ use bytes::Buf;
 use socket2::SockRef;
 use tokio::net::TcpStream;
 
-use super::app::{BenchSink, BenchSource, ProbeRx};
 use super::wire::{self, Kind};
-use crate::cli::{DialArgs, StreamArgs};
-use crate::cmd::dial::check_dest;
-use crate::cmd::{family, Failure};
+use super::{Ends, Error};
 use crate::proto::{PathId, PathStats};
 use crate::runtime::app::{AppSource, SourceError, CHUNK};
 use crate::runtime::client::connect_any;
 use crate::runtime::conn::apply_congestion;
-use crate::runtime::{resolve, DriveError, Outcome, PathReport, Snapshot, Totals};
+use crate::runtime::{resolve, DriveError, Family, Outcome, PathReport, Snapshot, Totals};
 
 /// What a plain TCP connection from `msock bench --compare-tcp` sends first, so that a listener
 /// serves it to its benchmark server rather than as plain TCP to stdin/stdout. It differs from
 /// the msock preamble in its third byte.
 pub(super) const BENCH_TCP_MAGIC: &[u8; 8] = b"MSBENCH\x01";
 
-/// Opens the plain TCP connection to a listener's bench server.
+/// Opens the plain TCP connection to a listener's bench server at `dest` (HOST:PORT, an
+/// address of `family`), from `source` if given, each connection attempt taking at most
+/// `wait`.
 pub async fn connect(
     dest: &str,
-    dial: &DialArgs,
-    stream: &StreamArgs,
-) -> Result<TcpStream, Failure> {
-    check_dest(dest)?;
-    let addrs = resolve(dest, family(stream)).await?;
-    let source = dial.source.map(|ip| std::net::SocketAddr::new(ip, 0));
-    let s = connect_any(&addrs, source, None, Some(dial.wait)).await?;
+    family: Family,
+    source: Option<IpAddr>,
+    wait: Duration,
+) -> Result<TcpStream, Error> {
+    let addrs = resolve(dest, family).await?;
+    let source = source.map(|ip| std::net::SocketAddr::new(ip, 0));
+    let s = connect_any(&addrs, source, None, Some(wait)).await?;
     apply_congestion(&s);
     let mut magic = &BENCH_TCP_MAGIC[..];
     while !magic.is_empty() {
-        s.writable().await.map_err(Failure::network)?;
+        s.writable().await.map_err(Error::Tcp)?;
         match s.try_write(magic) {
             Ok(n) => magic = &magic[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(Failure::network(format!("plain TCP connection: {e}"))),
+            Err(e) => return Err(Error::Tcp(e)),
         }
     }
     Ok(s)
@@ -55,17 +54,21 @@ pub async fn connect(
 /// A future that ends the pump when it completes (Ctrl-C).
 pub type Interrupt = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Moves the bench protocol over `stream` until both directions have ended: `source`'s bytes
-/// out, received bytes into `sink`, answering snapshot requests on `probe`. Fails when nothing
-/// moved either way for `stall` (the peer vanished or stopped reading).
+/// Moves the bench protocol over `stream` until both directions have ended: the source's
+/// bytes out, received bytes into the sink, answering snapshot requests on the probe of
+/// `ends`. Fails when nothing moved either way for `stall` (the peer vanished or stopped
+/// reading).
 pub async fn pump(
     stream: TcpStream,
-    mut source: BenchSource,
-    mut sink: BenchSink,
-    mut probe: ProbeRx,
+    ends: Ends,
     stall: Duration,
     interrupt: Option<Interrupt>,
 ) -> Result<Outcome, DriveError> {
+    let Ends {
+        mut source,
+        mut sink,
+        mut probe,
+    } = ends;
     // Shared by the futures below (atomics only because the whole future must be Send).
     let written = AtomicU64::new(0);
     let read = AtomicU64::new(0);

@@ -12,9 +12,9 @@ use comfy_table::{presets, CellAlignment, Table};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
+use super::dial::{run_test, Via};
 use super::report::{self, Mode, Output};
 use super::{params, ratio};
-use crate::bench::client::{run_test, Via};
 use crate::bench::cpu::CpuClock;
 use crate::bench::model::Cpu;
 use crate::bench::run::Run;

@@ -4,24 +4,28 @@
 //! sessions besides its other duties, several at once with -k), and with --compare-tcp a
 //! second one over one plain TCP connection to the same listener. Without, it starts a
 //! listener of its own on loopback (on its own thread) and compares plain TCP, one msock
-//! flowpath and msock striped over several loopback addresses ([`builtin`]).
+//! flowpath and msock striped over several loopback addresses (`builtin`).
 //!
-//! Inside the session (or the TCP connection) both ends speak the small bench protocol of
-//! [`wire`]. The receiving end measures; its figures are the ones that count, so the listener
-//! reports its intervals and totals back to the client.
+//! The test itself (its protocol, meters, both ends' logic and the plain TCP transport) is
+//! the [`crate::bench`] domain. Here: the flags turned into test parameters, the transport
+//! set up from them (`dial`), the results printed (`report`), a listener's bench clients
+//! handed to the domain's server, and [`bench::Error`]s turned into exit codes.
 
 mod builtin;
-pub(crate) mod report;
+mod dial;
+mod report;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::Failure;
-use crate::bench::client::{self, Via};
 use crate::bench::model::{self, Params, MIN_INTERVAL_MS, VERSION};
-use crate::bench::{server, wire};
+use crate::bench::{self, server, wire, Fault};
 use crate::cli::{BenchArgs, StreamArgs};
 use crate::proto::Service;
+use crate::runtime::server::Accepted;
 use crate::runtime::services::{Opening, Services};
+use dial::Via;
 use report::{Mode, Output};
 
 /// Runs `msock bench`.
@@ -60,13 +64,47 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
 /// session settings (a TCP client that lets nothing move for their dead time is given up).
 pub fn offer(services: &mut Services<Result<(), Failure>>, args: &StreamArgs) {
     services.session(Service::Bench, |o: Opening| async move {
-        server::serve_session(o.accept()?).await
+        serve(o.accept()?).await
     });
-    let args = args.clone();
-    services.raw(crate::bench::TCP_MAGIC, move |stream, peer| {
-        let args = args.clone();
-        async move { server::serve_tcp(stream, peer, &args).await }
+    let dead_time = args.dead_time;
+    services.raw(bench::TCP_MAGIC, move |stream, peer| async move {
+        server::serve_tcp(stream, peer, dead_time)
+            .await
+            .map_err(|e| about(peer, e))
     });
+}
+
+/// Serves one benchmark client's session on a listener.
+async fn serve(accepted: Accepted) -> Result<(), Failure> {
+    let peer = accepted.peer();
+    let (ends, link) = bench::link();
+    let (mut driver, _registration) = accepted.into_driver(Some(ends.source), Some(ends.sink));
+    driver.set_probe(ends.probe);
+    let transport = async move { driver.run().await.0 };
+    server::serve(link, transport, peer)
+        .await
+        .map_err(|e| about(peer, e))
+}
+
+/// A bench client's failure, for the listener's log.
+fn about(peer: SocketAddr, e: bench::Error) -> Failure {
+    let f = Failure::from(e);
+    Failure {
+        message: format!("bench client {peer}: {}", f.message),
+        ..f
+    }
+}
+
+/// A failed test as the command's exit: 1 for the peer's or the network's fault, 2 for the
+/// user's or this machine's, 130 when interrupted.
+impl From<bench::Error> for Failure {
+    fn from(e: bench::Error) -> Self {
+        match (&e, e.fault()) {
+            (bench::Error::Interrupted, _) => Failure::interrupted(),
+            (_, Fault::Peer) => Failure::network(e),
+            (_, Fault::User | Fault::Local) => Failure::local(e),
+        }
+    }
 }
 
 /// Refuses flag values no test can run with (exit 2).
@@ -120,7 +158,7 @@ async fn against(dest: &str, args: &BenchArgs, out: &mut Output) -> Result<(), F
         out.test = Some("msock".into());
     }
     let policy = super::dial::policy(&args.dial.policy);
-    let run = client::run_test(dest, args, Via::Session(policy), &params, out).await?;
+    let run = dial::run_test(dest, args, Via::Session(policy), &params, out).await?;
     let mut doc = report::document(&run);
     out.end(&doc);
     if out.mode == Mode::Human {
@@ -128,7 +166,7 @@ async fn against(dest: &str, args: &BenchArgs, out: &mut Output) -> Result<(), F
     }
     if args.compare_tcp {
         out.test = Some("tcp".into());
-        let tcp = match client::run_test(dest, args, Via::Tcp, &params, out).await {
+        let tcp = match dial::run_test(dest, args, Via::Tcp, &params, out).await {
             Ok(tcp) => tcp,
             Err(f) => return Err(compare_failure(f, &doc, out)),
         };

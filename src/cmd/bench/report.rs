@@ -7,6 +7,7 @@ use std::time::UNIX_EPOCH;
 use comfy_table::{presets, CellAlignment, Table};
 use serde_json::{json, Value};
 
+use crate::bench::client::{Dir, Show};
 use crate::bench::model::{Cpu, Interval, PathInterval, PathTotal, Side};
 use crate::bench::run::{Direction, Run};
 
@@ -19,15 +20,6 @@ pub enum Mode {
     Json,
     /// One JSON object per line as things happen.
     JsonStream,
-}
-
-/// Which way an interval's data went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dir {
-    /// Client → listener.
-    Forward,
-    /// Listener → client.
-    Reverse,
 }
 
 /// Where results go (stdout).
@@ -61,17 +53,67 @@ impl Output {
         println_flush(&v.to_string());
     }
 
-    /// A test started.
-    pub fn start(&self, start: &Value, what: &str) {
-        match self.mode {
-            Mode::Human => println_flush(&format!("{}{what}", self.prefix())),
-            Mode::Json => {}
-            Mode::JsonStream => self.event("start", start.clone()),
+    /// A test ended (`--json-stream`: its `end` object).
+    pub fn end(&self, doc: &Value) {
+        if self.mode == Mode::JsonStream {
+            self.event("end", doc["end"].clone());
         }
     }
 
-    /// An interval ended.
-    pub fn interval(&self, dir: Dir, iv: &Interval) {
+    /// The run failed (JSON modes: the error object or document, with `partial` results if
+    /// any; human: nothing, the message goes to stderr). Only the first call counts.
+    pub fn error(&self, message: &str, partial: Option<Value>) {
+        if self.failed.replace(true) {
+            return;
+        }
+        match self.mode {
+            Mode::Human => {}
+            Mode::Json => {
+                let mut doc = partial.unwrap_or_else(|| json!({}));
+                doc["error"] = json!(message);
+                println_flush(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
+            Mode::JsonStream => self.event("error", json!(message)),
+        }
+    }
+
+    fn prefix(&self) -> String {
+        match &self.test {
+            Some(t) => format!("[{t}] "),
+            None => String::new(),
+        }
+    }
+}
+
+impl Show for Output {
+    fn start(&self, run: &Run) {
+        match self.mode {
+            Mode::Human => {
+                let params = &run.params;
+                let what = format!(
+                    "{} to {}: {}, {} blocks, {}",
+                    run.protocol,
+                    run.dest,
+                    match (params.time_ms, params.bytes) {
+                        (_, Some(b)) => bytes(b),
+                        (Some(t), None) => format!("{:.1} s", t as f64 / 1000.0),
+                        _ => String::new(),
+                    },
+                    bytes(params.len),
+                    match (params.reverse, params.bidir) {
+                        (true, _) => "the listener sends",
+                        (_, true) => "both send",
+                        _ => "we send",
+                    }
+                );
+                println_flush(&format!("{}{what}", self.prefix()))
+            }
+            Mode::Json => {}
+            Mode::JsonStream => self.event("start", start_json(run)),
+        }
+    }
+
+    fn interval(&self, dir: Dir, iv: &Interval) {
         match self.mode {
             Mode::Human => {
                 let arrow = match (self.bidir, dir) {
@@ -113,37 +155,6 @@ impl Output {
                 v[key] = interval_sum(iv);
                 self.event("interval", v);
             }
-        }
-    }
-
-    /// A test ended (`--json-stream`: its `end` object).
-    pub fn end(&self, doc: &Value) {
-        if self.mode == Mode::JsonStream {
-            self.event("end", doc["end"].clone());
-        }
-    }
-
-    /// The run failed (JSON modes: the error object or document, with `partial` results if
-    /// any; human: nothing, the message goes to stderr). Only the first call counts.
-    pub fn error(&self, message: &str, partial: Option<Value>) {
-        if self.failed.replace(true) {
-            return;
-        }
-        match self.mode {
-            Mode::Human => {}
-            Mode::Json => {
-                let mut doc = partial.unwrap_or_else(|| json!({}));
-                doc["error"] = json!(message);
-                println_flush(&serde_json::to_string_pretty(&doc).unwrap_or_default());
-            }
-            Mode::JsonStream => self.event("error", json!(message)),
-        }
-    }
-
-    fn prefix(&self) -> String {
-        match &self.test {
-            Some(t) => format!("[{t}] "),
-            None => String::new(),
         }
     }
 }
