@@ -27,7 +27,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    msock::cmd::raise_nofile();
+    msock::runtime::sys::raise_nofile();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -519,29 +519,6 @@ pub struct PolicyArgs {
     pub iface_kind: Vec<(String, IfaceKind)>,
 }
 
-impl PolicyArgs {
-    /// The policy these flags ask for.
-    pub fn to_policy(&self) -> crate::runtime::policy::Policy {
-        use crate::runtime::policy::{Mode, Policy};
-        let mode = if self.stripe {
-            Mode::Stripe
-        } else if self.prefer_wifi {
-            Mode::Prefer(IfaceKind::Wifi)
-        } else if self.prefer_cellular {
-            Mode::Prefer(IfaceKind::Cellular)
-        } else {
-            Mode::Route
-        };
-        Policy {
-            mode,
-            only: self.iface.clone(),
-            backup: self.backup.clone(),
-            kinds: self.iface_kind.iter().cloned().collect(),
-            fixed: Vec::new(),
-        }
-    }
-}
-
 /// Parses a size like `1500`, `128K`, `64KiB`, `1.5M`, `2G` (K, M, G, T are powers of 1024,
 /// as in iperf3).
 pub fn parse_size(s: &str) -> Result<u64, String> {

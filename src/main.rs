@@ -37,7 +37,7 @@ fn main() {
         if !f.message.is_empty() {
             eprintln!("msock: {}", f.message);
         }
-        std::process::exit(f.code);
+        std::process::exit(f.code());
     }
 }
 

@@ -1,5 +1,10 @@
 //! `src/proto` is the sans-IO core: no async runtime, no sockets, no clock reads, no sleeping.
 //! Time is passed in, bytes go in and out as values.
+//!
+//! And the layers above it depend only downward:
+//! `proto` <- `runtime` <- {`transfer`, `bench`, `relay`} <- {`cmd`, `cli`, `docs`} <- main.
+//! A module that names (`crate::x`) a module of a layer above fails the test, and so does a
+//! service naming another service (only the top layer's modules share with each other).
 
 use std::path::Path;
 

@@ -15,8 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::model::Plan;
 use super::wire::{self, Control, Found, Kind, Parser, HEADER};
-use crate::runtime::app::{AppSink, AppSource, CHUNK};
-use crate::runtime::channel_io::AppAbort;
+use crate::runtime::app::{AppSink, AppSource, SourceError, CHUNK};
 use crate::runtime::Snapshot;
 
 /// Control events kept waiting for the test's logic at most; a peer that sends more control
@@ -140,7 +139,7 @@ pub struct BenchSource {
 }
 
 impl AppSource for BenchSource {
-    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, SourceError>> {
         // Finish the block being handed out before anything else.
         if let Some(g) = self.gen.as_mut().filter(|g| !g.at_boundary()) {
             return Poll::Ready(Ok(Some(g.piece())));
@@ -155,7 +154,7 @@ impl AppSource for BenchSource {
                 Poll::Ready(Some(Out::Abort(why))) => {
                     self.closing = true;
                     self.gen = None;
-                    return Poll::Ready(Err(io::Error::other(AppAbort(why))));
+                    return Poll::Ready(Err(SourceError::Abort(why)));
                 }
                 Poll::Ready(Some(Out::Close)) | Poll::Ready(None) => self.closing = true,
                 Poll::Pending => break,

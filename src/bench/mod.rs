@@ -29,6 +29,16 @@ pub use error::{Error, Fault};
 use std::convert::Infallible;
 use std::time::Duration;
 
+use crate::proto::Service;
+use crate::runtime::listener::Magic;
+
+/// The classifier hook's entry for `msock bench --compare-tcp`: its plain TCP connections
+/// begin with these bytes, so a listener hands them to the bench server.
+pub const TCP_MAGIC: Magic = Magic {
+    prefix: tcp::BENCH_TCP_MAGIC,
+    service: Service::Bench,
+};
+
 /// Waits forever (for a transport whose end decides the result).
 async fn never() -> Infallible {
     std::future::pending().await

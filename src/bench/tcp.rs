@@ -16,12 +16,15 @@ use tokio::net::TcpStream;
 use super::wire::{self, Kind};
 use super::{Ends, Error};
 use crate::proto::{PathId, PathStats};
-use crate::runtime::app::{AppSource, CHUNK};
-use crate::runtime::channel_io::AppAbort;
+use crate::runtime::app::{AppSource, SourceError, CHUNK};
 use crate::runtime::client::connect_any;
 use crate::runtime::conn::apply_congestion;
-use crate::runtime::listener::BENCH_TCP_MAGIC;
 use crate::runtime::{resolve, DriveError, Family, Outcome, PathReport, Snapshot, Totals};
+
+/// What a plain TCP connection from `msock bench --compare-tcp` sends first, so that a listener
+/// serves it to its benchmark server rather than as plain TCP to stdin/stdout. It differs from
+/// the msock preamble in its third byte.
+pub(super) const BENCH_TCP_MAGIC: &[u8; 8] = b"MSBENCH\x01";
 
 /// Opens the plain TCP connection to a listener's bench server at `dest` (HOST:PORT, an
 /// address of `family`), from `source` if given, each connection attempt taking at most
@@ -85,7 +88,10 @@ pub async fn pump(
                     return Ok(());
                 }
                 Err(e) => {
-                    let why = AppAbort::find(&e).map_or_else(|| e.to_string(), |a| a.0.clone());
+                    let why = match e {
+                        SourceError::Abort(why) => why,
+                        SourceError::Io(e) => e.to_string(),
+                    };
                     // Tell the peer why, as far as the socket takes it at once.
                     let _ = s.try_write(&wire::message(Kind::Error, why.as_bytes()));
                     let _ = SockRef::from(s).shutdown(Shutdown::Both);

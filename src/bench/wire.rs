@@ -1,5 +1,5 @@
 //! The bench protocol: messages inside the session's byte stream (or inside a plain TCP
-//! connection, after [`BENCH_TCP_MAGIC`](crate::runtime::listener::BENCH_TCP_MAGIC)).
+//! connection, after [`TCP_MAGIC`](super::TCP_MAGIC)).
 //!
 //! Every message is `[kind u8][length u32, big-endian][body]`:
 //!

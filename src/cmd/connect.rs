@@ -8,6 +8,7 @@ use super::dial::{check_dest, dial};
 use super::{ctrl_c, family, finish, Failure};
 use crate::cli::ConnectArgs;
 use crate::proto::Service;
+use crate::runtime::events::Events;
 use crate::runtime::{client, ifaces, plain, resolve, StdinSource, StdoutSink};
 
 /// Runs `msock connect`.
@@ -23,6 +24,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
     check_dest(&dest)?;
     let started = Instant::now();
     super::apply_process_settings(&args.stream)?;
+    let events = Events::sessions(args.stream.json_events);
     let input = (!args.recv_only).then(StdinSource::spawn);
     let mut stdout = (!args.send_only).then(StdoutSink::spawn);
     let output = stdout.as_mut();
@@ -43,7 +45,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
             ctrl_c(),
         )
         .await;
-        return finish(r, totals, started, stdout).await;
+        return finish(r, totals, started, stdout, &events).await;
     }
     let mut driver = dial(
         &dest,
@@ -56,7 +58,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
     .await?;
     driver.set_interrupt(ctrl_c());
     let (r, totals) = driver.run().await;
-    finish(r, totals, started, stdout).await
+    finish(r, totals, started, stdout, &events).await
 }
 
 /// `msock connect --list-ifaces`: prints the interfaces and their kinds on stdout.

@@ -1,29 +1,52 @@
-//! The client side every session command shares (connect, send-file, bench): resolve the
-//! destination, pick the first flowpath's interface by the policy, open the session and set up
-//! its driver to reconnect, follow the policy and hear the server's moves.
+//! The client side every session command shares (connect, send-file, bench): turns the dial
+//! flags into a [`ClientConfig`] (with the relay's dial strategy for `NAME@RELAY`) for
+//! [`client::dial`], which does the work.
 
-use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::{family, session_config, Failure};
-use crate::cli::{DialArgs, StreamArgs};
-use crate::proto::handshake::fingerprint;
-use crate::proto::{PathId, Service};
-use crate::runtime::keys::{check_peer, PinCheck};
-use crate::runtime::{
-    control::ControlPlane, ifaces, netwatch, policy::Policy, AppSink, AppSource, ClientSide,
-    Driver, ReconnectPolicy, Side,
-};
+use crate::cli::{DialArgs, PolicyArgs, StreamArgs};
+use crate::proto::Service;
+use crate::runtime::client::{self, ClientConfig};
+use crate::runtime::events::Events;
+use crate::runtime::ifaces::IfaceKind;
+use crate::runtime::policy::Mode;
+use crate::runtime::policy::Policy;
+use crate::runtime::reconnect::{AttemptError, AttemptFuture, DialStrategy, Origin, PlanFuture};
+use crate::runtime::{AppSink, AppSource, Driver, Family};
 
-/// Checks that `dest` looks like HOST:PORT or NAME@RELAY[:PORT] (exit 2 otherwise).
-pub fn check_dest(dest: &str) -> Result<(), Failure> {
+/// The interface policy the flags ask for.
+pub fn policy(args: &PolicyArgs) -> Policy {
+    let mode = if args.stripe {
+        Mode::Stripe
+    } else if args.prefer_wifi {
+        Mode::Prefer(IfaceKind::Wifi)
+    } else if args.prefer_cellular {
+        Mode::Prefer(IfaceKind::Cellular)
+    } else {
+        Mode::Route
+    };
+    Policy {
+        mode,
+        only: args.iface.clone(),
+        backup: args.backup.clone(),
+        kinds: args.iface_kind.iter().cloned().collect(),
+        fixed: Vec::new(),
+    }
+}
+
+/// Checks that `dest` looks like HOST:PORT or NAME@RELAY\[:PORT\] (exit 2 otherwise); true for
+/// NAME@RELAY.
+pub fn check_dest(dest: &str) -> Result<bool, Failure> {
     if crate::relay::client::parse(dest)
         .map_err(Failure::local)?
         .is_some()
     {
-        return Ok(());
+        return Ok(true);
     }
     if dest.contains(':') {
-        Ok(())
+        Ok(false)
     } else {
         Err(Failure::local(format!(
             "'{dest}' has no port: give HOST:PORT, e.g. example.net:9000 or [::1]:9000, or NAME@RELAY for a listener registered at a relay"
@@ -41,7 +64,7 @@ pub async fn dial<I: AppSource, O: AppSink>(
     input: Option<I>,
     output: Option<O>,
 ) -> Result<Driver<I, O>, Failure> {
-    let policy = dial.policy.to_policy();
+    let policy = policy(&dial.policy);
     dial_with_policy(dest, dial, stream, policy, service, input, output).await
 }
 
@@ -56,62 +79,51 @@ pub async fn dial_with_policy<I: AppSource, O: AppSink>(
     input: Option<I>,
     output: Option<O>,
 ) -> Result<Driver<I, O>, Failure> {
-    check_dest(dest)?;
-    // HOST:PORT, or NAME@RELAY: the name's direct addresses, then the relay.
-    let hops = crate::relay::client::plan(dest, family(stream), dial.wait).await?;
-    let addrs = &hops[0].addrs;
-    // With a policy, the first flowpath leaves from the interface it ranks first.
-    let first = if policy.follows_routing() {
-        None
-    } else {
-        let plan = policy.plan(&ifaces::discover(&policy.kinds), addrs[0]);
-        let Some(first) = plan.into_iter().next() else {
-            return Err(Failure::network(
-                "no usable interface for the chosen interfaces policy (see msock connect --list-ifaces)",
-            ));
-        };
-        Some(first)
-    };
-    let (source, device) = match &first {
-        Some(b) => (Some(SocketAddr::new(b.addr, 0)), Some(b.iface.as_str())),
-        None => (dial.source.map(|ip| SocketAddr::new(ip, 0)), None),
-    };
-    let mut config = session_config(stream)?;
-    config.service = service;
-    let (session, conn, epoch, control) =
-        crate::relay::client::open_session(&hops, source, device, config).await?;
-    // Nothing of ours has been sent yet: check who answered before anything is.
-    match session.peer_static() {
-        Some(key) => {
-            let how = check_peer(dest, key, dial.peer_key.as_deref()).map_err(Failure::network)?;
-            let how = match how {
-                PinCheck::Given => "matches --peer-key",
-                PinCheck::Known => "matches the key pinned for this destination",
-                PinCheck::PinnedNow => "first contact: pinned now",
-            };
-            tracing::info!(
-                "encrypted session (Noise NX, AES-128-GCM); listener key {} ({how})",
-                fingerprint(key)
-            );
-        }
-        None => tracing::info!("session NOT encrypted (--no-encrypt)"),
-    }
-    let server = conn.peer;
-    let reconnect = ReconnectPolicy {
+    let named = check_dest(dest)?;
+    let mut session = session_config(stream)?;
+    session.service = service;
+    let cfg = ClientConfig {
         dest: dest.to_owned(),
         family: family(stream),
         source: dial.source,
-        attempt_timeout: dial.wait,
+        wait: dial.wait,
         retry_interval: dial.retry_interval,
+        peer_key: dial.peer_key.clone(),
+        policy,
+        session,
+        resume_timeout: stream.resume_timeout,
+        events: Events::sessions(stream.json_events),
+        strategy: named.then(|| {
+            Arc::new(ViaRelay {
+                dest: dest.to_owned(),
+                family: family(stream),
+            }) as Arc<dyn DialStrategy>
+        }),
     };
-    let side = Side::Client(Box::new(ClientSide::new(reconnect, policy, server, first)));
-    let events = crate::runtime::events::global();
-    let mut driver = Driver::new(session, epoch, side, events, input, output);
-    driver.add_path(PathId(0), conn);
-    driver.set_resume_timeout(stream.resume_timeout);
-    driver.set_netwatch(netwatch::spawn());
-    if let Some(socket) = control {
-        driver.set_control(ControlPlane::client(socket));
+    Ok(client::dial(cfg, input, output).await?)
+}
+
+/// The dial strategy for `NAME@RELAY`: the name's direct addresses (as the relay knows them
+/// now), then the relay; every reconnect attempt looks the name up again (the listener may
+/// have moved).
+struct ViaRelay {
+    dest: String,
+    family: Family,
+}
+
+impl DialStrategy for ViaRelay {
+    fn plan(&self, wait: Duration) -> PlanFuture {
+        let (dest, family) = (self.dest.clone(), self.family);
+        Box::pin(async move { crate::relay::client::plan(&dest, family, wait).await })
     }
-    Ok(driver)
+
+    fn redial(&self, from: Origin, attempt: Duration) -> AttemptFuture {
+        let (dest, family) = (self.dest.clone(), self.family);
+        Box::pin(async move {
+            let device = from.device.as_deref();
+            crate::relay::client::reconnect(&dest, family, from.source, device, attempt)
+                .await
+                .map_err(AttemptError::Strategy)
+        })
+    }
 }

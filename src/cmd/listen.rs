@@ -2,24 +2,24 @@
 //! to stdout, stdin to it. Plain TCP clients are served as plain TCP unless --no-plain.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::accept::{accept, Shared};
 use super::receive::SaveOptions;
-use super::{ctrl_c, family, finish, session_config, Failure, NOT_STARTED};
+use super::{ctrl_c, family, finish, futures_poll_once, session_config, Exit, Failure};
 use crate::cli::{parse_listen_addr, ListenArgs};
 use crate::proto::handshake::fingerprint;
-use crate::proto::{ErrorCode, Frame, Service};
-use crate::runtime::conn::bind_listener;
+use crate::proto::{ErrorCode, Service};
+use crate::runtime::events::Events;
 use crate::runtime::keys;
-use crate::runtime::{
-    accept_loop, plain, resolve, DetectPolicy, Family, Incoming, StdinSource, StdoutSink,
-};
+use crate::runtime::server::bind_all;
+use crate::runtime::server::{Server, ServerConfig};
+use crate::runtime::services::{Opening, Route, Services, StreamClient};
+use crate::runtime::{plain, DetectPolicy, Incoming, StdinSource, StdoutSink};
 
 /// Runs `msock listen`.
 pub async fn run(args: ListenArgs) -> Result<(), Failure> {
@@ -46,7 +46,7 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     let mut interrupted = Box::pin(ctrl_c());
     futures_poll_once(interrupted.as_mut()).await;
     super::apply_process_settings(&args.stream)?;
-    super::raise_nofile();
+    crate::runtime::sys::raise_nofile();
     let fam = family(&args.stream);
     let listeners = match port {
         Some(port) => bind_all(host.as_deref(), port, fam).await?,
@@ -62,25 +62,34 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
             tracing::info!("listening on {a}");
         }
     }
-    let policy = DetectPolicy {
-        allow_plain: !args.no_plain,
-        wait: args.detect_wait,
-        handshake_timeout: Duration::from_secs(10),
-    };
     let save = match &args.save_dir {
         Some(dir) => Some(Arc::new(
             SaveOptions::new(dir.clone(), args.overwrite, args.max_size).map_err(Failure::local)?,
         )),
         None => None,
     };
-    let shared = Shared::new(&listeners, args.stream.clone(), config);
+    let services = services(&args, save);
+    let server = Server::new(
+        &listeners,
+        ServerConfig {
+            session: config,
+            resume_timeout: args.stream.resume_timeout,
+            events: Events::sessions(args.stream.json_events),
+            detect: DetectPolicy {
+                allow_plain: !args.no_plain,
+                magics: services.magics(),
+                wait: args.detect_wait,
+                handshake_timeout: Duration::from_secs(10),
+            },
+        },
+    );
     let (tx, mut rx) = mpsc::channel(64);
     for l in listeners {
-        tokio::spawn(accept_loop(l, policy, shared.routes.clone(), tx.clone()));
+        server.listen(l, tx.clone());
     }
     let mut relay_lost = match (&args.relay, &args.name) {
         (Some(relay), Some(name)) => {
-            let inject = relay_inject(policy, shared.clone(), tx.clone());
+            let inject = relay_inject(server.clone(), tx.clone());
             Some(register_at_relay(relay, name, &args, listening, inject).await?)
         }
         _ => None,
@@ -89,48 +98,50 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
 
     let mut stdin = (!args.recv_only).then(StdinSource::spawn);
     let mut stdout = (!args.send_only).then(StdoutSink::spawn);
-    let mut queue: VecDeque<Incoming> = VecDeque::new();
+    let mut queue: VecDeque<Box<StreamClient>> = VecDeque::new();
     // Sessions other than byte streams (files, benchmarks) run concurrently, as tasks.
-    let mut services: JoinSet<Result<(), Failure>> = JoinSet::new();
-    let spawn_service = |services: &mut JoinSet<_>, i: Incoming| {
-        services.spawn(serve_service(i, shared.clone(), save.clone()));
-    };
+    let mut tasks: JoinSet<Result<(), Failure>> = JoinSet::new();
     loop {
         let next = match queue.pop_front() {
-            Some(i) => i,
-            None => tokio::select! {
-                i = rx.recv() => match i {
-                    Some(i) => i,
-                    None => return Err(Failure::local("the listening sockets closed")),
-                },
-                Some(r) = services.join_next() => {
-                    let r = r.unwrap_or_else(|e| Err(Failure::local(format!("session task failed: {e}"))));
-                    match r {
-                        Err(f) if f.code == NOT_STARTED => tracing::info!("{}", f.message),
-                        Err(f) if args.keep_open => eprintln!("msock: {}", f.message),
-                        r if !args.keep_open => return r,
-                        _ => {}
+            Some(c) => c,
+            None => {
+                let i = tokio::select! {
+                    i = rx.recv() => match i {
+                        Some(i) => i,
+                        None => return Err(Failure::local("the listening sockets closed")),
+                    },
+                    Some(r) = tasks.join_next() => {
+                        let r = r.unwrap_or_else(|e| Err(Failure::local(format!("session task failed: {e}"))));
+                        match r {
+                            Err(f) if f.kind == Exit::NotStarted => tracing::info!("{}", f.message),
+                            Err(f) if args.keep_open => eprintln!("msock: {}", f.message),
+                            r if !args.keep_open => return r,
+                            _ => {}
+                        }
+                        continue;
                     }
+                    _ = &mut interrupted => return Err(Failure::interrupted()),
+                    why = registration_lost(&mut relay_lost) => return Err(Failure::network(why)),
+                };
+                if !args.keep_open && !tasks.is_empty() {
+                    turn_away(i);
                     continue;
                 }
-                _ = &mut interrupted => return Err(Failure::interrupted()),
-                why = registration_lost(&mut relay_lost) => return Err(Failure::network(why)),
-            },
-        };
-        if service_of(&next) != Service::Stream {
-            if args.keep_open || services.is_empty() {
-                spawn_service(&mut services, next);
-            } else {
-                turn_away(next);
+                match services.route(i, &server) {
+                    Route::Task(t) => {
+                        tasks.spawn(t);
+                        continue;
+                    }
+                    Route::Refused(r) => {
+                        tracing::info!("{r}");
+                        continue;
+                    }
+                    Route::Stream(c) => c,
+                }
             }
-            continue;
-        }
-        if !args.keep_open && !services.is_empty() {
-            turn_away(next);
-            continue;
-        }
+        };
         let result = {
-            let serve = serve(next, &args, &shared, stdin.as_mut(), stdout.as_mut());
+            let serve = serve(*next, &args, stdin.as_mut(), stdout.as_mut());
             tokio::pin!(serve);
             // While one stream session runs, newer stream clients wait (-k) or are turned
             // away; other services run alongside.
@@ -140,15 +151,17 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
                     Some(i) = rx.recv() => {
                         if !args.keep_open {
                             turn_away(i);
-                        } else if service_of(&i) == Service::Stream {
-                            queue.push_back(i);
-                        } else {
-                            spawn_service(&mut services, i);
+                            continue;
+                        }
+                        match services.route(i, &server) {
+                            Route::Task(t) => { tasks.spawn(t); }
+                            Route::Stream(c) => queue.push_back(c),
+                            Route::Refused(r) => tracing::info!("{r}"),
                         }
                     }
-                    Some(r) = services.join_next(), if !services.is_empty() => {
+                    Some(r) = tasks.join_next(), if !tasks.is_empty() => {
                         match r {
-                            Ok(Err(f)) if f.code == NOT_STARTED => tracing::info!("{}", f.message),
+                            Ok(Err(f)) if f.kind == Exit::NotStarted => tracing::info!("{}", f.message),
                             Ok(Err(f)) => eprintln!("msock: {}", f.message),
                             _ => {}
                         }
@@ -157,8 +170,8 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
             }
         };
         match result {
-            Err(f) if f.code == NOT_STARTED => tracing::info!("{}", f.message),
-            Err(f) if f.code == 130 => return Err(f),
+            Err(f) if f.kind == Exit::NotStarted => tracing::info!("{}", f.message),
+            Err(f) if f.kind == Exit::Interrupted => return Err(f),
             Err(f) if args.keep_open => eprintln!("msock: {}", f.message),
             r if !args.keep_open => {
                 let flushed = match stdout.take() {
@@ -177,15 +190,31 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     }
 }
 
+/// The services this listener offers besides byte streams: benchmarks always (in a session
+/// or over plain TCP), files with --save-dir (else they are refused, saying why).
+fn services(args: &ListenArgs, save: Option<Arc<SaveOptions>>) -> Services<Result<(), Failure>> {
+    let mut services = Services::default();
+    super::bench::offer(&mut services, &args.stream);
+    services.session(Service::File, move |o: Opening| {
+        let save = save.clone();
+        async move {
+            let Some(save) = save else {
+                eprintln!(
+                    "msock: refused a file transfer from {}: this listener has no --save-dir",
+                    o.peer()
+                );
+                let why = "this listener does not accept files (start it with --save-dir DIR)";
+                return Err(o.refuse(why.to_owned()).await.into());
+            };
+            super::receive::serve(o.accept()?, &save).await
+        }
+    });
+    services
+}
+
 /// Feeds the relay's spliced flowpaths into the same classification as accepted ones.
-fn relay_inject(
-    policy: DetectPolicy,
-    shared: Arc<Shared>,
-    tx: mpsc::Sender<Incoming>,
-) -> crate::relay::agent::Inject {
-    Arc::new(move |stream, peer| {
-        crate::runtime::inject(stream, peer, policy, shared.routes.clone(), tx.clone())
-    })
+fn relay_inject(server: Arc<Server>, tx: mpsc::Sender<Incoming>) -> crate::relay::agent::Inject {
+    Arc::new(move |stream, peer| server.inject(stream, peer, tx.clone()))
 }
 
 /// Registers `name` at `relay` (exit 1 if the relay refuses it, 2 for local trouble) and
@@ -240,126 +269,6 @@ async fn registration_lost(rx: &mut Option<mpsc::Receiver<String>>) -> String {
     }
 }
 
-/// The service an incoming client asks for (plain TCP clients get a byte stream).
-fn service_of(i: &Incoming) -> Service {
-    match i {
-        Incoming::Open { hello, .. } => hello_service(hello),
-        Incoming::BenchTcp { .. } => Service::Bench,
-        Incoming::Plain { .. } => Service::Stream,
-    }
-}
-
-fn hello_service(hello: &Frame) -> Service {
-    match hello {
-        Frame::HelloOpen { service, .. } => *service,
-        _ => Service::Stream,
-    }
-}
-
-/// Serves one file-transfer or benchmark client to its end (refusing what this listener
-/// does not offer).
-async fn serve_service(
-    incoming: Incoming,
-    shared: Arc<Shared>,
-    save: Option<Arc<SaveOptions>>,
-) -> Result<(), Failure> {
-    let (mut conn, hello) = match incoming {
-        Incoming::Open { conn, hello } => (conn, hello),
-        Incoming::BenchTcp { stream, peer } => {
-            return super::bench::serve_tcp(stream, peer, &shared.stream).await
-        }
-        Incoming::Plain { .. } => return Ok(()),
-    };
-    let why = match (hello_service(&hello), save) {
-        (Service::Bench, _) => return super::bench::serve(accept(conn, &hello, &shared)?).await,
-        (Service::File, Some(save)) => {
-            return super::receive::serve(accept(conn, &hello, &shared)?, &save).await
-        }
-        (Service::File, None) => {
-            eprintln!(
-                "msock: refused a file transfer from {}: this listener has no --save-dir",
-                conn.peer
-            );
-            "this listener does not accept files (start it with --save-dir DIR)".to_owned()
-        }
-        (other, _) => format!("{other} is not offered by this listener (a newer msock?)"),
-    };
-    let peer = conn.peer;
-    conn.queue_preamble();
-    conn.refuse(ErrorCode::Refused, why.clone()).await;
-    Err(Failure::not_started(format!("refused {peer}: {why}")))
-}
-
-/// Polls `f` once (registering whatever it waits for), without waiting for it.
-pub(crate) async fn futures_poll_once<F: std::future::Future + ?Sized>(f: std::pin::Pin<&mut F>) {
-    let mut f = Some(f);
-    std::future::poll_fn(|cx| {
-        if let Some(f) = f.take() {
-            let _ = f.poll(cx);
-        }
-        std::task::Poll::Ready(())
-    })
-    .await
-}
-
-/// Binds every listening socket `[host:]port` asks for.
-pub(crate) async fn bind_all(
-    host: Option<&str>,
-    port: u16,
-    fam: Family,
-) -> Result<Vec<tokio::net::TcpListener>, Failure> {
-    let addrs: Vec<SocketAddr> = match host {
-        Some(h) => resolve(&format!("{}:{port}", bracket(h)), fam).await?,
-        None => {
-            let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
-            let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
-            match fam {
-                Family::V4 => vec![v4],
-                Family::V6 => vec![v6],
-                Family::Any => vec![v4, v6],
-            }
-        }
-    };
-    let mut out = Vec::new();
-    let mut first_err = None;
-    let mut port = port;
-    for (i, mut a) in addrs.into_iter().enumerate() {
-        // With port 0, every socket shares the port the first one got.
-        a.set_port(port);
-        match bind_listener(a) {
-            Ok(l) => {
-                if i == 0 {
-                    port = l.local_addr().map_err(Failure::local)?.port();
-                }
-                out.push(l);
-            }
-            Err(e) => {
-                tracing::debug!("cannot listen on {a}: {e}");
-                first_err.get_or_insert((a, e));
-            }
-        }
-    }
-    match (out.is_empty(), first_err) {
-        (true, Some((a, e))) => Err(Failure::local(format!(
-            "cannot listen on {a}: {e}{}",
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                " (another program uses this port; pick another)"
-            } else {
-                ""
-            }
-        ))),
-        _ => Ok(out),
-    }
-}
-
-fn bracket(h: &str) -> String {
-    if h.contains(':') {
-        format!("[{h}]")
-    } else {
-        h.to_owned()
-    }
-}
-
 /// Refuses a client because a session is already running (without -k).
 fn turn_away(i: Incoming) {
     match i {
@@ -371,23 +280,23 @@ fn turn_away(i: Incoming) {
                 "the listener is serving another session (start it with -k to queue clients)",
             ));
         }
-        Incoming::Plain { peer, .. } | Incoming::BenchTcp { peer, .. } => {
+        Incoming::Plain { peer, .. } | Incoming::Raw { peer, .. } => {
             tracing::info!("{peer} refused: already serving a session");
         }
     }
 }
 
-/// Serves one client to its end.
+/// Serves one byte-stream client to its end.
 async fn serve(
-    incoming: Incoming,
+    client: StreamClient,
     args: &ListenArgs,
-    shared: &Arc<Shared>,
     stdin: Option<&mut StdinSource>,
     stdout: Option<&mut StdoutSink>,
 ) -> Result<(), Failure> {
     let started = Instant::now();
-    match incoming {
-        Incoming::Plain {
+    let events = Events::sessions(args.stream.json_events);
+    match client {
+        StreamClient::Plain {
             stream,
             initial,
             peer,
@@ -402,18 +311,13 @@ async fn serve(
                 ctrl_c(),
             )
             .await;
-            finish(r, totals, started, None).await
+            finish(r, totals, started, None, &events).await
         }
-        Incoming::Open { conn, hello } => {
-            let (mut driver, _registration) =
-                accept(conn, &hello, shared)?.into_driver(stdin, stdout);
+        StreamClient::Session(opening) => {
+            let (mut driver, _registration) = opening.accept()?.into_driver(stdin, stdout);
             driver.set_interrupt(ctrl_c());
             let (r, totals) = driver.run().await;
-            finish(r, totals, started, None).await
-        }
-        // Bench clients are services (see `service_of`), never byte streams.
-        Incoming::BenchTcp { stream, peer } => {
-            super::bench::serve_tcp(stream, peer, &args.stream).await
+            finish(r, totals, started, None, &events).await
         }
     }
 }

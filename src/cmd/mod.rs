@@ -1,6 +1,5 @@
 //! One module per subcommand, each with a `run(args)`; shared plumbing lives here.
 
-pub mod accept;
 pub mod bench;
 pub mod connect;
 pub mod dial;
@@ -14,50 +13,95 @@ use std::time::Instant;
 
 use crate::cli::StreamArgs;
 use crate::proto::Config;
+use crate::runtime::client::DialError;
+use crate::runtime::events::Events;
+use crate::runtime::server::{BindError, Refusal};
 use crate::runtime::{ConnectError, DriveError, Family, Outcome, StdoutSink, Totals};
 
-/// How a command failed: the exit code (1 network, 2 usage/local, 130 interrupted) and a
-/// message for stderr that says what went wrong and, where it helps, what to do.
+/// What kind of failure ended a command; it decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The network or the peer failed (exit 1).
+    Network,
+    /// The user's input or the local system failed (exit 2).
+    Local,
+    /// A listener turned a client away before any session began (wrong encryption
+    /// settings, a service it does not offer): it goes on waiting for the next client. Never
+    /// the exit status of a command (exit 1 if it ever were).
+    NotStarted,
+    /// The user pressed Ctrl-C (exit 130, like a shell).
+    Interrupted,
+}
+
+/// How a command failed: its kind (and so the exit code) and a message for stderr that says
+/// what went wrong and, where it helps, what to do.
 #[derive(Debug)]
 pub struct Failure {
-    /// Process exit code.
-    pub code: i32,
+    /// What failed.
+    pub kind: Exit,
     /// One-line explanation; empty for a silent exit (interrupted).
     pub message: String,
 }
-
-/// [`Failure::code`] of [`Failure::not_started`].
-pub const NOT_STARTED: i32 = -1;
 
 impl Failure {
     /// The network or the peer failed (exit 1).
     pub fn network(e: impl Display) -> Self {
         Failure {
-            code: 1,
+            kind: Exit::Network,
             message: e.to_string(),
         }
     }
     /// The user's input or the local system failed (exit 2).
     pub fn local(e: impl Display) -> Self {
         Failure {
-            code: 2,
+            kind: Exit::Local,
             message: e.to_string(),
         }
     }
-    /// A listener turned a client away before any session began (wrong encryption settings,
-    /// a service it does not offer): it goes on waiting for the next client. Never the exit
-    /// status of a command.
+    /// A listener turned a client away before any session began (see [`Exit::NotStarted`]).
     pub fn not_started(e: impl Display) -> Self {
         Failure {
-            code: NOT_STARTED,
+            kind: Exit::NotStarted,
             message: e.to_string(),
         }
     }
     /// The user pressed Ctrl-C (exit 130, like a shell).
     pub fn interrupted() -> Self {
         Failure {
-            code: 130,
+            kind: Exit::Interrupted,
             message: String::new(),
+        }
+    }
+    /// The process exit code.
+    pub fn code(&self) -> i32 {
+        match self.kind {
+            Exit::Network | Exit::NotStarted => 1,
+            Exit::Local => 2,
+            Exit::Interrupted => 130,
+        }
+    }
+}
+
+impl From<Refusal> for Failure {
+    fn from(r: Refusal) -> Self {
+        Failure::not_started(r)
+    }
+}
+
+impl From<BindError> for Failure {
+    fn from(e: BindError) -> Self {
+        match e {
+            BindError::Resolve(e) => e.into(),
+            BindError::Bind(..) => Failure::local(e),
+        }
+    }
+}
+
+impl From<DialError> for Failure {
+    fn from(e: DialError) -> Self {
+        match e {
+            DialError::Connect(e) => e.into(),
+            DialError::NoInterface | DialError::PeerKey(_) => Failure::network(e),
         }
     }
 }
@@ -88,12 +132,8 @@ pub fn session_config(args: &StreamArgs) -> Result<Config, Failure> {
     })
 }
 
-/// Applies the stream flags that are process-wide settings (event output, congestion
-/// control); a congestion control the system does not offer is the user's to fix (exit 2).
+/// Applies the stream flag that is a process-wide setting (congestion control); a congestion control the system does not offer is the user's to fix (exit 2).
 pub fn apply_process_settings(args: &StreamArgs) -> Result<(), Failure> {
-    if args.json_events {
-        crate::runtime::events::enable();
-    }
     if let Some(cc) = &args.congestion {
         crate::runtime::conn::set_congestion(cc).map_err(|e| {
             Failure::local(format!(
@@ -121,6 +161,18 @@ pub async fn ctrl_c() {
     }
 }
 
+/// Polls `f` once (registering whatever it waits for), without waiting for it.
+pub async fn futures_poll_once<F: std::future::Future + ?Sized>(f: std::pin::Pin<&mut F>) {
+    let mut f = Some(f);
+    std::future::poll_fn(|cx| {
+        if let Some(f) = f.take() {
+            let _ = f.poll(cx);
+        }
+        std::task::Poll::Ready(())
+    })
+    .await
+}
+
 /// Turns the end of a driven session into the command's result, logging a summary with -v.
 /// Waits for `stdout` (if given) to write everything it was handed.
 pub async fn finish(
@@ -128,6 +180,7 @@ pub async fn finish(
     totals: Totals,
     started: Instant,
     stdout: Option<StdoutSink>,
+    events: &Events,
 ) -> Result<(), Failure> {
     let flushed = match stdout {
         Some(s) => s.finish().await,
@@ -143,7 +196,8 @@ pub async fn finish(
         totals.sent,
         totals.received,
         secs,
-        peak_rss().map_or(String::new(), |kb| format!(", peak RSS {} KiB", kb))
+        crate::runtime::sys::peak_rss()
+            .map_or(String::new(), |kb| format!(", peak RSS {} KiB", kb))
     );
     let outcome = match &result {
         Ok(Outcome::Finished) => "finished",
@@ -151,7 +205,7 @@ pub async fn finish(
         Ok(Outcome::Interrupted) => "interrupted",
         Err(_) => "failed",
     };
-    crate::runtime::events::emit(
+    events.emit(
         "session_closed",
         serde_json::json!({"outcome": outcome,
             "error": result.as_ref().err().map(|e| e.to_string()),
@@ -164,29 +218,5 @@ pub async fn finish(
         Err(e @ (DriveError::Input(_) | DriveError::Output(_))) => Err(Failure::local(e)),
         Err(e @ DriveError::NeverHeard(_)) => Err(Failure::not_started(e)),
         Err(e) => Err(Failure::network(e)),
-    }
-}
-
-/// This process's peak resident memory in KiB, where the OS tells it.
-pub fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Raises the open-files limit to the hard limit (a relay or a listener with many sessions
-/// holds a few descriptors per flowpath); best effort.
-pub fn raise_nofile() {
-    #[cfg(unix)]
-    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
-    unsafe {
-        let mut r = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
-            r.rlim_cur = r.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        }
     }
 }

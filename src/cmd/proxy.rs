@@ -1,13 +1,13 @@
 //! `msock proxy [--listen [ADDR:]PORT]`: run a relay (see [`crate::relay`]) until SIGINT
 //! (summary, exit 130) or SIGTERM (summary, exit 0).
 
-use super::listen::{bind_all, futures_poll_once};
-use super::{ctrl_c, Failure};
+use super::{ctrl_c, futures_poll_once, Failure};
 use crate::cli::{parse_listen_addr, ProxyArgs};
 use crate::relay::registry::Registry;
 use crate::relay::secrets::load_keys;
 use crate::relay::server::{Config, Relay};
 use crate::runtime::events::{Events, LogLines, Stream};
+use crate::runtime::server::bind_all;
 use crate::runtime::Family;
 
 /// Runs `msock proxy`.
@@ -22,7 +22,7 @@ pub async fn run(args: ProxyArgs) -> Result<(), Failure> {
             "--rate must be 0 (no limit) or a positive number",
         ));
     }
-    super::raise_nofile();
+    crate::runtime::sys::raise_nofile();
     let auth_keys = match &args.auth_keys {
         Some(p) => load_keys(p).map_err(Failure::local)?,
         None => Vec::new(),

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::accept::Accepted;
 use super::{ctrl_c, Failure};
 use crate::runtime::channel_io::channel_app;
+use crate::runtime::server::Accepted;
 use crate::runtime::{DriveError, Outcome};
 use crate::transfer::receiver::{receive, ReceiveError, SaveRules};
 

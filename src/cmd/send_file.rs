@@ -27,7 +27,7 @@ pub async fn run(args: SendFileArgs, verbose: u8) -> Result<(), Failure> {
         Err(f) => (Err(f), Snapshot::default()),
     };
     let secs = started.elapsed().as_secs_f64();
-    if args.json && !matches!(&outcome, Err(f) if f.code == 130) {
+    if args.json && !matches!(&outcome, Err(f) if f.kind == super::Exit::Interrupted) {
         print_json(&dest, &outcome, &snap, secs);
     }
     let sent = outcome?;

@@ -1,19 +1,19 @@
 //! The client's side of a relay: `NAME@HOST[:PORT]` destinations, LOOKUP of a name's direct
 //! addresses, and the candidate routes to try in order: direct first (short timeout), then
-//! through the relay (a ROUTE header in front of the ordinary msock bytes). Used for the first
-//! flowpath ([`crate::cmd::dial`]) and for every reconnect attempt
-//! ([`crate::runtime::reconnect`]), so a listener that moved is found again through the relay
-//! (its name service role).
+//! through the relay (a ROUTE header in front of the ordinary msock bytes). Used, as the
+//! client's dial strategy (chosen by the command), for the first flowpath and for every
+//! reconnect attempt, so a listener that moved is found again through the relay (its name
+//! service role).
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
 use super::wire::{self, check_name, ClientToRelay, Message, Refusal, RelayToClient};
 use super::DEFAULT_PORT;
-use crate::proto::{Config, Deframer, Session, SessionError};
-use crate::runtime::client::{connect_any, open_session_via, ConnectError};
+use crate::proto::{Deframer, SessionError};
+use crate::runtime::client::{connect_any, ConnectError, Hop};
 use crate::runtime::{resolve, Family, FlowConn};
 
 /// A destination by name: `NAME@RELAY`.
@@ -53,18 +53,6 @@ pub fn parse(dest: &str) -> Result<Option<Named>, String> {
         name: name.to_owned(),
         relay,
     }))
-}
-
-/// One way to reach the listener: addresses to connect to and the bytes to send before the
-/// msock preamble (the ROUTE header; empty for a direct connection).
-#[derive(Debug, Clone)]
-pub struct Hop {
-    /// Where to connect.
-    pub addrs: Vec<SocketAddr>,
-    /// Sent first (empty: direct).
-    pub prefix: Vec<u8>,
-    /// Per-address connect timeout.
-    pub timeout: Duration,
 }
 
 /// How long a direct attempt to a named listener may take before the relay is used.
@@ -137,43 +125,6 @@ pub async fn lookup(
             SessionError::PeerError { code, reason },
         )),
     }
-}
-
-/// Opens a session along the first hop that works. A hop whose connection fails (or whose
-/// far end does not speak msock) gives way to the next; a refusal by the listener does not.
-#[allow(clippy::type_complexity)]
-pub async fn open_session(
-    hops: &[Hop],
-    source: Option<SocketAddr>,
-    device: Option<&str>,
-    config: Config,
-) -> Result<(Session, FlowConn, Instant, Option<tokio::net::UdpSocket>), ConnectError> {
-    let mut last = None;
-    for (i, hop) in hops.iter().enumerate() {
-        let more = i + 1 < hops.len();
-        let r = open_session_via(
-            &hop.addrs,
-            &hop.prefix,
-            source,
-            device,
-            Some(hop.timeout),
-            config.clone(),
-        )
-        .await;
-        match r {
-            Err(e @ (ConnectError::Connect(..) | ConnectError::NotMsock(..))) if more => {
-                tracing::info!("direct connection failed ({e}); going through the relay");
-                last = Some(e);
-            }
-            r => {
-                if r.is_ok() && !hop.prefix.is_empty() {
-                    tracing::info!("session goes through the relay at {}", hop.addrs[0]);
-                }
-                return r;
-            }
-        }
-    }
-    Err(last.expect("at least one hop"))
 }
 
 /// One reconnect attempt for a named destination: look the name up again, then connect

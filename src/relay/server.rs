@@ -185,7 +185,7 @@ impl Relay {
             "registrations": self.stats.registrations.load(Ordering::Relaxed),
             "lookups": self.stats.lookups.load(Ordering::Relaxed),
             "refused": refused,
-            "peak_rss_kib": crate::cmd::peak_rss(),
+            "peak_rss_kib": crate::runtime::sys::peak_rss(),
         })
     }
 

@@ -1,27 +1,32 @@
-//! The application side of a session: where the bytes to send come from and where received
-//! bytes go. Stdin and stdout get a dedicated thread each, handing whole chunks over channels,
-//! so that the session takes ownership of input chunks without copying and the async workers
-//! never block on a pipe or a terminal.
+//! The application side of a session: the traits for where the bytes to send come from
+//! ([`AppSource`]) and where received bytes go ([`AppSink`]). Implementations: stdin/stdout
+//! in [`super::stdio`], channels in [`super::channel_io`].
 
-use std::io::{self, Read, Write};
-use std::sync::{Arc, Mutex};
+use std::io;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::sync::mpsc;
-use tokio_util::sync::PollSender;
-
-use super::channel_io::ChannelSource;
+use bytes::Bytes;
 
 /// Largest chunk a source hands over; the session cuts it into DATA payloads without copying.
 pub const CHUNK: usize = 256 * 1024;
-/// Pipe buffer size asked for on stdin/stdout pipes: fewer, larger reads and writes.
-const PIPE_SIZE: i32 = 1 << 20;
+
+/// Why a source gives no more bytes, other than the end of its input.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Reading the input failed (local).
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The application ended the session on purpose, with a reason for the peer (e.g. "the
+    /// receiver's disk is full"): the driver sends it in ERROR(aborted) and ends with
+    /// `DriveError::Aborted`.
+    #[error("{0}")]
+    Abort(String),
+}
 
 /// Where the bytes to send come from.
 pub trait AppSource: Send {
     /// The next chunk (at most [`CHUNK`] bytes), `None` at end of input.
-    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>>;
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, SourceError>>;
 }
 
 /// Where received bytes go.
@@ -31,137 +36,6 @@ pub trait AppSink: Send {
         -> Poll<io::Result<()>>;
     /// Pushes buffered bytes towards their destination.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-}
-
-/// Reads standard input on its own thread, handing chunks over a channel.
-pub struct StdinSource(ChannelSource);
-
-impl StdinSource {
-    /// Starts the reader thread. It stops at end of input or after an error.
-    pub fn spawn() -> Self {
-        let (tx, rx) = mpsc::channel(8);
-        std::thread::Builder::new()
-            .name("msock-stdin".into())
-            .spawn(move || {
-                grow_pipe(0);
-                let mut stdin = io::stdin().lock();
-                loop {
-                    let mut buf = BytesMut::zeroed(CHUNK);
-                    match stdin.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            buf.truncate(n);
-                            if tx.blocking_send(Ok(buf.freeze())).is_err() {
-                                break;
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            let _ = tx.blocking_send(Err(e));
-                            break;
-                        }
-                    }
-                }
-            })
-            .expect("spawn stdin thread");
-        StdinSource(ChannelSource::new(rx))
-    }
-}
-
-impl AppSource for StdinSource {
-    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
-        self.0.poll_chunk(cx)
-    }
-}
-
-/// Writes standard output on its own thread. Clone-free: one per process; share it between
-/// sessions with `&mut`.
-pub struct StdoutSink {
-    tx: PollSender<Bytes>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    /// The writer thread's error, if it stopped on one.
-    error: Arc<Mutex<Option<io::Error>>>,
-}
-
-impl StdoutSink {
-    /// Starts the writer thread.
-    pub fn spawn() -> Self {
-        let (tx, mut rx) = mpsc::channel::<Bytes>(8);
-        let error = Arc::new(Mutex::new(None));
-        let err2 = error.clone();
-        let thread = std::thread::Builder::new()
-            .name("msock-stdout".into())
-            .spawn(move || {
-                grow_pipe(1);
-                let mut out = raw_stdout();
-                let mut batch = Vec::with_capacity(64);
-                while let Some(b) = rx.blocking_recv() {
-                    // Write everything queued so far in one vectored call where possible.
-                    batch.push(b);
-                    while batch.len() < 64 {
-                        match rx.try_recv() {
-                            Ok(b) => batch.push(b),
-                            Err(_) => break,
-                        }
-                    }
-                    if let Err(e) = write_all_vectored(&mut out, &mut batch) {
-                        *err2.lock().expect("stdout error lock") = Some(e);
-                        return;
-                    }
-                }
-                let _ = out.flush();
-            })
-            .expect("spawn stdout thread");
-        StdoutSink {
-            tx: PollSender::new(tx),
-            thread: Some(thread),
-            error,
-        }
-    }
-
-    fn take_error(&self) -> io::Error {
-        self.error
-            .lock()
-            .expect("stdout error lock")
-            .take()
-            .unwrap_or_else(|| io::ErrorKind::BrokenPipe.into())
-    }
-
-    /// Waits until everything handed over has been written; returns the writer's error if any.
-    pub async fn finish(mut self) -> io::Result<()> {
-        self.tx.close();
-        if let Some(t) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
-        }
-        match self.error.lock().expect("stdout error lock").take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
-
-impl AppSink for StdoutSink {
-    fn poll_write_chunk(
-        &mut self,
-        cx: &mut Context<'_>,
-        chunk: &mut Bytes,
-    ) -> Poll<io::Result<()>> {
-        match self.tx.poll_reserve(cx) {
-            Poll::Ready(Ok(())) => {
-                let b = std::mem::take(chunk);
-                if self.tx.send_item(b).is_err() {
-                    return Poll::Ready(Err(self.take_error()));
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(_)) => Poll::Ready(Err(self.take_error())),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-    fn poll_flush(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // The thread writes without buffering; `finish` waits for it at the end.
-        Poll::Ready(Ok(()))
-    }
 }
 
 impl<S: AppSink + ?Sized> AppSink for &mut S {
@@ -178,74 +52,7 @@ impl<S: AppSink + ?Sized> AppSink for &mut S {
 }
 
 impl<S: AppSource + ?Sized> AppSource for &mut S {
-    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, SourceError>> {
         (**self).poll_chunk(cx)
-    }
-}
-
-/// Writes every chunk of `batch` (emptying it), as few syscalls as the OS allows.
-fn write_all_vectored(out: &mut dyn Write, batch: &mut Vec<Bytes>) -> io::Result<()> {
-    let mut first = 0;
-    while first < batch.len() {
-        let slices: Vec<io::IoSlice<'_>> =
-            batch[first..].iter().map(|b| io::IoSlice::new(b)).collect();
-        let mut n = match out.write_vectored(&slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        while n > 0 {
-            let len = batch[first].len();
-            if n >= len {
-                n -= len;
-                first += 1;
-            } else {
-                batch[first].advance(n);
-                n = 0;
-            }
-        }
-    }
-    batch.clear();
-    Ok(())
-}
-
-/// Asks for a larger pipe buffer on `fd` if it is a pipe (harmless otherwise).
-fn grow_pipe(fd: i32) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: fcntl on a descriptor we own for the process's life; failure is ignored.
-    unsafe {
-        libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE);
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (fd, PIPE_SIZE);
-}
-
-/// Stdout as an unbuffered `File` (Rust's `Stdout` is line-buffered), never closed.
-fn raw_stdout() -> Box<dyn Write> {
-    #[cfg(unix)]
-    {
-        use std::os::fd::{AsRawFd, FromRawFd};
-        struct Raw(std::mem::ManuallyDrop<std::fs::File>);
-        impl Write for Raw {
-            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                self.0.write(b)
-            }
-            fn write_vectored(&mut self, b: &[io::IoSlice<'_>]) -> io::Result<usize> {
-                self.0.write_vectored(b)
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                self.0.flush()
-            }
-        }
-        let fd = io::stdout().as_raw_fd();
-        // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop never closes it.
-        Box::new(Raw(std::mem::ManuallyDrop::new(unsafe {
-            std::fs::File::from_raw_fd(fd)
-        })))
-    }
-    #[cfg(not(unix))]
-    {
-        Box::new(io::stdout())
     }
 }

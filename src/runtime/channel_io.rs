@@ -10,39 +10,18 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio_util::sync::PollSender;
 
-use super::app::{AppSink, AppSource};
-
-/// The application ended the session on purpose, with a reason for the peer (e.g. "the
-/// receiver's disk is full"). Carried inside an `io::Error` from an [`AppSource`]; the driver
-/// sends the reason to the peer in ERROR(aborted) and ends with `DriveError::Aborted`.
-#[derive(Debug, Clone)]
-pub struct AppAbort(pub String);
-
-impl std::fmt::Display for AppAbort {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for AppAbort {}
-
-impl AppAbort {
-    /// The abort inside `e`, if `e` carries one.
-    pub fn find(e: &io::Error) -> Option<&AppAbort> {
-        e.get_ref().and_then(|i| i.downcast_ref::<AppAbort>())
-    }
-}
+use super::app::{AppSink, AppSource, SourceError};
 
 /// The driver's source: chunks sent on a channel (by a command, or the stdin thread); an
 /// error ends it.
 pub struct ChannelSource {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
+    rx: mpsc::Receiver<Result<Bytes, SourceError>>,
     done: bool,
 }
 
 impl ChannelSource {
     /// A source that yields what arrives on `rx`, until it closes or carries an error.
-    pub fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
+    pub fn new(rx: mpsc::Receiver<Result<Bytes, SourceError>>) -> Self {
         ChannelSource { rx, done: false }
     }
 }
@@ -54,7 +33,7 @@ pub struct ChannelSink {
 
 /// The command's sending end: bytes to the peer.
 pub struct ChannelWriter {
-    tx: Option<mpsc::Sender<io::Result<Bytes>>>,
+    tx: Option<mpsc::Sender<Result<Bytes, SourceError>>>,
 }
 
 /// The command's receiving end: the peer's bytes.
@@ -108,8 +87,7 @@ impl ChannelWriter {
     /// Ends the session at once, telling the peer `why`.
     pub async fn abort(&mut self, why: impl Into<String>) {
         if let Some(tx) = self.tx.take() {
-            let e = io::Error::other(AppAbort(why.into()));
-            let _ = tx.send(Err(e)).await;
+            let _ = tx.send(Err(SourceError::Abort(why.into()))).await;
         }
     }
 }
@@ -147,7 +125,7 @@ impl ChannelReader {
 }
 
 impl AppSource for ChannelSource {
-    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, SourceError>> {
         if self.done {
             return Poll::Ready(Ok(None));
         }

@@ -1,14 +1,29 @@
-//! Client side: resolve the destination, open the first flowpath, run the HELLO(open) exchange.
+//! Client side: everything a session command's client needs before its driver runs. Resolve
+//! the destination (or ask the dial strategy for its routes), pick the first flowpath's
+//! interface by the policy, open the session (the HELLO(open) exchange), check the server's
+//! key against the pinned one, and set the driver up to reconnect, follow the policy and hear
+//! the server's moves ([`dial`]).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::conn::{connect_tcp, ConnError, FlowConn};
-use crate::proto::{ClientHandshake, Config, DeframeError, Deframer, Session, SessionError};
+use super::control::ControlPlane;
+use super::driver::{ClientSide, Side};
+use super::events::Events;
+use super::keys::{check_peer, KeyError, PinCheck};
+use super::policy::{Binding, Policy};
+use super::reconnect::{DialStrategy, ReconnectPolicy};
+use super::{ifaces, netwatch, AppSink, AppSource, Driver};
+use crate::proto::handshake::fingerprint;
+use crate::proto::{
+    ClientHandshake, Config, DeframeError, Deframer, PathId, Session, SessionError,
+};
 
 /// Which address families a name may resolve to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,6 +69,177 @@ pub enum ConnectError {
     /// The server speaks msock but refused or broke the handshake.
     #[error("msock handshake with {0} failed: {1}")]
     Handshake(SocketAddr, SessionError),
+}
+
+/// Why a client session could not be set up, and whose fault it is.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// Resolving, connecting or the handshake failed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The interface policy leaves no interface to use (the user's flags or the machine).
+    #[error(
+        "no usable interface for the chosen interfaces policy (see msock connect --list-ifaces)"
+    )]
+    NoInterface,
+    /// The server's key is not the one expected (or could not be checked).
+    #[error(transparent)]
+    PeerKey(#[from] KeyError),
+}
+
+/// What a client session is set up with. (Per-session settings the driver needs, such as an
+/// events sink passed in instead of the global switch, belong here.)
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// The destination as the user gave it (HOST:PORT, or whatever the dial strategy reads).
+    pub dest: String,
+    /// Address family restriction.
+    pub family: Family,
+    /// Local address to connect from, if the user pinned one.
+    pub source: Option<IpAddr>,
+    /// How long one connection attempt may take.
+    pub wait: Duration,
+    /// Wait this long between failed reconnect attempts.
+    pub retry_interval: Duration,
+    /// The server key fingerprint the user requires (else the pinned one, or pin on first
+    /// use).
+    pub peer_key: Option<String>,
+    /// Which interfaces the flowpaths use.
+    pub policy: Policy,
+    /// The session's settings (service, encryption, timeouts).
+    pub session: Config,
+    /// How long the session waits to get a flowpath back after losing every one.
+    pub resume_timeout: Duration,
+    /// Where session and path events go.
+    pub events: Events,
+    /// How to reach the server; None: resolve `dest` and connect directly.
+    pub strategy: Option<Arc<dyn DialStrategy>>,
+}
+
+/// One way to reach a server: addresses to connect to and the bytes to send before the msock
+/// preamble (e.g. a relay's ROUTE header; empty for a direct connection).
+#[derive(Debug, Clone)]
+pub struct Hop {
+    /// Where to connect.
+    pub addrs: Vec<SocketAddr>,
+    /// Sent first (empty: direct).
+    pub prefix: Vec<u8>,
+    /// Per-address connect timeout.
+    pub timeout: Duration,
+}
+
+/// Opens a session as `cfg` says and returns its driver, ready to run, moving bytes from
+/// `input` and to `output`. Nothing of ours is sent on the session before the server's key
+/// has been checked.
+pub async fn dial<I: AppSource, O: AppSink>(
+    cfg: ClientConfig,
+    input: Option<I>,
+    output: Option<O>,
+) -> Result<Driver<I, O>, DialError> {
+    let hops = match &cfg.strategy {
+        Some(s) => s.plan(cfg.wait).await?,
+        None => vec![Hop {
+            addrs: resolve(&cfg.dest, cfg.family).await?,
+            prefix: Vec::new(),
+            timeout: cfg.wait,
+        }],
+    };
+    let Some(first_addr) = hops.first().and_then(|h| h.addrs.first()) else {
+        return Err(ConnectError::NoAddress(cfg.dest.clone(), "usable").into());
+    };
+    // With a policy, the first flowpath leaves from the interface it ranks first.
+    let first: Option<Binding> = if cfg.policy.follows_routing() {
+        None
+    } else {
+        let plan = cfg
+            .policy
+            .plan(&ifaces::discover(&cfg.policy.kinds), *first_addr);
+        Some(plan.into_iter().next().ok_or(DialError::NoInterface)?)
+    };
+    let (source, device) = match &first {
+        Some(b) => (Some(SocketAddr::new(b.addr, 0)), Some(b.iface.as_str())),
+        None => (cfg.source.map(|ip| SocketAddr::new(ip, 0)), None),
+    };
+    let (session, conn, epoch, control) =
+        open_session_over(&hops, source, device, cfg.session.clone()).await?;
+    cfg.events.emit(
+        "session_open",
+        serde_json::json!({"session": format!("{:016x}", session.id()),
+            "local": conn.local.to_string(), "remote": conn.peer.to_string()}),
+    );
+    // Nothing of ours has been sent yet: check who answered before anything is.
+    match session.peer_static() {
+        Some(key) => {
+            let how = check_peer(&cfg.dest, key, cfg.peer_key.as_deref())?;
+            let how = match how {
+                PinCheck::Given => "matches --peer-key",
+                PinCheck::Known => "matches the key pinned for this destination",
+                PinCheck::PinnedNow => "first contact: pinned now",
+            };
+            tracing::info!(
+                "encrypted session (Noise NX, AES-128-GCM); listener key {} ({how})",
+                fingerprint(key)
+            );
+        }
+        None => tracing::info!("session NOT encrypted (--no-encrypt)"),
+    }
+    let server = conn.peer;
+    let reconnect = ReconnectPolicy {
+        dest: cfg.dest,
+        family: cfg.family,
+        source: cfg.source,
+        attempt_timeout: cfg.wait,
+        retry_interval: cfg.retry_interval,
+        strategy: cfg.strategy,
+    };
+    let side = Side::Client(Box::new(ClientSide::new(
+        reconnect, cfg.policy, server, first,
+    )));
+    let mut driver = Driver::new(session, epoch, side, cfg.events, input, output);
+    driver.add_path(PathId(0), conn);
+    driver.set_resume_timeout(cfg.resume_timeout);
+    driver.set_netwatch(netwatch::spawn());
+    if let Some(socket) = control {
+        driver.set_control(ControlPlane::client(socket));
+    }
+    Ok(driver)
+}
+
+/// Opens a session along the first hop that works. A hop whose connection fails (or whose
+/// far end does not speak msock) gives way to the next; a refusal by the server does not.
+#[allow(clippy::type_complexity)]
+async fn open_session_over(
+    hops: &[Hop],
+    source: Option<SocketAddr>,
+    device: Option<&str>,
+    config: Config,
+) -> Result<(Session, FlowConn, Instant, Option<tokio::net::UdpSocket>), ConnectError> {
+    let mut last = None;
+    for (i, hop) in hops.iter().enumerate() {
+        let more = i + 1 < hops.len();
+        let r = open_session_via(
+            &hop.addrs,
+            &hop.prefix,
+            source,
+            device,
+            Some(hop.timeout),
+            config.clone(),
+        )
+        .await;
+        match r {
+            Err(e @ (ConnectError::Connect(..) | ConnectError::NotMsock(..))) if more => {
+                tracing::info!("direct connection failed ({e}); going through the relay");
+                last = Some(e);
+            }
+            r => {
+                if r.is_ok() && !hop.prefix.is_empty() {
+                    tracing::info!("session goes through the relay at {}", hop.addrs[0]);
+                }
+                return r;
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| ConnectError::NoAddress(String::new(), "usable")))
 }
 
 /// Resolves `HOST:PORT` (also `[v6]:PORT`) to the addresses of `family`.
@@ -102,24 +288,13 @@ pub async fn connect_any(
     }))
 }
 
-/// Opens an msock session on a new connection to one of `addrs`. Returns the session (path 0
-/// active), its flowpath connection, the session's clock epoch and its control socket (for
-/// the server's RECONNECT datagrams; None if no UDP socket could be had).
+/// Opens an msock session on a new connection to one of `addrs`, sending `prefix` first (a
+/// relay's ROUTE header; then there is no control socket: the server's datagrams could not
+/// reach us through the relay). Returns the session (path 0 active), its flowpath
+/// connection, the session's clock epoch and its control socket (for the server's RECONNECT
+/// datagrams; None if there is none).
 #[allow(clippy::type_complexity)]
-pub async fn open_session(
-    addrs: &[SocketAddr],
-    source: Option<SocketAddr>,
-    device: Option<&str>,
-    timeout: Option<Duration>,
-    config: Config,
-) -> Result<(Session, FlowConn, Instant, Option<tokio::net::UdpSocket>), ConnectError> {
-    open_session_via(addrs, &[], source, device, timeout, config).await
-}
-
-/// [`open_session`], sending `prefix` first (a relay's ROUTE header; then there is no
-/// control socket: the server's datagrams could not reach us through the relay).
-#[allow(clippy::type_complexity)]
-pub async fn open_session_via(
+async fn open_session_via(
     addrs: &[SocketAddr],
     prefix: &[u8],
     source: Option<SocketAddr>,
@@ -191,11 +366,6 @@ pub async fn open_session_via(
         session.id(),
         conn.local,
         conn.peer
-    );
-    super::events::emit(
-        "session_open",
-        serde_json::json!({"session": format!("{:016x}", session.id()),
-            "local": conn.local.to_string(), "remote": conn.peer.to_string()}),
     );
     Ok((session, conn, epoch, control))
 }

@@ -14,7 +14,7 @@
 //! `received`, `seconds`). The relay's kinds are listed in [`crate::relay`].
 
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use serde_json::{Map, Value};
@@ -101,13 +101,19 @@ impl Events {
         }))
     }
 
-    /// Session events as `--json-events` prints them (stderr, microseconds), or off.
+    /// Session events as `--json-events` prints them (stderr, microseconds), or off. Every
+    /// such sink of a process counts `t` from the first one made (the program's start), so
+    /// that a client's and a listener's events line up however many sinks they use.
     pub fn sessions(json: bool) -> Self {
-        if json {
-            Events::json_lines(Stream::Stderr, 6)
-        } else {
-            Events::off()
+        static START: OnceLock<Instant> = OnceLock::new();
+        if !json {
+            return Events::off();
         }
+        Events::to(Arc::new(JsonLines {
+            to: Stream::Stderr,
+            start: *START.get_or_init(Instant::now),
+            scale: 1e6,
+        }))
     }
 
     /// Events to `sink`.
@@ -126,30 +132,6 @@ impl Events {
             s.event(kind, fields);
         }
     }
-}
-
-// TRANSITIONAL (removed once the client and server setup pass an `Events` down).
-static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-static GLOBAL: std::sync::OnceLock<Events> = std::sync::OnceLock::new();
-
-/// Turns JSON events on for the rest of the process.
-pub fn enable() {
-    ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
-    GLOBAL.get_or_init(|| Events::sessions(true));
-}
-
-/// The process's session events.
-pub fn global() -> Events {
-    if ENABLED.load(std::sync::atomic::Ordering::Relaxed) {
-        GLOBAL.get().cloned().unwrap_or_default()
-    } else {
-        Events::off()
-    }
-}
-
-/// Writes one event line with `fields` (an object) if events are on.
-pub fn emit(kind: &str, fields: Value) {
-    global().emit(kind, fields);
 }
 
 #[cfg(test)]

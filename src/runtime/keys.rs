@@ -15,8 +15,66 @@ use std::path::{Path, PathBuf};
 
 use crate::proto::handshake::{fingerprint, Identity};
 
+/// Why a key could not be had or did not match; each variant says whose it is to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// There is no config directory (the user's environment).
+    #[error("no config directory: set HOME or MSOCK_CONFIG_DIR")]
+    NoConfigDir,
+    /// A key file could not be read or written (the local system); `doing` says what failed,
+    /// e.g. "cannot read PATH".
+    #[error("{doing}: {error}")]
+    Io {
+        /// What was being done, with the path.
+        doing: String,
+        /// The OS's answer.
+        error: io::Error,
+    },
+    /// The listener key file holds something else (the user's to move away).
+    #[error("{} is not an msock key (64 hex digits); move it away to create a new key (clients that \
+         pinned the old one will refuse the new one)", .0.display())]
+    BadKeyFile(PathBuf),
+    /// The pre-shared key file is empty (the user's).
+    #[error("--psk-file {} is empty", .0.display())]
+    EmptyPsk(PathBuf),
+    /// The listener's key is not the one `--peer-key` names (someone in between, or the
+    /// wrong listener).
+    #[error(
+        "the listener at {dest} is not the one --peer-key names: expected {want}, got {got}. \
+             Someone may be intercepting the connection"
+    )]
+    NotGiven {
+        /// The destination.
+        dest: String,
+        /// The fingerprint given.
+        want: String,
+        /// The listener's.
+        got: String,
+    },
+    /// The listener's key changed since it was pinned (someone in between, or a replaced
+    /// key).
+    #[error("the listener at {dest} has a different key than last time: pinned {pinned}, \
+             now {got}. Someone may be intercepting the connection, or the listener's \
+             key was replaced; if you know it was, remove the line for {dest} from {}", file.display())]
+    Changed {
+        /// The destination.
+        dest: String,
+        /// The pinned fingerprint.
+        pinned: String,
+        /// The listener's.
+        got: String,
+        /// The file it is pinned in.
+        file: PathBuf,
+    },
+}
+
+/// A [`KeyError::Io`] for `doing`.
+fn io_err(doing: String) -> impl FnOnce(io::Error) -> KeyError {
+    move |error| KeyError::Io { doing, error }
+}
+
 /// The config directory (not created).
-pub fn config_dir() -> Result<PathBuf, String> {
+pub fn config_dir() -> Result<PathBuf, KeyError> {
     if let Some(d) = std::env::var_os("MSOCK_CONFIG_DIR").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(d));
     }
@@ -25,21 +83,26 @@ pub fn config_dir() -> Result<PathBuf, String> {
     }
     match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
         Some(h) => Ok(PathBuf::from(h).join(".config/msock")),
-        None => Err("no config directory: set HOME or MSOCK_CONFIG_DIR".into()),
+        None => Err(KeyError::NoConfigDir),
     }
 }
 
 /// The listener's key pair: read from `listener.key`, or created there (0600) on first use.
 /// Two listeners starting at once end up with the same key.
-pub fn listener_identity() -> Result<Identity, String> {
+pub fn listener_identity() -> Result<Identity, KeyError> {
     let dir = config_dir()?;
     let path = dir.join("listener.key");
     match fs::read_to_string(&path) {
-        Ok(text) => return parse_key(&text).ok_or_else(|| bad_key_file(&path)),
+        Ok(text) => return parse_key(&text).ok_or(KeyError::BadKeyFile(path)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => return Err(io_err(format!("cannot read {}", path.display()))(e)),
     }
-    let ctx = |e: io::Error| format!("cannot create the listener key in {}: {e}", dir.display());
+    let ctx = |e: io::Error| {
+        io_err(format!(
+            "cannot create the listener key in {}",
+            dir.display()
+        ))(e)
+    };
     fs::create_dir_all(&dir).map_err(ctx)?;
     let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
     let id = Identity::generate(&mut rand::rngs::OsRng);
@@ -62,19 +125,11 @@ pub fn listener_identity() -> Result<Identity, String> {
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             let text = fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            parse_key(&text).ok_or_else(|| bad_key_file(&path))
+                .map_err(io_err(format!("cannot read {}", path.display())))?;
+            parse_key(&text).ok_or(KeyError::BadKeyFile(path))
         }
         Err(e) => Err(ctx(e)),
     }
-}
-
-fn bad_key_file(path: &Path) -> String {
-    format!(
-        "{} is not an msock key (64 hex digits); move it away to create a new key (clients that \
-         pinned the old one will refuse the new one)",
-        path.display()
-    )
 }
 
 fn parse_key(text: &str) -> Option<Identity> {
@@ -95,12 +150,12 @@ fn hex(b: &[u8]) -> String {
 
 /// Reads a pre-shared key file: any non-empty content (surrounding whitespace ignored), hashed
 /// into the 32-byte key both ends must share.
-pub fn read_psk(path: &Path) -> Result<[u8; 32], String> {
+pub fn read_psk(path: &Path) -> Result<[u8; 32], KeyError> {
     let bytes =
-        fs::read(path).map_err(|e| format!("cannot read --psk-file {}: {e}", path.display()))?;
+        fs::read(path).map_err(io_err(format!("cannot read --psk-file {}", path.display())))?;
     let trimmed = bytes.trim_ascii();
     if trimmed.is_empty() {
-        return Err(format!("--psk-file {} is empty", path.display()));
+        return Err(KeyError::EmptyPsk(path.to_owned()));
     }
     let mut input = b"msock psk v1\0".to_vec();
     input.extend_from_slice(trimmed);
@@ -122,24 +177,24 @@ pub enum PinCheck {
 /// Checks the listener key `public` met at `dest` against `--peer-key` (if given) or the
 /// pinned fingerprint, pinning it on first contact. Err: the key changed (or is not the one
 /// given); the message shows both fingerprints and what to do.
-pub fn check_peer(dest: &str, public: &[u8], given: Option<&str>) -> Result<PinCheck, String> {
+pub fn check_peer(dest: &str, public: &[u8], given: Option<&str>) -> Result<PinCheck, KeyError> {
     let got = fingerprint(public);
     if let Some(want) = given {
         return if want.trim() == got {
             Ok(PinCheck::Given)
         } else {
-            Err(format!(
-                "the listener at {dest} is not the one --peer-key names: expected {}, got {got}. \
-                 Someone may be intercepting the connection",
-                want.trim()
-            ))
+            Err(KeyError::NotGiven {
+                dest: dest.to_owned(),
+                want: want.trim().to_owned(),
+                got,
+            })
         };
     }
     let path = config_dir()?.join("known_peers");
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => return Err(io_err(format!("cannot read {}", path.display()))(e)),
     };
     for line in text.lines() {
         let mut it = line.split_whitespace();
@@ -148,26 +203,26 @@ pub fn check_peer(dest: &str, public: &[u8], given: Option<&str>) -> Result<PinC
                 return if fp == got {
                     Ok(PinCheck::Known)
                 } else {
-                    Err(format!(
-                        "the listener at {dest} has a different key than last time: pinned {fp}, \
-                         now {got}. Someone may be intercepting the connection, or the listener's \
-                         key was replaced; if you know it was, remove the line for {dest} from {}",
-                        path.display()
-                    ))
+                    Err(KeyError::Changed {
+                        dest: dest.to_owned(),
+                        pinned: fp.to_owned(),
+                        got,
+                        file: path,
+                    })
                 };
             }
         }
     }
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        fs::create_dir_all(dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
     }
     let mut f = fs::OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
         .open(&path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    writeln!(f, "{dest} {got}").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        .map_err(io_err(format!("cannot write {}", path.display())))?;
+    writeln!(f, "{dest} {got}").map_err(io_err(format!("cannot write {}", path.display())))?;
     Ok(PinCheck::PinnedNow)
 }
 

@@ -1,5 +1,6 @@
-//! Server side: accept connections, tell msock from plain TCP, read the first frame, and route
-//! session opens to the command and flowpath attaches to the session they name.
+//! Server side, first contact: accept connections, tell msock from plain TCP and from the raw
+//! TCP services registered by their first bytes ([`Magic`]), read the first frame, and route
+//! session opens to the listener's owner and flowpath attaches to the session they name.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,23 +15,32 @@ use super::conn::{bind_listener, ConnError, FlowConn};
 use super::driver::AttachRequest;
 use super::netwatch::{self, AddrBook};
 use crate::proto::deframer::{match_preamble, PREAMBLE_LEN};
-use crate::proto::{DeframeError, Deframer, ErrorCode, Frame, PreambleMatch};
+use crate::proto::{DeframeError, Deframer, ErrorCode, Frame, PreambleMatch, Service};
+
+/// The classifier hook: a service that takes raw TCP connections (not msock sessions)
+/// registers the bytes its clients send first, and the listener hands it every connection
+/// that begins with them (consumed). A magic must differ from the msock preamble within its
+/// first [`PREAMBLE_LEN`] bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Magic {
+    /// The first bytes of such a connection.
+    pub prefix: &'static [u8],
+    /// The service they ask for.
+    pub service: Service,
+}
 
 /// How the listener treats connections that do not start with the msock preamble.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DetectPolicy {
     /// Serve non-msock clients as plain TCP (else refuse them).
     pub allow_plain: bool,
+    /// Raw TCP services, told apart by their first bytes.
+    pub magics: Arc<[Magic]>,
     /// How long to wait for a client's first bytes before deciding it is plain TCP.
     pub wait: Duration,
     /// How long an msock client may take to send its first frame.
     pub handshake_timeout: Duration,
 }
-
-/// What a plain TCP connection from `msock bench --compare-tcp` sends first, so that a listener
-/// serves it to its benchmark server rather than as plain TCP to stdin/stdout. It differs from
-/// the msock preamble in its third byte.
-pub const BENCH_TCP_MAGIC: &[u8; 8] = b"MSBENCH\x01";
 
 /// A connection the command must decide about.
 #[derive(Debug)]
@@ -42,9 +52,11 @@ pub enum Incoming {
         /// Its HELLO(open).
         hello: Frame,
     },
-    /// `msock bench` measuring plain TCP: a TCP connection that began with
-    /// [`BENCH_TCP_MAGIC`] (consumed).
-    BenchTcp {
+    /// A raw TCP service's client: a connection that began with a registered [`Magic`]
+    /// (consumed).
+    Raw {
+        /// The service its magic names.
+        service: Service,
         /// The connection.
         stream: TcpStream,
         /// Its address.
@@ -61,13 +73,35 @@ pub enum Incoming {
     },
 }
 
+impl Incoming {
+    /// The service the client asks for (plain TCP clients get a byte stream).
+    pub fn service(&self) -> Service {
+        match self {
+            Incoming::Open {
+                hello: Frame::HelloOpen { service, .. },
+                ..
+            } => *service,
+            Incoming::Open { .. } | Incoming::Plain { .. } => Service::Stream,
+            Incoming::Raw { service, .. } => *service,
+        }
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        match self {
+            Incoming::Open { conn, .. } => conn.peer,
+            Incoming::Raw { peer, .. } | Incoming::Plain { peer, .. } => *peer,
+        }
+    }
+}
+
 /// Session id → where that session's driver takes new flowpaths.
 pub type Routes = Arc<Mutex<HashMap<u64, mpsc::Sender<AttachRequest>>>>;
 
 /// Accepts connections forever, classifying each in its own task. Opens and plain clients go to
 /// `tx`; attaches go straight to their session via `routes`. A listener bound to a specific
 /// address that goes away moves to the address that replaces it, on the same port.
-pub async fn accept_loop(
+pub(crate) async fn accept_loop(
     mut listener: TcpListener,
     policy: DetectPolicy,
     routes: Routes,
@@ -82,7 +116,8 @@ pub async fn accept_loop(
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     tracing::debug!("connection from {peer}");
-                    tokio::spawn(classify(stream, peer, policy, routes.clone(), tx.clone()));
+                    let (policy, routes, tx) = (policy.clone(), routes.clone(), tx.clone());
+                    tokio::spawn(classify(stream, peer, policy, routes, tx));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -117,14 +152,22 @@ pub async fn accept_loop(
     }
 }
 
-/// True if `bytes` are the start (or all) of [`BENCH_TCP_MAGIC`].
-fn is_bench_prefix(bytes: &[u8]) -> bool {
-    bytes.len() <= BENCH_TCP_MAGIC.len() && BENCH_TCP_MAGIC.starts_with(bytes)
+/// How many bytes to read to tell whether `initial` is one of `magics`: the length of the
+/// shortest magic it is a proper start of (None: it is one, or can be none).
+fn magic_wants(magics: &[Magic], initial: &[u8]) -> Option<usize> {
+    if magics.iter().any(|m| m.prefix == initial) {
+        return None;
+    }
+    magics
+        .iter()
+        .filter(|m| m.prefix.len() > initial.len() && m.prefix.starts_with(initial))
+        .map(|m| m.prefix.len())
+        .min()
 }
 
 /// Treats `stream` (a connection we made, such as a relay's spliced flowpath) exactly like
 /// an accepted one from `peer`: classified in its own task, then routed as `accept_loop` does.
-pub fn inject(
+pub(crate) fn inject(
     stream: TcpStream,
     peer: SocketAddr,
     policy: DetectPolicy,
@@ -141,21 +184,21 @@ async fn classify(
     routes: Routes,
     tx: mpsc::Sender<Incoming>,
 ) {
-    let mut initial = Vec::with_capacity(BENCH_TCP_MAGIC.len());
+    let mut initial = Vec::with_capacity(PREAMBLE_LEN);
     let verdict = tokio::time::timeout(policy.wait, async {
         loop {
             let m = match_preamble(&initial);
             // Read no further than the msock preamble while it may still be one (its frames
-            // follow), else up to the end of the bench magic while it may be that.
+            // follow), else up to the end of a service's magic while it may be that.
             let want = if m == PreambleMatch::Partial {
                 PREAMBLE_LEN
-            } else if is_bench_prefix(&initial) && initial.len() < BENCH_TCP_MAGIC.len() {
-                BENCH_TCP_MAGIC.len()
+            } else if let Some(len) = magic_wants(&policy.magics, &initial) {
+                len
             } else {
                 return m;
             };
-            let mut b = [0u8; BENCH_TCP_MAGIC.len()];
-            match stream.read(&mut b[..want - initial.len()]).await {
+            let mut b = vec![0u8; want - initial.len()];
+            match stream.read(&mut b).await {
                 Ok(0) | Err(_) => return PreambleMatch::Foreign,
                 Ok(n) => initial.extend_from_slice(&b[..n]),
             }
@@ -163,8 +206,15 @@ async fn classify(
     })
     .await
     .unwrap_or(PreambleMatch::Foreign);
-    if initial[..] == BENCH_TCP_MAGIC[..] {
-        let _ = tx.send(Incoming::BenchTcp { stream, peer }).await;
+    if let Some(m) = policy.magics.iter().find(|m| m.prefix == initial) {
+        let service = m.service;
+        let _ = tx
+            .send(Incoming::Raw {
+                service,
+                stream,
+                peer,
+            })
+            .await;
         return;
     }
     match verdict {

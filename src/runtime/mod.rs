@@ -1,5 +1,23 @@
 //! The tokio runtime glue: sockets, timers and the application's byte streams around a
-//! sans-IO [`Session`](crate::proto::Session).
+//! sans-IO [`Session`](crate::proto::Session). It names no layer above it: services plug into
+//! the server's dispatch table ([`services`]) and its classifier ([`listener::Magic`]), and a
+//! client's other routes come in as a dial strategy ([`reconnect::DialStrategy`]).
+//!
+//! Which file does what:
+//! - [`server`]: a listener's sockets, routing tables (attach, resume, control) and session
+//!   acceptance; [`listener`]: its accept loop and the classification of each connection;
+//!   [`services`]: the service-dispatch table.
+//! - [`client`]: client session setup (routes, interface policy, handshake, key pinning);
+//!   [`reconnect`]: replacing a client's broken flowpaths; [`policy`]: which interfaces
+//!   flowpaths use; [`ifaces`]: the machine's interfaces and their kinds.
+//! - [`driver`]: the one task per session that moves bytes between sockets, timers and the
+//!   application.
+//! - [`conn`]: one flowpath's TCP connection; [`control`]: the UDP control channel (server
+//!   moves); [`netwatch`]: address and link change notifications.
+//! - [`app`]: the application-side traits; [`stdio`]: stdin/stdout; [`channel_io`]: channels
+//!   for services written as async code; [`plain`]: plain TCP (no msock) copying.
+//! - [`keys`]: keys on disk (listener identity, pinned peers, pre-shared keys);
+//!   [`events`]: `--json-events` output; [`sys`]: process resource limits and memory use.
 
 pub mod app;
 pub mod channel_io;
@@ -15,13 +33,15 @@ pub mod netwatch;
 pub mod plain;
 pub mod policy;
 pub mod reconnect;
+pub mod server;
+pub mod services;
+pub mod stdio;
+pub mod sys;
 
-pub use app::{AppSink, AppSource, StdinSource, StdoutSink};
-pub use client::{open_session, resolve, ConnectError, Family};
+pub use app::{AppSink, AppSource};
+pub use client::{resolve, ConnectError, Family};
 pub use conn::FlowConn;
-pub use driver::{
-    AttachRequest, ClientSide, DriveError, Driver, Outcome, PathReport, ServerSide, Side, Snapshot,
-    Totals,
-};
-pub use listener::{accept_loop, inject, DetectPolicy, Incoming, Routes};
+pub use driver::{AttachRequest, DriveError, Driver, Outcome, PathReport, Snapshot, Totals};
+pub use listener::{DetectPolicy, Incoming, Routes};
 pub use reconnect::ReconnectPolicy;
+pub use stdio::{StdinSource, StdoutSink};

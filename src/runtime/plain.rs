@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::app::{AppSink, AppSource};
+use super::app::{AppSink, AppSource, SourceError};
 use super::driver::{DriveError, Outcome, Totals};
 use crate::proto::SessionError;
 
@@ -56,7 +56,8 @@ pub async fn bridge<I: AppSource, O: AppSink>(
                         }
                         totals.sent += chunk.len() as u64;
                     }
-                    Err(e) => return (Err(DriveError::Input(e)), totals),
+                    Err(SourceError::Io(e)) => return (Err(DriveError::Input(e)), totals),
+                    Err(SourceError::Abort(why)) => return (Err(DriveError::Aborted(why)), totals),
                 }
             }
             r = rd.read(&mut obuf), if !down_done => {

@@ -2,22 +2,75 @@
 //! connection (to a freshly resolved or announced server address, from whatever local address
 //! the routing picks now); once it is up, the driver sends the HELLO for the same path id on
 //! it (so that an attempt that never connects does not use up a resume ticket).
+//!
+//! How an attempt reaches the server is the dial strategy's business: by default the
+//! destination's name is resolved and connected to directly; a layer above may supply a
+//! [`DialStrategy`] of its own (the relay's `NAME@RELAY` lookup), so this module never names
+//! it.
 
 use std::future::Future;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Sleep;
 
-use super::client::{connect_any, resolve, Family};
+use super::client::{connect_any, resolve, ConnectError, Family, Hop};
 use super::conn::FlowConn;
 use super::policy::Binding;
 use crate::proto::{Deframer, PathId};
 
+/// Where one reconnect attempt leaves from: the local address and interface of the path
+/// being replaced (or the user's pinned source), if any.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// Local address to connect from (port 0).
+    pub source: Option<SocketAddr>,
+    /// Interface to bind the connection to.
+    pub device: Option<String>,
+}
+
+/// A dial strategy another layer provides for reaching a server other than by resolving its
+/// name and connecting to it (e.g. looking a name up at a relay and connecting directly or
+/// through it).
+pub trait DialStrategy: Send + Sync {
+    /// The ways to reach the server for a session's first flowpath, in order; each
+    /// connection attempt may take `wait`.
+    fn plan(&self, wait: Duration) -> PlanFuture;
+    /// One reconnect attempt from `from`, within `attempt` time. It returns a connection
+    /// ready for the path's HELLO (any header the route needs already queued on it).
+    fn redial(&self, from: Origin, attempt: Duration) -> AttemptFuture;
+}
+
+/// The future of [`DialStrategy::plan`].
+pub type PlanFuture = Pin<Box<dyn Future<Output = Result<Vec<Hop>, ConnectError>> + Send>>;
+
+/// The future of one reconnect attempt.
+pub type AttemptFuture = Pin<Box<dyn Future<Output = Result<FlowConn, AttemptError>> + Send>>;
+
+/// Why one reconnect attempt failed (it is retried; the message goes to the log and, if the
+/// session dies, into its error).
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    /// No connection within the attempt's time.
+    #[error("no connection within {}", humantime::format_duration(*.0))]
+    TimedOut(Duration),
+    /// Resolving or connecting failed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The connection came up but could not be set up as a flowpath (local system).
+    #[error("{0}")]
+    Setup(io::Error),
+    /// The dial strategy failed, for the reason it gives.
+    #[error("{0}")]
+    Strategy(String),
+}
+
 /// How a client reaches its server again.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ReconnectPolicy {
     /// The destination as the user gave it; re-resolved on every attempt, so a server that
     /// moved and updated its name is found again.
@@ -31,6 +84,21 @@ pub struct ReconnectPolicy {
     pub attempt_timeout: Duration,
     /// Wait this long between failed attempts.
     pub retry_interval: Duration,
+    /// How to reach the server; None: resolve `dest` and connect to it directly.
+    pub strategy: Option<Arc<dyn DialStrategy>>,
+}
+
+impl std::fmt::Debug for ReconnectPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReconnectPolicy")
+            .field("dest", &self.dest)
+            .field("family", &self.family)
+            .field("source", &self.source)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("retry_interval", &self.retry_interval)
+            .field("strategy", &self.strategy.is_some())
+            .finish()
+    }
 }
 
 /// What happened to a replacement.
@@ -39,12 +107,12 @@ pub enum ReplaceEvent {
     Connected(PathId, Box<FlowConn>),
     /// The attempt failed; try again after the retry interval (at once if the flag says the
     /// network changed while it was under way).
-    Failed(PathId, String, bool),
+    Failed(PathId, AttemptError, bool),
     /// The retry interval has passed: start a new attempt.
     RetryDue(PathId),
 }
 
-type Attempt = Pin<Box<dyn Future<Output = Result<FlowConn, String>> + Send>>;
+type Attempt = AttemptFuture;
 
 enum Slot {
     /// An attempt in flight, from `bind`; `changed` is set when the network changed
@@ -111,12 +179,7 @@ impl Replacer {
         Box::pin(async move {
             tokio::time::timeout(policy.attempt_timeout, connect(policy.clone(), hint, bind))
                 .await
-                .unwrap_or_else(|_| {
-                    Err(format!(
-                        "no connection within {}",
-                        humantime::format_duration(policy.attempt_timeout)
-                    ))
-                })
+                .unwrap_or(Err(AttemptError::TimedOut(policy.attempt_timeout)))
         })
     }
 
@@ -202,19 +265,22 @@ impl Replacer {
     }
 }
 
-/// One attempt: resolve (the server's announced address first) and connect.
+/// One attempt: by the policy's dial strategy, or resolve (the server's announced address
+/// first) and connect.
 async fn connect(
     policy: ReconnectPolicy,
     hint: Option<SocketAddr>,
     bind: Option<Binding>,
-) -> Result<FlowConn, String> {
-    if policy.dest.contains('@') {
-        // NAME@RELAY: look the name up at the relay again (it may have moved).
-        let source = bind.as_ref().map(|b| b.addr).or(policy.source);
-        let device = bind.as_ref().map(|b| b.iface.as_str());
-        let (dest, fam, t) = (&policy.dest, policy.family, policy.attempt_timeout);
-        let source = source.map(|ip| SocketAddr::new(ip, 0));
-        return crate::relay::client::reconnect(dest, fam, source, device, t).await;
+) -> Result<FlowConn, AttemptError> {
+    let source = bind
+        .as_ref()
+        .map(|b| b.addr)
+        .or(policy.source)
+        .map(|ip| SocketAddr::new(ip, 0));
+    let device = bind.map(|b| b.iface);
+    if let Some(strategy) = &policy.strategy {
+        let from = Origin { source, device };
+        return strategy.redial(from, policy.attempt_timeout).await;
     }
     let mut addrs = Vec::new();
     if let Some(h) = hint {
@@ -222,20 +288,12 @@ async fn connect(
     }
     match resolve(&policy.dest, policy.family).await {
         Ok(found) => addrs.extend(found.into_iter().filter(|a| Some(*a) != hint)),
-        Err(e) if addrs.is_empty() => return Err(e.to_string()),
+        Err(e) if addrs.is_empty() => return Err(e.into()),
         Err(_) => {}
     }
-    let source = bind
-        .as_ref()
-        .map(|b| b.addr)
-        .or(policy.source)
-        .map(|ip| SocketAddr::new(ip, 0));
-    let device = bind.as_ref().map(|b| b.iface.as_str());
     // Share the attempt's time among the addresses, so that a dead announced address does not
     // keep the name's addresses from being tried.
     let each = (policy.attempt_timeout / addrs.len().max(1) as u32).max(Duration::from_millis(500));
-    let stream = connect_any(&addrs, source, device, Some(each))
-        .await
-        .map_err(|e| e.to_string())?;
-    FlowConn::new(stream, Deframer::new()).map_err(|e| e.to_string())
+    let stream = connect_any(&addrs, source, device.as_deref(), Some(each)).await?;
+    FlowConn::new(stream, Deframer::new()).map_err(AttemptError::Setup)
 }

@@ -5,8 +5,8 @@
 
 use crate::proto::handshake::{fingerprint, Identity};
 use crate::proto::Config;
+use crate::runtime::events::Events;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use comfy_table::{presets, CellAlignment, Table};
@@ -20,13 +20,13 @@ use crate::bench::cpu::CpuClock;
 use crate::bench::model::Cpu;
 use crate::bench::run::Run;
 use crate::cli::{BenchArgs, StreamArgs};
-use crate::cmd::accept::{accept, Shared};
 use crate::cmd::Failure;
-use crate::proto::{Frame, Service};
 use crate::runtime::conn::bind_listener;
 use crate::runtime::ifaces::{self, IfaceKind};
 use crate::runtime::policy::{Binding, Policy};
-use crate::runtime::{accept_loop, DetectPolicy, Incoming};
+use crate::runtime::server::{Server as Listener, ServerConfig};
+use crate::runtime::services::{Route, Services};
+use crate::runtime::DetectPolicy;
 
 /// Loopback addresses the striped test uses (those this machine lets us bind).
 const STRIPE_ADDRS: [Ipv4Addr; 3] = [
@@ -296,41 +296,40 @@ async fn serve(
         let _ = addr_tx.send(Err("its listening socket has no address".into()));
         return;
     };
-    let shared = Shared::new(std::slice::from_ref(&listener), stream, config);
+    let mut services = Services::default();
+    super::offer(&mut services, &stream);
+    let server = Listener::new(
+        std::slice::from_ref(&listener),
+        ServerConfig {
+            session: config,
+            resume_timeout: stream.resume_timeout,
+            events: Events::sessions(stream.json_events),
+            detect: DetectPolicy {
+                allow_plain: false,
+                magics: services.magics(),
+                wait: Duration::from_millis(500),
+                handshake_timeout: Duration::from_secs(10),
+            },
+        },
+    );
     let (tx, mut rx) = mpsc::channel(16);
-    let policy = DetectPolicy {
-        allow_plain: false,
-        wait: Duration::from_millis(500),
-        handshake_timeout: Duration::from_secs(10),
-    };
-    tokio::spawn(accept_loop(listener, policy, shared.routes.clone(), tx));
+    server.listen(listener, tx);
     let _ = addr_tx.send(Ok(addr));
     loop {
         tokio::select! {
-            Some(i) = rx.recv() => {
-                tokio::spawn(serve_one(i, shared.clone()));
-            }
+            Some(i) = rx.recv() => match services.route(i, &server) {
+                Route::Task(t) => {
+                    tokio::spawn(async move {
+                        if let Err(f) = t.await {
+                            tracing::info!("built-in bench server: {}", f.message);
+                        }
+                    });
+                }
+                Route::Refused(r) => tracing::info!("built-in bench server: {r}"),
+                // Plain TCP is off; a byte-stream session has nothing to talk to.
+                Route::Stream(_) => {}
+            },
             _ = &mut stop => return,
         }
-    }
-}
-
-async fn serve_one(incoming: Incoming, shared: Arc<Shared>) {
-    let r = match incoming {
-        Incoming::Open { conn, hello } => match &hello {
-            Frame::HelloOpen {
-                service: Service::Bench,
-                ..
-            } => match accept(conn, &hello, &shared) {
-                Ok(a) => super::serve(a).await,
-                Err(f) => Err(f),
-            },
-            _ => Ok(()),
-        },
-        Incoming::BenchTcp { stream, peer } => super::serve_tcp(stream, peer, &shared.stream).await,
-        Incoming::Plain { .. } => Ok(()),
-    };
-    if let Err(f) = r {
-        tracing::info!("built-in bench server: {}", f.message);
     }
 }

@@ -18,11 +18,13 @@ mod report;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::accept::Accepted;
 use super::Failure;
 use crate::bench::model::{self, Params, MIN_INTERVAL_MS, VERSION};
 use crate::bench::{self, server, wire, Fault};
 use crate::cli::{BenchArgs, StreamArgs};
+use crate::proto::Service;
+use crate::runtime::server::Accepted;
+use crate::runtime::services::{Opening, Services};
 use dial::Via;
 use report::{Mode, Output};
 
@@ -47,7 +49,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
     }
     .await;
     if let Err(f) = &result {
-        let message = if f.code == 130 {
+        let message = if f.kind == super::Exit::Interrupted {
             "interrupted"
         } else {
             &f.message
@@ -57,27 +59,29 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
     result
 }
 
+/// Registers the benchmark's server role with a listener's dispatch table: bench sessions,
+/// and plain TCP connections that begin with the bench magic. `args` are the listener's
+/// session settings (a TCP client that lets nothing move for their dead time is given up).
+pub fn offer(services: &mut Services<Result<(), Failure>>, args: &StreamArgs) {
+    services.session(Service::Bench, |o: Opening| async move {
+        serve(o.accept()?).await
+    });
+    let dead_time = args.dead_time;
+    services.raw(bench::TCP_MAGIC, move |stream, peer| async move {
+        server::serve_tcp(stream, peer, dead_time)
+            .await
+            .map_err(|e| about(peer, e))
+    });
+}
+
 /// Serves one benchmark client's session on a listener.
-pub async fn serve(accepted: Accepted) -> Result<(), Failure> {
+async fn serve(accepted: Accepted) -> Result<(), Failure> {
     let peer = accepted.peer();
     let (ends, link) = bench::link();
     let (mut driver, _registration) = accepted.into_driver(Some(ends.source), Some(ends.sink));
     driver.set_probe(ends.probe);
     let transport = async move { driver.run().await.0 };
     server::serve(link, transport, peer)
-        .await
-        .map_err(|e| about(peer, e))
-}
-
-/// Serves one benchmark client's plain TCP connection on a listener (its bench magic already
-/// read); `args` are the listener's session settings (a client that lets nothing move for
-/// their dead time is given up).
-pub async fn serve_tcp(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    args: &StreamArgs,
-) -> Result<(), Failure> {
-    server::serve_tcp(stream, peer, args.dead_time)
         .await
         .map_err(|e| about(peer, e))
 }
@@ -153,7 +157,7 @@ async fn against(dest: &str, args: &BenchArgs, out: &mut Output) -> Result<(), F
     if args.compare_tcp {
         out.test = Some("msock".into());
     }
-    let policy = args.dial.policy.to_policy();
+    let policy = super::dial::policy(&args.dial.policy);
     let run = dial::run_test(dest, args, Via::Session(policy), &params, out).await?;
     let mut doc = report::document(&run);
     out.end(&doc);
@@ -193,7 +197,7 @@ async fn against(dest: &str, args: &BenchArgs, out: &mut Output) -> Result<(), F
 /// The plain TCP leg failed after the msock test succeeded: say what to do, and keep the
 /// msock figures in a --json document.
 fn compare_failure(f: Failure, doc: &serde_json::Value, out: &Output) -> Failure {
-    if f.code == 130 {
+    if f.kind == super::Exit::Interrupted {
         return f;
     }
     let message = format!(
@@ -203,7 +207,7 @@ fn compare_failure(f: Failure, doc: &serde_json::Value, out: &Output) -> Failure
     // With --json, the error document keeps what was measured (and is the only one).
     out.error(&message, Some(doc.clone()));
     Failure {
-        code: f.code,
+        kind: f.kind,
         message,
     }
 }

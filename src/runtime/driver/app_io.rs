@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use bytes::Buf;
 
 use super::{DriveError, Driver, SOCKET_READ};
-use crate::runtime::app::{AppSink, AppSource};
+use crate::runtime::app::{AppSink, AppSource, SourceError};
 
 impl<I: AppSource, O: AppSink> Driver<I, O> {
     pub(super) fn poll_app_in(&mut self, cx: &mut Context<'_>) -> Result<bool, DriveError> {
@@ -46,7 +46,8 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                     self.session.close_write();
                     return Ok(true);
                 }
-                Poll::Ready(Err(e)) => return Err(DriveError::Input(e)),
+                Poll::Ready(Err(SourceError::Io(e))) => return Err(DriveError::Input(e)),
+                Poll::Ready(Err(SourceError::Abort(why))) => return Err(DriveError::Aborted(why)),
                 Poll::Pending => return Ok(progress),
             }
         }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::task::Context;
 
+use super::paths::PathLoss;
 use super::{Driver, PathConn, Side};
 use crate::proto::PathId;
 use crate::runtime::app::{AppSink, AppSource};
@@ -96,7 +97,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                 }
                 ReplaceEvent::Failed(id, why, changed) => {
                     tracing::info!("path {id}: reconnect failed: {why}");
-                    self.last_path_error = why;
+                    self.last_path_error = why.to_string();
                     c.replacer.retry_later(id, changed);
                 }
                 ReplaceEvent::RetryDue(id) => {
@@ -120,7 +121,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         c.replacer.set_server_hint(addr);
         let restart = c.replacer.take_ids();
         for c in std::mem::take(&mut self.conns) {
-            self.lose_path(c, format!("the server moved to {addr}"));
+            self.lose_path(c, PathLoss::ServerMoved(addr));
         }
         for id in restart {
             self.replace_path(id);

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
+use super::paths::PathLoss;
 use super::server::MovedFrom;
 use super::{Driver, PathConn, Side};
 use crate::proto::ControlAction;
@@ -44,7 +45,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             if matches!(self.side, Side::Server(_)) {
                 self.announce_move(&before, &c);
             }
-            self.lose_path(c, format!("local address {ip} went away"));
+            self.lose_path(c, PathLoss::AddressGone(ip));
         }
         // A RECONNECT already under way: if the address it announces went away too (we moved
         // again before the client came back), announce the new one; else send it again now,

@@ -34,7 +34,6 @@ use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 use super::app::{AppSink, AppSource};
-use super::channel_io::AppAbort;
 use super::conn::FlowConn;
 use serde_json::json;
 
@@ -74,7 +73,8 @@ pub enum DriveError {
     /// Writing the application's output failed (local).
     #[error("writing output: {0}")]
     Output(io::Error),
-    /// The application ended the session on purpose (see [`AppAbort`]); the peer was told.
+    /// The application ended the session on purpose (see
+    /// [`SourceError::Abort`](crate::runtime::app::SourceError::Abort)); the peer was told.
     #[error("{0}")]
     Aborted(String),
     /// Server: the client left before sending a single frame we accepted (it failed the
@@ -370,8 +370,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             progress |= self.poll_sockets_read(cx);
             match self.poll_app_in(cx) {
                 Ok(p) => progress |= p,
-                Err(DriveError::Input(e)) if AppAbort::find(&e).is_some() => {
-                    let why = AppAbort::find(&e).map(|a| a.0.clone()).unwrap_or_default();
+                Err(DriveError::Aborted(why)) => {
                     self.session.abort(why.clone());
                     self.flush_best_effort(cx);
                     return Poll::Ready(Err(DriveError::Aborted(why)));
@@ -457,10 +456,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                 Event::PathDead(id) => {
                     if let Some(i) = self.conns.iter().position(|c| c.id == id) {
                         let c = self.conns.swap_remove(i);
-                        let why = format!(
-                            "no answer for {}",
-                            humantime::format_duration(self.session.config().dead_time)
-                        );
+                        let why = paths::PathLoss::NoAnswer(self.session.config().dead_time);
                         self.lose_path(c, why);
                     }
                 }

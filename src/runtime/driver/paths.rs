@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::io::{self, IoSlice};
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use bytes::Buf;
 use tokio::io::AsyncWrite;
 
 use super::{Driver, Lost, PathConn, Side, TRANSMIT_BUDGET};
-use crate::proto::{ErrorCode, Frame, FrameError};
+use crate::proto::{DeframeError, ErrorCode, Frame, FrameError, SessionError};
 use crate::runtime::app::{AppSink, AppSource};
 use crate::runtime::conn::FlowConn;
 
@@ -22,8 +23,34 @@ const QUEUE_SECS: f64 = 0.04;
 /// Most segments handed to one vectored write (a DATA frame is two: header and payload).
 const MAX_IOVECS: usize = 64;
 
-/// Why a connection ended when the peer closed it in an orderly way.
-const CLOSED_BY_PEER: &str = "connection closed by peer";
+/// Why a flowpath's connection was lost (or closed).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum PathLoss {
+    /// The peer closed the connection in an orderly way.
+    #[error("connection closed by peer")]
+    ClosedByPeer,
+    /// Reading or writing the socket failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The peer sent bytes that are not msock frames (it is told).
+    #[error("peer sent garbage: {0}")]
+    Garbage(DeframeError),
+    /// The session refused the path.
+    #[error("{0}")]
+    Refused(String),
+    /// The session failed (the caller sees it in `session.error()`).
+    #[error("{0}")]
+    Session(SessionError),
+    /// The path's local address went away.
+    #[error("local address {0} went away")]
+    AddressGone(IpAddr),
+    /// The server announced a new address; its old one is left.
+    #[error("the server moved to {0}")]
+    ServerMoved(SocketAddr),
+    /// Nothing came back on the path for the dead time.
+    #[error("no answer for {}", humantime::format_duration(*.0))]
+    NoAnswer(Duration),
+}
 
 /// How long a finished session waits for the peer to close its side of each connection.
 const LINGER: Duration = Duration::from_secs(2);
@@ -78,7 +105,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
 
     /// Hands every whole frame buffered on connection `i` to the session. Ok(true) if there
     /// was any; Err if the connection must close (garbage, or the session refused the path).
-    fn drain_frames(&mut self, i: usize) -> Result<bool, String> {
+    fn drain_frames(&mut self, i: usize) -> Result<bool, PathLoss> {
         let id = self.conns[i].id;
         let now = self.now();
         let mut any = false;
@@ -91,9 +118,9 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                         .handle_frame(id, f, &mut self.conns[i].conn.deframer, now);
                     match r {
                         Ok(()) => {}
-                        Err(FrameError::PathRefused(why)) => return Err(why),
+                        Err(FrameError::PathRefused(why)) => return Err(PathLoss::Refused(why)),
                         // The session failed; the caller sees it in `session.error()`.
-                        Err(FrameError::Session(e)) => return Err(e.to_string()),
+                        Err(FrameError::Session(e)) => return Err(PathLoss::Session(e)),
                     }
                 }
                 Ok(None) => return Ok(any),
@@ -102,7 +129,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                         code: ErrorCode::Protocol,
                         reason: e.to_string(),
                     });
-                    return Err(format!("peer sent garbage: {e}"));
+                    return Err(PathLoss::Garbage(e));
                 }
             }
         }
@@ -138,7 +165,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                     Ok(true) => progress = true,
                     Ok(false) => break,
                     Err(e) => {
-                        failed = Some(e.to_string());
+                        failed = Some(PathLoss::Io(e));
                         break;
                     }
                 }
@@ -159,12 +186,14 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
 
     /// A path's connection is gone: tell the session (its bytes move to other paths) and, on
     /// the client, start replacing it.
-    pub(super) fn lose_path(&mut self, c: PathConn, why: String) {
+    pub(super) fn lose_path(&mut self, c: PathConn, why: PathLoss) {
         let id = c.id;
         // The peer closing a connection in order once its stream is complete is the peer
         // finishing (its last FIN_ACK may still be on its way on another path), not a loss.
         let others = self.session.active_paths().any(|p| p != id);
-        let goodbye = why == CLOSED_BY_PEER && self.session.peer_complete_and_acked() && others;
+        let goodbye = matches!(why, PathLoss::ClosedByPeer)
+            && self.session.peer_complete_and_acked()
+            && others;
         if !self.session_needs_network() || goodbye {
             tracing::debug!("path {id} closed: {why}");
             self.session.path_closed(id);
@@ -181,10 +210,10 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         self.events.emit(
             "path_down",
             serde_json::json!({"path": id.0, "local": c.conn.local.to_string(),
-                "remote": c.conn.peer.to_string(), "reason": why}),
+                "remote": c.conn.peer.to_string(), "reason": why.to_string()}),
         );
         self.session.path_closed(id);
-        self.last_path_error = why;
+        self.last_path_error = why.to_string();
         if c.attached {
             self.lost.entry(id).or_insert(Lost {
                 local: c.conn.local,
@@ -259,12 +288,15 @@ const SEALED_BUDGET: usize = 64 * 1024;
 
 /// Reads once from the socket into the deframer. Ok(true): bytes arrived; Ok(false): nothing
 /// now; Err: the connection is over.
-pub(super) fn read_frames_once(conn: &mut FlowConn, cx: &mut Context<'_>) -> Result<bool, String> {
+pub(super) fn read_frames_once(
+    conn: &mut FlowConn,
+    cx: &mut Context<'_>,
+) -> Result<bool, PathLoss> {
     let mut space = conn.deframer.read_space();
     match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut space) {
-        Poll::Ready(Ok(0)) => Err(CLOSED_BY_PEER.into()),
+        Poll::Ready(Ok(0)) => Err(PathLoss::ClosedByPeer),
         Poll::Ready(Ok(_)) => Ok(true),
-        Poll::Ready(Err(e)) => Err(e.to_string()),
+        Poll::Ready(Err(e)) => Err(PathLoss::Io(e)),
         Poll::Pending => Ok(false),
     }
 }

@@ -149,7 +149,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             match read_frames_once(&mut p.conn, cx) {
                 Ok(true) => progress = true,
                 Ok(false) => {}
-                Err(e) => drop_reason = Some(e),
+                Err(e) => drop_reason = Some(e.to_string()),
             }
             if drop_reason.is_none() {
                 match p.conn.deframer.next_frame() {

@@ -1,0 +1,25 @@
+//! Process-wide helpers that talk to the operating system: resource limits and memory use.
+
+/// This process's peak resident memory in KiB, where the OS tells it.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Raises the open-files limit to the hard limit (a relay or a listener with many sessions
+/// holds a few descriptors per flowpath); best effort.
+pub fn raise_nofile() {
+    #[cfg(unix)]
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
