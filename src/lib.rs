@@ -18,8 +18,9 @@
 //! ```
 //!
 //! A lower layer that needs something from above takes it as a parameter: the runtime's
-//! client takes its dial strategy (direct, or through a relay) and its server the services it
-//! dispatches to; events go to an [`runtime::events::Events`] sink passed in.
+//! client takes its dial strategy (direct, or through a relay), its dispatch table takes the
+//! services (file transfer, bench) as handlers, its classifier their magic bytes; events go
+//! to an [`runtime::events::Events`] sink passed in.
 //!
 //! | module | owns |
 //! |--------|------|

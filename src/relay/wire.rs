@@ -180,7 +180,7 @@ pub enum WireError {
         dir: &'static str,
     },
     /// A name that breaks the naming rules.
-    #[error("{0}")]
+    #[error("malformed relay frame: {0}")]
     BadName(String),
     /// Nothing arrived in time.
     #[error("nothing received within {}", humantime::format_duration(*.0))]

@@ -87,8 +87,7 @@ pub enum DialError {
     PeerKey(#[from] KeyError),
 }
 
-/// What a client session is set up with. (Per-session settings the driver needs, such as an
-/// events sink passed in instead of the global switch, belong here.)
+/// What a client session is set up with.
 #[derive(Clone)]
 pub struct ClientConfig {
     /// The destination as the user gave it (HOST:PORT, or whatever the dial strategy reads).

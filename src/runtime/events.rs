@@ -2,11 +2,12 @@
 //! (`--json-events`), or for each relay event (`msock proxy --json`).
 //!
 //! Whoever emits events is handed an [`Events`] by its caller (a driver by whoever builds
-//! it, the relay by `msock proxy`); nothing here is process-wide. An [`Events::off`] handle
-//! drops everything.
+//! it, the relay by `msock proxy`); no switch here turns events on or off for the process. An
+//! [`Events::off`] handle drops everything.
 //!
-//! Every object has `"event"` (its kind) and `"t"` (seconds since the sink was made, i.e.
-//! since the program started); the other fields depend on the kind. Sessions:
+//! Every object has `"event"` (its kind) and `"t"` (seconds since a clock start: for session
+//! events the first session sink the process made, at its start-up; for the relay, its
+//! start); the other fields depend on the kind. Sessions:
 //! `session_open` (`session`, `local`, `remote`), `path_up` (`path`, `local`, `remote`),
 //! `path_down` (`path`, `local`, `remote`, `reason`), `path_moved` (`path`, `from`, `to`,
 //! `which` = `local`|`peer`|`none`, `stall_ms`, `resend_bytes`), `session_resumed`

@@ -1,6 +1,7 @@
 //! The tokio runtime glue: sockets, timers and the application's byte streams around a
-//! sans-IO [`Session`](crate::proto::Session). It names no layer above it: services plug into
-//! the server's dispatch table ([`services`]) and its classifier ([`listener::Magic`]), and a
+//! sans-IO [`Session`](crate::proto::Session). It names no layer above it: services register
+//! in a dispatch table ([`services::Services`], which the command that owns the listener
+//! routes each accepted client through) and with the classifier ([`listener::Magic`]), and a
 //! client's other routes come in as a dial strategy ([`reconnect::DialStrategy`]).
 //!
 //! Which file does what:

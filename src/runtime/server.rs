@@ -24,8 +24,7 @@ use super::listener::{accept_loop, DetectPolicy, Incoming, Routes};
 use super::{netwatch, AppSink, AppSource, Driver};
 use crate::proto::{Config, Frame, PathId, Service, Session, SessionError};
 
-/// What a listener is set up with. (Per-listener settings that the driver and the accept
-/// path need, such as an events sink passed in instead of the global switch, belong here.)
+/// What a listener is set up with.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// The configuration every accepted session starts from (with the listener's key when

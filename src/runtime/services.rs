@@ -74,7 +74,8 @@ pub enum Route<T> {
     Task(Task<T>),
     /// A byte-stream client: the listener's owner serves it.
     Stream(Box<StreamClient>),
-    /// Nothing here serves it; it was told so.
+    /// Nothing here serves it: a session client was told so with an ERROR; a raw TCP
+    /// client (whose magic no service registered) is dropped.
     Refused(Refusal),
 }
 
