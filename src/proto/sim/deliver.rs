@@ -39,16 +39,29 @@ impl Sim {
             if matches!(self.conns[c].server_end, ServerEnd::Closing) {
                 return;
             }
-            match self.conns[c].server_rx.next_frame() {
-                Ok(Some(frame)) => self.server_frame(c, frame),
-                Ok(None) => return,
-                Err(e @ DeframeError::Record(_)) => {
-                    self.log_error(Side::Server, SessionError::Protocol(e.to_string()));
-                    self.kill_conn(c);
-                    return;
-                }
-                Err(e) => panic!("server could not deframe connection {c}: {e}"),
+            match self.next_frame(c, Side::Server) {
+                Some(frame) => self.server_frame(c, frame),
+                None => return,
             }
+        }
+    }
+
+    /// The next whole frame `side` has received on connection `c`. None if there is none yet,
+    /// or if a record did not authenticate: that end logs it and drops the connection.
+    fn next_frame(&mut self, c: usize, side: Side) -> Option<Frame> {
+        let conn = &mut self.conns[c];
+        let (rx, end) = match side {
+            Side::Client => (&mut conn.client_rx, "client"),
+            Side::Server => (&mut conn.server_rx, "server"),
+        };
+        match rx.next_frame() {
+            Ok(frame) => frame,
+            Err(e @ DeframeError::Record(_)) => {
+                self.log_error(side, SessionError::Protocol(e.to_string()));
+                self.kill_conn(c);
+                None
+            }
+            Err(e) => panic!("{end} could not deframe connection {c}: {e}"),
         }
     }
 
@@ -189,16 +202,8 @@ impl Sim {
     fn client_receive(&mut self, c: usize, bytes: &[u8]) {
         self.conns[c].client_rx.extend(bytes);
         while self.conns[c].state == ConnState::Open {
-            let frame = match self.conns[c].client_rx.next_frame() {
-                Ok(Some(frame)) => frame,
-                Ok(None) => return,
-                Err(e @ DeframeError::Record(_)) => {
-                    // A record that does not authenticate: the client drops the connection.
-                    self.log_error(Side::Client, SessionError::Protocol(e.to_string()));
-                    self.kill_conn(c);
-                    return;
-                }
-                Err(e) => panic!("client could not deframe connection {c}: {e}"),
+            let Some(frame) = self.next_frame(c, Side::Client) else {
+                return;
             };
             let path = self.conns[c].path;
             if let ClientEnd::Scripted { inbox } = &mut self.conns[c].client_end {

@@ -59,7 +59,7 @@ pub use mobility::server_addr;
 pub use net::Link;
 use net::{ClientEnd, Conn, ConnState, Pipe, ServerEnd};
 pub use scenario::{
-    AttachRecord, Fault, FaultOnFrame, KillOnFrame, Log, Milestones, OnFrame, ServerMove, SimConfig,
+    AttachRecord, Fault, FaultOnFrame, Log, Milestones, OnFrame, ServerMove, SimConfig,
 };
 
 /// One end of the session.
@@ -72,6 +72,14 @@ pub enum Side {
 }
 
 impl Side {
+    /// The other end.
+    pub fn peer(self) -> Side {
+        match self {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        }
+    }
+
     pub(super) fn idx(self) -> usize {
         match self {
             Side::Client => 0,
@@ -175,6 +183,14 @@ impl Sim {
     /// Current virtual time.
     pub fn now(&self) -> Duration {
         self.now
+    }
+
+    /// The session at `side`.
+    fn session(&mut self, side: Side) -> &mut Session {
+        match side {
+            Side::Client => &mut self.client,
+            Side::Server => &mut self.server,
+        }
     }
 
     /// Bytes `side`'s application has read from its peer.

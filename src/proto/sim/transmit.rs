@@ -45,11 +45,11 @@ impl Sim {
             return;
         }
         let mut queue = OutQueue::default();
-        let session = match side {
-            Side::Client => &mut self.client,
-            Side::Server => &mut self.server,
-        };
-        if !session.poll_transmit(path, self.now, &mut queue, room) {
+        let now = self.now;
+        if !self
+            .session(side)
+            .poll_transmit(path, now, &mut queue, room)
+        {
             return;
         }
         let mut buf = queue.take_bytes();
