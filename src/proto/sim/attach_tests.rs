@@ -23,19 +23,47 @@ fn hello_attach(session_id: u64, path_id: u32, rng: &mut impl RngCore) -> Frame 
     }
 }
 
+/// The exchange most attacks are tried against: 1 MB each way over one path.
+fn mb_each_way(seed: u64) -> SimConfig {
+    SimConfig::new(seed).apps(AppSpec::sending(MB), AppSpec::sending(MB))
+}
+
+/// The attack left the server session unharmed, and the transfer completes intact.
+fn finish_unharmed(sim: &mut Sim) {
+    assert!(sim.server.error().is_none());
+    sim.run_to_completion();
+    sim.assert_streams_identical();
+}
+
+/// A second path is added at 50 ms, and its CHALLENGE is forged (bad server proof).
+fn forged_challenge_on_a_new_path() -> Sim {
+    let cfg = mb_each_way(14).fault(
+        50,
+        Fault::AddPath {
+            link: Link::new(10, MB as u64),
+        },
+    );
+    let mut sim = Sim::new(cfg);
+    sim.forge_next_challenge = true;
+    sim
+}
+
 /// Runs `sim` until its scripted connection `c` has received `n` frames.
 fn await_inbox(sim: &mut Sim, c: usize, n: usize) {
     sim.run_until("scripted inbox", |s| s.scripted_inbox(c).len() >= n);
 }
 
+/// [`mb_each_way`] over two paths (10 and 30 ms, 4 MB/s).
+fn two_paths_mb_each_way(seed: u64) -> SimConfig {
+    mb_each_way(seed).paths(vec![
+        Link::new(10, 4 * MB as u64),
+        Link::new(30, 4 * MB as u64),
+    ])
+}
+
+/// [`two_paths_mb_each_way`], 100 ms into the transfer.
 fn busy_sim(seed: u64) -> Sim {
-    let cfg = SimConfig::new(seed)
-        .paths(vec![
-            Link::new(10, 4 * MB as u64),
-            Link::new(30, 4 * MB as u64),
-        ])
-        .apps(AppSpec::sending(MB), AppSpec::sending(MB));
-    let mut sim = Sim::new(cfg);
+    let mut sim = Sim::new(two_paths_mb_each_way(seed));
     sim.run_until("transfer under way", |s| s.now() >= ms(100));
     sim
 }
@@ -61,18 +89,7 @@ fn attach_with_a_foreign_secret_is_rejected() {
     };
     sim.send_scripted(c, &forged);
     await_inbox(&mut sim, c, 2);
-    let record = sim.log.attaches.last().unwrap();
-    assert_eq!(
-        (record.conn, &record.result),
-        (c, &Err(AttachError::BadProof))
-    );
-    assert!(matches!(
-        sim.scripted_inbox(c)[1],
-        Frame::Error {
-            code: ErrorCode::AuthFailed,
-            ..
-        }
-    ));
+    sim.assert_refused_for_bad_proof(c);
     assert!(sim.server.error().is_none());
     assert_eq!(
         sim.server.active_paths().collect::<Vec<_>>(),
@@ -142,12 +159,7 @@ fn unknown_session_id_is_refused() {
 #[test]
 fn tampered_attach_proof_is_rejected() {
     // The genuine client attaches path 1; its ATTACH_PROOF is altered on the way.
-    let cfg = SimConfig::new(12)
-        .paths(vec![
-            Link::new(10, 4 * MB as u64),
-            Link::new(30, 4 * MB as u64),
-        ])
-        .apps(AppSpec::sending(MB), AppSpec::sending(MB));
+    let cfg = two_paths_mb_each_way(12);
     let mut sim = Sim::new(cfg);
     sim.tamper_next_attach_proof = true;
     sim.run_until("attach attempt", |s| !s.log.attaches.is_empty());
@@ -158,27 +170,18 @@ fn tampered_attach_proof_is_rejected() {
     );
     assert_eq!(sim.server.active_paths().collect::<Vec<_>>(), [PathId(0)]);
     // The genuine client is told ERROR(authentication failed) on that path.
-    sim.run_until("client learns", |s| s.client.error().is_some());
-    assert!(matches!(
-        sim.client.error(),
-        Some(SessionError::PeerError {
-            code: ErrorCode::AuthFailed,
-            ..
-        })
-    ));
+    sim.run_until_client_fails("client learns", ErrorCode::AuthFailed);
 }
 
 #[test]
 fn replayed_attach_proof_is_rejected() {
-    let mut cfg = SimConfig::new(13)
-        .apps(AppSpec::sending(MB), AppSpec::sending(MB))
-        .fault(
-            100,
-            Fault::Kill {
-                path: PathId(0),
-                reattach_after: Some(ms(20)),
-            },
-        );
+    let mut cfg = mb_each_way(13).fault(
+        100,
+        Fault::Kill {
+            path: PathId(0),
+            reattach_after: Some(ms(20)),
+        },
+    );
     // The two-step attach is the subject here (one-flight resumes: the test below).
     cfg.client.resume_tickets = false;
     cfg.server.resume_tickets = false;
@@ -207,24 +210,20 @@ fn replayed_attach_proof_is_rejected() {
         .complete_attach(pending, &proof, &mut Deframer::new(), sim.now());
     assert_eq!(r, Err(AttachError::BadProof));
 
-    assert!(sim.server.error().is_none());
-    sim.run_to_completion();
-    sim.assert_streams_identical();
+    finish_unharmed(&mut sim);
 }
 
 /// A recorded HELLO(resume) replayed on a new connection finds its ticket used up; so does a
 /// second use of the same ticket through the API. The session is unaffected.
 #[test]
 fn replayed_resume_is_refused() {
-    let cfg = SimConfig::new(31)
-        .apps(AppSpec::sending(MB), AppSpec::sending(MB))
-        .fault(
-            100,
-            Fault::Kill {
-                path: PathId(0),
-                reattach_after: Some(ms(20)),
-            },
-        );
+    let cfg = mb_each_way(31).fault(
+        100,
+        Fault::Kill {
+            path: PathId(0),
+            reattach_after: Some(ms(20)),
+        },
+    );
     let mut sim = Sim::new(cfg);
     sim.run_until("reattached", |s| !s.log.attaches.is_empty());
     let record = &sim.log.attaches[0];
@@ -256,23 +255,12 @@ fn replayed_resume_is_refused() {
             .unwrap_err(),
         AttachError::StaleTicket
     );
-    assert!(sim.server.error().is_none());
-    sim.run_to_completion();
-    sim.assert_streams_identical();
+    finish_unharmed(&mut sim);
 }
 
 #[test]
 fn forged_challenge_is_rejected_by_the_client() {
-    let cfg = SimConfig::new(14)
-        .apps(AppSpec::sending(MB), AppSpec::sending(MB))
-        .fault(
-            50,
-            Fault::AddPath {
-                link: Link::new(10, MB as u64),
-            },
-        );
-    let mut sim = Sim::new(cfg);
-    sim.forge_next_challenge = true;
+    let mut sim = forged_challenge_on_a_new_path();
     sim.run_until("client reacts to the CHALLENGE", |s| {
         !s.log.errors[0].is_empty()
     });
@@ -297,16 +285,7 @@ fn forged_challenge_is_rejected_by_the_client() {
 /// `handle_frame` says, rather than fail the whole session.
 #[test]
 fn forged_challenge_leaves_the_session_usable() {
-    let cfg = SimConfig::new(14)
-        .apps(AppSpec::sending(MB), AppSpec::sending(MB))
-        .fault(
-            50,
-            Fault::AddPath {
-                link: Link::new(10, MB as u64),
-            },
-        );
-    let mut sim = Sim::new(cfg);
-    sim.forge_next_challenge = true;
+    let mut sim = forged_challenge_on_a_new_path();
     sim.run_to_completion();
     sim.assert_streams_identical();
 }

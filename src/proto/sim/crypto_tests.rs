@@ -70,10 +70,7 @@ fn a_flipped_bit_kills_only_that_flowpath() {
         // The damaged connection is dropped by the receiver; its bytes are re-sent on the
         // other path, and the streams still arrive intact (checked by `transfer`).
         let sim = transfer(encrypted(cfg, None));
-        let receiver = match from {
-            Side::Client => Side::Server,
-            Side::Server => Side::Client,
-        };
+        let receiver = from.peer();
         let errors = &sim.log.errors[receiver.idx()];
         assert!(
             errors

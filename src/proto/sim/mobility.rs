@@ -36,7 +36,7 @@ use rand::Rng;
 use super::net::{ClientEnd, ConnState, ServerEnd};
 use super::scenario::{ControlRecord, DatagramRecord};
 use super::{Fault, Link, ServerMove, Side, Sim};
-use crate::proto::{ControlAction, PathId};
+use crate::proto::{ControlAction, ControlError, PathId};
 
 /// First retransmission interval of a RECONNECT (as in the runtime).
 const FIRST_RESEND: Duration = Duration::from_millis(200);
@@ -127,6 +127,14 @@ impl Sim {
         client_addr(self.mob.client_epoch)
     }
 
+    /// `side`'s current address.
+    fn address(&self, side: Side) -> SocketAddr {
+        match side {
+            Side::Client => self.client_address(),
+            Side::Server => self.server_address(),
+        }
+    }
+
     /// The server address the client's current connection for `path` was dialled to.
     pub fn path_destination(&self, path: PathId) -> Option<SocketAddr> {
         self.client_conn.get(&path).map(|&c| self.conns[c].to)
@@ -140,18 +148,9 @@ impl Sim {
     /// Sends `bytes` as a control datagram to `to`'s current address (an attacker's, or a
     /// replay: it arrives from an address that is not the other end's).
     pub fn inject_datagram(&mut self, to: Side, bytes: Vec<u8>) {
-        let dest = match to {
-            Side::Client => self.client_address(),
-            Side::Server => self.server_address(),
-        };
+        let dest = self.address(to);
         let src = SocketAddr::new(Ipv4Addr::new(203, 0, 113, 66).into(), 6666);
-        self.mob.in_flight.push(Datagram {
-            deliver_at: self.now + self.control_latency(),
-            to,
-            src,
-            dest,
-            bytes,
-        });
+        self.post(to, src, dest, bytes);
     }
 
     /// Where the client connects now and whether the server is there: the announced address
@@ -230,6 +229,11 @@ impl Sim {
     /// [`Fault::ClientMove`]: a new client address; every path with a connection is replaced.
     pub(super) fn client_move(&mut self) {
         self.mob.client_epoch += 1;
+        self.reattach_client_paths();
+    }
+
+    /// Replaces the connection of every client path that has one.
+    fn reattach_client_paths(&mut self) {
         let paths: Vec<(PathId, Link)> = self
             .client_conn
             .iter()
@@ -341,10 +345,11 @@ impl Sim {
         if lost {
             return;
         }
-        let (to, src) = match from {
-            Side::Client => (Side::Server, self.client_address()),
-            Side::Server => (Side::Client, self.server_address()),
-        };
+        self.post(from.peer(), self.address(from), dest, bytes);
+    }
+
+    /// Puts a datagram from `src` to `dest` in flight; it reaches `to` after the control latency.
+    fn post(&mut self, to: Side, src: SocketAddr, dest: SocketAddr, bytes: Vec<u8>) {
         self.mob.in_flight.push(Datagram {
             deliver_at: self.now + self.control_latency(),
             to,
@@ -354,14 +359,20 @@ impl Sim {
         });
     }
 
-    /// The client runtime's part: acknowledge a RECONNECT, follow a fresh one.
-    fn client_datagram(&mut self, d: Datagram) {
-        let result = self.client.handle_control(&d.bytes);
+    /// `side`'s session handles a control datagram; the result is logged and returned.
+    fn handle_control(&mut self, side: Side, bytes: &[u8]) -> Result<ControlAction, ControlError> {
+        let result = self.session(side).handle_control(bytes);
         self.log.control.push(ControlRecord {
             at: self.now,
-            side: Side::Client,
+            side,
             result: result.clone(),
         });
+        result
+    }
+
+    /// The client runtime's part: acknowledge a RECONNECT, follow a fresh one.
+    fn client_datagram(&mut self, d: Datagram) {
+        let result = self.handle_control(Side::Client, &d.bytes);
         let Ok(ControlAction::Reconnect {
             addr, ack, fresh, ..
         }) = result
@@ -373,25 +384,13 @@ impl Sim {
         self.send_datagram(Side::Client, d.src, ack, lost);
         if fresh {
             self.mob.hint = Some(addr);
-            let moving: Vec<(PathId, Link)> = self
-                .client_conn
-                .iter()
-                .map(|(&p, &c)| (p, self.conns[c].link))
-                .collect();
-            for (path, link) in moving {
-                self.apply_fault(Fault::Reattach { path, link });
-            }
+            self.reattach_client_paths();
         }
     }
 
     /// The server runtime's part: stop re-sending an acknowledged RECONNECT.
     fn server_datagram(&mut self, d: Datagram) {
-        let result = self.server.handle_control(&d.bytes);
-        self.log.control.push(ControlRecord {
-            at: self.now,
-            side: Side::Server,
-            result: result.clone(),
-        });
+        let result = self.handle_control(Side::Server, &d.bytes);
         if let Ok(ControlAction::Acked(seq)) = result {
             if self.mob.announce.as_ref().is_some_and(|a| a.seq == seq) {
                 self.mob.announce = None;

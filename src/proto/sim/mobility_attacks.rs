@@ -3,15 +3,10 @@
 
 use std::time::Duration;
 
+use super::tests::{ms, MB};
 use super::{server_addr, AppSpec, Fault, Link, ServerMove, Side, Sim, SimConfig};
 use crate::proto::auth::SessionSecret;
-use crate::proto::{AttachError, ControlAction, ControlError, ErrorCode, Event, Frame, PathId};
-
-const MB: usize = 1_000_000;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+use crate::proto::{ControlAction, ControlError, Event, Frame, PathId};
 
 /// Bytes of a control datagram before its 32-byte mac.
 fn signed_part(datagram: &[u8]) -> &[u8] {
@@ -211,18 +206,7 @@ fn stale_attach_proofs_are_rejected_after_a_move() {
         assert!(matches!(sim.scripted_inbox(c)[0], Frame::Challenge { .. }));
         sim.send_scripted(c, proof);
         sim.run_until("verdict", |s| s.scripted_inbox(c).len() >= 2);
-        let record = sim.log.attaches.last().unwrap();
-        assert_eq!(
-            (record.conn, &record.result),
-            (c, &Err(AttachError::BadProof))
-        );
-        assert!(matches!(
-            sim.scripted_inbox(c)[1],
-            Frame::Error {
-                code: ErrorCode::AuthFailed,
-                ..
-            }
-        ));
+        sim.assert_refused_for_bad_proof(c);
     }
     assert!(sim.server.error().is_none());
     assert_eq!(

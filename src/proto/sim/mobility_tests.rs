@@ -9,16 +9,9 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{
-    AppSpec, Fault, FaultOnFrame, KillOnFrame, Link, OnFrame, ServerMove, Side, Sim, SimConfig,
-};
+use super::tests::{ms, soak_seeds, MB};
+use super::{AppSpec, Fault, FaultOnFrame, Link, OnFrame, ServerMove, Side, Sim, SimConfig};
 use crate::proto::{ControlAction, Event, PathId};
-
-const MB: usize = 1_000_000;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 /// Runs `cfg` to completion; checks both streams, that each side finished exactly once and
 /// that no frame was ever rejected. Returns the finished simulation.
@@ -371,11 +364,7 @@ fn moves_on_both_closing_frames() {
                 action: OnFrame::Reattach,
             },
         ];
-        cfg.kill_on_frame = Some(KillOnFrame {
-            side: Side::Client,
-            frame: "ATTACH_PROOF",
-            reattach_after: Some(ms(10)),
-        });
+        cfg = cfg.kill_on_frame(Side::Client, "ATTACH_PROOF", Some(ms(10)));
         let sim = clean_transfer(cfg);
         assert_eq!(sim.log.triggered.len(), 4, "seed {seed}");
         assert!(sim.now() < Duration::from_secs(3), "seed {seed}");
@@ -495,10 +484,7 @@ fn fifty_random_moves_and_failures_during_one_transfer() {
 #[test]
 #[ignore = "slow; run explicitly"]
 fn random_moves_soak() {
-    let n: u64 = std::env::var("MSOCK_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
+    let n = soak_seeds(200);
     for seed in 0..n {
         clean_transfer(random_moves(1_000 + seed, 2 * MB, true));
     }

@@ -20,7 +20,8 @@
 //! application per end (seeded random data written as capacity allows, then `close_write`;
 //! reads greedily or slowly). Faults ([`Fault`]) are scheduled in virtual time, or triggered
 //! by a frame being written ([`FaultOnFrame`]). Addresses, server moves announced with
-//! RECONNECT datagrams and the client's retry loop are modelled in `mobility`.
+//! RECONNECT datagrams and the client's retry loop are modelled in `mobility`; the receiving side
+//! (deframing, the server's attach answers) is in `deliver`, the sending side in `transmit`.
 //!
 //! Time only advances to the next thing that can happen: a delivery, a send buffer draining, a
 //! session timer, a scheduled fault or an application tick. Runs are bounded in steps and in
@@ -30,6 +31,7 @@
 mod app;
 mod attach_tests;
 mod crypto_tests;
+mod deliver;
 mod mobility;
 mod mobility_attacks;
 mod mobility_tests;
@@ -39,17 +41,17 @@ mod regressions;
 mod report;
 mod scenario;
 mod tests;
+mod transmit;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use super::session::{ClientHandshake, Event, FrameError, PendingAttach, Session, SessionError};
-use super::{DeframeError, Deframer, ErrorCode, Frame, OutQueue, PathId, PREAMBLE};
+use super::session::{ClientHandshake, Event, Session, SessionError};
+use super::{Deframer, Frame, PathId, PREAMBLE};
 
 use app::App;
 pub use app::AppSpec;
@@ -57,7 +59,7 @@ pub use mobility::server_addr;
 pub use net::Link;
 use net::{ClientEnd, Conn, ConnState, Pipe, ServerEnd};
 pub use scenario::{
-    AttachRecord, Fault, FaultOnFrame, KillOnFrame, Log, Milestones, OnFrame, ServerMove, SimConfig,
+    AttachRecord, Fault, FaultOnFrame, Log, Milestones, OnFrame, ServerMove, SimConfig,
 };
 
 /// One end of the session.
@@ -70,6 +72,14 @@ pub enum Side {
 }
 
 impl Side {
+    /// The other end.
+    pub fn peer(self) -> Side {
+        match self {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        }
+    }
+
     pub(super) fn idx(self) -> usize {
         match self {
             Side::Client => 0,
@@ -173,6 +183,14 @@ impl Sim {
     /// Current virtual time.
     pub fn now(&self) -> Duration {
         self.now
+    }
+
+    /// The session at `side`.
+    fn session(&mut self, side: Side) -> &mut Session {
+        match side {
+            Side::Client => &mut self.client,
+            Side::Server => &mut self.server,
+        }
     }
 
     /// Bytes `side`'s application has read from its peer.
@@ -402,224 +420,6 @@ impl Sim {
         }
     }
 
-    // ----- delivery --------------------------------------------------------------------------
-
-    fn deliver_due(&mut self) {
-        for c in 0..self.conns.len() {
-            if self.conns[c].state == ConnState::Dead {
-                continue;
-            }
-            let to_server = self.conns[c].c2s.take_due(self.now);
-            let to_client = self.conns[c].s2c.take_due(self.now);
-            if self.conns[c].state == ConnState::Blackholed {
-                continue;
-            }
-            for bytes in to_server {
-                self.server_receive(c, &bytes);
-            }
-            for bytes in to_client {
-                self.client_receive(c, &bytes);
-            }
-            let conn = &self.conns[c];
-            let closing = matches!(conn.server_end, ServerEnd::Closing);
-            if closing && conn.state == ConnState::Open && conn.s2c.queued() == 0 {
-                self.kill_conn(c); // the refused client reads the ERROR, then EOF
-            }
-        }
-    }
-
-    fn server_receive(&mut self, c: usize, bytes: &[u8]) {
-        self.conns[c].server_rx.extend(bytes);
-        while self.conns[c].state == ConnState::Open {
-            if matches!(self.conns[c].server_end, ServerEnd::Closing) {
-                return;
-            }
-            match self.conns[c].server_rx.next_frame() {
-                Ok(Some(frame)) => self.server_frame(c, frame),
-                Ok(None) => return,
-                Err(e @ DeframeError::Record(_)) => {
-                    self.log_error(Side::Server, SessionError::Protocol(e.to_string()));
-                    self.kill_conn(c);
-                    return;
-                }
-                Err(e) => panic!("server could not deframe connection {c}: {e}"),
-            }
-        }
-    }
-
-    fn server_frame(&mut self, c: usize, frame: Frame) {
-        match std::mem::replace(&mut self.conns[c].server_end, ServerEnd::Closing) {
-            ServerEnd::AwaitHello => self.server_on_hello(c, frame),
-            ServerEnd::Challenged { hello, pending } => {
-                self.server_on_proof(c, hello, pending, frame)
-            }
-            ServerEnd::Attached(p) => {
-                self.conns[c].server_end = ServerEnd::Attached(p);
-                if self.server_conn.get(&p) == Some(&c) {
-                    let rx = &mut self.conns[c].server_rx;
-                    if let Err(e) = self.server.handle_frame(p, frame, rx, self.now) {
-                        self.log_error(Side::Server, logged(e));
-                    }
-                }
-            }
-            ServerEnd::Closing => {}
-        }
-    }
-
-    /// The runtime's part of an attach: look the session up, challenge.
-    fn server_on_hello(&mut self, c: usize, hello: Frame) {
-        if let Frame::HelloResume { session_id, .. } = hello {
-            self.server_on_resume(c, session_id, hello);
-            return;
-        }
-        let Frame::HelloAttach { session_id, .. } = hello else {
-            panic!(
-                "server got {} as the first frame of connection {c}",
-                hello.name()
-            );
-        };
-        if session_id != self.server.id() {
-            self.refuse(c, ErrorCode::UnknownSession);
-            return;
-        }
-        match self.server.challenge_attach(&hello, &mut self.rng) {
-            Ok((pending, mut challenge)) => {
-                if std::mem::take(&mut self.forge_next_challenge) {
-                    if let Frame::Challenge { server_proof, .. } = &mut challenge {
-                        server_proof[0] ^= 0x01;
-                    }
-                }
-                self.server_send(c, &challenge);
-                self.conns[c].server_end = ServerEnd::Challenged { hello, pending };
-            }
-            Err(_) => self.refuse(c, ErrorCode::UnknownSession),
-        }
-    }
-
-    /// The runtime's part of an attach: verify the proof, route the connection.
-    fn server_on_proof(
-        &mut self,
-        c: usize,
-        hello: Frame,
-        pending: PendingAttach,
-        mut proof: Frame,
-    ) {
-        if std::mem::take(&mut self.tamper_next_attach_proof) {
-            if let Frame::AttachProof { client_proof, .. } = &mut proof {
-                client_proof[7] ^= 0x80;
-            }
-        }
-        let rx = &mut self.conns[c].server_rx;
-        let result = self.server.complete_attach(pending, &proof, rx, self.now);
-        match &result {
-            Ok(p) => self.server_attached(c, *p),
-            Err(_) => self.refuse(c, ErrorCode::AuthFailed),
-        }
-        self.log.attaches.push(AttachRecord {
-            conn: c,
-            at: self.now,
-            hello,
-            proof,
-            result,
-        });
-    }
-
-    /// The runtime's part of a one-flight attach: check the HELLO(resume), answer RESUMED.
-    fn server_on_resume(&mut self, c: usize, session_id: u64, hello: Frame) {
-        if session_id != self.server.id() {
-            self.refuse(c, ErrorCode::UnknownSession);
-            return;
-        }
-        let rx = &mut self.conns[c].server_rx;
-        let result = self.server.resume_attach(&hello, rx, self.now);
-        let result = match result {
-            Ok((p, resumed)) => {
-                self.server_send(c, &resumed);
-                self.server_attached(c, p);
-                Ok(p)
-            }
-            Err(e) => {
-                self.refuse(c, ErrorCode::AuthFailed);
-                Err(e)
-            }
-        };
-        self.log.attaches.push(AttachRecord {
-            conn: c,
-            at: self.now,
-            hello: hello.clone(),
-            proof: hello,
-            result,
-        });
-    }
-
-    /// Connection `c` now carries path `p`; the connection it replaces is closed.
-    fn server_attached(&mut self, c: usize, p: PathId) {
-        self.conns[c].server_end = ServerEnd::Attached(p);
-        if let Some(old) = self.server_conn.insert(p, c) {
-            // The attach retired the old path; the server closes its connection.
-            let conn = &mut self.conns[old];
-            conn.state = ConnState::Dead;
-            conn.c2s.clear();
-            conn.s2c.clear();
-        }
-    }
-
-    /// Sends ERROR(`code`) and closes the connection once it has been delivered.
-    fn refuse(&mut self, c: usize, code: ErrorCode) {
-        let reason = code.to_string();
-        self.server_send(c, &Frame::Error { code, reason });
-        self.conns[c].server_end = ServerEnd::Closing;
-        self.log.refusals.push((c, code));
-    }
-
-    /// Writes one harness-made server frame (with the preamble if it is the first).
-    fn server_send(&mut self, c: usize, frame: &Frame) {
-        let conn = &mut self.conns[c];
-        let bytes = with_preamble(!conn.server_preamble_sent, frame);
-        conn.server_preamble_sent = true;
-        conn.s2c.write(self.now, bytes);
-        *self.log.frames_sent[1].entry(frame.name()).or_default() += 1;
-    }
-
-    fn client_receive(&mut self, c: usize, bytes: &[u8]) {
-        self.conns[c].client_rx.extend(bytes);
-        while self.conns[c].state == ConnState::Open {
-            let frame = match self.conns[c].client_rx.next_frame() {
-                Ok(Some(frame)) => frame,
-                Ok(None) => return,
-                Err(e @ DeframeError::Record(_)) => {
-                    // A record that does not authenticate: the client drops the connection.
-                    self.log_error(Side::Client, SessionError::Protocol(e.to_string()));
-                    self.kill_conn(c);
-                    return;
-                }
-                Err(e) => panic!("client could not deframe connection {c}: {e}"),
-            };
-            let path = self.conns[c].path;
-            if let ClientEnd::Scripted { inbox } = &mut self.conns[c].client_end {
-                inbox.push(frame);
-                continue;
-            }
-            if self.client_conn.get(&path) != Some(&c) {
-                continue; // a connection the client has abandoned
-            }
-            let rx = &mut self.conns[c].client_rx;
-            if let Err(e) = self.client.handle_frame(path, frame, rx, self.now) {
-                let refused = matches!(e, FrameError::PathRefused(_));
-                self.log_error(Side::Client, logged(e));
-                if refused {
-                    assert!(
-                        self.client.path_stats(path).is_none(),
-                        "a refused path is removed"
-                    );
-                    // The client dropped this path (e.g. an impostor): it closes the connection.
-                    self.client_conn.remove(&path);
-                    self.kill_conn(c);
-                }
-            }
-        }
-    }
-
     fn log_error(&mut self, side: Side, e: SessionError) {
         let errors = &mut self.log.errors[side.idx()];
         if errors.last().map(|(_, last)| last) != Some(&e) {
@@ -642,112 +442,6 @@ impl Sim {
         let [client_m, server_m] = &mut self.log.milestones;
         client_app.drive(self.now, &mut self.client, client_m);
         server_app.drive(self.now, &mut self.server, server_m);
-    }
-
-    /// Asks each session for frames on each connection with send-buffer room, in a seeded
-    /// random order (as a runtime's tasks would run).
-    fn transmit_all(&mut self) {
-        let mut order: Vec<(usize, Side)> = (0..self.conns.len())
-            .filter(|&c| self.conns[c].state != ConnState::Dead)
-            .flat_map(|c| [(c, Side::Client), (c, Side::Server)])
-            .collect();
-        order.shuffle(&mut self.rng);
-        for (c, side) in order {
-            self.transmit(c, side);
-        }
-    }
-
-    fn transmit(&mut self, c: usize, side: Side) {
-        let conn = &self.conns[c];
-        if conn.state == ConnState::Dead {
-            return;
-        }
-        let path = match side {
-            Side::Client => match conn.client_end {
-                ClientEnd::Session if self.client_conn.get(&conn.path) == Some(&c) => conn.path,
-                _ => return,
-            },
-            Side::Server => match conn.server_end {
-                ServerEnd::Attached(p) if self.server_conn.get(&p) == Some(&c) => p,
-                _ => return,
-            },
-        };
-        let pipe = match side {
-            Side::Client => &conn.c2s,
-            Side::Server => &conn.s2c,
-        };
-        let room = self.cfg.sndbuf.saturating_sub(pipe.backlog(self.now));
-        if room == 0 {
-            return;
-        }
-        let mut queue = OutQueue::default();
-        let session = match side {
-            Side::Client => &mut self.client,
-            Side::Server => &mut self.server,
-        };
-        if !session.poll_transmit(path, self.now, &mut queue, room) {
-            return;
-        }
-        let mut buf = queue.take_bytes();
-        // Encrypted: only the harness's own frames are named (the session's are sealed).
-        let names = if self.client.is_encrypted() {
-            Vec::new()
-        } else {
-            frame_names(&buf)
-        };
-        if self.corrupt_next == Some((path, side)) && !buf.is_empty() {
-            self.corrupt_next = None;
-            let mut b = buf.to_vec();
-            let i = b.len() / 2;
-            b[i] ^= 0x04;
-            buf = b.into();
-        }
-        let conn = &mut self.conns[c];
-        match side {
-            Side::Client => conn.c2s.write(self.now, buf),
-            Side::Server => conn.s2c.write(self.now, buf),
-        }
-        for name in &names {
-            *self.log.frames_sent[side.idx()].entry(name).or_default() += 1;
-        }
-        self.maybe_kill_on_frame(c, side, &names);
-        self.maybe_fault_on_frame(c, side, &names);
-    }
-
-    fn maybe_kill_on_frame(&mut self, c: usize, side: Side, names: &[&'static str]) {
-        let Some(k) = &self.cfg.kill_on_frame else {
-            return;
-        };
-        if k.side != side || !names.contains(&k.frame) {
-            return;
-        }
-        let reattach_after = k.reattach_after;
-        self.cfg.kill_on_frame = None;
-        let (path, link) = (self.conns[c].path, self.conns[c].link);
-        self.kill_conn(c);
-        if let Some(d) = reattach_after {
-            self.schedule(self.now + d, Fault::Reattach { path, link });
-        }
-    }
-
-    fn maybe_fault_on_frame(&mut self, c: usize, side: Side, names: &[&'static str]) {
-        let hit = |t: &FaultOnFrame| t.side == side && names.contains(&t.frame);
-        let Some(i) = self.cfg.on_frame.iter().position(hit) else {
-            return;
-        };
-        let trigger = self.cfg.on_frame.remove(i);
-        self.log.triggered.push((self.now, side, trigger.frame));
-        let (path, link) = (self.conns[c].path, self.conns[c].link);
-        match trigger.action {
-            OnFrame::Kill { reattach_after } => {
-                self.kill_conn(c);
-                if let Some(d) = reattach_after {
-                    self.schedule(self.now + d, Fault::Reattach { path, link });
-                }
-            }
-            OnFrame::Reattach => self.apply_fault(Fault::Reattach { path, link }),
-            OnFrame::Fault(f) => self.apply_fault(f),
-        }
     }
 
     fn record_progress(&mut self) {
@@ -817,25 +511,5 @@ fn await_frame(pipe: &mut Pipe, rx: &mut Deframer, now: &mut Duration) -> Frame 
         for bytes in pipe.take_due(*now) {
             rx.extend(&bytes);
         }
-    }
-}
-
-/// Names of the whole frames in `buf` (as written by `poll_transmit`).
-fn frame_names(buf: &[u8]) -> Vec<&'static str> {
-    let mut d = Deframer::after_preamble();
-    d.extend(buf);
-    let mut names = Vec::new();
-    while let Some(frame) = d.next_frame().expect("a session emits well-formed frames") {
-        names.push(frame.name());
-    }
-    assert_eq!(d.buffered(), 0, "poll_transmit emitted a partial frame");
-    names
-}
-
-/// How a rejected frame is recorded in the log (a refused path as a protocol error).
-fn logged(e: FrameError) -> SessionError {
-    match e {
-        FrameError::Session(e) => e,
-        FrameError::PathRefused(m) => SessionError::Protocol(m),
     }
 }

@@ -5,6 +5,14 @@ use super::tests::{transfer, MB};
 use super::{AppSpec, Link, Side, Sim, SimConfig};
 use crate::proto::PathId;
 
+/// `n` bytes from client to server only, over a 10 ms path at `fast` bytes/s and a path with
+/// `slow_ms` latency at `slow` bytes/s.
+fn one_way(seed: u64, n: usize, fast: u64, (slow_ms, slow): (u64, u64)) -> SimConfig {
+    SimConfig::new(seed)
+        .paths(vec![Link::new(10, fast), Link::new(slow_ms, slow)])
+        .apps(AppSpec::sending(n), AppSpec::sending(0))
+}
+
 /// Goodput of a finished one-way transfer of `n` bytes, in bytes per second.
 fn goodput(sim: &Sim, n: usize) -> f64 {
     n as f64 / sim.now().as_secs_f64()
@@ -23,9 +31,7 @@ fn two_unequal_paths_aggregate_close_to_the_sum() {
     // 40 and 15 Mbit/s, 10 and 30 ms: the wifi + cellular case.
     for (fast, slow) in [(5_000_000, 1_875_000), (3_750_000, 1_250_000)] {
         let n = 20 * MB;
-        let cfg = SimConfig::new(1)
-            .paths(vec![Link::new(10, fast), Link::new(30, slow)])
-            .apps(AppSpec::sending(n), AppSpec::sending(0));
+        let cfg = one_way(1, n, fast, (30, slow));
         let sim = transfer(cfg);
         let ratio = goodput(&sim, n) / (fast + slow) as f64;
         assert!(ratio >= 0.9, "{fast}+{slow} B/s: {ratio:.3} of the sum");
@@ -51,10 +57,7 @@ fn a_slow_path_does_not_hold_a_small_window_hostage() {
     // window. Re-sending them on the fast path keeps the stream near the fast path's rate.
     let (fast, slow) = (5_000_000u64, 100_000u64);
     let n = 5 * MB;
-    let cfg = SimConfig::new(2)
-        .paths(vec![Link::new(10, fast), Link::new(200, slow)])
-        .apps(AppSpec::sending(n), AppSpec::sending(0))
-        .recv_window(256 << 10);
+    let cfg = one_way(2, n, fast, (200, slow)).recv_window(256 << 10);
     let sim = transfer(cfg);
     let of_fast = goodput(&sim, n) / fast as f64;
     assert!(of_fast >= 0.85, "{of_fast:.3} of the fast path's rate");
@@ -79,10 +82,7 @@ fn a_slow_path_does_not_hold_a_small_window_hostage() {
 fn a_slower_path_with_a_moderate_window() {
     let (fast, slow) = (5_000_000u64, 500_000u64);
     let n = 5 * MB;
-    let cfg = SimConfig::new(3)
-        .paths(vec![Link::new(10, fast), Link::new(150, slow)])
-        .apps(AppSpec::sending(n), AppSpec::sending(0))
-        .recv_window(1 << 20);
+    let cfg = one_way(3, n, fast, (150, slow)).recv_window(1 << 20);
     let sim = transfer(cfg);
     let ratio = goodput(&sim, n) / (fast + slow) as f64;
     assert!(ratio >= 0.8, "{ratio:.3} of the sum");

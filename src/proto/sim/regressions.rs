@@ -44,6 +44,46 @@ impl Duo {
         duo
     }
 
+    /// A session without resume tickets whose client has just opened a path: that path and
+    /// the server's CHALLENGE for it, not yet delivered (for tests that tamper with it).
+    fn challenged_path() -> (Duo, PathId, Frame) {
+        let mut d = Duo::open(Config {
+            resume_tickets: false,
+            ..Config::default()
+        });
+        let (id, hello) = d.client.open_path(&mut d.rng, d.now);
+        let (_, challenge) = d.server.challenge_attach(&hello, &mut d.rng).unwrap();
+        (d, id, challenge)
+    }
+
+    /// [`Duo::open`] with a receive window of `bytes` at both ends.
+    fn open_with_window(bytes: usize) -> Duo {
+        Duo::open(Config {
+            recv_window: bytes,
+            ..Config::default()
+        })
+    }
+
+    /// The client reads everything; its window update (an ACK raising the limit to `limit`)
+    /// is taken off path 0 and never delivered.
+    fn read_all_and_lose_window_update(&mut self, limit: u64) {
+        self.read_all();
+        let lost = self.take(Side::Client, P0);
+        assert!(
+            lost.iter()
+                .any(|f| matches!(f, Frame::Ack { limit: l, .. } if *l == limit)),
+            "{lost:?}"
+        );
+    }
+
+    /// [`Duo::open`] with default configs and a second path, attached and settled.
+    fn open_two_paths() -> (Duo, PathId) {
+        let mut d = Duo::open(Config::default());
+        let p1 = d.attach(None).unwrap();
+        d.settle();
+        (d, p1)
+    }
+
     fn session(&mut self, side: Side) -> &mut Session {
         match side {
             Side::Client => &mut self.client,
@@ -76,11 +116,7 @@ impl Duo {
     /// Moves whatever `from` sends on `path` to the other side; true if anything moved.
     fn carry(&mut self, from: Side, path: PathId) -> bool {
         let frames = self.take(from, path);
-        let to = if from == Side::Client {
-            Side::Server
-        } else {
-            Side::Client
-        };
+        let to = from.peer();
         let any = !frames.is_empty();
         self.give(to, path, frames);
         any
@@ -161,9 +197,7 @@ fn has(frames: &[Frame], name: &str) -> bool {
 /// so the FIN is never re-sent: the server waited forever for a FIN_ACK.
 #[test]
 fn fin_ack_lost_on_another_path_is_resent() {
-    let mut d = Duo::open(Config::default());
-    let p1 = d.attach(None).unwrap();
-    d.settle();
+    let (mut d, p1) = Duo::open_two_paths();
     d.server.close_write();
     d.carry(Side::Server, P0); // FIN(0) on path 0
     d.take(Side::Client, p1); // lost with path 1 (the FIN_ACK, if it goes there)
@@ -180,20 +214,10 @@ fn fin_ack_lost_on_another_path_is_resent() {
 /// blocked at the old limit forever.
 #[test]
 fn window_update_lost_with_the_only_path_is_resent_after_reattach() {
-    let config = Config {
-        recv_window: 4000,
-        ..Config::default()
-    };
-    let mut d = Duo::open(config);
+    let mut d = Duo::open_with_window(4000);
     assert_eq!(d.server.write(&[7; 8000]), 8000);
     d.carry(Side::Server, P0); // 4000 bytes: the whole window
-    d.read_all();
-    let lost = d.take(Side::Client, P0);
-    assert!(
-        lost.iter()
-            .any(|f| matches!(f, Frame::Ack { limit: 8000, .. })),
-        "{lost:?}"
-    );
+    d.read_all_and_lose_window_update(8000);
     d.kill(P0);
     d.attach(Some(P0)).unwrap();
     d.settle();
@@ -204,24 +228,14 @@ fn window_update_lost_with_the_only_path_is_resent_after_reattach() {
 /// acknowledged, so nothing is re-sent on path 1 that would carry a fresh ACK.
 #[test]
 fn window_update_lost_with_one_of_two_paths_is_resent() {
-    let config = Config {
-        recv_window: 4000,
-        ..Config::default()
-    };
-    let mut d = Duo::open(config);
+    let mut d = Duo::open_with_window(4000);
     d.attach(None).unwrap();
     d.settle();
     assert_eq!(d.server.write(&[7; 8000]), 8000);
     d.carry(Side::Server, P0); // 4000 bytes: the whole window
     d.now += Duration::from_millis(10);
     d.carry(Side::Client, P0); // delayed ACK(cumulative 4000, limit 4000) arrives
-    d.read_all();
-    let lost = d.take(Side::Client, P0);
-    assert!(
-        lost.iter()
-            .any(|f| matches!(f, Frame::Ack { limit: 8000, .. })),
-        "{lost:?}"
-    );
+    d.read_all_and_lose_window_update(8000);
     d.kill(P0);
     d.settle();
     assert_eq!(d.read[0].len(), 8000, "server stuck at the old window");
@@ -251,12 +265,7 @@ fn finished_server_accepts_a_reattach_to_resend_its_fin_ack() {
 /// not just that path, although the path was never trusted.
 #[test]
 fn forged_challenge_fails_only_that_path() {
-    let mut d = Duo::open(Config {
-        resume_tickets: false,
-        ..Config::default()
-    });
-    let (id, hello) = d.client.open_path(&mut d.rng, d.now);
-    let (_, mut challenge) = d.server.challenge_attach(&hello, &mut d.rng).unwrap();
+    let (mut d, id, mut challenge) = Duo::challenged_path();
     if let Frame::Challenge { server_proof, .. } = &mut challenge {
         server_proof[0] ^= 1;
     }
@@ -277,12 +286,7 @@ fn forged_challenge_fails_only_that_path() {
 /// so the change is caught and only that path is refused.
 #[test]
 fn a_raised_resume_offset_is_caught_by_the_proofs() {
-    let mut d = Duo::open(Config {
-        resume_tickets: false,
-        ..Config::default()
-    });
-    let (id, hello) = d.client.open_path(&mut d.rng, d.now);
-    let (_, mut challenge) = d.server.challenge_attach(&hello, &mut d.rng).unwrap();
+    let (mut d, id, mut challenge) = Duo::challenged_path();
     if let Frame::Challenge { cumulative, .. } = &mut challenge {
         *cumulative += 1;
     }
@@ -331,9 +335,7 @@ fn a_raised_resume_offset_is_caught_by_the_proofs() {
 /// for the FIN_ACK forever. Fixed by answering a FIN on the path it arrived on.
 #[test]
 fn fin_ack_sent_on_a_silently_dead_path_after_finishing_is_recovered() {
-    let mut d = Duo::open(Config::default());
-    let p1 = d.attach(None).unwrap();
-    d.settle();
+    let (mut d, p1) = Duo::open_two_paths();
     d.client.close_write();
     d.carry(Side::Client, P0); // the client's FIN
     d.carry(Side::Server, P0); // its FIN_ACK

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use super::net::ConnState;
 use super::Sim;
+use crate::proto::{AttachError, ErrorCode, Frame, SessionError};
 
 impl Sim {
     /// Panics if either session has failed.
@@ -35,6 +36,37 @@ impl Sim {
                 self.describe()
             );
         }
+    }
+
+    /// Panics unless the last attach came on scripted connection `c`, failed its proof, and
+    /// `c` was answered (second frame) ERROR(authentication failed).
+    pub fn assert_refused_for_bad_proof(&self, c: usize) {
+        let record = self.log.attaches.last().unwrap();
+        assert_eq!(
+            (record.conn, &record.result),
+            (c, &Err(AttachError::BadProof))
+        );
+        assert!(matches!(
+            self.scripted_inbox(c)[1],
+            Frame::Error {
+                code: ErrorCode::AuthFailed,
+                ..
+            }
+        ));
+    }
+
+    /// Runs until the client session fails (`what` names that in a timeout); panics unless it
+    /// failed on the server's ERROR(`code`).
+    pub fn run_until_client_fails(&mut self, what: &str, code: ErrorCode) {
+        self.run_until(what, |s| s.client.error().is_some());
+        assert!(
+            matches!(
+                self.client.error(),
+                Some(SessionError::PeerError { code: c, .. }) if *c == code
+            ),
+            "{:?}",
+            self.client.error()
+        );
     }
 
     /// A multi-line summary of the state, for failure messages.

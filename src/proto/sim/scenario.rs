@@ -252,6 +252,25 @@ impl SimConfig {
         self.faults.push((Duration::from_millis(at_ms), fault));
         self
     }
+
+    /// Kills the connection that carries `side`'s first frame named `frame` (see
+    /// [`KillOnFrame`]), reattaching after `reattach_after` if given.
+    pub fn kill_on_frame(
+        self,
+        side: Side,
+        frame: &'static str,
+        reattach_after: Option<Duration>,
+    ) -> SimConfig {
+        let kill_on_frame = Some(KillOnFrame {
+            side,
+            frame,
+            reattach_after,
+        });
+        SimConfig {
+            kill_on_frame,
+            ..self
+        }
+    }
 }
 
 /// A successful or failed `complete_attach`, as seen by the server harness.

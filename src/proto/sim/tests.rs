@@ -5,13 +5,21 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{AppSpec, Fault, KillOnFrame, Link, Side, Sim, SimConfig};
+use super::{AppSpec, Fault, Link, Side, Sim, SimConfig};
 use crate::proto::{Config, ErrorCode, Event, PathId, SessionError};
 
 pub(super) const MB: usize = 1_000_000;
 
 pub(super) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+/// How many seeds a soak test runs: `MSOCK_SIM_SEEDS`, or `default`.
+pub(super) fn soak_seeds(default: u64) -> u64 {
+    std::env::var("MSOCK_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Runs `cfg` to completion and checks both streams; returns the finished simulation.
@@ -356,12 +364,9 @@ fn slow_reader_with_path_failures() {
 #[test]
 fn fin_lost_with_the_only_path() {
     for side in [Side::Client, Side::Server] {
-        let mut cfg = SimConfig::new(6).apps(AppSpec::sending(300_000), AppSpec::sending(200_000));
-        cfg.kill_on_frame = Some(KillOnFrame {
-            side,
-            frame: "FIN",
-            reattach_after: Some(ms(200)),
-        });
+        let cfg = SimConfig::new(6)
+            .apps(AppSpec::sending(300_000), AppSpec::sending(200_000))
+            .kill_on_frame(side, "FIN", Some(ms(200)));
         let sim = transfer(cfg);
         assert_eq!(
             sim.log.sent(side, "FIN"),
@@ -372,25 +377,33 @@ fn fin_lost_with_the_only_path() {
     }
 }
 
+/// Two paths (10 ms and `second_ms` latency, 4 MB/s), both ends sending `bytes`; the connection
+/// carrying the first `frame` written by the end `seed` picks (even: client) dies for good.
+fn lose_on_one_of_two_paths(
+    seed: u64,
+    second_ms: u64,
+    bytes: usize,
+    frame: &'static str,
+) -> (Side, SimConfig) {
+    let side = if seed % 2 == 0 {
+        Side::Client
+    } else {
+        Side::Server
+    };
+    let cfg = SimConfig::new(seed)
+        .paths(vec![
+            Link::new(10, 4 * MB as u64),
+            Link::new(second_ms, 4 * MB as u64),
+        ])
+        .apps(AppSpec::sending(bytes), AppSpec::sending(bytes))
+        .kill_on_frame(side, frame, None);
+    (side, cfg)
+}
+
 #[test]
 fn fin_lost_with_one_of_two_paths() {
     for seed in 0..6 {
-        let side = if seed % 2 == 0 {
-            Side::Client
-        } else {
-            Side::Server
-        };
-        let mut cfg = SimConfig::new(seed)
-            .paths(vec![
-                Link::new(10, 4 * MB as u64),
-                Link::new(40, 4 * MB as u64),
-            ])
-            .apps(AppSpec::sending(300_000), AppSpec::sending(300_000));
-        cfg.kill_on_frame = Some(KillOnFrame {
-            side,
-            frame: "FIN",
-            reattach_after: None,
-        });
+        let (side, cfg) = lose_on_one_of_two_paths(seed, 40, 300_000, "FIN");
         let sim = transfer(cfg);
         assert!(
             sim.log.sent(side, "FIN") >= 2,
@@ -402,12 +415,9 @@ fn fin_lost_with_one_of_two_paths() {
 #[test]
 fn fin_ack_lost_with_the_only_path() {
     for side in [Side::Client, Side::Server] {
-        let mut cfg = SimConfig::new(7).apps(AppSpec::sending(100_000), AppSpec::sending(100_000));
-        cfg.kill_on_frame = Some(KillOnFrame {
-            side,
-            frame: "FIN_ACK",
-            reattach_after: Some(ms(200)),
-        });
+        let cfg = SimConfig::new(7)
+            .apps(AppSpec::sending(100_000), AppSpec::sending(100_000))
+            .kill_on_frame(side, "FIN_ACK", Some(ms(200)));
         transfer(cfg);
     }
 }
@@ -417,22 +427,7 @@ fn fin_ack_lost_with_one_of_two_paths() {
     // The FIN may arrive on one path and its FIN_ACK leave on the other; if the FIN_ACK's path
     // dies, the FIN's path is still healthy, so the FIN is never re-sent by itself.
     for seed in 0..12 {
-        let side = if seed % 2 == 0 {
-            Side::Client
-        } else {
-            Side::Server
-        };
-        let mut cfg = SimConfig::new(seed)
-            .paths(vec![
-                Link::new(10, 4 * MB as u64),
-                Link::new(12, 4 * MB as u64),
-            ])
-            .apps(AppSpec::sending(200_000), AppSpec::sending(200_000));
-        cfg.kill_on_frame = Some(KillOnFrame {
-            side,
-            frame: "FIN_ACK",
-            reattach_after: None,
-        });
+        let (_, mut cfg) = lose_on_one_of_two_paths(seed, 12, 200_000, "FIN_ACK");
         cfg.max_time = Duration::from_secs(60);
         transfer(cfg);
     }
@@ -457,14 +452,7 @@ fn idle_timeout_fires_in_virtual_time() {
         "{:?}",
         sim.now()
     );
-    sim.run_until("client told", |s| s.client.error().is_some());
-    assert!(matches!(
-        sim.client.error(),
-        Some(SessionError::PeerError {
-            code: ErrorCode::IdleTimeout,
-            ..
-        })
-    ));
+    sim.run_until_client_fails("client told", ErrorCode::IdleTimeout);
 }
 
 #[test]
@@ -598,10 +586,7 @@ fn random_scenarios() {
 #[test]
 #[ignore = "slow; run explicitly"]
 fn random_scenarios_soak() {
-    let n: u64 = std::env::var("MSOCK_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
+    let n = soak_seeds(1000);
     for seed in 40..40 + n {
         transfer(random_scenario(seed));
     }

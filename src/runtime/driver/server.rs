@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::paths::{read_frames_once, write_out};
 use super::{Driver, PathConn, Side};
-use crate::proto::{ErrorCode, Frame, PendingAttach};
+use crate::proto::{ErrorCode, Frame, PathId, PendingAttach};
 use crate::runtime::app::{AppSink, AppSource};
 use crate::runtime::conn::FlowConn;
 
@@ -119,12 +119,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             Ok((id, resumed)) => {
                 tracing::info!("path {id} resumed from {}", conn.peer);
                 conn.queue(&resumed);
-                self.conns.retain(|c| c.id != id);
-                self.conns.push(PathConn {
-                    id,
-                    conn,
-                    attached: true,
-                });
+                route_attached(&mut self.conns, id, conn);
             }
             Err(e) => {
                 tracing::info!("refusing flowpath from {}: {e}", conn.peer);
@@ -165,12 +160,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                         ) {
                             Ok(id) => {
                                 tracing::info!("path {id} attached from {}", conn.peer);
-                                self.conns.retain(|c| c.id != id);
-                                self.conns.push(PathConn {
-                                    id,
-                                    conn,
-                                    attached: true,
-                                });
+                                route_attached(&mut self.conns, id, conn);
                             }
                             Err(e) => {
                                 tracing::warn!("refusing flowpath from {}: {e}", conn.peer);
@@ -197,4 +187,14 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         }
         progress
     }
+}
+
+/// Server: `conn` now carries path `id`, replacing the connection that carried it before.
+fn route_attached(conns: &mut Vec<PathConn>, id: PathId, conn: FlowConn) {
+    conns.retain(|c| c.id != id);
+    conns.push(PathConn {
+        id,
+        conn,
+        attached: true,
+    });
 }
