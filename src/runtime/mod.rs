@@ -35,7 +35,7 @@ pub mod policy;
 pub mod reconnect;
 pub mod server;
 pub mod services;
-pub mod stdio;
+pub(crate) mod stdio;
 pub mod sys;
 
 pub use app::{AppSink, AppSource};
@@ -43,5 +43,4 @@ pub use client::{resolve, ConnectError, Family};
 pub use conn::FlowConn;
 pub use driver::{AttachRequest, DriveError, Driver, Outcome, PathReport, Snapshot, Totals};
 pub use listener::{DetectPolicy, Incoming, Routes};
-pub use reconnect::ReconnectPolicy;
 pub use stdio::{StdinSource, StdoutSink};

@@ -49,7 +49,7 @@ pub struct Binding {
 
 impl Policy {
     /// True when the routing table decides (no interface is chosen by msock).
-    pub fn follows_routing(&self) -> bool {
+    pub(crate) fn follows_routing(&self) -> bool {
         self.mode == Mode::Route
             && self.only.is_empty()
             && self.backup.is_empty()
