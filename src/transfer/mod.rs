@@ -39,7 +39,7 @@ use std::path::Path;
 
 /// Hashes the first `n` bytes of `p` (fewer if it is shorter); returns the hasher and the
 /// bytes hashed.
-pub fn hash_prefix(p: &Path, n: u64) -> io::Result<(blake3::Hasher, u64)> {
+pub(crate) fn hash_prefix(p: &Path, n: u64) -> io::Result<(blake3::Hasher, u64)> {
     let mut f = std::fs::File::open(p)?.take(n);
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 256 << 10];

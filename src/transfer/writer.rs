@@ -16,13 +16,13 @@ pub struct Target {
     /// The partial file (hidden, next to the final name).
     pub part: PathBuf,
     /// The final name.
-    pub final_path: PathBuf,
+    pub(crate) final_path: PathBuf,
     /// Set the executable bit.
     pub exec: bool,
     /// Where the bytes start (the partial file is cut to this length).
     pub offset: u64,
     /// The hash of the partial file's first `offset` bytes, carried on.
-    pub hasher: blake3::Hasher,
+    pub(crate) hasher: blake3::Hasher,
     /// Replace a file that exists under the final name.
     pub replace: bool,
 }
