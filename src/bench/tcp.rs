@@ -52,7 +52,7 @@ pub async fn connect(
 }
 
 /// A future that ends the pump when it completes (Ctrl-C).
-pub type Interrupt = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type Interrupt = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Moves the bench protocol over `stream` until both directions have ended: the source's
 /// bytes out, received bytes into the sink, answering snapshot requests on the probe of
