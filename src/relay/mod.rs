@@ -83,4 +83,4 @@ pub mod splice;
 pub mod wire;
 
 /// The relay's default port (`msock proxy`, and `NAME@HOST` without a port).
-pub const DEFAULT_PORT: u16 = 7480;
+pub(crate) const DEFAULT_PORT: u16 = 7480;

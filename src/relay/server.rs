@@ -101,7 +101,7 @@ impl Relay {
 
     /// Writes the registry's names to the state file (if there is one), off the registry's
     /// lock and off the runtime's threads; returns once they are on disk.
-    pub async fn persist(&self) {
+    pub(crate) async fn persist(&self) {
         let _one_at_a_time = self.saving.lock().await;
         let Some(doc) = self.reg().state_doc() else {
             return;
