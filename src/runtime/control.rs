@@ -126,7 +126,7 @@ pub struct Announce {
     /// The RECONNECT's sequence number (its ACK carries it).
     pub seq: u64,
     /// The address it announces.
-    pub announced: SocketAddr,
+    pub(crate) announced: SocketAddr,
     /// The client's control socket it goes to.
     pub dest: SocketAddr,
     datagram: Vec<u8>,

@@ -33,7 +33,7 @@ pub struct Policy {
     /// Explicit bindings, one flowpath from each (of the server's address family), instead of
     /// the interfaces found; e.g. several loopback addresses, which `msock bench`'s built-in
     /// run stripes over. Empty: choose by `mode`, `only` and `backup`.
-    pub fixed: Vec<Binding>,
+    pub(crate) fixed: Vec<Binding>,
 }
 
 /// Where one flowpath leaves from: an interface and one of its addresses.

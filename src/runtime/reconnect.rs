@@ -85,7 +85,7 @@ pub struct ReconnectPolicy {
     /// Wait this long between failed attempts.
     pub retry_interval: Duration,
     /// How to reach the server; None: resolve `dest` and connect to it directly.
-    pub strategy: Option<Arc<dyn DialStrategy>>,
+    pub(crate) strategy: Option<Arc<dyn DialStrategy>>,
 }
 
 impl std::fmt::Debug for ReconnectPolicy {

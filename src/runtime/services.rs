@@ -117,7 +117,7 @@ impl<T: Send + 'static> Services<T> {
     }
 
     /// The magics of the raw services, for the listener's classifier.
-    pub fn magics(&self) -> Arc<[Magic]> {
+    pub(crate) fn magics(&self) -> Arc<[Magic]> {
         self.raw.iter().map(|(m, _)| *m).collect()
     }
 
