@@ -61,7 +61,7 @@ pub mod kind {
     /// Relay → client: the name's direct addresses.
     pub(crate) const FOUND: u8 = 0x28;
     /// Listener → relay: these splices' listener halves are dead (our address went away).
-    pub const GONE: u8 = 0x29;
+    pub(crate) const GONE: u8 = 0x29;
 }
 
 /// A refusal or failure, as an ERROR frame carries it (relay → anyone).
