@@ -5,7 +5,7 @@ pub mod connect;
 pub mod dial;
 pub mod listen;
 pub mod proxy;
-pub mod receive;
+pub(crate) mod receive;
 pub mod send_file;
 
 use std::fmt::Display;
