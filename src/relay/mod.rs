@@ -79,8 +79,8 @@ mod refusal;
 pub mod registry;
 pub mod secrets;
 pub mod server;
-pub mod splice;
-pub mod wire;
+pub(crate) mod splice;
+pub(crate) mod wire;
 
 /// The relay's default port (`msock proxy`, and `NAME@HOST` without a port).
 pub(crate) const DEFAULT_PORT: u16 = 7480;
