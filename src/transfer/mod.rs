@@ -27,12 +27,12 @@
 //! is complete, so that a later run, even days later, resumes it.
 
 pub mod manifest;
-pub mod names;
+pub(crate) mod names;
 pub mod progress;
 pub mod receiver;
 pub mod sender;
 pub mod wire;
-pub mod writer;
+pub(crate) mod writer;
 
 use std::io::{self, Read};
 use std::path::Path;

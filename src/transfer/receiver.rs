@@ -207,7 +207,7 @@ pub async fn receive(
                 }
                 done[i] = true;
                 let verdict = match writer.finish(Some((end.size, want))).await {
-                    Ok(_) => {
+                    Ok(()) => {
                         out.files += 1;
                         Verdict {
                             index: i,
