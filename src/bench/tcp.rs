@@ -1,5 +1,5 @@
 //! The plain TCP leg of `msock bench --compare-tcp` and of the built-in run: one TCP
-//! connection that starts with [`BENCH_TCP_MAGIC`] (so that a listener serves it to its bench
+//! connection that starts with `BENCH_TCP_MAGIC` (so that a listener serves it to its bench
 //! server) and then carries the same bench protocol as a session, moved by [`pump`].
 
 use std::future::Future;

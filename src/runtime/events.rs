@@ -42,7 +42,7 @@ pub trait Sink: Send + Sync {
     fn event(&self, kind: &str, fields: Value);
 }
 
-/// Which standard stream a [`JsonLines`] sink writes to.
+/// Which standard stream a `JsonLines` sink writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
     /// Standard output (the relay's status lines: its output is the log).

@@ -400,7 +400,7 @@ pub fn unmatched_overrides<'a>(
 
 /// The interfaces as a table for people, one line per interface (plus a header) and no
 /// borders, so that it also reads well in `grep` and `awk`: interface, kind, how (the
-/// [`KindSource`]), state, addresses.
+/// `KindSource`), state, addresses.
 pub fn table(ifaces: &[Iface]) -> String {
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::NOTHING);

@@ -10,11 +10,11 @@
 //! - [`client`]: client session setup (routes, interface policy, handshake, key pinning);
 //!   [`reconnect`]: replacing a client's broken flowpaths; [`policy`]: which interfaces
 //!   flowpaths use; [`ifaces`]: the machine's interfaces and their kinds.
-//! - [`driver`]: the one task per session that moves bytes between sockets, timers and the
+//! - `driver`: the one task per session that moves bytes between sockets, timers and the
 //!   application.
-//! - [`conn`]: one flowpath's TCP connection; [`control`]: the UDP control channel (server
+//! - [`conn`]: one flowpath's TCP connection; `control`: the UDP control channel (server
 //!   moves); [`netwatch`]: address and link change notifications.
-//! - [`app`]: the application-side traits; [`stdio`]: stdin/stdout; [`channel_io`]: channels
+//! - [`app`]: the application-side traits; `stdio`: stdin/stdout; [`channel_io`]: channels
 //!   for services written as async code; [`plain`]: plain TCP (no msock) copying.
 //! - [`keys`]: keys on disk (listener identity, pinned peers, pre-shared keys);
 //!   [`events`]: `--json-events` output; [`sys`]: process resource limits and memory use.

@@ -57,7 +57,7 @@ impl Policy {
     }
 
     /// The bindings the policy wants now, best first; empty when nothing is usable (or when
-    /// [`Policy::follows_routing`]: then one unbound flowpath is wanted).
+    /// `Policy::follows_routing`: then one unbound flowpath is wanted).
     pub fn plan(&self, ifaces: &[Iface], server: SocketAddr) -> Vec<Binding> {
         if self.follows_routing() {
             return Vec::new();

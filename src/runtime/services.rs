@@ -106,7 +106,7 @@ impl<T: Send + 'static> Services<T> {
     }
 
     /// TCP connections that begin with `magic` go to `handler` (the listener must be set up
-    /// with [`Services::magics`] to recognise them).
+    /// with `Services::magics` to recognise them).
     pub fn raw<F, Fut>(&mut self, magic: Magic, handler: F)
     where
         F: Fn(TcpStream, SocketAddr) -> Fut + Send + Sync + 'static,

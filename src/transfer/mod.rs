@@ -7,7 +7,7 @@
 //!
 //! Every message is `tag u8, length u32 (big endian), body`. Bodies of control messages are
 //! JSON objects (at most [`wire::MAX_CONTROL`] bytes); DATA bodies are file bytes (at most
-//! [`wire::MAX_DATA`] per message).
+//! `wire::MAX_DATA` per message).
 //!
 //! 1. sender → `OFFER`: every entry (relative `/`-separated path, kind file/dir/stream, size,
 //!    executable bit) and the total size.

@@ -47,7 +47,7 @@ pub enum Kind {
 /// One entry of an offer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    /// Relative path, `/`-separated (checked by the receiver: see [`super::names`]).
+    /// Relative path, `/`-separated (checked by the receiver: see `super::names`).
     pub path: String,
     /// File, folder or stream.
     pub kind: Kind,
