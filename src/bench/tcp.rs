@@ -1,5 +1,5 @@
 //! The plain TCP leg of `msock bench --compare-tcp` and of the built-in run: one TCP
-//! connection that starts with [`BENCH_TCP_MAGIC`] (so that a listener serves it to its bench
+//! connection that starts with `BENCH_TCP_MAGIC` (so that a listener serves it to its bench
 //! server) and then carries the same bench protocol as a session, moved by [`pump`].
 
 use std::future::Future;
@@ -52,7 +52,7 @@ pub async fn connect(
 }
 
 /// A future that ends the pump when it completes (Ctrl-C).
-pub type Interrupt = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type Interrupt = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Moves the bench protocol over `stream` until both directions have ended: the source's
 /// bytes out, received bytes into the sink, answering snapshot requests on the probe of

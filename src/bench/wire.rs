@@ -86,7 +86,7 @@ pub fn message(kind: Kind, body: &[u8]) -> Bytes {
 
 /// A DATA message of `len` payload bytes (zeros), header included: built once and handed out
 /// as cheap clones.
-pub fn data_block(len: usize) -> Bytes {
+pub(crate) fn data_block(len: usize) -> Bytes {
     let mut b = BytesMut::zeroed(HEADER + len);
     b[..HEADER].copy_from_slice(&header(Kind::Data, len));
     b.freeze()
@@ -127,7 +127,7 @@ enum State {
 pub struct Parser {
     state: State,
     /// DATA payload bytes so far.
-    pub data_bytes: u64,
+    pub(crate) data_bytes: u64,
 }
 
 impl Default for Parser {

@@ -38,7 +38,7 @@ pub fn policy(args: &PolicyArgs) -> Policy {
 
 /// Checks that `dest` looks like HOST:PORT or NAME@RELAY\[:PORT\] (exit 2 otherwise); true for
 /// NAME@RELAY.
-pub fn check_dest(dest: &str) -> Result<bool, Failure> {
+pub(crate) fn check_dest(dest: &str) -> Result<bool, Failure> {
     if crate::relay::client::parse(dest)
         .map_err(Failure::local)?
         .is_some()
@@ -70,7 +70,7 @@ pub async fn dial<I: AppSource, O: AppSink>(
 
 /// Like [`dial`], with an interface policy given by the caller instead of the flags (e.g.
 /// explicit source addresses to stripe over).
-pub async fn dial_with_policy<I: AppSource, O: AppSink>(
+pub(crate) async fn dial_with_policy<I: AppSource, O: AppSink>(
     dest: &str,
     dial: &DialArgs,
     stream: &StreamArgs,

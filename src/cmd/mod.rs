@@ -5,7 +5,7 @@ pub mod connect;
 pub mod dial;
 pub mod listen;
 pub mod proxy;
-pub mod receive;
+pub(crate) mod receive;
 pub mod send_file;
 
 use std::fmt::Display;
@@ -59,7 +59,7 @@ impl Failure {
         }
     }
     /// A listener turned a client away before any session began (see [`Exit::NotStarted`]).
-    pub fn not_started(e: impl Display) -> Self {
+    pub(crate) fn not_started(e: impl Display) -> Self {
         Failure {
             kind: Exit::NotStarted,
             message: e.to_string(),
@@ -117,7 +117,7 @@ impl From<ConnectError> for Failure {
 
 /// The session settings the stream flags ask for (encryption on unless --no-encrypt; the
 /// pre-shared key read from --psk-file). A listener adds its key.
-pub fn session_config(args: &StreamArgs) -> Result<Config, Failure> {
+pub(crate) fn session_config(args: &StreamArgs) -> Result<Config, Failure> {
     let psk = match &args.psk_file {
         Some(p) => Some(crate::runtime::keys::read_psk(p).map_err(Failure::local)?),
         None => None,
@@ -133,7 +133,7 @@ pub fn session_config(args: &StreamArgs) -> Result<Config, Failure> {
 }
 
 /// Applies the stream flag that is a process-wide setting (congestion control); a congestion control the system does not offer is the user's to fix (exit 2).
-pub fn apply_process_settings(args: &StreamArgs) -> Result<(), Failure> {
+pub(crate) fn apply_process_settings(args: &StreamArgs) -> Result<(), Failure> {
     if let Some(cc) = &args.congestion {
         crate::runtime::conn::set_congestion(cc).map_err(|e| {
             Failure::local(format!(
@@ -154,7 +154,7 @@ pub fn family(args: &StreamArgs) -> Family {
 }
 
 /// Resolves when the user presses Ctrl-C.
-pub async fn ctrl_c() {
+pub(crate) async fn ctrl_c() {
     if tokio::signal::ctrl_c().await.is_err() {
         // No signal handling available: never interrupt.
         std::future::pending::<()>().await;
@@ -162,7 +162,7 @@ pub async fn ctrl_c() {
 }
 
 /// Polls `f` once (registering whatever it waits for), without waiting for it.
-pub async fn futures_poll_once<F: std::future::Future + ?Sized>(f: std::pin::Pin<&mut F>) {
+pub(crate) async fn futures_poll_once<F: std::future::Future + ?Sized>(f: std::pin::Pin<&mut F>) {
     let mut f = Some(f);
     std::future::poll_fn(|cx| {
         if let Some(f) = f.take() {

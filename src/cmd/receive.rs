@@ -12,7 +12,7 @@ use crate::transfer::receiver::{receive, ReceiveError, SaveRules};
 
 /// Where and how a listener saves files (`--save-dir`, `--overwrite`, `--max-size`).
 #[derive(Debug)]
-pub struct SaveOptions {
+pub(crate) struct SaveOptions {
     rules: SaveRules,
 }
 

@@ -93,7 +93,7 @@ pub async fn plan(dest: &str, family: Family, wait: Duration) -> Result<Vec<Hop>
 
 /// Asks the relay where `named` listens directly. Returns the relay address that answered and
 /// the direct addresses (possibly none).
-pub async fn lookup(
+pub(crate) async fn lookup(
     named: &Named,
     relay_addrs: &[SocketAddr],
     wait: Duration,

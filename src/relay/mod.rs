@@ -11,7 +11,7 @@
 //!
 //! Every connection to the relay starts like an msock flowpath: the preamble `MSOCK\x01`,
 //! then one frame in msock's framing (`length u32, type u8, body`), whose type says what the
-//! connection is. Relay frames (types 0x20 and up; bodies at most [`wire::MAX_RELAY_FRAME`];
+//! connection is. Relay frames (types 0x20 and up; bodies at most `wire::MAX_RELAY_FRAME`;
 //! names are 1 to 64 of `A-Z a-z 0-9 . _ -`, sent as `len u8, bytes`; an address is
 //! `family u8 (4|6), ip [4|16], port u16`):
 //!
@@ -64,7 +64,7 @@
 //! Anything else (not msock, an msock HELLO, an unknown frame) is answered with ERROR and
 //! closed; a client that sends no first frame within the handshake timeout is dropped.
 //!
-//! [`wire`] gives each direction (client → relay, listener → relay, relay → client, relay →
+//! `wire` gives each direction (client → relay, listener → relay, relay → client, relay →
 //! listener) its own message type and decoder: a frame sent the wrong way does not decode.
 //!
 //! # State
@@ -79,8 +79,8 @@ mod refusal;
 pub mod registry;
 pub mod secrets;
 pub mod server;
-pub mod splice;
-pub mod wire;
+pub(crate) mod splice;
+pub(crate) mod wire;
 
 /// The relay's default port (`msock proxy`, and `NAME@HOST` without a port).
-pub const DEFAULT_PORT: u16 = 7480;
+pub(crate) const DEFAULT_PORT: u16 = 7480;

@@ -132,7 +132,7 @@ impl Registry {
     /// The state file and what to write to it (names and secrets) now; None without a state
     /// file. Cheap enough to take under the registry's lock; the writing (and its fsync) is
     /// [`write_state`]'s, done off the lock.
-    pub fn state_doc(&self) -> Option<(PathBuf, String)> {
+    pub(crate) fn state_doc(&self) -> Option<(PathBuf, String)> {
         let path = self.state.clone()?;
         let now = Instant::now();
         let now_unix = unix_now();
@@ -155,14 +155,19 @@ impl Registry {
     }
 
     /// A new registration generation number.
-    pub fn next_gen(&mut self) -> u64 {
+    pub(crate) fn next_gen(&mut self) -> u64 {
         self.next_gen += 1;
         self.next_gen
     }
 
     /// Takes one token from `ip`'s bucket (`rate` per second, bursts of twice that; 0 means
     /// no limit) and checks the flowpath limit. Err says which limit refused.
-    pub fn admit(&mut self, ip: IpAddr, rate: f64, max_flowpaths: usize) -> Result<(), Limit> {
+    pub(crate) fn admit(
+        &mut self,
+        ip: IpAddr,
+        rate: f64,
+        max_flowpaths: usize,
+    ) -> Result<(), Limit> {
         if self.slots.len() >= max_flowpaths {
             return Err(Limit::Flowpaths);
         }
@@ -211,7 +216,7 @@ impl Registry {
 
 /// Writes a [`Registry::state_doc`] to its file (synced, then renamed into place); a failure
 /// is logged, and the relay goes on with its names in memory.
-pub fn write_state((path, doc): (PathBuf, String)) {
+pub(crate) fn write_state((path, doc): (PathBuf, String)) {
     if let Err(e) = secrets::write_private(&path, doc.as_bytes()) {
         tracing::warn!("cannot write state file {}: {e}", path.display());
     }

@@ -30,12 +30,16 @@ fn mac(key: &[u8], label: &[u8], name: &str, nonce: &[u8; NONCE_LEN]) -> [u8; SE
 }
 
 /// The proof that the listener holds `secret` for `name`, over `nonce`.
-pub fn name_proof(secret: &[u8; SECRET_LEN], name: &str, nonce: &[u8; NONCE_LEN]) -> [u8; 32] {
+pub(crate) fn name_proof(
+    secret: &[u8; SECRET_LEN],
+    name: &str,
+    nonce: &[u8; NONCE_LEN],
+) -> [u8; 32] {
     mac(secret, NAME_LABEL, name, nonce)
 }
 
 /// The proof that the listener holds operator key `key`, over `nonce`.
-pub fn key_proof(key: &[u8], name: &str, nonce: &[u8; NONCE_LEN]) -> [u8; 32] {
+pub(crate) fn key_proof(key: &[u8], name: &str, nonce: &[u8; NONCE_LEN]) -> [u8; 32] {
     mac(key, KEY_LABEL, name, nonce)
 }
 
@@ -50,7 +54,7 @@ pub fn hex(b: &[u8]) -> String {
 }
 
 /// Parses 64 hex digits.
-pub fn unhex32(s: &str) -> Option<[u8; 32]> {
+pub(crate) fn unhex32(s: &str) -> Option<[u8; 32]> {
     let s = s.trim();
     if s.len() != 64 || !s.is_ascii() {
         return None;
@@ -64,7 +68,7 @@ pub fn unhex32(s: &str) -> Option<[u8; 32]> {
 
 /// msock's state directory: `$MSOCK_STATE_DIR`, else `$XDG_STATE_HOME/msock`, else
 /// `~/.local/state/msock`.
-pub fn state_dir() -> Option<PathBuf> {
+pub(crate) fn state_dir() -> Option<PathBuf> {
     let env = |k: &str| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())
@@ -100,7 +104,7 @@ pub fn secret_path(relay: &str, name: &str) -> Option<PathBuf> {
 }
 
 /// Reads a secret file; None if it does not exist; Err if it exists but is unusable.
-pub fn load_secret(path: &Path) -> Result<Option<[u8; 32]>, String> {
+pub(crate) fn load_secret(path: &Path) -> Result<Option<[u8; 32]>, String> {
     match std::fs::read_to_string(path) {
         Ok(s) => unhex32(&s).map(Some).ok_or_else(|| {
             format!(
@@ -115,7 +119,7 @@ pub fn load_secret(path: &Path) -> Result<Option<[u8; 32]>, String> {
 
 /// Writes `data` to `path` atomically (temporary file, then rename), mode 0600, creating the
 /// directory (mode 0700) if needed.
-pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         let mut b = std::fs::DirBuilder::new();
         b.recursive(true);

@@ -34,9 +34,9 @@ pub struct Config {
     /// A spliced pair that moved no byte for this long is closed.
     pub idle_timeout: Duration,
     /// Most flowpaths (running or waiting splices) at once.
-    pub max_flowpaths: usize,
+    pub(crate) max_flowpaths: usize,
     /// Most registered names.
-    pub max_names: usize,
+    pub(crate) max_names: usize,
     /// New client flowpaths per second per source address (bursts of twice that); 0: no limit.
     pub rate: f64,
     /// A name outlives its listener's control channel by this long.
@@ -101,7 +101,7 @@ impl Relay {
 
     /// Writes the registry's names to the state file (if there is one), off the registry's
     /// lock and off the runtime's threads; returns once they are on disk.
-    pub async fn persist(&self) {
+    pub(crate) async fn persist(&self) {
         let _one_at_a_time = self.saving.lock().await;
         let Some(doc) = self.reg().state_doc() else {
             return;

@@ -20,15 +20,15 @@ use crate::proto::{ErrorCode, PREAMBLE};
 
 /// Longest relay frame body accepted (type byte included): names are short, address lists
 /// are capped at [`MAX_ADDRS`], GONE lists at [`MAX_GONE`].
-pub const MAX_RELAY_FRAME: usize = 4096;
+pub(crate) const MAX_RELAY_FRAME: usize = 4096;
 /// Longest name, in bytes.
-pub const MAX_NAME: usize = 64;
+pub(crate) const MAX_NAME: usize = 64;
 /// Most direct addresses a listener may publish.
-pub const MAX_ADDRS: usize = 16;
+pub(crate) const MAX_ADDRS: usize = 16;
 /// Most splice ids in one GONE.
-pub const MAX_GONE: usize = 256;
+pub(crate) const MAX_GONE: usize = 256;
 /// Bytes of a registration secret (and of each HMAC proof).
-pub const SECRET_LEN: usize = 32;
+pub(crate) const SECRET_LEN: usize = 32;
 /// Bytes of a nonce and of a splice token.
 pub const NONCE_LEN: usize = 16;
 
@@ -45,11 +45,11 @@ pub mod kind {
     /// Listener → relay: register a name.
     pub const REGISTER: u8 = 0x20;
     /// Relay → listener: the nonce to prove over.
-    pub const NONCE: u8 = 0x21;
+    pub(crate) const NONCE: u8 = 0x21;
     /// Listener → relay: proofs of the name secret and of an operator key.
-    pub const PROVE: u8 = 0x22;
+    pub(crate) const PROVE: u8 = 0x22;
     /// Relay → listener: registered.
-    pub const REGISTERED: u8 = 0x23;
+    pub(crate) const REGISTERED: u8 = 0x23;
     /// Relay → listener: dial back for a splice.
     pub const DIAL: u8 = 0x24;
     /// Listener → relay, first frame of a dialed-back connection.
@@ -59,9 +59,9 @@ pub mod kind {
     /// Client → relay: where does NAME listen directly?
     pub const LOOKUP: u8 = 0x27;
     /// Relay → client: the name's direct addresses.
-    pub const FOUND: u8 = 0x28;
+    pub(crate) const FOUND: u8 = 0x28;
     /// Listener → relay: these splices' listener halves are dead (our address went away).
-    pub const GONE: u8 = 0x29;
+    pub(crate) const GONE: u8 = 0x29;
 }
 
 /// A refusal or failure, as an ERROR frame carries it (relay → anyone).
@@ -75,7 +75,7 @@ pub struct Refusal {
 
 /// Client → relay: the first (and only) frame of a client's connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientToRelay {
+pub(crate) enum ClientToRelay {
     /// A client flowpath for this name; the msock connection follows.
     Route(String),
     /// Where does this name listen directly?
@@ -84,7 +84,7 @@ pub enum ClientToRelay {
 
 /// Listener → relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenerToRelay {
+pub(crate) enum ListenerToRelay {
     /// Register `name` (opens the control channel); `addrs` are the listener's direct
     /// addresses.
     Register {
@@ -115,7 +115,7 @@ pub enum ListenerToRelay {
 
 /// Relay → client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RelayToClient {
+pub(crate) enum RelayToClient {
     /// The name's direct addresses (may be empty: use the relay).
     Found(Vec<SocketAddr>),
     /// Refusal or failure.
@@ -151,7 +151,7 @@ pub enum RelayToListener {
 
 /// The first frame of a connection to the relay: a client's or a listener's.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ToRelay {
+pub(crate) enum ToRelay {
     /// A client's.
     Client(ClientToRelay),
     /// A listener's.
@@ -473,7 +473,7 @@ fn read_refusal(r: &mut Reader) -> Result<Refusal, CodecError> {
 }
 
 /// Reads the 6-byte msock preamble within `timeout`.
-pub async fn read_preamble<R: AsyncRead + Unpin>(
+pub(crate) async fn read_preamble<R: AsyncRead + Unpin>(
     r: &mut R,
     timeout: Duration,
 ) -> Result<(), WireError> {
@@ -489,7 +489,7 @@ pub async fn read_preamble<R: AsyncRead + Unpin>(
 
 /// Reads exactly one frame (never a byte more, so that what follows can be spliced) within
 /// `timeout`. Returns the type and body.
-pub async fn read_raw<R: AsyncRead + Unpin>(
+pub(crate) async fn read_raw<R: AsyncRead + Unpin>(
     r: &mut R,
     timeout: Duration,
 ) -> Result<(u8, Vec<u8>), WireError> {
@@ -517,7 +517,7 @@ pub async fn read_frame<M: Message, R: AsyncRead + Unpin>(
 /// Reads frames from `r` in a task of its own and hands them over a channel, so that a
 /// `select!` over the channel never drops a half-read frame. The channel ends after the
 /// first error (which it carries), including `silence` without a frame.
-pub fn spawn_reader<M: Message, R: AsyncRead + Unpin + Send + 'static>(
+pub(crate) fn spawn_reader<M: Message, R: AsyncRead + Unpin + Send + 'static>(
     mut r: R,
     silence: Duration,
 ) -> tokio::sync::mpsc::Receiver<Result<M, WireError>> {

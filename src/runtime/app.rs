@@ -1,6 +1,6 @@
 //! The application side of a session: the traits for where the bytes to send come from
 //! ([`AppSource`]) and where received bytes go ([`AppSink`]). Implementations: stdin/stdout
-//! in [`super::stdio`], channels in [`super::channel_io`].
+//! in `super::stdio`, channels in [`super::channel_io`].
 
 use std::io;
 use std::task::{Context, Poll};

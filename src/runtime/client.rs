@@ -112,7 +112,7 @@ pub struct ClientConfig {
     /// Where session and path events go.
     pub events: Events,
     /// How to reach the server; None: resolve `dest` and connect directly.
-    pub strategy: Option<Arc<dyn DialStrategy>>,
+    pub(crate) strategy: Option<Arc<dyn DialStrategy>>,
 }
 
 /// One way to reach a server: addresses to connect to and the bytes to send before the msock

@@ -13,7 +13,7 @@ use crate::proto::{DeframeError, Deframer, Frame, OutQueue, PREAMBLE};
 /// Kernel unsent-bytes threshold for flowpath sockets: a socket reports writable only while
 /// less than this is queued unsent, so that the session (not the kernel) decides which path
 /// carries which bytes.
-pub const NOTSENT_LOWAT: u32 = 512 * 1024;
+pub(crate) const NOTSENT_LOWAT: u32 = 512 * 1024;
 
 /// A flowpath connection with its frame reader and pending output.
 #[derive(Debug)]
@@ -30,7 +30,7 @@ pub struct FlowConn {
     /// Local address.
     pub local: SocketAddr,
     /// The socket's current unsent-bytes threshold (TCP_NOTSENT_LOWAT).
-    pub lowat: u32,
+    pub(crate) lowat: u32,
 }
 
 /// What went wrong while reading frames from a flowpath.
@@ -101,7 +101,7 @@ impl FlowConn {
     /// Keeps the kernel's unsent queue near `secs` worth of the path's delivery `rate` (bytes
     /// per second), between 32 KiB and [`NOTSENT_LOWAT`], so that a slow path does not hoard
     /// bytes a faster one could deliver sooner. Changes the socket only on a real difference.
-    pub fn size_queue_for(&mut self, rate: f64, secs: f64) {
+    pub(crate) fn size_queue_for(&mut self, rate: f64, secs: f64) {
         let want = ((rate * secs) as u32).clamp(32 * 1024, NOTSENT_LOWAT);
         if want.abs_diff(self.lowat) > self.lowat / 4 {
             set_notsent_lowat(&self.stream, want);
@@ -189,7 +189,7 @@ fn set_notsent_lowat(_stream: &TcpStream, _bytes: u32) {}
 /// `device` if given, within `timeout`. Binding to the device makes the packets leave through
 /// it even where the routing table would pick another; where the OS refuses that (no
 /// privilege), the source address alone has to do.
-pub async fn connect_tcp(
+pub(crate) async fn connect_tcp(
     addr: SocketAddr,
     source: Option<SocketAddr>,
     device: Option<&str>,
@@ -244,7 +244,7 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
 
 /// Options for a plain TCP connection (plain mode): no Nagle delay, TCP keepalive, and the
 /// chosen congestion control.
-pub fn plain_tune(stream: &TcpStream) {
+pub(crate) fn plain_tune(stream: &TcpStream) {
     let _ = stream.set_nodelay(true);
     let _ = SockRef::from(stream).set_keepalive(true);
     apply_congestion(stream);

@@ -27,10 +27,10 @@ const MAX_RESEND: Duration = Duration::from_secs(3);
 pub type Datagram = (Vec<u8>, SocketAddr);
 
 /// Session id → where its driver takes control datagrams.
-pub type ControlRoutes = Arc<Mutex<HashMap<u64, mpsc::Sender<Datagram>>>>;
+pub(crate) type ControlRoutes = Arc<Mutex<HashMap<u64, mpsc::Sender<Datagram>>>>;
 
 /// A client's control socket: any local address of the server's family, any port.
-pub fn bind_client(server: SocketAddr) -> io::Result<UdpSocket> {
+pub(crate) fn bind_client(server: SocketAddr) -> io::Result<UdpSocket> {
     let any: IpAddr = if server.is_ipv4() {
         Ipv4Addr::UNSPECIFIED.into()
     } else {
@@ -42,7 +42,7 @@ pub fn bind_client(server: SocketAddr) -> io::Result<UdpSocket> {
 }
 
 /// The listener's control socket, on the same address and port as its TCP socket.
-pub fn bind_server(addr: SocketAddr) -> io::Result<UdpSocket> {
+pub(crate) fn bind_server(addr: SocketAddr) -> io::Result<UdpSocket> {
     let domain = if addr.is_ipv4() {
         socket2::Domain::IPV4
     } else {
@@ -92,7 +92,7 @@ pub fn poll_recv(socket: &UdpSocket, cx: &mut Context<'_>) -> Option<Datagram> {
 }
 
 /// A session's end of the control channel.
-pub struct ControlPlane {
+pub(crate) struct ControlPlane {
     /// The socket datagrams go out on (and, for a client, come in on).
     pub socket: Arc<UdpSocket>,
     /// Server: datagrams for this session, routed from the listener's shared socket.
@@ -126,7 +126,7 @@ pub struct Announce {
     /// The RECONNECT's sequence number (its ACK carries it).
     pub seq: u64,
     /// The address it announces.
-    pub announced: SocketAddr,
+    pub(crate) announced: SocketAddr,
     /// The client's control socket it goes to.
     pub dest: SocketAddr,
     datagram: Vec<u8>,
@@ -164,13 +164,13 @@ impl Announce {
 
     /// The network changed (e.g. the route to the client is back): send again now and
     /// restart the backoff.
-    pub fn send_now(&mut self) {
+    pub(crate) fn send_now(&mut self) {
         self.interval = FIRST_RESEND;
         self.timer.as_mut().reset(tokio::time::Instant::now());
     }
 
     /// Sends (again) when due; true if a copy went out.
-    pub fn poll_send(&mut self, socket: &UdpSocket, cx: &mut Context<'_>) -> bool {
+    pub(crate) fn poll_send(&mut self, socket: &UdpSocket, cx: &mut Context<'_>) -> bool {
         if self.timer.as_mut().poll(cx).is_pending() {
             return false;
         }

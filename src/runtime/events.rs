@@ -43,7 +43,7 @@ pub trait Sink: Send + Sync {
     fn event(&self, kind: &str, fields: Value);
 }
 
-/// Which standard stream a [`JsonLines`] sink writes to.
+/// Which standard stream a `JsonLines` sink writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
     /// Standard output (the relay's status lines: its output is the log).
@@ -53,7 +53,7 @@ pub enum Stream {
 }
 
 /// JSON lines on a standard stream, `t` rounded to `decimals` places.
-pub struct JsonLines {
+pub(crate) struct JsonLines {
     to: Stream,
     start: Instant,
     /// 10^decimals, the rounding of `t`.
@@ -122,11 +122,6 @@ impl Events {
         Events { sink: Some(sink) }
     }
 
-    /// True when events go somewhere (lets a caller skip building costly fields).
-    pub fn is_on(&self) -> bool {
-        self.sink.is_some()
-    }
-
     /// Emits one event of kind `kind` with `fields` (an object).
     pub fn emit(&self, kind: &str, fields: Value) {
         if let Some(s) = &self.sink {
@@ -160,6 +155,5 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].0, "a");
         assert_eq!(got[1].0, "b");
-        assert!(ev.is_on() && !Events::off().is_on());
     }
 }

@@ -26,7 +26,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 /// Where Linux lists network interfaces.
-pub const SYSFS_NET: &str = "/sys/class/net";
+pub(crate) const SYSFS_NET: &str = "/sys/class/net";
 
 /// What kind of network an interface reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,7 +46,7 @@ pub enum IfaceKind {
 }
 
 /// The words `--iface-kind` accepts, for messages.
-pub const USER_KINDS: &str = "wifi, cellular, ethernet, tunnel or other";
+pub(crate) const USER_KINDS: &str = "wifi, cellular, ethernet, tunnel or other";
 
 impl IfaceKind {
     /// The lowercase word for the kind, as shown and parsed.
@@ -87,7 +87,7 @@ impl FromStr for IfaceKind {
 
 /// How a kind was decided (see the module documentation for the order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KindSource {
+pub(crate) enum KindSource {
     /// `--iface-kind` said so.
     User,
     /// Linux sysfs: device type, wireless or tunnel markers, hardware type.
@@ -120,7 +120,7 @@ pub struct Iface {
     /// What it reaches.
     pub kind: IfaceKind,
     /// How `kind` was decided.
-    pub kind_source: KindSource,
+    pub(crate) kind_source: KindSource,
     /// Its IP addresses, sorted (IPv4 first); empty if it has none.
     pub addrs: Vec<IpAddr>,
     /// Whether the link is up (sysfs `operstate`, or the IFF_UP flag where the operstate is
@@ -161,7 +161,7 @@ const TUNNEL_DEVTYPES: &[&str] = &[
 /// Decides the kind of interface `name`: see the module documentation for the order.
 /// `sysfs` is normally [`SYSFS_NET`]; a directory that does not exist (other systems) just
 /// skips the sysfs steps.
-pub fn classify(
+pub(crate) fn classify(
     name: &str,
     sysfs: &Path,
     overrides: &HashMap<String, IfaceKind>,
@@ -187,7 +187,7 @@ pub fn classify(
 
 /// The kind an interface name suggests, from common naming conventions (Linux kernel and
 /// systemd names, Android, macOS/BSD, Windows friendly names); case-insensitive.
-pub fn kind_from_name(name: &str) -> Option<IfaceKind> {
+pub(crate) fn kind_from_name(name: &str) -> Option<IfaceKind> {
     let n = name.to_ascii_lowercase();
     // `prefix` followed by anything (including nothing).
     let starts = |prefixes: &[&str]| prefixes.iter().any(|p| n.starts_with(p));
@@ -400,7 +400,7 @@ pub fn unmatched_overrides<'a>(
 
 /// The interfaces as a table for people, one line per interface (plus a header) and no
 /// borders, so that it also reads well in `grep` and `awk`: interface, kind, how (the
-/// [`KindSource`]), state, addresses.
+/// `KindSource`), state, addresses.
 pub fn table(ifaces: &[Iface]) -> String {
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::NOTHING);

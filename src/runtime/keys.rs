@@ -74,7 +74,7 @@ fn io_err(doing: String) -> impl FnOnce(io::Error) -> KeyError {
 }
 
 /// The config directory (not created).
-pub fn config_dir() -> Result<PathBuf, KeyError> {
+pub(crate) fn config_dir() -> Result<PathBuf, KeyError> {
     if let Some(d) = std::env::var_os("MSOCK_CONFIG_DIR").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(d));
     }
@@ -165,7 +165,7 @@ pub fn read_psk(path: &Path) -> Result<[u8; 32], KeyError> {
 
 /// How a listener's key compared with what the client knew.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PinCheck {
+pub(crate) enum PinCheck {
     /// It matches `--peer-key`.
     Given,
     /// It matches the fingerprint pinned for this destination.
@@ -177,7 +177,11 @@ pub enum PinCheck {
 /// Checks the listener key `public` met at `dest` against `--peer-key` (if given) or the
 /// pinned fingerprint, pinning it on first contact. Err: the key changed (or is not the one
 /// given); the message shows both fingerprints and what to do.
-pub fn check_peer(dest: &str, public: &[u8], given: Option<&str>) -> Result<PinCheck, KeyError> {
+pub(crate) fn check_peer(
+    dest: &str,
+    public: &[u8],
+    given: Option<&str>,
+) -> Result<PinCheck, KeyError> {
     let got = fingerprint(public);
     if let Some(want) = given {
         return if want.trim() == got {

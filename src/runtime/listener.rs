@@ -33,9 +33,9 @@ pub struct Magic {
 #[derive(Debug, Clone)]
 pub struct DetectPolicy {
     /// Serve non-msock clients as plain TCP (else refuse them).
-    pub allow_plain: bool,
+    pub(crate) allow_plain: bool,
     /// Raw TCP services, told apart by their first bytes.
-    pub magics: Arc<[Magic]>,
+    pub(crate) magics: Arc<[Magic]>,
     /// How long to wait for a client's first bytes before deciding it is plain TCP.
     pub wait: Duration,
     /// How long an msock client may take to send its first frame.

@@ -11,11 +11,11 @@
 //! - [`client`]: client session setup (routes, interface policy, handshake, key pinning);
 //!   [`reconnect`]: replacing a client's broken flowpaths; [`policy`]: which interfaces
 //!   flowpaths use; [`ifaces`]: the machine's interfaces and their kinds.
-//! - [`driver`]: the one task per session that moves bytes between sockets, timers and the
+//! - `driver`: the one task per session that moves bytes between sockets, timers and the
 //!   application.
-//! - [`conn`]: one flowpath's TCP connection; [`control`]: the UDP control channel (server
+//! - [`conn`]: one flowpath's TCP connection; `control`: the UDP control channel (server
 //!   moves); [`netwatch`]: address and link change notifications.
-//! - [`app`]: the application-side traits; [`stdio`]: stdin/stdout; [`channel_io`]: channels
+//! - [`app`]: the application-side traits; `stdio`: stdin/stdout; [`channel_io`]: channels
 //!   for services written as async code; [`plain`]: plain TCP (no msock) copying.
 //! - [`keys`]: keys on disk (listener identity, pinned peers, pre-shared keys);
 //!   [`events`]: `--json-events` output; [`sys`]: process resource limits and memory use.
@@ -24,8 +24,8 @@ pub mod app;
 pub mod channel_io;
 pub mod client;
 pub mod conn;
-pub mod control;
-pub mod driver;
+pub(crate) mod control;
+pub(crate) mod driver;
 pub mod events;
 pub mod ifaces;
 pub mod keys;
@@ -36,7 +36,7 @@ pub mod policy;
 pub mod reconnect;
 pub mod server;
 pub mod services;
-pub mod stdio;
+pub(crate) mod stdio;
 pub mod sys;
 
 pub use app::{AppSink, AppSource};
@@ -44,5 +44,4 @@ pub use client::{resolve, ConnectError, Family};
 pub use conn::FlowConn;
 pub use driver::{AttachRequest, DriveError, Driver, Outcome, PathReport, Snapshot, Totals};
 pub use listener::{DetectPolicy, Incoming, Routes};
-pub use reconnect::ReconnectPolicy;
 pub use stdio::{StdinSource, StdoutSink};

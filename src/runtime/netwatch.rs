@@ -21,7 +21,7 @@ pub fn local_addrs() -> HashSet<IpAddr> {
 
 /// Which interface holds each local address, at one moment.
 #[derive(Debug, Clone, Default)]
-pub struct AddrBook {
+pub(crate) struct AddrBook {
     by_ip: HashMap<IpAddr, String>,
 }
 
@@ -40,7 +40,7 @@ impl AddrBook {
     }
 
     /// The interface that holds `ip`.
-    pub fn iface_of(&self, ip: &IpAddr) -> Option<String> {
+    pub(crate) fn iface_of(&self, ip: &IpAddr) -> Option<String> {
         self.by_ip.get(ip).cloned()
     }
 
@@ -104,7 +104,7 @@ mod linux {
     use tokio::sync::mpsc;
 
     /// A netlink route socket subscribed to link, address and route changes.
-    pub struct NetlinkWatch {
+    pub(crate) struct NetlinkWatch {
         fd: AsyncFd<OwnedFd>,
     }
 

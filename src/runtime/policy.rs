@@ -33,7 +33,7 @@ pub struct Policy {
     /// Explicit bindings, one flowpath from each (of the server's address family), instead of
     /// the interfaces found; e.g. several loopback addresses, which `msock bench`'s built-in
     /// run stripes over. Empty: choose by `mode`, `only` and `backup`.
-    pub fixed: Vec<Binding>,
+    pub(crate) fixed: Vec<Binding>,
 }
 
 /// Where one flowpath leaves from: an interface and one of its addresses.
@@ -49,7 +49,7 @@ pub struct Binding {
 
 impl Policy {
     /// True when the routing table decides (no interface is chosen by msock).
-    pub fn follows_routing(&self) -> bool {
+    pub(crate) fn follows_routing(&self) -> bool {
         self.mode == Mode::Route
             && self.only.is_empty()
             && self.backup.is_empty()
@@ -57,7 +57,7 @@ impl Policy {
     }
 
     /// The bindings the policy wants now, best first; empty when nothing is usable (or when
-    /// [`Policy::follows_routing`]: then one unbound flowpath is wanted).
+    /// `Policy::follows_routing`: then one unbound flowpath is wanted).
     pub fn plan(&self, ifaces: &[Iface], server: SocketAddr) -> Vec<Binding> {
         if self.follows_routing() {
             return Vec::new();

@@ -85,7 +85,7 @@ pub struct ReconnectPolicy {
     /// Wait this long between failed attempts.
     pub retry_interval: Duration,
     /// How to reach the server; None: resolve `dest` and connect to it directly.
-    pub strategy: Option<Arc<dyn DialStrategy>>,
+    pub(crate) strategy: Option<Arc<dyn DialStrategy>>,
 }
 
 impl std::fmt::Debug for ReconnectPolicy {
@@ -102,7 +102,7 @@ impl std::fmt::Debug for ReconnectPolicy {
 }
 
 /// What happened to a replacement.
-pub enum ReplaceEvent {
+pub(crate) enum ReplaceEvent {
     /// A TCP connection to the server is up: send the path's HELLO on it.
     Connected(PathId, Box<FlowConn>),
     /// The attempt failed; try again after the retry interval (at once if the flag says the
@@ -126,7 +126,7 @@ enum Slot {
 }
 
 /// Attempts in progress, at most one per path id.
-pub struct Replacer {
+pub(crate) struct Replacer {
     policy: ReconnectPolicy,
     slots: Vec<(PathId, Slot)>,
     /// An address the server announced (RECONNECT), tried before the name.
@@ -144,17 +144,12 @@ impl Replacer {
     }
 
     /// True while path `id` is being replaced.
-    pub fn is_replacing(&self, id: PathId) -> bool {
+    pub(crate) fn is_replacing(&self, id: PathId) -> bool {
         self.slots.iter().any(|(p, _)| *p == id)
     }
 
-    /// True while any replacement is in progress.
-    pub fn is_busy(&self) -> bool {
-        !self.slots.is_empty()
-    }
-
     /// The server announced a new address: use it from now on, before the name.
-    pub fn set_server_hint(&mut self, addr: SocketAddr) {
+    pub(crate) fn set_server_hint(&mut self, addr: SocketAddr) {
         self.server_hint = Some(addr);
     }
 
@@ -185,7 +180,7 @@ impl Replacer {
 
     /// Schedules another attempt for `id` after the retry interval, or at once if the
     /// network changed while the failed attempt was under way.
-    pub fn retry_later(&mut self, id: PathId, changed_meanwhile: bool) {
+    pub(crate) fn retry_later(&mut self, id: PathId, changed_meanwhile: bool) {
         self.slots.retain(|(p, _)| *p != id);
         let wait = if changed_meanwhile {
             Duration::ZERO
@@ -200,7 +195,7 @@ impl Replacer {
     /// instead of later, and attempts in flight start over, since one begun before the
     /// change (say, before the route to the server was back) can hang in the kernel for
     /// seconds; a failure of the new one is retried at once.
-    pub fn retry_now(&mut self) {
+    pub(crate) fn retry_now(&mut self) {
         let fresh: Vec<(usize, Attempt)> = self
             .slots
             .iter()
@@ -227,12 +222,12 @@ impl Replacer {
     }
 
     /// Forgets every attempt in progress and returns their path ids (to start them over).
-    pub fn take_ids(&mut self) -> Vec<PathId> {
+    pub(crate) fn take_ids(&mut self) -> Vec<PathId> {
         self.slots.drain(..).map(|(id, _)| id).collect()
     }
 
     /// Forgets whatever is in progress for `id`.
-    pub fn clear_slot(&mut self, id: PathId) {
+    pub(crate) fn clear_slot(&mut self, id: PathId) {
         self.slots.retain(|(p, _)| *p != id);
     }
 

@@ -107,7 +107,7 @@ impl<T: Send + 'static> Services<T> {
     }
 
     /// TCP connections that begin with `magic` go to `handler` (the listener must be set up
-    /// with [`Services::magics`] to recognise them).
+    /// with `Services::magics` to recognise them).
     pub fn raw<F, Fut>(&mut self, magic: Magic, handler: F)
     where
         F: Fn(TcpStream, SocketAddr) -> Fut + Send + Sync + 'static,
@@ -118,7 +118,7 @@ impl<T: Send + 'static> Services<T> {
     }
 
     /// The magics of the raw services, for the listener's classifier.
-    pub fn magics(&self) -> Arc<[Magic]> {
+    pub(crate) fn magics(&self) -> Arc<[Magic]> {
         self.raw.iter().map(|(m, _)| *m).collect()
     }
 

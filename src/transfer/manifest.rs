@@ -10,7 +10,7 @@ use super::wire::{Entry, Kind, Offer};
 
 /// Where an entry's bytes come from.
 #[derive(Debug, Clone)]
-pub enum Source {
+pub(crate) enum Source {
     /// A file on disk.
     File(PathBuf),
     /// Nothing (a folder).
@@ -25,7 +25,7 @@ pub struct Manifest {
     /// What is offered.
     pub offer: Offer,
     /// `sources[i]` feeds `offer.entries[i]`.
-    pub sources: Vec<Source>,
+    pub(crate) sources: Vec<Source>,
     /// Things left out (symlinks, special files), with why, for a warning.
     pub skipped: Vec<String>,
 }

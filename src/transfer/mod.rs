@@ -7,7 +7,7 @@
 //!
 //! Every message is `tag u8, length u32 (big endian), body`. Bodies of control messages are
 //! JSON objects (at most [`wire::MAX_CONTROL`] bytes); DATA bodies are file bytes (at most
-//! [`wire::MAX_DATA`] per message).
+//! `wire::MAX_DATA` per message).
 //!
 //! 1. sender → `OFFER`: every entry (relative `/`-separated path, kind file/dir/stream, size,
 //!    executable bit) and the total size.
@@ -27,19 +27,19 @@
 //! is complete, so that a later run, even days later, resumes it.
 
 pub mod manifest;
-pub mod names;
+pub(crate) mod names;
 pub mod progress;
 pub mod receiver;
 pub mod sender;
 pub mod wire;
-pub mod writer;
+pub(crate) mod writer;
 
 use std::io::{self, Read};
 use std::path::Path;
 
 /// Hashes the first `n` bytes of `p` (fewer if it is shorter); returns the hasher and the
 /// bytes hashed.
-pub fn hash_prefix(p: &Path, n: u64) -> io::Result<(blake3::Hasher, u64)> {
+pub(crate) fn hash_prefix(p: &Path, n: u64) -> io::Result<(blake3::Hasher, u64)> {
     let mut f = std::fs::File::open(p)?.take(n);
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 256 << 10];

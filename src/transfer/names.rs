@@ -3,10 +3,10 @@
 //! symlinks it finds on disk.
 
 /// Longest path accepted, in bytes.
-pub const MAX_PATH: usize = 4096;
+pub(crate) const MAX_PATH: usize = 4096;
 /// Longest path component accepted, in bytes: the file system's 255, less what the partial
 /// file's name adds (`.` and [`PART_SUFFIX`]).
-pub const MAX_COMPONENT: usize = 255 - 1 - PART_SUFFIX.len();
+pub(crate) const MAX_COMPONENT: usize = 255 - 1 - PART_SUFFIX.len();
 
 /// Names Windows reserves for devices (refused everywhere, so that a tree received on Linux
 /// can be copied on).
@@ -58,10 +58,10 @@ pub fn check(path: &str) -> Result<Vec<&str>, String> {
 }
 
 /// Suffix of partial files.
-pub const PART_SUFFIX: &str = ".msock-part";
+pub(crate) const PART_SUFFIX: &str = ".msock-part";
 
 /// The partial file's name for a final name: hidden, next to it.
-pub fn part_name(final_name: &str) -> String {
+pub(crate) fn part_name(final_name: &str) -> String {
     format!(".{final_name}{PART_SUFFIX}")
 }
 

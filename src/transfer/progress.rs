@@ -78,7 +78,7 @@ impl Progress {
     }
 
     /// The file now being sent.
-    pub fn set_file(&self, name: &str) {
+    pub(crate) fn set_file(&self, name: &str) {
         *self.file.lock().expect("progress lock") = name.to_owned();
     }
 

@@ -29,8 +29,6 @@ pub struct SaveRules {
 pub struct Received {
     /// Files verified and saved (skipped identical ones not included).
     pub files: usize,
-    /// Folders in the offer.
-    pub dirs: usize,
     /// File bytes written.
     pub bytes: u64,
     /// Bytes that were already there from an earlier attempt and were kept.
@@ -100,10 +98,7 @@ pub async fn receive(
         overwrite: rules.overwrite,
     };
     send(w, wire::control(tag::STATUS, &status)).await?;
-    let mut out = Received {
-        dirs: entries.iter().filter(|e| e.kind == Kind::Dir).count(),
-        ..Received::default()
-    };
+    let mut out = Received::default();
     for e in entries.iter().filter(|e| e.kind == Kind::Dir) {
         make_dir(&e.final_path, &rules.dir).map_err(ReceiveError::Local)?;
     }
@@ -212,7 +207,7 @@ pub async fn receive(
                 }
                 done[i] = true;
                 let verdict = match writer.finish(Some((end.size, want))).await {
-                    Ok(_) => {
+                    Ok(()) => {
                         out.files += 1;
                         Verdict {
                             index: i,

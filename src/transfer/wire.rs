@@ -10,9 +10,9 @@ use crate::runtime::channel_io::ChannelReader;
 /// Largest control message body.
 pub const MAX_CONTROL: usize = 16 << 20;
 /// Largest DATA message body.
-pub const MAX_DATA: usize = 256 << 10;
+pub(crate) const MAX_DATA: usize = 256 << 10;
 /// Most entries in one offer.
-pub const MAX_ENTRIES: usize = 1_000_000;
+pub(crate) const MAX_ENTRIES: usize = 1_000_000;
 
 /// Message tags.
 pub mod tag {
@@ -27,9 +27,9 @@ pub mod tag {
     /// sender → receiver: the file is complete; its size and hash.
     pub const END: u8 = b'E';
     /// receiver → sender: a file verified (or not).
-    pub const VERDICT: u8 = b'V';
+    pub(crate) const VERDICT: u8 = b'V';
     /// receiver → sender: everything was handled.
-    pub const DONE: u8 = b'Z';
+    pub(crate) const DONE: u8 = b'Z';
 }
 
 /// What an entry is.
@@ -47,7 +47,7 @@ pub enum Kind {
 /// One entry of an offer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    /// Relative path, `/`-separated (checked by the receiver: see [`super::names`]).
+    /// Relative path, `/`-separated (checked by the receiver: see `super::names`).
     pub path: String,
     /// File, folder or stream.
     pub kind: Kind,
@@ -67,7 +67,7 @@ pub struct Offer {
 
 impl Offer {
     /// Bytes of all files (streams count 0); None if the sum overflows (a hostile offer).
-    pub fn total_size(&self) -> Option<u64> {
+    pub(crate) fn total_size(&self) -> Option<u64> {
         self.entries
             .iter()
             .try_fold(0u64, |t, e| t.checked_add(e.size))
@@ -82,13 +82,13 @@ pub struct Held {
     pub partial: u64,
     /// BLAKE3 (hex) of those bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partial_hash: Option<String>,
+    pub(crate) partial_hash: Option<String>,
     /// Size of a complete file already under the final name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub existing: Option<u64>,
     /// BLAKE3 (hex) of that file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub existing_hash: Option<String>,
+    pub(crate) existing_hash: Option<String>,
 }
 
 /// receiver → sender: the answer to an offer.
@@ -127,7 +127,7 @@ pub struct End {
 
 /// receiver → sender: the outcome of one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     /// Index into the offer's entries.
     pub index: usize,
     /// Verified and saved under its final name.
@@ -137,7 +137,7 @@ pub struct Verdict {
     pub error: Option<String>,
     /// Where it was saved, relative to the receiver's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub saved_as: Option<String>,
+    pub(crate) saved_as: Option<String>,
 }
 
 /// receiver → sender: the transfer is over.
@@ -187,7 +187,7 @@ pub enum WireError {
 }
 
 /// Reads the next message; `Ok(None)` at a clean end of the peer's stream.
-pub async fn read_msg(ch: &mut ChannelReader) -> Result<Option<Msg>, WireError> {
+pub(crate) async fn read_msg(ch: &mut ChannelReader) -> Result<Option<Msg>, WireError> {
     let Some(first) = ch.recv_up_to(1).await else {
         return Ok(None);
     };

@@ -16,13 +16,13 @@ pub struct Target {
     /// The partial file (hidden, next to the final name).
     pub part: PathBuf,
     /// The final name.
-    pub final_path: PathBuf,
+    pub(crate) final_path: PathBuf,
     /// Set the executable bit.
     pub exec: bool,
     /// Where the bytes start (the partial file is cut to this length).
     pub offset: u64,
     /// The hash of the partial file's first `offset` bytes, carried on.
-    pub hasher: blake3::Hasher,
+    pub(crate) hasher: blake3::Hasher,
     /// Replace a file that exists under the final name.
     pub replace: bool,
 }
@@ -34,7 +34,7 @@ enum Cmd {
     /// Finish the open file: its expected size and hash (None for a stream: take what came).
     Finish(
         Option<(u64, blake3::Hash)>,
-        oneshot::Sender<Result<Finished, WriteError>>,
+        oneshot::Sender<Result<(), WriteError>>,
     ),
 }
 
@@ -155,15 +155,6 @@ impl WriteError {
     }
 }
 
-/// A file that passed verification and has its final name.
-#[derive(Debug)]
-pub struct Finished {
-    /// Its size.
-    pub size: u64,
-    /// Its BLAKE3.
-    pub hash: blake3::Hash,
-}
-
 /// The async side's handle on the writer thread.
 pub struct Writer {
     tx: mpsc::Sender<Cmd>,
@@ -198,10 +189,7 @@ impl Writer {
 
     /// Verifies the open file against `expected` (size, hash) and, if it matches, gives it its
     /// final name. A mismatch ([`WriteError::Mismatch`]) keeps the partial file.
-    pub async fn finish(
-        &self,
-        expected: Option<(u64, blake3::Hash)>,
-    ) -> Result<Finished, WriteError> {
+    pub async fn finish(&self, expected: Option<(u64, blake3::Hash)>) -> Result<(), WriteError> {
         let (tx, rx) = oneshot::channel();
         self.send(Cmd::Finish(expected, tx)).await?;
         rx.await.unwrap_or_else(|_| Err(self.error()))
@@ -340,7 +328,7 @@ fn start_writeback(f: &File, offset: u64, len: u64) {
     let _ = (f, offset, len);
 }
 
-fn finish(mut o: Open, expected: Option<(u64, blake3::Hash)>) -> Result<Finished, WriteError> {
+fn finish(mut o: Open, expected: Option<(u64, blake3::Hash)>) -> Result<(), WriteError> {
     let hash = o.t.hasher.finalize();
     if let Some((size, want)) = expected {
         if o.written != size || hash != want {
@@ -374,10 +362,7 @@ fn finish(mut o: Open, expected: Option<(u64, blake3::Hash)>) -> Result<Finished
             let _ = d.sync_all();
         }
     }
-    Ok(Finished {
-        size: o.written,
-        hash,
-    })
+    Ok(())
 }
 
 /// The first 16 hex digits of a hash, for messages.

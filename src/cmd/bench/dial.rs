@@ -13,7 +13,7 @@ use crate::proto::Service;
 use crate::runtime::policy::Policy;
 
 /// How a test reaches the listener.
-pub enum Via {
+pub(crate) enum Via {
     /// An msock session, its flowpaths chosen by this policy.
     Session(Policy),
     /// One plain TCP connection.
@@ -21,7 +21,7 @@ pub enum Via {
 }
 
 /// Runs one test against `dest`, showing its progress on `out`.
-pub async fn run_test(
+pub(crate) async fn run_test(
     dest: &str,
     args: &BenchArgs,
     via: Via,

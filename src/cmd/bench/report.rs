@@ -160,7 +160,7 @@ impl Show for Output {
 }
 
 /// Prints a line on stdout now (a pipe reader sees each event as it happens).
-pub fn println_flush(line: &str) {
+pub(crate) fn println_flush(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
@@ -266,7 +266,7 @@ fn cpu_json(local: &Cpu, remote: &Cpu) -> Value {
 }
 
 /// The `start` object of a test.
-pub fn start_json(run: &Run) -> Value {
+pub(crate) fn start_json(run: &Run) -> Value {
     let p = &run.params;
     let (host, port) = match run.dest.rsplit_once(':') {
         Some((h, port)) => (
@@ -342,7 +342,7 @@ pub fn document(run: &Run) -> Value {
 
 /// The per-flowpath table of one direction, with the total, and the sender's and receiver's
 /// sums.
-pub fn direction_table(run: &Run, d: &Direction, client_sends: bool) -> String {
+pub(crate) fn direction_table(run: &Run, d: &Direction, client_sends: bool) -> String {
     let ours = if client_sends { &d.sender } else { &d.receiver };
     let mut t = Table::new();
     t.load_preset(presets::NOTHING);
@@ -401,7 +401,7 @@ pub fn direction_table(run: &Run, d: &Direction, client_sends: bool) -> String {
 }
 
 /// The human summary of one test.
-pub fn human_end(run: &Run) -> String {
+pub(crate) fn human_end(run: &Run) -> String {
     let mut out = String::new();
     let both = run.params.bidir;
     if let Some(d) = &run.forward {

@@ -16,8 +16,9 @@ mod multipath;
 mod paths;
 mod server;
 
-pub use client::ClientSide;
-pub use server::{AttachRequest, ServerSide};
+pub(crate) use client::ClientSide;
+pub use server::AttachRequest;
+pub(crate) use server::ServerSide;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -232,7 +233,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
     }
 
     /// Adds an active flowpath connection.
-    pub fn add_path(&mut self, id: PathId, conn: FlowConn) {
+    pub(crate) fn add_path(&mut self, id: PathId, conn: FlowConn) {
         self.path_addrs.insert(id, (conn.local, conn.peer));
         self.conns.push(PathConn {
             id,
@@ -242,18 +243,18 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
     }
 
     /// React to address and link changes signalled on `rx` (see [`crate::runtime::netwatch`]).
-    pub fn set_netwatch(&mut self, rx: mpsc::Receiver<()>) {
+    pub(crate) fn set_netwatch(&mut self, rx: mpsc::Receiver<()>) {
         self.netwatch = Some(rx);
         self.addr_book = AddrBook::snapshot();
     }
 
     /// Use this UDP control channel for RECONNECT datagrams.
-    pub fn set_control(&mut self, control: ControlPlane) {
+    pub(crate) fn set_control(&mut self, control: ControlPlane) {
         self.control = Some(control);
     }
 
     /// Keep the session this long after its last flowpath broke, for a new one to attach.
-    pub fn set_resume_timeout(&mut self, wait: Duration) {
+    pub(crate) fn set_resume_timeout(&mut self, wait: Duration) {
         self.resume_timeout = wait;
     }
 
