@@ -87,7 +87,7 @@ impl OutQueue {
     }
 
     /// Appends a DATA frame carrying `payload` at stream offset `offset`, without copying the
-    /// payload unless it is shorter than [`INLINE_PAYLOAD`].
+    /// payload unless it is shorter than `INLINE_PAYLOAD`.
     pub fn push_data(&mut self, offset: u64, payload: Bytes) {
         let before = self.tail.len();
         Frame::encode_data_header(offset, payload.len(), &mut self.tail);

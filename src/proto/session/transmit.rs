@@ -14,7 +14,7 @@ impl Session {
     /// data, then FIN.
     ///
     /// In an encrypted session, once the connection is keyed, everything this call produces
-    /// goes out as one sealed record (see [`crate::proto::record`]).
+    /// goes out as one sealed record (see `proto::record`).
     pub fn poll_transmit(
         &mut self,
         id: PathId,
