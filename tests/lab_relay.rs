@@ -256,3 +256,44 @@ fn client_address_change_through_the_relay_mid_transfer() {
         "{last} should come from {new}"
     );
 }
+
+/// On a machine without `nft` the NAT tests skip with the line that installs it, rather than
+/// fail: the NAT test is run again (as its own process) with a PATH that holds `ip` and
+/// nothing else.
+#[test]
+fn nat_tests_skip_without_nft() {
+    let dir = TempDir::new().unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if let Some(ip) = std::env::split_paths(&path)
+        .map(|d| d.join("ip"))
+        .find(|p| p.is_file())
+    {
+        std::os::unix::fs::symlink(ip, dir.path().join("ip")).unwrap();
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "transfer_through_the_relay_from_behind_nat",
+            "--exact",
+            "--nocapture",
+        ])
+        .env("PATH", dir.path())
+        .env_remove("MSOCK_LAB_REQUIRED")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the test failed without nft:\n{text}");
+    assert!(text.contains("SKIPPED: "), "no skip line:\n{text}");
+    assert!(text.contains("1 passed"), "the test did not run:\n{text}");
+    // As root with `ip`, the missing tool is what it names.
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 && dir.path().join("ip").exists() {
+        assert!(
+            text.contains("apt-get install -y nftables"),
+            "the skip does not say what to install:\n{text}"
+        );
+    }
+}

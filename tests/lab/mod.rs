@@ -127,6 +127,10 @@ impl Lab {
         if let Err(e) = Command::new("ip").arg("-V").output() {
             return skip(format!("cannot run `ip`: {e}; apt-get install -y iproute2"));
         }
+        // Checked before anything is built: `ip netns exec` would start, then fail to exec it.
+        if topo == Topology::NatServer && !Lab::has_program("nft") {
+            return skip("no `nft` on the PATH; apt-get install -y nftables".into());
+        }
         let mut lab = Lab {
             prefix: format!("ms{}-", std::process::id()),
             created: Vec::new(),
