@@ -480,7 +480,7 @@ pub struct DialArgs {
     /// The listener's key fingerprint (SHA256:..., from `msock listen --show-key`): refuse any
     /// other key. Without it the key seen first at this HOST:PORT is pinned and later
     /// required (trust on first use, like ssh).
-    #[arg(long, value_name = "FINGERPRINT", conflicts_with = "no_encrypt")]
+    #[arg(long, value_name = "FINGERPRINT", conflicts_with = "no_encrypt", value_parser = parse_fingerprint)]
     pub peer_key: Option<String>,
 
     #[command(flatten)]
@@ -600,6 +600,19 @@ pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
             "'{s}' is zero; give a positive duration such as 500ms"
         )),
         d => Ok(d),
+    }
+}
+
+/// Checks a key fingerprint as `msock listen --show-key` prints it: `SHA256:` and the
+/// unpadded base64 of 32 bytes.
+pub fn parse_fingerprint(s: &str) -> Result<String, String> {
+    use base64::Engine;
+    let digest = s.strip_prefix("SHA256:").ok_or_else(|| {
+        format!("'{s}' is not a key fingerprint: it must start with SHA256: (copy it whole from `msock listen --show-key`)")
+    })?;
+    match base64::engine::general_purpose::STANDARD_NO_PAD.decode(digest) {
+        Ok(d) if d.len() == 32 => Ok(s.to_owned()),
+        _ => Err(format!("'{s}' is not a key fingerprint: after SHA256: come 43 base64 characters (copy it whole from `msock listen --show-key`)")),
     }
 }
 

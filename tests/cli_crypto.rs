@@ -256,3 +256,38 @@ fn a_flipped_bit_kills_the_flowpath_not_the_stream() {
     );
     assert_bytes_eq(&read(&got), &data, "stream through the bit-flipping relay");
 }
+
+/// A mistyped --peer-key (truncated, without `SHA256:`, a stray character) is a usage error
+/// said before connecting (exit 2; nothing listens on the port, so a connection attempt would
+/// have exited 1), in every command that dials.
+#[test]
+fn malformed_peer_key_is_a_usage_error() {
+    let digest = "A".repeat(43);
+    let bad = [
+        "SHA256:abc".to_owned(),
+        digest.clone(),
+        format!("SHA256:{}!", &digest[..42]),
+        format!("SHA256:{digest}A"),
+    ];
+    let mut failures = Vec::new();
+    for fp in &bad {
+        for cmd in [
+            vec!["connect", "--peer-key", fp, "127.0.0.1:1"],
+            vec!["send-file", "--peer-key", fp, "Cargo.toml", "127.0.0.1:1"],
+            vec!["bench", "--peer-key", fp, "127.0.0.1:1"],
+        ] {
+            let e = run(&cmd, Duration::from_secs(20));
+            if e.code != Some(2) || !e.stderr.contains("not a key fingerprint") {
+                failures.push(format!("msock {cmd:?}: exit {:?}, {}", e.code, e.stderr));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // A well-formed fingerprint passes the check (and the refused connection exits 1).
+    let good = format!("SHA256:{digest}");
+    let e = run(
+        &["connect", "--peer-key", &good, "127.0.0.1:1"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(e.code, Some(1), "{}", e.stderr);
+}
