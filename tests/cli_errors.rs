@@ -185,6 +185,37 @@ fn connect_to_plain_server_suggests_plain() {
     );
 }
 
+/// `send-file` and `bench` to a server that is not msock: exit 1 with a hint each command can
+/// act on (they have no --plain).
+#[test]
+fn send_file_and_bench_to_plain_server_say_what_they_need() {
+    for (args, want) in [
+        (vec!["send-file", "Cargo.toml"], "msock listen --save-dir"),
+        (
+            vec!["bench", "-t", "1s"],
+            "msock bench needs `msock listen`",
+        ),
+    ] {
+        let (addr, srv) = one_shot_server(|mut s| {
+            s.write_all(b"HTTP/1.0 200 OK\r\n").unwrap();
+            let _ = s.shutdown(Shutdown::Write);
+            let _ = read_to_end_bounded(&mut s);
+        });
+        let dest = addr.to_string();
+        let mut args = args.clone();
+        args.push(&dest);
+        let e = run(&args, SHORT);
+        srv.join().unwrap();
+        assert_eq!(e.code, Some(1), "msock {args:?}: {}", e.stderr);
+        assert!(e.stderr.contains(want), "msock {args:?}: {}", e.stderr);
+        assert!(
+            !e.stderr.contains("--plain"),
+            "msock {args:?}: {}",
+            e.stderr
+        );
+    }
+}
+
 /// The same server, but it closes at once after its reply without reading the client's bytes
 /// (so the kernel may send a reset): still exit 1 and the --plain hint, since the reply
 /// arrived first.

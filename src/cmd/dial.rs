@@ -8,12 +8,13 @@ use std::time::Duration;
 use super::{family, session_config, Failure};
 use crate::cli::{DialArgs, PolicyArgs, StreamArgs};
 use crate::proto::Service;
-use crate::runtime::client::{self, ClientConfig};
+use crate::runtime::client::{self, ClientConfig, DialError};
 use crate::runtime::events::Events;
 use crate::runtime::ifaces::IfaceKind;
 use crate::runtime::policy::Mode;
 use crate::runtime::policy::Policy;
 use crate::runtime::reconnect::{AttemptError, AttemptFuture, DialStrategy, Origin, PlanFuture};
+use crate::runtime::ConnectError;
 use crate::runtime::{AppSink, AppSource, Driver, Family};
 
 /// The interface policy the flags ask for.
@@ -100,7 +101,25 @@ pub(crate) async fn dial_with_policy<I: AppSource, O: AppSink>(
             }) as Arc<dyn DialStrategy>
         }),
     };
-    Ok(client::dial(cfg, input, output).await?)
+    client::dial(cfg, input, output).await.map_err(|e| match e {
+        DialError::Connect(e @ ConnectError::NotMsock(..)) => {
+            Failure::network(format!("{e}; {}", not_msock_hint(service)))
+        }
+        e => e.into(),
+    })
+}
+
+/// What to do when the server does not speak msock, for a session of `service`.
+fn not_msock_hint(service: Service) -> &'static str {
+    match service {
+        Service::Stream | Service::Other(_) => "to talk to a plain TCP server use --plain",
+        Service::File => {
+            "send-file needs `msock listen --save-dir DIR` on the far end (nc or a web server cannot take it)"
+        }
+        Service::Bench => {
+            "msock bench needs `msock listen` on the far end (an iperf3 server is not one: use iperf3 -c for it)"
+        }
+    }
 }
 
 /// The dial strategy for `NAME@RELAY`: the name's direct addresses (as the relay knows them

@@ -64,7 +64,8 @@ pub enum ConnectError {
     #[error("cannot connect to {0}: {1}")]
     Connect(SocketAddr, io::Error),
     /// The server answered, but not in msock.
-    #[error("{0} does not speak msock ({1}); to talk to a plain TCP server use --plain")]
+    /// (The command adds what to do: it knows its flags.)
+    #[error("{0} does not speak msock ({1})")]
     NotMsock(SocketAddr, String),
     /// The server speaks msock but refused or broke the handshake.
     #[error("msock handshake with {0} failed: {1}")]
