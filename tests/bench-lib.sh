@@ -7,8 +7,9 @@
 # Setup
 #   bench_build [CARGO-ARGS...]  `cargo build --release --quiet ARGS...`; sets TARGET (the target
 #                                folder, $CARGO_TARGET_DIR if set) and MSOCK (the release binary)
-#   bench_tmp [DIR]              sets tmp to a new temporary folder (under DIR if given) and traps
-#                                EXIT with bench_cleanup
+#   bench_tmp [DIR]              sets tmp to a new temporary folder (under DIR if given), keeps
+#                                msock's keys there (MSOCK_CONFIG_DIR) and traps EXIT with
+#                                bench_cleanup
 #   bench_cleanup                kills the script's background jobs and removes $tmp
 #   bench_netlab                 for the scripts that measure in the shared namespace lab: exits
 #                                with 2 and a message unless run as root with NETLAB (default
@@ -47,6 +48,8 @@ bench_build() {
 # shellcheck disable=SC2119,SC2120 # DIR is optional
 bench_tmp() {
     tmp=$(mktemp -d ${1:+"$1/msock-bench.XXXXXX"})
+    # Keys (the listeners' and the pinned ones) of this run only, not the user's.
+    export MSOCK_CONFIG_DIR=$tmp/config
     trap bench_cleanup EXIT
 }
 

@@ -137,3 +137,29 @@ fn iface_kind_does_not_get_in_the_way_of_connecting() {
         .code(1)
         .stderr(predicate::str::contains(addr.as_str()));
 }
+
+#[test]
+fn a_missing_iface_is_named_with_what_the_machine_has() {
+    let addr = common::dead_port().to_string();
+    msock(&["connect", "--iface", "nosuchif7", &addr])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "there is no interface nosuchif7 here",
+        ))
+        .stderr(
+            predicate::str::contains("this machine has: ")
+                .and(predicate::str::contains("lo (").or(predicate::str::contains("lo0 ("))),
+        );
+}
+
+#[test]
+fn iface_kind_for_a_missing_interface_warns_when_connecting() {
+    let addr = common::dead_port().to_string();
+    msock(&["connect", "--iface-kind", "nosuchif8=cellular", &addr])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "--iface-kind nosuchif8=...: there is no interface nosuchif8 now",
+        ));
+}

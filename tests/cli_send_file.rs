@@ -1044,9 +1044,23 @@ mod hostile {
             .enable_all()
             .build()
             .unwrap();
+        // The listeners the tests start share one key (in the tests' config directory): name
+        // it, so that this in-process client neither reads nor pins anything in the user's
+        // own known_peers.
+        let out = msock(&["listen", "--show-key"]).output().unwrap();
+        let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         rt.block_on(async {
-            let cli =
-                Cli::try_parse_from(["msock", "send-file", "x", dest, "--wait", "5s"]).unwrap();
+            let args = [
+                "msock",
+                "send-file",
+                "x",
+                dest,
+                "--wait",
+                "5s",
+                "--peer-key",
+                &key,
+            ];
+            let cli = Cli::try_parse_from(args).unwrap();
             let Sub::SendFile(a) = cli.command else {
                 unreachable!()
             };

@@ -10,7 +10,7 @@ use crate::cli::{DialArgs, PolicyArgs, StreamArgs};
 use crate::proto::Service;
 use crate::runtime::client::{self, ClientConfig, DialError};
 use crate::runtime::events::Events;
-use crate::runtime::ifaces::IfaceKind;
+use crate::runtime::ifaces::{self, IfaceKind};
 use crate::runtime::policy::Mode;
 use crate::runtime::policy::Policy;
 use crate::runtime::reconnect::{AttemptError, AttemptFuture, DialStrategy, Origin, PlanFuture};
@@ -81,6 +81,7 @@ pub(crate) async fn dial_with_policy<I: AppSource, O: AppSink>(
     output: Option<O>,
 ) -> Result<Driver<I, O>, Failure> {
     let named = check_dest(dest)?;
+    warn_unknown_kinds(&policy);
     let mut session = session_config(stream)?;
     session.service = service;
     let cfg = ClientConfig {
@@ -107,6 +108,24 @@ pub(crate) async fn dial_with_policy<I: AppSource, O: AppSink>(
         }
         e => e.into(),
     })
+}
+
+/// Says which `--iface-kind` names no interface of this machine has now (a typo, or one that
+/// has not appeared yet: the kind applies if it does).
+fn warn_unknown_kinds(policy: &Policy) {
+    if policy.kinds.is_empty() {
+        return;
+    }
+    let found = ifaces::discover(&policy.kinds);
+    let mut unknown: Vec<&String> = (policy.kinds.keys())
+        .filter(|n| !found.iter().any(|i| &i.name == *n))
+        .collect();
+    unknown.sort();
+    for name in unknown {
+        tracing::warn!(
+            "--iface-kind {name}=...: there is no interface {name} now (it applies if one appears; see msock connect --list-ifaces)"
+        );
+    }
 }
 
 /// What to do when the server does not speak msock, for a session of `service`.

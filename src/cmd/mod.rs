@@ -101,7 +101,7 @@ impl From<DialError> for Failure {
     fn from(e: DialError) -> Self {
         match e {
             DialError::Connect(e) => e.into(),
-            DialError::NoInterface | DialError::PeerKey(_) => Failure::network(e),
+            DialError::NoInterface { .. } | DialError::PeerKey(_) => Failure::network(e),
         }
     }
 }

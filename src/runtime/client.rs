@@ -80,9 +80,16 @@ pub enum DialError {
     Connect(#[from] ConnectError),
     /// The interface policy leaves no interface to use (the user's flags or the machine).
     #[error(
-        "no usable interface for the chosen interfaces policy (see msock connect --list-ifaces)"
+        "no usable interface for the chosen interfaces policy{}; this machine has: {} (see msock connect --list-ifaces)",
+        missing_text(.missing),
+        if .present.is_empty() { "none".to_owned() } else { .present.join(", ") }
     )]
-    NoInterface,
+    NoInterface {
+        /// Interfaces the policy names (`--iface`, `--backup`) that this machine does not have.
+        missing: Vec<String>,
+        /// The interfaces it has, with their kind and state (`eth0 (wired, up)`).
+        present: Vec<String>,
+    },
     /// The server's key is not the one expected (or could not be checked).
     #[error(transparent)]
     PeerKey(#[from] KeyError),
@@ -128,6 +135,37 @@ pub struct Hop {
     pub timeout: Duration,
 }
 
+impl DialError {
+    /// [`DialError::NoInterface`] for `policy` on a machine with the interfaces `found`.
+    fn no_interface(policy: &Policy, found: &[ifaces::Iface]) -> Self {
+        let missing = (policy.only.iter().chain(&policy.backup))
+            .filter(|n| !found.iter().any(|i| &i.name == *n))
+            .cloned()
+            .collect();
+        let present = found
+            .iter()
+            .map(|i| {
+                let state = match i.up {
+                    Some(true) => ", up",
+                    Some(false) => ", down",
+                    None => "",
+                };
+                format!("{} ({}{state})", i.name, i.kind)
+            })
+            .collect();
+        DialError::NoInterface { missing, present }
+    }
+}
+
+/// ": no interface NAME here" for the names a policy wants that do not exist.
+fn missing_text(missing: &[String]) -> String {
+    match missing {
+        [] => String::new(),
+        [one] => format!(": there is no interface {one} here"),
+        many => format!(": there are no interfaces {} here", many.join(", ")),
+    }
+}
+
 /// Opens a session as `cfg` says and returns its driver, ready to run, moving bytes from
 /// `input` and to `output`. Nothing of ours is sent on the session before the server's key
 /// has been checked.
@@ -151,10 +189,13 @@ pub async fn dial<I: AppSource, O: AppSink>(
     let first: Option<Binding> = if cfg.policy.follows_routing() {
         None
     } else {
-        let plan = cfg
-            .policy
-            .plan(&ifaces::discover(&cfg.policy.kinds), *first_addr);
-        Some(plan.into_iter().next().ok_or(DialError::NoInterface)?)
+        let found = ifaces::discover(&cfg.policy.kinds);
+        let plan = cfg.policy.plan(&found, *first_addr);
+        Some(
+            plan.into_iter()
+                .next()
+                .ok_or_else(|| DialError::no_interface(&cfg.policy, &found))?,
+        )
     };
     let (source, device) = match &first {
         Some(b) => (Some(SocketAddr::new(b.addr, 0)), Some(b.iface.as_str())),
