@@ -1047,8 +1047,11 @@ mod hostile {
         // The listeners the tests start share one key (in the tests' config directory): name
         // it, so that this in-process client neither reads nor pins anything in the user's
         // own known_peers.
-        let out = msock(&["listen", "--show-key"]).output().unwrap();
-        let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let key = KEY.get_or_init(|| {
+            let out = msock(&["listen", "--show-key"]).output().unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        });
         rt.block_on(async {
             let args = [
                 "msock",
@@ -1058,7 +1061,7 @@ mod hostile {
                 "--wait",
                 "5s",
                 "--peer-key",
-                &key,
+                key,
             ];
             let cli = Cli::try_parse_from(args).unwrap();
             let Sub::SendFile(a) = cli.command else {

@@ -12,7 +12,7 @@
 //! `path_down` (`path`, `local`, `remote`, `reason`), `path_moved` (`path`, `from`, `to`,
 //! `which` = `local`|`peer`|`none`, `stall_ms`, `resend_bytes`), `session_resumed`
 //! (`stall_ms`), `server_moved` (`to`), `session_closed` (`outcome`, `error`, `sent`,
-//! `received`, `seconds`). The relay's kinds are listed in [`crate::relay`].
+//! `received`, `seconds`). The relay names its own kinds (in its module doc).
 
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
