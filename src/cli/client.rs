@@ -1,0 +1,184 @@
+//! The commands that dial a listener: `msock connect`, `msock send-file` and `msock bench`.
+
+// Help texts show "[IPV6]:PORT" literally; rustdoc must not read it as a link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::parse::*;
+use super::{DialArgs, StreamArgs};
+
+/// `msock connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The listener: HOST:PORT or [IPV6]:PORT, or NAME@RELAY[:PORT] for a listener
+    /// registered at a relay (not given with --list-ifaces).
+    #[arg(value_name = "HOST:PORT", required_unless_present = "list_ifaces")]
+    pub dest: Option<String>,
+
+    /// Talk plain TCP (no msock session) to a server that does not speak msock: one TCP
+    /// connection, so no interface policies and no reconnecting.
+    #[arg(long, conflicts_with_all = [
+        "stripe", "prefer_wifi", "prefer_cellular", "iface", "backup",
+        "retry_interval", "resume_timeout", "keepalive", "dead_time",
+    ])]
+    pub plain: bool,
+
+    /// Print the network interfaces msock sees, what kind each is (wifi, cellular, ethernet,
+    /// loopback, tunnel, other) and how that was decided (sysfs, name, user, flags), then exit
+    /// without connecting.
+    #[arg(long, conflicts_with = "dest")]
+    pub list_ifaces: bool,
+
+    /// Only receive: do not read stdin, close our sending side at once.
+    #[arg(long, conflicts_with = "send_only")]
+    pub recv_only: bool,
+
+    /// Only send: discard whatever the peer sends instead of writing it to stdout.
+    #[arg(long)]
+    pub send_only: bool,
+
+    #[command(flatten)]
+    pub dial: DialArgs,
+
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+/// `msock send-file`.
+#[derive(Debug, Args)]
+pub struct SendFileArgs {
+    /// Files and folders to send (`-` sends stdin; name it with --name), then the receiving
+    /// listener: HOST:PORT or [IPV6]:PORT.
+    #[arg(value_name = "PATH... HOST:PORT", required = true, num_args = 1..)]
+    pub args: Vec<String>,
+
+    /// The file name the receiver gives stdin's bytes (with PATH `-`).
+    #[arg(long, value_name = "NAME", default_value = "stdin")]
+    pub name: String,
+
+    /// Print nothing on stderr but errors (no progress bar, no summary).
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// At the end, print one JSON object on stdout: files, bytes, seconds, rate, resumed
+    /// bytes, bytes per flowpath and each file's hash.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub dial: DialArgs,
+
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+impl SendFileArgs {
+    /// The PATH arguments.
+    pub fn paths(&self) -> Vec<std::path::PathBuf> {
+        let n = self.args.len().saturating_sub(1);
+        self.args[..n].iter().map(Into::into).collect()
+    }
+
+    /// The HOST:PORT argument.
+    pub fn dest(&self) -> &str {
+        self.args.last().map_or("", String::as_str)
+    }
+}
+
+/// `msock bench`.
+#[derive(Debug, Args, Clone)]
+#[command(after_long_help = BENCH_NUMBERS)]
+pub struct BenchArgs {
+    /// The listener to measure against: HOST:PORT or [IPV6]:PORT (any `msock listen`; use -k
+    /// there to serve several tests, or --compare-tcp). Without it, `msock bench` starts its
+    /// own listener on loopback and compares plain TCP, one msock flowpath and msock striped
+    /// over several loopback addresses.
+    #[arg(value_name = "HOST:PORT")]
+    pub dest: Option<String>,
+
+    /// How long to send (e.g. 10s, 1m). The built-in run (no HOST:PORT) gives each of its
+    /// three tests a third of it.
+    #[arg(short, long, value_name = "DURATION", default_value = "10s",
+          value_parser = parse_positive_duration, conflicts_with = "bytes")]
+    pub time: Duration,
+
+    /// Send this many bytes of payload instead of sending for --time (e.g. 1G); each
+    /// direction with --bidir, each test in the built-in run.
+    #[arg(short = 'n', long, value_name = "SIZE", value_parser = parse_positive_size)]
+    pub bytes: Option<u64>,
+
+    /// Print the receiver's figures every DURATION (0: only the totals; at least 10ms).
+    #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Reverse: the listener sends, we receive.
+    #[arg(short = 'R', long, conflicts_with = "bidir")]
+    pub reverse: bool,
+
+    /// Both directions at once (each is reported on its own).
+    #[arg(long)]
+    pub bidir: bool,
+
+    /// Size of each block the sender hands over (e.g. 128K; at most 16M). Blocks go to the
+    /// session or socket in pieces of at most 256 KiB.
+    #[arg(short, long, value_name = "SIZE", default_value = "128K", value_parser = parse_positive_size)]
+    pub len: u64,
+
+    /// Leave the first DURATION of the data out of the totals (TCP slow start); its intervals
+    /// are marked omitted. With --time only: a -n test may end within it.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration,
+          conflicts_with = "bytes")]
+    pub omit: Duration,
+
+    /// After the msock test, run the same test over one plain TCP connection to the same
+    /// listener (which must serve more than one client: `msock listen -k`) and print the
+    /// goodput ratio.
+    #[arg(long)]
+    pub compare_tcp: bool,
+
+    /// Print one JSON document on stdout at the end, with iperf3's key names where they apply
+    /// (start, intervals[].sum, end.sum_sent, end.sum_received, cpu_utilization_percent,
+    /// error); flowpaths are under "paths".
+    #[arg(long, conflicts_with = "json_stream")]
+    pub json: bool,
+
+    /// Print one JSON object per line on stdout as things happen: {"event": "start",
+    /// "interval", "end" or "error", "data": ...}, as iperf3 --json-stream.
+    #[arg(long)]
+    pub json_stream: bool,
+
+    #[command(flatten)]
+    pub dial: DialArgs,
+
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+/// What `msock bench`'s numbers mean (its long help and man page).
+const BENCH_NUMBERS: &str = "\
+What the numbers mean:
+  goodput   benchmark payload bytes the receiving application got, in order, divided by
+            the receiver's time from the first payload (after --omit) to the sender's end
+            marker. Framing, re-sent and duplicate bytes do not count. This is the
+            receiver's figure, and the one that counts.
+  sender    payload bytes the sending application handed to the session (or socket) over
+            the sender's own time; bytes still buffered when it stopped are included, so it
+            can be a little higher than the goodput.
+  path      a flowpath's part of the goodput: the in-order bytes divided between the
+            flowpaths in proportion to the bytes that first arrived on each (they add up
+            to the total exactly; once all data has arrived the two agree). SENT divides
+            the sender's payload the same way, by the bytes first sent on each; SHARE is
+            the flowpath's part of the goodput.
+  RTT       the flowpath's smoothed round-trip time at the end, from msock's PING/ACK as
+            this end sees it (plain TCP: the kernel's, from TCP_INFO).
+  re-sent   stream bytes the sender sent again (lost with a broken flowpath, or moved off
+            a slower one); they cost capacity but are not goodput. Plain TCP: retransmitted
+            segments x MSS.
+  CPU       user+system CPU time of each process during the test, as a percentage of the
+            wall time (100 % = one core). The built-in run has both ends in one process
+            and shows the CPU seconds of both together.
+Exit status: 0 success, 1 the network or the listener failed (with --json, the document
+has an \"error\" key), 2 bad arguments or a local error, 130 interrupted.";

@@ -1,0 +1,167 @@
+//! Value parsers for the command line: sizes, durations, counts, fingerprints, addresses.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Parses a size like `1500`, `128K`, `64KiB`, `1.5M`, `2G` (K, M, G, T are powers of 1024,
+/// as in iperf3).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix("ib"))
+        .or_else(|| t.strip_suffix(['B', 'b']))
+        .unwrap_or(t);
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let mult: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("'{s}' is not a size; try 1500, 128K, 64M or 2G")),
+            };
+            (&t[..i], mult)
+        }
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size; try 1500, 128K, 64M or 2G"))?;
+    let bytes = n * mult as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes >= u64::MAX as f64 {
+        return Err(format!("'{s}' is not a size: negative or too large"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// A relay keepalive: whole seconds from 1 s to 1 h (the wire carries seconds).
+pub fn parse_relay_keepalive(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(3600) || d.subsec_nanos() != 0 {
+        return Err(format!(
+            "'{s}': give whole seconds from 1s to 1h (listeners are told it in seconds)"
+        ));
+    }
+    Ok(d)
+}
+
+/// A count of at least 1.
+pub fn parse_positive_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err(format!("'{s}' is zero: that would refuse everything")),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a count (1, 2, ...)")),
+    }
+}
+
+/// Like [`parse_size`], but zero is refused.
+pub fn parse_positive_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err(format!("'{s}' is zero; give a positive size such as 128K")),
+        n => Ok(n),
+    }
+}
+
+/// Parses a duration like `500ms`, `2m`, `1h 30m`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+        return Err(format!("'{s}' is not a duration: negative or not finite"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration ({e}); try 500ms, 10s or 2m"))
+}
+
+/// Like [`parse_duration`], but zero is refused (it would end everything at once).
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!(
+            "'{s}' is zero; give a positive duration such as 500ms"
+        )),
+        d => Ok(d),
+    }
+}
+
+/// Checks a key fingerprint as `msock listen --show-key` prints it: `SHA256:` and the
+/// unpadded base64 of 32 bytes.
+pub fn parse_fingerprint(s: &str) -> Result<String, String> {
+    use base64::Engine;
+    let digest = s.strip_prefix("SHA256:").ok_or_else(|| {
+        format!("'{s}' is not a key fingerprint: it must start with SHA256: (copy it whole from `msock listen --show-key`)")
+    })?;
+    match base64::engine::general_purpose::STANDARD_NO_PAD.decode(digest) {
+        Ok(d) if d.len() == 32 => Ok(s.to_owned()),
+        _ => Err(format!("'{s}' is not a key fingerprint: after SHA256: come 43 base64 characters (copy it whole from `msock listen --show-key`)")),
+    }
+}
+
+/// Parses a listen address: `PORT`, `ADDR:PORT`, `[V6]:PORT`. Returns the host part (None =
+/// all addresses) and the port.
+pub fn parse_listen_addr(s: &str) -> Result<(Option<String>, u16), String> {
+    let port_err = |p: &str| format!("'{p}' is not a port number (0-65535)");
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok((None, port));
+    }
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok((Some(sa.ip().to_string()), sa.port()));
+    }
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{s}' is not [ADDR:]PORT"))?;
+    let port = port.parse::<u16>().map_err(|_| port_err(port))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Ok((None, port));
+    }
+    Ok((Some(host.to_owned()), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1500"), Ok(1500));
+        assert_eq!(parse_size("128K"), Ok(128 << 10));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("1.5M"), Ok(3 << 19));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("10MB"), Ok(10 << 20));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("-1K").is_err());
+        assert!(parse_size("5X").is_err());
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn listen_addrs() {
+        assert_eq!(parse_listen_addr("9000"), Ok((None, 9000)));
+        assert_eq!(parse_listen_addr(":9000"), Ok((None, 9000)));
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:0"),
+            Ok((Some("127.0.0.1".into()), 0))
+        );
+        assert_eq!(parse_listen_addr("[::1]:80"), Ok((Some("::1".into()), 80)));
+        assert_eq!(
+            parse_listen_addr("localhost:80"),
+            Ok((Some("localhost".into()), 80))
+        );
+        assert!(parse_listen_addr("localhost").is_err());
+        assert!(parse_listen_addr("x:99999").is_err());
+    }
+}
