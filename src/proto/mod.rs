@@ -174,6 +174,7 @@ pub(crate) mod path;
 pub(crate) mod range_set;
 pub(crate) mod record;
 pub mod session;
+pub mod text;
 
 #[cfg(test)]
 mod sim;
