@@ -594,3 +594,120 @@ fn garbage_during_a_session_does_not_disturb_it() {
     assert_bytes_eq(&read(&l_out), b"before\nafter\n", "listener stdout");
     assert_bytes_eq(&read(&c_out), b"reply\n", "connector stdout");
 }
+
+/// Runs `msock ARGS` and asserts exit 2 with a stderr line containing every one of `says`
+/// (case-insensitive).
+fn expect_usage_error(args: &[&str], says: &[&str]) {
+    let e = run(args, SHORT);
+    assert_eq!(
+        e.code,
+        Some(2),
+        "msock {args:?} is the user's or the machine's fault (exit 2); stderr: {}",
+        e.stderr
+    );
+    let msg = e.stderr.to_lowercase();
+    for s in says {
+        assert!(
+            msg.contains(&s.to_lowercase()),
+            "msock {args:?}: stderr should say {s:?}: {}",
+            e.stderr
+        );
+    }
+    assert!(
+        !e.stderr.contains("panicked"),
+        "msock {args:?} panicked: {}",
+        e.stderr
+    );
+}
+
+/// A port number out of range is the user's typo, not a network failure.
+#[test]
+fn connect_to_port_out_of_range_exits_2() {
+    expect_usage_error(&["connect", "127.0.0.1:99999"], &["99999", "port"]);
+    expect_usage_error(&["send-file", "Cargo.toml", "127.0.0.1:70000"], &["70000"]);
+}
+
+/// `-s` naming an address this machine does not have: exit 2, saying so (192.0.2.0/24 is
+/// reserved for documentation, so no test machine has it).
+#[test]
+fn connect_from_an_address_not_of_this_machine_exits_2() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dest = l.local_addr().unwrap().to_string();
+    expect_usage_error(&["connect", "-s", "192.0.2.77", &dest], &["192.0.2.77"]);
+}
+
+/// `--iface` naming an interface the machine lacks: the user's flags (exit 2).
+#[test]
+fn connect_with_an_interface_this_machine_lacks_exits_2() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dest = l.local_addr().unwrap().to_string();
+    expect_usage_error(&["connect", "--iface", "nosuch0", &dest], &["nosuch0"]);
+}
+
+/// A malformed `--peer-key` is refused before anything is sent (exit 2).
+#[test]
+fn malformed_peer_key_exits_2() {
+    expect_usage_error(
+        &["connect", "--peer-key", "SHA256:nope", "127.0.0.1:9"],
+        &["fingerprint"],
+    );
+    expect_usage_error(
+        &["connect", "--peer-key", "nope", "127.0.0.1:9"],
+        &["SHA256:"],
+    );
+}
+
+/// A `known_peers` that cannot be read (here a directory) is the local system's problem:
+/// exit 2, naming the file, not a network failure.
+#[test]
+fn unreadable_known_peers_exits_2() {
+    let mut l = Listener::start(&[], Stdio::null(), Stdio::null());
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("known_peers")).unwrap();
+    let mut cmd = msock(&["connect", &l.dest()]);
+    cmd.env("MSOCK_CONFIG_DIR", dir.path());
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    let e = Proc::spawn("msock connect", cmd).wait(SHORT);
+    l.proc.kill();
+    assert_eq!(e.code, Some(2), "stderr: {}", e.stderr);
+    assert!(e.stderr.contains("known_peers"), "stderr: {}", e.stderr);
+}
+
+/// Durations and sizes too large to mean anything are usage errors that state the limit,
+/// never a panic (`1e30` used to panic while parsing, `--keepalive 1e19` once a session ran).
+#[test]
+fn huge_durations_and_sizes_exit_2_with_the_limit() {
+    let cases: &[&[&str]] = &[
+        &["connect", "--wait", "1e30", "127.0.0.1:9"],
+        &["connect", "--keepalive", "1e19", "127.0.0.1:9"],
+        &["connect", "--keepalive", "300000000000y", "127.0.0.1:9"],
+        &["connect", "--dead-time", "1e30", "127.0.0.1:9"],
+        &["connect", "--idle-timeout", "inf", "127.0.0.1:9"],
+        &["connect", "--resume-timeout", "2y", "127.0.0.1:9"],
+        &["connect", "--retry-interval", "1e30", "127.0.0.1:9"],
+        &["listen", "--detect-wait", "1e30", "0"],
+        &["bench", "-t", "1e30", "127.0.0.1:9"],
+        &["bench", "-i", "1e30", "127.0.0.1:9"],
+        &["bench", "--len", "1T", "127.0.0.1:9"],
+        &["bench", "-n", "1e30", "127.0.0.1:9"],
+        &["proxy", "--name-ttl", "1e30"],
+        &["proxy", "--handshake-timeout", "1e19"],
+        &["proxy", "--idle-timeout", "300000000000y"],
+    ];
+    let mut failures = Vec::new();
+    for args in cases {
+        let e = run(args, SHORT);
+        let says_limit = e.stderr.contains("at most");
+        if e.code != Some(2) || !says_limit || e.stderr.contains("panicked") {
+            failures.push(format!(
+                "msock {args:?}: exit {:?}, stderr {:?}",
+                e.code, e.stderr
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "expected exit 2 saying the limit (\"at most ...\"):\n{}",
+        failures.join("\n")
+    );
+}

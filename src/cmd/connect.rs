@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::dial::{check_dest, dial};
+use super::dial::{check_dest, check_source, dial};
 use super::{ctrl_c, family, finish, Failure};
 use crate::cli::ConnectArgs;
 use crate::proto::Service;
@@ -22,6 +22,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
         ));
     };
     check_dest(&dest)?;
+    check_source(args.dial.source)?;
     let started = Instant::now();
     super::apply_process_settings(&args.stream)?;
     let events = Events::sessions(args.stream.json_events);

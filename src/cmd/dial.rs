@@ -46,12 +46,29 @@ pub(crate) fn check_dest(dest: &str) -> Result<bool, Failure> {
     {
         return Ok(true);
     }
-    if dest.contains(':') {
-        Ok(false)
+    if let Some((_, port)) = dest.rsplit_once(':') {
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(false),
+            _ => Err(Failure::local(format!(
+                "'{port}' in '{dest}' is not a port number (1-65535)"
+            ))),
+        }
     } else {
         Err(Failure::local(format!(
             "'{dest}' has no port: give HOST:PORT, e.g. example.net:9000 or [::1]:9000, or NAME@RELAY for a listener registered at a relay"
         )))
+    }
+}
+
+/// Checks that `-s ADDR` is an address of this machine (exit 2 otherwise: the user's flag).
+pub(crate) fn check_source(source: Option<std::net::IpAddr>) -> Result<(), Failure> {
+    let Some(ip) = source else { return Ok(()) };
+    match std::net::UdpSocket::bind((ip, 0)) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => Err(Failure::local(format!(
+            "-s {ip} is not an address of this machine; give one it has (see `ip addr` or msock connect --list-ifaces)"
+        ))),
+        // Anything else shows when connecting from it.
+        _ => Ok(()),
     }
 }
 
@@ -81,6 +98,7 @@ pub(crate) async fn dial_with_policy<I: AppSource, O: AppSink>(
     output: Option<O>,
 ) -> Result<Driver<I, O>, Failure> {
     let named = check_dest(dest)?;
+    check_source(dial.source)?;
     warn_unknown_kinds(&policy);
     let mut session = session_config(stream)?;
     session.service = service;

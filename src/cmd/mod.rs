@@ -101,7 +101,10 @@ impl From<DialError> for Failure {
     fn from(e: DialError) -> Self {
         match e {
             DialError::Connect(e) => e.into(),
-            DialError::NoInterface { .. } | DialError::PeerKey(_) => Failure::network(e),
+            // The interfaces the user named, or the machine's: not the network's fault.
+            DialError::NoInterface { .. } => Failure::local(e),
+            DialError::PeerKey(ref k) if k.is_local() => Failure::local(e),
+            DialError::PeerKey(_) => Failure::network(e),
         }
     }
 }

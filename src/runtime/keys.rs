@@ -68,6 +68,21 @@ pub enum KeyError {
     },
 }
 
+impl KeyError {
+    /// True if the user or the local system is to fix it (a file that cannot be read or
+    /// written, no config directory, a bad key file); false if the listener's key is not the
+    /// expected one (someone in between, or the wrong listener).
+    pub fn is_local(&self) -> bool {
+        match self {
+            KeyError::NoConfigDir
+            | KeyError::Io { .. }
+            | KeyError::BadKeyFile(_)
+            | KeyError::EmptyPsk(_) => true,
+            KeyError::NotGiven { .. } | KeyError::Changed { .. } => false,
+        }
+    }
+}
+
 /// A [`KeyError::Io`] for `doing`.
 fn io_err(doing: String) -> impl FnOnce(io::Error) -> KeyError {
     move |error| KeyError::Io { doing, error }
