@@ -75,6 +75,9 @@ impl Params {
         if self.omit_ms > MAX_TIME_MS {
             return Err("omit is longer than a day".into());
         }
+        if self.interval_ms > MAX_TIME_MS {
+            return Err("interval is longer than a day".into());
+        }
         if self.reverse && self.bidir {
             return Err("reverse and bidir together".into());
         }
@@ -285,6 +288,15 @@ mod tests {
             },
             Params {
                 interval_ms: 1,
+                ..params()
+            },
+            // A peer's interval too long for the clock (it used to panic the meter).
+            Params {
+                interval_ms: u64::MAX,
+                ..params()
+            },
+            Params {
+                interval_ms: MAX_TIME_MS + 1,
                 ..params()
             },
             Params {

@@ -30,11 +30,23 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("'{s}' is not a size; try 1500, 128K, 64M or 2G"))?;
     let bytes = n * mult as f64;
-    if !bytes.is_finite() || bytes < 0.0 || bytes >= u64::MAX as f64 {
-        return Err(format!("'{s}' is not a size: negative or too large"));
+    if !bytes.is_finite() || bytes < 0.0 {
+        return Err(format!("'{s}' is not a size: negative or not finite"));
+    }
+    if bytes > MAX_SIZE as f64 {
+        return Err(format!("'{s}' is too large: at most 1024T (1 PiB)"));
     }
     Ok(bytes.round() as u64)
 }
+
+/// The largest size any flag takes (1 PiB): more than any file, disk or test, and far from
+/// where byte counts could overflow.
+pub const MAX_SIZE: u64 = 1 << 50;
+
+/// The longest duration any flag takes: one year (humantime's `1y`, 365.25 days). Longer
+/// means "never" in practice, and bounding it keeps every deadline (now + duration) far from
+/// overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600);
 
 /// A relay keepalive: whole seconds from 1 s to 1 h (the wire carries seconds).
 pub fn parse_relay_keepalive(s: &str) -> Result<Duration, String> {
@@ -67,14 +79,25 @@ pub fn parse_positive_size(s: &str) -> Result<u64, String> {
 /// Parses a duration like `500ms`, `2m`, `1h 30m`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
+    let too_long = || format!("'{s}' is too long: at most 1 year (1y)");
     if let Ok(secs) = s.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
+        if secs.is_nan() || secs < 0.0 {
+            return Err(format!("'{s}' is not a duration: negative or not a number"));
         }
-        return Err(format!("'{s}' is not a duration: negative or not finite"));
+        if secs > MAX_DURATION.as_secs_f64() {
+            return Err(too_long());
+        }
+        return Ok(Duration::from_secs_f64(secs));
     }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("'{s}' is not a duration ({e}); try 500ms, 10s or 2m"))
+    match humantime::parse_duration(s) {
+        Ok(d) if d > MAX_DURATION => Err(too_long()),
+        Ok(d) => Ok(d),
+        // humantime refuses what overflows its u64 seconds: too long as well.
+        Err(humantime::DurationError::NumberOverflow) => Err(too_long()),
+        Err(e) => Err(format!(
+            "'{s}' is not a duration ({e}); try 500ms, 10s or 2m"
+        )),
+    }
 }
 
 /// Like [`parse_duration`], but zero is refused (it would end everything at once).
@@ -132,6 +155,12 @@ mod tests {
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1").is_err());
+        assert_eq!(parse_duration("1y"), Ok(MAX_DURATION));
+        for huge in ["1e30", "inf", "1e19", "300000000000y", "366d", "31557601"] {
+            let e = parse_duration(huge).unwrap_err();
+            assert!(e.contains("at most 1 year"), "{huge}: {e}");
+        }
+        assert!(parse_duration("NaN").is_err());
     }
 
     #[test]
@@ -146,6 +175,12 @@ mod tests {
         assert!(parse_size("-1K").is_err());
         assert!(parse_size("5X").is_err());
         assert!(parse_size("").is_err());
+        assert_eq!(parse_size("1024T"), Ok(MAX_SIZE));
+        assert!(parse_size("inf").is_err());
+        for huge in ["1025T", "1e30"] {
+            let e = parse_size(huge).unwrap_err();
+            assert!(e.contains("at most 1024T"), "{huge}: {e}");
+        }
     }
 
     #[test]

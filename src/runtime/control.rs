@@ -153,7 +153,7 @@ impl Announce {
             datagram,
             interval: FIRST_RESEND,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
-            until: tokio::time::Instant::now() + give_up_after,
+            until: super::sys::deadline_after(std::time::Instant::now(), give_up_after),
         }
     }
 
@@ -177,9 +177,10 @@ impl Announce {
         if let Err(e) = socket.try_send_to(&self.datagram, self.dest) {
             tracing::debug!("RECONNECT to {} not sent: {e}", self.dest);
         }
-        self.timer
-            .as_mut()
-            .reset(tokio::time::Instant::now() + self.interval);
+        self.timer.as_mut().reset(super::sys::deadline_after(
+            std::time::Instant::now(),
+            self.interval,
+        ));
         self.interval = (self.interval * 2).min(MAX_RESEND);
         true
     }

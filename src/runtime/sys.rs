@@ -23,3 +23,31 @@ pub fn raise_nofile() {
         }
     }
 }
+
+/// `base + d` as a timer deadline; a `d` so long that the sum overflows the clock (a
+/// duration meant as "never") gives a deadline about thirty years away instead of a panic.
+pub(crate) fn deadline_after(
+    base: std::time::Instant,
+    d: std::time::Duration,
+) -> tokio::time::Instant {
+    const FAR: std::time::Duration = std::time::Duration::from_secs(30 * 365 * 86_400);
+    let at = base
+        .checked_add(d)
+        .or_else(|| base.checked_add(FAR))
+        .unwrap_or(base);
+    tokio::time::Instant::from_std(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn deadlines_never_overflow() {
+        let now = Instant::now();
+        let far = super::deadline_after(now, Duration::MAX);
+        assert!(far.into_std() > now + Duration::from_secs(365 * 86_400));
+        let soon = super::deadline_after(now, Duration::from_secs(3));
+        assert_eq!(soon.into_std(), now + Duration::from_secs(3));
+    }
+}

@@ -560,15 +560,16 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             let deadline = next.unwrap_or(Duration::from_secs(3600));
             self.sleep
                 .as_mut()
-                .reset(tokio::time::Instant::from_std(self.epoch + deadline));
+                .reset(super::sys::deadline_after(self.epoch, deadline));
         }
         if self.sleep_at.is_some() && self.sleep.as_mut().poll(cx).is_ready() {
             let now = self.now();
             self.session.handle_timeout(now);
             self.sleep_at = None;
-            self.sleep.as_mut().reset(tokio::time::Instant::from_std(
-                self.epoch + now + Duration::from_secs(3600),
-            ));
+            let later = now.saturating_add(Duration::from_secs(3600));
+            self.sleep
+                .as_mut()
+                .reset(super::sys::deadline_after(self.epoch, later));
             return true;
         }
         false
