@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::SystemTime;
 
 use super::app::Link;
+use super::checked;
 use super::cpu::CpuClock;
 use super::expire;
 use super::model::{Interval, Outcome, Params};
@@ -110,6 +111,8 @@ async fn client(
                         Kind::Report if params.client_sends() => {
                             let iv: Interval = serde_json::from_slice(&c.body)
                                 .map_err(|e| give_up(&link, format!("unreadable REPORT ({e})")))?;
+                            let iv = checked::interval(iv)
+                                .map_err(|why| give_up(&link, format!("implausible REPORT: {why}")))?;
                             show.interval(Dir::Forward, &iv);
                             run.intervals.push(iv);
                         }
@@ -121,7 +124,8 @@ async fn client(
                             {
                                 return Err(give_up(&link, "RESULT without the directions measured".into()));
                             }
-                            remote = Some(o);
+                            remote = Some(checked_outcome(o)
+                                .map_err(|why| give_up(&link, format!("implausible RESULT: {why}")))?);
                         }
                         Kind::Error => {
                             let why = String::from_utf8_lossy(&c.body);
@@ -146,10 +150,24 @@ async fn client(
     run.cpu_local = cpu.elapsed();
     run.cpu_remote = remote.cpu;
     if let (Some(sender), Some(receiver)) = (p.sent.take(), remote.receiver) {
+        // (With --omit each end starts counting at its own moment: the totals differ.)
+        if params.omit_ms == 0 {
+            checked::received_at_most_sent(&receiver, &sender)
+                .map_err(|why| Error::ListenerBroke(format!("implausible RESULT: {why}")))?;
+        }
         run.forward = Some(Direction { sender, receiver });
     }
     if let (Some(sender), Some(receiver)) = (remote.sender, p.received.take()) {
         run.reverse = Some(Direction { sender, receiver });
     }
     Ok(run)
+}
+
+/// The listener's RESULT with every figure checked (see [`checked`]).
+fn checked_outcome(o: Outcome) -> Result<Outcome, String> {
+    Ok(Outcome {
+        receiver: o.receiver.map(checked::side).transpose()?,
+        sender: o.sender.map(checked::side).transpose()?,
+        cpu: checked::cpu(o.cpu)?,
+    })
 }

@@ -4,6 +4,7 @@
 use std::io;
 use std::time::Duration;
 
+use crate::proto::text::{defang, Untrusted};
 use crate::runtime::{ConnectError, DriveError};
 
 /// Who has to act on a failed test.
@@ -21,18 +22,21 @@ pub enum Fault {
 /// Why a bench test failed. Each message says what went wrong and, where it helps, what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The listener broke the bench protocol; the client told it why and gave up.
-    #[error("the listener broke the bench protocol: {0}")]
+    /// The listener broke the bench protocol; the client told it why and gave up. (The reason
+    /// may quote what the listener sent: shown with control characters escaped.)
+    #[error("the listener broke the bench protocol: {}", defang(.0))]
     ListenerBroke(String),
     /// The client broke the bench protocol (or went silent); the listener told it why and
-    /// gave up.
-    #[error("{0}")]
+    /// gave up. (Shown with control characters escaped, as above.)
+    #[error("{}", defang(.0))]
     ClientBroke(String),
-    /// The listener ended the test with an ERROR message (its reason).
-    #[error("the listener ended the test: {0}")]
+    /// The listener ended the test with an ERROR message (its reason, as it sent it: shown
+    /// escaped).
+    #[error("the listener ended the test: {}", Untrusted(.0))]
     ListenerGaveUp(String),
-    /// The client ended the test with an ERROR message (its reason).
-    #[error("it gave up: {0}")]
+    /// The client ended the test with an ERROR message (its reason, as it sent it: shown
+    /// escaped).
+    #[error("it gave up: {}", Untrusted(.0))]
     ClientGaveUp(String),
     /// The listener's data or results did not come within this long of the start.
     #[error(
@@ -102,5 +106,23 @@ mod tests {
         );
         assert_eq!(Error::Tcp(io()).fault(), Fault::Peer);
         assert_eq!(Error::Interrupted.fault(), Fault::User);
+    }
+
+    #[test]
+    fn a_peers_reason_cannot_drive_the_terminal() {
+        let evil = "\x1b[2J\x07ok\r\u{202e}";
+        for e in [
+            Error::ListenerGaveUp(evil.into()),
+            Error::ClientGaveUp(evil.into()),
+            Error::ListenerBroke(format!("unreadable REPORT ({evil})")),
+            Error::ClientBroke(evil.into()),
+        ] {
+            let shown = e.to_string();
+            assert!(
+                !shown.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{shown:?}"
+            );
+            assert!(shown.contains("\\u{1b}[2J"), "{shown:?}");
+        }
     }
 }

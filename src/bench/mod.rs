@@ -11,6 +11,7 @@
 //! whose fault they are.
 
 mod app;
+mod checked;
 pub mod client;
 pub mod cpu;
 mod error;

@@ -12,6 +12,7 @@ use std::fmt::Display;
 use std::time::Instant;
 
 use crate::cli::StreamArgs;
+use crate::proto::text::defang;
 use crate::proto::Config;
 use crate::runtime::client::DialError;
 use crate::runtime::events::Events;
@@ -34,7 +35,8 @@ pub enum Exit {
 }
 
 /// How a command failed: its kind (and so the exit code) and a message for stderr that says
-/// what went wrong and, where it helps, what to do.
+/// what went wrong and, where it helps, what to do. The constructors escape any control
+/// character left in the message (see [`defang`]): a peer's text never drives the terminal.
 #[derive(Debug)]
 pub struct Failure {
     /// What failed.
@@ -48,21 +50,21 @@ impl Failure {
     pub fn network(e: impl Display) -> Self {
         Failure {
             kind: Exit::Network,
-            message: e.to_string(),
+            message: defang(&e.to_string()).into_owned(),
         }
     }
     /// The user's input or the local system failed (exit 2).
     pub fn local(e: impl Display) -> Self {
         Failure {
             kind: Exit::Local,
-            message: e.to_string(),
+            message: defang(&e.to_string()).into_owned(),
         }
     }
     /// A listener turned a client away before any session began (see [`Exit::NotStarted`]).
     pub(crate) fn not_started(e: impl Display) -> Self {
         Failure {
             kind: Exit::NotStarted,
-            message: e.to_string(),
+            message: defang(&e.to_string()).into_owned(),
         }
     }
     /// The user pressed Ctrl-C (exit 130, like a shell).

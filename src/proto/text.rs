@@ -53,6 +53,26 @@ pub fn escape(s: &str) -> String {
     Untrusted(s).to_string()
 }
 
+/// A last guard for a message about to be printed that was assembled from parts, some
+/// perhaps from a peer: every control and deceptive formatting character is escaped as in
+/// [`Untrusted`], but backslashes are kept, so parts already escaped are not escaped twice.
+/// (Peer text itself goes through [`Untrusted`] where it enters a message; this only makes
+/// sure nothing that slipped through can drive the terminal.)
+pub fn defang(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(needs_escape) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if needs_escape(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Like [`escape`], for bytes that may not be UTF-8 (invalid sequences become U+FFFD).
 pub fn escape_bytes(b: &[u8]) -> String {
     escape(&String::from_utf8_lossy(b))
@@ -80,6 +100,18 @@ mod tests {
         assert_eq!(escape("héllo wörld 日本"), "héllo wörld 日本");
         assert!(is_deceptive_format('\u{2067}'));
         assert!(!is_deceptive_format('é'));
+    }
+
+    #[test]
+    fn defang_escapes_controls_once() {
+        assert_eq!(defang("plain \\ text"), "plain \\ text");
+        assert_eq!(
+            defang("a\x1b[2Jb\x07\u{202e}"),
+            "a\\u{1b}[2Jb\\u{7}\\u{202e}"
+        );
+        // A message holding an already escaped part and a raw control: the part is kept.
+        let msg = format!("peer said ({}) then \x1b", Untrusted("x\x1by"));
+        assert_eq!(defang(&msg), "peer said (x\\u{1b}y) then \\u{1b}");
     }
 
     #[test]

@@ -52,6 +52,27 @@ pub enum Stream {
     Stderr,
 }
 
+/// `json` with the characters JSON allows raw in strings but a terminal would act on (DEL,
+/// the C1 controls, bidirectional overrides and other invisible formatting characters: peer
+/// text may reach an event) written as `\uXXXX` escapes; still the same JSON value. (JSON
+/// writers already escape C0 controls.)
+fn json_terminal_safe(json: String) -> String {
+    let unsafe_char = |c: char| c.is_control() || crate::proto::text::is_deceptive_format(c);
+    if !json.chars().any(unsafe_char) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if unsafe_char(c) {
+            // All of them are in the Basic Multilingual Plane: one \uXXXX each.
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// JSON lines on a standard stream, `t` rounded to `decimals` places.
 pub(crate) struct JsonLines {
     to: Stream,
@@ -69,7 +90,7 @@ impl Sink for JsonLines {
         if let Value::Object(f) = fields {
             obj.extend(f);
         }
-        let line = Value::Object(obj).to_string();
+        let line = json_terminal_safe(Value::Object(obj).to_string());
         // A closed stream loses the event, never the session.
         let _ = match self.to {
             Stream::Stdout => writeln!(std::io::stdout().lock(), "{line}"),
@@ -155,5 +176,23 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].0, "a");
         assert_eq!(got[1].0, "b");
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::json_terminal_safe;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn events_carry_no_terminal_controls_and_stay_the_same_json() {
+        let v = json!({"error": "a\x1b[2J\u{9b}1m\u{7f}\u{202e}z\\"});
+        let line = json_terminal_safe(v.to_string());
+        assert!(
+            !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{line:?}"
+        );
+        let back: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, v);
     }
 }

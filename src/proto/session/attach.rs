@@ -276,7 +276,8 @@ impl Session {
                     }
                 }
                 return Err(FrameError::PathRefused(format!(
-                    "attach refused: {code}: {reason}"
+                    "attach refused: {code}: {}",
+                    crate::proto::text::Untrusted(&reason)
                 )));
             }
             (other, _) => {

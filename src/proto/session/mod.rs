@@ -43,6 +43,7 @@ use super::frame::{ErrorCode, Service, MAX_DATA_PAYLOAD};
 use super::handshake::Identity;
 use super::path::{Path, PathId, PathStats};
 use super::record::{Opener, Sealer};
+use super::text::Untrusted;
 
 /// Tunables of a session. Both ends choose their own; windows are advertised.
 #[derive(Clone, Debug)]
@@ -120,11 +121,11 @@ pub enum SessionError {
     #[error("peer violated the protocol: {0}")]
     Protocol(String),
     /// The peer ended the session with an ERROR frame.
-    #[error("peer ended the session: {code}{}", if reason.is_empty() { String::new() } else { format!(" ({reason})") })]
+    #[error("peer ended the session: {code}{}", if reason.is_empty() { String::new() } else { format!(" ({})", Untrusted(reason)) })]
     PeerError {
         /// The peer's reason code.
         code: ErrorCode,
-        /// The peer's explanation.
+        /// The peer's explanation, as it sent it (shown escaped: see [`Untrusted`]).
         reason: String,
     },
     /// No stream data was sent or received for the configured idle timeout.
