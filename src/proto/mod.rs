@@ -177,6 +177,8 @@ pub mod session;
 pub mod text;
 
 #[cfg(test)]
+pub(crate) mod fuzz_tests;
+#[cfg(test)]
 mod sim;
 
 pub use control::{ControlAction, ControlError};

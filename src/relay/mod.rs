@@ -81,6 +81,8 @@ pub mod secrets;
 pub mod server;
 pub(crate) mod splice;
 pub(crate) mod wire;
+#[cfg(test)]
+mod wire_fuzz_tests;
 
 /// The relay's default port (`msock proxy`, and `NAME@HOST` without a port).
 pub(crate) const DEFAULT_PORT: u16 = 7480;

@@ -110,12 +110,15 @@ impl ChannelReader {
         Some(self.buf.split_to(n))
     }
 
-    /// Exactly `n` received bytes; an error if the peer's stream ends first.
+    /// Exactly `n` received bytes; an error if the peer's stream ends first. Memory grows
+    /// as the bytes arrive: `n` usually comes from the peer's length field, and a claim alone
+    /// must not cost its size.
     pub async fn recv_exact(&mut self, n: usize) -> io::Result<Bytes> {
         if self.buf.len() >= n {
             return Ok(self.buf.split_to(n));
         }
-        let mut out = BytesMut::with_capacity(n);
+        const UP_FRONT: usize = 64 << 10;
+        let mut out = BytesMut::with_capacity(n.min(UP_FRONT));
         while out.len() < n {
             let b = self.recv_up_to(n - out.len()).await.ok_or_else(ended)?;
             out.extend_from_slice(&b);

@@ -32,6 +32,8 @@ pub mod progress;
 pub mod receiver;
 pub mod sender;
 pub mod wire;
+#[cfg(test)]
+mod wire_fuzz_tests;
 pub(crate) mod writer;
 
 use std::io::{self, Read};
