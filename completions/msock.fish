@@ -113,7 +113,7 @@ complete -c msock -n "__fish_msock_using_subcommand send-file" -s h -l help -d '
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s V -l version -d 'Print version'
 complete -c msock -n "__fish_msock_using_subcommand bench" -s t -l time -d 'How long to send (e.g. 10s, 1m). The built-in run (no HOST:PORT) gives each of its three tests a third of it' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -s n -l bytes -d 'Send this many bytes of payload instead of sending for --time (e.g. 1G); each direction with --bidir, each test in the built-in run' -r
-complete -c msock -n "__fish_msock_using_subcommand bench" -s i -l interval -d 'Print the receiver\'s figures every DURATION (0: only the totals; at least 10ms)' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -s i -l interval -d 'Print the receiver\'s figures every DURATION (0: only the totals; from 10ms to a day)' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -s l -l len -d 'Size of each block the sender hands over (e.g. 128K; at most 16M). Blocks go to the session or socket in pieces of at most 256 KiB' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l omit -d 'Leave the first DURATION of the data out of the totals (TCP slow start); its intervals are marked omitted. With --time only: a -n test may end within it' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -s w -l wait -d 'Give up connecting (TCP connect and msock handshake) after this long' -r

@@ -688,6 +688,8 @@ fn huge_durations_and_sizes_exit_2_with_the_limit() {
         &["listen", "--detect-wait", "1e30", "0"],
         &["bench", "-t", "1e30", "127.0.0.1:9"],
         &["bench", "-i", "1e30", "127.0.0.1:9"],
+        // A listener refuses intervals over a day: the client says so first, as the user's.
+        &["bench", "-i", "2d", "127.0.0.1:9"],
         &["bench", "--len", "1T", "127.0.0.1:9"],
         &["bench", "-n", "1e30", "127.0.0.1:9"],
         &["proxy", "--name-ttl", "1e30"],

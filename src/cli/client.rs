@@ -110,7 +110,7 @@ pub struct BenchArgs {
     #[arg(short = 'n', long, value_name = "SIZE", value_parser = parse_positive_size)]
     pub bytes: Option<u64>,
 
-    /// Print the receiver's figures every DURATION (0: only the totals; at least 10ms).
+    /// Print the receiver's figures every DURATION (0: only the totals; from 10ms to a day).
     #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
 

@@ -131,8 +131,11 @@ fn check(args: &BenchArgs) -> Result<(), Failure> {
     }
     if args.time.as_millis() > model::MAX_TIME_MS as u128
         || args.omit.as_millis() > model::MAX_TIME_MS as u128
+        || args.interval.as_millis() > model::MAX_TIME_MS as u128
     {
-        return Err(Failure::local("--time and --omit must be at most a day"));
+        return Err(Failure::local(
+            "--time, --omit and --interval must be at most a day",
+        ));
     }
     Ok(())
 }
