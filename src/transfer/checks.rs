@@ -217,19 +217,16 @@ pub(crate) fn check_proofs(
             same: false,
         };
         if let (true, Some(want)) = (e.partial > 0, &p.prefix) {
-            match open_own(&e.part, false) {
-                Ok(mut f) => {
-                    let (h, n) = hash_file(&mut f, e.partial).map_err(|err| {
-                        ProofError::Local(WriteError::disk("cannot read", &e.part, err))
-                    })?;
-                    if n == e.partial && h.finalize().to_hex().as_str() == want.as_str() {
-                        c.resume = true;
-                        e.resume = e.partial;
-                        hashers.insert(p.index, h);
-                    }
+            // Gone or replaced meanwhile: start over.
+            if let Ok(mut f) = open_own(&e.part, false) {
+                let (h, n) = hash_file(&mut f, e.partial).map_err(|err| {
+                    ProofError::Local(WriteError::disk("cannot read", &e.part, err))
+                })?;
+                if n == e.partial && h.finalize().to_hex().as_str() == want.as_str() {
+                    c.resume = true;
+                    e.resume = e.partial;
+                    hashers.insert(p.index, h);
                 }
-                // Gone or replaced meanwhile: start over.
-                Err(_) => {}
             }
         }
         if let (true, Some(want), Kind::File) = (e.existing, &p.whole, e.kind) {

@@ -67,7 +67,7 @@ fn load_or_create(dir: &Path) -> io::Result<[u8; 32]> {
     }
 }
 
-fn bad(path: &PathBuf) -> io::Error {
+fn bad(path: &Path) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
         format!(

@@ -74,7 +74,7 @@ async fn a_refusal_is_escaped() {
         w.close();
     })
     .await;
-    let e = res.err().expect("refused");
+    let e = res.expect_err("refused");
     no_controls(&e.to_string());
 }
 
