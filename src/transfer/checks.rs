@@ -240,7 +240,8 @@ pub(crate) fn check_proofs(
     Ok((checks, hashers))
 }
 
-/// Is the file at `p` (not through a symlink) `size` bytes with BLAKE3 `want`?
+/// Is the file at `p` (not through a symlink, not a hard link) `size` bytes with BLAKE3
+/// `want`?
 fn same_file(p: &Path, size: u64, want: &str) -> io::Result<bool> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
@@ -255,7 +256,8 @@ fn same_file(p: &Path, size: u64, want: &str) -> io::Result<bool> {
         Err(e) => return Err(e),
     };
     let m = f.metadata()?;
-    if !m.is_file() || m.len() != size {
+    // A hard link may lead out of the save directory: never compared.
+    if !m.is_file() || m.nlink() != 1 || m.len() != size {
         return Ok(false);
     }
     let (h, n) = super::hash_read(f.take(size))?;
