@@ -50,11 +50,12 @@ const PATH_MAX: usize = libc::PATH_MAX as usize;
 
 /// Checks every name of the offer, resolves it under the directory, looks at what is there
 /// already (without reading any file) and checks size limits. Returns the entries and the
-/// bytes the offer may still need on disk.
+/// bytes each partial file may still need on disk.
+#[allow(clippy::type_complexity)]
 pub(crate) fn check_offer(
     offer: &Offer,
     rules: &SaveRules,
-) -> Result<(Vec<Resolved>, u64), String> {
+) -> Result<(Vec<Resolved>, Vec<(PathBuf, u64)>), String> {
     if offer.entries.len() > wire::MAX_ENTRIES {
         return Err(format!("more than {} entries", wire::MAX_ENTRIES));
     }
@@ -77,7 +78,7 @@ pub(crate) fn check_offer(
         .filter(|e| e.kind != Kind::Dir)
         .map(|e| e.path.as_str())
         .collect();
-    let mut needed = 0u64;
+    let mut needs = Vec::new();
     for e in &offer.entries {
         let parts = names::check(&e.path)?;
         let shown = escape(&e.path);
@@ -131,9 +132,8 @@ pub(crate) fn check_offer(
                 }
             }
             existing = fs::symlink_metadata(&final_path).is_ok();
-            if !existing {
-                // Cannot overflow: the sizes' total was checked above.
-                needed += e.size - partial;
+            if !existing && e.size > partial {
+                needs.push((part.clone(), e.size - partial));
             }
         }
         out.push(Resolved {
@@ -148,7 +148,7 @@ pub(crate) fn check_offer(
             same: false,
         });
     }
-    Ok((out, needed))
+    Ok((out, needs))
 }
 
 /// The entry's final path under `dir`, refusing symlinks and kinds that do not fit.

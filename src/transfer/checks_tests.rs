@@ -78,8 +78,8 @@ fn limits_and_paths_too_long_for_the_file_system() {
         .err()
         .unwrap();
     assert!(e.contains("--max-size"), "{e}");
-    let (_, needed) = check_offer(&offer(&[("a", Kind::File, 100)]), &r).unwrap();
-    assert_eq!(needed, 100);
+    let (_, needs) = check_offer(&offer(&[("a", Kind::File, 100)]), &r).unwrap();
+    assert_eq!(needs, vec![(d.path().join(part("a")), 100)]);
     // 20 components of 203 bytes: within names::check's 4096 bytes, beyond PATH_MAX here.
     let long = vec!["n".repeat(203); 20].join("/");
     let e = check_offer(&offer(&[(&long, Kind::File, 1)]), &rules(d.path()))
@@ -100,7 +100,8 @@ fn only_the_senders_own_partial_file_is_reported_and_nothing_is_hashed() {
         ("b", Kind::File, 5),
         ("c", Kind::File, 3),
     ]);
-    let (mut entries, needed) = check_offer(&o, &rules(d.path())).unwrap();
+    let (mut entries, needs) = check_offer(&o, &rules(d.path())).unwrap();
+    let needed: u64 = needs.iter().map(|n| n.1).sum();
     assert_eq!(needed, 5 + 3);
     assert_eq!(entries[0].held(0).unwrap().partial, 5);
     assert!(entries[1].held(1).unwrap().existing);

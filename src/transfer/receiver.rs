@@ -118,9 +118,9 @@ pub async fn receive(
         };
     let rules2 = rules.clone();
     let checked = tokio::task::spawn_blocking(move || {
-        let (entries, needed) = check_offer(&offer, &rules2)?;
+        let (entries, needs) = check_offer(&offer, &rules2)?;
         let dir = &rules2.dir;
-        let r = reserve::claim(dir, needed, free_space(dir))?;
+        let r = reserve::claim(dir, needs, free_space(dir))?;
         Ok::<_, String>((entries, r))
     })
     .await
@@ -252,7 +252,7 @@ pub async fn receive(
                     let piece = ch.recv_up_to(left).await.ok_or(WireError::Ended)?;
                     left -= piece.len();
                     out.bytes += piece.len() as u64;
-                    reservation.consume(piece.len() as u64);
+                    reservation.consume(&entries[*i].part, piece.len() as u64);
                     if entries[*i].kind == Kind::Stream {
                         stream_bytes += piece.len() as u64;
                     }
