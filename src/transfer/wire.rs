@@ -15,8 +15,9 @@ pub(crate) const MAX_DATA: usize = 256 << 10;
 /// Most entries in one offer.
 pub const MAX_ENTRIES: usize = 1_000_000;
 /// Most bytes of encoded entries in one offer (all its OFFER messages together): bounds what
-/// a receiver holds in memory for one offer.
-pub const MAX_OFFER_BYTES: usize = 64 << 20;
+/// a receiver holds in memory for one offer. 256 bytes per entry on average, so that
+/// [`MAX_ENTRIES`] entries of ordinary names (with their 64-digit tokens) fit.
+pub const MAX_OFFER_BYTES: usize = 256 << 20;
 /// A list (entries, held files, proofs) is cut into messages of about this many bytes.
 const CHUNK_BYTES: usize = 1 << 20;
 
