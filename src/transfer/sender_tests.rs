@@ -150,3 +150,45 @@ async fn a_status_for_entries_not_offered_is_refused() {
         "{res:?}"
     );
 }
+
+/// A peer that never ends a list (every message says `more`) is cut off at the limit, and a
+/// long list is cut into messages that each fit the control-message limit.
+#[tokio::test]
+async fn lists_are_bounded_and_cut_into_messages() {
+    use std::future::poll_fn;
+    let (_src, mut sink, _w, mut r) = channel_app(64);
+    let feed = async move {
+        for _ in 0..50 {
+            let part = wire::Offer {
+                entries: Vec::new(),
+                more: true,
+            };
+            let mut b = wire::control(tag::OFFER, &part);
+            if poll_fn(|cx| sink.poll_write_chunk(cx, &mut b)).await.is_err() {
+                return;
+            }
+        }
+    };
+    let read = wire::recv_list::<wire::Offer>(&mut r, tag::OFFER, 10, 500);
+    let (res, ()) = tokio::join!(read, feed);
+    assert!(matches!(res, Err(WireError::Limit(_))), "{res:?}");
+
+    let many: Vec<Held> = (0..200_000)
+        .map(|index| Held {
+            index,
+            partial: u64::MAX,
+            existing: true,
+        })
+        .collect();
+    let msgs: Vec<_> = wire::list_messages(tag::STATUS, &serde_json::Map::new(), "held", &many)
+        .collect();
+    assert!(msgs.len() > 5, "{} messages", msgs.len());
+    assert!(msgs.iter().all(|m| m.len() < wire::MAX_CONTROL));
+    let mut back = Vec::new();
+    for (i, m) in msgs.iter().enumerate() {
+        let st: Status = wire::decode(tag::STATUS, &m[5..]).unwrap();
+        assert_eq!(st.more, i + 1 < msgs.len());
+        back.extend(st.held);
+    }
+    assert_eq!(back, many);
+}
