@@ -164,7 +164,10 @@ async fn lists_are_bounded_and_cut_into_messages() {
                 more: true,
             };
             let mut b = wire::control(tag::OFFER, &part);
-            if poll_fn(|cx| sink.poll_write_chunk(cx, &mut b)).await.is_err() {
+            if poll_fn(|cx| sink.poll_write_chunk(cx, &mut b))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -180,8 +183,8 @@ async fn lists_are_bounded_and_cut_into_messages() {
             existing: true,
         })
         .collect();
-    let msgs: Vec<_> = wire::list_messages(tag::STATUS, &serde_json::Map::new(), "held", &many)
-        .collect();
+    let msgs: Vec<_> =
+        wire::list_messages(tag::STATUS, &serde_json::Map::new(), "held", &many).collect();
     assert!(msgs.len() > 5, "{} messages", msgs.len());
     assert!(msgs.iter().all(|m| m.len() < wire::MAX_CONTROL));
     let mut back = Vec::new();
