@@ -33,6 +33,13 @@ fn save_listener(dir: &Path, extra: &[&str]) -> Listener {
     Listener::start(&args, Stdio::null(), Stdio::null())
 }
 
+/// Where the receiver in `dst` keeps the partial file of offered `path` sent by the tests'
+/// send-file runs: named after their transfer token (the secret is in the tests' config
+/// directory).
+fn part_of(dst: &Path, path: &str) -> std::path::PathBuf {
+    dst.join(msock::transfer::owner::partial_path(&test_config_dir(), path).unwrap())
+}
+
 /// `msock send-file <args...>` with `stdin`, stdout captured into a temp file (read at exit).
 struct Sender {
     proc: Proc,
@@ -630,7 +637,7 @@ fn max_size_cuts_off_a_stream() {
     );
     assert!(!dst.path().join("s").exists());
     assert!(
-        file_len(&dst.path().join(".s.msock-part")) <= 1 << 20,
+        file_len(&part_of(dst.path(), "s")) <= 1 << 20,
         "more than --max-size was written"
     );
     l.proc.assert_running("-k");
@@ -685,7 +692,7 @@ fn partial_file_is_resumed_and_only_the_rest_is_sent() {
     let have = 1_234_567u64;
     let (file, _) = write_random_file(src.path(), "video.mp4", 21, len as usize);
     fs::create_dir(dst.path().join("clips")).unwrap();
-    let part = dst.path().join("clips/.video.mp4.msock-part");
+    let part = part_of(dst.path(), "clips/video.mp4");
     fs::write(&part, &read(&file)[..have as usize]).unwrap();
     // The folder's entry is "clips": send the folder holding the file.
     let clips = src.path().join("clips");
@@ -731,7 +738,7 @@ fn corrupted_partial_file_is_detected_and_resent_from_zero() {
     let (file, _) = write_random_file(src.path(), "db.sqlite", 31, len);
     let mut partial = read(&file)[..1_500_000].to_vec();
     partial[1_000_000] ^= 0x01; // one flipped bit in the middle
-    let part = dst.path().join(".db.sqlite.msock-part");
+    let part = part_of(dst.path(), "db.sqlite");
     fs::write(&part, &partial).unwrap();
 
     let mut l = save_listener(dst.path(), &[]);
@@ -758,10 +765,10 @@ fn complete_and_oversized_partial_files() {
     let len = 700_000usize;
     let (a, _) = write_random_file(src.path(), "whole.bin", 51, len);
     let (b, _) = write_random_file(src.path(), "long.bin", 52, len);
-    fs::copy(&a, dst.path().join(".whole.bin.msock-part")).unwrap();
+    fs::copy(&a, part_of(dst.path(), "whole.bin")).unwrap();
     let mut longer = read(&b);
     longer.extend_from_slice(b"trailing junk");
-    fs::write(dst.path().join(".long.bin.msock-part"), &longer).unwrap();
+    fs::write(part_of(dst.path(), "long.bin"), &longer).unwrap();
 
     let mut l = save_listener(dst.path(), &[]);
     let d = send(&[s(&a), s(&b), &l.dest(), "--json"], SHORT);
@@ -791,7 +798,7 @@ fn killed_mid_transfer_resumes_after_restart() {
     let len: u64 = 256 << 20;
     let file = src.path().join("disk.img");
     write_big_file(&file, 0xd15c, len);
-    let part = dst.path().join(".disk.img.msock-part");
+    let part = part_of(dst.path(), "disk.img");
     let target = dst.path().join("disk.img");
 
     let mut l = save_listener(dst.path(), &[]);
@@ -1003,15 +1010,15 @@ fn disk_filled_by_concurrent_senders_then_resumed() {
 
     // Free the space (everything but the first failed file's partial bytes), then resend it.
     let (f, name) = failed.swap_remove(0);
-    let keep = format!(".{name}.msock-part");
+    let keep = part_of(fs6.path(), &name);
     for e in fs::read_dir(fs6.path()).unwrap() {
         let p = e.unwrap().path();
-        if p.file_name().unwrap() != keep.as_str() {
+        if p != keep {
             fs::remove_file(p).unwrap();
         }
     }
     {
-        let kept = file_len(&fs6.path().join(format!(".{name}.msock-part")));
+        let kept = file_len(&keep);
         let d = send(&[s(&f), &l.dest(), "--json"], SHORT);
         d.code(0);
         let doc = d.json();
@@ -1105,6 +1112,7 @@ mod hostile {
             kind: Kind::File,
             size,
             exec: false,
+            token: None,
         }
     }
 }
@@ -1153,6 +1161,7 @@ fn hostile_names_are_refused_and_nothing_is_written() {
             kind: Kind::Dir,
             size: 0,
             exec: false,
+            token: None,
         }],
         // One bad entry spoils a whole offer, even after good ones.
         vec![
@@ -1161,6 +1170,7 @@ fn hostile_names_are_refused_and_nothing_is_written() {
                 kind: Kind::Dir,
                 size: 0,
                 exec: false,
+                token: None,
             },
             hostile::file("fine/ok.txt", 10),
             hostile::file("fine/../../sibling.txt", 10),
@@ -1170,8 +1180,15 @@ fn hostile_names_are_refused_and_nothing_is_written() {
     ];
     for entries in hostile {
         let names: Vec<_> = entries.iter().map(|e| e.path.clone()).collect();
-        let st = hostile::offer(&l.dest(), &Offer { entries }, None)
-            .unwrap_or_else(|e| panic!("offer {names:?}: no STATUS: {e}"));
+        let st = hostile::offer(
+            &l.dest(),
+            &Offer {
+                entries,
+                more: false,
+            },
+            None,
+        )
+        .unwrap_or_else(|e| panic!("offer {names:?}: no STATUS: {e}"));
         let why = st
             .refused
             .unwrap_or_else(|| panic!("offer {names:?} was accepted: {:?}", st.held));
@@ -1195,6 +1212,7 @@ fn hostile_names_are_refused_and_nothing_is_written() {
         &l.dest(),
         &Offer {
             entries: vec![hostile::file("ok.txt", 0)],
+            more: false,
         },
         None,
     )
@@ -1223,6 +1241,7 @@ fn more_bytes_than_offered_are_refused() {
         &l.dest(),
         &Offer {
             entries: vec![hostile::file("small.txt", 10)],
+            more: false,
         },
         Some(raw),
     )
@@ -1234,8 +1253,16 @@ fn more_bytes_than_offered_are_refused() {
         l.proc.stderr.text()
     );
     assert!(!dir.path().join("small.txt").exists());
-    let part = dir.path().join(".small.txt.msock-part");
-    assert!(file_len(&part) <= 10, "wrote {} bytes", file_len(&part));
+    // The partial file (named after a token the receiver drew: this client sent none).
+    for e in fs::read_dir(dir.path()).unwrap() {
+        let p = e.unwrap().path();
+        assert!(
+            file_len(&p) <= 10,
+            "wrote {} bytes into {}",
+            file_len(&p),
+            p.display()
+        );
+    }
     l.proc.assert_running("-k");
 }
 
@@ -1248,13 +1275,20 @@ fn offer_sizes_that_overflow_are_refused() {
     let mut l = save_listener(dir.path(), &["-k", "--max-size", "1M"]);
     for sizes in [[u64::MAX, 2], [u64::MAX / 2 + 1, u64::MAX / 2 + 1]] {
         let entries = vec![hostile::file("a", sizes[0]), hostile::file("b", sizes[1])];
-        let st = hostile::offer(&l.dest(), &msock::transfer::wire::Offer { entries }, None)
-            .unwrap_or_else(|e| {
-                panic!(
-                    "sizes {sizes:?}: no STATUS (the receiver failed): {e}; listener stderr:\n{}",
-                    l.proc.stderr.text()
-                )
-            });
+        let st = hostile::offer(
+            &l.dest(),
+            &msock::transfer::wire::Offer {
+                entries,
+                more: false,
+            },
+            None,
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "sizes {sizes:?}: no STATUS (the receiver failed): {e}; listener stderr:\n{}",
+                l.proc.stderr.text()
+            )
+        });
         assert!(
             st.refused.is_some(),
             "sizes {sizes:?} (sum wraps to {}) were accepted despite --max-size 1M",

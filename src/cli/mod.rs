@@ -81,8 +81,10 @@ pub enum Command {
     /// kept). Every file's BLAKE3 hash is computed while sending and checked by the receiver
     /// before the file gets its final name. If a transfer is interrupted (even for days, both
     /// programs killed), running the same command again sends only what the receiver lacks:
-    /// the receiver reports what it holds, the sender checks that prefix's hash, and complete
-    /// identical files are skipped.
+    /// the receiver reports what it holds of this sender's own partial files, the sender
+    /// proves those bytes are its own (their hash), and complete identical files are skipped.
+    /// Partial files belong to the sender that created them (a secret in its config
+    /// directory, `transfer.secret`): no other sender can see, resume or truncate them.
     SendFile(SendFileArgs),
     /// Measure throughput to a listener (like iperf3), per flowpath; with no HOST:PORT, run
     /// the built-in loopback benchmark.

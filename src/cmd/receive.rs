@@ -47,6 +47,9 @@ pub async fn serve(accepted: Accepted, save: &SaveOptions) -> Result<(), Failure
             Err(ReceiveError::Peer(e)) => w.abort(format!("the receiver stopped: {e}")).await,
             Err(ReceiveError::Local(e)) => w.abort(format!("the receiver failed: {e}")).await,
             Err(e @ ReceiveError::Refused(_)) => w.abort(format!("the receiver {e}")).await,
+            Err(e @ ReceiveError::TakenOver(_)) => {
+                w.abort(format!("the receiver stopped: {e}")).await
+            }
             _ => {}
         }
         // Read whatever the sender still sends (nothing, normally) so the session can end.

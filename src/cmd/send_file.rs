@@ -14,7 +14,7 @@ use crate::runtime::channel_io::channel_app;
 use crate::runtime::{DriveError, Outcome, Snapshot};
 use crate::transfer::manifest;
 use crate::transfer::progress::{self, Display, Progress};
-use crate::transfer::sender::{send, SendError, Sent};
+use crate::transfer::sender::{check_limits, send, SendError, Sent};
 use crate::transfer::wire::Kind;
 
 /// Runs `msock send-file`; `verbose` is the global -v count. With --json, one object is
@@ -61,6 +61,8 @@ async fn transfer(
     check_dest(dest)?;
     super::apply_process_settings(&args.stream)?;
     let m = manifest::build(&args.paths(), &args.name).map_err(Failure::local)?;
+    // Our own limits, checked before connecting: never reported as the receiver's fault.
+    check_limits(&m.offer).map_err(Failure::local)?;
     let progress = Progress::new(Display::choose(args.quiet, verbose > 0));
     for s in &m.skipped {
         progress.println(&format!("not sent: {s}"));

@@ -36,6 +36,7 @@ pub fn build(paths: &[PathBuf], stdin_name: &str) -> Result<Manifest, String> {
     let mut m = Manifest {
         offer: Offer {
             entries: Vec::new(),
+            more: false,
         },
         sources: Vec::new(),
         skipped: Vec::new(),
@@ -96,6 +97,7 @@ impl Manifest {
             kind,
             size,
             exec,
+            token: None,
         });
         self.sources.push(src);
     }

@@ -1,14 +1,14 @@
 //! The receiving end of a file transfer: checks the offer, reports what it already holds,
 //! writes and verifies each file, and answers with a verdict per file.
 
-use std::collections::HashMap;
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::names::{self, part_name};
+use super::checks::{
+    check_offer, check_proofs, free_space, make_dir, make_parent, relative, ProofError,
+};
+use super::reserve;
 use super::wire::{
-    self, tag, Done, End, Held, Kind, Msg, Offer, Start, Status, Verdict, WireError,
+    self, tag, Done, End, Held, Kind, Msg, Offer, Proofs, Start, Status, Verdict, WireError,
 };
 use super::writer::{Target, WriteError, Writer};
 use crate::runtime::channel_io::{ChannelReader, ChannelWriter};
@@ -49,23 +49,57 @@ pub enum ReceiveError {
     /// Our disk or file system failed.
     #[error("{0}")]
     Local(String),
+    /// A newer transfer from the same sender took the file over (this one was parked).
+    #[error("{0}")]
+    TakenOver(String),
 }
 
 impl From<WriteError> for ReceiveError {
-    /// Everything but a verification failure (handled per file) is our own disk's fault.
+    /// Everything but a verification failure (handled per file) and a takeover is our own
+    /// disk's fault.
     fn from(e: WriteError) -> Self {
-        ReceiveError::Local(e.to_string())
+        match e {
+            WriteError::TakenOver(_) => ReceiveError::TakenOver(e.to_string()),
+            e => ReceiveError::Local(e.to_string()),
+        }
     }
 }
 
-/// One entry, resolved to paths under the directory.
-struct Resolved {
-    kind: Kind,
-    size: u64,
-    exec: bool,
-    final_path: PathBuf,
-    part: PathBuf,
-    held: Held,
+/// Tells the sender why its offer is refused and closes our side.
+async fn refuse(
+    w: &mut ChannelWriter,
+    rules: &SaveRules,
+    why: String,
+) -> Result<Received, ReceiveError> {
+    let status = Status {
+        refused: Some(why.clone()),
+        held: Vec::new(),
+        overwrite: rules.overwrite,
+        more: false,
+    };
+    let _ = w.send(wire::control(tag::STATUS, &status)).await;
+    w.close();
+    Err(ReceiveError::Refused(why))
+}
+
+/// The fields of STATUS besides its list.
+#[derive(serde::Serialize)]
+struct StatusHead {
+    overwrite: bool,
+}
+
+/// Sends a list message (possibly cut into several).
+async fn send_list<H: serde::Serialize, T: serde::Serialize>(
+    w: &mut ChannelWriter,
+    t: u8,
+    head: &H,
+    key: &str,
+    items: &[T],
+) -> Result<(), ReceiveError> {
+    for m in wire::list_messages(t, head, key, items) {
+        send(w, m).await?;
+    }
+    Ok(())
 }
 
 /// Receives one transfer over `ch` into `rules.dir`.
@@ -74,30 +108,60 @@ pub async fn receive(
     ch: &mut ChannelReader,
     rules: &SaveRules,
 ) -> Result<Received, ReceiveError> {
-    let offer: Offer = wire::expect(ch, tag::OFFER).await?;
+    let offer: Offer =
+        match wire::recv_list(ch, tag::OFFER, wire::MAX_ENTRIES, wire::MAX_OFFER_BYTES).await {
+            Ok(o) => o,
+            Err(WireError::Limit(what)) => {
+                return refuse(w, rules, format!("the offer is too large ({what})")).await
+            }
+            Err(e) => return Err(e.into()),
+        };
     let rules2 = rules.clone();
-    let checked = tokio::task::spawn_blocking(move || check_offer(&offer, &rules2))
-        .await
-        .map_err(|e| ReceiveError::Local(format!("checking the offer: {e}")))?;
-    let (entries, mut hashers) = match checked {
+    let checked = tokio::task::spawn_blocking(move || {
+        let (entries, needs) = check_offer(&offer, &rules2)?;
+        let dir = &rules2.dir;
+        let r = reserve::claim(dir, needs, free_space(dir))?;
+        Ok::<_, String>((entries, r))
+    })
+    .await
+    .map_err(|e| ReceiveError::Local(format!("checking the offer: {e}")))?;
+    let (mut entries, mut reservation) = match checked {
         Ok(x) => x,
-        Err(why) => {
-            let status = Status {
-                refused: Some(why.clone()),
-                held: Vec::new(),
-                overwrite: rules.overwrite,
-            };
-            let _ = w.send(wire::control(tag::STATUS, &status)).await;
-            w.close();
-            return Err(ReceiveError::Refused(why));
-        }
+        Err(why) => return refuse(w, rules, why).await,
     };
-    let status = Status {
-        refused: None,
-        held: entries.iter().map(|e| e.held.clone()).collect(),
+    let held: Vec<Held> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| e.held(i))
+        .collect();
+    let head = StatusHead {
         overwrite: rules.overwrite,
     };
-    send(w, wire::control(tag::STATUS, &status)).await?;
+    send_list(w, tag::STATUS, &head, "held", &held).await?;
+    let mut hashers = std::collections::HashMap::new();
+    if !held.is_empty() {
+        // The sender proves what it holds; we answer yes or no.
+        let proofs: Proofs = wire::recv_list(ch, tag::PROOF, held.len(), wire::MAX_OFFER_BYTES)
+            .await
+            .map_err(|e| match e {
+                WireError::Limit(what) => WireError::Protocol(format!("more proofs ({what})")),
+                e => e,
+            })?;
+        let (checks, h, back) = tokio::task::spawn_blocking(move || {
+            let r = check_proofs(&proofs.proofs, &mut entries);
+            r.map(|(c, h)| (c, h, entries))
+        })
+        .await
+        .map_err(|e| ReceiveError::Local(format!("checking the proofs: {e}")))?
+        .map_err(|e| match e {
+            ProofError::Peer(why) => ReceiveError::Peer(WireError::Protocol(why)),
+            ProofError::Local(e) => e.into(),
+        })?;
+        entries = back;
+        hashers = h;
+        let head = serde_json::Map::new();
+        send_list(w, tag::CHECKED, &head, "checked", &checks).await?;
+    }
     let mut out = Received::default();
     for e in entries.iter().filter(|e| e.kind == Kind::Dir) {
         make_dir(&e.final_path, &rules.dir).map_err(ReceiveError::Local)?;
@@ -129,17 +193,17 @@ pub async fn receive(
                 }
                 let e = entries
                     .get(s.index)
-                    .filter(|e| e.kind != Kind::Dir && !done[s.index])
+                    .filter(|e| e.kind != Kind::Dir && !e.same && !done[s.index])
                     .ok_or_else(|| {
                         proto(&format!(
                             "START for entry {}, which takes no bytes",
                             s.index
                         ))
                     })?;
-                if s.offset != 0 && s.offset != e.held.partial {
+                if s.offset != 0 && s.offset != e.resume {
                     return Err(proto(&format!(
                         "START at offset {} where only 0 or {} make sense",
-                        s.offset, e.held.partial
+                        s.offset, e.resume
                     )));
                 }
                 let hasher = match s.offset {
@@ -188,6 +252,7 @@ pub async fn receive(
                     let piece = ch.recv_up_to(left).await.ok_or(WireError::Ended)?;
                     left -= piece.len();
                     out.bytes += piece.len() as u64;
+                    reservation.consume(&entries[*i].part, piece.len() as u64);
                     if entries[*i].kind == Kind::Stream {
                         stream_bytes += piece.len() as u64;
                     }
@@ -249,294 +314,4 @@ async fn send(w: &mut ChannelWriter, b: bytes::Bytes) -> Result<(), ReceiveError
     w.send(b)
         .await
         .map_err(|_| ReceiveError::Peer(WireError::Ended))
-}
-
-/// `p` relative to `dir`, `/`-separated, for messages to the sender.
-fn relative(p: &Path, dir: &Path) -> String {
-    p.strip_prefix(dir)
-        .unwrap_or(p)
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// Checks every name of the offer, resolves it under the directory, looks at what is there
-/// already (hashing partial and existing files) and checks size limits and free space.
-/// Returns the entries and, for partial files, the hash state of their bytes.
-#[allow(clippy::type_complexity)]
-fn check_offer(
-    offer: &Offer,
-    rules: &SaveRules,
-) -> Result<(Vec<Resolved>, HashMap<usize, blake3::Hasher>), String> {
-    if offer.entries.len() > wire::MAX_ENTRIES {
-        return Err(format!("more than {} entries", wire::MAX_ENTRIES));
-    }
-    let total = offer
-        .total_size()
-        .ok_or("the offer's sizes add up to more than 2^64 bytes")?;
-    if let Some(max) = rules.max_size.filter(|&m| total > m) {
-        return Err(format!(
-            "the offer is {total} bytes, more than the receiver's --max-size of {max} bytes"
-        ));
-    }
-    let mut out = Vec::with_capacity(offer.entries.len());
-    let mut hashers = HashMap::new();
-    let mut seen = std::collections::HashSet::new();
-    let files: std::collections::HashSet<&str> = offer
-        .entries
-        .iter()
-        .filter(|e| e.kind != Kind::Dir)
-        .map(|e| e.path.as_str())
-        .collect();
-    let mut needed = 0u64;
-    for (i, e) in offer.entries.iter().enumerate() {
-        let parts = names::check(&e.path)?;
-        if !seen.insert(e.path.as_str()) {
-            return Err(format!("{:?} offered twice", e.path));
-        }
-        // Every folder an entry lies in must not also be offered as a file.
-        let mut prefix = String::new();
-        for c in &parts[..parts.len() - 1] {
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(c);
-            if files.contains(prefix.as_str()) {
-                return Err(format!(
-                    "{prefix:?} is offered both as a file and as a folder"
-                ));
-            }
-        }
-
-        let mut final_path = rules.dir.clone();
-        for (n, c) in parts.iter().enumerate() {
-            final_path.push(c);
-            let last = n + 1 == parts.len();
-            match fs::symlink_metadata(&final_path) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(format!(
-                        "{:?}: the receiver has a symlink at {} and never writes through one",
-                        e.path,
-                        relative(&final_path, &rules.dir)
-                    ))
-                }
-                Ok(m) if !last && !m.is_dir() => {
-                    return Err(format!(
-                        "{:?}: {} exists on the receiver and is not a folder",
-                        e.path,
-                        relative(&final_path, &rules.dir)
-                    ))
-                }
-                Ok(m) if last && e.kind == Kind::Dir && !m.is_dir() => {
-                    return Err(format!(
-                        "{:?} exists on the receiver and is not a folder",
-                        e.path
-                    ))
-                }
-                Ok(m) if last && e.kind != Kind::Dir && !m.is_file() => {
-                    return Err(format!(
-                        "{:?} exists on the receiver and is not a file",
-                        e.path
-                    ))
-                }
-                _ => {}
-            }
-        }
-        let name = parts.last().expect("checked names have a component");
-        let part = final_path.with_file_name(part_name(name));
-        let mut held = Held::default();
-        if e.kind != Kind::Dir {
-            if let Ok(m) = fs::symlink_metadata(&part) {
-                if m.is_file() && e.kind == Kind::File && m.len() <= e.size && m.len() > 0 {
-                    // At most the file's size, even if the partial grows meanwhile.
-                    let (h, n) = super::hash_prefix(&part, e.size)
-                        .map_err(|err| format!("reading {}: {err}", part.display()))?;
-                    held.partial = n;
-                    held.partial_hash = Some(h.finalize().to_hex().to_string());
-                    hashers.insert(i, h);
-                } else if !m.is_file() {
-                    return Err(format!(
-                        "{:?}: its partial-file name is taken on the receiver",
-                        e.path
-                    ));
-                }
-            }
-            if let Ok(m) = fs::metadata(&final_path) {
-                held.existing = Some(m.len());
-                if e.kind == Kind::File && m.len() == e.size {
-                    let (h, _) = super::hash_prefix(&final_path, u64::MAX)
-                        .map_err(|err| format!("reading {}: {err}", final_path.display()))?;
-                    held.existing_hash = Some(h.finalize().to_hex().to_string());
-                }
-            }
-            let identical_size = held.existing == Some(e.size);
-            if !identical_size {
-                // Cannot overflow: the sizes' total was checked above.
-                needed += e.size.saturating_sub(held.partial);
-            }
-        }
-        out.push(Resolved {
-            kind: e.kind,
-            size: e.size,
-            exec: e.exec,
-            final_path,
-            part,
-            held,
-        });
-    }
-    if let Some(free) = free_space(&rules.dir) {
-        if needed > free {
-            return Err(format!(
-                "it needs {needed} bytes and the receiver's --save-dir has {free} bytes free"
-            ));
-        }
-    }
-    Ok((out, hashers))
-}
-
-/// Creates folder `p` (and its parents) under `dir`, refusing to go through a symlink.
-fn make_dir(p: &Path, dir: &Path) -> Result<(), String> {
-    let rel = p
-        .strip_prefix(dir)
-        .map_err(|_| format!("{} is outside the save directory", p.display()))?;
-    let mut at = dir.to_path_buf();
-    for c in rel.components() {
-        at.push(c);
-        match fs::symlink_metadata(&at) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!(
-                    "{} is a symlink; not writing through it",
-                    at.display()
-                ))
-            }
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(format!("{} exists and is not a folder", at.display())),
-            Err(_) => match fs::create_dir(&at) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(WriteError::disk("cannot create folder", &at, e).to_string()),
-            },
-        }
-    }
-    Ok(())
-}
-
-fn make_parent(p: &Path, dir: &Path) -> Result<(), String> {
-    match p.parent() {
-        Some(parent) if parent != dir => make_dir(parent, dir),
-        _ => Ok(()),
-    }
-}
-
-/// Bytes available to us on the file system holding `dir`.
-fn free_space(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs fills the struct we pass; the path is a valid C string.
-    unsafe {
-        let mut s: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(c.as_ptr(), &mut s) == 0 {
-            Some(s.f_bavail as u64 * s.f_frsize as u64)
-        } else {
-            None
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::transfer::wire::Entry;
-
-    fn rules(dir: &Path) -> SaveRules {
-        SaveRules {
-            dir: dir.to_path_buf(),
-            overwrite: false,
-            max_size: None,
-        }
-    }
-
-    fn offer(entries: &[(&str, Kind, u64)]) -> Offer {
-        Offer {
-            entries: entries
-                .iter()
-                .map(|&(p, kind, size)| Entry {
-                    path: p.into(),
-                    kind,
-                    size,
-                    exec: false,
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn hostile_offers_are_refused() {
-        let d = tempfile::tempdir().unwrap();
-        for bad in [
-            offer(&[("../escape", Kind::File, 1)]),
-            offer(&[("/etc/x", Kind::File, 1)]),
-            offer(&[("a", Kind::File, 1), ("a", Kind::File, 1)]),
-            offer(&[("a/b", Kind::File, 1), ("a", Kind::File, 1)]),
-            offer(&[("a", Kind::File, 1), ("a/b", Kind::File, 1)]),
-        ] {
-            assert!(check_offer(&bad, &rules(d.path())).is_err(), "{bad:?}");
-        }
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn symlinks_on_the_receiver_are_never_followed() {
-        let d = tempfile::tempdir().unwrap();
-        let outside = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(outside.path(), d.path().join("link")).unwrap();
-        std::os::unix::fs::symlink(outside.path().join("f"), d.path().join("f")).unwrap();
-        for bad in [
-            offer(&[("link/x", Kind::File, 1)]),
-            offer(&[("link", Kind::Dir, 0)]),
-            offer(&[("f", Kind::File, 1)]),
-        ] {
-            let e = check_offer(&bad, &rules(d.path())).err().expect("refused");
-            assert!(e.contains("symlink"), "{e}");
-        }
-    }
-
-    #[test]
-    fn limits_and_free_space() {
-        let d = tempfile::tempdir().unwrap();
-        let mut r = rules(d.path());
-        r.max_size = Some(100);
-        let e = check_offer(&offer(&[("a", Kind::File, 101)]), &r)
-            .err()
-            .unwrap();
-        assert!(e.contains("--max-size"), "{e}");
-        assert!(check_offer(&offer(&[("a", Kind::File, 100)]), &r).is_ok());
-        let e = check_offer(&offer(&[("a", Kind::File, u64::MAX / 2)]), &rules(d.path()))
-            .err()
-            .unwrap();
-        assert!(e.contains("free"), "{e}");
-    }
-
-    #[test]
-    fn partial_and_existing_files_are_reported_with_their_hashes() {
-        let d = tempfile::tempdir().unwrap();
-        fs::write(d.path().join(".a.msock-part"), b"hello").unwrap();
-        fs::write(d.path().join("b"), b"world").unwrap();
-        let o = offer(&[
-            ("a", Kind::File, 10),
-            ("b", Kind::File, 5),
-            ("c", Kind::File, 3),
-        ]);
-        let (entries, hashers) = check_offer(&o, &rules(d.path())).unwrap();
-        assert_eq!(entries[0].held.partial, 5);
-        let want = blake3::hash(b"hello").to_hex().to_string();
-        assert_eq!(entries[0].held.partial_hash.as_deref(), Some(want.as_str()));
-        assert_eq!(hashers[&0].finalize().to_hex().to_string(), want);
-        assert_eq!(entries[1].held.existing, Some(5));
-        let want = blake3::hash(b"world").to_hex().to_string();
-        assert_eq!(
-            entries[1].held.existing_hash.as_deref(),
-            Some(want.as_str())
-        );
-        assert_eq!(entries[2].held, Held::default());
-    }
 }

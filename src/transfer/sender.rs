@@ -12,8 +12,12 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::manifest::{Manifest, Source};
+use super::owner;
 use super::progress::Progress;
-use super::wire::{self, tag, Done, End, Held, Kind, Msg, Start, Status, Verdict, WireError};
+use super::wire::{
+    self, tag, Check, Checked, Done, End, Held, Kind, Msg, Proof, Start, Status, Verdict, WireError,
+};
+use crate::proto::text::escape;
 use crate::runtime::channel_io::{ChannelReader, ChannelWriter};
 
 /// What happened to one entry.
@@ -81,9 +85,52 @@ struct Job {
     source: Source,
     /// The file's size as offered (None for stdin).
     size: Option<u64>,
-    /// Bytes the receiver holds from an earlier attempt, and their hash.
-    partial: u64,
-    partial_hash: Option<String>,
+    /// Where sending starts: bytes the receiver holds and proved ours (0: from the start).
+    offset: u64,
+    /// The hash state of our first `offset` bytes.
+    hasher: blake3::Hasher,
+}
+
+/// What we proved of one held entry: the hash state of our first `partial` bytes, and the
+/// hash of our whole file.
+#[derive(Default)]
+struct Proven {
+    prefix: Option<blake3::Hasher>,
+    whole: Option<String>,
+}
+
+/// Checks that an offer fits the protocol's limits, before anything is sent: Err says so, as
+/// the sender's own limit (not the receiver's).
+pub fn check_limits(offer: &wire::Offer) -> Result<(), String> {
+    let n = offer.entries.len();
+    if n > wire::MAX_ENTRIES {
+        return Err(format!(
+            "{n} files and folders to send; msock sends at most {} in one run: send the \
+             folders one by one",
+            wire::MAX_ENTRIES
+        ));
+    }
+    // The encoded entries, at most: the path (a character JSON escapes takes up to 6 bytes)
+    // and 160 bytes of fields, the token included.
+    let bytes: usize = offer
+        .entries
+        .iter()
+        .map(|e| {
+            let escaped = e
+                .path
+                .bytes()
+                .filter(|&b| b < 0x20 || b == b'"' || b == b'\\');
+            e.path.len() + 5 * escaped.count() + 160
+        })
+        .sum();
+    if bytes > wire::MAX_OFFER_BYTES {
+        return Err(format!(
+            "the list of files to send takes {bytes} bytes (their names); msock sends at most \
+             {} bytes of names in one run: send the folders one by one",
+            wire::MAX_OFFER_BYTES
+        ));
+    }
+    Ok(())
 }
 
 /// Chunk size read from files.
@@ -112,13 +159,70 @@ async fn send_inner(
     m: Manifest,
     progress: &Progress,
 ) -> Result<Sent, SendError> {
-    send_msg(w, wire::control(tag::OFFER, &m.offer)).await?;
-    let status: Status = wire::expect(r, tag::STATUS).await?;
-    if let Some(why) = status.refused {
-        return Err(SendError::Refused(why));
+    check_limits(&m.offer).map_err(SendError::Local)?;
+    // Off the session's task: a million entries take a while.
+    let (m, no_secret) = tokio::task::spawn_blocking(move || {
+        let mut m = m;
+        let (secret, no_secret) = owner::sender_secret();
+        for e in m.offer.entries.iter_mut().filter(|e| e.kind != Kind::Dir) {
+            e.token = Some(owner::hex(&owner::token(&secret, &e.path)));
+        }
+        (m, no_secret)
+    })
+    .await
+    .map_err(|e| SendError::Local(format!("preparing the offer: {e}")))?;
+    if let Some(why) = no_secret {
+        progress.println(&format!(
+            "no transfer secret ({why}): an interrupted transfer cannot be resumed by a later run"
+        ));
     }
-    if status.held.len() != m.offer.entries.len() {
-        return Err(WireError::Protocol("STATUS does not match the offer".into()).into());
+    for msg in wire::list_messages(
+        tag::OFFER,
+        &serde_json::Map::new(),
+        "entries",
+        &m.offer.entries,
+    ) {
+        send_msg(w, msg).await?;
+    }
+    let n = m.offer.entries.len();
+    let status: Status = wire::recv_list(r, tag::STATUS, n, wire::MAX_OFFER_BYTES)
+        .await
+        .map_err(limit_is_protocol)?;
+    if let Some(why) = status.refused {
+        return Err(SendError::Refused(escape(&why)));
+    }
+    let mut last = None;
+    for h in &status.held {
+        let fits = m
+            .offer
+            .entries
+            .get(h.index)
+            .is_some_and(|e| e.kind != Kind::Dir)
+            && last.is_none_or(|l| h.index > l);
+        if !fits {
+            return Err(WireError::Protocol("STATUS does not match the offer".into()).into());
+        }
+        last = Some(h.index);
+    }
+    // Prove what we hold of what the receiver holds; it answers which proofs matched.
+    let (m, proven, proofs) = prove(m, status.held.clone()).await?;
+    let mut checks: Vec<Check> = Vec::new();
+    if !status.held.is_empty() {
+        for msg in wire::list_messages(tag::PROOF, &serde_json::Map::new(), "proofs", &proofs) {
+            send_msg(w, msg).await?;
+        }
+        let c: Checked = wire::recv_list(r, tag::CHECKED, proofs.len(), wire::MAX_OFFER_BYTES)
+            .await
+            .map_err(limit_is_protocol)?;
+        if c.checked.len() != proofs.len()
+            || c.checked
+                .iter()
+                .zip(&proofs)
+                .any(|(c, p)| c.index != p.index)
+        {
+            return Err(WireError::Protocol("CHECKED does not match the proofs".into()).into());
+        }
+        checks = c.checked;
     }
     let reports: Vec<FileReport> = m
         .offer
@@ -138,10 +242,10 @@ async fn send_inner(
         .collect();
     // Files the receiver already has under the final name: identical ones are skipped,
     // different ones are conflicts unless it may replace them.
-    let (reports, jobs) = plan(m, status.held, status.overwrite, reports).await?;
+    let (reports, jobs) = plan(m, &status, proven, checks, reports)?;
     let total: u64 = jobs
         .iter()
-        .map(|j| j.size.map_or(0, |s| s.saturating_sub(j.partial)))
+        .map(|j| j.size.map_or(0, |s| s.saturating_sub(j.offset)))
         .sum();
     progress.total.store(total, Ordering::Relaxed);
     let reports = RefCell::new(reports);
@@ -168,73 +272,136 @@ async fn send_msg(w: &mut ChannelWriter, b: Bytes) -> Result<(), SendError> {
         .map_err(|_| SendError::Peer(WireError::Ended))
 }
 
-/// Decides what to send: skips identical files, refuses to go on over conflicts, and lists
-/// the jobs for the reader thread.
-async fn plan(
+/// A list that went over our limit is the peer's fault here (we set no limit it must know).
+fn limit_is_protocol(e: WireError) -> WireError {
+    match e {
+        WireError::Limit(what) => WireError::Protocol(format!("the receiver sent a {what}")),
+        e => e,
+    }
+}
+
+/// Hashes what the receiver may need to compare, for each entry it holds something of: our
+/// first `partial` bytes, and our whole file if one exists there.
+async fn prove(
     m: Manifest,
     held: Vec<Held>,
-    overwrite: bool,
+) -> Result<(Manifest, Vec<Proven>, Vec<Proof>), SendError> {
+    tokio::task::spawn_blocking(move || {
+        let mut proven = Vec::with_capacity(held.len());
+        let mut proofs = Vec::with_capacity(held.len());
+        for h in &held {
+            let e = &m.offer.entries[h.index];
+            let mut p = Proven::default();
+            let mut proof = Proof {
+                index: h.index,
+                prefix: None,
+                whole: None,
+            };
+            if let Source::File(path) = &m.sources[h.index] {
+                let err = |err: io::Error| {
+                    SendError::Local(format!("cannot read {}: {err}", path.display()))
+                };
+                if e.kind == Kind::File && h.partial > 0 && h.partial <= e.size {
+                    let (mine, n) = super::hash_prefix(path, h.partial).map_err(err)?;
+                    if n == h.partial {
+                        proof.prefix = Some(mine.finalize().to_hex().to_string());
+                        p.prefix = Some(mine);
+                    }
+                }
+                if e.kind == Kind::File && h.existing {
+                    let (mine, n) = super::hash_prefix(path, e.size).map_err(err)?;
+                    if n == e.size {
+                        let hex = mine.finalize().to_hex().to_string();
+                        proof.whole = Some(hex.clone());
+                        p.whole = Some(hex);
+                    }
+                }
+            }
+            proven.push(p);
+            proofs.push(proof);
+        }
+        Ok((m, proven, proofs))
+    })
+    .await
+    .map_err(|e| SendError::Local(format!("hashing files to resume: {e}")))?
+}
+
+/// Decides what to send: skips files the receiver proved identical, refuses to go on over
+/// conflicts, and lists the jobs for the reader thread.
+fn plan(
+    m: Manifest,
+    status: &Status,
+    proven: Vec<Proven>,
+    checks: Vec<Check>,
     mut reports: Vec<FileReport>,
 ) -> Result<(Vec<FileReport>, Vec<Job>), SendError> {
-    tokio::task::spawn_blocking(move || {
-        let mut jobs = Vec::new();
-        let mut conflicts = Vec::new();
-        for (i, (src, h)) in m.sources.into_iter().zip(held).enumerate() {
-            let e = &m.offer.entries[i];
-            if e.kind == Kind::Dir {
-                continue;
-            }
-            if let (Some(size), Source::File(p)) = (h.existing, &src) {
-                let same = size == e.size
-                    && match &h.existing_hash {
-                        Some(theirs) => {
-                            let (mine, _) = super::hash_prefix(p, e.size).map_err(|err| {
-                                SendError::Local(format!("cannot read {}: {err}", p.display()))
-                            })?;
-                            mine.finalize().to_hex().as_str() == theirs
-                        }
-                        None => false,
-                    };
-                if same {
+    // Per held entry: what it holds, our proof, and the receiver's answer.
+    let mut held: std::collections::HashMap<usize, (&Held, Proven, Option<Check>)> = status
+        .held
+        .iter()
+        .zip(proven)
+        .map(|(h, p)| (h.index, (h, p, None)))
+        .collect();
+    for c in checks {
+        if let Some(x) = held.get_mut(&c.index) {
+            x.2 = Some(c);
+        }
+    }
+    let mut jobs = Vec::new();
+    let mut conflicts = Vec::new();
+    for (i, src) in m.sources.into_iter().enumerate() {
+        let e = &m.offer.entries[i];
+        if e.kind == Kind::Dir {
+            continue;
+        }
+        let mut offset = 0;
+        let mut hasher = blake3::Hasher::new();
+        if let Some((h, p, c)) = held.remove(&i) {
+            let c = c.unwrap_or(Check {
+                index: i,
+                resume: false,
+                same: false,
+            });
+            if h.existing {
+                if c.same && p.whole.is_some() {
                     let r = &mut reports[i];
                     r.skipped = true;
                     r.ok = true;
-                    r.blake3 = h.existing_hash.clone();
+                    r.blake3 = p.whole;
                     continue;
                 }
-                if !overwrite {
+                if !status.overwrite {
                     conflicts.push(e.path.clone());
                     continue;
                 }
-            } else if h.existing.is_some() && !overwrite {
-                conflicts.push(e.path.clone());
-                continue;
             }
-            jobs.push(Job {
-                index: i,
-                source: src,
-                size: (e.kind == Kind::File).then_some(e.size),
-                partial: h.partial.min(e.size),
-                partial_hash: h.partial_hash,
-            });
+            if let (true, Some(prefix)) = (c.resume, p.prefix) {
+                offset = h.partial;
+                hasher = prefix;
+            }
         }
-        if !conflicts.is_empty() {
-            let n = conflicts.len();
-            let some: Vec<_> = conflicts.iter().take(3).map(|c| format!("{c:?}")).collect();
-            return Err(SendError::Conflict(format!(
-                "{n} file{} already exist{} on the receiver with different contents ({}{}); \
-                 nothing was sent. Rename or remove them there, or start the receiver with \
-                 --overwrite",
-                if n == 1 { "" } else { "s" },
-                if n == 1 { "s" } else { "" },
-                some.join(", "),
-                if n > 3 { ", ..." } else { "" }
-            )));
-        }
-        Ok((reports, jobs))
-    })
-    .await
-    .map_err(|e| SendError::Local(format!("planning the transfer: {e}")))?
+        jobs.push(Job {
+            index: i,
+            source: src,
+            size: (e.kind == Kind::File).then_some(e.size),
+            offset,
+            hasher,
+        });
+    }
+    if !conflicts.is_empty() {
+        let n = conflicts.len();
+        let some: Vec<_> = conflicts.iter().take(3).map(|c| format!("{c:?}")).collect();
+        return Err(SendError::Conflict(format!(
+            "{n} file{} already exist{} on the receiver with different contents ({}{}); \
+             nothing was sent. Rename or remove them there, or start the receiver with \
+             --overwrite",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "s" } else { "" },
+            some.join(", "),
+            if n > 3 { ", ..." } else { "" }
+        )));
+    }
+    Ok((reports, jobs))
 }
 
 /// Forwards the reader's pieces into the session as messages, then closes our side.
@@ -293,7 +460,8 @@ async fn collect(
                     .get_mut(v.index)
                     .ok_or_else(|| WireError::Protocol("VERDICT for no such entry".into()))?;
                 rep.ok = v.ok;
-                rep.error = v.error;
+                // The receiver's words: escaped before anything shows them.
+                rep.error = v.error.as_deref().map(escape);
                 if !v.ok {
                     progress.println(&format!(
                         "{}: {}",
@@ -342,16 +510,9 @@ fn read_one(job: &Job, tx: &mpsc::Sender<Piece>) -> Result<(), String> {
         Source::None => return Ok(()),
     };
     let read_err = |e: io::Error| format!("cannot read {name}: {e}");
-    // Resume only if the receiver's bytes are ours.
-    let mut hasher = blake3::Hasher::new();
-    let mut offset = 0;
-    if let (Source::File(p), Some(theirs)) = (&job.source, &job.partial_hash) {
-        let (mine, n) = super::hash_prefix(p, job.partial).map_err(read_err)?;
-        if n == job.partial && mine.finalize().to_hex().as_str() == theirs {
-            hasher = mine;
-            offset = job.partial;
-        }
-    }
+    // Resume where the receiver's bytes were proved ours.
+    let mut hasher = job.hasher.clone();
+    let offset = job.offset;
     if offset > 0 {
         let mut f = File::open(match &job.source {
             Source::File(p) => p,
@@ -399,3 +560,7 @@ fn read_one(job: &Job, tx: &mpsc::Sender<Piece>) -> Result<(), String> {
         blake3: hasher.finalize().to_hex().to_string(),
     }))
 }
+
+#[cfg(test)]
+#[path = "sender_tests.rs"]
+mod tests;

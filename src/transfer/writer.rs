@@ -1,12 +1,19 @@
 //! The receiver's disk side, on its own thread: writes a file's bytes into its partial file
 //! while hashing them, and on request verifies, syncs and renames it to its final name.
 //! Nothing here ever writes outside the paths the receiver checked.
+//!
+//! Partial files are created exclusively (`O_EXCL`, `O_NOFOLLOW`); an existing one is opened
+//! only if it is a regular file with a single link, owned by this user (never a hard link or
+//! symlink to something else). Within the process, an open partial file is registered so that
+//! a newer transfer of the same sender (same partial name: same token) takes it over from an
+//! older, parked one: the older writer loses the file and can write no more.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -53,6 +60,17 @@ pub enum WriteError {
         /// The system's message.
         detail: String,
     },
+    /// Something other than a partial file of ours is at the partial file's name (a link, a
+    /// folder, another user's file): it is never opened.
+    #[error(
+        "{} is not a partial file this receiver created (a link or not a regular file); it was \
+         left alone: remove it on the receiver",
+        .0.display()
+    )]
+    NotOurs(PathBuf),
+    /// A newer transfer from the same sender took this file over.
+    #[error("a newer transfer from the same sender took {} over", .0.display())]
+    TakenOver(PathBuf),
     /// Another transfer is receiving the same file right now (try again later).
     #[error(
         "{} is being received by another transfer right now; try again when it is done",
@@ -208,13 +226,89 @@ impl Writer {
     }
 }
 
+/// An open partial file, shared with the process-wide register so that a newer transfer of
+/// the same sender can take it away (None once taken).
+type Slot = Mutex<Option<File>>;
+
+/// The partial files open in this process, by path.
+fn register() -> &'static Mutex<HashMap<PathBuf, Weak<Slot>>> {
+    static OPEN: OnceLock<Mutex<HashMap<PathBuf, Weak<Slot>>>> = OnceLock::new();
+    OPEN.get_or_init(Default::default)
+}
+
+/// Takes the partial file at `part` away from the transfer that has it open in this process,
+/// if any (its descriptor, and with it its lock, is closed).
+fn take_over(part: &Path) {
+    let old = register()
+        .lock()
+        .expect("register lock")
+        .remove(part)
+        .and_then(|w| w.upgrade());
+    if let Some(slot) = old {
+        let file = slot.lock().expect("slot lock").take();
+        if let Some(f) = file {
+            let _ = f.sync_data();
+        }
+    }
+}
+
 /// The open file.
 struct Open {
     t: Target,
-    file: File,
+    slot: Arc<Slot>,
     written: u64,
     /// Bytes up to here have been handed to the kernel's writeback.
     flushed: u64,
+}
+
+impl Open {
+    /// Syncs what was written, if the file is still ours.
+    fn keep(&self) {
+        if let Some(f) = self.slot.lock().expect("slot lock").as_ref() {
+            let _ = f.sync_data();
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let mut reg = register().lock().expect("register lock");
+        let ours = reg
+            .get(&self.t.part)
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&self.slot)));
+        if ours {
+            reg.remove(&self.t.part);
+        }
+    }
+}
+
+/// Opens an existing partial file (or other file `p` the receiver reads) only if it is a
+/// regular file with one link, owned by this user; never through a symlink.
+pub(crate) fn open_own(p: &Path, write: bool) -> Result<File, WriteError> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(p)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => WriteError::NotOurs(p.to_owned()),
+            _ => WriteError::disk("cannot open", p, e),
+        })?;
+    let m = f
+        .metadata()
+        .map_err(|e| WriteError::disk("cannot read", p, e))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if !m.is_file() || m.nlink() != 1 || m.uid() != me {
+        return Err(WriteError::NotOurs(p.to_owned()));
+    }
+    Ok(f)
+}
+
+/// Hashes the first `n` bytes of `f` from its start; the hasher and the bytes hashed.
+pub(crate) fn hash_file(f: &mut File, n: u64) -> io::Result<(blake3::Hasher, u64)> {
+    f.seek(SeekFrom::Start(0))?;
+    super::hash_read(f.take(n))
 }
 
 fn run(mut rx: mpsc::Receiver<Cmd>, error: Arc<Mutex<Option<WriteError>>>) {
@@ -248,33 +342,44 @@ fn run(mut rx: mpsc::Receiver<Cmd>, error: Arc<Mutex<Option<WriteError>>>) {
             *error.lock().expect("writer error lock") = Some(e);
             // Keep what was written for a later resume.
             if let Some(o) = open.take() {
-                let _ = o.file.sync_data();
+                o.keep();
             }
             return;
         }
     }
     if let Some(o) = open.take() {
         // The transfer ended inside a file: keep its bytes for resuming.
-        let _ = o.file.sync_data();
+        o.keep();
     }
 }
 
 fn open_part(t: Target) -> Result<Open, WriteError> {
     let ctx = |what: &'static str, e: io::Error| WriteError::disk(what, &t.part, e);
-    let mut file = OpenOptions::new()
+    // The partial file's name is the sender's own (its token): an older transfer of the same
+    // sender, parked or gone, gives it up.
+    take_over(&t.part);
+    let created = OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(false)
+        .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(&t.part)
-        .map_err(|e| ctx("cannot create", e))?;
+        .open(&t.part);
+    let mut file = match created {
+        Ok(f) if t.offset == 0 => f,
+        Ok(_) => {
+            // The resumed bytes vanished meanwhile.
+            let _ = fs::remove_file(&t.part);
+            return Err(WriteError::PartialChanged(t.part.clone()));
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => open_own(&t.part, true)?,
+        Err(e) => return Err(ctx("cannot create", e)),
+    };
     lock(&file).map_err(|_| WriteError::Busy(t.final_path.clone()))?;
     if t.offset > 0 {
         // The prefix was hashed before the lock was ours: make sure it is still those bytes
         // (another transfer of the same name may have rewritten it meanwhile).
-        let (now, n) = super::hash_prefix(&t.part, t.offset).map_err(|e| ctx("cannot read", e))?;
+        let (now, n) = hash_file(&mut file, t.offset).map_err(|e| ctx("cannot read", e))?;
         if n != t.offset || now.finalize() != t.hasher.finalize() {
             return Err(WriteError::PartialChanged(t.part.clone()));
         }
@@ -283,22 +388,30 @@ fn open_part(t: Target) -> Result<Open, WriteError> {
         .map_err(|e| ctx("cannot resize", e))?;
     file.seek(SeekFrom::Start(t.offset))
         .map_err(|e| ctx("cannot seek in", e))?;
+    let slot = Arc::new(Mutex::new(Some(file)));
+    register()
+        .lock()
+        .expect("register lock")
+        .insert(t.part.clone(), Arc::downgrade(&slot));
     Ok(Open {
         written: t.offset,
         flushed: t.offset,
         t,
-        file,
+        slot,
     })
 }
 
 fn write(o: &mut Open, b: &[u8]) -> Result<(), WriteError> {
-    o.file
-        .write_all(b)
+    let mut slot = o.slot.lock().expect("slot lock");
+    let file = slot
+        .as_mut()
+        .ok_or_else(|| WriteError::TakenOver(o.t.final_path.clone()))?;
+    file.write_all(b)
         .map_err(|e| WriteError::disk("cannot write", &o.t.part, e))?;
     o.t.hasher.update(b);
     o.written += b.len() as u64;
     if o.written - o.flushed >= WRITEBACK_EVERY {
-        start_writeback(&o.file, o.flushed, o.written - o.flushed);
+        start_writeback(file, o.flushed, o.written - o.flushed);
         o.flushed = o.written;
     }
     Ok(())
@@ -328,11 +441,16 @@ fn start_writeback(f: &File, offset: u64, len: u64) {
     let _ = (f, offset, len);
 }
 
-fn finish(mut o: Open, expected: Option<(u64, blake3::Hash)>) -> Result<(), WriteError> {
+fn finish(o: Open, expected: Option<(u64, blake3::Hash)>) -> Result<(), WriteError> {
     let hash = o.t.hasher.finalize();
+    // Held until the rename, so that no newer transfer takes the file over meanwhile.
+    let mut slot = o.slot.lock().expect("slot lock");
+    let file = slot
+        .as_mut()
+        .ok_or_else(|| WriteError::TakenOver(o.t.final_path.clone()))?;
     if let Some((size, want)) = expected {
         if o.written != size || hash != want {
-            let _ = o.file.sync_data();
+            let _ = file.sync_data();
             return Err(WriteError::Mismatch {
                 name: o.t.final_path.clone(),
                 received: o.written,
@@ -343,12 +461,11 @@ fn finish(mut o: Open, expected: Option<(u64, blake3::Hash)>) -> Result<(), Writ
         }
     }
     let ctx = |what: &'static str, e: io::Error| WriteError::disk(what, &o.t.part, e);
-    o.file.flush().map_err(|e| ctx("cannot write", e))?;
+    file.flush().map_err(|e| ctx("cannot write", e))?;
     let mode = if o.t.exec { 0o755 } else { 0o644 };
-    o.file
-        .set_permissions(fs::Permissions::from_mode(mode))
+    file.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(|e| ctx("cannot set permissions of", e))?;
-    o.file.sync_all().map_err(|e| ctx("cannot sync", e))?;
+    file.sync_all().map_err(|e| ctx("cannot sync", e))?;
     if !o.t.replace && fs::symlink_metadata(&o.t.final_path).is_ok() {
         return Err(WriteError::Appeared {
             final_path: o.t.final_path.clone(),
