@@ -182,7 +182,7 @@ set edit:completion:arg-completer[msock] = {|@words|
             cand --name-ttl 'Forget a name (and its secret) when its listener has been gone this long. A name no listener stayed on (its control channel closed before its first keepalive and carried no session) is forgotten after 10 minutes, or this if shorter'
             cand --max-flowpaths 'Most flowpaths carried at once (each session has one or more)'
             cand --max-flowpaths-per-source 'Most flowpaths carried at once for one client address (running or starting)'
-            cand --max-pending-per-name 'Most flowpaths to one name still starting at once (waiting for the client''s session or for the listener''s answer); one client address may have a quarter of them (at least 1). A flowpath whose session does not start within --handshake-timeout is closed'
+            cand --max-pending-per-name 'Most flowpaths to one name still starting at once (waiting for the client''s session or for the listener''s answer); one client address may have half of them. A flowpath whose session does not start within --handshake-timeout is closed'
             cand --max-names 'Most names registered at once'
             cand --max-names-per-source 'Most names registered from one address (not counted with --auth-keys, where every listener holds an operator key). Registrations from one address are also limited to 1 per second, in bursts of 20'
             cand --rate 'New client flowpaths (and lookups) per second from one address, in bursts of up to twice that; 0 for no limit'

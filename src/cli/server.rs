@@ -134,9 +134,9 @@ pub struct ProxyArgs {
     pub max_flowpaths_per_source: usize,
 
     /// Most flowpaths to one name still starting at once (waiting for the client's session
-    /// or for the listener's answer); one client address may have a quarter of them (at
-    /// least 1). A flowpath whose session does not start within --handshake-timeout is closed.
-    #[arg(long, value_name = "N", default_value = "32", value_parser = parse_positive_count)]
+    /// or for the listener's answer); one client address may have half of them. A flowpath
+    /// whose session does not start within --handshake-timeout is closed.
+    #[arg(long, value_name = "N", default_value = "64", value_parser = parse_positive_count)]
     pub max_pending_per_name: usize,
 
     /// Most names registered at once.

@@ -104,8 +104,8 @@ pub struct Limits {
     pub max_flowpaths: usize,
     /// Most splices from one source address.
     pub per_source: usize,
-    /// Most splices carrying no session yet for one name; one source address may hold a
-    /// quarter of them (at least one).
+    /// Most splices carrying no session yet for one name; one source address may hold half
+    /// of them (at least one).
     pub pending_per_name: usize,
     /// Most names registered from one source address without an operator key.
     pub names_per_source: usize,
@@ -113,7 +113,7 @@ pub struct Limits {
 
 impl Limits {
     fn pending_per_source(&self) -> usize {
-        (self.pending_per_name / 4).max(1)
+        (self.pending_per_name / 2).max(1)
     }
 }
 
@@ -504,26 +504,26 @@ mod tests {
                 Name::new([0; 32], "192.0.2.9".parse().unwrap(), false),
             );
         }
-        // Two unproven splices per source (a quarter of the name's eight).
-        assert!(r.open(1, slot("a", "192.0.2.1"), &lim).is_ok());
-        assert!(r.open(2, slot("a", "192.0.2.1"), &lim).is_ok());
-        assert_eq!(r.open(3, slot("b", "192.0.2.1"), &lim), Err(Limit::Pending));
+        // Four unproven splices per source (half the name's eight).
+        for id in 1..5 {
+            assert!(r.open(id, slot("a", "192.0.2.1"), &lim).is_ok());
+        }
+        assert_eq!(r.open(5, slot("b", "192.0.2.1"), &lim), Err(Limit::Pending));
         // Once they carry sessions, the source may open more, up to its share.
-        r.carrying(1);
-        r.carrying(2);
+        for id in 1..5 {
+            r.carrying(id);
+        }
         r.carrying(2);
         assert_eq!(r.names["a"].unproven, 0);
         assert!(r.names["a"].attached && !r.names["b"].attached);
-        for id in 3..11 {
+        for id in 5..11 {
             assert!(r.open(id, slot("b", "192.0.2.1"), &lim).is_ok());
             r.carrying(id);
         }
         assert_eq!(r.open(11, slot("b", "192.0.2.1"), &lim), Err(Limit::Source));
         // Other sources: the name's unproven splices are bounded.
-        for (id, src) in (20..24).zip(["192.0.2.2", "192.0.2.2", "192.0.2.3", "192.0.2.3"]) {
-            assert!(r.open(id, slot("a", src), &lim).is_ok());
-        }
-        for (id, src) in (24..28).zip(["192.0.2.4", "192.0.2.4", "192.0.2.5", "192.0.2.5"]) {
+        for id in 20..28 {
+            let src = if id < 24 { "192.0.2.2" } else { "192.0.2.3" };
             assert!(r.open(id, slot("a", src), &lim).is_ok());
         }
         assert_eq!(
