@@ -417,7 +417,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__proxy)
-            opts="-v -h -V --listen --auth-keys --state --name-ttl --max-flowpaths --max-names --rate --handshake-timeout --idle-timeout --keepalive --json --verbose --help --version"
+            opts="-v -h -V --listen --auth-keys --state --name-ttl --max-flowpaths --max-flowpaths-per-source --max-pending-per-name --max-names --max-names-per-source --rate --handshake-timeout --idle-timeout --keepalive --json --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -443,7 +443,19 @@ _msock() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-flowpaths-per-source)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-pending-per-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --max-names)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-names-per-source)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

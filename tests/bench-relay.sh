@@ -26,7 +26,9 @@ export MSOCK_STATE_DIR=$tmp/state
 
 kib() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
 
-"$MSOCK" proxy --listen 127.0.0.1:0 --rate 0 --json >"$tmp/relay.out" 2>"$tmp/relay.err" &
+# All sessions come from one address (127.0.0.1): lift the per-source limits.
+"$MSOCK" proxy --listen 127.0.0.1:0 --rate 0 --max-flowpaths-per-source 1000000 \
+    --max-pending-per-name 1000000 --json >"$tmp/relay.out" 2>"$tmp/relay.err" &
 RPID=$!
 RELAY=127.0.0.1:$(wait_line "$tmp/relay.err" '^msock: relay listening on 127.0.0.1:\([0-9]*\)$' "$RPID")
 

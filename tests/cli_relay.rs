@@ -550,3 +550,48 @@ fn relay_restart_resumes_sessions() {
     assert!(relay2.count("registered") >= 1, "{:?}", relay2.events());
     assert_eq!(secret_file(&dir.path().join("state")), secret);
 }
+
+/// The relay restarts without --state and, before the listener is back, someone else
+/// registers its name: the listener exits 1 saying "registration lost: name taken" (it used
+/// to exit 2 "the listening sockets closed", as if the fault were local).
+#[test]
+fn listener_whose_name_was_taken_after_a_relay_restart_exits_1() {
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &[]);
+    let addr = relay.addr;
+    let mut l = named_listener(
+        &relay,
+        "taken",
+        &dir.path().join("state"),
+        &["-k"],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let mut relay = relay;
+    relay.proc.kill();
+    // The listener's retries back off (up to 5 s); the usurper registers first.
+    std::thread::sleep(Duration::from_secs(4));
+    let _relay2 = Relay::start(dir.path(), &addr.to_string(), &[]);
+    let mut usurper = tcp_connect(addr, SHORT);
+    let mut hello = PREAMBLE.to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 8, 0x20, 5]);
+    hello.extend_from_slice(b"taken");
+    hello.push(0);
+    usurper.write_all(&hello).unwrap();
+    let mut nonce = [0u8; 6 + 5 + 16];
+    usurper.read_exact(&mut nonce).unwrap();
+    assert_eq!(nonce[10], 0x21, "{nonce:?}");
+    let mut prove = vec![0, 0, 0, 65, 0x22];
+    prove.extend_from_slice(&[0; 64]);
+    usurper.write_all(&prove).unwrap();
+    let mut registered = [0u8; 5 + 40];
+    usurper.read_exact(&mut registered).unwrap();
+    assert_eq!(registered[4], 0x23, "{registered:?}");
+    let e = l.wait(SHORT);
+    assert_eq!(e.code, Some(1), "stderr: {}", e.stderr);
+    assert!(
+        e.stderr.contains("registration lost: name taken"),
+        "stderr: {}",
+        e.stderr
+    );
+}

@@ -89,8 +89,14 @@ How it works:
   a session is spliced on its own, so multipath and mobility work through the relay. Clients
   first LOOKUP the name: a listener the relay sees at one of its own addresses is published
   and tried directly. The protocol is specified in src/relay/mod.rs.
+Limits against hostile clients: one address may hold --max-flowpaths-per-source flowpaths,
+  a share of --max-pending-per-name starting ones per name, --rate new ones per second,
+  --max-names-per-source names and one registration per second (bursts of 20); a name no
+  listener stayed on is forgotten after 10 minutes. The state file is written in the
+  background, many registrations per write.
 Status lines (--json, stdout): registered, unregistered, expired, splice, splice_end (bytes
-  up/down and why it ended), refused (reason), dropped (no first frame in time), summary.
+  up/down and why it ended), refused (reason), dropped (no first frame or session in time),
+  summary.
 Exit status: 0 after SIGTERM, 130 after SIGINT (both print the summary), 2 bad arguments or
   a port already in use.";
 
@@ -113,7 +119,9 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "FILE")]
     pub state: Option<std::path::PathBuf>,
 
-    /// Forget a name (and its secret) when its listener has been gone this long.
+    /// Forget a name (and its secret) when its listener has been gone this long. A name no
+    /// listener stayed on (its control channel closed before its first keepalive and carried
+    /// no session) is forgotten after 10 minutes, or this if shorter.
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_positive_duration)]
     pub name_ttl: Duration,
 
@@ -121,17 +129,34 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "N", default_value = "10000", value_parser = parse_positive_count)]
     pub max_flowpaths: usize,
 
+    /// Most flowpaths carried at once for one client address (running or starting).
+    #[arg(long, value_name = "N", default_value = "100", value_parser = parse_positive_count)]
+    pub max_flowpaths_per_source: usize,
+
+    /// Most flowpaths to one name still starting at once (waiting for the client's session
+    /// or for the listener's answer); one client address may have half of them. A flowpath
+    /// whose session does not start within --handshake-timeout is closed.
+    #[arg(long, value_name = "N", default_value = "64", value_parser = parse_positive_count)]
+    pub max_pending_per_name: usize,
+
     /// Most names registered at once.
     #[arg(long, value_name = "N", default_value = "10000", value_parser = parse_positive_count)]
     pub max_names: usize,
+
+    /// Most names registered from one address (not counted with --auth-keys, where every
+    /// listener holds an operator key). Registrations from one address are also limited to
+    /// 1 per second, in bursts of 20.
+    #[arg(long, value_name = "N", default_value = "32", value_parser = parse_positive_count)]
+    pub max_names_per_source: usize,
 
     /// New client flowpaths (and lookups) per second from one address, in bursts of up to
     /// twice that; 0 for no limit.
     #[arg(long, value_name = "N", default_value = "50")]
     pub rate: f64,
 
-    /// Drop a connection that sends no first frame within this long, and a client flowpath
-    /// whose listener does not dial back within it.
+    /// Drop a connection that sends no first frame within this long, a client flowpath whose
+    /// session does not begin within it (no msock preamble after ROUTE), whose listener does
+    /// not dial back or answer within it, or that stays half closed and quiet this long.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
     pub handshake_timeout: Duration,
 

@@ -251,7 +251,9 @@ async fn register_at_relay(
     };
     agent::start(cfg, inject).await.map_err(|e| match e {
         agent::RegisterError::Local(m) => Failure::local(m),
-        agent::RegisterError::Refused(m) => Failure::network(m),
+        agent::RegisterError::Refused(m) | agent::RegisterError::NameTaken(m) => {
+            Failure::network(m)
+        }
         agent::RegisterError::Transient(m) => {
             Failure::network(format!("cannot register at the relay: {m}"))
         }

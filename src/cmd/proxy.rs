@@ -3,7 +3,7 @@
 
 use super::{ctrl_c, futures_poll_once, Failure};
 use crate::cli::{parse_listen_addr, ProxyArgs};
-use crate::relay::registry::Registry;
+use crate::relay::registry::{Limits, Registry};
 use crate::relay::secrets::load_keys;
 use crate::relay::server::{Config, Relay};
 use crate::runtime::events::{Events, LogLines, Stream};
@@ -37,9 +37,14 @@ pub async fn run(args: ProxyArgs) -> Result<(), Failure> {
         Config {
             handshake_timeout: args.handshake_timeout,
             idle_timeout: args.idle_timeout,
-            max_flowpaths: args.max_flowpaths,
             max_names: args.max_names,
-            rate: args.rate,
+            limits: Limits {
+                rate: args.rate,
+                max_flowpaths: args.max_flowpaths,
+                per_source: args.max_flowpaths_per_source,
+                pending_per_name: args.max_pending_per_name,
+                names_per_source: args.max_names_per_source,
+            },
             name_ttl: args.name_ttl,
             keepalive: args.keepalive,
             auth_keys,
@@ -51,6 +56,7 @@ pub async fn run(args: ProxyArgs) -> Result<(), Failure> {
         tokio::spawn(relay.clone().serve(l));
     }
     tokio::spawn(relay.clone().sweep());
+    tokio::spawn(relay.clone().saver());
     let result = tokio::select! {
         _ = &mut interrupted => Err(Failure::interrupted()),
         _ = &mut terminated => Ok(()),

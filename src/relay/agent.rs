@@ -15,8 +15,10 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use super::refusal::NAME_TAKEN;
 use super::secrets;
 use super::wire::{self, ListenerToRelay, Message, Refusal, RelayToListener, NONCE_LEN};
+use crate::proto::text::Untrusted;
 use crate::runtime::{client, netwatch, resolve, Family};
 
 /// Hands a dialed-back connection (and the relay's address) to the listener's accept path.
@@ -45,6 +47,8 @@ pub struct AgentConfig {
 pub enum RegisterError {
     /// The relay refused the name or the key: retrying cannot help (exit 1).
     Refused(String),
+    /// Another listener holds the name (its secret, not ours): retrying cannot help (exit 1).
+    NameTaken(String),
     /// The relay could not be reached or the channel broke: retry.
     Transient(String),
     /// A local problem (the secret file): the user must fix it (exit 2).
@@ -54,9 +58,10 @@ pub enum RegisterError {
 impl std::fmt::Display for RegisterError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RegisterError::Refused(m) | RegisterError::Transient(m) | RegisterError::Local(m) => {
-                f.write_str(m)
-            }
+            RegisterError::Refused(m)
+            | RegisterError::NameTaken(m)
+            | RegisterError::Transient(m)
+            | RegisterError::Local(m) => f.write_str(m),
         }
     }
 }
@@ -79,7 +84,8 @@ const DIALED_MAX: usize = 4096;
 
 /// Registers the name once (so that the caller can report a refusal and exit), then keeps
 /// the registration alive in a task. The task sends a message on the returned channel if the
-/// name is lost for good (refused on re-registration).
+/// name is lost for good (refused on re-registration), and keeps `inject` until that channel
+/// is dropped (the listener's accept path stays open while it reports the loss).
 pub async fn start(
     cfg: AgentConfig,
     inject: Inject,
@@ -126,7 +132,14 @@ async fn keep(
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
             Err(e) => {
-                let _ = fatal.send(format!("relay registration lost: {e}")).await;
+                let why = match e {
+                    RegisterError::NameTaken(m) => format!("registration lost: name taken: {m}"),
+                    e => format!("relay registration lost: {e}"),
+                };
+                let _ = fatal.send(why).await;
+                // Hold `inject` (the listener's accept path) until the loss is taken in: a
+                // closed accept path would race with it and read as a local failure.
+                fatal.closed().await;
                 return;
             }
         }
@@ -151,7 +164,7 @@ async fn run_channel(
                     tokio::spawn(dial_back(c.relay, id, token, inject.clone(), dialed.clone()));
                 }
                 Ok(RelayToListener::Pong(_)) => {}
-                Ok(RelayToListener::Error(Refusal { code, reason })) => return format!("relay said {code}: {reason}"),
+                Ok(RelayToListener::Error(Refusal { code, reason })) => return format!("relay said {code}: {}", Untrusted(&reason)),
                 Ok(other) => return format!("unexpected {} from the relay", other.name()),
                 Err(e) => return e.to_string(),
             },
@@ -332,12 +345,49 @@ async fn register(cfg: &AgentConfig, dialed: &Dialed) -> Result<Channel, Registe
     })
 }
 
+/// The relay's refusal, classified by its code (its reason is the relay's text: escaped).
 fn refusal(relay: SocketAddr, Refusal { code, reason }: Refusal) -> RegisterError {
     use crate::proto::ErrorCode;
+    let reason = Untrusted(&reason);
     match code {
+        NAME_TAKEN => {
+            RegisterError::NameTaken(format!("relay {relay} refused the registration: {reason}"))
+        }
         ErrorCode::AuthFailed | ErrorCode::Refused | ErrorCode::Protocol | ErrorCode::Version => {
             RegisterError::Refused(format!("relay {relay} refused the registration: {reason}"))
         }
         _ => RegisterError::Transient(format!("relay {relay}: {code}: {reason}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::ErrorCode;
+
+    #[test]
+    fn refusals_are_classified_by_code_and_their_text_escaped() {
+        let relay: SocketAddr = "192.0.2.1:7480".parse().unwrap();
+        let r = |code, reason: &str| {
+            refusal(
+                relay,
+                Refusal {
+                    code,
+                    reason: reason.into(),
+                },
+            )
+        };
+        assert!(matches!(r(NAME_TAKEN, "x"), RegisterError::NameTaken(_)));
+        assert!(matches!(
+            r(ErrorCode::AuthFailed, "x"),
+            RegisterError::Refused(_)
+        ));
+        assert!(matches!(
+            r(ErrorCode::Busy, "x"),
+            RegisterError::Transient(_)
+        ));
+        let shown = r(ErrorCode::Refused, "\x1b[2Jfake\x07").to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.contains("\\u{1b}[2Jfake"), "{shown:?}");
     }
 }

@@ -36,7 +36,9 @@
 //! has no secret for the name) and `key_proof = HMAC-SHA-256(key, "msock relay key v1" ||
 //! name || nonce)` (zeros without a key). The relay refuses with ERROR(authentication
 //! failed) a wrong or missing key when it has `--auth-keys`, and a name held by another
-//! listener whose proof does not verify. Otherwise it answers REGISTERED: a fresh secret
+//! listener whose proof does not verify with ERROR(0x20, name taken: a code of the relay's
+//! own, so that the listener can tell it from a refused key). Registrations are limited per
+//! source address (rate, names held); a refusal for a limit is ERROR(busy: retry). Otherwise it answers REGISTERED: a fresh secret
 //! when the name was free (the listener keeps it in a file, see [`secrets`]), zeros when the
 //! proof verified. A newer registration of a name replaces the older control channel. The
 //! listener PINGs every `keepalive` seconds; the relay drops a channel silent for three
@@ -46,14 +48,18 @@
 //! reconnect at once instead of after their dead time.
 //!
 //! **Client flowpath**: `MSOCK\x01 ROUTE(name)`, then the ordinary msock connection
-//! (`MSOCK\x01 HELLO...`), sent without waiting. The relay reads exactly the ROUTE frame,
-//! draws a random splice id and token, and sends DIAL on the name's control channel (or, if
-//! the listener is re-registering, when it is back). The listener connects to the relay,
+//! (`MSOCK\x01 HELLO...`), sent without waiting. The relay reads the ROUTE frame and the
+//! session's preamble (within the handshake timeout: a ROUTE that carries nothing never
+//! reaches the listener), draws a random splice id and token, and sends DIAL on the name's
+//! control channel (or, if the listener is re-registering, when it is back); it passes the
+//! preamble on to the listener's half. The listener connects to the relay,
 //! sends `MSOCK\x01 SPLICE(id, token)` and treats that connection as if it had accepted it;
 //! the relay then copies bytes both ways. When the name is unknown, the listener does not
 //! dial back within the handshake timeout, or a limit is hit, the client gets the preamble
 //! and an ERROR (refused, or busy: retry), which msock clients report or retry like a
-//! listener's refusal.
+//! listener's refusal. Limits: flowpaths per source address, and flowpaths still starting
+//! (no answer from the listener yet) per name and per source; a splice whose listener sends
+//! nothing within the handshake timeout is closed.
 //!
 //! **Lookup**: `MSOCK\x01 LOOKUP(name)` → `MSOCK\x01 FOUND(addresses)` or ERROR, then close.
 //! The relay publishes only the listener's direct addresses at the IP address it sees the
@@ -75,8 +81,10 @@
 
 pub mod agent;
 pub mod client;
+mod control;
 mod refusal;
 pub mod registry;
+mod route;
 pub mod secrets;
 pub mod server;
 pub(crate) mod splice;

@@ -16,7 +16,14 @@ pub(super) enum ControlRefusal {
     NameTaken(String),
     /// The relay holds as many names as it will (its limit; try later or elsewhere).
     Full,
+    /// The listener's address holds as many names as the relay gives one address (this many).
+    TooManyNames(usize),
 }
+
+/// The ERROR code of [`ControlRefusal::NameTaken`]: the name is held by another listener's
+/// secret. A code of its own (relay codes start at 0x20), so that a listener can tell "name
+/// taken" from a refused operator key (`AuthFailed`).
+pub(crate) const NAME_TAKEN: ErrorCode = ErrorCode::Other(0x20);
 
 impl ControlRefusal {
     /// The ERROR frame's contents.
@@ -32,7 +39,7 @@ impl ControlRefusal {
                     .into(),
             ),
             ControlRefusal::NameTaken(name) => (
-                ErrorCode::AuthFailed,
+                NAME_TAKEN,
                 format!(
                     "the name '{name}' is held by another listener (registering it needs that \
                      listener's secret); pick another name"
@@ -41,6 +48,14 @@ impl ControlRefusal {
             ControlRefusal::Full => (
                 ErrorCode::Busy,
                 "the relay holds as many names as it will; try later or another relay".into(),
+            ),
+            ControlRefusal::TooManyNames(n) => (
+                ErrorCode::Busy,
+                format!(
+                    "your address holds {n} names at this relay, as many as it gives one \
+                     address (names no listener stayed on are forgotten after 10 minutes); \
+                     ask its operator for a --relay-key-file key"
+                ),
             ),
         };
         Refusal { code, reason }
@@ -53,6 +68,7 @@ impl ControlRefusal {
             ControlRefusal::BadKey => "bad_key",
             ControlRefusal::NameTaken(_) => "name_taken",
             ControlRefusal::Full => "max_names",
+            ControlRefusal::TooManyNames(_) => "max_names_per_source",
         }
     }
 }
@@ -64,7 +80,12 @@ mod tests {
     #[test]
     fn each_refusal_has_its_code_and_counter() {
         let taken = ControlRefusal::NameTaken("pc".into());
-        assert_eq!(taken.refusal().code, ErrorCode::AuthFailed);
+        assert_eq!(taken.refusal().code, NAME_TAKEN);
+        assert_eq!(ControlRefusal::BadKey.refusal().code, ErrorCode::AuthFailed);
+        assert_eq!(
+            ControlRefusal::TooManyNames(3).refusal().code,
+            ErrorCode::Busy
+        );
         assert!(taken.refusal().reason.contains("'pc' is held"));
         assert_eq!(taken.counter(), "name_taken");
         assert_eq!(ControlRefusal::Full.refusal().code, ErrorCode::Busy);

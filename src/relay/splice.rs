@@ -5,7 +5,7 @@
 //! buffer. Either way memory per pair is bounded.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,20 @@ pub struct Counters {
     pub up: AtomicU64,
     /// Listener → client.
     pub down: AtomicU64,
+    /// One direction reached its end of stream.
+    half_closed: AtomicBool,
+    /// Notified when the first bytes came from the listener.
+    first_down: Notify,
+}
+
+/// How long a splice may stay quiet.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Nothing moved either way for this long: the pair is closed.
+    pub idle: Duration,
+    /// The listener sent nothing back for this long after the splice began (no session
+    /// started on it), or the pair is half closed and nothing moved for this long: closed.
+    pub session: Duration,
 }
 
 /// How a splice ended.
@@ -32,22 +46,29 @@ pub enum End {
     Idle,
     /// Closed on request (the listener said its half is gone, or the relay shuts down).
     Killed,
+    /// The listener sent nothing back in time: no session started on the pair.
+    NoSession,
 }
 
 /// Copies between `client` and `listener` until both directions end, one fails, nothing
-/// moves for `idle`, or `kill` is notified.
+/// moves for the idle timeout (the session timeout once half closed), the listener sends
+/// nothing within the session timeout, or `kill` is notified. `on_session` is called when the
+/// listener's first bytes came through.
 pub async fn run(
     client: TcpStream,
     listener: TcpStream,
-    idle: Duration,
+    t: Timeouts,
     counters: Arc<Counters>,
     kill: Arc<Notify>,
+    on_session: impl FnOnce(),
 ) -> End {
     let copy = both_ways(&client, &listener, &counters);
     tokio::pin!(copy);
-    let tick = (idle / 4).max(Duration::from_millis(50));
+    let mut on_session = Some(on_session);
+    let tick = (t.idle.min(t.session) / 4).max(Duration::from_millis(50));
     let mut last = (0, 0);
     let mut quiet = Duration::ZERO;
+    let mut waited = Duration::ZERO;
     let mut interval = tokio::time::interval(tick);
     interval.tick().await;
     loop {
@@ -57,11 +78,25 @@ pub async fn run(
                 Err(e) => End::Error(e),
             },
             _ = kill.notified() => return End::Killed,
+            _ = counters.first_down.notified(), if on_session.is_some() => {
+                if let Some(f) = on_session.take() {
+                    f();
+                }
+            }
             _ = interval.tick() => {
                 let now = (counters.up.load(Ordering::Relaxed), counters.down.load(Ordering::Relaxed));
+                waited += tick;
+                if now.1 == 0 && waited >= t.session {
+                    return End::NoSession;
+                }
                 if now == last {
                     quiet += tick;
-                    if quiet >= idle {
+                    let limit = if counters.half_closed.load(Ordering::Relaxed) {
+                        t.session
+                    } else {
+                        t.idle
+                    };
+                    if quiet >= limit {
                         return End::Idle;
                     }
                 } else {
@@ -74,8 +109,8 @@ pub async fn run(
 }
 
 async fn both_ways(a: &TcpStream, b: &TcpStream, c: &Counters) -> io::Result<()> {
-    let up = one_way(a, b, &c.up);
-    let down = one_way(b, a, &c.down);
+    let up = one_way(a, b, &c.up, None);
+    let down = one_way(b, a, &c.down, Some(&c.first_down));
     tokio::pin!(up, down);
     // Both must end; the first error ends everything.
     let (mut up_done, mut down_done) = (false, false);
@@ -84,8 +119,18 @@ async fn both_ways(a: &TcpStream, b: &TcpStream, c: &Counters) -> io::Result<()>
             r = &mut up, if !up_done => { r?; up_done = true; }
             r = &mut down, if !down_done => { r?; down_done = true; }
         }
+        c.half_closed.store(true, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// Adds `n` moved bytes to `count`; notifies `first` when they are the first.
+fn counted(count: &AtomicU64, n: usize, first: Option<&Notify>) {
+    if count.fetch_add(n as u64, Ordering::Relaxed) == 0 {
+        if let Some(f) = first {
+            f.notify_one();
+        }
+    }
 }
 
 /// Half-closes `to` for writing (its peer sees end of stream).
@@ -94,7 +139,12 @@ fn shutdown_write(to: &TcpStream) {
 }
 
 #[cfg(target_os = "linux")]
-async fn one_way(from: &TcpStream, to: &TcpStream, count: &AtomicU64) -> io::Result<()> {
+async fn one_way(
+    from: &TcpStream,
+    to: &TcpStream,
+    count: &AtomicU64,
+    first: Option<&Notify>,
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     use tokio::io::Interest;
 
@@ -127,7 +177,7 @@ async fn one_way(from: &TcpStream, to: &TcpStream, count: &AtomicU64) -> io::Res
                 Err(e) => return Err(e),
             }
         }
-        count.fetch_add(n as u64, Ordering::Relaxed);
+        counted(count, n, first);
         // A busy direction (it filled the pipe) gets a bigger pipe, once: fewer system calls
         // per byte. Idle pairs keep the small default.
         if n >= cap && !grown {
@@ -184,7 +234,12 @@ impl Drop for Pipe {
 }
 
 #[cfg(not(target_os = "linux"))]
-async fn one_way(from: &TcpStream, to: &TcpStream, count: &AtomicU64) -> io::Result<()> {
+async fn one_way(
+    from: &TcpStream,
+    to: &TcpStream,
+    count: &AtomicU64,
+    first: Option<&Notify>,
+) -> io::Result<()> {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         from.readable().await?;
@@ -206,7 +261,7 @@ async fn one_way(from: &TcpStream, to: &TcpStream, count: &AtomicU64) -> io::Res
                 Err(e) => return Err(e),
             }
         }
-        count.fetch_add(n as u64, Ordering::Relaxed);
+        counted(count, n, first);
     }
 }
 
@@ -252,9 +307,13 @@ mod tests {
         let task = tokio::spawn(run(
             relay_c,
             relay_l,
-            Duration::from_secs(5),
+            Timeouts {
+                idle: Duration::from_secs(5),
+                session: Duration::from_secs(5),
+            },
             counters.clone(),
             Arc::new(Notify::new()),
+            || {},
         ));
         let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7) as u8).collect();
         let d2 = data.clone();
@@ -279,15 +338,48 @@ mod tests {
     #[tokio::test]
     async fn idle_pairs_end() {
         let (_client, relay_c) = pair().await;
-        let (relay_l, _listener) = pair().await;
+        let (relay_l, mut listener) = pair().await;
+        listener.write_all(b"hello").await.unwrap();
+        let t = Timeouts {
+            idle: Duration::from_millis(200),
+            session: Duration::from_secs(60),
+        };
+        let session = AtomicBool::new(false);
+        let on_session = || session.store(true, Ordering::Relaxed);
         let end = run(
             relay_c,
             relay_l,
-            Duration::from_millis(200),
+            t,
             Arc::default(),
-            Arc::new(Notify::new()),
+            Arc::default(),
+            on_session,
         )
         .await;
-        assert!(matches!(end, End::Idle));
+        assert!(matches!(end, End::Idle), "{end:?}");
+        assert!(
+            session.load(Ordering::Relaxed),
+            "the listener's bytes start a session"
+        );
+    }
+
+    #[tokio::test]
+    async fn pairs_without_a_session_and_half_closed_ones_end_early() {
+        let t = Timeouts {
+            idle: Duration::from_secs(60),
+            session: Duration::from_millis(300),
+        };
+        // The client sends, the listener never answers.
+        let (mut client, relay_c) = pair().await;
+        let (relay_l, _listener) = pair().await;
+        client.write_all(b"MSOCK\x01").await.unwrap();
+        let end = run(relay_c, relay_l, t, Arc::default(), Arc::default(), || {}).await;
+        assert!(matches!(end, End::NoSession), "{end:?}");
+        // The listener answered and closed; the client stays silent without closing.
+        let (_client, relay_c) = pair().await;
+        let (relay_l, mut listener) = pair().await;
+        listener.write_all(b"bye").await.unwrap();
+        listener.shutdown().await.unwrap();
+        let end = run(relay_c, relay_l, t, Arc::default(), Arc::default(), || {}).await;
+        assert!(matches!(end, End::Idle), "{end:?}");
     }
 }

@@ -1,0 +1,244 @@
+//! The relay's client flowpaths (ROUTE) and listener dial-backs (SPLICE).
+//!
+//! A ROUTE is admitted within the limits of [`registry::Limits`] (see there); it then must
+//! show the msock preamble of its session within the handshake timeout before the listener
+//! is asked to dial back (a ROUTE that carries nothing costs the listener no connection),
+//! and the listener must answer through the splice within it too; a pair that stays half
+//! closed and quiet for it is closed as well. Until the listener has answered, the splice
+//! counts as unproven against its source and its name.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rand::RngCore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, Notify};
+
+use super::registry::{Limit, Slot};
+use super::secrets;
+use super::server::{no_such_name, refuse, Relay};
+use super::splice::{self, Counters, End, Timeouts};
+use super::wire::{RelayToListener, NONCE_LEN};
+use crate::proto::{ErrorCode, PREAMBLE};
+
+impl Relay {
+    /// ROUTE: a client flowpath for `name`. Wait for the client's session to begin, ask the
+    /// listener to dial back, wait for it, splice.
+    pub(super) async fn route(
+        self: Arc<Self>,
+        mut client: TcpStream,
+        peer: SocketAddr,
+        name: String,
+    ) {
+        let id = rand::random::<u64>();
+        let mut token = [0u8; NONCE_LEN];
+        rand::thread_rng().fill_bytes(&mut token);
+        let (tx, rx) = oneshot::channel();
+        let kill = Arc::new(Notify::new());
+        let admitted = {
+            let mut r = self.reg();
+            if r.names.contains_key(&name) {
+                let slot = Slot {
+                    name: name.clone(),
+                    token,
+                    waiting: Some(tx),
+                    kill: kill.clone(),
+                    source: peer.ip(),
+                    carrying: false,
+                };
+                let got = r.open(id, slot, &self.cfg.limits);
+                let now = r.flowpaths() as u64;
+                self.stats.peak.fetch_max(now, Ordering::Relaxed);
+                got.map(|()| true)
+            } else {
+                r.admit(peer.ip(), self.cfg.limits.rate, usize::MAX)
+                    .map(|()| false)
+            }
+        };
+        let refused = |why: &'static str, reason: &str| {
+            self.refuse_count(why);
+            self.status(
+                "refused",
+                serde_json::json!({"from": peer.to_string(), "name": name, "reason": reason}),
+            );
+        };
+        match admitted {
+            Err(Limit::Rate) => {
+                refused("rate", "rate");
+                let why = "too many new flowpaths from your address; the client retries later";
+                return refuse(client, ErrorCode::Busy, why).await;
+            }
+            Err(Limit::Flowpaths) => {
+                refused("max_flowpaths", "max_flowpaths");
+                let why = "the relay carries as many flowpaths as it will; try later";
+                return refuse(client, ErrorCode::Busy, why).await;
+            }
+            Err(Limit::Source) => {
+                refused("max_flowpaths_per_source", "max_flowpaths_per_source");
+                let why = "the relay carries as many flowpaths from your address as it will; \
+                           end some sessions or try later";
+                return refuse(client, ErrorCode::Busy, why).await;
+            }
+            Err(Limit::Pending) => {
+                refused("max_pending_per_name", "max_pending_per_name");
+                let why = format!(
+                    "too many flowpaths to '{name}' are still starting (from your address or \
+                     in all); retry in a few seconds"
+                );
+                return refuse(client, ErrorCode::Busy, &why).await;
+            }
+            Ok(false) => {
+                refused("no_such_name", "no such name");
+                return refuse(client, ErrorCode::Refused, &no_such_name(&name)).await;
+            }
+            Ok(true) => {}
+        }
+        // From here on the slot must go when we return.
+        let slot = SlotGuard {
+            relay: self.clone(),
+            id,
+        };
+        // The client's session begins with the msock preamble, sent with the ROUTE: no
+        // listener connection for a ROUTE that carries nothing.
+        let mut first = [0u8; PREAMBLE.len()];
+        let hs = self.cfg.handshake_timeout;
+        match tokio::time::timeout(hs, client.read_exact(&mut first)).await {
+            Ok(Ok(_)) if first == PREAMBLE => {}
+            Ok(Ok(_)) => {
+                refused("garbage", "no msock session after ROUTE");
+                let why = "a ROUTE must be followed by an msock session (MSOCK\\x01 HELLO...)";
+                return refuse(client, ErrorCode::Protocol, why).await;
+            }
+            Ok(Err(_)) => return,
+            Err(_) => {
+                self.refuse_count("no_session");
+                self.status("dropped", serde_json::json!({"from": peer.to_string(), "name": name, "reason": "no session after ROUTE in time"}));
+                return;
+            }
+        }
+        let known = {
+            let mut r = self.reg();
+            let n = r.names.get_mut(&name);
+            if let Some(n) = &n {
+                if let Some(c) = &n.control {
+                    let _ = c.tx.try_send(RelayToListener::Dial { id, token });
+                }
+            }
+            n.map(|n| n.pending.insert(id)).is_some()
+        };
+        if !known {
+            refused("no_such_name", "no such name");
+            return refuse(client, ErrorCode::Refused, &no_such_name(&name)).await;
+        }
+        let mut listener = match tokio::time::timeout(hs, rx).await {
+            Ok(Ok(l)) => l,
+            _ => {
+                refused("listener_timeout", "the listener did not dial back in time");
+                let why = format!(
+                    "the listener named '{name}' did not answer through the relay within {} (it may be offline or moving); retry",
+                    humantime::format_duration(hs)
+                );
+                return refuse(client, ErrorCode::Busy, &why).await;
+            }
+        };
+        if listener.write_all(&first).await.is_err() {
+            return;
+        }
+        let lpeer = listener.peer_addr().ok();
+        self.stats.spliced.fetch_add(1, Ordering::Relaxed);
+        self.status(
+            "splice",
+            serde_json::json!({"id": format!("{id:016x}"), "name": name, "client": peer.to_string(),
+                "listener": lpeer.map(|a| a.to_string())}),
+        );
+        let counters = Arc::new(Counters::default());
+        let t = Timeouts {
+            idle: self.cfg.idle_timeout,
+            session: hs,
+        };
+        let relay = self.clone();
+        let on_session = move || relay.reg().carrying(id);
+        let end = splice::run(client, listener, t, counters.clone(), kill, on_session).await;
+        drop(slot);
+        let (up, down) = (
+            counters.up.load(Ordering::Relaxed),
+            counters.down.load(Ordering::Relaxed),
+        );
+        self.stats.bytes_up.fetch_add(up, Ordering::Relaxed);
+        self.stats.bytes_down.fetch_add(down, Ordering::Relaxed);
+        let how = match end {
+            End::Closed => "closed".to_owned(),
+            End::Error(e) => format!("error: {e}"),
+            End::Idle => "idle timeout".to_owned(),
+            End::Killed => "listener half gone".to_owned(),
+            End::NoSession => {
+                self.refuse_count("no_session");
+                "no session: the listener did not answer in time".to_owned()
+            }
+        };
+        self.status(
+            "splice_end",
+            serde_json::json!({"id": format!("{id:016x}"), "name": name, "up": up, "down": down, "end": how}),
+        );
+    }
+
+    /// SPLICE: a listener's dial-back; hand it to the waiting client task.
+    pub(super) async fn splice_back(
+        self: Arc<Self>,
+        s: TcpStream,
+        peer: SocketAddr,
+        id: u64,
+        token: [u8; NONCE_LEN],
+    ) {
+        let waiting = {
+            let mut r = self.reg();
+            let slot = r.slots.get_mut(&id).filter(|sl| {
+                // Constant-time token check (tokens are 16 bytes; pad to the proof size).
+                let (mut a, mut b) = ([0u8; 32], [0u8; 32]);
+                a[..NONCE_LEN].copy_from_slice(&sl.token);
+                b[..NONCE_LEN].copy_from_slice(&token);
+                secrets::same(&a, &b)
+            });
+            match slot {
+                Some(sl) => {
+                    let name = sl.name.clone();
+                    let w = sl.waiting.take();
+                    if let Some(n) = r.names.get_mut(&name) {
+                        n.pending.remove(&id);
+                    }
+                    w
+                }
+                None => None,
+            }
+        };
+        match waiting {
+            Some(w) => {
+                let _ = w.send(s);
+            }
+            None => {
+                self.refuse_count("bad_splice");
+                tracing::info!("{peer}: SPLICE for unknown or finished splice {id:016x}");
+                refuse(
+                    s,
+                    ErrorCode::Refused,
+                    "no such splice (the client gave up waiting)",
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// Removes a splice's slot (and what it counted) when the client task ends.
+struct SlotGuard {
+    relay: Arc<Relay>,
+    id: u64,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.relay.reg().close(self.id);
+    }
+}
