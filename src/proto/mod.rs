@@ -185,6 +185,6 @@ pub use frame::{ErrorCode, Frame, Service};
 pub use out_queue::OutQueue;
 pub use path::{PathId, PathStats};
 pub use session::{
-    AttachError, ClientHandshake, Config, Event, FrameError, PendingAttach, Role, Session,
-    SessionError,
+    AttachError, ClientHandshake, Config, Event, FrameError, PendingAttach, Role, ServerHandshake,
+    Session, SessionError,
 };

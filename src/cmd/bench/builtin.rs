@@ -304,6 +304,7 @@ async fn serve(
             session: config,
             resume_timeout: stream.resume_timeout,
             events: Events::sessions(stream.json_events),
+            authorized: None,
             detect: DetectPolicy {
                 allow_plain: false,
                 magics: services.magics(),
