@@ -97,22 +97,28 @@ pub enum CryptoKind {
 }
 
 impl CryptoKind {
-    /// Its code in HELLO(open).
+    /// Its code in HELLO(open). (Codes 1 and 2 were Noise NX and NXpsk2, spoken by older
+    /// versions: see [`CryptoKind::is_legacy`].)
     pub fn to_wire(self) -> u8 {
         match self {
             CryptoKind::None => 0,
-            CryptoKind::Noise => 1,
-            CryptoKind::NoisePsk => 2,
+            CryptoKind::Noise => 3,
+            CryptoKind::NoisePsk => 4,
         }
     }
     /// The kind a code names (None for codes we do not know).
     pub fn from_wire(c: u8) -> Option<Self> {
         match c {
             0 => Some(CryptoKind::None),
-            1 => Some(CryptoKind::Noise),
-            2 => Some(CryptoKind::NoisePsk),
+            3 => Some(CryptoKind::Noise),
+            4 => Some(CryptoKind::NoisePsk),
             _ => None,
         }
+    }
+    /// True for the codes of the Noise NX handshakes older versions speak (1, 2), which
+    /// carry no client key.
+    pub fn is_legacy(c: u8) -> bool {
+        matches!(c, 1 | 2)
     }
 }
 

@@ -86,8 +86,8 @@
 //!
 //! ## Opening an encrypted session
 //!
-//! With `crypto` 1 (`Noise_XX_25519_AESGCM_SHA256`) or 2 (`Noise_XXpsk2_...`, a pre-shared
-//! key), HELLO(open) carries the first Noise message (the client's ephemeral key), with the
+//! With `crypto` 3 (`Noise_XX_25519_AESGCM_SHA256`) or 4 (`Noise_XXpsk2_...`, a pre-shared
+//! key; 1 and 2 were Noise NX, without client keys, and are refused), HELLO(open) carries the first Noise message (the client's ephemeral key), with the
 //! rest of HELLO(open) as the prologue; WELCOME carries the second (the server's ephemeral and,
 //! encrypted, its long-term key; its payload repeats WELCOME's other fields). The client checks
 //! the server's key (pinning), then sends `HELLO(finish)` in clear: the third message, its own

@@ -435,9 +435,11 @@ impl ServerHandshake {
             }
         }
         let offered = CryptoKind::from_wire(*crypto).ok_or_else(|| {
-            SessionError::Refused(format!(
-                "unknown encryption {crypto} (the client is a newer msock?)"
-            ))
+            SessionError::Refused(if CryptoKind::is_legacy(*crypto) {
+                "the client is an older msock (Noise NX, no client key): upgrade it".to_owned()
+            } else {
+                format!("unknown encryption {crypto} (the client is a newer msock?)")
+            })
         })?;
         check_crypto(&config, offered)?;
         let mut server_random = [0u8; RANDOM_LEN];

@@ -167,6 +167,16 @@ fn mismatched_encryption_is_refused_not_downgraded() {
         let e = ServerHandshake::accept(s, &hs.hello(), &mut rng, |_| false).expect_err("refused");
         assert!(e.to_string().contains(want), "{e}");
     }
+    // An older client (Noise NX, codes 1 and 2) is told to upgrade, not failed obscurely.
+    for code in [1, 2] {
+        let mut hello = ClientHandshake::new(client(true, None), &mut rng, ms(0)).hello();
+        if let Frame::HelloOpen { crypto, .. } = &mut hello {
+            *crypto = code;
+        }
+        let e = ServerHandshake::accept(server(true, None), &hello, &mut rng, |_| false)
+            .expect_err("refused");
+        assert!(e.to_string().contains("older msock"), "{e}");
+    }
     // Different pre-shared keys: the server cannot tell, the client fails the handshake.
     let hs = ClientHandshake::new(client(true, Some([1; 32])), &mut rng, ms(0));
     let (_, welcome) =
