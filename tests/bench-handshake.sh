@@ -2,8 +2,10 @@
 # Session-open cost of a handshake change, on loopback (release build), before and after in the
 # same run, RUNS rounds (medians printed side by side):
 #  1. connection setup: mean wall time of N tiny `msock connect` sessions (process start to
-#     exit, one line sent), encrypted and --no-encrypt, each binary against its own listener;
-#  2. `msock bench` built-in (loopback, single flowpath, encrypted) goodput of each binary.
+#     exit, one line sent), encrypted and --no-encrypt, each binary against its own listener,
+#     the two binaries' sessions interleaved;
+#  2. `msock bench` built-in (loopback, encrypted): goodput of its "msock, 1 flowpath" test and its
+#     ratio to plain TCP in the same bench run, each binary.
 # BEFORE is another msock release binary (e.g. built from the base commit with
 #   git archive BASE | tar -x -C /tmp/before && (cd /tmp/before && cargo build --release)).
 # Usage: bash tests/bench-handshake.sh BEFORE [RUNS] [N]
@@ -21,13 +23,22 @@ start() { # start NAME BINARY ARGS...: a -k listener on port 0, stderr to $tmp/N
     MSOCK_CONFIG_DIR=$tmp/$1.config "$2" listen -k --recv-only 127.0.0.1:0 "${@:3}" \
         >/dev/null 2>"$tmp/$1.err" &
 }
-setup() { # setup BINARY PORT ARGS...: mean wall ms of N sessions carrying one line
-    local t0 t1; t0=$(now)
-    for _ in $(seq "$N"); do echo x | "$1" connect "127.0.0.1:$2" "${@:3}" >/dev/null; done
-    t1=$(now); python3 -c "print('%.3f' % (($t1 - $t0) / 1e6 / $N))"
+setup() { # setup PORT-BEFORE PORT-AFTER ARGS...: mean wall ms of N one-line sessions of each
+    # binary, interleaved (before, after, before, ...) so that both see the same machine load
+    local t0 t1 tb=0 ta=0
+    for _ in $(seq "$N"); do
+        t0=$(now); echo x | MSOCK_CONFIG_DIR=$tmp/cb "$BEFORE" connect "127.0.0.1:$1" "${@:3}" >/dev/null; t1=$(now)
+        tb=$((tb + t1 - t0))
+        t0=$(now); echo x | MSOCK_CONFIG_DIR=$tmp/ca "$AFTER" connect "127.0.0.1:$2" "${@:3}" >/dev/null; t1=$(now)
+        ta=$((ta + t1 - t0))
+    done
+    python3 -c "print('%.3f %.3f' % ($tb / 1e6 / $N, $ta / 1e6 / $N))"
 }
-gbps() { # gbps BINARY: built-in bench goodput (Gbit/s), encrypted
-    "$1" bench -t 3s --json | python3 -c "import json,sys; print('%.2f' % (json.load(sys.stdin)['end']['sum_received']['bits_per_second']/1e9))"
+gbps() { # gbps BINARY: built-in bench "msock, 1 flowpath" goodput (Gbit/s) and /plain TCP
+    "$1" bench -t 3s --json | python3 -c "
+import json, sys
+s = {t['name']: t['bits_per_second'] for t in json.load(sys.stdin)['summary']}
+print('%.2f %.2f' % (s['msock, 1 flowpath'] / 1e9, s['msock, 1 flowpath'] / s['plain TCP']))"
 }
 
 start b_enc "$BEFORE"; p1=$!
@@ -41,15 +52,13 @@ echo x | MSOCK_CONFIG_DIR=$tmp/cb "$BEFORE" connect "127.0.0.1:$B_ENC" >/dev/nul
 echo x | MSOCK_CONFIG_DIR=$tmp/ca "$AFTER" connect "127.0.0.1:$A_ENC" >/dev/null
 
 echo "handshake benchmark: $RUNS rounds, $N setups each, $(nproc) cores; before $BEFORE, after $AFTER"
-be=(); bp=(); ae=(); ap=(); bg=(); ag=()
+be=(); bp=(); ae=(); ap=(); bg=(); ag=(); br=(); ar=()
 for i in $(seq "$RUNS"); do
-    x=$(MSOCK_CONFIG_DIR=$tmp/cb setup "$BEFORE" "$B_ENC"); be+=("$x")
-    y=$(MSOCK_CONFIG_DIR=$tmp/ca setup "$AFTER" "$A_ENC"); ae+=("$y")
-    u=$(MSOCK_CONFIG_DIR=$tmp/cb setup "$BEFORE" "$B_PLAIN" --no-encrypt); bp+=("$u")
-    v=$(MSOCK_CONFIG_DIR=$tmp/ca setup "$AFTER" "$A_PLAIN" --no-encrypt); ap+=("$v")
-    g=$(MSOCK_CONFIG_DIR=$tmp/cb gbps "$BEFORE"); bg+=("$g")
-    h=$(MSOCK_CONFIG_DIR=$tmp/ca gbps "$AFTER"); ag+=("$h")
-    printf 'round %d: setup encrypted before %s ms, after %s ms; --no-encrypt before %s ms, after %s ms; bench before %s Gbit/s, after %s Gbit/s\n' \
-        "$i" "$x" "$y" "$u" "$v" "$g" "$h"
+    read -r x y < <(setup "$B_ENC" "$A_ENC"); be+=("$x"); ae+=("$y")
+    read -r u v < <(setup "$B_PLAIN" "$A_PLAIN" --no-encrypt); bp+=("$u"); ap+=("$v")
+    read -r g gr < <(MSOCK_CONFIG_DIR=$tmp/cb gbps "$BEFORE"); bg+=("$g"); br+=("$gr")
+    read -r h hr < <(MSOCK_CONFIG_DIR=$tmp/ca gbps "$AFTER"); ag+=("$h"); ar+=("$hr")
+    printf 'round %d: setup encrypted before %s ms, after %s ms; --no-encrypt before %s ms, after %s ms; bench before %s Gbit/s (%s of TCP), after %s Gbit/s (%s of TCP)\n' \
+        "$i" "$x" "$y" "$u" "$v" "$g" "$gr" "$h" "$hr"
 done
-echo "median: setup encrypted before $(median "${be[@]}") ms, after $(median "${ae[@]}") ms; --no-encrypt before $(median "${bp[@]}") ms, after $(median "${ap[@]}") ms; bench before $(median "${bg[@]}") Gbit/s, after $(median "${ag[@]}") Gbit/s"
+echo "median: setup encrypted before $(median "${be[@]}") ms, after $(median "${ae[@]}") ms; --no-encrypt before $(median "${bp[@]}") ms, after $(median "${ap[@]}") ms; bench before $(median "${bg[@]}") Gbit/s ($(median "${br[@]}") of TCP), after $(median "${ag[@]}") Gbit/s ($(median "${ar[@]}") of TCP)"
