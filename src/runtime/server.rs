@@ -194,10 +194,9 @@ impl Server {
         tracing::info!(
             "session {id:016x} open ({}, {}): {} -> {}",
             session.service(),
-            if session.is_encrypted() {
-                "encrypted"
-            } else {
-                "NOT encrypted: --no-encrypt"
+            match session.peer_static() {
+                Some(k) => format!("encrypted, client key {}", fingerprint(k)),
+                None => "NOT encrypted: --no-encrypt".to_owned(),
             },
             conn.peer,
             conn.local
