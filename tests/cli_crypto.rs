@@ -65,6 +65,12 @@ fn fingerprint_of(dir: &Path) -> String {
     fp
 }
 
+fn client_key(dir: &Path) -> String {
+    let out = msock_in(dir, &["connect", "--show-key"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 #[test]
 fn show_key_is_stable_and_private() {
     let dir = tempdir();
@@ -113,6 +119,21 @@ fn a_changed_listener_key_is_refused_with_both_fingerprints() {
     // Nothing reached the impostor's output, and it still waits for a real session.
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(std::fs::read(out.path().join("2")).unwrap(), b"");
+    // The client's key went to the listener it trusted, never to the impostor: it is sent
+    // (encrypted) only after the listener's key checked out.
+    let client_fp = client_key(client.path());
+    let log1 = l.stderr.text();
+    assert!(log1.contains(&format!("client key {client_fp}")), "{log1}");
+    assert!(
+        l2.stderr.wait_contains(T, "before sending its key"),
+        "{}",
+        l2.stderr.text()
+    );
+    assert!(
+        !l2.stderr.text().contains(&client_fp),
+        "{}",
+        l2.stderr.text()
+    );
     l2.assert_running("a listener whose client refused it keeps waiting");
 }
 

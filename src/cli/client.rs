@@ -15,8 +15,14 @@ use super::{DialArgs, StreamArgs};
 pub struct ConnectArgs {
     /// The listener: HOST:PORT or [IPV6]:PORT, or NAME@RELAY[:PORT] for a listener
     /// registered at a relay (not given with --list-ifaces).
-    #[arg(value_name = "HOST:PORT", required_unless_present = "list_ifaces")]
+    #[arg(value_name = "HOST:PORT", required_unless_present_any = ["list_ifaces", "show_key"])]
     pub dest: Option<String>,
+
+    /// Print this client's key fingerprint (for a listener's --authorized-keys) and exit.
+    /// The key is created on first use, in the config directory (see ENCRYPTION below);
+    /// send-file and bench use the same key.
+    #[arg(long, conflicts_with_all = ["dest", "list_ifaces"])]
+    pub show_key: bool,
 
     /// Talk plain TCP (no msock session) to a server that does not speak msock: one TCP
     /// connection, so no interface policies and no reconnecting.

@@ -55,14 +55,20 @@ Exit status: 0 success, 1 network error (refused, reset, timeout, peer vanished,
 
 ENCRYPTION
   Sessions are encrypted and authenticated end to end by default: a Noise handshake
-  (Noise_NX_25519_AESGCM_SHA256) when the session opens, then AES-128-GCM records with a key
+  (Noise_XX_25519_AESGCM_SHA256) when the session opens, then AES-128-GCM records with a key
   of their own on every flowpath. Each listener has a long-term key, created on first use in
   the config directory ($MSOCK_CONFIG_DIR, else $XDG_CONFIG_HOME/msock, else ~/.config/msock,
   file listener.key, mode 0600); `msock listen --show-key` prints its fingerprint. A client
   pins the key it meets first at each HOST:PORT (file known_peers) and refuses a different one
-  later, showing both fingerprints; --peer-key FINGERPRINT pins explicitly. --psk-file FILE
-  (both ends) adds a pre-shared key. --no-encrypt (both ends; a mismatch is refused, never
-  downgraded) turns encryption off. Plain TCP peers (nc, connect --plain) are never encrypted.";
+  later, showing both fingerprints; --peer-key FINGERPRINT pins explicitly. Each client has a
+  long-term key too (file client.key, the same way; connect, send-file and bench use it),
+  sent encrypted in the handshake once the listener's key checked out; `msock connect
+  --show-key` prints its fingerprint. `msock listen --authorized-keys FILE` admits only the
+  clients listed there (re-read when it changes); a refused client is told the fingerprint
+  to add. Moved flowpaths rejoin their session by proving its secret, not by key. --psk-file
+  FILE (both ends) adds a pre-shared key. --no-encrypt (both ends; a mismatch is refused,
+  never downgraded) turns encryption off, and with it client keys (no --authorized-keys).
+  Plain TCP peers (nc, connect --plain) are never encrypted.";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

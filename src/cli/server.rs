@@ -40,6 +40,20 @@ pub struct ListenArgs {
     #[arg(long, value_name = "FILE", requires = "relay")]
     pub relay_key_file: Option<std::path::PathBuf>,
 
+    /// Admit only clients whose key is listed in FILE: one fingerprint per line (SHA256:..., as
+    /// `msock connect --show-key` prints it; words after it are a comment), lines starting
+    /// with # and blank lines ignored. Applies to every service (byte streams, files,
+    /// benchmarks). The file is re-read when it changes (checked as each session opens), so
+    /// no restart is needed. A refused client is told the fingerprint to add. Needs
+    /// encryption.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_encrypt")]
+    pub authorized_keys: Option<std::path::PathBuf>,
+
+    /// Let --exec, --sh-exec and --forward serve clients whose key is not authorized;
+    /// without it they need --authorized-keys or --psk-file.
+    #[arg(long)]
+    pub allow_anyone: bool,
+
     /// After a session ends, wait for the next one (sessions are served one at a time).
     #[arg(short, long)]
     pub keep_open: bool,

@@ -16,6 +16,11 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
     if args.list_ifaces {
         return list_ifaces(&args);
     }
+    if args.show_key {
+        let id = crate::runtime::keys::client_identity().map_err(Failure::local)?;
+        println!("{}", crate::proto::handshake::fingerprint(&id.public));
+        return Ok(());
+    }
     let Some(dest) = args.dest.clone() else {
         return Err(Failure::local(
             "give HOST:PORT, e.g. example.net:9000 or [::1]:9000",

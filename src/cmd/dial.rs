@@ -102,6 +102,11 @@ pub(crate) async fn dial_with_policy<I: AppSource, O: AppSink>(
     warn_unknown_kinds(&policy);
     let mut session = session_config(stream)?;
     session.service = service;
+    if session.encrypt {
+        // The client's long-term key, which the listener may authorize (--authorized-keys).
+        let id = crate::runtime::keys::client_identity().map_err(Failure::local)?;
+        session.identity = Some(id);
+    }
     let cfg = ClientConfig {
         dest: dest.to_owned(),
         family: family(stream),

@@ -14,6 +14,7 @@ use super::{ctrl_c, family, finish, futures_poll_once, session_config, Exit, Fai
 use crate::cli::{parse_listen_addr, ListenArgs};
 use crate::proto::handshake::fingerprint;
 use crate::proto::{ErrorCode, Service};
+use crate::runtime::authorized::AuthorizedKeys;
 use crate::runtime::events::Events;
 use crate::runtime::keys;
 use crate::runtime::server::bind_all;
@@ -36,6 +37,10 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         None => (None, None), // --relay only
     };
     let mut config = session_config(&args.stream)?;
+    let authorized = match &args.authorized_keys {
+        Some(p) => Some(Arc::new(AuthorizedKeys::load(p).map_err(Failure::local)?)),
+        None => None,
+    };
     if config.encrypt {
         let id = keys::listener_identity().map_err(Failure::local)?;
         tracing::info!("listener key {}", fingerprint(&id.public));
@@ -75,6 +80,7 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
             session: config,
             resume_timeout: args.stream.resume_timeout,
             events: Events::sessions(args.stream.json_events),
+            authorized,
             detect: DetectPolicy {
                 allow_plain: !args.no_plain,
                 magics: services.magics(),
@@ -206,7 +212,7 @@ fn services(args: &ListenArgs, save: Option<Arc<SaveOptions>>) -> Services<Resul
                 let why = "this listener does not accept files (start it with --save-dir DIR)";
                 return Err(o.refuse(why.to_owned()).await.into());
             };
-            super::receive::serve(o.accept()?, &save).await
+            super::receive::serve(o.accept().await?, &save).await
         }
     });
     services
@@ -316,7 +322,7 @@ async fn serve(
             finish(r, totals, started, None, &events).await
         }
         StreamClient::Session(opening) => {
-            let (mut driver, _registration) = opening.accept()?.into_driver(stdin, stdout);
+            let (mut driver, _registration) = opening.accept().await?.into_driver(stdin, stdout);
             driver.set_interrupt(ctrl_c());
             let (r, totals) = driver.run().await;
             finish(r, totals, started, None, &events).await

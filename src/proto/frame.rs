@@ -18,7 +18,7 @@ pub const MAX_FRAME_LEN: usize = 1 + 8 + MAX_DATA_PAYLOAD;
 /// Bytes in front of every frame body: 4-byte length + 1-byte type.
 pub const FRAME_HEADER_LEN: usize = super::codec::HEADER_LEN;
 
-/// Longest handshake message carried in HELLO(open) or WELCOME.
+/// Longest handshake message carried in HELLO(open), WELCOME or HELLO(finish).
 pub const MAX_HANDSHAKE: usize = 1024;
 
 /// Length of the random nonces exchanged when attaching a flowpath.
@@ -46,6 +46,8 @@ pub mod ty {
     pub const HELLO_RESUME: u8 = 0x07;
     /// RESUMED: the one-flight attach succeeded.
     pub const RESUMED: u8 = 0x08;
+    /// HELLO(finish): the client's last handshake message (its key, encrypted).
+    pub const HELLO_FINISH: u8 = 0x09;
     /// DATA: stream bytes.
     pub const DATA: u8 = 0x10;
     /// ACK: receiver feedback.
@@ -133,6 +135,8 @@ pub enum ErrorCode {
     /// The listener does not offer the service the client asked for (e.g. a file transfer to
     /// a listener without a save directory).
     Refused,
+    /// The listener does not admit the client's key (not in its authorized keys).
+    KeyRefused,
     /// A code this implementation does not know.
     Other(u16),
 }
@@ -150,6 +154,7 @@ impl ErrorCode {
             ErrorCode::IdleTimeout => 7,
             ErrorCode::Aborted => 8,
             ErrorCode::Refused => 9,
+            ErrorCode::KeyRefused => 10,
             ErrorCode::Other(c) => c,
         }
     }
@@ -165,6 +170,7 @@ impl ErrorCode {
             7 => ErrorCode::IdleTimeout,
             8 => ErrorCode::Aborted,
             9 => ErrorCode::Refused,
+            10 => ErrorCode::KeyRefused,
             c => ErrorCode::Other(c),
         }
     }
@@ -182,6 +188,7 @@ impl std::fmt::Display for ErrorCode {
             ErrorCode::IdleTimeout => f.write_str("idle timeout"),
             ErrorCode::Aborted => f.write_str("aborted"),
             ErrorCode::Refused => f.write_str("service refused"),
+            ErrorCode::KeyRefused => f.write_str("client key not authorized"),
             ErrorCode::Other(c) => write!(f, "error code {c}"),
         }
     }
@@ -275,6 +282,12 @@ pub enum Frame {
         server_proof: [u8; PROOF_LEN],
         /// The server has received every client stream byte below this offset.
         cumulative: u64,
+    },
+    /// Client → server, right after an encrypted session's WELCOME, in clear: the third
+    /// Noise XX message (the client's static key, encrypted), before any record.
+    HelloFinish {
+        /// The third Noise handshake message.
+        handshake: Bytes,
     },
     /// Stream bytes starting at `offset`.
     Data {
@@ -429,6 +442,10 @@ impl Frame {
                 w.bytes(server_proof).u64(*cumulative);
                 ty::RESUMED
             }
+            Frame::HelloFinish { handshake } => {
+                w.bytes_u16(handshake, MAX_HANDSHAKE);
+                ty::HELLO_FINISH
+            }
             Frame::Data { offset, payload } => {
                 debug_assert!(payload.len() <= MAX_DATA_PAYLOAD);
                 w.u64(*offset).bytes(payload);
@@ -535,6 +552,9 @@ impl Frame {
                 server_proof: r.array()?,
                 cumulative: r.u64()?,
             },
+            ty::HELLO_FINISH => Frame::HelloFinish {
+                handshake: Bytes::copy_from_slice(r.bytes_u16(MAX_HANDSHAKE)?),
+            },
             ty::DATA => {
                 let offset = r.u64()?;
                 let payload = r.rest();
@@ -582,6 +602,7 @@ impl Frame {
             Frame::Ticket { .. } => "TICKET",
             Frame::HelloResume { .. } => "HELLO(resume)",
             Frame::Resumed { .. } => "RESUMED",
+            Frame::HelloFinish { .. } => "HELLO(finish)",
             Frame::Data { .. } => "DATA",
             Frame::Ack { .. } => "ACK",
             Frame::Ping { .. } => "PING",

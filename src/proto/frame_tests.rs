@@ -120,6 +120,11 @@ pub(crate) fn arb_frame() -> impl Strategy<Value = Frame> {
                 cumulative,
             }
         }),
+        proptest::collection::vec(any::<u8>(), 0..=MAX_HANDSHAKE).prop_map(|h| {
+            Frame::HelloFinish {
+                handshake: Bytes::from(h),
+            }
+        }),
         (any::<u64>(), payload()).prop_map(|(offset, payload)| Frame::Data { offset, payload }),
         (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(cumulative, limit, path_bytes)| {
             Frame::Ack {

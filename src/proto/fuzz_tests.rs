@@ -16,7 +16,9 @@ use rand::SeedableRng;
 use super::frame::tests::arb_frame;
 use super::frame::{Frame, MAX_FRAME_LEN};
 use super::handshake::Identity;
-use super::{ClientHandshake, Config, Deframer, OutQueue, PathId, Session, PREAMBLE};
+use super::{
+    ClientHandshake, Config, Deframer, OutQueue, PathId, ServerHandshake, Session, PREAMBLE,
+};
 
 /// A counting global allocator for the library's tests: per thread, only while armed, so
 /// other tests running alongside are neither counted nor slowed beyond a thread-local read.
@@ -145,19 +147,28 @@ fn pair(seed: u64, encrypt: bool) -> (Session, Deframer, Session, Deframer) {
     };
     let hs = ClientHandshake::new(client_cfg, &mut rng, ms(0));
     let mut server_rx = Deframer::after_preamble();
-    let (server, welcome) = Session::accept_on(
-        server_cfg,
-        &hs.hello(),
-        &mut server_rx,
-        &mut rng,
-        ms(0),
-        |_| false,
-    )
-    .expect("accepted");
+    let (open, welcome) =
+        ServerHandshake::accept(server_cfg, &hs.hello(), &mut rng, |_| false).expect("accepted");
     let mut client_rx = Deframer::after_preamble();
-    let client = hs
+    let mut client = hs
         .handle_reply_on(welcome, &mut client_rx, ms(1))
         .expect("opened");
+    let finish = if open.awaits_finish() {
+        let mut out = OutQueue::with_capacity(64 << 10);
+        client.poll_transmit(PathId(0), ms(1), &mut out, 64 << 10);
+        server_rx.extend(&out.take_bytes());
+        Some(
+            server_rx
+                .next_frame()
+                .expect("a frame")
+                .expect("HELLO(finish)"),
+        )
+    } else {
+        None
+    };
+    let server = open
+        .finish_on(finish.as_ref(), &mut server_rx, ms(1))
+        .expect("finished");
     (client, client_rx, server, server_rx)
 }
 
@@ -239,7 +250,7 @@ proptest! {
             *handshake = Bytes::from(noise);
         }
                 let r = Session::accept(cfg, &hello, &mut rng, ms(0), |_| false);
-        // (Any 32 bytes are an ephemeral key: Noise NX's first message authenticates nothing.)
+        // (Any 32 bytes are an ephemeral key: the first Noise message authenticates nothing.)
         if encrypt && short {
             prop_assert!(r.is_err(), "a Noise message shorter than a key was accepted");
         }

@@ -1,12 +1,17 @@
 //! The Noise handshake that opens an encrypted session, inside HELLO(open) and WELCOME.
 //!
-//! Pattern `Noise_NX_25519_AESGCM_SHA256` (or `Noise_NXpsk2_...` with a pre-shared key): the
-//! client sends an ephemeral key; the server answers with its ephemeral key and its long-term
-//! static key (encrypted), so the client learns and can pin the listener's identity. Everything
-//! else in HELLO(open) is the handshake's prologue, and the server's WELCOME fields travel again
-//! inside its (encrypted, authenticated) handshake payload: tampering with either fails the
-//! handshake. The session secret (attach proofs, tickets, control datagram MACs, flowpath keys)
-//! is derived from the handshake's final keys, so nothing secret crosses the wire in clear.
+//! Pattern `Noise_XX_25519_AESGCM_SHA256` (or `Noise_XXpsk2_...` with a pre-shared key): the
+//! client sends an ephemeral key (in HELLO(open)); the server answers with its ephemeral key
+//! and its long-term static key, encrypted (in WELCOME), so the client learns and can pin the
+//! listener's identity; the client then sends its own long-term static key, encrypted (in
+//! HELLO(finish), right ahead of its first record), so the listener learns and can authorize
+//! the client's identity. The client reveals its key only to a listener whose key it checked.
+//! Everything else in HELLO(open) is the handshake's prologue, and the server's WELCOME fields
+//! travel again inside its (encrypted, authenticated) handshake payload: tampering with either
+//! fails the handshake. The session secret (attach proofs, tickets, control datagram MACs,
+//! flowpath keys) is derived from the handshake's final keys, so nothing secret crosses the
+//! wire in clear. The third message costs the client no round trip (its data follows it at
+//! once); the server's first data waits for it (half a round trip after WELCOME).
 //!
 //! Randomness comes from the caller's RNG (sans-IO: the simulator's seeded one in tests).
 
@@ -17,12 +22,12 @@ use snow::resolvers::{CryptoResolver, DefaultResolver};
 /// Length of a static public key (X25519).
 pub const KEY_LEN: usize = 32;
 
-/// The listener's long-term key pair. Its private half is never printed.
+/// A long-term key pair (the listener's, or a client's). Its private half is never printed.
 #[derive(Clone)]
 pub struct Identity {
     /// The private key.
     pub private: [u8; KEY_LEN],
-    /// The public key, which clients pin.
+    /// The public key, which clients pin and listeners authorize.
     pub public: [u8; KEY_LEN],
 }
 
@@ -69,43 +74,64 @@ pub fn fingerprint(public: &[u8]) -> String {
     )
 }
 
+/// True if `s` has the form of a [`fingerprint`]: `SHA256:` and the unpadded base64 of 32
+/// bytes.
+pub fn is_fingerprint(s: &str) -> bool {
+    use base64::Engine;
+    s.strip_prefix("SHA256:").is_some_and(|d| {
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(d)
+            .is_ok_and(|d| d.len() == 32)
+    })
+}
+
 /// The session's encryption, as named in HELLO(open).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CryptoKind {
     /// No encryption (`--no-encrypt`): v1's secret from exchanged randoms.
     None,
-    /// Noise NX.
+    /// Noise XX.
     Noise,
-    /// Noise NXpsk2: a pre-shared key too.
+    /// Noise XXpsk2: a pre-shared key too.
     NoisePsk,
 }
 
 impl CryptoKind {
-    /// Its code in HELLO(open).
+    /// Its code in HELLO(open). (Codes 1 and 2 were Noise NX and NXpsk2, spoken by older
+    /// versions: see [`CryptoKind::is_legacy`].)
     pub fn to_wire(self) -> u8 {
         match self {
             CryptoKind::None => 0,
-            CryptoKind::Noise => 1,
-            CryptoKind::NoisePsk => 2,
+            CryptoKind::Noise => 3,
+            CryptoKind::NoisePsk => 4,
         }
     }
     /// The kind a code names (None for codes we do not know).
     pub fn from_wire(c: u8) -> Option<Self> {
         match c {
             0 => Some(CryptoKind::None),
-            1 => Some(CryptoKind::Noise),
-            2 => Some(CryptoKind::NoisePsk),
+            3 => Some(CryptoKind::Noise),
+            4 => Some(CryptoKind::NoisePsk),
             _ => None,
         }
     }
+    /// True for the codes of the Noise NX handshakes older versions speak (1, 2), which
+    /// carry no client key.
+    pub fn is_legacy(c: u8) -> bool {
+        matches!(c, 1 | 2)
+    }
 }
+
+/// Where the pre-shared key enters the handshake: at the end of the server's message, so that
+/// the client detects different keys before it reveals its own static key.
+pub const PSK_AT: u8 = 2;
 
 /// Noise parameters, with or without the pre-shared key.
 pub fn params(psk: bool) -> NoiseParams {
     let name = if psk {
-        "Noise_NXpsk2_25519_AESGCM_SHA256"
+        "Noise_XXpsk2_25519_AESGCM_SHA256"
     } else {
-        "Noise_NX_25519_AESGCM_SHA256"
+        "Noise_XX_25519_AESGCM_SHA256"
     };
     name.parse().expect("valid Noise parameters")
 }
@@ -154,12 +180,18 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
+    fn hex_of(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
     #[test]
     fn identity_round_trips_through_its_private_key() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let id = Identity::generate(&mut rng);
         assert_eq!(Identity::from_private(id.private).public, id.public);
         assert!(fingerprint(&id.public).starts_with("SHA256:"));
+        assert!(is_fingerprint(&fingerprint(&id.public)));
+        assert!(!is_fingerprint("SHA256:abc") && !is_fingerprint(&hex_of(&id.public)));
         assert!(!format!("{id:?}").contains(&format!("{:?}", id.private)));
     }
 }

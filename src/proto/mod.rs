@@ -55,6 +55,7 @@
 //! | 0x06 | TICKET        | server_nonce \[16\] | server → client |
 //! | 0x07 | HELLO(resume) | session_id u64, path_id u32, client_nonce \[16\], server_nonce \[16\], client_proof \[32\], cumulative u64 | client → server |
 //! | 0x08 | RESUMED       | server_proof \[32\], cumulative u64 | server → client |
+//! | 0x09 | HELLO(finish) | handshake_len u16, handshake | client → server |
 //! | 0x10 | DATA          | offset u64, payload \[0 ..= 65536\] | both |
 //! | 0x11 | ACK           | cumulative u64, limit u64, path_bytes u64 | both |
 //! | 0x12 | PING          | token u64 | both |
@@ -64,7 +65,8 @@
 //! | 0x1F | ERROR         | code u16, reason \[UTF-8, 0 ..= 1024\] | both |
 //!
 //! ERROR codes: 1 protocol, 2 version, 3 unknown session, 4 authentication failed, 5 busy,
-//! 6 flow control, 7 idle timeout, 8 aborted, 9 service refused. Unknown codes must be reported, not rejected.
+//! 6 flow control, 7 idle timeout, 8 aborted, 9 service refused, 10 key not authorized. Unknown
+//! codes must be reported, not rejected.
 //!
 //! ## Opening a session (first flowpath, path id 0)
 //!
@@ -81,6 +83,22 @@
 //! `SHA-256("msock session secret v1" || session_id || client_random || server_random)`.
 //! (Version 1 exchanges the random contributions in the clear; the encryption layer replaces
 //! them with a key agreed by a Noise handshake.)
+//!
+//! ## Opening an encrypted session
+//!
+//! With `crypto` 3 (`Noise_XX_25519_AESGCM_SHA256`) or 4 (`Noise_XXpsk2_...`, a pre-shared
+//! key; 1 and 2 were Noise NX, without client keys, and are refused), HELLO(open) carries the first Noise message (the client's ephemeral key), with the
+//! rest of HELLO(open) as the prologue; WELCOME carries the second (the server's ephemeral and,
+//! encrypted, its long-term key; its payload repeats WELCOME's other fields). The client checks
+//! the server's key (pinning), then sends `HELLO(finish)` in clear: the third message, its own
+//! long-term key, encrypted. The secret is derived from the completed handshake (see
+//! [`handshake`]); every later byte on the flowpath, each way, is a sealed record
+//! (`record`). The client's records follow HELLO(finish) at once, so opening costs the
+//! client no round trip more than NX did; the server creates the session only once
+//! HELLO(finish) verifies, so its own first bytes leave half a round trip after WELCOME. A
+//! server whose policy does not admit the client's key answers a sealed ERROR(key not
+//! authorized) and closes; a HELLO(finish) that does not verify is answered by closing.
+//! Later flowpaths (attach, resume) prove the session secret as below: they carry no key.
 //!
 //! ## Attaching a further flowpath (new path id) or replacing one (same path id)
 //!
@@ -187,6 +205,6 @@ pub use frame::{ErrorCode, Frame, Service};
 pub use out_queue::OutQueue;
 pub use path::{PathId, PathStats};
 pub use session::{
-    AttachError, ClientHandshake, Config, Event, FrameError, PendingAttach, Role, Session,
-    SessionError,
+    AttachError, ClientHandshake, Config, Event, FrameError, PendingAttach, Role, ServerHandshake,
+    Session, SessionError,
 };

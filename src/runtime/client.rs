@@ -218,7 +218,7 @@ pub async fn dial<I: AppSource, O: AppSink>(
                 PinCheck::PinnedNow => "first contact: pinned now",
             };
             tracing::info!(
-                "encrypted session (Noise NX, AES-128-GCM); listener key {} ({how})",
+                "encrypted session (Noise XX, AES-128-GCM); listener key {} ({how})",
                 fingerprint(key)
             );
         }

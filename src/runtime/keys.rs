@@ -1,10 +1,12 @@
-//! Keys on disk: the listener's long-term key (created on first use), the fingerprints of the
-//! listeners a client has met (trust on first use, like ssh's known_hosts) and pre-shared key
-//! files.
+//! Keys on disk: the listener's and the client's long-term keys (created on first use), the
+//! fingerprints of the listeners a client has met (trust on first use, like ssh's known_hosts)
+//! and pre-shared key files.
 //!
 //! Everything lives in the config directory: `$MSOCK_CONFIG_DIR`, else
 //! `$XDG_CONFIG_HOME/msock`, else `~/.config/msock`.
 //! - `listener.key`: the listener's X25519 private key, 64 hex digits (mode 0600).
+//! - `client.key`: the client's (connect, send-file, bench), the same way; listeners admit it
+//!   by its fingerprint (`--authorized-keys`).
 //! - `known_peers`: one line per destination, `DEST FINGERPRINT` (DEST as given to connect,
 //!   send-file or bench, e.g. `example.net:9000`).
 
@@ -30,10 +32,10 @@ pub enum KeyError {
         /// The OS's answer.
         error: io::Error,
     },
-    /// The listener key file holds something else (the user's to move away).
-    #[error("{} is not an msock key (64 hex digits); move it away to create a new key (clients that \
-         pinned the old one will refuse the new one)", .0.display())]
-    BadKeyFile(PathBuf),
+    /// A key file holds something else (the user's to move away).
+    #[error("{} is not an msock key (64 hex digits); move it away to create a new key ({})",
+        .0.display(), .1.consequence())]
+    BadKeyFile(PathBuf, KeyRole),
     /// The pre-shared key file is empty (the user's).
     #[error("--psk-file {} is empty", .0.display())]
     EmptyPsk(PathBuf),
@@ -76,9 +78,42 @@ impl KeyError {
         match self {
             KeyError::NoConfigDir
             | KeyError::Io { .. }
-            | KeyError::BadKeyFile(_)
+            | KeyError::BadKeyFile(..)
             | KeyError::EmptyPsk(_) => true,
             KeyError::NotGiven { .. } | KeyError::Changed { .. } => false,
+        }
+    }
+}
+
+/// Whose long-term key a key file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRole {
+    /// The listener's (`listener.key`).
+    Listener,
+    /// The client's (`client.key`).
+    Client,
+}
+
+impl KeyRole {
+    fn file(self) -> &'static str {
+        match self {
+            KeyRole::Listener => "listener.key",
+            KeyRole::Client => "client.key",
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            KeyRole::Listener => "listener",
+            KeyRole::Client => "client",
+        }
+    }
+    fn consequence(self) -> &'static str {
+        match self {
+            KeyRole::Listener => "clients that pinned the old one will refuse the new one",
+            KeyRole::Client => {
+                "listeners that authorized the old one will refuse the new one until its \
+                 fingerprint is added"
+            }
         }
     }
 }
@@ -105,16 +140,30 @@ pub(crate) fn config_dir() -> Result<PathBuf, KeyError> {
 /// The listener's key pair: read from `listener.key`, or created there (0600) on first use.
 /// Two listeners starting at once end up with the same key.
 pub fn listener_identity() -> Result<Identity, KeyError> {
+    identity(KeyRole::Listener)
+}
+
+/// The client's key pair (connect, send-file, bench): read from `client.key`, or created
+/// there (0600) on first use.
+pub fn client_identity() -> Result<Identity, KeyError> {
+    identity(KeyRole::Client)
+}
+
+/// The key pair of `role`, read from its file or created there (0600) on first use. Two
+/// processes starting at once end up with the same key.
+fn identity(role: KeyRole) -> Result<Identity, KeyError> {
     let dir = config_dir()?;
-    let path = dir.join("listener.key");
+    let path = dir.join(role.file());
+    let bad = |path| KeyError::BadKeyFile(path, role);
     match fs::read_to_string(&path) {
-        Ok(text) => return parse_key(&text).ok_or(KeyError::BadKeyFile(path)),
+        Ok(text) => return parse_key(&text).ok_or_else(|| bad(path)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(format!("cannot read {}", path.display()))(e)),
     }
     let ctx = |e: io::Error| {
         io_err(format!(
-            "cannot create the listener key in {}",
+            "cannot create the {} key in {}",
+            role.name(),
             dir.display()
         ))(e)
     };
@@ -122,7 +171,7 @@ pub fn listener_identity() -> Result<Identity, KeyError> {
     let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
     let id = Identity::generate(&mut rand::rngs::OsRng);
     // Write a private temporary file, then link it into place only if no key exists yet.
-    let tmp = dir.join(format!(".listener.key.{}", std::process::id()));
+    let tmp = dir.join(format!(".{}.{}", role.file(), std::process::id()));
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -135,13 +184,13 @@ pub fn listener_identity() -> Result<Identity, KeyError> {
     let _ = fs::remove_file(&tmp);
     match linked {
         Ok(()) => {
-            tracing::info!("created the listener key {}", path.display());
+            tracing::info!("created the {} key {}", role.name(), path.display());
             Ok(id)
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             let text = fs::read_to_string(&path)
                 .map_err(io_err(format!("cannot read {}", path.display())))?;
-            parse_key(&text).ok_or(KeyError::BadKeyFile(path))
+            parse_key(&text).ok_or_else(|| bad(path))
         }
         Err(e) => Err(ctx(e)),
     }

@@ -17,10 +17,12 @@
 //!   moves); [`netwatch`]: address and link change notifications.
 //! - [`app`]: the application-side traits; `stdio`: stdin/stdout; [`channel_io`]: channels
 //!   for services written as async code; [`plain`]: plain TCP (no msock) copying.
-//! - [`keys`]: keys on disk (listener identity, pinned peers, pre-shared keys);
+//! - [`keys`]: keys on disk (listener and client identities, pinned peers, pre-shared keys);
+//!   [`authorized`]: the client keys a listener admits (`--authorized-keys`);
 //!   [`events`]: `--json-events` output; [`sys`]: process resource limits and memory use.
 
 pub mod app;
+pub mod authorized;
 pub mod channel_io;
 pub mod client;
 pub mod conn;

@@ -15,6 +15,7 @@ use rand::SeedableRng;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
+use super::authorized::{AuthorizedKeys, Verdict};
 use super::client::{resolve, ConnectError, Family};
 use super::conn::{bind_listener, FlowConn};
 use super::control::{self, ControlPlane, ControlRoutes};
@@ -22,7 +23,8 @@ use super::driver::{AttachRequest, ServerSide, Side};
 use super::events::Events;
 use super::listener::{accept_loop, DetectPolicy, Incoming, Routes};
 use super::{netwatch, AppSink, AppSource, Driver};
-use crate::proto::{Config, Frame, PathId, Service, Session, SessionError};
+use crate::proto::handshake::fingerprint;
+use crate::proto::{Config, Frame, PathId, ServerHandshake, Service, Session, SessionError};
 
 /// What a listener is set up with.
 #[derive(Debug, Clone)]
@@ -36,6 +38,8 @@ pub struct ServerConfig {
     pub detect: DetectPolicy,
     /// Where session and path events go.
     pub events: Events,
+    /// `--authorized-keys`: only clients whose key is listed are admitted (None: anyone).
+    pub authorized: Option<Arc<AuthorizedKeys>>,
 }
 
 /// One listener: its settings, its control sockets and the routing tables every session it
@@ -62,6 +66,17 @@ pub enum Refusal {
         peer: SocketAddr,
         /// What was wrong.
         error: SessionError,
+    },
+    /// The client's key is not in `--authorized-keys` (or that file cannot be read); the
+    /// client was told which key to have added.
+    #[error("refused client {peer} key {key} ({why})")]
+    KeyRefused {
+        /// The client.
+        peer: SocketAddr,
+        /// Its key's fingerprint.
+        key: String,
+        /// "not in FILE", or why the file cannot be read.
+        why: String,
     },
     /// The listener does not offer the service the client asked for.
     #[error("refused {peer}: {why}")]
@@ -110,10 +125,11 @@ impl Server {
         super::listener::inject(stream, peer, policy, routes, tx);
     }
 
-    /// Accepts the session `hello` opens on `conn`: answers WELCOME (queued on the
-    /// connection) and registers the session for later flowpaths and control datagrams. A
-    /// HELLO that cannot be accepted is answered with an ERROR.
-    pub fn accept(
+    /// Accepts the session `hello` opens on `conn`: answers WELCOME, and for an encrypted
+    /// session waits for the client's key (HELLO(finish)) and checks it against
+    /// `--authorized-keys`; then registers the session for later flowpaths and control
+    /// datagrams. A HELLO that cannot be accepted, or a refused key, is answered with an ERROR.
+    pub async fn accept(
         self: &Arc<Self>,
         mut conn: FlowConn,
         hello: &Frame,
@@ -128,27 +144,59 @@ impl Server {
         });
         let mut config = self.config.session.clone();
         config.control_port = socket.map_or(0, |_| conn.local.port());
-        let rx = &mut conn.deframer;
-        let (session, welcome) =
-            match Session::accept_on(config, hello, rx, &mut rng, Duration::ZERO, taken) {
-                Ok(x) => x,
-                Err(error) => {
-                    let peer = conn.peer;
-                    if let Some((code, reason)) = error.wire() {
-                        conn.queue_preamble();
-                        tokio::spawn(conn.refuse(code, reason));
-                    }
-                    return Err(Refusal::Session { peer, error });
-                }
+        let peer = conn.peer;
+        let refuse = |mut conn: FlowConn, error: SessionError| {
+            if let Some((code, reason)) = error.wire() {
+                conn.queue_preamble();
+                tokio::spawn(conn.refuse(code, reason));
+            }
+            Refusal::Session { peer, error }
+        };
+        let (open, welcome) = match ServerHandshake::accept(config, hello, &mut rng, taken) {
+            Ok(x) => x,
+            Err(error) => return Err(refuse(conn, error)),
+        };
+        conn.queue_preamble();
+        conn.queue(&welcome);
+        let finish = if open.awaits_finish() {
+            Some(
+                read_finish(&mut conn)
+                    .await
+                    .map_err(|error| Refusal::Session { peer, error })?,
+            )
+        } else {
+            None
+        };
+        let mut session = match open.finish_on(finish.as_ref(), &mut conn.deframer, epoch.elapsed())
+        {
+            Ok(s) => s,
+            // The WELCOME is out: the client has no more use for a clear ERROR.
+            Err(error) => return Err(Refusal::Session { peer, error }),
+        };
+        if let Some(keys) = &self.config.authorized {
+            let key = session.peer_static().map(|k| fingerprint(k));
+            let why = match key.as_deref().map(|k| keys.check(k)) {
+                Some(Verdict::Admitted) => None,
+                Some(Verdict::NotListed) => Some(format!("not in {}", keys.path().display())),
+                Some(Verdict::Unreadable(why)) => Some(why),
+                None => Some("an unencrypted session has no client key".to_owned()),
             };
+            let key = key.unwrap_or_else(|| "(none)".to_owned());
+            if let Some(why) = why {
+                let refusal = Refusal::KeyRefused { peer, key, why };
+                tracing::warn!("{refusal}");
+                session.refuse_peer_key();
+                tokio::spawn(tell_and_drain(session, conn));
+                return Err(refusal);
+            }
+        }
         let id = session.id();
         tracing::info!(
             "session {id:016x} open ({}, {}): {} -> {}",
             session.service(),
-            if session.is_encrypted() {
-                "encrypted"
-            } else {
-                "NOT encrypted: --no-encrypt"
+            match session.peer_static() {
+                Some(k) => format!("encrypted, client key {}", fingerprint(k)),
+                None => "NOT encrypted: --no-encrypt".to_owned(),
             },
             conn.peer,
             conn.local
@@ -159,8 +207,6 @@ impl Server {
                 "service": session.service().to_string(),
                 "local": conn.local.to_string(), "remote": conn.peer.to_string()}),
         );
-        conn.queue_preamble();
-        conn.queue(&welcome);
         let (atx, attach_rx) = mpsc::channel(16);
         routes.lock().expect("routes lock").insert(id, atx);
         let control = socket.map(|socket| {
@@ -185,7 +231,40 @@ impl Server {
     }
 }
 
-/// An accepted session, WELCOME queued, not yet driven.
+/// How long a listener waits for an encrypted client's key after its WELCOME.
+const FINISH_WAIT: Duration = Duration::from_secs(10);
+
+/// Sends WELCOME and reads the client's next frame (its HELLO(finish), or an ERROR).
+async fn read_finish(conn: &mut FlowConn) -> Result<Frame, SessionError> {
+    let left =
+        |why: &str| SessionError::Handshake(format!("the client {why} before sending its key"));
+    if conn.flush().await.is_err() {
+        return Err(left("left"));
+    }
+    match tokio::time::timeout(FINISH_WAIT, conn.read_frame()).await {
+        Ok(Ok(f)) => Ok(f),
+        Ok(Err(super::conn::ConnError::Deframe(e))) => Err(SessionError::Protocol(e.to_string())),
+        Ok(Err(_)) => Err(left("left (it may have refused our key)")),
+        Err(_) => Err(left(&format!(
+            "sent nothing for {}",
+            humantime::format_duration(FINISH_WAIT)
+        ))),
+    }
+}
+
+/// Sends the session's ERROR (a refused key), then reads until the client closes, so that
+/// closing with its unread bytes does not reset the connection before it read the ERROR.
+async fn tell_and_drain(mut session: Session, mut conn: FlowConn) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        session.poll_transmit(PathId(0), Duration::ZERO, &mut conn.out, 64 << 10);
+        if conn.flush().await.is_ok() {
+            while conn.read_frame().await.is_ok() {}
+        }
+    })
+    .await;
+}
+
+/// An accepted session, WELCOME sent or queued, not yet driven.
 pub struct Accepted {
     session: Session,
     conn: FlowConn,
@@ -225,6 +304,12 @@ impl Accepted {
     /// The service the session is for.
     pub fn service(&self) -> Service {
         self.session.service()
+    }
+
+    /// The fingerprint of the client's key, authenticated by the handshake (and admitted by
+    /// `--authorized-keys` if given); None for an unencrypted session (`--no-encrypt`).
+    pub fn peer_key(&self) -> Option<String> {
+        self.session.peer_static().map(|k| fingerprint(k))
     }
 
     /// The session's driver, moving bytes from `input` and to `output`; keep the

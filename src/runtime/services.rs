@@ -39,8 +39,8 @@ impl Opening {
     }
 
     /// Accepts the session (see [`Server::accept`]).
-    pub fn accept(self) -> Result<Accepted, Refusal> {
-        self.server.accept(self.conn, &self.hello)
+    pub async fn accept(self) -> Result<Accepted, Refusal> {
+        self.server.accept(self.conn, &self.hello).await
     }
 
     /// Turns the client away with ERROR(refused) saying `why`.

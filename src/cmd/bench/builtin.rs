@@ -49,7 +49,7 @@ pub async fn run(args: &BenchArgs, out: &mut Output) -> Result<(), Failure> {
     refuse_peer_flags(args)?;
     let began = Instant::now();
     // The built-in listener has a throwaway key, which the client is told (nothing is pinned
-    // or written to the config directory).
+    // or written to the config directory for it; the client uses its own key, as always).
     let mut config = crate::cmd::session_config(&args.stream)?;
     let mut args = args.clone();
     if config.encrypt {
@@ -304,6 +304,7 @@ async fn serve(
             session: config,
             resume_timeout: stream.resume_timeout,
             events: Events::sessions(stream.json_events),
+            authorized: None,
             detect: DetectPolicy {
                 allow_plain: false,
                 magics: services.magics(),

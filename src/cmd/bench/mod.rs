@@ -64,7 +64,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
 /// session settings (a TCP client that lets nothing move for their dead time is given up).
 pub fn offer(services: &mut Services<Result<(), Failure>>, args: &StreamArgs) {
     services.session(Service::Bench, |o: Opening| async move {
-        serve(o.accept()?).await
+        serve(o.accept().await?).await
     });
     let dead_time = args.dead_time;
     services.raw(bench::TCP_MAGIC, move |stream, peer| async move {

@@ -1,7 +1,7 @@
 //! The session: one reliable byte stream in each direction, carried over zero or more flowpaths.
 //!
 //! Driving it (all calls take the current time; none reads a clock):
-//! - open: [`ClientHandshake`] on the client, [`Session::accept_on`] on the server;
+//! - open: [`ClientHandshake`] on the client, [`ServerHandshake`] on the server;
 //! - more flowpaths: [`Session::open_path`] / [`Session::reattach_path`] on the client,
 //!   [`Session::challenge_attach`] + [`Session::complete_attach`] on the server;
 //! - inbound frames: [`Session::handle_frame`], with the deframer of the connection they came
@@ -26,7 +26,7 @@ mod send_buffer;
 mod transmit;
 
 pub use attach::PendingAttach;
-pub use open::ClientHandshake;
+pub use open::{ClientHandshake, ServerHandshake};
 use recv_buffer::RecvBuffer;
 use send_buffer::SendBuffer;
 
@@ -80,7 +80,8 @@ pub struct Config {
     pub encrypt: bool,
     /// A pre-shared key both ends must hold (with `encrypt`).
     pub psk: Option<[u8; 32]>,
-    /// Server with `encrypt`: the listener's long-term key pair.
+    /// With `encrypt`: our long-term key pair. The listener's (required), or the client's
+    /// (sent to the listener in the handshake; without one a client uses a throwaway key).
     pub identity: Option<Identity>,
 }
 
@@ -142,6 +143,12 @@ pub enum SessionError {
     /// The encrypted handshake failed: a different pre-shared key, or tampering on the way.
     #[error("encrypted handshake failed: {0}")]
     Handshake(String),
+    /// The listener does not admit the client's key, whose fingerprint this is (at the
+    /// client, its own: the line its owner must add to the listener's authorized keys).
+    #[error(
+        "listener refused key {0}: not in its authorized keys (ask its owner to add this line)"
+    )]
+    KeyRefused(String),
 }
 
 impl SessionError {
@@ -158,6 +165,10 @@ impl SessionError {
             SessionError::Aborted(why) => Some((ErrorCode::Aborted, why.clone())),
             SessionError::Refused(why) => Some((ErrorCode::Refused, why.clone())),
             SessionError::Handshake(why) => Some((ErrorCode::AuthFailed, why.clone())),
+            SessionError::KeyRefused(fp) => Some((
+                ErrorCode::KeyRefused,
+                format!("key {fp} is not in this listener's authorized keys"),
+            )),
         }
     }
 }
@@ -260,7 +271,8 @@ pub struct Session {
     next_token: u64,
     /// The session is encrypted: every connection gets record keys once attached.
     encrypted: bool,
-    /// Client of an encrypted session: the listener's static public key from the handshake.
+    /// Encrypted sessions: the peer's static public key from the handshake (the listener's at
+    /// a client, the client's at a server).
     peer_static: Option<[u8; 32]>,
     /// Plaintext staging for sealing (reused between calls).
     plain: crate::proto::out_queue::OutQueue,
@@ -326,7 +338,8 @@ impl Session {
         self.encrypted
     }
 
-    /// Client of an encrypted session: the listener's static public key.
+    /// Encrypted sessions: the peer's static public key, authenticated by the handshake (at a
+    /// client the listener's, at a server the client's). None without encryption.
     pub fn peer_static(&self) -> Option<&[u8; 32]> {
         self.peer_static.as_ref()
     }

@@ -1,5 +1,5 @@
 //! Opening a session: the client's HELLO(open) and WELCOME, the server's accept, and the
-//! Noise handshake inside them for encrypted sessions.
+//! Noise XX handshake inside them (and in the client's HELLO(finish)) for encrypted sessions.
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use rand::RngCore;
 use super::{Config, Event, Role, Session, SessionError};
 use crate::proto::auth::SessionSecret;
 use crate::proto::deframer::Deframer;
-use crate::proto::frame::{Frame, NONCE_LEN, RANDOM_LEN};
+use crate::proto::frame::{ErrorCode, Frame, NONCE_LEN, RANDOM_LEN};
 use crate::proto::handshake::{self, CryptoKind};
 use crate::proto::path::{Path, PathId, PathState};
 
@@ -81,16 +81,16 @@ fn check_crypto(config: &Config, offered: CryptoKind) -> Result<(), SessionError
     }
 }
 
-/// Server: answers the client's Noise message; returns the session secret and our message
-/// (carrying the WELCOME fields in its encrypted payload).
+/// Server: answers the client's first Noise message; returns the handshake state (waiting for
+/// the client's third message) and our message (carrying the WELCOME fields in its encrypted
+/// payload).
 fn respond(
     config: &Config,
     hello: &Frame,
     msg1: &[u8],
     welcome: &Frame,
-    session_id: u64,
     rng: &mut impl RngCore,
-) -> Result<(SessionSecret, Bytes), SessionError> {
+) -> Result<(snow::HandshakeState, Bytes), SessionError> {
     let identity = config.identity.as_ref().ok_or_else(|| {
         SessionError::Refused("this listener has no key for encrypted sessions".into())
     })?;
@@ -105,7 +105,7 @@ fn respond(
     .local_private_key(&identity.private)
     .map_err(bad)?;
     if let Some(k) = config.psk.as_ref() {
-        b = b.psk(2, k).map_err(bad)?;
+        b = b.psk(handshake::PSK_AT, k).map_err(bad)?;
     }
     let mut state = b.build_responder().map_err(bad)?;
     let mut scratch = vec![0u8; msg1.len().max(64)];
@@ -115,11 +115,23 @@ fn respond(
         .write_message(&welcome_fields(welcome), &mut msg)
         .map_err(bad)?;
     msg.truncate(n);
+    Ok((state, Bytes::from(msg)))
+}
+
+/// The session secret and the peer's static key once a Noise handshake has completed.
+fn finished(
+    mut state: snow::HandshakeState,
+    session_id: u64,
+) -> Result<(SessionSecret, [u8; 32]), SessionError> {
+    let peer: [u8; 32] = state
+        .get_remote_static()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| SessionError::Handshake("the peer sent no static key".into()))?;
     let hash = state.get_handshake_hash().to_vec();
     let split = state.dangerously_get_raw_split();
     Ok((
         SessionSecret::from_handshake(split, &hash, session_id),
-        Bytes::from(msg),
+        peer,
     ))
 }
 
@@ -153,9 +165,19 @@ impl ClientHandshake {
             .prologue(&pro)
             .expect("prologue accepted");
             if let Some(k) = psk.as_ref() {
-                b = b.psk(2, k).expect("psk2 accepted");
+                b = b.psk(handshake::PSK_AT, k).expect("psk accepted");
             }
-            let mut state = b.build_initiator().expect("valid Noise initiator");
+            // Our long-term key; a client given none uses a throwaway one for this session.
+            let identity = hs
+                .config
+                .identity
+                .get_or_insert_with(|| handshake::Identity::generate(rng))
+                .clone();
+            let mut state = b
+                .local_private_key(&identity.private)
+                .expect("32-byte key")
+                .build_initiator()
+                .expect("valid Noise initiator");
             let mut msg = vec![0u8; 256];
             let n = state
                 .write_message(&[], &mut msg)
@@ -204,6 +226,7 @@ impl ClientHandshake {
                         "WELCOME names a session id that is not ours".into(),
                     ));
                 }
+                let mut finish = None;
                 let (secret, peer_static) =
                     match self.noise {
                         None if !handshake.is_empty() => return Err(SessionError::Protocol(
@@ -233,16 +256,18 @@ impl ClientHandshake {
                                     "WELCOME was altered on the way".into(),
                                 ));
                             }
-                            let peer: [u8; 32] = state
-                                .get_remote_static()
-                                .and_then(|k| k.try_into().ok())
-                                .ok_or_else(|| SessionError::Handshake("no server key".into()))?;
-                            let hash = state.get_handshake_hash().to_vec();
-                            let split = state.dangerously_get_raw_split();
-                            (
-                                SessionSecret::from_handshake(split, &hash, session_id),
-                                Some(peer),
-                            )
+                            // Third message: our static key (encrypted), sent in clear
+                            // ahead of our first record.
+                            let mut msg3 = vec![0u8; 256];
+                            let n = state.write_message(&[], &mut msg3).map_err(|_| {
+                                SessionError::Handshake("cannot write our key message".into())
+                            })?;
+                            msg3.truncate(n);
+                            let (secret, peer) = finished(state, session_id)?;
+                            finish = Some(Frame::HelloFinish {
+                                handshake: Bytes::from(msg3),
+                            });
+                            (secret, Some(peer))
                         }
                     };
                 let encrypted = peer_static.is_some();
@@ -252,6 +277,7 @@ impl ClientHandshake {
                 s.peer_static = peer_static;
                 let mut path = Path::new(PathState::Active, now);
                 path.stats.on_rtt_sample(now.saturating_sub(self.sent_at));
+                path.clear_first = finish;
                 s.paths.insert(PathId(0), path);
                 s.key_path_now(PathId(0), &[0; NONCE_LEN], &[0; NONCE_LEN], rx);
                 s.next_path_id = 1;
@@ -268,19 +294,124 @@ impl ClientHandshake {
     }
 }
 
-impl Session {
-    /// Server: accepts a HELLO(open), read by `rx` (the deframer of its connection). `taken`
-    /// says whether a session id is already in use, so the server half can be re-drawn.
-    /// Returns the session (path 0 active) and the WELCOME. Encrypted: the client's records
-    /// follow its HELLO, and `rx` opens them from now on.
-    pub fn accept_on(
+/// Server side of opening a session, after WELCOME: an encrypted session still waits for the
+/// client's HELLO(finish) (its key), which [`ServerHandshake::finish_on`] takes; an unencrypted
+/// one completes at once (`finish_on(None, ..)`).
+pub struct ServerHandshake {
+    config: Config,
+    session_id: u64,
+    peer_window: u64,
+    peer_control_port: u16,
+    /// Unencrypted: the secret. Encrypted: the Noise state after our message.
+    pending: Pending,
+}
+
+enum Pending {
+    Plain(SessionSecret),
+    Noise(Box<snow::HandshakeState>),
+}
+
+impl std::fmt::Debug for ServerHandshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ServerHandshake({:016x}, awaits finish: {})",
+            self.session_id,
+            self.awaits_finish()
+        )
+    }
+}
+
+impl ServerHandshake {
+    /// True if the client's HELLO(finish) must be read (and given to
+    /// [`ServerHandshake::finish_on`]) before the session exists: the session is encrypted.
+    pub fn awaits_finish(&self) -> bool {
+        matches!(self.pending, Pending::Noise(_))
+    }
+
+    /// Completes the open with the client's next frame (`finish`, which must be HELLO(finish)
+    /// when [`ServerHandshake::awaits_finish`], else None), read by `rx` (the deframer of the
+    /// connection the HELLO came on); the session's path 0 is active. Encrypted: the client's
+    /// records follow its HELLO(finish), and `rx` opens them from now on;
+    /// [`Session::peer_static`] is the client's key, which the caller may still refuse.
+    pub fn finish_on(
+        self,
+        finish: Option<&Frame>,
+        rx: &mut Deframer,
+        now: Duration,
+    ) -> Result<Session, SessionError> {
+        let (secret, peer_static) = match (self.pending, finish) {
+            (Pending::Plain(secret), None) => (secret, None),
+            (Pending::Plain(_), Some(f)) => {
+                return Err(SessionError::Protocol(format!(
+                    "unexpected {} opening an unencrypted session",
+                    f.name()
+                )))
+            }
+            (Pending::Noise(_), None) => {
+                return Err(SessionError::Handshake(
+                    "the client left before sending its key".into(),
+                ))
+            }
+            (Pending::Noise(mut state), Some(Frame::HelloFinish { handshake })) => {
+                let mut scratch = vec![0u8; handshake.len().max(64)];
+                state.read_message(handshake, &mut scratch).map_err(|_| {
+                    SessionError::Handshake(
+                        "the client's key message does not verify: someone tampered with the \
+                         connection"
+                            .into(),
+                    )
+                })?;
+                let (secret, peer) = finished(*state, self.session_id)?;
+                (secret, Some(peer))
+            }
+            (Pending::Noise(_), Some(Frame::Error { code, reason })) => {
+                return Err(SessionError::PeerError {
+                    code: *code,
+                    reason: reason.clone(),
+                })
+            }
+            (Pending::Noise(_), Some(f)) => {
+                return Err(SessionError::Protocol(format!(
+                    "expected HELLO(finish), got {}",
+                    f.name()
+                )))
+            }
+        };
+        let encrypted = peer_static.is_some();
+        let mut s = Session::new(
+            Role::Server,
+            self.session_id,
+            secret,
+            self.config,
+            self.peer_window,
+            now,
+        );
+        s.encrypted = encrypted;
+        s.peer_static = peer_static;
+        let mut path = Path::new(PathState::Active, now);
+        path.ping_now = true;
+        s.paths.insert(PathId(0), path);
+        s.peer_control_port = self.peer_control_port;
+        // Two tickets up front, so that the first moves need no CHALLENGE round trip.
+        s.issue_ticket(PathId(0));
+        s.issue_ticket(PathId(0));
+        s.key_path_now(PathId(0), &[0; NONCE_LEN], &[0; NONCE_LEN], rx);
+        s.events.push_back(Event::PathActive(PathId(0)));
+        Ok(s)
+    }
+}
+
+impl ServerHandshake {
+    /// Server: accepts a HELLO(open). `taken` says whether a session id is already in use,
+    /// so the server half can be re-drawn. Returns the open, to complete with
+    /// [`ServerHandshake::finish_on`], and the WELCOME to send.
+    pub fn accept(
         config: Config,
         hello: &Frame,
-        rx: &mut Deframer,
         rng: &mut impl RngCore,
-        now: Duration,
         taken: impl Fn(u64) -> bool,
-    ) -> Result<(Session, Frame), SessionError> {
+    ) -> Result<(ServerHandshake, Frame), SessionError> {
         let Frame::HelloOpen {
             client_half,
             client_random,
@@ -304,45 +435,71 @@ impl Session {
             }
         }
         let offered = CryptoKind::from_wire(*crypto).ok_or_else(|| {
-            SessionError::Refused(format!(
-                "unknown encryption {crypto} (the client is a newer msock?)"
-            ))
+            SessionError::Refused(if CryptoKind::is_legacy(*crypto) {
+                "the client is an older msock (Noise NX, no client key): upgrade it".to_owned()
+            } else {
+                format!("unknown encryption {crypto} (the client is a newer msock?)")
+            })
         })?;
         check_crypto(&config, offered)?;
         let mut server_random = [0u8; RANDOM_LEN];
         rng.fill_bytes(&mut server_random);
-        let my_window = config.recv_window as u64;
-        let my_control_port = config.control_port;
         let mut welcome = Frame::Welcome {
             session_id,
             server_random,
-            window: my_window,
-            control_port: my_control_port,
+            window: config.recv_window as u64,
+            control_port: config.control_port,
             handshake: Bytes::new(),
         };
-        let secret = if offered == CryptoKind::None {
-            SessionSecret::derive(session_id, client_random, &server_random)
+        let pending = if offered == CryptoKind::None {
+            Pending::Plain(SessionSecret::derive(
+                session_id,
+                client_random,
+                &server_random,
+            ))
         } else {
-            let (secret, msg) = respond(&config, hello, handshake, &welcome, session_id, rng)?;
+            let (state, msg) = respond(&config, hello, handshake, &welcome, rng)?;
             if let Frame::Welcome { handshake, .. } = &mut welcome {
                 *handshake = msg;
             }
-            secret
+            Pending::Noise(Box::new(state))
         };
-        let encrypted = offered != CryptoKind::None;
-        let mut s = Session::new(Role::Server, session_id, secret, config, *window, now);
-        s.encrypted = encrypted;
-        s.config.service = *service;
-        let mut path = Path::new(PathState::Active, now);
-        path.ping_now = true;
-        s.paths.insert(PathId(0), path);
-        s.peer_control_port = *control_port;
-        // Two tickets up front, so that the first moves need no CHALLENGE round trip.
-        s.issue_ticket(PathId(0));
-        s.issue_ticket(PathId(0));
-        s.key_path_now(PathId(0), &[0; NONCE_LEN], &[0; NONCE_LEN], rx);
-        s.events.push_back(Event::PathActive(PathId(0)));
-        Ok((s, welcome))
+        let mut config = config;
+        config.service = *service;
+        Ok((
+            ServerHandshake {
+                config,
+                session_id,
+                peer_window: *window,
+                peer_control_port: *control_port,
+                pending,
+            },
+            welcome,
+        ))
+    }
+}
+
+impl Session {
+    /// The error an ERROR frame from the peer ends the session with: a client whose key the
+    /// listener refused learns which key (its own) to have added.
+    pub(super) fn peer_error(&self, code: ErrorCode, reason: String) -> SessionError {
+        match (self.role, code, &self.config.identity) {
+            (Role::Client, ErrorCode::KeyRefused, Some(id)) if self.encrypted => {
+                SessionError::KeyRefused(handshake::fingerprint(&id.public))
+            }
+            _ => SessionError::PeerError { code, reason },
+        }
+    }
+
+    /// Server: refuses the client's key (the caller's authorization said no): the session
+    /// fails, and the client is told in a sealed ERROR which key was refused. Nothing else
+    /// goes out: the application never saw the session.
+    pub fn refuse_peer_key(&mut self) {
+        let fp = self.peer_static.as_ref().map_or_else(
+            || "(none: not encrypted)".to_owned(),
+            |k| handshake::fingerprint(k),
+        );
+        self.fail(SessionError::KeyRefused(fp));
     }
 }
 
@@ -350,7 +507,8 @@ impl Session {
 /// encrypted session's records): they check the handshake itself, or drive control datagrams.
 #[cfg(test)]
 impl Session {
-    /// [`Session::accept_on`] with a throwaway deframer.
+    /// [`ServerHandshake::accept`] and, unencrypted, its finish, with a throwaway deframer.
+    /// Encrypted: the error of an open that waits for the client's key.
     pub(crate) fn accept(
         config: Config,
         hello: &Frame,
@@ -358,7 +516,9 @@ impl Session {
         now: Duration,
         taken: impl Fn(u64) -> bool,
     ) -> Result<(Session, Frame), SessionError> {
-        Session::accept_on(config, hello, &mut Deframer::new(), rng, now, taken)
+        let (hs, welcome) = ServerHandshake::accept(config, hello, rng, taken)?;
+        let s = hs.finish_on(None, &mut Deframer::new(), now)?;
+        Ok((s, welcome))
     }
 }
 

@@ -127,9 +127,7 @@ impl Session {
                 }
                 self.on_cumulative(final_offset);
             }
-            Frame::Error { code, reason } => {
-                return Err(SessionError::PeerError { code, reason }.into())
-            }
+            Frame::Error { code, reason } => return Err(self.peer_error(code, reason).into()),
             other => return proto(format!("unexpected {} on an active path", other.name())),
         }
         if let Some(path) = self.paths.get_mut(&id) {

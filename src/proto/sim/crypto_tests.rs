@@ -1,13 +1,17 @@
-//! Encrypted sessions under the simulator: the Noise handshake, sealed records on every
-//! flowpath (also after migration and resumption), tampering, and nonce uniqueness.
+//! Encrypted sessions under the simulator: the Noise XX handshake (both long-term keys learned,
+//! the client's third message), sealed records on every flowpath (also after migration and
+//! resumption), tampering, key refusal, and nonce uniqueness.
 
 use proptest::prelude::*;
 
 use super::tests::{ms, transfer, MB};
 use super::{AppSpec, Fault, Link, Side, SimConfig};
 use crate::proto::auth::SEALER_KEYS;
-use crate::proto::handshake::Identity;
-use crate::proto::{Config, PathId};
+use crate::proto::handshake::{fingerprint, Identity};
+use crate::proto::{
+    ClientHandshake, Config, Deframer, ErrorCode, Frame, OutQueue, PathId, ServerHandshake,
+    Session, SessionError,
+};
 
 /// `cfg` with encryption on both ends (and the listener's key).
 fn encrypted(mut cfg: SimConfig, psk: Option<[u8; 32]>) -> SimConfig {
@@ -17,7 +21,46 @@ fn encrypted(mut cfg: SimConfig, psk: Option<[u8; 32]>) -> SimConfig {
     cfg.server.encrypt = true;
     cfg.server.psk = psk;
     cfg.server.identity = Some(Identity::generate(&mut rng));
+    cfg.client.identity = Some(Identity::generate(&mut rng));
     cfg
+}
+
+/// The frames `s` sends on path 0 now, as bytes.
+fn sent(s: &mut Session) -> bytes::Bytes {
+    let mut q = OutQueue::default();
+    s.poll_transmit(PathId(0), ms(1), &mut q, 64 << 10);
+    q.take_bytes()
+}
+
+/// Opens a session between `c` and `s` frame by frame, with `tamper` applied to the
+/// client's HELLO(finish); returns both ends and their deframers, or the server's error.
+#[allow(clippy::type_complexity)]
+fn open_pair(
+    c: Config,
+    s: Config,
+    tamper: impl FnOnce(&mut Frame),
+    rng: &mut rand::rngs::StdRng,
+) -> Result<(Session, Deframer, Session, Deframer), SessionError> {
+    let hs = ClientHandshake::new(c, rng, ms(0));
+    let (open, welcome) = ServerHandshake::accept(s, &hs.hello(), rng, |_| false)?;
+    assert!(open.awaits_finish());
+    let mut crx = Deframer::after_preamble();
+    let mut client = hs.handle_reply_on(welcome, &mut crx, ms(1))?;
+    let mut srx = Deframer::after_preamble();
+    srx.extend(&sent(&mut client));
+    let mut finish = srx.next_frame().unwrap().expect("HELLO(finish) first");
+    assert!(matches!(finish, Frame::HelloFinish { .. }), "{finish:?}");
+    tamper(&mut finish);
+    let server = open.finish_on(Some(&finish), &mut srx, ms(1))?;
+    Ok((client, crx, server, srx))
+}
+
+fn client_with(id: &Identity) -> Config {
+    Config {
+        encrypt: true,
+        identity: Some(id.clone()),
+        ..Config::default()
+    }
 }
 
 fn two_paths(seed: u64) -> SimConfig {
@@ -35,6 +78,12 @@ fn encrypted_multipath_transfer_is_byte_identical() {
     assert!(sim.client.is_encrypted() && sim.server.is_encrypted());
     let pinned = sim.client.peer_static().copied();
     assert_eq!(pinned, sim.cfg.server.identity.as_ref().map(|i| i.public));
+    // ... and the listener learned the client's key (XX's third message).
+    let client_key = sim.server.peer_static().copied();
+    assert_eq!(
+        client_key,
+        sim.cfg.client.identity.as_ref().map(|i| i.public)
+    );
     // Both paths carried data, sealed.
     for p in [0, 1] {
         let s = sim.client.path_stats(PathId(p)).unwrap();
@@ -114,21 +163,27 @@ fn mismatched_encryption_is_refused_not_downgraded() {
             "pre-shared key",
         ),
     ] {
-        let hs = crate::proto::ClientHandshake::new(c, &mut rng, ms(0));
-        let e = crate::proto::Session::accept(s, &hs.hello(), &mut rng, ms(0), |_| false)
-            .expect_err("refused");
+        let hs = ClientHandshake::new(c, &mut rng, ms(0));
+        let e = ServerHandshake::accept(s, &hs.hello(), &mut rng, |_| false).expect_err("refused");
         assert!(e.to_string().contains(want), "{e}");
     }
+    // An older client (Noise NX, codes 1 and 2) is told to upgrade, not failed obscurely.
+    for code in [1, 2] {
+        let mut hello = ClientHandshake::new(client(true, None), &mut rng, ms(0)).hello();
+        if let Frame::HelloOpen { crypto, .. } = &mut hello {
+            *crypto = code;
+        }
+        let e = ServerHandshake::accept(server(true, None), &hello, &mut rng, |_| false)
+            .expect_err("refused");
+        assert!(e.to_string().contains("older msock"), "{e}");
+    }
     // Different pre-shared keys: the server cannot tell, the client fails the handshake.
-    let hs = crate::proto::ClientHandshake::new(client(true, Some([1; 32])), &mut rng, ms(0));
-    let (_, welcome) = crate::proto::Session::accept(
-        server(true, Some([2; 32])),
-        &hs.hello(),
-        &mut rng,
-        ms(0),
-        |_| false,
-    )
-    .unwrap();
+    let hs = ClientHandshake::new(client(true, Some([1; 32])), &mut rng, ms(0));
+    let (_, welcome) =
+        ServerHandshake::accept(server(true, Some([2; 32])), &hs.hello(), &mut rng, |_| {
+            false
+        })
+        .unwrap();
     let e = hs
         .handle_reply(welcome, ms(1))
         .expect_err("handshake fails");
@@ -155,12 +210,12 @@ fn a_tampered_hello_or_welcome_fails_the_handshake() {
         *window = 1;
     }
     let (_, welcome) =
-        crate::proto::Session::accept(server.clone(), &hello, &mut rng, ms(0), |_| false).unwrap();
+        ServerHandshake::accept(server.clone(), &hello, &mut rng, |_| false).unwrap();
     assert!(hs.handle_reply(welcome, ms(1)).is_err());
     // ... or changes the server's control port in WELCOME.
     let hs = crate::proto::ClientHandshake::new(client, &mut rng, ms(0));
     let (_, mut welcome) =
-        crate::proto::Session::accept(server, &hs.hello(), &mut rng, ms(0), |_| false).unwrap();
+        ServerHandshake::accept(server, &hs.hello(), &mut rng, |_| false).unwrap();
     if let crate::proto::Frame::Welcome { control_port, .. } = &mut welcome {
         *control_port ^= 1;
     }
@@ -168,6 +223,85 @@ fn a_tampered_hello_or_welcome_fails_the_handshake() {
         .handle_reply(welcome, ms(1))
         .expect_err("tampering detected");
     assert!(e.to_string().contains("altered"), "{e}");
+}
+
+#[test]
+fn both_ends_learn_each_others_key_and_a_tampered_finish_is_refused() {
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+    let (sid, cid) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
+    let server = Config {
+        encrypt: true,
+        identity: Some(sid.clone()),
+        ..Config::default()
+    };
+    let (client, _, srv, _) = open_pair(client_with(&cid), server.clone(), |_| {}, &mut rng)
+        .expect("the handshake completes");
+    assert_eq!(client.peer_static(), Some(&sid.public));
+    assert_eq!(srv.peer_static(), Some(&cid.public));
+    // Any flipped bit in the client's third message (its key, encrypted) is refused.
+    for bit in [0usize, 8 * 20, 8 * 40 + 3, 8 * 63] {
+        let e = open_pair(
+            client_with(&cid),
+            server.clone(),
+            |f| {
+                if let Frame::HelloFinish { handshake } = f {
+                    let mut h = handshake.to_vec();
+                    let i = (bit / 8).min(h.len() - 1);
+                    h[i] ^= 1 << (bit % 8);
+                    *handshake = h.into();
+                }
+            },
+            &mut rng,
+        )
+        .map(|_| ())
+        .expect_err("tampering detected");
+        assert!(e.to_string().contains("does not verify"), "{e}");
+    }
+    // Another session's third message (another client's key) does not finish this one.
+    let hs_other = ClientHandshake::new(client_with(&sid), &mut rng, ms(0));
+    let (_, w_other) =
+        ServerHandshake::accept(server.clone(), &hs_other.hello(), &mut rng, |_| false).unwrap();
+    let mut other = hs_other.handle_reply(w_other, ms(1)).unwrap();
+    let mut d = Deframer::after_preamble();
+    d.extend(&sent(&mut other));
+    let foreign = d.next_frame().unwrap().unwrap();
+    let e = open_pair(client_with(&cid), server, |f| *f = foreign, &mut rng)
+        .map(|_| ())
+        .expect_err("a spliced HELLO(finish) is refused");
+    assert!(matches!(e, SessionError::Handshake(_)), "{e}");
+}
+
+#[test]
+fn a_refused_key_is_named_to_the_client() {
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(8);
+    let (sid, cid) = (Identity::generate(&mut rng), Identity::generate(&mut rng));
+    let server = Config {
+        encrypt: true,
+        identity: Some(sid),
+        ..Config::default()
+    };
+    let (mut client, mut crx, mut srv, _) =
+        open_pair(client_with(&cid), server, |_| {}, &mut rng).unwrap();
+    srv.refuse_peer_key();
+    let fp = fingerprint(&cid.public);
+    assert_eq!(srv.error(), Some(&SessionError::KeyRefused(fp.clone())));
+    // The ERROR goes out sealed; the client reads it as a refusal of its own key.
+    crx.extend(&sent(&mut srv));
+    let mut got = None;
+    while let Some(f) = crx.next_frame().expect("the server's records open") {
+        if let Frame::Error { code, .. } = &f {
+            assert_eq!(*code, ErrorCode::KeyRefused);
+        }
+        if let Err(e) = client.handle_frame(PathId(0), f, &mut crx, ms(2)) {
+            got = Some(e.to_string());
+            break;
+        }
+    }
+    let got = got.expect("the client fails");
+    assert!(
+        got.contains(&format!("listener refused key {fp}")) && got.contains("add this line"),
+        "{got}"
+    );
 }
 
 proptest! {

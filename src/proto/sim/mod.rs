@@ -50,7 +50,7 @@ use bytes::{Bytes, BytesMut};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::session::{ClientHandshake, Event, Session, SessionError};
+use super::session::{ClientHandshake, Event, ServerHandshake, Session, SessionError};
 use super::{Deframer, Frame, PathId, PREAMBLE};
 
 use app::App;
@@ -134,22 +134,43 @@ impl Sim {
         let handshake = ClientHandshake::new(cfg.client.clone(), &mut rng, now);
         conn.c2s.write(now, with_preamble(true, &handshake.hello()));
         let hello = await_frame(&mut conn.c2s, &mut conn.server_rx, &mut now);
-        let rx = &mut conn.server_rx;
-        let (server, welcome) =
-            Session::accept_on(cfg.server.clone(), &hello, rx, &mut rng, now, |_| false)
+        let (open, welcome) =
+            ServerHandshake::accept(cfg.server.clone(), &hello, &mut rng, |_| false)
                 .expect("server accepts HELLO(open)");
+        // Unencrypted, the session exists once WELCOME is out; encrypted, once the client's
+        // key (HELLO(finish)) is in.
+        let (mut server, mut pending) = (None, None);
+        if open.awaits_finish() {
+            pending = Some(open);
+        } else {
+            server = Some(open_session(open, None, &mut conn.server_rx, now));
+        }
         conn.s2c.write(now, with_preamble(true, &welcome));
         conn.server_preamble_sent = true;
         conn.server_end = ServerEnd::Attached(PathId(0));
         let welcome = await_frame(&mut conn.s2c, &mut conn.client_rx, &mut now);
-        let client = handshake
+        let mut client = handshake
             .handle_reply_on(welcome, &mut conn.client_rx, now)
             .expect("client accepts WELCOME");
-
         let mut log = Log::default();
         for (side, name) in [(Side::Client, "HELLO(open)"), (Side::Server, "WELCOME")] {
             *log.frames_sent[side.idx()].entry(name).or_default() += 1;
         }
+        let server = match (server, pending) {
+            (Some(s), _) => s,
+            (None, None) => unreachable!("the open is either done or pending"),
+            (None, Some(open)) => {
+                let mut queue = crate::proto::OutQueue::default();
+                client.poll_transmit(PathId(0), now, &mut queue, 64 << 10);
+                conn.c2s.write(now, queue.take_bytes());
+                let finish = await_frame(&mut conn.c2s, &mut conn.server_rx, &mut now);
+                *log.frames_sent[Side::Client.idx()]
+                    .entry(finish.name())
+                    .or_default() += 1;
+                open_session(open, Some(&finish), &mut conn.server_rx, now)
+            }
+        };
+
         let mut faults: Vec<_> = cfg.faults.clone();
         faults.sort_by_key(|(at, _)| *at);
         let apps = [
@@ -502,6 +523,17 @@ fn with_preamble(preamble: bool, frame: &Frame) -> Bytes {
 }
 
 /// Moves time forward to deliveries on `pipe` until `rx` yields a frame (handshake only).
+/// The server's session from its completed open.
+fn open_session(
+    open: ServerHandshake,
+    finish: Option<&Frame>,
+    rx: &mut Deframer,
+    now: Duration,
+) -> Session {
+    open.finish_on(finish, rx, now)
+        .expect("server completes the open")
+}
+
 fn await_frame(pipe: &mut Pipe, rx: &mut Deframer, now: &mut Duration) -> Frame {
     loop {
         if let Some(frame) = rx.next_frame().expect("handshake frames decode") {
