@@ -141,6 +141,11 @@ pub enum SessionError {
     /// The encrypted handshake failed: a different pre-shared key, or tampering on the way.
     #[error("encrypted handshake failed: {0}")]
     Handshake(String),
+    /// The peer's last flowpath was closed in order (TCP FIN, directly, not through a relay)
+    /// without the session being closed: the peer's process exited (see
+    /// [`Session::path_ended_by_peer`]).
+    #[error("connection to peer lost: peer exited without closing")]
+    PeerExited,
 }
 
 impl SessionError {
@@ -157,6 +162,8 @@ impl SessionError {
             SessionError::Aborted(why) => Some((ErrorCode::Aborted, why.clone())),
             SessionError::Refused(why) => Some((ErrorCode::Refused, why.clone())),
             SessionError::Handshake(why) => Some((ErrorCode::AuthFailed, why.clone())),
+            // Nobody is left to tell.
+            SessionError::PeerExited => None,
         }
     }
 }

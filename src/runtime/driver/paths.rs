@@ -200,8 +200,11 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             if let Side::Client(c) = &mut self.side {
                 c.slots.remove(&id);
             }
+            c.conn.abandon();
             return;
         }
+        // An orderly close of a direct, attached flowpath: the peer may have exited.
+        let exited = matches!(why, PathLoss::ClosedByPeer) && c.attached && !c.conn.relayed;
         tracing::info!(
             "path {id} ({} -> {}) lost: {why}",
             c.conn.local,
@@ -212,12 +215,18 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             serde_json::json!({"path": id.0, "local": c.conn.local.to_string(),
                 "remote": c.conn.peer.to_string(), "reason": why.to_string()}),
         );
-        self.session.path_closed(id);
+        if exited {
+            self.session.path_ended_by_peer(id);
+        } else {
+            self.session.path_closed(id);
+        }
         self.last_path_error = why.to_string();
-        if c.attached {
+        let (attached, local, peer) = (c.attached, c.conn.local, c.conn.peer);
+        c.conn.abandon();
+        if attached {
             self.lost.entry(id).or_insert(Lost {
-                local: c.conn.local,
-                peer: c.conn.peer,
+                local,
+                peer,
                 at: Instant::now(),
             });
             self.replace_path(id);
