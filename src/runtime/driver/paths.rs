@@ -55,6 +55,9 @@ pub(super) enum PathLoss {
 /// How long a finished session waits for the peer to close its side of each connection.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// The same, after the peer broke the protocol (its ERROR goes out; nothing else matters).
+const HOSTILE_LINGER: Duration = Duration::from_millis(200);
+
 impl<I: AppSource, O: AppSink> Driver<I, O> {
     pub(super) fn poll_sockets_read(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
@@ -256,6 +259,12 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             }
             Side::Server(s) => std::mem::take(&mut s.pending),
         };
+        // A peer that broke the protocol gets its ERROR, not our patience: its bytes are
+        // not drained for long.
+        let wait = match self.session.error() {
+            Some(SessionError::Protocol(_)) => HOSTILE_LINGER,
+            _ => LINGER,
+        };
         let conns = std::mem::take(&mut self.conns);
         let all = conns
             .into_iter()
@@ -263,7 +272,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             .chain(pending.into_iter().map(|p| p.conn));
         let tasks = all.map(|mut conn| async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = tokio::time::timeout(LINGER, async {
+            let _ = tokio::time::timeout(wait, async {
                 conn.flush().await?;
                 conn.stream.shutdown().await?;
                 let mut sink = [0u8; 4096];
