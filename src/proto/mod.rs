@@ -180,6 +180,23 @@
 //! The receiver answers `FIN_ACK(final_offset)` once it holds every byte below it. Each
 //! direction closes on its own (half-close); the session is finished when our FIN was
 //! acknowledged, the peer's FIN has been acknowledged and all of its bytes were read.
+//!
+//! ## A peer that exited
+//!
+//! The TCP connections themselves say one more thing. An end closes a flowpath's connection
+//! in order (TCP FIN) only once its session is over (finished, failed with an ERROR sent
+//! first, or interrupted); a connection it abandons while the session goes on (replaced,
+//! declared dead, left behind by an address change, retired by the interface policy, or an
+//! attach it drops) is reset (RST, `SO_LINGER` 0). A killed process's kernel closes its
+//! sockets in order. So when the last active flowpath of a session ends in an orderly close
+//! while the session still has something to exchange, the peer's process exited: the session
+//! ends at once ("peer exited without closing"), at either end, instead of waiting for the
+//! peer to come back. A reset or silence still means the peer may be moving and is waited
+//! for, as is an orderly close of one of several active flowpaths. The rule applies to
+//! direct flowpaths only: a relay closes spliced connections in order on its own account
+//! (idle timeout, shutdown, restart), so through a relay an orderly close counts as a reset.
+//! (A killed process that still had unread bytes in a socket's receive queue makes its
+//! kernel reset that connection instead; that peer is waited for as one that moved.)
 
 pub(crate) mod auth;
 pub mod codec;

@@ -31,6 +31,10 @@ pub struct FlowConn {
     pub local: SocketAddr,
     /// The socket's current unsent-bytes threshold (TCP_NOTSENT_LOWAT).
     pub(crate) lowat: u32,
+    /// The connection goes through a relay (a route header went out in front of our
+    /// preamble, or the listener's relay agent dialed it): an orderly close there may be the
+    /// relay's own, so it does not mean that the peer exited.
+    pub(crate) relayed: bool,
 }
 
 /// What went wrong while reading frames from a flowpath.
@@ -59,12 +63,27 @@ impl FlowConn {
             deframer,
             out: Box::new(OutQueue::with_capacity(4096)),
             lowat: NOTSENT_LOWAT,
+            relayed: false,
         })
     }
 
-    /// Queues our preamble.
+    /// Queues our preamble. Bytes queued in front of it can only be a relay's route header
+    /// (a direct flowpath starts with the preamble): the connection is then marked relayed.
     pub fn queue_preamble(&mut self) {
+        self.relayed |= !self.out.is_empty();
         self.out.push_slice(&PREAMBLE);
+    }
+
+    /// Marks a connection that a relay spliced to us (the listener's side of a relay).
+    pub(crate) fn mark_relayed(&mut self) {
+        self.relayed = true;
+    }
+
+    /// Drops a connection the session no longer uses while it goes on, with a reset (RST)
+    /// rather than an orderly close: the peer must not take it for our process exiting (see
+    /// "A peer that exited" in [`crate::proto`]).
+    pub(crate) fn abandon(self) {
+        let _ = SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
     }
 
     /// Queues a frame.

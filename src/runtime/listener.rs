@@ -117,7 +117,7 @@ pub(crate) async fn accept_loop(
                 Ok((stream, peer)) => {
                     tracing::debug!("connection from {peer}");
                     let (policy, routes, tx) = (policy.clone(), routes.clone(), tx.clone());
-                    tokio::spawn(classify(stream, peer, policy, routes, tx));
+                    tokio::spawn(classify(stream, peer, policy, routes, tx, false));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -174,7 +174,7 @@ pub(crate) fn inject(
     routes: Routes,
     tx: mpsc::Sender<Incoming>,
 ) {
-    tokio::spawn(classify(stream, peer, policy, routes, tx));
+    tokio::spawn(classify(stream, peer, policy, routes, tx, true));
 }
 
 async fn classify(
@@ -183,6 +183,7 @@ async fn classify(
     policy: DetectPolicy,
     routes: Routes,
     tx: mpsc::Sender<Incoming>,
+    relayed: bool,
 ) {
     let mut initial = Vec::with_capacity(PREAMBLE_LEN);
     let verdict = tokio::time::timeout(policy.wait, async {
@@ -247,6 +248,9 @@ async fn classify(
     let Ok(mut conn) = FlowConn::new(stream, Deframer::after_preamble()) else {
         return;
     };
+    if relayed {
+        conn.mark_relayed();
+    }
     let first = tokio::time::timeout(policy.handshake_timeout, conn.read_frame()).await;
     let hello = match first {
         Ok(Ok(f)) => f,

@@ -38,6 +38,17 @@ pub(crate) fn deadline_after(
     tokio::time::Instant::from_std(at)
 }
 
+/// Hands freed heap memory back to the operating system, where the allocator keeps it
+/// otherwise (glibc keeps what a session's buffers used; a listener that served a big or
+/// hostile session would stay that large). Called when a session ends; best effort.
+pub fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};

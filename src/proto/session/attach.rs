@@ -206,6 +206,27 @@ impl Session {
         }
     }
 
+    /// The connection of path `id` ended with the peer's orderly close (its kernel's TCP FIN)
+    /// and reached the peer directly, not through a relay. msock resets every connection it
+    /// abandons while the session goes on, so an orderly close of the last active flowpath
+    /// while the session still needs the network means the peer's process exited: the
+    /// session fails with [`SessionError::PeerExited`]. An orderly close of one of several
+    /// active flowpaths only retires it (the others end the same way if the peer is gone; a
+    /// peer that finished may close one while its last FIN_ACK is still on another), and
+    /// so does one on a server that never accepted a frame of the client.
+    pub fn path_ended_by_peer(&mut self, id: PathId) {
+        let was_active = self.paths.get(&id).is_some_and(|p| p.is_active());
+        let others = self.active_paths().any(|p| p != id);
+        self.path_closed(id);
+        let needs_network = !(self.write_finished() && self.peer_complete_and_acked());
+        // A server's client that never got a frame accepted did not exit a session: it left
+        // the handshake (e.g. it refused our key), which the runtime reports as such.
+        let began = self.heard_from_peer || self.role == Role::Client;
+        if was_active && !others && needs_network && began {
+            self.fail(SessionError::PeerExited);
+        }
+    }
+
     /// Moves a path's in-flight data to the retransmit queue; true if the path existed.
     pub(super) fn retire_path(&mut self, id: PathId) -> bool {
         let Some(path) = self.paths.get_mut(&id) else {

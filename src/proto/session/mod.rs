@@ -149,6 +149,11 @@ pub enum SessionError {
         "listener refused key {0}: not in its authorized keys (ask its owner to add this line)"
     )]
     KeyRefused(String),
+    /// The peer's last flowpath was closed in order (TCP FIN, directly, not through a relay)
+    /// without the session being closed: the peer's process exited (see
+    /// [`Session::path_ended_by_peer`]).
+    #[error("connection to peer lost: peer exited without closing")]
+    PeerExited,
 }
 
 impl SessionError {
@@ -169,6 +174,8 @@ impl SessionError {
                 ErrorCode::KeyRefused,
                 format!("key {fp} is not in this listener's authorized keys"),
             )),
+            // Nobody is left to tell.
+            SessionError::PeerExited => None,
         }
     }
 }

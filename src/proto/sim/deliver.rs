@@ -19,11 +19,16 @@ impl Sim {
             if self.conns[c].state == ConnState::Blackholed {
                 continue;
             }
-            for bytes in to_server {
-                self.server_receive(c, &bytes);
+            // A process that exited reads nothing.
+            if !self.exited[Side::Server.idx()] {
+                for bytes in to_server {
+                    self.server_receive(c, &bytes);
+                }
             }
-            for bytes in to_client {
-                self.client_receive(c, &bytes);
+            if !self.exited[Side::Client.idx()] {
+                for bytes in to_client {
+                    self.client_receive(c, &bytes);
+                }
             }
             let conn = &self.conns[c];
             let closing = matches!(conn.server_end, ServerEnd::Closing);

@@ -32,6 +32,8 @@ mod app;
 mod attach_tests;
 mod crypto_tests;
 mod deliver;
+mod exit;
+mod exit_tests;
 mod mobility;
 mod mobility_attacks;
 mod mobility_tests;
@@ -116,6 +118,8 @@ pub struct Sim {
     corrupt_next: Option<(PathId, Side)>,
     /// Addresses, control datagrams, attach retries.
     mob: mobility::Mobility,
+    /// Each side's process has exited (see [`Sim::exit`]): it is no longer driven.
+    exited: [bool; 2],
 }
 
 impl Sim {
@@ -193,6 +197,7 @@ impl Sim {
             forge_next_challenge: false,
             corrupt_next: None,
             mob: mobility::Mobility::default(),
+            exited: [false; 2],
             cfg,
         };
         for link in sim.cfg.paths.clone().into_iter().skip(1) {
@@ -279,8 +284,11 @@ impl Sim {
     /// Everything that happens at the current instant.
     fn step(&mut self) {
         self.apply_due_faults();
-        self.drive_mobility();
+        if !self.exited.contains(&true) {
+            self.drive_mobility();
+        }
         self.deliver_due();
+        self.deliver_fins();
         self.drive_timers();
         self.drive_apps();
         self.transmit_all();
@@ -297,8 +305,12 @@ impl Sim {
                 times.extend(pipe.next_drain(now));
             }
         }
-        times.extend(self.client.poll_timeout());
-        times.extend(self.server.poll_timeout());
+        if !self.exited[0] {
+            times.extend(self.client.poll_timeout());
+        }
+        if !self.exited[1] {
+            times.extend(self.server.poll_timeout());
+        }
         times.extend(self.faults.front().map(|(at, _)| *at));
         times.extend(self.mobility_next_event());
         times.extend(self.apps[0].next_tick(now, &self.client));
@@ -451,8 +463,12 @@ impl Sim {
     // ----- timers, applications, transmission ------------------------------------------------
 
     fn drive_timers(&mut self) {
-        for s in [&mut self.client, &mut self.server] {
-            if s.poll_timeout().is_some_and(|t| t <= self.now) {
+        let [client_gone, server_gone] = self.exited;
+        for (s, gone) in [
+            (&mut self.client, client_gone),
+            (&mut self.server, server_gone),
+        ] {
+            if !gone && s.poll_timeout().is_some_and(|t| t <= self.now) {
                 s.handle_timeout(self.now);
             }
         }
@@ -461,8 +477,12 @@ impl Sim {
     fn drive_apps(&mut self) {
         let [client_app, server_app] = &mut self.apps;
         let [client_m, server_m] = &mut self.log.milestones;
-        client_app.drive(self.now, &mut self.client, client_m);
-        server_app.drive(self.now, &mut self.server, server_m);
+        if !self.exited[0] {
+            client_app.drive(self.now, &mut self.client, client_m);
+        }
+        if !self.exited[1] {
+            server_app.drive(self.now, &mut self.server, server_m);
+        }
     }
 
     fn record_progress(&mut self) {

@@ -198,6 +198,9 @@ pub(super) struct Conn {
     pub(super) from: SocketAddr,
     /// When the client opened it.
     pub(super) opened_at: Duration,
+    /// The process at this end exited: its kernel closes the connection in order (FIN) once
+    /// the bytes it had written have been delivered.
+    pub(super) fin_from: Option<super::Side>,
 }
 
 impl Conn {
@@ -215,6 +218,7 @@ impl Conn {
             to,
             from,
             opened_at: now,
+            fin_from: None,
             c2s: Pipe::new(link.latency, link.c2s_rate),
             s2c: Pipe::new(link.latency, link.s2c_rate),
             client_rx: Deframer::new(),

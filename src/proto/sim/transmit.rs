@@ -23,7 +23,7 @@ impl Sim {
 
     fn transmit(&mut self, c: usize, side: Side) {
         let conn = &self.conns[c];
-        if conn.state == ConnState::Dead {
+        if conn.state == ConnState::Dead || self.exited[side.idx()] {
             return;
         }
         let path = match side {

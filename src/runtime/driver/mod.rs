@@ -331,7 +331,11 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             );
         }
         self.linger().await;
-        (r, self.snapshot())
+        let snapshot = self.snapshot();
+        // The session's buffers go back to the system, not just to the allocator.
+        drop(self);
+        super::sys::release_memory();
+        (r, snapshot)
     }
 
     /// The interface the client's policy bound path `id` to, if any.

@@ -59,7 +59,9 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                 name.as_deref().unwrap_or("?")
             );
             c.replacer.clear_slot(id);
-            self.conns.retain(|c| c.id != id);
+            if let Some(i) = self.conns.iter().position(|c| c.id == id) {
+                self.conns.swap_remove(i).conn.abandon();
+            }
             self.session.path_closed(id);
         }
     }

@@ -55,6 +55,9 @@ pub(super) enum PathLoss {
 /// How long a finished session waits for the peer to close its side of each connection.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// The same, after the peer broke the protocol (its ERROR goes out; nothing else matters).
+const HOSTILE_LINGER: Duration = Duration::from_millis(200);
+
 impl<I: AppSource, O: AppSink> Driver<I, O> {
     pub(super) fn poll_sockets_read(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
@@ -200,8 +203,11 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             if let Side::Client(c) = &mut self.side {
                 c.slots.remove(&id);
             }
+            c.conn.abandon();
             return;
         }
+        // An orderly close of a direct, attached flowpath: the peer may have exited.
+        let exited = matches!(why, PathLoss::ClosedByPeer) && c.attached && !c.conn.relayed;
         tracing::info!(
             "path {id} ({} -> {}) lost: {why}",
             c.conn.local,
@@ -212,12 +218,18 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             serde_json::json!({"path": id.0, "local": c.conn.local.to_string(),
                 "remote": c.conn.peer.to_string(), "reason": why.to_string()}),
         );
-        self.session.path_closed(id);
+        if exited {
+            self.session.path_ended_by_peer(id);
+        } else {
+            self.session.path_closed(id);
+        }
         self.last_path_error = why.to_string();
-        if c.attached {
+        let (attached, local, peer) = (c.attached, c.conn.local, c.conn.peer);
+        c.conn.abandon();
+        if attached {
             self.lost.entry(id).or_insert(Lost {
-                local: c.conn.local,
-                peer: c.conn.peer,
+                local,
+                peer,
                 at: Instant::now(),
             });
             self.replace_path(id);
@@ -247,6 +259,12 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             }
             Side::Server(s) => std::mem::take(&mut s.pending),
         };
+        // A peer that broke the protocol gets its ERROR, not our patience: its bytes are
+        // not drained for long.
+        let wait = match self.session.error() {
+            Some(SessionError::Protocol(_)) => HOSTILE_LINGER,
+            _ => LINGER,
+        };
         let conns = std::mem::take(&mut self.conns);
         let all = conns
             .into_iter()
@@ -254,7 +272,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             .chain(pending.into_iter().map(|p| p.conn));
         let tasks = all.map(|mut conn| async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = tokio::time::timeout(LINGER, async {
+            let _ = tokio::time::timeout(wait, async {
                 conn.flush().await?;
                 conn.stream.shutdown().await?;
                 let mut sink = [0u8; 4096];

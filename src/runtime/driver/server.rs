@@ -17,6 +17,13 @@ use crate::runtime::conn::FlowConn;
 /// How long a server waits for the ATTACH_PROOF after its CHALLENGE.
 const PROOF_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most attaches of one session waiting for their ATTACH_PROOF. The session id travels in
+/// the clear, so anyone can send HELLO(attach) for it; beyond this, the oldest attempt of
+/// the source address holding the most is dropped, so that a flood from one place neither
+/// slows the session down nor crowds out its real client's attach (which answers within one
+/// round trip).
+pub(super) const MAX_PENDING: usize = 16;
+
 /// A new connection that asks to attach to this session (server side): its HELLO(attach) has
 /// been read already.
 #[derive(Debug)]
@@ -89,6 +96,15 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                         Ok((pending, challenge)) => {
                             conn.queue_preamble();
                             conn.queue(&challenge);
+                            if server.pending.len() >= MAX_PENDING {
+                                let i = crowded_oldest(&server.pending, conn.peer.ip());
+                                let old = server.pending.swap_remove(i);
+                                tracing::debug!(
+                                    "too many attach attempts for this session; dropping the one from {}",
+                                    old.conn.peer
+                                );
+                                old.conn.abandon();
+                            }
                             server.pending.push(PendingConn {
                                 conn,
                                 pending,
@@ -179,7 +195,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             }
             if let Some(why) = drop_reason {
                 tracing::info!("dropping attach attempt from {}: {why}", p.conn.peer);
-                server.pending.swap_remove(i);
+                server.pending.swap_remove(i).conn.abandon();
                 progress = true;
                 continue;
             }
@@ -191,10 +207,33 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
 
 /// Server: `conn` now carries path `id`, replacing the connection that carried it before.
 fn route_attached(conns: &mut Vec<PathConn>, id: PathId, conn: FlowConn) {
-    conns.retain(|c| c.id != id);
+    if let Some(i) = conns.iter().position(|c| c.id == id) {
+        conns.swap_remove(i).conn.abandon();
+    }
     conns.push(PathConn {
         id,
         conn,
         attached: true,
     });
+}
+
+/// The attempt to drop to make room for one from `newcomer`: the oldest of the source address
+/// that holds the most (counting the newcomer), so that one flooding address evicts only its
+/// own attempts.
+fn crowded_oldest(pending: &[PendingConn], newcomer: IpAddr) -> usize {
+    let count = |ip: IpAddr| {
+        pending.iter().filter(|p| p.conn.peer.ip() == ip).count() + usize::from(ip == newcomer)
+    };
+    let crowded = pending
+        .iter()
+        .map(|p| p.conn.peer.ip())
+        .max_by_key(|&ip| count(ip))
+        .expect("called with a full list");
+    pending
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.conn.peer.ip() == crowded)
+        .min_by_key(|(_, p)| p.deadline)
+        .map(|(i, _)| i)
+        .expect("the crowded address has an attempt")
 }
