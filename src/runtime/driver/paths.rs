@@ -55,7 +55,8 @@ pub(super) enum PathLoss {
 /// How long a finished session waits for the peer to close its side of each connection.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// The same, after the peer broke the protocol (its ERROR goes out; nothing else matters).
+/// The same, after the peer broke the protocol: time for its ERROR to go out; nothing more
+/// of it is read (a flood would keep us busy).
 const HOSTILE_LINGER: Duration = Duration::from_millis(200);
 
 impl<I: AppSource, O: AppSink> Driver<I, O> {
@@ -261,10 +262,8 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         };
         // A peer that broke the protocol gets its ERROR, not our patience: its bytes are
         // not drained for long.
-        let wait = match self.session.error() {
-            Some(SessionError::Protocol(_)) => HOSTILE_LINGER,
-            _ => LINGER,
-        };
+        let hostile = matches!(self.session.error(), Some(SessionError::Protocol(_)));
+        let wait = if hostile { HOSTILE_LINGER } else { LINGER };
         let conns = std::mem::take(&mut self.conns);
         let all = conns
             .into_iter()
@@ -275,6 +274,9 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             let _ = tokio::time::timeout(wait, async {
                 conn.flush().await?;
                 conn.stream.shutdown().await?;
+                if hostile {
+                    return Ok(()); // its ERROR is out; what it sends now is not read
+                }
                 let mut sink = [0u8; 4096];
                 while conn.stream.read(&mut sink).await? > 0 {}
                 Ok::<_, io::Error>(())
