@@ -20,7 +20,7 @@ use super::conn::{bind_listener, FlowConn};
 use super::control::{self, ControlPlane, ControlRoutes};
 use super::driver::{AttachRequest, ServerSide, Side};
 use super::events::Events;
-use super::listener::{accept_loop, DetectPolicy, Incoming, Routes};
+use super::listener::{accept_loop, DetectPolicy, Incoming, Pending, Routes};
 use super::{netwatch, AppSink, AppSource, Driver};
 use crate::proto::{Config, Frame, PathId, Service, Session, SessionError};
 
@@ -48,6 +48,8 @@ pub struct Server {
     control_routes: ControlRoutes,
     /// The control sockets (one per address family), on the listening port.
     control: Vec<Arc<UdpSocket>>,
+    /// The connections being classified now, on every socket of this listener.
+    pending: Pending,
 }
 
 /// Why a client was turned away before any session began (it is told; the listener goes on
@@ -77,10 +79,11 @@ impl Server {
     /// A listener on `listeners`, with one control socket per address family.
     pub fn new(listeners: &[TcpListener], config: ServerConfig) -> Arc<Self> {
         let server = Server {
-            config,
             routes: Arc::new(Mutex::new(HashMap::new())),
             control_routes: Arc::new(Mutex::new(HashMap::new())),
             control: bind_control(listeners),
+            pending: Pending::new(config.detect.max_pending),
+            config,
         };
         for socket in server.control.iter() {
             tokio::spawn(control::route(
@@ -95,7 +98,7 @@ impl Server {
     /// everything else to `tx`.
     pub fn listen(self: &Arc<Self>, listener: TcpListener, tx: mpsc::Sender<Incoming>) {
         let (policy, routes) = (self.config.detect.clone(), self.routes.clone());
-        tokio::spawn(accept_loop(listener, policy, routes, tx));
+        tokio::spawn(accept_loop(listener, policy, routes, self.pending.clone(), tx));
     }
 
     /// Treats `stream` (a connection we made, such as a relay's spliced flowpath) exactly
@@ -107,7 +110,7 @@ impl Server {
         tx: mpsc::Sender<Incoming>,
     ) {
         let (policy, routes) = (self.config.detect.clone(), self.routes.clone());
-        super::listener::inject(stream, peer, policy, routes, tx);
+        super::listener::inject(stream, peer, policy, routes, &self.pending, tx);
     }
 
     /// Accepts the session `hello` opens on `conn`: answers WELCOME (queued on the
