@@ -160,6 +160,42 @@ fn max_sessions_refusal_says_busy() {
     l.proc.assert_running("-k");
 }
 
+/// A session whose client vanished (killed with -9: to the listener it may just have moved)
+/// waits for its client in the background; the next client is served at once, and the
+/// listener's stdin still reaches it.
+#[test]
+fn parked_session_does_not_block_the_next_client() {
+    let dir = tempdir();
+    let l_out = dir.path().join("listen.out");
+    let mut l = Listener::start(&["-k"], Stdio::piped(), stdout_to(&l_out));
+    let mut l_in = l.proc.take_stdin();
+    let first = payload(1);
+    let (mut victim, _stdin) = holding_client(&l.dest(), &first, Stdio::null());
+    assert!(wait_all_in(&l_out, &[first], SHORT), "{}", l.proc.stderr.text());
+    victim.kill();
+    let second = payload(2);
+    let out = dir.path().join("c2.out");
+    let started = Instant::now();
+    let (mut c, c_in) = holding_client(&l.dest(), &second, stdout_to(&out));
+    assert!(
+        wait_all_in(&l_out, &[second], Duration::from_secs(5)),
+        "the next client was not served while the first one's session waits; stderr:\n{}",
+        l.proc.stderr.text()
+    );
+    l_in.write_all(b"still here\n").unwrap();
+    assert!(
+        wait_file_len(&out, 11, Duration::from_secs(5)),
+        "stdin did not reach the second client; stderr:\n{}",
+        l.proc.stderr.text()
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(c_in);
+    drop(l_in);
+    c.expect_code(0, SHORT);
+    assert_bytes_eq(&read(&out), b"still here\n", "second client's stdout");
+    l.proc.assert_running("-k");
+}
+
 /// An idle TCP connection (one that never sends) holds no one up: an msock client that comes
 /// after it is served at once, with and without --allow-plain.
 #[test]
