@@ -21,8 +21,8 @@ struct Args {
     #[arg(long, default_value = "32")]
     parallel: usize,
     /// Open byte-stream sessions (as `msock connect` does) instead of file-transfer ones.
-    #[arg(long)]
-    stream: bool,
+    #[arg(long = "stream")]
+    byte_stream: bool,
     #[command(flatten)]
     dial: DialArgs,
     #[command(flatten)]
@@ -46,7 +46,7 @@ fn main() {
                 let (source, sink, w, r) = channel_app(4);
                 let (dest, dial, stream) =
                     (args.dest.clone(), args.dial.clone(), args.stream.clone());
-                let service = if args.stream {
+                let service = if args.byte_stream {
                     Service::Stream
                 } else {
                     Service::File

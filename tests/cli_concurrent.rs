@@ -80,10 +80,18 @@ fn fifty_clients_at_once_each_byte_identical() {
     }
     let got = read(&l_out);
     for (i, p) in payloads.iter().enumerate() {
-        assert_eq!(count(&got, p), 1, "client {i}'s payload on the listener's stdout");
+        assert_eq!(
+            count(&got, p),
+            1,
+            "client {i}'s payload on the listener's stdout"
+        );
     }
     let total: usize = payloads.iter().map(Vec::len).sum();
-    assert_eq!(got.len(), total, "listener stdout holds exactly the 50 payloads");
+    assert_eq!(
+        got.len(),
+        total,
+        "listener stdout holds exactly the 50 payloads"
+    );
     l.proc.assert_running("-k");
 }
 
@@ -137,7 +145,11 @@ fn max_sessions_refusal_says_busy() {
         .iter()
         .map(|p| holding_client(&l.dest(), p, Stdio::null()))
         .collect();
-    assert!(wait_all_in(&l_out, &held, SHORT), "{}", l.proc.stderr.text());
+    assert!(
+        wait_all_in(&l_out, &held, SHORT),
+        "{}",
+        l.proc.stderr.text()
+    );
 
     let third = temp_file_with(b"third\n");
     let mut c = connect(&l.dest(), &[], stdin_from(third.path()), Stdio::null());
@@ -155,7 +167,11 @@ fn max_sessions_refusal_says_busy() {
     first.expect_code(0, SHORT);
     let mut c = connect(&l.dest(), &[], stdin_from(third.path()), Stdio::null());
     c.expect_code(0, SHORT);
-    assert!(wait_file_len(&l_out, (held[0].len() + held[1].len() + 6) as u64, SHORT));
+    assert!(wait_file_len(
+        &l_out,
+        (held[0].len() + held[1].len() + 6) as u64,
+        SHORT
+    ));
     assert_eq!(count(&read(&l_out), b"third\n"), 1);
     l.proc.assert_running("-k");
 }
@@ -171,7 +187,11 @@ fn parked_session_does_not_block_the_next_client() {
     let mut l_in = l.proc.take_stdin();
     let first = payload(1);
     let (mut victim, _stdin) = holding_client(&l.dest(), &first, Stdio::null());
-    assert!(wait_all_in(&l_out, &[first], SHORT), "{}", l.proc.stderr.text());
+    assert!(
+        wait_all_in(&l_out, &[first], SHORT),
+        "{}",
+        l.proc.stderr.text()
+    );
     victim.kill();
     let second = payload(2);
     let out = dir.path().join("c2.out");
@@ -270,7 +290,8 @@ fn plain_client_without_allow_plain_gets_one_line_and_is_closed() {
     } else {
         println!("SKIPPED (nc part): nc is not installed (apt-get install -y netcat-openbsd)");
     }
-    l.proc.assert_running("a refused plain client does not end the listener");
+    l.proc
+        .assert_running("a refused plain client does not end the listener");
     let c_in = temp_file_with(b"real client\n");
     let mut c = connect(&l.dest(), &[], stdin_from(c_in.path()), Stdio::null());
     c.expect_code(0, SHORT);
@@ -296,7 +317,11 @@ fn allow_plain_serves_plain_clients_with_a_warning() {
     s.shutdown(Shutdown::Write).unwrap();
     let (got, r) = read_to_end_bounded(&mut s);
     r.unwrap();
-    assert_bytes_eq(&got, b"hello plain\n", "plain client got the listener's stdin");
+    assert_bytes_eq(
+        &got,
+        b"hello plain\n",
+        "plain client got the listener's stdin",
+    );
     let e = l.proc.expect_code(0, SHORT);
     assert_bytes_eq(&read(&l_out), b"from nc\n", "listener stdout");
     let want = format!("plain TCP client {me}: not encrypted, not authenticated");

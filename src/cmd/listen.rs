@@ -72,7 +72,11 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     let stdio = SharedStdio::start(!args.recv_only, !args.send_only);
     let mut services = services(&args, save);
     // What a byte-stream session (or plain TCP client) is attached to: stdin and stdout.
-    let (shared, idle, json) = (stdio.clone(), args.stream.idle_timeout, args.stream.json_events);
+    let (shared, idle, json) = (
+        stdio.clone(),
+        args.stream.idle_timeout,
+        args.stream.json_events,
+    );
     services.stream(move |client| {
         let stdio = shared.clone();
         async move { serve(client, &stdio, idle, json).await }

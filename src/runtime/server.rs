@@ -98,7 +98,13 @@ impl Server {
     /// everything else to `tx`.
     pub fn listen(self: &Arc<Self>, listener: TcpListener, tx: mpsc::Sender<Incoming>) {
         let (policy, routes) = (self.config.detect.clone(), self.routes.clone());
-        tokio::spawn(accept_loop(listener, policy, routes, self.pending.clone(), tx));
+        tokio::spawn(accept_loop(
+            listener,
+            policy,
+            routes,
+            self.pending.clone(),
+            tx,
+        ));
     }
 
     /// Treats `stream` (a connection we made, such as a relay's spliced flowpath) exactly

@@ -53,15 +53,10 @@ impl SharedStdio {
     /// Starts sharing stdin (if `read_stdin`) and stdout (if `write_stdout`). Needs a tokio
     /// runtime (the distribution of stdin is a task).
     pub fn start(read_stdin: bool, write_stdout: bool) -> Self {
-        let join = read_stdin.then(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(distribute(StdinSource::spawn(), rx));
-            tx
-        });
         // SAFETY: isatty only inspects descriptor 0.
         let tty = read_stdin && unsafe { libc::isatty(0) } == 1;
         SharedStdio {
-            join,
+            join: read_stdin.then(|| hub(StdinSource::spawn(), LAG_GRACE)),
             stdout: write_stdout.then(|| Arc::new(Mutex::new(Some(StdoutSink::spawn())))),
             tty,
         }
@@ -71,8 +66,12 @@ impl SharedStdio {
     /// its way to stdout (None without stdout).
     pub fn session(&self) -> (Option<SessionInput>, Option<SessionOutput>) {
         let (done_tx, done_rx) = oneshot::channel();
-        let sink = (self.stdout.as_ref())
-            .and_then(|s| s.lock().expect("stdout lock").as_ref().map(StdoutSink::handle));
+        let sink = (self.stdout.as_ref()).and_then(|s| {
+            s.lock()
+                .expect("stdout lock")
+                .as_ref()
+                .map(StdoutSink::handle)
+        });
         let output = sink.map(|sink| SessionOutput {
             sink,
             _peer_done: done_tx,
@@ -107,9 +106,22 @@ impl SharedStdio {
     }
 }
 
-/// Reads stdin while at least one session is subscribed and hands each chunk to every
-/// subscriber; ends every subscription at the end of stdin.
-async fn distribute(mut stdin: StdinSource, mut joins: mpsc::UnboundedReceiver<Subscriber>) {
+/// Starts handing what `input` gives to every subscriber (a task); returns where sessions
+/// subscribe.
+fn hub<S: AppSource + 'static>(input: S, grace: Duration) -> mpsc::UnboundedSender<Subscriber> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(distribute(input, rx, grace));
+    tx
+}
+
+/// Reads `stdin` while at least one session is subscribed and hands each chunk to every
+/// subscriber (waiting at most `grace` for one whose queue is full); ends every subscription
+/// at the end of stdin.
+async fn distribute<S: AppSource>(
+    mut stdin: S,
+    mut joins: mpsc::UnboundedReceiver<Subscriber>,
+    grace: Duration,
+) {
     let mut subs: Vec<Subscriber> = Vec::new();
     loop {
         subs.retain(|s| !s.tx.is_closed());
@@ -122,8 +134,9 @@ async fn distribute(mut stdin: StdinSource, mut joins: mpsc::UnboundedReceiver<S
             }
             continue;
         }
+        // Sessions that subscribed before a chunk is read get it.
         let chunk = tokio::select! {
-            c = std::future::poll_fn(|cx| stdin.poll_chunk(cx)) => c,
+            biased;
             s = joins.recv() => {
                 match s {
                     Some(s) => subs.push(s),
@@ -131,11 +144,12 @@ async fn distribute(mut stdin: StdinSource, mut joins: mpsc::UnboundedReceiver<S
                 }
                 continue;
             }
+            c = std::future::poll_fn(|cx| stdin.poll_chunk(cx)) => c,
         };
         match chunk {
             Ok(Some(b)) => {
                 for s in subs.iter_mut() {
-                    deliver(s, b.clone()).await;
+                    deliver(s, b.clone(), grace).await;
                 }
             }
             Ok(None) => break,
@@ -157,20 +171,18 @@ async fn distribute(mut stdin: StdinSource, mut joins: mpsc::UnboundedReceiver<S
     }
 }
 
-/// Hands `b` to one subscriber, waiting at most [`LAG_GRACE`] if its queue is full; a
-/// subscriber that does not make room in time is marked and dropped.
-async fn deliver(s: &mut Subscriber, b: Bytes) {
+/// Hands `b` to one subscriber, waiting at most `grace` if its queue is full; a subscriber
+/// that does not make room in time is marked and dropped.
+async fn deliver(s: &mut Subscriber, b: Bytes, grace: Duration) {
     let r = match s.tx.try_send(Ok(b)) {
         Ok(()) => return,
         Err(mpsc::error::TrySendError::Closed(_)) => return,
-        Err(mpsc::error::TrySendError::Full(b)) => {
-            tokio::time::timeout(LAG_GRACE, s.tx.send(b)).await
-        }
+        Err(mpsc::error::TrySendError::Full(b)) => tokio::time::timeout(grace, s.tx.send(b)).await,
     };
     if r.is_err() {
         tracing::warn!(
-            "a session did not take the listener's input for {}s (its client moved or stalled); ending it",
-            LAG_GRACE.as_secs()
+            "a session did not take the listener's input for {:?} (its client moved or stalled); ending it",
+            grace
         );
         s.lagged.store(true, Ordering::Relaxed);
         // Replaced by a closed sender: the session sees the end of its queue, then the error.
@@ -219,10 +231,9 @@ impl AppSource for SessionInput {
             Poll::Ready(None) => {
                 self.done = true;
                 if self.lagged.load(Ordering::Relaxed) {
-                    return Poll::Ready(Err(SourceError::Abort(format!(
-                        "it fell behind the listener's input for {}s",
-                        LAG_GRACE.as_secs()
-                    ))));
+                    return Poll::Ready(Err(SourceError::Abort(
+                        "it fell behind the listener's input (its client moved or stalled)".into(),
+                    )));
                 }
                 Poll::Ready(Ok(None))
             }
@@ -253,3 +264,68 @@ impl AppSink for SessionOutput {
 
 use std::future::Future;
 use std::pin::Pin;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::channel_io::ChannelSource;
+
+    /// A shared input fed from a channel (as stdin), with a short grace.
+    fn shared(grace: Duration) -> (mpsc::Sender<Result<Bytes, SourceError>>, SharedStdio) {
+        let (tx, rx) = mpsc::channel(1);
+        let stdio = SharedStdio {
+            join: Some(hub(ChannelSource::new(rx), grace)),
+            stdout: None,
+            tty: false,
+        };
+        (tx, stdio)
+    }
+
+    async fn next(i: &mut SessionInput) -> Result<Option<Bytes>, SourceError> {
+        std::future::poll_fn(|cx| i.poll_chunk(cx)).await
+    }
+
+    #[tokio::test]
+    async fn every_subscriber_gets_every_chunk_then_the_end() {
+        let (tx, stdio) = shared(Duration::from_secs(5));
+        let (mut a, _) = stdio.session();
+        let (mut b, _) = stdio.session();
+        let (a, b) = (a.as_mut().unwrap(), b.as_mut().unwrap());
+        tx.send(Ok(Bytes::from_static(b"one"))).await.unwrap();
+        assert_eq!(next(a).await.unwrap().unwrap(), "one");
+        assert_eq!(next(b).await.unwrap().unwrap(), "one");
+        drop(tx);
+        assert!(next(a).await.unwrap().is_none());
+        assert!(next(b).await.unwrap().is_none());
+        // A session that comes after the end of stdin sends nothing.
+        let (mut late, _) = stdio.session();
+        assert!(next(late.as_mut().unwrap()).await.unwrap().is_none());
+    }
+
+    /// A session that takes nothing (parked) holds the others up for `grace` at most, and is
+    /// then ended with an error after what it had queued.
+    #[tokio::test]
+    async fn a_stalled_subscriber_is_dropped_and_the_others_go_on() {
+        let (tx, stdio) = shared(Duration::from_millis(200));
+        let (mut stalled, _) = stdio.session();
+        let (mut live, _) = stdio.session();
+        let live = live.as_mut().unwrap();
+        let feeder = tokio::spawn(async move {
+            for _ in 0..QUEUE + 5 {
+                if tx.send(Ok(Bytes::from_static(b"x"))).await.is_err() {
+                    break;
+                }
+            }
+        });
+        for _ in 0..QUEUE + 5 {
+            let got = tokio::time::timeout(Duration::from_secs(5), next(live)).await;
+            assert_eq!(got.expect("held up").unwrap().unwrap(), "x");
+        }
+        feeder.await.unwrap();
+        let stalled = stalled.as_mut().unwrap();
+        for _ in 0..QUEUE {
+            assert_eq!(next(stalled).await.unwrap().unwrap(), "x");
+        }
+        assert!(matches!(next(stalled).await, Err(SourceError::Abort(_))));
+    }
+}

@@ -107,10 +107,7 @@ impl StdoutSink {
     /// not wait: the original's does, for every handle to be dropped.
     pub fn handle(&self) -> StdoutSink {
         let tx = self.tx.get_ref().cloned();
-        let mut tx = tx.map_or_else(
-            || PollSender::new(mpsc::channel(1).0),
-            PollSender::new,
-        );
+        let mut tx = tx.map_or_else(|| PollSender::new(mpsc::channel(1).0), PollSender::new);
         if self.tx.is_closed() {
             tx.close();
         }

@@ -26,8 +26,8 @@ use crate::runtime::ifaces::{self, IfaceKind};
 use crate::runtime::policy::{Binding, Policy};
 use crate::runtime::server::{Server as Listener, ServerConfig};
 use crate::runtime::services::{Limits, Next, Services};
-use tokio::task::JoinError;
 use crate::runtime::DetectPolicy;
+use tokio::task::JoinError;
 
 /// Loopback addresses the striped test uses (those this machine lets us bind).
 const STRIPE_ADDRS: [Ipv4Addr; 3] = [
