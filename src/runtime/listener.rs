@@ -58,7 +58,7 @@ pub(crate) struct Pending(Arc<Semaphore>);
 impl Pending {
     /// Room for `max` connections at once.
     pub(crate) fn new(max: usize) -> Self {
-        Pending(Arc::new(Semaphore::new(max.max(1))))
+        Pending(Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))))
     }
 }
 

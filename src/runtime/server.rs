@@ -14,6 +14,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use super::client::{resolve, ConnectError, Family};
 use super::conn::{bind_listener, FlowConn};
@@ -50,6 +51,9 @@ pub struct Server {
     control: Vec<Arc<UdpSocket>>,
     /// The connections being classified now, on every socket of this listener.
     pending: Pending,
+    /// Address and link changes, watched once for every session (one netlink socket and
+    /// buffer per listener, not per session).
+    netwatch: NetFanout,
 }
 
 /// Why a client was turned away before any session began (it is told; the listener goes on
@@ -83,6 +87,7 @@ impl Server {
             control_routes: Arc::new(Mutex::new(HashMap::new())),
             control: bind_control(listeners),
             pending: Pending::new(config.detect.max_pending),
+            netwatch: NetFanout::start(),
             config,
         };
         for socket in server.control.iter() {
@@ -248,11 +253,42 @@ impl Accepted {
         let mut driver = Driver::new(self.session, self.epoch, side, events, input, output);
         driver.add_path(PathId(0), self.conn);
         driver.set_resume_timeout(self.guard.server.config.resume_timeout);
-        driver.set_netwatch(netwatch::spawn());
+        driver.set_netwatch(self.guard.server.netwatch.subscribe());
         if let Some(c) = self.control {
             driver.set_control(c);
         }
         (driver, self.guard)
+    }
+}
+
+/// One watcher of the machine's addresses and links, its signals handed to every session.
+#[derive(Clone, Default)]
+struct NetFanout(Arc<Mutex<Vec<mpsc::Sender<()>>>>);
+
+impl NetFanout {
+    /// Starts the watcher (a task, for the life of the process).
+    fn start() -> Self {
+        let me = NetFanout::default();
+        let subs = me.0.clone();
+        let mut changes = netwatch::spawn();
+        tokio::spawn(async move {
+            while changes.recv().await.is_some() {
+                // A session with a signal still pending needs no second one.
+                subs.lock()
+                    .expect("netwatch lock")
+                    .retain(|tx| !matches!(tx.try_send(()), Err(TrySendError::Closed(_))));
+            }
+        });
+        me
+    }
+
+    /// A new session's signals (coalesced, as [`netwatch::spawn`] gives them).
+    fn subscribe(&self) -> mpsc::Receiver<()> {
+        let (tx, rx) = mpsc::channel(1);
+        let mut subs = self.0.lock().expect("netwatch lock");
+        subs.retain(|s| !s.is_closed());
+        subs.push(tx);
+        rx
     }
 }
 

@@ -320,3 +320,24 @@ fn turn_away(i: Incoming, why: String) {
         Incoming::Raw { .. } => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_says_why_a_client_is_turned_away() {
+        let k = |max_sessions| Limits {
+            keep_open: true,
+            max_sessions,
+        };
+        assert_eq!(busy(&k(2), 1), None);
+        assert_eq!(busy(&k(2), 2).as_deref(), Some("2 sessions"));
+        let one = Limits {
+            keep_open: false,
+            max_sessions: 100,
+        };
+        assert_eq!(busy(&one, 0), None);
+        assert!(busy(&one, 1).unwrap().contains("-k"));
+    }
+}
