@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# One `msock listen -k` serving many at once (issue 14): ACTIVE clients each sending
-# BYTES/ACTIVE bytes from /dev/zero at the same time, first alone, then with IDLE idle byte-stream
-# sessions held open on the same listener (by the in-process load generator
-# examples/idle_sessions.rs, one process for all of them). Prints the listener's RSS (with the
-# idle sessions, and its peak) against the target (128 MiB), and the active clients' aggregate
-# goodput with the idle ones against alone (target: within 10%), medians of RUNS.
+# `msock listen -k` serving many at once (issue 14): ACTIVE clients each sending BYTES/ACTIVE
+# bytes from /dev/zero at the same time, first alone (on one listener), then on a fresh listener
+# holding IDLE idle byte-stream sessions (opened by the in-process load generator
+# examples/idle_sessions.rs, one process for all of them). Prints the second listener's RSS
+# (with the idle sessions, and its peak with idle + active) against the target (128 MiB), and
+# the active clients' aggregate goodput with the idle ones against alone (target: within 10%),
+# medians of RUNS.
 # Usage: bash tests/bench-idle-sessions.sh [IDLE] [ACTIVE] [BYTES] [RUNS]
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=bench-lib.sh
@@ -19,12 +20,15 @@ bench_tmp
 
 kib() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
 
-"$MSOCK" -v listen -k --max-sessions $((IDLE + ACTIVE + 10)) 127.0.0.1:0 \
-    </dev/null >/dev/null 2>"$tmp/listen.err" &
-LPID=$!
-PORT=$(listen_port "$tmp/listen.err" "$LPID")
+# Starts a listener; sets LPID and PORT.
+start_listener() {
+    rm -f "$tmp/listen.err"
+    "$MSOCK" -v listen -k --max-sessions $((IDLE + ACTIVE + 10)) 127.0.0.1:0 \
+        </dev/null >/dev/null 2>"$tmp/listen.err" &
+    LPID=$!
+    PORT=$(listen_port "$tmp/listen.err" "$LPID")
+}
 echo "msock listen -k: $IDLE idle + $ACTIVE active sessions, $BYTES bytes per round, $RUNS runs, $(nproc) cores"
-echo "listener RSS at start: $(kib "$LPID" VmRSS) KiB"
 
 # active: ACTIVE clients at once, each BYTES/ACTIVE; prints the aggregate goodput in MB/s.
 PER=$((BYTES / ACTIVE))
@@ -40,9 +44,14 @@ active() {
     mbps $((PER * ACTIVE)) $((t1 - t0))
 }
 
+start_listener
 alone=()
 for _ in $(seq "$RUNS"); do alone+=("$(active)"); done
-echo "alone:          ${alone[*]} MB/s (aggregate per run)   listener RSS $(kib "$LPID" VmRSS) KiB"
+echo "alone:          ${alone[*]} MB/s (aggregate per run)   listener RSS $(kib "$LPID" VmRSS) KiB, peak $(kib "$LPID" VmHWM) KiB"
+kill "$LPID"; wait "$LPID" 2>/dev/null || true
+
+start_listener
+echo "fresh listener RSS: $(kib "$LPID" VmRSS) KiB"
 
 "$IDLER" --stream "$IDLE" "127.0.0.1:$PORT" 2>"$tmp/idler.err" &
 opened=$(BENCH_WAIT=120 wait_line "$tmp/idler.err" '^open \([0-9]*\)$' $!)

@@ -58,7 +58,9 @@ pub(crate) struct Pending(Arc<Semaphore>);
 impl Pending {
     /// Room for `max` connections at once.
     pub(crate) fn new(max: usize) -> Self {
-        Pending(Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))))
+        Pending(Arc::new(Semaphore::new(
+            max.clamp(1, Semaphore::MAX_PERMITS),
+        )))
     }
 }
 
@@ -312,8 +314,9 @@ async fn classify(
                 tracing::warn!(
                     "{peer} does not speak msock; closed (plain TCP clients need --allow-plain)"
                 );
-                drop(permit);
+                // The permit is held through the refusal: a flood of plain clients stays bounded.
                 refuse_plain(stream).await;
+                drop(permit);
             }
             return;
         }

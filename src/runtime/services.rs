@@ -243,6 +243,8 @@ impl<T: Send + 'static> Services<T> {
         interrupt: impl Future<Output = ()>,
     ) -> Served<T> {
         let mut tasks: JoinSet<T> = JoinSet::new();
+        // When to give ended sessions' memory back (a moment after a burst of them ended).
+        let mut trim_at: Option<tokio::time::Instant> = None;
         tokio::pin!(interrupt);
         loop {
             tokio::select! {
@@ -263,6 +265,11 @@ impl<T: Send + 'static> Services<T> {
                     if let Next::Stop(t) = ended(r) {
                         return Served::Stopped(t);
                     }
+                    trim_at.get_or_insert_with(|| tokio::time::Instant::now() + TRIM_DELAY);
+                }
+                _ = tokio::time::sleep_until(trim_at.unwrap_or_else(tokio::time::Instant::now)), if trim_at.is_some() => {
+                    trim_at = None;
+                    trim();
                 }
                 _ = &mut interrupt => break,
             }
@@ -283,6 +290,19 @@ impl<T: Send + 'static> Services<T> {
                 _ = &mut grace => return Served::Interrupted,
             }
         }
+    }
+}
+
+/// How long after a session ended its memory is given back (one trim for a burst of ends).
+const TRIM_DELAY: Duration = Duration::from_millis(200);
+
+/// Gives the memory of ended sessions back to the system: their buffers are freed, but the
+/// allocator would otherwise keep the freed pages.
+fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases the allocator's free memory; no pointer is involved.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
