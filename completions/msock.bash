@@ -355,7 +355,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__listen)
-            opts="-k -4 -6 -v -h -V --show-key --relay --name --relay-key-file --authorized-keys --allow-anyone --keep-open --no-plain --detect-wait --save-dir --overwrite --max-size --recv-only --send-only --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
+            opts="-k -4 -6 -v -h -V --show-key --relay --name --relay-key-file --authorized-keys --allow-anyone --keep-open --max-sessions --allow-plain --detect-wait --save-dir --overwrite --max-size --recv-only --send-only --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -374,6 +374,10 @@ _msock() {
                     return 0
                     ;;
                 --authorized-keys)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-sessions)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

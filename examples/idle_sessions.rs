@@ -1,6 +1,7 @@
-//! Load generator for `tests/bench-relay.sh`: opens N msock sessions to DEST (HOST:PORT or
-//! NAME@RELAY) as file-transfer sessions that never send anything, and holds them open (the
-//! sessions exchange only keepalives) until killed. Prints `open N` on stderr once all are up.
+//! Load generator for `tests/bench-relay.sh` and `tests/bench-idle-sessions.sh`: opens N msock
+//! sessions to DEST (HOST:PORT or NAME@RELAY) as file-transfer sessions (with --stream, byte
+//! streams) that never send anything, and holds them open (the sessions exchange only
+//! keepalives) until killed. Prints `open N` on stderr once all are up.
 //!
 //! `cargo run --release --example idle_sessions -- 1000 idle@127.0.0.1:7480`
 
@@ -19,6 +20,9 @@ struct Args {
     /// How many sessions are being opened at once.
     #[arg(long, default_value = "32")]
     parallel: usize,
+    /// Open byte-stream sessions (as `msock connect` does) instead of file-transfer ones.
+    #[arg(long = "stream")]
+    byte_stream: bool,
     #[command(flatten)]
     dial: DialArgs,
     #[command(flatten)]
@@ -42,12 +46,17 @@ fn main() {
                 let (source, sink, w, r) = channel_app(4);
                 let (dest, dial, stream) =
                     (args.dest.clone(), args.dial.clone(), args.stream.clone());
+                let service = if args.byte_stream {
+                    Service::Stream
+                } else {
+                    Service::File
+                };
                 tries.spawn(async move {
                     let d = msock::cmd::dial::dial(
                         &dest,
                         &dial,
                         &stream,
-                        Service::File,
+                        service,
                         Some(source),
                         Some(sink),
                     )

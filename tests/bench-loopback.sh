@@ -10,10 +10,11 @@ RUNS=${2:-3}
 bench_build
 bench_tmp
 
-# Starts `msock listen` on a free port in the background; sets PORT and LPID.
+# Starts `msock listen` on a free port in the background (--allow-plain: the --plain run is a
+# plain TCP client); sets PORT and LPID.
 start_listener() {
     rm -f "$tmp/listen.err"
-    "$MSOCK" -v listen 127.0.0.1:0 --recv-only >/dev/null 2>"$tmp/listen.err" &
+    "$MSOCK" -v listen 127.0.0.1:0 --recv-only --allow-plain >/dev/null 2>"$tmp/listen.err" &
     LPID=$!
     PORT=$(listen_port "$tmp/listen.err" "$LPID")
 }

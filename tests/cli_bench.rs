@@ -379,7 +379,11 @@ fn garbage_from_a_bench_client_is_refused_cleanly() {
 fn a_plain_client_that_only_looks_like_bench_is_plain_tcp() {
     let dir = tempdir();
     let out = dir.path().join("out");
-    let mut l = Listener::start(&["--recv-only"], Stdio::null(), stdout_to(&out));
+    let mut l = Listener::start(
+        &["--recv-only", "--allow-plain"],
+        Stdio::null(),
+        stdout_to(&out),
+    );
     let mut raw = tcp_connect(l.addr, Duration::from_secs(5));
     raw.write_all(b"MSBENCH? no, just text\n").unwrap();
     drop(raw);

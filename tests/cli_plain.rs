@@ -1,6 +1,6 @@
 //! End-to-end tests of plain TCP interop: `msock connect --plain` to an ordinary TCP server,
-//! ordinary TCP clients (a std `TcpStream`, and `nc` when installed) talking to `msock listen`,
-//! and `--no-plain`.
+//! ordinary TCP clients (a std `TcpStream`, and `nc` when installed) talking to
+//! `msock listen --allow-plain`, and the default that refuses them.
 
 mod common;
 
@@ -123,7 +123,11 @@ fn plain_tcp_client_to_listen() {
     from_client.extend(seeded_bytes(23, 600_000));
     let l_in = temp_file_with(&from_listener);
     let l_out = dir.path().join("listen.out");
-    let mut l = Listener::start(&[], stdin_from(l_in.path()), stdout_to(&l_out));
+    let mut l = Listener::start(
+        &["--allow-plain"],
+        stdin_from(l_in.path()),
+        stdout_to(&l_out),
+    );
 
     let s = tcp_connect(l.addr, SHORT);
     let got = exchange(s, from_client.clone());
@@ -141,7 +145,7 @@ fn silent_plain_client_is_served_after_detect_wait() {
     let l_in = temp_file_with(&from_listener);
     let l_out = dir.path().join("listen.out");
     let mut l = Listener::start(
-        &["--detect-wait", "200ms"],
+        &["--allow-plain", "--detect-wait", "200ms"],
         stdin_from(l_in.path()),
         stdout_to(&l_out),
     );
@@ -170,7 +174,7 @@ fn plain_client_with_partial_preamble_keeps_its_bytes() {
     let l_in = temp_file_with(b"ready\n");
     let l_out = dir.path().join("listen.out");
     let mut l = Listener::start(
-        &["--detect-wait", "200ms"],
+        &["--allow-plain", "--detect-wait", "200ms"],
         stdin_from(l_in.path()),
         stdout_to(&l_out),
     );
@@ -202,7 +206,7 @@ fn connect_plain_to_msock_listen() {
     let l_out = dir.path().join("listen.out");
     let c_out = dir.path().join("connect.out");
     let mut l = Listener::start(
-        &["--detect-wait", "100ms"],
+        &["--allow-plain", "--detect-wait", "100ms"],
         stdin_from(l_in.path()),
         stdout_to(&l_out),
     );
@@ -241,7 +245,11 @@ fn nc_client_to_listen() {
     let nc_in = temp_file_with(&from_nc);
     let l_out = dir.path().join("listen.out");
     let nc_out = dir.path().join("nc.out");
-    let mut l = Listener::start(&[], stdin_from(l_in.path()), stdout_to(&l_out));
+    let mut l = Listener::start(
+        &["--allow-plain"],
+        stdin_from(l_in.path()),
+        stdout_to(&l_out),
+    );
     let mut cmd = Command::new("nc");
     cmd.args(["-N", "127.0.0.1", &l.addr.port().to_string()])
         .stdin(stdin_from(nc_in.path()))
@@ -253,11 +261,12 @@ fn nc_client_to_listen() {
     assert_bytes_eq(&read(&l_out), &from_nc, "listener stdout");
 }
 
-/// --no-plain: a plain client is closed without its bytes reaching stdout and without being
-/// sent the listener's data; a silent one is closed after the detect wait; the -k listener
-/// then still serves a real msock client, byte for byte.
+/// Without --allow-plain: a plain client is closed without its bytes reaching stdout and
+/// without being sent the listener's data (only the one line saying why); a silent one is
+/// closed after the detect wait; the -k listener then still serves a real msock client, byte
+/// for byte.
 #[test]
-fn no_plain_refuses_plain_clients_then_serves_msock() {
+fn plain_clients_refused_by_default_then_msock_served() {
     let dir = tempdir();
     let from_listener = seeded_bytes(27, 300_000);
     let from_client = seeded_bytes(28, 300_000);
@@ -266,7 +275,7 @@ fn no_plain_refuses_plain_clients_then_serves_msock() {
     let l_out = dir.path().join("listen.out");
     let c_out = dir.path().join("connect.out");
     let mut l = Listener::start(
-        &["-k", "--no-plain", "--detect-wait", "200ms"],
+        &["-k", "--detect-wait", "200ms"],
         stdin_from(l_in.path()),
         stdout_to(&l_out),
     );
@@ -275,10 +284,10 @@ fn no_plain_refuses_plain_clients_then_serves_msock() {
     let mut s = tcp_connect(l.addr, SHORT);
     s.write_all(b"hello").unwrap();
     let (got, r) = read_to_end_bounded(&mut s);
-    assert!(
-        got.is_empty(),
-        "--no-plain sent data to a plain client: {} bytes",
-        got.len()
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "msock: this listener speaks msock only; plain TCP clients need `msock listen --allow-plain`\n",
+        "a refused plain client gets only the line saying why"
     );
     if let Err(e) = r {
         assert!(
@@ -296,7 +305,11 @@ fn no_plain_refuses_plain_clients_then_serves_msock() {
     let started = Instant::now();
     let mut s = tcp_connect(l.addr, SHORT);
     let (got, r) = read_to_end_bounded(&mut s);
-    assert!(got.is_empty(), "--no-plain sent data to a silent client");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "msock: this listener speaks msock only; plain TCP clients need `msock listen --allow-plain`\n",
+        "a silent plain client gets only the line saying why"
+    );
     assert!(r.is_ok() || r.unwrap_err().kind() == std::io::ErrorKind::ConnectionReset);
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -327,7 +340,7 @@ fn no_plain_refuses_plain_clients_then_serves_msock() {
 /// `msock listen | head -c 1000` with a plain client sending lots: the listener exits 0.
 #[test]
 fn plain_session_broken_pipe_on_listen_stdout_exits_0() {
-    let mut l = Listener::start(&[], Stdio::null(), Stdio::piped());
+    let mut l = Listener::start(&["--allow-plain"], Stdio::null(), Stdio::piped());
     let mut out = l.proc.take_stdout();
     let reader = thread::spawn(move || {
         let mut first = vec![0u8; 1000];
@@ -358,7 +371,13 @@ fn plain_session_broken_pipe_on_listen_stdout_exits_0() {
 #[test]
 fn idle_timeout_on_plain_session_exits_1() {
     let mut l = Listener::start(
-        &["--idle-timeout", "300ms", "--detect-wait", "100ms"],
+        &[
+            "--allow-plain",
+            "--idle-timeout",
+            "300ms",
+            "--detect-wait",
+            "100ms",
+        ],
         Stdio::piped(),
         Stdio::null(),
     );

@@ -24,7 +24,7 @@ pub use server::{ListenArgs, ProxyArgs};
 ///
 /// An msock connection is a session: a reliable byte stream that is not tied to one TCP
 /// connection. It survives address changes, can use several network interfaces at once and
-/// still talks plain TCP to ordinary tools like nc.
+/// still talks plain TCP to ordinary tools like nc (`listen --allow-plain`, `connect --plain`).
 #[derive(Debug, Parser)]
 #[command(
     name = "msock",
@@ -75,8 +75,9 @@ ENCRYPTION
 pub enum Command {
     /// Wait for a connection and copy it to stdout, stdin to it (like `nc -l`).
     ///
-    /// Serves msock clients as sessions and, unless --no-plain, ordinary TCP clients (nc,
-    /// telnet, a browser) as plain TCP, told apart by their first bytes.
+    /// Serves msock clients as sessions (with -k several at once) and, with --allow-plain,
+    /// ordinary TCP clients (nc, telnet, a browser) as plain TCP, told apart by their first
+    /// bytes.
     Listen(ListenArgs),
     /// Connect to a listener and copy stdin to it, it to stdout (like `nc HOST PORT`).
     Connect(ConnectArgs),

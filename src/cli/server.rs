@@ -10,8 +10,35 @@ use clap::Args;
 use super::parse::*;
 use super::StreamArgs;
 
+/// What `msock listen` does with several clients and with its stdin and stdout (its long help
+/// and man page).
+const LISTEN_NOTES: &str = "\
+Several clients (-k), as ncat -k:
+  Sessions are served at the same time, each on its own, up to --max-sessions; a client
+  beyond that is told \"listener busy: N sessions\" (exit 1). A session whose client moved and
+  has not come back yet only holds its place among them.
+  stdout: what every client sends is written to stdout as it arrives; bytes of different
+  clients interleave (each piece received is written whole), nothing marks who sent what.
+  stdin: read only while at least one client is connected; each piece read goes to every
+  client connected at that moment (later clients do not get earlier input). At the end of
+  stdin every session's sending side ends, and a client that comes later gets none. A client
+  that does not take its copy for 5 s while its queue is full (it moved or stalled) is ended
+  with an error rather than holding stdin up for the others.
+  Without -k: one session; a client that comes meanwhile is told the listener is busy.
+When the session ends (nc's rule, as in the Quick start):
+  Each side ends its sending at the end of its stdin; the session ends when both have. When
+  stdin is a terminal and nothing has been typed for a session, the session also ends as soon
+  as the client has finished sending, so that `msock listen 9000 > file` in a terminal and
+  `tar c dir | msock connect host:9000` both finish by themselves. (OpenBSD nc -l and ncat go
+  further and end at the client's end whatever their stdin; msock keeps sending a piped or
+  typed stdin, so that a client can half-close and still read a reply.)
+Plain TCP clients (nc, telnet) are served only with --allow-plain: they are neither
+  encrypted nor authenticated, and stderr says so for each one. Without it they get one line
+  saying so and are closed.";
+
 /// `msock listen`.
 #[derive(Debug, Args)]
+#[command(after_long_help = LISTEN_NOTES)]
 pub struct ListenArgs {
     /// Where to listen: PORT (all addresses), ADDR:PORT or [IPV6]:PORT. Port 0 picks a free
     /// port and prints it on stderr.
@@ -54,15 +81,25 @@ pub struct ListenArgs {
     #[arg(long)]
     pub allow_anyone: bool,
 
-    /// After a session ends, wait for the next one (sessions are served one at a time).
+    /// Keep listening: serve clients at the same time (up to --max-sessions) and go on after
+    /// each (see "Several clients" below for stdin and stdout).
     #[arg(short, long)]
     pub keep_open: bool,
 
-    /// Refuse clients that do not speak msock instead of serving them as plain TCP.
-    #[arg(long)]
-    pub no_plain: bool,
+    /// Most sessions served at once with -k (of every kind: streams, files, benchmarks); the
+    /// client beyond is told the listener is busy. Connections still in their handshake are
+    /// capped too, at the same number (at least 64).
+    #[arg(long, value_name = "N", default_value = "100", value_parser = parse_positive_count)]
+    pub max_sessions: usize,
 
-    /// How long a new client may stay silent before it is taken for plain TCP.
+    /// Also serve clients that do not speak msock (nc, telnet) as plain TCP: NOT encrypted,
+    /// NOT authenticated, no mobility; stderr says so for each. Without it they get one line
+    /// saying so and are closed.
+    #[arg(long)]
+    pub allow_plain: bool,
+
+    /// How long a new client may stay silent before it is taken for plain TCP (or, without
+    /// --allow-plain, closed).
     #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
     pub detect_wait: Duration,
 

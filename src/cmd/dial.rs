@@ -129,6 +129,17 @@ pub(crate) async fn dial_with_policy<I: AppSource, O: AppSink>(
         DialError::Connect(e @ ConnectError::NotMsock(..)) => {
             Failure::network(format!("{e}; {}", not_msock_hint(service)))
         }
+        // A listener serving all it will: say so plainly (it is no fault of ours or theirs).
+        DialError::Connect(ConnectError::Handshake(
+            addr,
+            crate::proto::SessionError::PeerError {
+                code: crate::proto::ErrorCode::Busy,
+                reason,
+            },
+        )) => Failure::network(format!(
+            "{addr}: listener busy: {}; try again later",
+            crate::proto::text::Untrusted(&reason)
+        )),
         e => e.into(),
     })
 }

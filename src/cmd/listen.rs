@@ -1,26 +1,27 @@
-//! `msock listen [ADDR:]PORT`: accept one session (or, with -k, one after another) and copy it
-//! to stdout, stdin to it. Plain TCP clients are served as plain TCP unless --no-plain.
+//! `msock listen [ADDR:]PORT`: serve sessions (one, or with -k several at once) with stdin
+//! and stdout shared as `ncat -k` shares them (see `runtime::shared_stdio`), files and
+//! benchmarks alongside. Plain TCP clients are served only with --allow-plain. The
+//! concurrency (tasks, limits, busy refusals) lives in `runtime::services`; this command
+//! converts arguments and says what a byte-stream session is attached to.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 use super::receive::SaveOptions;
 use super::{ctrl_c, family, finish, futures_poll_once, session_config, Exit, Failure};
 use crate::cli::{parse_listen_addr, ListenArgs};
 use crate::proto::handshake::fingerprint;
-use crate::proto::{ErrorCode, Service};
+use crate::proto::Service;
 use crate::runtime::authorized::AuthorizedKeys;
 use crate::runtime::events::Events;
 use crate::runtime::keys;
 use crate::runtime::server::bind_all;
 use crate::runtime::server::{Server, ServerConfig};
-use crate::runtime::services::{Opening, Route, Services, StreamClient};
-use crate::runtime::{plain, DetectPolicy, Incoming, StdinSource, StdoutSink};
+use crate::runtime::services::{Limits, Next, Opening, Served, Services, StreamClient};
+use crate::runtime::{plain, DetectPolicy, Incoming, SharedStdio};
 
 /// Runs `msock listen`.
 pub async fn run(args: ListenArgs) -> Result<(), Failure> {
@@ -73,7 +74,25 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         )),
         None => None,
     };
-    let services = services(&args, save);
+    let stdio = SharedStdio::start(!args.recv_only, !args.send_only);
+    let mut services = services(&args, save);
+    // What a byte-stream session (or plain TCP client) is attached to: stdin and stdout.
+    let (shared, idle, json) = (
+        stdio.clone(),
+        args.stream.idle_timeout,
+        args.stream.json_events,
+    );
+    services.stream(move |client| {
+        let stdio = shared.clone();
+        async move { serve(client, &stdio, idle, json).await }
+    });
+    if args.allow_plain {
+        tracing::info!(
+            "plain TCP clients are served (--allow-plain): not encrypted, not authenticated"
+        );
+    } else {
+        tracing::info!("plain TCP clients are refused (--allow-plain serves them)");
+    }
     let server = Server::new(
         &listeners,
         ServerConfig {
@@ -82,10 +101,11 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
             events: Events::sessions(args.stream.json_events),
             authorized,
             detect: DetectPolicy {
-                allow_plain: !args.no_plain,
+                allow_plain: args.allow_plain,
                 magics: services.magics(),
                 wait: args.detect_wait,
                 handshake_timeout: Duration::from_secs(10),
+                max_pending: args.max_sessions.max(64),
             },
         },
     );
@@ -102,97 +122,56 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     };
     drop(tx);
 
-    let mut stdin = (!args.recv_only).then(StdinSource::spawn);
-    let mut stdout = (!args.send_only).then(StdoutSink::spawn);
-    let mut queue: VecDeque<Box<StreamClient>> = VecDeque::new();
-    // Sessions other than byte streams (files, benchmarks) run concurrently, as tasks.
-    let mut tasks: JoinSet<Result<(), Failure>> = JoinSet::new();
-    loop {
-        let next = match queue.pop_front() {
-            Some(c) => c,
-            None => {
-                let i = tokio::select! {
-                    i = rx.recv() => match i {
-                        Some(i) => i,
-                        None => return Err(Failure::local("the listening sockets closed")),
-                    },
-                    Some(r) = tasks.join_next() => {
-                        let r = r.unwrap_or_else(|e| Err(Failure::local(format!("session task failed: {e}"))));
-                        match r {
-                            Err(f) if f.kind == Exit::NotStarted => tracing::info!("{}", f.message),
-                            Err(f) if args.keep_open => eprintln!("msock: {}", f.message),
-                            r if !args.keep_open => return r,
-                            _ => {}
-                        }
-                        continue;
-                    }
-                    _ = &mut interrupted => return Err(Failure::interrupted()),
-                    why = registration_lost(&mut relay_lost) => return Err(Failure::network(why)),
-                };
-                if !args.keep_open && !tasks.is_empty() {
-                    turn_away(i);
-                    continue;
-                }
-                match services.route(i, &server) {
-                    Route::Task(t) => {
-                        tasks.spawn(t);
-                        continue;
-                    }
-                    Route::Refused(r) => {
-                        tracing::info!("{r}");
-                        continue;
-                    }
-                    Route::Stream(c) => c,
-                }
-            }
-        };
-        let result = {
-            let serve = serve(*next, &args, stdin.as_mut(), stdout.as_mut());
-            tokio::pin!(serve);
-            // While one stream session runs, newer stream clients wait (-k) or are turned
-            // away; other services run alongside.
-            loop {
-                tokio::select! {
-                    r = &mut serve => break r,
-                    Some(i) = rx.recv() => {
-                        if !args.keep_open {
-                            turn_away(i);
-                            continue;
-                        }
-                        match services.route(i, &server) {
-                            Route::Task(t) => { tasks.spawn(t); }
-                            Route::Stream(c) => queue.push_back(c),
-                            Route::Refused(r) => tracing::info!("{r}"),
-                        }
-                    }
-                    Some(r) = tasks.join_next(), if !tasks.is_empty() => {
-                        match r {
-                            Ok(Err(f)) if f.kind == Exit::NotStarted => tracing::info!("{}", f.message),
-                            Ok(Err(f)) => eprintln!("msock: {}", f.message),
-                            _ => {}
-                        }
-                    }
-                }
-            }
-        };
-        match result {
-            Err(f) if f.kind == Exit::NotStarted => tracing::info!("{}", f.message),
-            Err(f) if f.kind == Exit::Interrupted => return Err(f),
-            Err(f) if args.keep_open => eprintln!("msock: {}", f.message),
-            r if !args.keep_open => {
-                let flushed = match stdout.take() {
-                    Some(s) => s.finish().await,
-                    None => Ok(()),
-                };
-                return match (r, flushed) {
-                    (Ok(()), Err(e)) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                        Err(Failure::local(format!("writing output: {e}")))
-                    }
-                    (r, _) => r,
-                };
-            }
-            _ => {}
+    let limits = Limits {
+        keep_open: args.keep_open,
+        max_sessions: args.max_sessions,
+    };
+    let keep_open = args.keep_open;
+    let served = services.serve(
+        &server,
+        &mut rx,
+        limits,
+        |r| session_ended(r, keep_open),
+        interrupted,
+    );
+    let result = tokio::select! {
+        s = served => match s {
+            Served::Stopped(r) => r,
+            Served::Interrupted => Err(Failure::interrupted()),
+            Served::Closed => Err(Failure::local("the listening sockets closed")),
+        },
+        why = registration_lost(&mut relay_lost) => Err(Failure::network(why)),
+    };
+    drop(services);
+    let flushed = stdio.finish().await;
+    match (result, flushed) {
+        (Ok(()), Err(e)) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::local(format!("writing output: {e}")))
         }
+        (r, _) => r,
+    }
+}
+
+/// What the listener does when a session's task has ended: a client turned away before its
+/// session began changes nothing; Ctrl-C stops the listener; with -k other endings are
+/// reported and the listener goes on, without it the first session's end is the result.
+fn session_ended(
+    r: Result<Result<(), Failure>, tokio::task::JoinError>,
+    keep_open: bool,
+) -> Next<Result<(), Failure>> {
+    let r = r.unwrap_or_else(|e| Err(Failure::local(format!("session task failed: {e}"))));
+    match r {
+        Err(f) if f.kind == Exit::NotStarted => {
+            tracing::info!("{}", f.message);
+            Next::Continue
+        }
+        Err(f) if f.kind == Exit::Interrupted => Next::Stop(Err(f)),
+        Err(f) if keep_open => {
+            eprintln!("msock: {}", f.message);
+            Next::Continue
+        }
+        r if !keep_open => Next::Stop(r),
+        _ => Next::Continue,
     }
 }
 
@@ -277,52 +256,30 @@ async fn registration_lost(rx: &mut Option<mpsc::Receiver<String>>) -> String {
     }
 }
 
-/// Refuses a client because a session is already running (without -k).
-fn turn_away(i: Incoming) {
-    match i {
-        Incoming::Open { mut conn, .. } => {
-            tracing::info!("{} refused: already serving a session", conn.peer);
-            conn.queue_preamble();
-            tokio::spawn(conn.refuse(
-                ErrorCode::Busy,
-                "the listener is serving another session (start it with -k to queue clients)",
-            ));
-        }
-        Incoming::Plain { peer, .. } | Incoming::Raw { peer, .. } => {
-            tracing::info!("{peer} refused: already serving a session");
-        }
-    }
-}
-
-/// Serves one byte-stream client to its end.
+/// Serves one byte-stream client to its end, with its share of stdin and stdout.
 async fn serve(
     client: StreamClient,
-    args: &ListenArgs,
-    stdin: Option<&mut StdinSource>,
-    stdout: Option<&mut StdoutSink>,
+    stdio: &SharedStdio,
+    idle: Option<Duration>,
+    json_events: bool,
 ) -> Result<(), Failure> {
     let started = Instant::now();
-    let events = Events::sessions(args.stream.json_events);
+    let events = Events::sessions(json_events);
     match client {
         StreamClient::Plain {
             stream,
             initial,
             peer,
         } => {
-            tracing::info!("plain TCP client {peer} (not msock: no mobility, not encrypted)");
-            let (r, totals) = plain::bridge(
-                stream,
-                initial,
-                stdin,
-                stdout,
-                args.stream.idle_timeout,
-                ctrl_c(),
-            )
-            .await;
+            eprintln!("msock: plain TCP client {peer}: not encrypted, not authenticated");
+            let (input, output) = stdio.session();
+            let (r, totals) = plain::bridge(stream, initial, input, output, idle, ctrl_c()).await;
             finish(r, totals, started, None, &events).await
         }
         StreamClient::Session(opening) => {
-            let (mut driver, _registration) = opening.accept().await?.into_driver(stdin, stdout);
+            let accepted = opening.accept().await?;
+            let (input, output) = stdio.session();
+            let (mut driver, _registration) = accepted.into_driver(input, output);
             driver.set_interrupt(ctrl_c());
             let (r, totals) = driver.run().await;
             finish(r, totals, started, None, &events).await

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::conn::{bind_listener, ConnError, FlowConn};
 use super::driver::AttachRequest;
@@ -40,6 +40,28 @@ pub struct DetectPolicy {
     pub wait: Duration,
     /// How long an msock client may take to send its first frame.
     pub handshake_timeout: Duration,
+    /// Most connections classified at once (not yet a session, an attach or a refusal); one
+    /// beyond is told the listener is busy and closed, so that a flood of silent connections
+    /// costs a bounded amount of memory.
+    pub max_pending: usize,
+}
+
+/// What a plain TCP client is told (one line) when the listener does not serve plain TCP.
+pub const PLAIN_REFUSED: &str =
+    "msock: this listener speaks msock only; plain TCP clients need `msock listen --allow-plain`\n";
+
+/// The connections a listener is classifying now, bounded by [`DetectPolicy::max_pending`]
+/// (shared by every socket of one listener).
+#[derive(Clone)]
+pub(crate) struct Pending(Arc<Semaphore>);
+
+impl Pending {
+    /// Room for `max` connections at once.
+    pub(crate) fn new(max: usize) -> Self {
+        Pending(Arc::new(Semaphore::new(
+            max.clamp(1, Semaphore::MAX_PERMITS),
+        )))
+    }
 }
 
 /// A connection the command must decide about.
@@ -105,6 +127,7 @@ pub(crate) async fn accept_loop(
     mut listener: TcpListener,
     policy: DetectPolicy,
     routes: Routes,
+    pending: Pending,
     tx: mpsc::Sender<Incoming>,
 ) {
     let mut changes = netwatch::spawn();
@@ -117,7 +140,7 @@ pub(crate) async fn accept_loop(
                 Ok((stream, peer)) => {
                     tracing::debug!("connection from {peer}");
                     let (policy, routes, tx) = (policy.clone(), routes.clone(), tx.clone());
-                    tokio::spawn(classify(stream, peer, policy, routes, tx, false));
+                    spawn_classify(stream, peer, policy, routes, &pending, tx, false);
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -172,9 +195,58 @@ pub(crate) fn inject(
     peer: SocketAddr,
     policy: DetectPolicy,
     routes: Routes,
+    pending: &Pending,
     tx: mpsc::Sender<Incoming>,
 ) {
-    tokio::spawn(classify(stream, peer, policy, routes, tx, true));
+    spawn_classify(stream, peer, policy, routes, pending, tx, true);
+}
+
+/// Classifies `stream` in its own task if there is room among the pending connections, else
+/// tells it the listener is busy. `relayed`: a flowpath spliced by a relay.
+fn spawn_classify(
+    stream: TcpStream,
+    peer: SocketAddr,
+    policy: DetectPolicy,
+    routes: Routes,
+    pending: &Pending,
+    tx: mpsc::Sender<Incoming>,
+    relayed: bool,
+) {
+    match pending.0.clone().try_acquire_owned() {
+        Ok(permit) => {
+            tokio::spawn(classify(stream, peer, policy, routes, permit, tx, relayed));
+        }
+        Err(_) => {
+            let max = policy.max_pending;
+            tracing::info!("{peer} refused: {max} connections are in their handshake already");
+            if let Ok(conn) = FlowConn::new(stream, Deframer::after_preamble()) {
+                let mut conn = conn;
+                conn.queue_preamble();
+                let why = format!("{max} connections waiting for their handshake");
+                tokio::spawn(conn.refuse(ErrorCode::Busy, why));
+            }
+        }
+    }
+}
+
+/// Tells a plain TCP client, in one line, that this listener does not serve it, and closes
+/// the connection (after reading a little of what it sent, so that the line is not lost to
+/// a reset).
+async fn refuse_plain(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        stream.write_all(PLAIN_REFUSED.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut left = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => left -= n.min(left),
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 async fn classify(
@@ -182,6 +254,7 @@ async fn classify(
     peer: SocketAddr,
     policy: DetectPolicy,
     routes: Routes,
+    permit: OwnedSemaphorePermit,
     tx: mpsc::Sender<Incoming>,
     relayed: bool,
 ) {
@@ -240,7 +313,12 @@ async fn classify(
                     })
                     .await;
             } else {
-                tracing::warn!("{peer} does not speak msock; closed (plain TCP is disabled)");
+                tracing::warn!(
+                    "{peer} does not speak msock; closed (plain TCP clients need --allow-plain)"
+                );
+                // The permit is held through the refusal: a flood of plain clients stays bounded.
+                refuse_plain(stream).await;
+                drop(permit);
             }
             return;
         }
@@ -269,6 +347,8 @@ async fn classify(
             return;
         }
     };
+    // Classified: the connection no longer counts as pending.
+    drop(permit);
     match hello {
         Frame::HelloOpen { .. } => {
             let _ = tx.send(Incoming::Open { conn, hello }).await;
@@ -281,7 +361,18 @@ async fn classify(
                 .cloned();
             match route {
                 Some(r) => {
-                    let _ = r.send(AttachRequest { conn, hello }).await;
+                    // A session takes a bounded number of waiting flowpaths: one beyond is
+                    // refused instead of waiting (ids travel in clear; a stranger can send
+                    // attaches for someone else's session).
+                    if let Err(mpsc::error::TrySendError::Full(a)) =
+                        r.try_send(AttachRequest { conn, hello })
+                    {
+                        tracing::info!("{peer}: too many flowpaths waiting to attach to session {session_id:016x}; refused");
+                        let mut conn = a.conn;
+                        conn.queue_preamble();
+                        conn.refuse(ErrorCode::Busy, "too many flowpaths waiting to attach")
+                            .await;
+                    }
                 }
                 None => {
                     tracing::info!("{peer} asked for unknown session {session_id:016x}");

@@ -7,7 +7,7 @@
 //! Which file does what:
 //! - [`server`]: a listener's sockets, routing tables (attach, resume, control) and session
 //!   acceptance; [`listener`]: its accept loop and the classification of each connection;
-//!   [`services`]: the service-dispatch table.
+//!   [`services`]: the service-dispatch table and the loop serving clients concurrently.
 //! - [`client`]: client session setup (routes, interface policy, handshake, key pinning);
 //!   [`reconnect`]: replacing a client's broken flowpaths; [`policy`]: which interfaces
 //!   flowpaths use; [`ifaces`]: the machine's interfaces and their kinds.
@@ -15,7 +15,8 @@
 //!   application.
 //! - [`conn`]: one flowpath's TCP connection; `control`: the UDP control channel (server
 //!   moves); [`netwatch`]: address and link change notifications.
-//! - [`app`]: the application-side traits; `stdio`: stdin/stdout; [`channel_io`]: channels
+//! - [`app`]: the application-side traits; `stdio`: stdin/stdout; [`shared_stdio`]: stdin and
+//!   stdout shared by a listener's concurrent sessions (as `ncat -k`); [`channel_io`]: channels
 //!   for services written as async code; [`plain`]: plain TCP (no msock) copying.
 //! - [`keys`]: keys on disk (listener and client identities, pinned peers, pre-shared keys);
 //!   [`authorized`]: the client keys a listener admits (`--authorized-keys`);
@@ -38,6 +39,7 @@ pub mod policy;
 pub mod reconnect;
 pub mod server;
 pub mod services;
+pub mod shared_stdio;
 pub(crate) mod stdio;
 pub mod sys;
 
@@ -46,4 +48,5 @@ pub use client::{resolve, ConnectError, Family};
 pub use conn::FlowConn;
 pub use driver::{AttachRequest, DriveError, Driver, Outcome, PathReport, Snapshot, Totals};
 pub use listener::{DetectPolicy, Incoming, Routes};
+pub use shared_stdio::SharedStdio;
 pub use stdio::{StdinSource, StdoutSink};

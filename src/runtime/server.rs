@@ -14,6 +14,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use super::authorized::{AuthorizedKeys, Verdict};
 use super::client::{resolve, ConnectError, Family};
@@ -21,7 +22,7 @@ use super::conn::{bind_listener, FlowConn};
 use super::control::{self, ControlPlane, ControlRoutes};
 use super::driver::{AttachRequest, ServerSide, Side};
 use super::events::Events;
-use super::listener::{accept_loop, DetectPolicy, Incoming, Routes};
+use super::listener::{accept_loop, DetectPolicy, Incoming, Pending, Routes};
 use super::{netwatch, AppSink, AppSource, Driver};
 use crate::proto::handshake::fingerprint;
 use crate::proto::{Config, Frame, PathId, ServerHandshake, Service, Session, SessionError};
@@ -52,6 +53,11 @@ pub struct Server {
     control_routes: ControlRoutes,
     /// The control sockets (one per address family), on the listening port.
     control: Vec<Arc<UdpSocket>>,
+    /// The connections being classified now, on every socket of this listener.
+    pending: Pending,
+    /// Address and link changes, watched once for every session (one netlink socket and
+    /// buffer per listener, not per session).
+    netwatch: NetFanout,
 }
 
 /// Why a client was turned away before any session began (it is told; the listener goes on
@@ -92,10 +98,12 @@ impl Server {
     /// A listener on `listeners`, with one control socket per address family.
     pub fn new(listeners: &[TcpListener], config: ServerConfig) -> Arc<Self> {
         let server = Server {
-            config,
             routes: Arc::new(Mutex::new(HashMap::new())),
             control_routes: Arc::new(Mutex::new(HashMap::new())),
             control: bind_control(listeners),
+            pending: Pending::new(config.detect.max_pending),
+            netwatch: NetFanout::start(),
+            config,
         };
         for socket in server.control.iter() {
             tokio::spawn(control::route(
@@ -110,7 +118,13 @@ impl Server {
     /// everything else to `tx`.
     pub fn listen(self: &Arc<Self>, listener: TcpListener, tx: mpsc::Sender<Incoming>) {
         let (policy, routes) = (self.config.detect.clone(), self.routes.clone());
-        tokio::spawn(accept_loop(listener, policy, routes, tx));
+        tokio::spawn(accept_loop(
+            listener,
+            policy,
+            routes,
+            self.pending.clone(),
+            tx,
+        ));
     }
 
     /// Treats `stream` (a connection we made, such as a relay's spliced flowpath) exactly
@@ -122,7 +136,7 @@ impl Server {
         tx: mpsc::Sender<Incoming>,
     ) {
         let (policy, routes) = (self.config.detect.clone(), self.routes.clone());
-        super::listener::inject(stream, peer, policy, routes, tx);
+        super::listener::inject(stream, peer, policy, routes, &self.pending, tx);
     }
 
     /// Accepts the session `hello` opens on `conn`: answers WELCOME, and for an encrypted
@@ -324,11 +338,42 @@ impl Accepted {
         let mut driver = Driver::new(self.session, self.epoch, side, events, input, output);
         driver.add_path(PathId(0), self.conn);
         driver.set_resume_timeout(self.guard.server.config.resume_timeout);
-        driver.set_netwatch(netwatch::spawn());
+        driver.set_netwatch(self.guard.server.netwatch.subscribe());
         if let Some(c) = self.control {
             driver.set_control(c);
         }
         (driver, self.guard)
+    }
+}
+
+/// One watcher of the machine's addresses and links, its signals handed to every session.
+#[derive(Clone, Default)]
+struct NetFanout(Arc<Mutex<Vec<mpsc::Sender<()>>>>);
+
+impl NetFanout {
+    /// Starts the watcher (a task, for the life of the process).
+    fn start() -> Self {
+        let me = NetFanout::default();
+        let subs = me.0.clone();
+        let mut changes = netwatch::spawn();
+        tokio::spawn(async move {
+            while changes.recv().await.is_some() {
+                // A session with a signal still pending needs no second one.
+                subs.lock()
+                    .expect("netwatch lock")
+                    .retain(|tx| !matches!(tx.try_send(()), Err(TrySendError::Closed(_))));
+            }
+        });
+        me
+    }
+
+    /// A new session's signals (coalesced, as [`netwatch::spawn`] gives them).
+    fn subscribe(&self) -> mpsc::Receiver<()> {
+        let (tx, rx) = mpsc::channel(1);
+        let mut subs = self.0.lock().expect("netwatch lock");
+        subs.retain(|s| !s.is_closed());
+        subs.push(tx);
+        rx
     }
 }
 

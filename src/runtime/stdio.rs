@@ -102,6 +102,22 @@ impl StdoutSink {
         }
     }
 
+    /// Another sink writing to the same stdout through the same thread (for a session of a
+    /// listener that serves several at once; each chunk is written whole). Its `finish` does
+    /// not wait: the original's does, for every handle to be dropped.
+    pub fn handle(&self) -> StdoutSink {
+        let tx = self.tx.get_ref().cloned();
+        let mut tx = tx.map_or_else(|| PollSender::new(mpsc::channel(1).0), PollSender::new);
+        if self.tx.is_closed() {
+            tx.close();
+        }
+        StdoutSink {
+            tx,
+            thread: None,
+            error: self.error.clone(),
+        }
+    }
+
     fn take_error(&self) -> io::Error {
         self.error
             .lock()

@@ -25,8 +25,9 @@ use crate::runtime::conn::bind_listener;
 use crate::runtime::ifaces::{self, IfaceKind};
 use crate::runtime::policy::{Binding, Policy};
 use crate::runtime::server::{Server as Listener, ServerConfig};
-use crate::runtime::services::{Route, Services};
+use crate::runtime::services::{Limits, Next, Services};
 use crate::runtime::DetectPolicy;
+use tokio::task::JoinError;
 
 /// Loopback addresses the striped test uses (those this machine lets us bind).
 const STRIPE_ADDRS: [Ipv4Addr; 3] = [
@@ -310,27 +311,29 @@ async fn serve(
                 magics: services.magics(),
                 wait: Duration::from_millis(500),
                 handshake_timeout: Duration::from_secs(10),
+                max_pending: 64,
             },
         },
     );
     let (tx, mut rx) = mpsc::channel(16);
     server.listen(listener, tx);
     let _ = addr_tx.send(Ok(addr));
-    loop {
-        tokio::select! {
-            Some(i) = rx.recv() => match services.route(i, &server) {
-                Route::Task(t) => {
-                    tokio::spawn(async move {
-                        if let Err(f) = t.await {
-                            tracing::info!("built-in bench server: {}", f.message);
-                        }
-                    });
-                }
-                Route::Refused(r) => tracing::info!("built-in bench server: {r}"),
-                // Plain TCP is off; a byte-stream session has nothing to talk to.
-                Route::Stream(_) => {}
-            },
-            _ = &mut stop => return,
+    // Bench clients only, served concurrently (byte streams have nothing to talk to here).
+    let limits = Limits {
+        keep_open: true,
+        max_sessions: 64,
+    };
+    let ended = |r: Result<Result<(), Failure>, JoinError>| {
+        match r {
+            Ok(Err(f)) => tracing::info!("built-in bench server: {}", f.message),
+            Err(e) => tracing::info!("built-in bench server: a test failed: {e}"),
+            Ok(Ok(())) => {}
         }
-    }
+        Next::Continue
+    };
+    services
+        .serve(&server, &mut rx, limits, ended, async {
+            let _ = (&mut stop).await;
+        })
+        .await;
 }
