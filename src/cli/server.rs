@@ -68,6 +68,19 @@ pub struct ListenArgs {
     #[arg(long, value_name = "SIZE", requires = "save_dir", value_parser = parse_size)]
     pub max_size: Option<u64>,
 
+    /// Port forwarding: join each session to a new TCP connection to HOST:PORT (like `socat
+    /// TCP-LISTEN,fork TCP:HOST:PORT`) instead of stdin and stdout; sessions are served at the
+    /// same time. Clients use `msock connect --local PORT` or ssh's ProxyCommand. Needs
+    /// --psk-file, or --allow-anyone.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["recv_only", "send_only"])]
+    pub forward: Option<String>,
+
+    /// Let anyone who reaches this listener use --forward (which otherwise requires clients to
+    /// prove a key, such as --psk-file). Plain TCP clients are then forwarded too (unless
+    /// --no-plain).
+    #[arg(long)]
+    pub allow_anyone: bool,
+
     /// Only receive: do not read stdin, close our sending side at once.
     #[arg(long, conflicts_with = "send_only")]
     pub recv_only: bool,

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use super::receive::SaveOptions;
 use super::{ctrl_c, family, finish, futures_poll_once, session_config, Exit, Failure};
 use crate::cli::{parse_listen_addr, ListenArgs};
+use crate::forward::Forward;
 use crate::proto::handshake::fingerprint;
 use crate::proto::{ErrorCode, Service};
 use crate::runtime::events::Events;
@@ -35,6 +36,7 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         }
         None => (None, None), // --relay only
     };
+    let forward = forward_setup(&args)?;
     let mut config = session_config(&args.stream)?;
     if config.encrypt {
         let id = keys::listener_identity().map_err(Failure::local)?;
@@ -96,8 +98,9 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     };
     drop(tx);
 
-    let mut stdin = (!args.recv_only).then(StdinSource::spawn);
-    let mut stdout = (!args.send_only).then(StdoutSink::spawn);
+    let stdio = forward.is_none();
+    let mut stdin = (stdio && !args.recv_only).then(StdinSource::spawn);
+    let mut stdout = (stdio && !args.send_only).then(StdoutSink::spawn);
     let mut queue: VecDeque<Box<StreamClient>> = VecDeque::new();
     // Sessions other than byte streams (files, benchmarks) run concurrently, as tasks.
     let mut tasks: JoinSet<Result<(), Failure>> = JoinSet::new();
@@ -136,7 +139,13 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
                         tracing::info!("{r}");
                         continue;
                     }
-                    Route::Stream(c) => c,
+                    Route::Stream(c) => match &forward {
+                        Some(f) => {
+                            tasks.spawn(forward_one(*c, f.clone(), args.stream.json_events));
+                            continue;
+                        }
+                        None => c,
+                    },
                 }
             }
         };
@@ -188,6 +197,24 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
             _ => {}
         }
     }
+}
+
+/// --forward's settings, if given: the target, and whether clients must prove a key.
+fn forward_setup(args: &ListenArgs) -> Result<Option<Arc<Forward>>, Failure> {
+    let Some(target) = &args.forward else {
+        return Ok(None);
+    };
+    let authenticated = args.stream.psk_file.is_some();
+    let (fam, idle) = (family(&args.stream), args.stream.idle_timeout);
+    let f = Forward::new(target, fam, authenticated, args.allow_anyone, idle);
+    Ok(Some(Arc::new(f.map_err(Failure::local)?)))
+}
+
+/// Serves one byte-stream client of a --forward listener (its own task).
+async fn forward_one(c: StreamClient, f: Arc<Forward>, json: bool) -> Result<(), Failure> {
+    let started = Instant::now();
+    let (r, totals) = crate::forward::serve(c, &f, ctrl_c()).await?;
+    finish(r, totals, started, None, &Events::sessions(json)).await
 }
 
 /// The services this listener offers besides byte streams: benchmarks always (in a session
