@@ -42,6 +42,7 @@ Register-ArgumentCompleter -Native -CommandName 'msock' -ScriptBlock {
             [CompletionResult]::new('--detect-wait', '--detect-wait', [CompletionResultType]::ParameterName, 'How long a new client may stay silent before it is taken for plain TCP')
             [CompletionResult]::new('--save-dir', '--save-dir', [CompletionResultType]::ParameterName, 'Accept files from `msock send-file` into DIR (created if missing). Without it, file offers are refused. Files are verified (BLAKE3) before they get their final name, and an interrupted transfer resumes when the sender runs again')
             [CompletionResult]::new('--max-size', '--max-size', [CompletionResultType]::ParameterName, 'Refuse file offers larger than SIZE in total (e.g. 500M, 4G). Offers larger than the free space in --save-dir are always refused')
+            [CompletionResult]::new('--forward', '--forward', [CompletionResultType]::ParameterName, 'Port forwarding: join each session to a new TCP connection to HOST:PORT (like `socat TCP-LISTEN,fork TCP:HOST:PORT`) instead of stdin and stdout; sessions are served at the same time. Clients use `msock connect --local PORT` or ssh''s ProxyCommand. Needs --psk-file, or --allow-anyone')
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'End a session that has sent and received no data for this long (e.g. 30s, 2m)')
             [CompletionResult]::new('--resume-timeout', '--resume-timeout', [CompletionResultType]::ParameterName, 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree')
             [CompletionResult]::new('--keepalive', '--keepalive', [CompletionResultType]::ParameterName, 'Probe a flowpath with a PING when nothing arrived on it for this long')
@@ -53,6 +54,7 @@ Register-ArgumentCompleter -Native -CommandName 'msock' -ScriptBlock {
             [CompletionResult]::new('--keep-open', '--keep-open', [CompletionResultType]::ParameterName, 'After a session ends, wait for the next one (sessions are served one at a time)')
             [CompletionResult]::new('--no-plain', '--no-plain', [CompletionResultType]::ParameterName, 'Refuse clients that do not speak msock instead of serving them as plain TCP')
             [CompletionResult]::new('--overwrite', '--overwrite', [CompletionResultType]::ParameterName, 'Replace existing files that differ from the ones offered (default: refuse the file and tell the sender)')
+            [CompletionResult]::new('--allow-anyone', '--allow-anyone', [CompletionResultType]::ParameterName, 'Let anyone who reaches this listener use --forward (which otherwise requires clients to prove a key, such as --psk-file). Plain TCP clients are then forwarded too (unless --no-plain)')
             [CompletionResult]::new('--recv-only', '--recv-only', [CompletionResultType]::ParameterName, 'Only receive: do not read stdin, close our sending side at once')
             [CompletionResult]::new('--send-only', '--send-only', [CompletionResultType]::ParameterName, 'Only send: discard whatever the peer sends instead of writing it to stdout')
             [CompletionResult]::new('-4', '-4', [CompletionResultType]::ParameterName, 'Use IPv4 addresses only')
@@ -68,6 +70,7 @@ Register-ArgumentCompleter -Native -CommandName 'msock' -ScriptBlock {
             break
         }
         'msock;connect' {
+            [CompletionResult]::new('--local', '--local', [CompletionResultType]::ParameterName, 'Forward a local TCP port to the listener (like `ssh -L`): accept connections on [ADDR:]PORT (ADDR 127.0.0.1 unless given) and carry each over a session of its own, which keeps the program''s connection alive across moves. The listener runs with --forward HOST:PORT. Runs until interrupted')
             [CompletionResult]::new('-w', '-w', [CompletionResultType]::ParameterName, 'Give up connecting (TCP connect and msock handshake) after this long')
             [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Give up connecting (TCP connect and msock handshake) after this long')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'Local address to connect from (instead of choosing interfaces by a policy)')

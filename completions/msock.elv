@@ -38,6 +38,7 @@ set edit:completion:arg-completer[msock] = {|@words|
             cand --detect-wait 'How long a new client may stay silent before it is taken for plain TCP'
             cand --save-dir 'Accept files from `msock send-file` into DIR (created if missing). Without it, file offers are refused. Files are verified (BLAKE3) before they get their final name, and an interrupted transfer resumes when the sender runs again'
             cand --max-size 'Refuse file offers larger than SIZE in total (e.g. 500M, 4G). Offers larger than the free space in --save-dir are always refused'
+            cand --forward 'Port forwarding: join each session to a new TCP connection to HOST:PORT (like `socat TCP-LISTEN,fork TCP:HOST:PORT`) instead of stdin and stdout; sessions are served at the same time. Clients use `msock connect --local PORT` or ssh''s ProxyCommand. Needs --psk-file, or --allow-anyone'
             cand --idle-timeout 'End a session that has sent and received no data for this long (e.g. 30s, 2m)'
             cand --resume-timeout 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree'
             cand --keepalive 'Probe a flowpath with a PING when nothing arrived on it for this long'
@@ -49,6 +50,7 @@ set edit:completion:arg-completer[msock] = {|@words|
             cand --keep-open 'After a session ends, wait for the next one (sessions are served one at a time)'
             cand --no-plain 'Refuse clients that do not speak msock instead of serving them as plain TCP'
             cand --overwrite 'Replace existing files that differ from the ones offered (default: refuse the file and tell the sender)'
+            cand --allow-anyone 'Let anyone who reaches this listener use --forward (which otherwise requires clients to prove a key, such as --psk-file). Plain TCP clients are then forwarded too (unless --no-plain)'
             cand --recv-only 'Only receive: do not read stdin, close our sending side at once'
             cand --send-only 'Only send: discard whatever the peer sends instead of writing it to stdout'
             cand -4 'Use IPv4 addresses only'
@@ -63,6 +65,7 @@ set edit:completion:arg-completer[msock] = {|@words|
             cand --version 'Print version'
         }
         &'msock;connect'= {
+            cand --local 'Forward a local TCP port to the listener (like `ssh -L`): accept connections on [ADDR:]PORT (ADDR 127.0.0.1 unless given) and carry each over a session of its own, which keeps the program''s connection alive across moves. The listener runs with --forward HOST:PORT. Runs until interrupted'
             cand -w 'Give up connecting (TCP connect and msock handshake) after this long'
             cand --wait 'Give up connecting (TCP connect and msock handshake) after this long'
             cand -s 'Local address to connect from (instead of choosing interfaces by a policy)'

@@ -39,6 +39,7 @@ complete -c msock -n "__fish_msock_using_subcommand listen" -l relay-key-file -d
 complete -c msock -n "__fish_msock_using_subcommand listen" -l detect-wait -d 'How long a new client may stay silent before it is taken for plain TCP' -r
 complete -c msock -n "__fish_msock_using_subcommand listen" -l save-dir -d 'Accept files from `msock send-file` into DIR (created if missing). Without it, file offers are refused. Files are verified (BLAKE3) before they get their final name, and an interrupted transfer resumes when the sender runs again' -r -F
 complete -c msock -n "__fish_msock_using_subcommand listen" -l max-size -d 'Refuse file offers larger than SIZE in total (e.g. 500M, 4G). Offers larger than the free space in --save-dir are always refused' -r
+complete -c msock -n "__fish_msock_using_subcommand listen" -l forward -d 'Port forwarding: join each session to a new TCP connection to HOST:PORT (like `socat TCP-LISTEN,fork TCP:HOST:PORT`) instead of stdin and stdout; sessions are served at the same time. Clients use `msock connect --local PORT` or ssh\'s ProxyCommand. Needs --psk-file, or --allow-anyone' -r
 complete -c msock -n "__fish_msock_using_subcommand listen" -l idle-timeout -d 'End a session that has sent and received no data for this long (e.g. 30s, 2m)' -r
 complete -c msock -n "__fish_msock_using_subcommand listen" -l resume-timeout -d 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree' -r
 complete -c msock -n "__fish_msock_using_subcommand listen" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
@@ -49,6 +50,7 @@ complete -c msock -n "__fish_msock_using_subcommand listen" -l show-key -d 'Prin
 complete -c msock -n "__fish_msock_using_subcommand listen" -s k -l keep-open -d 'After a session ends, wait for the next one (sessions are served one at a time)'
 complete -c msock -n "__fish_msock_using_subcommand listen" -l no-plain -d 'Refuse clients that do not speak msock instead of serving them as plain TCP'
 complete -c msock -n "__fish_msock_using_subcommand listen" -l overwrite -d 'Replace existing files that differ from the ones offered (default: refuse the file and tell the sender)'
+complete -c msock -n "__fish_msock_using_subcommand listen" -l allow-anyone -d 'Let anyone who reaches this listener use --forward (which otherwise requires clients to prove a key, such as --psk-file). Plain TCP clients are then forwarded too (unless --no-plain)'
 complete -c msock -n "__fish_msock_using_subcommand listen" -l recv-only -d 'Only receive: do not read stdin, close our sending side at once'
 complete -c msock -n "__fish_msock_using_subcommand listen" -l send-only -d 'Only send: discard whatever the peer sends instead of writing it to stdout'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s 4 -d 'Use IPv4 addresses only'
@@ -58,6 +60,7 @@ complete -c msock -n "__fish_msock_using_subcommand listen" -l no-encrypt -d 'Do
 complete -c msock -n "__fish_msock_using_subcommand listen" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c msock -n "__fish_msock_using_subcommand listen" -s V -l version -d 'Print version'
+complete -c msock -n "__fish_msock_using_subcommand connect" -l local -d 'Forward a local TCP port to the listener (like `ssh -L`): accept connections on [ADDR:]PORT (ADDR 127.0.0.1 unless given) and carry each over a session of its own, which keeps the program\'s connection alive across moves. The listener runs with --forward HOST:PORT. Runs until interrupted' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -s w -l wait -d 'Give up connecting (TCP connect and msock handshake) after this long' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -s s -l source -d 'Local address to connect from (instead of choosing interfaces by a policy)' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l retry-interval -d 'After losing the connection, try to reconnect this often (re-resolving HOST each time) until --resume-timeout' -r
