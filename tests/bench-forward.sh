@@ -68,14 +68,14 @@ wait_port "$SSH_LG" $!
 
 # msock: a forwarding listener and a --local in front of it, per target and encryption setting.
 echo "bench forward key" >"$tmp/psk"
-msock_pair() { # NAME TARGET_PORT ARGS...: sets pair_port to the --local port
-    "$MSOCK" listen -k 127.0.0.1:0 --forward "127.0.0.1:$2" "${@:3}" 2>"$tmp/$1.l.err" &
+msock_pair() { # NAME TARGET_PORT ARGS...: sets pair_port to the --local port (ARGS on both ends)
+    "$MSOCK" listen -k 127.0.0.1:0 --forward "127.0.0.1:$2" "${@:3}" ${ANYONE:+"$ANYONE"} 2>"$tmp/$1.l.err" &
     local lp; lp=$(listen_port "$tmp/$1.l.err" $!)
     "$MSOCK" connect --local 0 "${@:3}" "127.0.0.1:$lp" 2>"$tmp/$1.c.err" &
     pair_port=$(listen_port "$tmp/$1.c.err" $!)
 }
 msock_pair enc "$SINK" --psk-file "$tmp/psk"; PORT_enc=$pair_port
-msock_pair plain "$SINK" --no-encrypt --allow-anyone; PORT_plain=$pair_port
+ANYONE=--allow-anyone msock_pair plain "$SINK" --no-encrypt; PORT_plain=$pair_port
 msock_pair greet "$GREET" --psk-file "$tmp/psk"; PORT_greet=$pair_port
 # socat forwarding, two hops like the others (a client side and a server side relay).
 SO2=$(free_port); SO1=$(free_port)
