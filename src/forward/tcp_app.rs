@@ -102,8 +102,9 @@ impl Drop for TcpSink {
 pub struct TcpEnd(Arc<TcpStream>);
 
 impl TcpEnd {
-    /// Closes the connection: with a reset when the session failed (so that the program sees
-    /// an error, not a clean end of file it could take for a complete transfer).
+    /// Closes the connection; when the session failed, with a reset (after the end of file
+    /// the sink sent when the driver dropped it), so that a program still sending gets an
+    /// error instead of its bytes silently going nowhere.
     pub fn close(self, failed: bool) {
         if failed {
             let _ = SockRef::from(&*self.0).set_linger(Some(std::time::Duration::ZERO));
