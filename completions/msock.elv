@@ -40,6 +40,7 @@ set edit:completion:arg-completer[msock] = {|@words|
             cand --detect-wait 'How long a new client may stay silent before it is taken for plain TCP (or, without --allow-plain, closed)'
             cand --save-dir 'Accept files from `msock send-file` into DIR (created if missing). Without it, file offers are refused. Files are verified (BLAKE3) before they get their final name, and an interrupted transfer resumes when the sender runs again'
             cand --max-size 'Refuse file offers larger than SIZE in total (e.g. 500M, 4G). Offers larger than the free space in --save-dir are always refused'
+            cand --forward 'Port forwarding: join each session to a new TCP connection to HOST:PORT (like `socat TCP-LISTEN,fork TCP:HOST:PORT`) instead of stdin and stdout; sessions are served at the same time. Clients use `msock connect --local PORT` or ssh''s ProxyCommand. Needs --authorized-keys or --psk-file, or --allow-anyone'
             cand --idle-timeout 'End a session that has sent and received no data for this long (e.g. 30s, 2m)'
             cand --resume-timeout 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree'
             cand --keepalive 'Probe a flowpath with a PING when nothing arrived on it for this long'
@@ -47,7 +48,7 @@ set edit:completion:arg-completer[msock] = {|@words|
             cand --congestion 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system''s'
             cand --psk-file 'Also require a pre-shared key, read from FILE (any secret text; both ends need the same file). Sessions then need both the listener''s key and this one'
             cand --show-key 'Print this listener''s key fingerprint (to give to clients for --peer-key) and exit. The key is created on first use, in the config directory (see ENCRYPTION below)'
-            cand --allow-anyone 'Let --exec, --sh-exec and --forward serve clients whose key is not authorized; without it they need --authorized-keys or --psk-file'
+            cand --allow-anyone 'Let --exec, --sh-exec and --forward serve clients whose key is not authorized; without it they need --authorized-keys or --psk-file. Plain TCP clients (which prove no key) reach a program or a forward target only with this and --allow-plain'
             cand -k 'Keep listening: serve clients at the same time (up to --max-sessions) and go on after each (see "Several clients" below for stdin and stdout)'
             cand --keep-open 'Keep listening: serve clients at the same time (up to --max-sessions) and go on after each (see "Several clients" below for stdin and stdout)'
             cand --allow-plain 'Also serve clients that do not speak msock (nc, telnet) as plain TCP: NOT encrypted, NOT authenticated, no mobility; stderr says so for each. Without it they get one line saying so and are closed'
@@ -66,6 +67,7 @@ set edit:completion:arg-completer[msock] = {|@words|
             cand --version 'Print version'
         }
         &'msock;connect'= {
+            cand --local 'Forward a local TCP port to the listener (like `ssh -L`): accept connections on [ADDR:]PORT (ADDR 127.0.0.1 unless given) and carry each over a session of its own, which keeps the program''s connection alive across moves. The listener runs with --forward HOST:PORT. Runs until interrupted'
             cand -w 'Give up connecting (TCP connect and msock handshake) after this long'
             cand --wait 'Give up connecting (TCP connect and msock handshake) after this long'
             cand -s 'Local address to connect from (instead of choosing interfaces by a policy)'

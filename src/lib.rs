@@ -10,8 +10,9 @@
 //!      |
 //!   cmd  (cli, docs)          arguments -> configurations; printing, progress, tables, JSON
 //!      |
-//!   transfer   bench   relay  services: each a protocol of its own over a session
-//!      |                      (the relay: over spliced flowpaths)
+//!   transfer bench relay      services: each a protocol of its own over a session
+//!   forward                   (the relay: over spliced flowpaths; forward: over TCP)
+//!      |
 //!   runtime                   tokio glue: server, client, one driver per session,
 //!      |                      interfaces, control socket, events, process helpers
 //!   proto                     sans-IO core: codec, frames, Session, buffers, handshake, records
@@ -28,6 +29,7 @@
 //! | [`runtime`] | sockets, timers and the application's byte streams around a session: accepting and routing flowpaths, opening and reconnecting them, interface policy, address watching |
 //! | [`transfer`] | `send-file` / `listen --save-dir`: its messages, name checks, sender and receiver |
 //! | [`bench`](mod@bench) | the throughput test of `msock bench`: its protocol, meters, both ends, the TCP baseline |
+//! | [`forward`] | port forwarding: `listen --forward` joins sessions to TCP connections, `connect --local` carries local ones |
 //! | [`relay`] | `msock proxy` (registry, splicing, typed wire per direction) and its listener and client sides |
 //! | [`cli`] | the clap definition of every flag (arguments only) |
 //! | [`cmd`] | one module per subcommand: arguments to configurations, output, exit codes |
@@ -37,6 +39,7 @@ pub mod bench;
 pub mod cli;
 pub mod cmd;
 pub mod docs;
+pub mod forward;
 pub mod proto;
 pub mod relay;
 pub mod runtime;

@@ -32,6 +32,15 @@ pub struct ConnectArgs {
     ])]
     pub plain: bool,
 
+    /// Forward a local TCP port to the listener (like `ssh -L`): accept connections on
+    /// [ADDR:]PORT (ADDR 127.0.0.1 unless given) and carry each over a session of its own,
+    /// which keeps the program's connection alive across moves. The listener runs with
+    /// --forward HOST:PORT. Runs until interrupted.
+    #[arg(long, value_name = "[ADDR:]PORT", conflicts_with_all = [
+        "plain", "list_ifaces", "recv_only", "send_only",
+    ])]
+    pub local: Option<String>,
+
     /// Print the network interfaces msock sees, what kind each is (wifi, cellular, ethernet,
     /// loopback, tunnel, other) and how that was decided (sysfs, name, user, flags), then exit
     /// without connecting.

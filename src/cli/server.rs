@@ -77,7 +77,8 @@ pub struct ListenArgs {
     pub authorized_keys: Option<std::path::PathBuf>,
 
     /// Let --exec, --sh-exec and --forward serve clients whose key is not authorized;
-    /// without it they need --authorized-keys or --psk-file.
+    /// without it they need --authorized-keys or --psk-file. Plain TCP clients (which prove
+    /// no key) reach a program or a forward target only with this and --allow-plain.
     #[arg(long)]
     pub allow_anyone: bool,
 
@@ -118,6 +119,13 @@ pub struct ListenArgs {
     /// free space in --save-dir are always refused.
     #[arg(long, value_name = "SIZE", requires = "save_dir", value_parser = parse_size)]
     pub max_size: Option<u64>,
+
+    /// Port forwarding: join each session to a new TCP connection to HOST:PORT (like `socat
+    /// TCP-LISTEN,fork TCP:HOST:PORT`) instead of stdin and stdout; sessions are served at the
+    /// same time. Clients use `msock connect --local PORT` or ssh's ProxyCommand. Needs
+    /// --authorized-keys or --psk-file, or --allow-anyone.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["recv_only", "send_only"])]
+    pub forward: Option<String>,
 
     /// Only receive: do not read stdin, close our sending side at once.
     #[arg(long, conflicts_with = "send_only")]

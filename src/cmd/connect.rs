@@ -2,13 +2,15 @@
 //! stdin to it and it to stdout.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::dial::{check_dest, check_source, dial};
 use super::{ctrl_c, family, finish, Failure};
-use crate::cli::ConnectArgs;
+use crate::cli::{parse_listen_addr, ConnectArgs};
 use crate::proto::Service;
 use crate::runtime::events::Events;
+use crate::runtime::server::bind_all;
 use crate::runtime::{client, ifaces, plain, resolve, StdinSource, StdoutSink};
 
 /// Runs `msock connect`.
@@ -30,6 +32,9 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
     check_source(args.dial.source)?;
     let started = Instant::now();
     super::apply_process_settings(&args.stream)?;
+    if let Some(local) = &args.local {
+        return forward_local(local, &dest, &args).await;
+    }
     let events = Events::sessions(args.stream.json_events);
     let input = (!args.recv_only).then(StdinSource::spawn);
     let mut stdout = (!args.send_only).then(StdoutSink::spawn);
@@ -65,6 +70,50 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
     driver.set_interrupt(ctrl_c());
     let (r, totals) = driver.run().await;
     finish(r, totals, started, stdout, &events).await
+}
+
+/// `msock connect --local [ADDR:]PORT DEST`: carries each connection to the local port over a
+/// session of its own, until interrupted.
+async fn forward_local(local: &str, dest: &str, args: &ConnectArgs) -> Result<(), Failure> {
+    let (host, port) = parse_listen_addr(local).map_err(Failure::local)?;
+    let host = host.unwrap_or_else(|| "127.0.0.1".into());
+    // Take over Ctrl-C before announcing the port (exit status 130, as `listen`).
+    let mut interrupted = Box::pin(ctrl_c());
+    super::futures_poll_once(interrupted.as_mut()).await;
+    let listeners = bind_all(Some(&host), port, family(&args.stream)).await?;
+    for l in &listeners {
+        let a = l.local_addr().map_err(Failure::local)?;
+        match port {
+            0 => eprintln!("msock: listening on {a}"),
+            _ => tracing::info!("listening on {a}"),
+        }
+    }
+    let shared = Arc::new((dest.to_owned(), args.dial.clone(), args.stream.clone()));
+    let carry = move |source, sink, peer: SocketAddr| {
+        let shared = shared.clone();
+        async move {
+            let (dest, dial_args, stream) = &*shared;
+            let started = Instant::now();
+            let run = async {
+                let input = Some(source);
+                let mut driver =
+                    dial(dest, dial_args, stream, Service::Stream, input, Some(sink)).await?;
+                driver.set_interrupt(ctrl_c());
+                let (r, totals) = driver.run().await;
+                let events = Events::sessions(stream.json_events);
+                finish(r, totals, started, None, &events).await
+            };
+            let r: Result<(), Failure> = run.await;
+            if let Err(f) = &r {
+                if !f.message.is_empty() {
+                    eprintln!("msock: local connection from {peer}: {}", f.message);
+                }
+            }
+            r.is_err()
+        }
+    };
+    crate::forward::local::serve(listeners, carry, interrupted).await;
+    Err(Failure::interrupted())
 }
 
 /// `msock connect --list-ifaces`: prints the interfaces and their kinds on stdout.

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::receive::SaveOptions;
 use super::{ctrl_c, family, finish, futures_poll_once, session_config, Exit, Failure};
 use crate::cli::{parse_listen_addr, ListenArgs};
+use crate::forward::Forward;
 use crate::proto::handshake::fingerprint;
 use crate::proto::Service;
 use crate::runtime::authorized::AuthorizedKeys;
@@ -37,6 +38,7 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         }
         None => (None, None), // --relay only
     };
+    let forward = forward_setup(&args)?;
     let mut config = session_config(&args.stream)?;
     let authorized = match &args.authorized_keys {
         Some(p) => Some(Arc::new(AuthorizedKeys::load(p).map_err(Failure::local)?)),
@@ -74,18 +76,27 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         )),
         None => None,
     };
-    let stdio = SharedStdio::start(!args.recv_only, !args.send_only);
+    // Stdin and stdout are used only when byte streams are attached to them.
+    let stdio_used = forward.is_none();
+    let stdio = SharedStdio::start(
+        stdio_used && !args.recv_only,
+        stdio_used && !args.send_only,
+    );
     let mut services = services(&args, save);
-    // What a byte-stream session (or plain TCP client) is attached to: stdin and stdout.
+    // What a byte-stream session (or plain TCP client) is attached to: a forward target, or
+    // stdin and stdout.
     let (shared, idle, json) = (
         stdio.clone(),
         args.stream.idle_timeout,
         args.stream.json_events,
     );
-    services.stream(move |client| {
-        let stdio = shared.clone();
-        async move { serve(client, &stdio, idle, json).await }
-    });
+    match forward {
+        Some(f) => services.stream(move |client| forward_one(client, f.clone(), json)),
+        None => services.stream(move |client| {
+            let stdio = shared.clone();
+            async move { serve(client, &stdio, idle, json).await }
+        }),
+    }
     if args.allow_plain {
         tracing::info!(
             "plain TCP clients are served (--allow-plain): not encrypted, not authenticated"
@@ -173,6 +184,24 @@ fn session_ended(
         r if !keep_open => Next::Stop(r),
         _ => Next::Continue,
     }
+}
+
+/// --forward's settings, if given: the target, and whether clients must prove a key.
+fn forward_setup(args: &ListenArgs) -> Result<Option<Arc<Forward>>, Failure> {
+    let Some(target) = &args.forward else {
+        return Ok(None);
+    };
+    let authenticated = args.stream.psk_file.is_some() || args.authorized_keys.is_some();
+    let (fam, idle) = (family(&args.stream), args.stream.idle_timeout);
+    let f = Forward::new(target, fam, authenticated, args.allow_anyone, idle);
+    Ok(Some(Arc::new(f.map_err(Failure::local)?)))
+}
+
+/// Serves one byte-stream client of a --forward listener (its own task).
+async fn forward_one(c: StreamClient, f: Arc<Forward>, json: bool) -> Result<(), Failure> {
+    let started = Instant::now();
+    let (r, totals) = crate::forward::serve(c, &f, ctrl_c()).await?;
+    finish(r, totals, started, None, &Events::sessions(json)).await
 }
 
 /// The services this listener offers besides byte streams: benchmarks always (in a session

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test crate uses a different subset
 
+pub mod sshd;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
