@@ -233,11 +233,15 @@ fn forward_needs_a_key_or_allow_anyone() {
     assert!(e.stderr.contains("HOST:PORT"), "{}", e.stderr);
 
     // With a pre-shared key it runs; clients without the key, and plain TCP clients (which
-    // cannot prove one), never reach the target.
+    // cannot prove one, even where --allow-plain lets them in), never reach the target.
     let psk = temp_file_with(b"forwarding test key");
     let psk = psk.path().to_str().unwrap().to_owned();
     let (target, accepted) = server(echo);
-    let c = chain(target, &["--psk-file", &psk], &["--psk-file", &psk]);
+    let c = chain(
+        target,
+        &["--psk-file", &psk, "--allow-plain"],
+        &["--psk-file", &psk],
+    );
     assert_eq!(
         round_trip(c.addr, b"with the key".to_vec()),
         b"with the key"
