@@ -10,7 +10,7 @@
 //!      |
 //!   cmd  (cli, docs)          arguments -> configurations; printing, progress, tables, JSON
 //!      |
-//!   transfer   bench   relay  services: each a protocol of its own over a session
+//!   transfer bench relay program  services: each a protocol of its own over a session
 //!      |                      (the relay: over spliced flowpaths)
 //!   runtime                   tokio glue: server, client, one driver per session,
 //!      |                      interfaces, control socket, events, process helpers
@@ -28,6 +28,7 @@
 //! | [`runtime`] | sockets, timers and the application's byte streams around a session: accepting and routing flowpaths, opening and reconnecting them, interface policy, address watching |
 //! | [`transfer`] | `send-file` / `listen --save-dir`: its messages, name checks, sender and receiver |
 //! | [`bench`](mod@bench) | the throughput test of `msock bench`: its protocol, meters, both ends, the TCP baseline |
+//! | [`program`] | `listen --exec/--sh-exec [--pty]`: a program per session, its messages (input, output, window size, exit status), pseudo-terminals, the client's raw terminal |
 //! | [`relay`] | `msock proxy` (registry, splicing, typed wire per direction) and its listener and client sides |
 //! | [`cli`] | the clap definition of every flag (arguments only) |
 //! | [`cmd`] | one module per subcommand: arguments to configurations, output, exit codes |
@@ -37,6 +38,7 @@ pub mod bench;
 pub mod cli;
 pub mod cmd;
 pub mod docs;
+pub mod program;
 pub mod proto;
 pub mod relay;
 pub mod runtime;

@@ -35,6 +35,7 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         }
         None => (None, None), // --relay only
     };
+    let program = super::exec::spec(&args)?;
     let mut config = session_config(&args.stream)?;
     if config.encrypt {
         let id = keys::listener_identity().map_err(Failure::local)?;
@@ -68,7 +69,10 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         )),
         None => None,
     };
-    let services = services(&args, save);
+    let mut services = services(&args, save);
+    if let Some(p) = &program {
+        super::exec::offer(&mut services, p.clone());
+    }
     let server = Server::new(
         &listeners,
         ServerConfig {
@@ -96,8 +100,9 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     };
     drop(tx);
 
-    let mut stdin = (!args.recv_only).then(StdinSource::spawn);
-    let mut stdout = (!args.send_only).then(StdoutSink::spawn);
+    // A program listener's sessions go to its program, not to our stdin and stdout.
+    let mut stdin = (!args.recv_only && program.is_none()).then(StdinSource::spawn);
+    let mut stdout = (!args.send_only && program.is_none()).then(StdoutSink::spawn);
     let mut queue: VecDeque<Box<StreamClient>> = VecDeque::new();
     // Sessions other than byte streams (files, benchmarks) run concurrently, as tasks.
     let mut tasks: JoinSet<Result<(), Failure>> = JoinSet::new();
@@ -141,7 +146,7 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
             }
         };
         let result = {
-            let serve = serve(*next, &args, stdin.as_mut(), stdout.as_mut());
+            let serve = serve(*next, &args, &program, stdin.as_mut(), stdout.as_mut());
             tokio::pin!(serve);
             // While one stream session runs, newer stream clients wait (-k) or are turned
             // away; other services run alongside.
@@ -290,9 +295,13 @@ fn turn_away(i: Incoming) {
 async fn serve(
     client: StreamClient,
     args: &ListenArgs,
+    program: &Option<Arc<crate::program::Spec>>,
     stdin: Option<&mut StdinSource>,
     stdout: Option<&mut StdoutSink>,
 ) -> Result<(), Failure> {
+    if let Some(p) = program {
+        return super::exec::serve_stream(client, p.clone(), args.allow_anyone).await;
+    }
     let started = Instant::now();
     let events = Events::sessions(args.stream.json_events);
     match client {

@@ -73,6 +73,10 @@ pub enum Service {
     File,
     /// A throughput measurement (`bench` → any `listen`).
     Bench,
+    /// A program run by the listener for this session (`connect` → `listen --exec`): the
+    /// stream carries the program service's messages (its input, output, window size and
+    /// exit status), not raw bytes.
+    Program,
     /// A service this implementation does not know (from a newer peer).
     Other(u8),
 }
@@ -84,6 +88,7 @@ impl Service {
             Service::Stream => 0,
             Service::File => 1,
             Service::Bench => 2,
+            Service::Program => 3,
             Service::Other(c) => c,
         }
     }
@@ -93,6 +98,7 @@ impl Service {
             0 => Service::Stream,
             1 => Service::File,
             2 => Service::Bench,
+            3 => Service::Program,
             c => Service::Other(c),
         }
     }
@@ -104,6 +110,7 @@ impl std::fmt::Display for Service {
             Service::Stream => f.write_str("byte stream"),
             Service::File => f.write_str("file transfer"),
             Service::Bench => f.write_str("benchmark"),
+            Service::Program => f.write_str("program"),
             Service::Other(c) => write!(f, "unknown service {c}"),
         }
     }
@@ -133,6 +140,9 @@ pub enum ErrorCode {
     /// The listener does not offer the service the client asked for (e.g. a file transfer to
     /// a listener without a save directory).
     Refused,
+    /// The listener runs a program for each session and serves no raw byte streams: the
+    /// client should open a [`Service::Program`] session instead.
+    ProgramOnly,
     /// A code this implementation does not know.
     Other(u16),
 }
@@ -150,6 +160,7 @@ impl ErrorCode {
             ErrorCode::IdleTimeout => 7,
             ErrorCode::Aborted => 8,
             ErrorCode::Refused => 9,
+            ErrorCode::ProgramOnly => 10,
             ErrorCode::Other(c) => c,
         }
     }
@@ -165,6 +176,7 @@ impl ErrorCode {
             7 => ErrorCode::IdleTimeout,
             8 => ErrorCode::Aborted,
             9 => ErrorCode::Refused,
+            10 => ErrorCode::ProgramOnly,
             c => ErrorCode::Other(c),
         }
     }
@@ -182,6 +194,7 @@ impl std::fmt::Display for ErrorCode {
             ErrorCode::IdleTimeout => f.write_str("idle timeout"),
             ErrorCode::Aborted => f.write_str("aborted"),
             ErrorCode::Refused => f.write_str("service refused"),
+            ErrorCode::ProgramOnly => f.write_str("program sessions only"),
             ErrorCode::Other(c) => write!(f, "error code {c}"),
         }
     }
