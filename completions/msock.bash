@@ -355,7 +355,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__listen)
-            opts="-k -4 -6 -v -h -V --show-key --relay --name --relay-key-file --keep-open --no-plain --detect-wait --save-dir --overwrite --max-size --recv-only --send-only --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
+            opts="-k -e -c -4 -6 -v -h -V --show-key --relay --name --relay-key-file --keep-open --no-plain --detect-wait --save-dir --overwrite --max-size --exec --sh-exec --pty --stderr --allow-anyone --recv-only --send-only --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -382,6 +382,22 @@ _msock() {
                     return 0
                     ;;
                 --max-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exec)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -e)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sh-exec)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -62,11 +62,7 @@ fn sh_exec_sees_the_session_environment_and_its_status_is_connects() {
     // No client keys yet: the variable is left unset.
     assert!(line.ends_with(" K=unset"), "MSOCK_PEER_KEY: {line:?}");
     // A second session gets another id, and a status of 0 is connect's 0.
-    let l2 = program_listener(&[
-        "--allow-anyone",
-        "--exec",
-        "/bin/echo hello   world\\ !",
-    ]);
+    let l2 = program_listener(&["--allow-anyone", "--exec", "/bin/echo hello   world\\ !"]);
     let (e, out) = run_connect(&l2, &[], b"");
     assert_eq!(e.code, Some(0), "connect stderr: {}", e.stderr);
     assert_eq!(out, b"hello world !\n");
@@ -90,7 +86,10 @@ fn input_reaches_the_program_byte_for_byte() {
         hex(&sha2::Sha256::digest(&data))
     };
     let got = String::from_utf8_lossy(&out);
-    assert!(got.starts_with(&want), "sha256sum said {got:?}, want {want}");
+    assert!(
+        got.starts_with(&want),
+        "sha256sum said {got:?}, want {want}"
+    );
 }
 
 #[test]
@@ -100,7 +99,11 @@ fn stderr_goes_to_the_client_only_with_the_flag() {
     let (e, out) = run_connect(&l, &[], b"");
     assert_eq!(e.code, Some(0), "connect stderr: {}", e.stderr);
     assert_eq!(out, b"out\n");
-    assert!(!e.stderr.contains("to-stderr"), "client got stderr: {}", e.stderr);
+    assert!(
+        !e.stderr.contains("to-stderr"),
+        "client got stderr: {}",
+        e.stderr
+    );
     l.proc.wait(SHORT);
     assert!(
         l.proc.stderr.text().contains("to-stderr"),
@@ -112,7 +115,11 @@ fn stderr_goes_to_the_client_only_with_the_flag() {
     let (e, out) = run_connect(&l, &[], b"");
     assert_eq!(e.code, Some(0), "connect stderr: {}", e.stderr);
     assert_eq!(out, b"out\n");
-    assert!(e.stderr.contains("to-stderr"), "client stderr: {}", e.stderr);
+    assert!(
+        e.stderr.contains("to-stderr"),
+        "client stderr: {}",
+        e.stderr
+    );
 }
 
 #[test]
@@ -196,7 +203,12 @@ fn a_plain_tcp_client_gets_the_programs_raw_stdio_only_with_allow_anyone() {
     let dir = tempdir();
     let psk = dir.path().join("psk");
     std::fs::write(&psk, "another shared secret for exec\n").unwrap();
-    let l = program_listener(&["--psk-file", psk.to_str().unwrap(), "--sh-exec", "echo leaked"]);
+    let l = program_listener(&[
+        "--psk-file",
+        psk.to_str().unwrap(),
+        "--sh-exec",
+        "echo leaked",
+    ]);
     let mut s = tcp_connect(l.addr, SHORT);
     let _ = s.write_all(b"hello\n");
     let (got, _) = read_to_end_bounded(&mut s);
@@ -264,7 +276,12 @@ fn a_pty_shell_through_tmux_sees_window_sizes_and_the_terminal_is_restored() {
         println!("SKIPPED: tmux is not installed (apt-get install -y tmux)");
         return;
     }
-    let l = program_listener(&["--allow-anyone", "--pty", "--sh-exec", "PS1='rsh$ ' exec sh"]);
+    let l = program_listener(&[
+        "--allow-anyone",
+        "--pty",
+        "--sh-exec",
+        "PS1='rsh$ ' exec sh",
+    ]);
     let tmux = Tmux(format!("msock-exec-{}", std::process::id()));
     // The outer shell runs msock connect, then shows its status and whether the terminal has
     // its line editing (icanon) back.
@@ -275,9 +292,23 @@ fn a_pty_shell_through_tmux_sees_window_sizes_and_the_terminal_is_restored() {
         l.dest()
     );
     let o = tmux.cmd(&[
-        "new-session", "-d", "-s", "t", "-x", "80", "-y", "24", "sh", "-c", &script,
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        "sh",
+        "-c",
+        &script,
     ]);
-    assert!(o.status.success(), "tmux: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "tmux: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     tmux.type_line("stty size");
     assert!(tmux.wait_line("24 80"), "screen:\n{}", tmux.screen());
     // While connected, the local terminal (tmux's pane) is in raw mode.
@@ -291,7 +322,11 @@ fn a_pty_shell_through_tmux_sees_window_sizes_and_the_terminal_is_restored() {
     while !tmux.screen().contains("/dev/PTS/") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(tmux.screen().contains("/dev/PTS/"), "screen:\n{}", tmux.screen());
+    assert!(
+        tmux.screen().contains("/dev/PTS/"),
+        "screen:\n{}",
+        tmux.screen()
+    );
     tmux.type_line("exit 5");
     assert!(tmux.wait_line("EXIT=5"), "screen:\n{}", tmux.screen());
     // Raw mode is off again: icanon, not -icanon.
@@ -301,10 +336,17 @@ fn a_pty_shell_through_tmux_sees_window_sizes_and_the_terminal_is_restored() {
 
 /// The line-editing mode of the tmux pane's terminal: "icanon" or "-icanon" (raw).
 fn pane_mode(tmux: &Tmux) -> String {
-    let tty = String::from_utf8_lossy(&tmux.cmd(&["display", "-p", "-t", "t", "#{pane_tty}"]).stdout)
-        .trim()
-        .to_owned();
-    let o = Command::new("stty").args(["-a", "-F", &tty]).output().expect("run stty");
+    let tty = String::from_utf8_lossy(
+        &tmux
+            .cmd(&["display", "-p", "-t", "t", "#{pane_tty}"])
+            .stdout,
+    )
+    .trim()
+    .to_owned();
+    let o = Command::new("stty")
+        .args(["-a", "-F", &tty])
+        .output()
+        .expect("run stty");
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     text.split([' ', ';', '\n'])
         .find(|w| w.trim_start_matches('-') == "icanon")
@@ -318,7 +360,12 @@ fn a_terminated_client_restores_its_terminal_first() {
         println!("SKIPPED: tmux is not installed (apt-get install -y tmux)");
         return;
     }
-    let l = program_listener(&["--allow-anyone", "--pty", "--sh-exec", "PS1='rsh$ ' exec sh"]);
+    let l = program_listener(&[
+        "--allow-anyone",
+        "--pty",
+        "--sh-exec",
+        "PS1='rsh$ ' exec sh",
+    ]);
     let tmux = Tmux(format!("msock-exec-term-{}", std::process::id()));
     let script = format!(
         "sh -c 'echo PID=$$; MSOCK_CONFIG_DIR=\"{}\" exec \"{}\" connect {}'; echo EXIT=$?; sleep 60",
@@ -326,8 +373,24 @@ fn a_terminated_client_restores_its_terminal_first() {
         bin().display(),
         l.dest()
     );
-    let o = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "80", "-y", "24", "sh", "-c", &script]);
-    assert!(o.status.success(), "tmux: {}", String::from_utf8_lossy(&o.stderr));
+    let o = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(
+        o.status.success(),
+        "tmux: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let deadline = Instant::now() + SHORT;
     while pane_mode(&tmux) != "-icanon" && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -344,6 +407,10 @@ fn a_terminated_client_restores_its_terminal_first() {
     while !tmux.screen().contains("EXIT=143") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(tmux.screen().contains("EXIT=143"), "screen:\n{}", tmux.screen());
+    assert!(
+        tmux.screen().contains("EXIT=143"),
+        "screen:\n{}",
+        tmux.screen()
+    );
     assert_eq!(pane_mode(&tmux), "icanon", "screen:\n{}", tmux.screen());
 }

@@ -47,7 +47,14 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
         return finish(r, totals, started, stdout, &events).await;
     }
     let stream = Service::Stream;
-    let dialed = try_dial(&dest, &args.dial, &args.stream, stream, input.as_mut(), stdout.as_mut());
+    let dialed = try_dial(
+        &dest,
+        &args.dial,
+        &args.stream,
+        stream,
+        input.as_mut(),
+        stdout.as_mut(),
+    );
     let mut driver = match dialed.await? {
         Ok(d) => d,
         // The listener runs a program for each session: open a program session instead.

@@ -67,7 +67,10 @@ pub(crate) async fn serve_stream(
         StreamClient::Session(o) => {
             let why = "this listener runs a program: it serves program sessions only (use a \
                        newer msock connect)";
-            Err(o.refuse_with(ErrorCode::ProgramOnly, why.into()).await.into())
+            Err(o
+                .refuse_with(ErrorCode::ProgramOnly, why.into())
+                .await
+                .into())
         }
         StreamClient::Plain { peer, .. } if !allow_anyone => Err(Failure::not_started(format!(
             "plain TCP client {peer} refused: it has no key, and this listener runs a program \

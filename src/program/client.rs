@@ -115,7 +115,10 @@ pub async fn run<I: AppSource, O: AppSink>(
     } else {
         Stops(Vec::new())
     };
-    let mut winch = match (pty && terminal::stdin_is_terminal(), signal(SignalKind::window_change())) {
+    let mut winch = match (
+        pty && terminal::stdin_is_terminal(),
+        signal(SignalKind::window_change()),
+    ) {
         (true, Ok(s)) => Some(s),
         _ => None,
     };

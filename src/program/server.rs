@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::child::{Child, Input, Output};
 use super::pty::Master;
-use super::wire::{self, encode_data, Msg, WireError, Winsize};
+use super::wire::{self, encode_data, Msg, Winsize, WireError};
 use super::{PeerInfo, Spec, Status};
 use crate::runtime::channel_io::{channel_app, ChannelReader, ChannelWriter};
 use crate::runtime::server::Accepted;
@@ -103,7 +103,11 @@ async fn pump(
         Ok(Ok(Some(Msg::Start { size, term }))) => (size, term),
         Ok(Ok(None)) => return Ok(None),
         Ok(Ok(Some(_))) => {
-            return Err(refuse(&mut w, WireError::Malformed("the first message is not START".into())).await)
+            return Err(refuse(
+                &mut w,
+                WireError::Malformed("the first message is not START".into()),
+            )
+            .await)
         }
         Ok(Err(e)) => return Err(refuse(&mut w, e).await),
         Err(_) => {
@@ -125,7 +129,15 @@ async fn pump(
         spec.argv,
         peer.addr
     );
-    if w.send(Msg::Mode { pty: child.is_pty() }.encode()).await.is_err() {
+    if w.send(
+        Msg::Mode {
+            pty: child.is_pty(),
+        }
+        .encode(),
+    )
+    .await
+    .is_err()
+    {
         child.hang_up();
         return Ok(None);
     }
@@ -205,7 +217,8 @@ fn pass(
 
 /// Tells the client why its session ends, and returns the error.
 async fn refuse(w: &mut ChannelWriter, e: WireError) -> ProgramError {
-    w.abort(format!("the listener ended the session: {e}")).await;
+    w.abort(format!("the listener ended the session: {e}"))
+        .await;
     ProgramError::Peer(e)
 }
 
@@ -232,7 +245,11 @@ async fn forward_input(
                     let _ = m.resize(size);
                 }
             }
-            _ => return Err(WireError::Malformed("a message only a listener sends".into())),
+            _ => {
+                return Err(WireError::Malformed(
+                    "a message only a listener sends".into(),
+                ))
+            }
         }
     }
     if let Some(mut i) = input {
@@ -256,12 +273,11 @@ pub async fn serve_plain(
         session: None,
         key: None,
     };
-    let mut child = Child::spawn(&spec, &peer, Winsize::default(), "").map_err(|err| {
-        ProgramError::Spawn {
+    let mut child =
+        Child::spawn(&spec, &peer, Winsize::default(), "").map_err(|err| ProgramError::Spawn {
             prog: spec.argv[0].to_string_lossy().into_owned(),
             err,
-        }
-    })?;
+        })?;
     let (mut rd, mut wr) = stream.into_split();
     let mut input = child.input.take();
     let pty = child.is_pty();

@@ -153,7 +153,11 @@ impl Msg {
             tag::START => read_all(&body, |r| {
                 let s = size(r)?;
                 let t = r.utf8_rest(MAX_TERM)?;
-                let term = if term_ok(t) { t.to_owned() } else { String::new() };
+                let term = if term_ok(t) {
+                    t.to_owned()
+                } else {
+                    String::new()
+                };
                 Ok(Msg::Start { size: s, term })
             }),
             tag::WINSIZE => read_all(&body, |r| Ok(Msg::Winsize(size(r)?))),
@@ -170,7 +174,9 @@ impl Msg {
                     _ => Err(CodecError::Invalid("exit kind").into()),
                 }
             }),
-            t => Err(WireError::Malformed(format!("unknown message tag {t:#04x}"))),
+            t => Err(WireError::Malformed(format!(
+                "unknown message tag {t:#04x}"
+            ))),
         }
     }
 }
