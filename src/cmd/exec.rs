@@ -146,19 +146,30 @@ pub(crate) async fn connect<I: AppSource>(
     driver.set_interrupt(ctrl_c());
     let pump = crate::program::client::run(w, r, input, stdout.as_mut());
     let ((drive, totals), pumped) = tokio::join!(driver.run(), pump);
-    if let Err(ClientError::Signal(n)) = pumped {
-        return Err(status(128u8.saturating_add(n as u8)));
-    }
     let events = Events::sessions(args.stream.json_events);
-    finish(drive, totals, started, stdout, &events).await?;
-    match pumped {
-        Ok(st) if st.code() == 0 => Ok(()),
-        Ok(st) => Err(status(st.code())),
-        Err(ClientError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e @ (ClientError::Input(_) | ClientError::Output(_) | ClientError::Terminal(_))) => {
-            Err(Failure::local(e))
+    let flushed = finish(drive, totals, started, stdout, &events).await;
+    match (pumped, flushed) {
+        (Err(ClientError::Signal(n)), _) => Err(status(128u8.saturating_add(n as u8))),
+        // The exit status arrived: how the session's last acknowledgements went is moot.
+        (Ok(st), Err(f)) if f.kind == Exit::Network => exit_with(st),
+        (_, Err(f)) => Err(f),
+        (Ok(st), Ok(())) => exit_with(st),
+        (Err(ClientError::Output(e)), Ok(())) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(())
         }
-        Err(e) => Err(Failure::network(e)),
+        (
+            Err(e @ (ClientError::Input(_) | ClientError::Output(_) | ClientError::Terminal(_))),
+            Ok(()),
+        ) => Err(Failure::local(e)),
+        (Err(e), Ok(())) => Err(Failure::network(e)),
+    }
+}
+
+/// Exits with the program's status (0: success).
+fn exit_with(st: crate::program::Status) -> Result<(), Failure> {
+    match st.code() {
+        0 => Ok(()),
+        c => Err(status(c)),
     }
 }
 
