@@ -312,3 +312,84 @@ pub async fn serve_plain(
     let _ = wr.shutdown().await;
     Ok(status)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::app::SourceError;
+    use crate::runtime::{AppSink, AppSource};
+
+    fn peer() -> PeerInfo {
+        PeerInfo {
+            addr: "127.0.0.1:9".parse().unwrap(),
+            session: Some(1),
+            key: None,
+        }
+    }
+
+    /// Runs the pump on `client`'s bytes; returns its result and the first thing it sent.
+    async fn pump_on(
+        spec: &Spec,
+        client: &[Bytes],
+    ) -> (
+        Result<Option<Status>, ProgramError>,
+        Result<Option<Bytes>, SourceError>,
+    ) {
+        let (mut sent, mut sink, w, r) = channel_app(16);
+        for b in client {
+            let mut b = b.clone();
+            std::future::poll_fn(|cx| sink.poll_write_chunk(cx, &mut b))
+                .await
+                .unwrap();
+        }
+        drop(sink);
+        let (_over_tx, over) = oneshot::channel();
+        let res = pump(w, r, spec, &peer(), over).await;
+        let first = std::future::poll_fn(|cx| sent.poll_chunk(cx)).await;
+        (res, first)
+    }
+
+    #[tokio::test]
+    async fn a_client_that_skips_start_is_refused_and_nothing_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = dir.path().join("ran");
+        let spec = Spec::shell(&format!("touch {}", mark.display()));
+        let data = Msg::Data(Bytes::from_static(b"input")).encode();
+        let (res, first) = pump_on(&spec, &[data]).await;
+        assert!(matches!(res, Err(ProgramError::Peer(_))), "{res:?}");
+        assert!(matches!(first, Err(SourceError::Abort(_))), "{first:?}");
+        assert!(
+            !mark.exists(),
+            "the program ran for a client that broke the protocol"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_sending_a_listeners_message_is_refused_and_its_program_hung_up() {
+        let spec = Spec::shell("sleep 30");
+        let start = Msg::Start {
+            size: Winsize::default(),
+            term: String::new(),
+        }
+        .encode();
+        let exit = Msg::Exit(Status::Exited(0)).encode();
+        let began = std::time::Instant::now();
+        let (res, first) = pump_on(&spec, &[start, exit]).await;
+        assert!(matches!(res, Err(ProgramError::Peer(_))), "{res:?}");
+        // MODE went out first (the program had started), then the abort.
+        let first = first.unwrap().unwrap();
+        assert_eq!(first[0], wire::tag::MODE);
+        assert!(began.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_message_is_refused_before_anything_is_read_into_memory() {
+        let spec = Spec::shell("true");
+        let huge = Bytes::copy_from_slice(
+            &crate::proto::codec::Framing::TypeLen.header(wire::tag::START, u32::MAX as usize),
+        );
+        let (res, first) = pump_on(&spec, &[huge]).await;
+        assert!(matches!(res, Err(ProgramError::Peer(_))), "{res:?}");
+        assert!(matches!(first, Err(SourceError::Abort(_))), "{first:?}");
+    }
+}
