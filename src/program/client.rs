@@ -85,6 +85,12 @@ pub async fn run<I: AppSource, O: AppSink>(
     mut input: Option<I>,
     mut output: Option<O>,
 ) -> Result<Status, ClientError> {
+    // Listen for resizes before reading the size, so that none is missed in between.
+    let mut winch = if terminal::stdin_is_terminal() {
+        signal(SignalKind::window_change()).ok()
+    } else {
+        None
+    };
     let size = terminal::size().unwrap_or_default();
     let term = std::env::var("TERM").unwrap_or_default();
     if w.send(Msg::Start { size, term }.encode()).await.is_err() {
@@ -115,13 +121,9 @@ pub async fn run<I: AppSource, O: AppSink>(
     } else {
         Stops(Vec::new())
     };
-    let mut winch = match (
-        pty && terminal::stdin_is_terminal(),
-        signal(SignalKind::window_change()),
-    ) {
-        (true, Ok(s)) => Some(s),
-        _ => None,
-    };
+    if !pty {
+        winch = None;
+    }
     let mut status = None;
     loop {
         tokio::select! {
