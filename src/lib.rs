@@ -11,7 +11,7 @@
 //!   cmd  (cli, docs)          arguments -> configurations; printing, progress, tables, JSON
 //!      |
 //!   transfer bench relay      services: each a protocol of its own over a session
-//!   forward                   (the relay: over spliced flowpaths; forward: over TCP)
+//!   forward program           (the relay: over spliced flowpaths; forward: over TCP)
 //!      |
 //!   runtime                   tokio glue: server, client, one driver per session,
 //!      |                      interfaces, control socket, events, process helpers
@@ -30,6 +30,7 @@
 //! | [`transfer`] | `send-file` / `listen --save-dir`: its messages, name checks, sender and receiver |
 //! | [`bench`](mod@bench) | the throughput test of `msock bench`: its protocol, meters, both ends, the TCP baseline |
 //! | [`forward`] | port forwarding: `listen --forward` joins sessions to TCP connections, `connect --local` carries local ones |
+//! | [`program`] | `listen --exec/--sh-exec [--pty]`: a program per session, its messages (input, output, window size, exit status), pseudo-terminals, the client's raw terminal |
 //! | [`relay`] | `msock proxy` (registry, splicing, typed wire per direction) and its listener and client sides |
 //! | [`cli`] | the clap definition of every flag (arguments only) |
 //! | [`cmd`] | one module per subcommand: arguments to configurations, output, exit codes |
@@ -40,6 +41,7 @@ pub mod cli;
 pub mod cmd;
 pub mod docs;
 pub mod forward;
+pub mod program;
 pub mod proto;
 pub mod relay;
 pub mod runtime;

@@ -2,7 +2,7 @@
 //! Time is passed in, bytes go in and out as values.
 //!
 //! And the layers above it depend only downward:
-//! `proto` <- `runtime` <- {`transfer`, `bench`, `relay`, `forward`} <- {`cmd`, `cli`, `docs`} <- main.
+//! `proto` <- `runtime` <- {`transfer`, `bench`, `relay`, `forward`, `program`} <- {`cmd`, `cli`, `docs`} <- main.
 //! A module that names (`crate::x`) a module of a layer above fails the test, and so does a
 //! service naming another service (only the top layer's modules share with each other).
 
@@ -80,13 +80,13 @@ fn the_scan_sees_the_core() {
 }
 
 /// The layers of the crate, lowest first: a module may use modules of lower layers only
-/// (`proto` <- `runtime` <- {`transfer`, `bench`, `relay`} <- `cmd` <- `main`). Modules on one
+/// (`proto` <- `runtime` <- {`transfer`, `bench`, `relay`, `program`} <- `cmd` <- `main`). Modules on one
 /// layer do not use each other. `cli` (the clap definition: arguments only) is what `cmd`
 /// turns into configurations, and `docs` renders it.
 const LAYERS: &[&[&str]] = &[
     &["proto"],
     &["runtime"],
-    &["transfer", "bench", "relay", "forward"],
+    &["transfer", "bench", "relay", "forward", "program"],
     &["cli"],
     &["cmd", "docs"],
 ];

@@ -126,6 +126,34 @@ pub struct ListenArgs {
     /// --authorized-keys or --psk-file, or --allow-anyone.
     #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["recv_only", "send_only"])]
     pub forward: Option<String>,
+    /// Run a program for each session, its stdin and stdout wired to the session (as ncat
+    /// -e): PROG and its ARGS, split at spaces (a backslash keeps the next character; no
+    /// shell). `msock connect` exits with the program's exit status. It keeps running while
+    /// its client moves, and gets EOF then SIGHUP when the session ends. Its environment adds
+    /// MSOCK_PEER_ADDR (the client's address at the start), MSOCK_SESSION (the session id)
+    /// and MSOCK_PEER_KEY (the client's key fingerprint, when the client has a key). Needs
+    /// --authorized-keys or --psk-file, or --allow-anyone.
+    #[arg(short = 'e', long, value_name = "\"PROG [ARGS]\"", conflicts_with_all = [
+        "sh_exec", "save_dir", "recv_only", "send_only", "forward",
+    ])]
+    pub exec: Option<String>,
+
+    /// Like --exec, but CMD runs in /bin/sh -c (pipes, variables, redirections; as ncat -c).
+    #[arg(short = 'c', long, value_name = "CMD", conflicts_with_all = [
+        "save_dir", "recv_only", "send_only", "forward",
+    ])]
+    pub sh_exec: Option<String>,
+
+    /// With --exec/--sh-exec: run the program under a pseudo-terminal (a remote shell:
+    /// `msock listen -k 2022 --sh-exec "$SHELL -l" --pty`). `msock connect` then puts its
+    /// terminal in raw mode and sends its window size.
+    #[arg(long)]
+    pub pty: bool,
+
+    /// With --exec/--sh-exec: send the program's stderr to the client too (default: to
+    /// this listener's stderr). Under --pty it always goes to the terminal.
+    #[arg(long)]
+    pub stderr: bool,
 
     /// Only receive: do not read stdin, close our sending side at once.
     #[arg(long, conflicts_with = "send_only")]

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::dial::{check_dest, check_source, dial};
+use super::dial::{check_dest, check_source, dial, dial_failure, try_dial};
 use super::{ctrl_c, family, finish, Failure};
 use crate::cli::{parse_listen_addr, ConnectArgs};
 use crate::proto::Service;
@@ -36,9 +36,8 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
         return forward_local(local, &dest, &args).await;
     }
     let events = Events::sessions(args.stream.json_events);
-    let input = (!args.recv_only).then(StdinSource::spawn);
+    let mut input = (!args.recv_only).then(StdinSource::spawn);
     let mut stdout = (!args.send_only).then(StdoutSink::spawn);
-    let output = stdout.as_mut();
     if args.plain {
         let addrs = resolve(&dest, family(&args.stream)).await?;
         let source = args.dial.source.map(|ip| SocketAddr::new(ip, 0));
@@ -50,23 +49,31 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
         let (r, totals) = plain::bridge(
             stream,
             Vec::new(),
-            input,
-            output,
+            input.as_mut(),
+            stdout.as_mut(),
             args.stream.idle_timeout,
             ctrl_c(),
         )
         .await;
         return finish(r, totals, started, stdout, &events).await;
     }
-    let mut driver = dial(
+    let stream = Service::Stream;
+    let dialed = try_dial(
         &dest,
         &args.dial,
         &args.stream,
-        Service::Stream,
-        input,
-        output,
-    )
-    .await?;
+        stream,
+        input.as_mut(),
+        stdout.as_mut(),
+    );
+    let mut driver = match dialed.await? {
+        Ok(d) => d,
+        // The listener runs a program for each session: open a program session instead.
+        Err(e) if super::exec::wants_program(&e) => {
+            return super::exec::connect(&dest, &args, input, stdout, started).await;
+        }
+        Err(e) => return Err(dial_failure(e, stream)),
+    };
     driver.set_interrupt(ctrl_c());
     let (r, totals) = driver.run().await;
     finish(r, totals, started, stdout, &events).await

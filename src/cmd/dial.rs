@@ -97,6 +97,35 @@ pub(crate) async fn dial_with_policy<I: AppSource, O: AppSink>(
     input: Option<I>,
     output: Option<O>,
 ) -> Result<Driver<I, O>, Failure> {
+    let cfg = client_config(dest, dial, stream, policy, service)?;
+    client::dial(cfg, input, output)
+        .await
+        .map_err(|e| dial_failure(e, service))
+}
+
+/// Like [`dial`], but a session that could not be set up comes back as the typed error
+/// (inner `Err`), for a caller that reacts to one kind of refusal; the outer `Err` is for
+/// flags that cannot work.
+pub(crate) async fn try_dial<I: AppSource, O: AppSink>(
+    dest: &str,
+    dial: &DialArgs,
+    stream: &StreamArgs,
+    service: Service,
+    input: Option<I>,
+    output: Option<O>,
+) -> Result<Result<Driver<I, O>, DialError>, Failure> {
+    let cfg = client_config(dest, dial, stream, policy(&dial.policy), service)?;
+    Ok(client::dial(cfg, input, output).await)
+}
+
+/// The client configuration the flags ask for.
+fn client_config(
+    dest: &str,
+    dial: &DialArgs,
+    stream: &StreamArgs,
+    policy: Policy,
+    service: Service,
+) -> Result<ClientConfig, Failure> {
     let named = check_dest(dest)?;
     check_source(dial.source)?;
     warn_unknown_kinds(&policy);
@@ -107,7 +136,7 @@ pub(crate) async fn dial_with_policy<I: AppSource, O: AppSink>(
         let id = crate::runtime::keys::client_identity().map_err(Failure::local)?;
         session.identity = Some(id);
     }
-    let cfg = ClientConfig {
+    Ok(ClientConfig {
         dest: dest.to_owned(),
         family: family(stream),
         source: dial.source,
@@ -124,8 +153,12 @@ pub(crate) async fn dial_with_policy<I: AppSource, O: AppSink>(
                 family: family(stream),
             }) as Arc<dyn DialStrategy>
         }),
-    };
-    client::dial(cfg, input, output).await.map_err(|e| match e {
+    })
+}
+
+/// The command's failure for a session of `service` that could not be set up.
+pub(crate) fn dial_failure(e: DialError, service: Service) -> Failure {
+    match e {
         DialError::Connect(e @ ConnectError::NotMsock(..)) => {
             Failure::network(format!("{e}; {}", not_msock_hint(service)))
         }
@@ -141,7 +174,7 @@ pub(crate) async fn dial_with_policy<I: AppSource, O: AppSink>(
             crate::proto::text::Untrusted(&reason)
         )),
         e => e.into(),
-    })
+    }
 }
 
 /// Says which `--iface-kind` names no interface of this machine has now (a typo, or one that
@@ -165,7 +198,9 @@ fn warn_unknown_kinds(policy: &Policy) {
 /// What to do when the server does not speak msock, for a session of `service`.
 fn not_msock_hint(service: Service) -> &'static str {
     match service {
-        Service::Stream | Service::Other(_) => "to talk to a plain TCP server use --plain",
+        Service::Stream | Service::Program | Service::Other(_) => {
+            "to talk to a plain TCP server use --plain"
+        }
         Service::File => {
             "send-file needs `msock listen --save-dir DIR` on the far end (nc or a web server cannot take it)"
         }

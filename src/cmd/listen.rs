@@ -39,6 +39,7 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         None => (None, None), // --relay only
     };
     let forward = forward_setup(&args)?;
+    let program = super::exec::spec(&args)?;
     let mut config = session_config(&args.stream)?;
     let authorized = match &args.authorized_keys {
         Some(p) => Some(Arc::new(AuthorizedKeys::load(p).map_err(Failure::local)?)),
@@ -77,22 +78,25 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         None => None,
     };
     // Stdin and stdout are used only when byte streams are attached to them.
-    let stdio_used = forward.is_none();
-    let stdio = SharedStdio::start(
-        stdio_used && !args.recv_only,
-        stdio_used && !args.send_only,
-    );
+    let stdio_used = forward.is_none() && program.is_none();
+    let stdio = SharedStdio::start(stdio_used && !args.recv_only, stdio_used && !args.send_only);
     let mut services = services(&args, save);
-    // What a byte-stream session (or plain TCP client) is attached to: a forward target, or
-    // stdin and stdout.
+    if let Some(p) = &program {
+        super::exec::offer(&mut services, p.clone());
+    }
+    // What a byte-stream session (or plain TCP client) is attached to: a forward target, a
+    // program (which serves program sessions only), or stdin and stdout.
     let (shared, idle, json) = (
         stdio.clone(),
         args.stream.idle_timeout,
         args.stream.json_events,
     );
-    match forward {
-        Some(f) => services.stream(move |client| forward_one(client, f.clone(), json)),
-        None => services.stream(move |client| {
+    let allow_anyone = args.allow_anyone;
+    match (forward, program) {
+        (Some(f), _) => services.stream(move |client| forward_one(client, f.clone(), json)),
+        (None, Some(p)) => services
+            .stream(move |client| super::exec::serve_stream(client, p.clone(), allow_anyone)),
+        (None, None) => services.stream(move |client| {
             let stdio = shared.clone();
             async move { serve(client, &stdio, idle, json).await }
         }),

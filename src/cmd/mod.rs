@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod connect;
 pub mod dial;
+pub(crate) mod exec;
 pub mod listen;
 pub mod proxy;
 pub(crate) mod receive;
@@ -32,6 +33,9 @@ pub enum Exit {
     NotStarted,
     /// The user pressed Ctrl-C (exit 130, like a shell).
     Interrupted,
+    /// Exit with exactly this status: a remote program's (as ssh does), or 128 + the signal
+    /// that stopped us.
+    Status(u8),
 }
 
 /// How a command failed: its kind (and so the exit code) and a message for stderr that says
@@ -80,6 +84,7 @@ impl Failure {
             Exit::Network | Exit::NotStarted => 1,
             Exit::Local => 2,
             Exit::Interrupted => 130,
+            Exit::Status(c) => i32::from(c),
         }
     }
 }

@@ -75,6 +75,10 @@ pub enum Service {
     File,
     /// A throughput measurement (`bench` → any `listen`).
     Bench,
+    /// A program run by the listener for this session (`connect` → `listen --exec`): the
+    /// stream carries the program service's messages (its input, output, window size and
+    /// exit status), not raw bytes.
+    Program,
     /// A service this implementation does not know (from a newer peer).
     Other(u8),
 }
@@ -86,6 +90,7 @@ impl Service {
             Service::Stream => 0,
             Service::File => 1,
             Service::Bench => 2,
+            Service::Program => 3,
             Service::Other(c) => c,
         }
     }
@@ -95,6 +100,7 @@ impl Service {
             0 => Service::Stream,
             1 => Service::File,
             2 => Service::Bench,
+            3 => Service::Program,
             c => Service::Other(c),
         }
     }
@@ -106,6 +112,7 @@ impl std::fmt::Display for Service {
             Service::Stream => f.write_str("byte stream"),
             Service::File => f.write_str("file transfer"),
             Service::Bench => f.write_str("benchmark"),
+            Service::Program => f.write_str("program"),
             Service::Other(c) => write!(f, "unknown service {c}"),
         }
     }
@@ -137,6 +144,9 @@ pub enum ErrorCode {
     Refused,
     /// The listener does not admit the client's key (not in its authorized keys).
     KeyRefused,
+    /// The listener runs a program for each session and serves no raw byte streams: the
+    /// client should open a [`Service::Program`] session instead.
+    ProgramOnly,
     /// A code this implementation does not know.
     Other(u16),
 }
@@ -155,6 +165,7 @@ impl ErrorCode {
             ErrorCode::Aborted => 8,
             ErrorCode::Refused => 9,
             ErrorCode::KeyRefused => 10,
+            ErrorCode::ProgramOnly => 11,
             ErrorCode::Other(c) => c,
         }
     }
@@ -171,6 +182,7 @@ impl ErrorCode {
             8 => ErrorCode::Aborted,
             9 => ErrorCode::Refused,
             10 => ErrorCode::KeyRefused,
+            11 => ErrorCode::ProgramOnly,
             c => ErrorCode::Other(c),
         }
     }
@@ -189,6 +201,7 @@ impl std::fmt::Display for ErrorCode {
             ErrorCode::Aborted => f.write_str("aborted"),
             ErrorCode::Refused => f.write_str("service refused"),
             ErrorCode::KeyRefused => f.write_str("client key not authorized"),
+            ErrorCode::ProgramOnly => f.write_str("program sessions only"),
             ErrorCode::Other(c) => write!(f, "error code {c}"),
         }
     }

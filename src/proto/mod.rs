@@ -65,15 +65,19 @@
 //! | 0x1F | ERROR         | code u16, reason \[UTF-8, 0 ..= 1024\] | both |
 //!
 //! ERROR codes: 1 protocol, 2 version, 3 unknown session, 4 authentication failed, 5 busy,
-//! 6 flow control, 7 idle timeout, 8 aborted, 9 service refused, 10 key not authorized. Unknown
-//! codes must be reported, not rejected.
+//! 6 flow control, 7 idle timeout, 8 aborted, 9 service refused, 10 key not authorized, 11
+//! program sessions only (the listener runs a program for every session: a client that asked
+//! for a byte stream opens a new session for service 3 instead). Unknown codes must be
+//! reported, not rejected.
 //!
 //! ## Opening a session (first flowpath, path id 0)
 //!
 //! 1. client → `HELLO(open)`: a random 32-bit `client_half`, 32 random bytes, the receive
 //!    window the client offers (bytes it will buffer for the server's stream), and the UDP port
 //!    of its control socket (0: none), and the service it wants: 0 byte stream, 1 file
-//!    transfer, 2 benchmark. A listener that does not offer the service answers
+//!    transfer, 2 benchmark, 3 program (a program the listener runs for the session; the
+//!    stream then carries that service's messages: the program's input and output, the
+//!    terminal's window size, and its exit status). A listener that does not offer the service answers
 //!    ERROR(service refused) with a reason saying what to change.
 //! 2. server → `WELCOME`: `session_id = client_half << 32 | server_half` (the server draws
 //!    `server_half` so that the id is unique among its sessions), 32 random bytes, its window,

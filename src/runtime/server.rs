@@ -326,6 +326,11 @@ impl Accepted {
         self.session.peer_static().map(|k| fingerprint(k))
     }
 
+    /// The session id.
+    pub fn session_id(&self) -> u64 {
+        self.session.id()
+    }
+
     /// The session's driver, moving bytes from `input` and to `output`; keep the
     /// [`Registration`] alive while the driver runs.
     pub fn into_driver<I: AppSource, O: AppSink>(

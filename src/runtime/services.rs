@@ -55,10 +55,15 @@ impl Opening {
 
     /// Turns the client away with ERROR(refused) saying `why`.
     pub async fn refuse(self, why: String) -> Refusal {
+        self.refuse_with(ErrorCode::Refused, why).await
+    }
+
+    /// Turns the client away with ERROR(`code`) saying `why`.
+    pub async fn refuse_with(self, code: ErrorCode, why: String) -> Refusal {
         let peer = self.peer();
         let mut conn = self.conn;
         conn.queue_preamble();
-        conn.refuse(ErrorCode::Refused, why.clone()).await;
+        conn.refuse(code, why.clone()).await;
         Refusal::NotOffered { peer, why }
     }
 }
