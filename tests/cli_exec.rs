@@ -199,7 +199,13 @@ fn the_program_gets_sighup_when_its_session_ends() {
 
 #[test]
 fn a_plain_tcp_client_gets_the_programs_raw_stdio_only_with_allow_anyone() {
-    let l = program_listener(&["-k", "--allow-anyone", "--sh-exec", "echo plain; cat"]);
+    let l = program_listener(&[
+        "-k",
+        "--allow-plain",
+        "--allow-anyone",
+        "--sh-exec",
+        "echo plain; cat",
+    ]);
     let mut s = tcp_connect(l.addr, SHORT);
     s.write_all(b"raw bytes\n").unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();
@@ -209,7 +215,9 @@ fn a_plain_tcp_client_gets_the_programs_raw_stdio_only_with_allow_anyone() {
     let dir = tempdir();
     let psk = dir.path().join("psk");
     std::fs::write(&psk, "another shared secret for exec\n").unwrap();
+    // Even let in by --allow-plain, a plain client (no key) gets nothing from the program.
     let l = program_listener(&[
+        "--allow-plain",
         "--psk-file",
         psk.to_str().unwrap(),
         "--sh-exec",
@@ -315,6 +323,9 @@ fn a_pty_shell_through_tmux_sees_window_sizes_and_the_terminal_is_restored() {
         "tmux: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // Type only once the remote shell is there (and our terminal raw): typed earlier, the
+    // line is echoed by the local terminal too.
+    assert!(tmux.wait_line("rsh$"), "no prompt; screen:\n{}", tmux.screen());
     tmux.type_line("stty size");
     assert!(tmux.wait_line("24 80"), "screen:\n{}", tmux.screen());
     // While connected, the local terminal (tmux's pane) is in raw mode.
