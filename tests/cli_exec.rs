@@ -325,7 +325,11 @@ fn a_pty_shell_through_tmux_sees_window_sizes_and_the_terminal_is_restored() {
     );
     // Type only once the remote shell is there (and our terminal raw): typed earlier, the
     // line is echoed by the local terminal too.
-    assert!(tmux.wait_line("rsh$"), "no prompt; screen:\n{}", tmux.screen());
+    assert!(
+        tmux.wait_line("rsh$"),
+        "no prompt; screen:\n{}",
+        tmux.screen()
+    );
     tmux.type_line("stty size");
     assert!(tmux.wait_line("24 80"), "screen:\n{}", tmux.screen());
     // While connected, the local terminal (tmux's pane) is in raw mode.

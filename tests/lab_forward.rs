@@ -39,7 +39,11 @@ fn forwarded_connection_survives_address_change_and_link_down() {
 
     // The target: a plain TCP sink on the server's loopback (an msock listener serving a
     // plain TCP client writes what it receives to stdout).
-    let mut cmd = lab.exec("srv", msock, &["listen", "127.0.0.1:0", "--recv-only"]);
+    let mut cmd = lab.exec(
+        "srv",
+        msock,
+        &["listen", "127.0.0.1:0", "--recv-only", "--allow-plain"],
+    );
     cmd.stdin(Stdio::null()).stdout(output.reopen().unwrap());
     let mut sink = lab.spawn(cmd, LIMIT);
     let sink_port = sink.wait_stderr_line("msock: listening on 127.0.0.1:", STARTUP);
