@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -199,4 +200,39 @@ fn bad_authorized_keys_files_are_usage_errors() {
         b"",
     );
     assert_eq!(e.code, Some(2), "{}", e.stderr);
+}
+
+/// Where clients must prove a key, nothing that proves none gets in: plain TCP cannot be
+/// allowed alongside a key requirement, and a plain TCP benchmark (which starts with the
+/// bench magic rather than msock's preamble) is refused like any plain client.
+#[test]
+fn nothing_keyless_reaches_a_listener_that_requires_keys() {
+    let (srv, work) = (tempdir(), tempdir());
+    let keys = work.path().join("authorized");
+    std::fs::write(&keys, "").unwrap();
+    let k = keys.to_str().unwrap();
+    for extra in [
+        &["--allow-plain"][..],
+        &["--allow-plain", "--allow-anyone", "--sh-exec", "echo shell"][..],
+    ] {
+        let mut args = vec!["listen", "--authorized-keys", k, "0"];
+        args.extend_from_slice(extra);
+        let e = run_in(srv.path(), &args, b"");
+        assert_eq!(e.code, Some(2), "{args:?}: {}", e.stderr);
+        assert!(e.stderr.contains("--allow-plain"), "{}", e.stderr);
+    }
+    let (mut l, dest) = {
+        let out = work.path().join("out");
+        listener(srv.path(), &keys, work.path(), &out)
+    };
+    let addr: std::net::SocketAddr = dest.parse().unwrap();
+    let mut s = tcp_connect(addr, Duration::from_secs(5));
+    s.write_all(b"MSBENCH\x01").unwrap();
+    let (got, _) = read_to_end_bounded(&mut s);
+    assert!(
+        got.starts_with(b"msock: this listener speaks msock only"),
+        "a plain bench client got {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    l.assert_running("-k");
 }

@@ -76,9 +76,9 @@ pub struct ListenArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "no_encrypt")]
     pub authorized_keys: Option<std::path::PathBuf>,
 
-    /// Let --exec, --sh-exec and --forward serve clients whose key is not authorized;
-    /// without it they need --authorized-keys or --psk-file. Plain TCP clients (which prove
-    /// no key) reach a program or a forward target only with this and --allow-plain.
+    /// Let --exec, --sh-exec and --forward run without --authorized-keys or --psk-file:
+    /// anyone who reaches this listener gets the program or the target. Plain TCP clients
+    /// (which prove no key) reach them only with this and --allow-plain.
     #[arg(long)]
     pub allow_anyone: bool,
 
@@ -95,8 +95,9 @@ pub struct ListenArgs {
 
     /// Also serve clients that do not speak msock (nc, telnet) as plain TCP: NOT encrypted,
     /// NOT authenticated, no mobility; stderr says so for each. Without it they get one line
-    /// saying so and are closed.
-    #[arg(long)]
+    /// saying so and are closed. Not with --authorized-keys or --psk-file: a plain client
+    /// cannot prove a key.
+    #[arg(long, conflicts_with_all = ["authorized_keys", "psk_file"])]
     pub allow_plain: bool,
 
     /// How long a new client may stay silent before it is taken for plain TCP (or, without
@@ -121,8 +122,8 @@ pub struct ListenArgs {
     pub max_size: Option<u64>,
 
     /// Port forwarding: join each session to a new TCP connection to HOST:PORT (like `socat
-    /// TCP-LISTEN,fork TCP:HOST:PORT`) instead of stdin and stdout; sessions are served at the
-    /// same time. Clients use `msock connect --local PORT` or ssh's ProxyCommand. Needs
+    /// TCP-LISTEN,fork TCP:HOST:PORT`) instead of stdin and stdout; with -k, sessions are
+    /// served at the same time. Clients use `msock connect --local PORT` or ssh's ProxyCommand. Needs
     /// --authorized-keys or --psk-file, or --allow-anyone.
     #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["recv_only", "send_only"])]
     pub forward: Option<String>,

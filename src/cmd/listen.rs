@@ -40,6 +40,12 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     };
     let forward = forward_setup(&args)?;
     let program = super::exec::spec(&args)?;
+    if args.allow_anyone && forward.is_none() && program.is_none() {
+        return Err(Failure::local(
+            "--allow-anyone goes with --exec, --sh-exec or --forward (it lets them run without \
+             a client key)",
+        ));
+    }
     let mut config = session_config(&args.stream)?;
     let authorized = match &args.authorized_keys {
         Some(p) => Some(Arc::new(AuthorizedKeys::load(p).map_err(Failure::local)?)),
@@ -91,7 +97,9 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         args.stream.idle_timeout,
         args.stream.json_events,
     );
-    let allow_anyone = args.allow_anyone;
+    // Plain TCP clients prove no key: a program serves them only when no key is required.
+    let allow_anyone =
+        args.allow_anyone && args.stream.psk_file.is_none() && args.authorized_keys.is_none();
     match (forward, program) {
         (Some(f), _) => services.stream(move |client| forward_one(client, f.clone(), json)),
         (None, Some(p)) => services
@@ -208,11 +216,13 @@ async fn forward_one(c: StreamClient, f: Arc<Forward>, json: bool) -> Result<(),
     finish(r, totals, started, None, &Events::sessions(json)).await
 }
 
-/// The services this listener offers besides byte streams: benchmarks always (in a session
-/// or over plain TCP), files with --save-dir (else they are refused, saying why).
+/// The services this listener offers besides byte streams: benchmarks always (in a session,
+/// and over plain TCP unless clients must prove a key), files with --save-dir (else they are refused, saying why).
 fn services(args: &ListenArgs, save: Option<Arc<SaveOptions>>) -> Services<Result<(), Failure>> {
     let mut services = Services::default();
-    super::bench::offer(&mut services, &args.stream);
+    // Plain TCP benchmarks (bench --compare-tcp) prove no key: not where one is required.
+    let keyless = args.stream.psk_file.is_none() && args.authorized_keys.is_none();
+    super::bench::offer(&mut services, &args.stream, keyless);
     services.session(Service::File, move |o: Opening| {
         let save = save.clone();
         async move {

@@ -56,7 +56,7 @@ pub enum SetupError {
     #[error("--forward '{0}': give the target as HOST:PORT, e.g. localhost:22 or [::1]:5432")]
     BadTarget(String),
     /// Nothing restricts who may use the forward.
-    #[error("--forward would give a TCP connection to {0} to anyone who reaches this listener: require a key (--psk-file FILE), or say --allow-anyone if that is what you want")]
+    #[error("--forward would give a TCP connection to {0} to anyone who reaches this listener: require a key (--authorized-keys FILE or --psk-file FILE), or say --allow-anyone if that is what you want")]
     Unguarded(String),
 }
 

@@ -109,7 +109,8 @@ impl Child {
         self.pty.clone()
     }
 
-    /// The session is over: closes the program's input and sends its process group SIGHUP.
+    /// The session is over: closes the program's input and sends its process group SIGHUP
+    /// (only while the program has not been reaped: after that its group id may be reused).
     pub fn hang_up(&mut self) {
         self.input = None;
         self.output = None;
@@ -124,6 +125,9 @@ impl Child {
     /// Waits for the program to exit.
     pub async fn wait(&mut self) -> io::Result<Status> {
         let st = self.proc.wait().await?;
+        // Reaped: once the rest of its group is gone too, the id may be reused by an unrelated
+        // group, which must never get our SIGHUP.
+        self.pgid = 0;
         Ok(match (st.code(), st.signal()) {
             (Some(c), _) => Status::Exited(c as u8),
             (None, Some(s)) => Status::Signaled(s as u8),

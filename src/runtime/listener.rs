@@ -3,7 +3,7 @@
 //! session opens to the listener's owner and flowpath attaches to the session they name.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,14 +53,70 @@ pub const PLAIN_REFUSED: &str =
 /// The connections a listener is classifying now, bounded by [`DetectPolicy::max_pending`]
 /// (shared by every socket of one listener).
 #[derive(Clone)]
-pub(crate) struct Pending(Arc<Semaphore>);
+pub(crate) struct Pending {
+    /// One permit per connection in its handshake.
+    all: Arc<Semaphore>,
+    /// Connections in their handshake per source address.
+    per_source: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// Most connections in their handshake from one address: half of all, so that no one
+    /// source can fill the listener with handshakes it never completes.
+    max_per_source: usize,
+}
 
 impl Pending {
-    /// Room for `max` connections at once.
+    /// Room for `max` connections at once, half of them from any one address.
     pub(crate) fn new(max: usize) -> Self {
-        Pending(Arc::new(Semaphore::new(
-            max.clamp(1, Semaphore::MAX_PERMITS),
-        )))
+        let max = max.clamp(1, Semaphore::MAX_PERMITS);
+        Pending {
+            all: Arc::new(Semaphore::new(max)),
+            per_source: Arc::default(),
+            max_per_source: (max / 2).max(1),
+        }
+    }
+
+    /// A place for a connection from `ip`, or why there is none.
+    fn take(&self, ip: IpAddr) -> Result<PendingPlace, String> {
+        let permit = self
+            .all
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| "connections waiting for their handshake".to_owned())?;
+        let mut map = self.per_source.lock().expect("pending lock");
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.max_per_source {
+            return Err(format!(
+                "{} connections from {ip} waiting for their handshake",
+                self.max_per_source
+            ));
+        }
+        *n += 1;
+        Ok(PendingPlace {
+            _permit: permit,
+            ip,
+            per_source: self.per_source.clone(),
+        })
+    }
+}
+
+/// A connection's place among those in their handshake, held until its session is accepted
+/// or refused (a client that sends HELLO(open) and then nothing holds it until the handshake
+/// times out); given back when dropped.
+#[derive(Debug)]
+pub struct PendingPlace {
+    _permit: OwnedSemaphorePermit,
+    ip: IpAddr,
+    per_source: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for PendingPlace {
+    fn drop(&mut self) {
+        let mut map = self.per_source.lock().expect("pending lock");
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -73,6 +129,8 @@ pub enum Incoming {
         conn: FlowConn,
         /// Its HELLO(open).
         hello: Frame,
+        /// Its place among the connections in their handshake, until accepted or refused.
+        place: PendingPlace,
     },
     /// A raw TCP service's client: a connection that began with a registered [`Magic`]
     /// (consumed).
@@ -212,17 +270,15 @@ fn spawn_classify(
     tx: mpsc::Sender<Incoming>,
     relayed: bool,
 ) {
-    match pending.0.clone().try_acquire_owned() {
-        Ok(permit) => {
-            tokio::spawn(classify(stream, peer, policy, routes, permit, tx, relayed));
+    match pending.take(peer.ip()) {
+        Ok(place) => {
+            tokio::spawn(classify(stream, peer, policy, routes, place, tx, relayed));
         }
-        Err(_) => {
-            let max = policy.max_pending;
-            tracing::info!("{peer} refused: {max} connections are in their handshake already");
+        Err(why) => {
+            tracing::info!("{peer} refused: {why}");
             if let Ok(conn) = FlowConn::new(stream, Deframer::after_preamble()) {
                 let mut conn = conn;
                 conn.queue_preamble();
-                let why = format!("{max} connections waiting for their handshake");
                 tokio::spawn(conn.refuse(ErrorCode::Busy, why));
             }
         }
@@ -254,7 +310,7 @@ async fn classify(
     peer: SocketAddr,
     policy: DetectPolicy,
     routes: Routes,
-    permit: OwnedSemaphorePermit,
+    place: PendingPlace,
     tx: mpsc::Sender<Incoming>,
     relayed: bool,
 ) {
@@ -318,7 +374,7 @@ async fn classify(
                 );
                 // The permit is held through the refusal: a flood of plain clients stays bounded.
                 refuse_plain(stream).await;
-                drop(permit);
+                drop(place);
             }
             return;
         }
@@ -347,11 +403,10 @@ async fn classify(
             return;
         }
     };
-    // Classified: the connection no longer counts as pending.
-    drop(permit);
     match hello {
+        // Still pending until its session is accepted (the rest of the handshake).
         Frame::HelloOpen { .. } => {
-            let _ = tx.send(Incoming::Open { conn, hello }).await;
+            let _ = tx.send(Incoming::Open { conn, hello, place }).await;
         }
         Frame::HelloAttach { session_id, .. } | Frame::HelloResume { session_id, .. } => {
             let route = routes
@@ -390,5 +445,24 @@ async fn classify(
             conn.queue_preamble();
             conn.refuse(ErrorCode::Protocol, "expected HELLO").await;
         }
+    }
+}
+
+#[cfg(test)]
+mod pending_tests {
+    use super::*;
+
+    #[test]
+    fn one_source_holds_at_most_half_of_the_handshake_places() {
+        let pending = Pending::new(8);
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let held: Vec<_> = (0..4).map(|_| pending.take(a).expect("room")).collect();
+        let why = pending.take(a).expect_err("a fifth from one source");
+        assert!(why.contains("from 192.0.2.1"), "{why}");
+        // Another source still gets in, and a place given back is free again.
+        let other = pending.take(b).expect("another source");
+        drop(held);
+        assert!(pending.take(a).is_ok());
+        drop(other);
     }
 }

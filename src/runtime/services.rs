@@ -1,7 +1,6 @@
-//! A listener's service-dispatch table and the loop that serves its clients. Services (byte
-//! streams, file transfer, benchmark, ...) plug in from above: one handler for byte-stream
-//! clients (what a stream session is attached to: stdin/stdout, a program, a forwarded
-//! connection), a handler per other session service, and for raw TCP services a [`Magic`] and
+//! A listener's service-dispatch table and the loop that serves its clients. Services plug
+//! in from above: one handler for byte-stream clients (whatever a stream session is attached
+//! to), a handler per other session service, and for raw TCP services a [`Magic`] and
 //! a handler. [`Services::route`] turns each classified connection into the task that serves
 //! it or a refusal the client was told of; [`Services::serve`] runs those tasks concurrently,
 //! bounded by [`Limits`].
@@ -18,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinSet};
 
 use super::conn::FlowConn;
-use super::listener::{Incoming, Magic};
+use super::listener::{Incoming, Magic, PendingPlace};
 use super::server::{Accepted, Refusal, Server};
 use crate::proto::{ErrorCode, Frame, Service};
 
@@ -40,6 +39,8 @@ pub struct Opening {
     conn: FlowConn,
     hello: Frame,
     server: Arc<Server>,
+    /// Held until the session is accepted or refused.
+    place: PendingPlace,
 }
 
 impl Opening {
@@ -50,7 +51,9 @@ impl Opening {
 
     /// Accepts the session (see [`Server::accept`]).
     pub async fn accept(self) -> Result<Accepted, Refusal> {
-        self.server.accept(self.conn, &self.hello).await
+        let accepted = self.server.accept(self.conn, &self.hello).await;
+        drop(self.place);
+        accepted
     }
 
     /// Turns the client away with ERROR(refused) saying `why`.
@@ -184,11 +187,12 @@ impl<T: Send + 'static> Services<T> {
     pub fn route(&self, incoming: Incoming, server: &Arc<Server>) -> Route<T> {
         let service = incoming.service();
         match incoming {
-            Incoming::Open { conn, hello } => {
+            Incoming::Open { conn, hello, place } => {
                 let opening = Opening {
                     conn,
                     hello,
                     server: server.clone(),
+                    place,
                 };
                 if service == Service::Stream {
                     if let Some(h) = &self.stream {
@@ -304,11 +308,7 @@ const TRIM_DELAY: Duration = Duration::from_millis(200);
 /// Gives the memory of ended sessions back to the system: their buffers are freed, but the
 /// allocator would otherwise keep the freed pages.
 fn trim() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases the allocator's free memory; no pointer is involved.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    super::sys::release_memory();
 }
 
 /// Why a new client cannot be served now, with `running` tasks: the reason the client is

@@ -9,7 +9,7 @@
 //! yet, or a stalled one) is waited for at most [`LAG_GRACE`] once its queue is full; then it
 //! is ended with an error instead of holding stdin up for the others.
 //!
-//! nc's exit rule, for `msock listen PORT > file` typed in a terminal: when stdin is a
+//! nc's exit rule, for a listener whose output goes to a file, started in a terminal: when stdin is a
 //! terminal and nothing from it has gone to a session yet, the session's sending side ends as
 //! soon as the peer has finished sending, so that both ends finish by themselves.
 

@@ -298,7 +298,7 @@ async fn serve(
         return;
     };
     let mut services = Services::default();
-    super::offer(&mut services, &stream);
+    super::offer(&mut services, &stream, true);
     let server = Listener::new(
         std::slice::from_ref(&listener),
         ServerConfig {

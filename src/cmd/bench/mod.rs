@@ -60,12 +60,16 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
 }
 
 /// Registers the benchmark's server role with a listener's dispatch table: bench sessions,
-/// and plain TCP connections that begin with the bench magic. `args` are the listener's
-/// session settings (a TCP client that lets nothing move for their dead time is given up).
-pub fn offer(services: &mut Services<Result<(), Failure>>, args: &StreamArgs) {
+/// and, with `plain_tcp`, plain TCP connections that begin with the bench magic (never on a
+/// listener that requires a client key: they prove none). `args` are the listener's session
+/// settings (a TCP client that lets nothing move for their dead time is given up).
+pub fn offer(services: &mut Services<Result<(), Failure>>, args: &StreamArgs, plain_tcp: bool) {
     services.session(Service::Bench, |o: Opening| async move {
         serve(o.accept().await?).await
     });
+    if !plain_tcp {
+        return;
+    }
     let dead_time = args.dead_time;
     services.raw(bench::TCP_MAGIC, move |stream, peer| async move {
         server::serve_tcp(stream, peer, dead_time)

@@ -332,9 +332,9 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         }
         self.linger().await;
         let snapshot = self.snapshot();
-        // The session's buffers go back to the system, not just to the allocator.
+        // The session's buffers are freed here; a listener gives the memory back to the
+        // system once a burst of sessions has ended (`Services::serve`).
         drop(self);
-        super::sys::release_memory();
         (r, snapshot)
     }
 
