@@ -130,7 +130,7 @@ pub enum Incoming {
         /// Its HELLO(open).
         hello: Frame,
         /// Its place among the connections in their handshake, until accepted or refused.
-        place: PendingPlace,
+        place: Box<PendingPlace>,
     },
     /// A raw TCP service's client: a connection that began with a registered [`Magic`]
     /// (consumed).
@@ -406,6 +406,7 @@ async fn classify(
     match hello {
         // Still pending until its session is accepted (the rest of the handshake).
         Frame::HelloOpen { .. } => {
+            let place = Box::new(place);
             let _ = tx.send(Incoming::Open { conn, hello, place }).await;
         }
         Frame::HelloAttach { session_id, .. } | Frame::HelloResume { session_id, .. } => {

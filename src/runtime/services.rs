@@ -40,7 +40,7 @@ pub struct Opening {
     hello: Frame,
     server: Arc<Server>,
     /// Held until the session is accepted or refused.
-    place: PendingPlace,
+    place: Box<PendingPlace>,
 }
 
 impl Opening {
@@ -74,7 +74,7 @@ impl Opening {
 /// A byte-stream client, for the handler registered with [`Services::stream`].
 pub enum StreamClient {
     /// An msock client asking for a byte-stream session.
-    Session(Opening),
+    Session(Box<Opening>),
     /// A client that does not speak msock.
     Plain {
         /// The connection.
@@ -196,7 +196,7 @@ impl<T: Send + 'static> Services<T> {
                 };
                 if service == Service::Stream {
                     if let Some(h) = &self.stream {
-                        return Route::Task(h(StreamClient::Session(opening)));
+                        return Route::Task(h(StreamClient::Session(Box::new(opening))));
                     }
                 }
                 match self.sessions.iter().find(|(s, _)| *s == service) {
