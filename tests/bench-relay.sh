@@ -104,7 +104,7 @@ active() {
 }
 alone=$(active)
 echo "alone:            aggregate $alone MB/s   relay RSS $(kib "$RPID" VmRSS) KiB"
-"$MSOCK" listen --relay "$RELAY" --name idle --save-dir "$tmp/idle" -k >/dev/null 2>"$tmp/idle.err" &
+"$MSOCK" listen --relay "$RELAY" --name idle --save-dir "$tmp/idle" -k --max-sessions $((IDLE + 10)) >/dev/null 2>"$tmp/idle.err" &
 wait_line "$tmp/idle.err" "^msock: \(registered\) .*" $! >/dev/null
 "$IDLER" "$IDLE" "idle@$RELAY" 2>"$tmp/idler.err" &
 opened=$(BENCH_WAIT=60 wait_line "$tmp/idler.err" '^open \([0-9]*\)$' $!)
