@@ -79,8 +79,12 @@ impl PathStats {
     }
 
     /// Folds the peer's report "I have received `bytes` on this connection" at `now` into the
-    /// delivery-rate estimate. A count that goes down (a new connection) restarts it.
+    /// delivery-rate estimate. A count that goes down (a new connection) restarts it. The
+    /// count is the peer's word: it is capped at what this path has sent on all its
+    /// connections, so that a lying peer can neither inflate the rate the scheduler uses nor
+    /// the figures shown to the user.
     pub(super) fn on_peer_received(&mut self, bytes: u64, now: Duration) {
+        let bytes = bytes.min(self.bytes_sent.saturating_add(self.bytes_resent));
         self.peer_received = bytes;
         match self.rate_mark {
             Some((t, b)) if bytes >= b => {
@@ -230,6 +234,19 @@ impl Path {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_peers_byte_count_is_capped_at_what_was_sent() {
+        let mut st = PathStats {
+            bytes_sent: 1000,
+            bytes_resent: 24,
+            ..PathStats::default()
+        };
+        st.on_peer_received(10, Duration::from_millis(0));
+        st.on_peer_received(u64::MAX / 3, Duration::from_millis(100));
+        assert_eq!(st.peer_received, 1024);
+        let rate = st.delivery_rate.expect("a sample");
+        assert!(rate <= 1014.0 / 0.1 + 1.0, "rate {rate}");
+    }
     use super::*;
 
     fn ms(n: u64) -> Duration {
@@ -238,7 +255,11 @@ mod tests {
 
     #[test]
     fn delivery_rate_follows_the_peer_reports() {
-        let mut s = PathStats::default();
+        // (Reports count only bytes this path sent: plenty here.)
+        let mut s = PathStats {
+            bytes_sent: 1 << 40,
+            ..PathStats::default()
+        };
         s.on_peer_received(0, ms(0));
         assert_eq!(s.delivery_rate, None);
         // 10 ms later: too close for a sample; folded into the next one.
