@@ -288,12 +288,7 @@ fn a_strangers_offer_neither_sees_nor_truncates_a_partial() {
             .filter_map(|e| fs::read(e.unwrap().path()).ok())
             .any(|b| b == half)
     };
-    // The receiver's writer thread may still be writing the last chunks when the session's
-    // end is reported: wait (bounded) for them.
-    let deadline = std::time::Instant::now() + SHORT;
-    while !holds_half(dir.path()) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    // (The receiver ends its writer thread before it reports the session's end.)
     assert!(holds_half(dir.path()), "A's partial file was not kept");
 
     // B offers the same name with its own token.

@@ -168,142 +168,149 @@ pub async fn receive(
     }
     let writer =
         Writer::spawn().map_err(|e| ReceiveError::Local(format!("no writer thread: {e}")))?;
-    let mut done = vec![false; entries.len()];
-    // The file being received: its index and how many bytes it may still carry.
-    let mut current: Option<(usize, u64)> = None;
-    let mut stream_bytes = 0u64;
-    // Checked by `check_offer`: the files' sizes do not overflow.
-    let files_total: u64 = entries.iter().map(|e| e.size).sum();
-    loop {
-        let Some(msg) = wire::read_msg(ch).await? else {
-            if let Some((i, _)) = current {
-                return Err(WireError::Protocol(format!(
-                    "the sender stopped inside {}",
-                    entries[i].final_path.display()
-                ))
-                .into());
-            }
-            break;
-        };
-        match msg {
-            Msg::Control(tag::START, body) => {
-                let s: Start = wire::decode(tag::START, &body)?;
-                if current.is_some() {
-                    return Err(proto("START inside another file"));
+    // The files' part runs as one block so that the writer thread is always ended (and what
+    // it had queued is on disk) before the transfer's end is reported, however it ends.
+    let res: Result<Received, ReceiveError> = async {
+        let mut done = vec![false; entries.len()];
+        // The file being received: its index and how many bytes it may still carry.
+        let mut current: Option<(usize, u64)> = None;
+        let mut stream_bytes = 0u64;
+        // Checked by `check_offer`: the files' sizes do not overflow.
+        let files_total: u64 = entries.iter().map(|e| e.size).sum();
+        loop {
+            let Some(msg) = wire::read_msg(ch).await? else {
+                if let Some((i, _)) = current {
+                    return Err(WireError::Protocol(format!(
+                        "the sender stopped inside {}",
+                        entries[i].final_path.display()
+                    ))
+                    .into());
                 }
-                let e = entries
-                    .get(s.index)
-                    .filter(|e| e.kind != Kind::Dir && !e.same && !done[s.index])
-                    .ok_or_else(|| {
-                        proto(&format!(
-                            "START for entry {}, which takes no bytes",
-                            s.index
-                        ))
-                    })?;
-                if s.offset != 0 && s.offset != e.resume {
-                    return Err(proto(&format!(
-                        "START at offset {} where only 0 or {} make sense",
-                        s.offset, e.resume
-                    )));
-                }
-                let hasher = match s.offset {
-                    0 => blake3::Hasher::new(),
-                    _ => hashers.remove(&s.index).unwrap_or_default(),
-                };
-                out.resumed += s.offset;
-                make_parent(&e.final_path, &rules.dir).map_err(ReceiveError::Local)?;
-                writer
-                    .open(Target {
-                        part: e.part.clone(),
-                        final_path: e.final_path.clone(),
-                        exec: e.exec,
-                        offset: s.offset,
-                        hasher,
-                        replace: rules.overwrite,
-                    })
-                    .await?;
-                let room = match e.kind {
-                    // Streams (unknown size) share --max-size with the offer's files.
-                    Kind::Stream => rules
-                        .max_size
-                        .unwrap_or(u64::MAX)
-                        .saturating_sub(files_total)
-                        .saturating_sub(stream_bytes),
-                    _ => e.size.saturating_sub(s.offset),
-                };
-                current = Some((s.index, room));
-            }
-            Msg::Data(len) => {
-                let Some((i, room)) = current.as_mut() else {
-                    return Err(proto("DATA outside a file"));
-                };
-                if len as u64 > *room {
-                    return Err(match entries[*i].kind {
-                        Kind::Stream => ReceiveError::Refused(format!(
-                            "{} is larger than this receiver's --max-size",
-                            relative(&entries[*i].final_path, &rules.dir)
-                        )),
-                        _ => proto("more bytes than the file's size"),
-                    });
-                }
-                *room -= len as u64;
-                let mut left = len;
-                while left > 0 {
-                    let piece = ch.recv_up_to(left).await.ok_or(WireError::Ended)?;
-                    left -= piece.len();
-                    out.bytes += piece.len() as u64;
-                    reservation.consume(&entries[*i].part, piece.len() as u64);
-                    if entries[*i].kind == Kind::Stream {
-                        stream_bytes += piece.len() as u64;
+                break;
+            };
+            match msg {
+                Msg::Control(tag::START, body) => {
+                    let s: Start = wire::decode(tag::START, &body)?;
+                    if current.is_some() {
+                        return Err(proto("START inside another file"));
                     }
-                    writer.write(piece).await?;
+                    let e = entries
+                        .get(s.index)
+                        .filter(|e| e.kind != Kind::Dir && !e.same && !done[s.index])
+                        .ok_or_else(|| {
+                            proto(&format!(
+                                "START for entry {}, which takes no bytes",
+                                s.index
+                            ))
+                        })?;
+                    if s.offset != 0 && s.offset != e.resume {
+                        return Err(proto(&format!(
+                            "START at offset {} where only 0 or {} make sense",
+                            s.offset, e.resume
+                        )));
+                    }
+                    let hasher = match s.offset {
+                        0 => blake3::Hasher::new(),
+                        _ => hashers.remove(&s.index).unwrap_or_default(),
+                    };
+                    out.resumed += s.offset;
+                    make_parent(&e.final_path, &rules.dir).map_err(ReceiveError::Local)?;
+                    writer
+                        .open(Target {
+                            part: e.part.clone(),
+                            final_path: e.final_path.clone(),
+                            exec: e.exec,
+                            offset: s.offset,
+                            hasher,
+                            replace: rules.overwrite,
+                        })
+                        .await?;
+                    let room = match e.kind {
+                        // Streams (unknown size) share --max-size with the offer's files.
+                        Kind::Stream => rules
+                            .max_size
+                            .unwrap_or(u64::MAX)
+                            .saturating_sub(files_total)
+                            .saturating_sub(stream_bytes),
+                        _ => e.size.saturating_sub(s.offset),
+                    };
+                    current = Some((s.index, room));
                 }
-            }
-            Msg::Control(tag::END, body) => {
-                let end: End = wire::decode(tag::END, &body)?;
-                let Some((i, _)) = current.take().filter(|&(i, _)| i == end.index) else {
-                    return Err(proto("END for a file that was not started"));
-                };
-                let want = blake3::Hash::from_hex(&end.blake3)
-                    .map_err(|_| proto("END with a malformed hash"))?;
-                let e = &entries[i];
-                if e.kind == Kind::File && end.size != e.size {
-                    return Err(proto("END with a size other than the offer's"));
-                }
-                done[i] = true;
-                let verdict = match writer.finish(Some((end.size, want))).await {
-                    Ok(()) => {
-                        out.files += 1;
-                        Verdict {
-                            index: i,
-                            ok: true,
-                            error: None,
-                            saved_as: Some(relative(&e.final_path, &rules.dir)),
+                Msg::Data(len) => {
+                    let Some((i, room)) = current.as_mut() else {
+                        return Err(proto("DATA outside a file"));
+                    };
+                    if len as u64 > *room {
+                        return Err(match entries[*i].kind {
+                            Kind::Stream => ReceiveError::Refused(format!(
+                                "{} is larger than this receiver's --max-size",
+                                relative(&entries[*i].final_path, &rules.dir)
+                            )),
+                            _ => proto("more bytes than the file's size"),
+                        });
+                    }
+                    *room -= len as u64;
+                    let mut left = len;
+                    while left > 0 {
+                        let piece = ch.recv_up_to(left).await.ok_or(WireError::Ended)?;
+                        left -= piece.len();
+                        out.bytes += piece.len() as u64;
+                        reservation.consume(&entries[*i].part, piece.len() as u64);
+                        if entries[*i].kind == Kind::Stream {
+                            stream_bytes += piece.len() as u64;
                         }
+                        writer.write(piece).await?;
                     }
-                    Err(why @ WriteError::Mismatch { .. }) => {
-                        out.failed.push(why.to_string());
-                        Verdict {
-                            index: i,
-                            ok: false,
-                            error: Some(why.to_string()),
-                            saved_as: None,
+                }
+                Msg::Control(tag::END, body) => {
+                    let end: End = wire::decode(tag::END, &body)?;
+                    let Some((i, _)) = current.take().filter(|&(i, _)| i == end.index) else {
+                        return Err(proto("END for a file that was not started"));
+                    };
+                    let want = blake3::Hash::from_hex(&end.blake3)
+                        .map_err(|_| proto("END with a malformed hash"))?;
+                    let e = &entries[i];
+                    if e.kind == Kind::File && end.size != e.size {
+                        return Err(proto("END with a size other than the offer's"));
+                    }
+                    done[i] = true;
+                    let verdict = match writer.finish(Some((end.size, want))).await {
+                        Ok(()) => {
+                            out.files += 1;
+                            Verdict {
+                                index: i,
+                                ok: true,
+                                error: None,
+                                saved_as: Some(relative(&e.final_path, &rules.dir)),
+                            }
                         }
-                    }
-                    Err(why) => return Err(why.into()),
-                };
-                send(w, wire::control(tag::VERDICT, &verdict)).await?;
+                        Err(why @ WriteError::Mismatch { .. }) => {
+                            out.failed.push(why.to_string());
+                            Verdict {
+                                index: i,
+                                ok: false,
+                                error: Some(why.to_string()),
+                                saved_as: None,
+                            }
+                        }
+                        Err(why) => return Err(why.into()),
+                    };
+                    send(w, wire::control(tag::VERDICT, &verdict)).await?;
+                }
+                Msg::Control(t, _) => return Err(wire::unexpected(t, tag::START).into()),
             }
-            Msg::Control(t, _) => return Err(wire::unexpected(t, tag::START).into()),
         }
+        let fin = Done {
+            files: out.files,
+            bytes: out.bytes,
+        };
+        send(w, wire::control(tag::DONE, &fin)).await?;
+        w.close();
+        Ok(out)
     }
-    let fin = Done {
-        files: out.files,
-        bytes: out.bytes,
-    };
-    send(w, wire::control(tag::DONE, &fin)).await?;
-    w.close();
-    Ok(out)
+    .await;
+    writer.close().await;
+    res
 }
 
 fn proto(what: &str) -> ReceiveError {

@@ -178,6 +178,8 @@ pub struct Writer {
     tx: mpsc::Sender<Cmd>,
     /// The first error the thread hit (it stops then).
     error: Arc<Mutex<Option<WriteError>>>,
+    /// Resolves (with an error: its sender is dropped) once the thread has ended.
+    exited: oneshot::Receiver<()>,
 }
 
 /// Chunks that may wait for the disk.
@@ -189,10 +191,21 @@ impl Writer {
         let (tx, rx) = mpsc::channel(DEPTH);
         let error = Arc::new(Mutex::new(None));
         let err2 = error.clone();
+        let (alive, exited) = oneshot::channel::<()>();
         std::thread::Builder::new()
             .name("msock-writer".into())
-            .spawn(move || run(rx, err2))?;
-        Ok(Writer { tx, error })
+            .spawn(move || {
+                run(rx, err2);
+                drop(alive);
+            })?;
+        Ok(Writer { tx, error, exited })
+    }
+
+    /// Ends the thread after the commands already queued (at most a few chunks) and waits
+    /// for it: once this returns, everything received is in the file, and the file is closed.
+    pub async fn close(self) {
+        drop(self.tx);
+        let _ = self.exited.await;
     }
 
     /// Starts receiving into `target`.
