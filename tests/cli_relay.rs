@@ -6,11 +6,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::relay::Relay;
 use common::*;
 use serde_json::Value;
 
@@ -18,62 +18,6 @@ use serde_json::Value;
 const BULK: Duration = Duration::from_secs(90);
 /// Deadline for short exchanges.
 const SHORT: Duration = Duration::from_secs(20);
-
-/// A running `msock proxy --json`, its stdout (status lines) in a file.
-struct Relay {
-    proc: Proc,
-    addr: SocketAddr,
-    status: PathBuf,
-}
-
-impl Relay {
-    /// Starts a relay on `listen` (e.g. 127.0.0.1:0) with `extra` flags.
-    fn start(dir: &Path, listen: &str, extra: &[&str]) -> Relay {
-        let status = dir.join(format!("relay-{}.jsonl", rand_suffix()));
-        let mut args = vec!["proxy", "--json", "--listen", listen];
-        args.extend_from_slice(extra);
-        let mut cmd = msock(&args);
-        cmd.stdin(Stdio::null()).stdout(stdout_to(&status));
-        let mut proc = Proc::spawn("msock proxy", cmd);
-        let Some(line) = proc
-            .stderr
-            .wait_line(STARTUP, |l| l.starts_with("msock: relay listening on "))
-        else {
-            proc.kill();
-            panic!("relay did not start; stderr:\n{}", proc.stderr.text());
-        };
-        let addr = line
-            .trim_start_matches("msock: relay listening on ")
-            .trim()
-            .parse()
-            .unwrap();
-        Relay { proc, addr, status }
-    }
-
-    /// The JSON status lines so far.
-    fn events(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.status)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
-            .collect()
-    }
-
-    fn count(&self, event: &str) -> usize {
-        self.events().iter().filter(|e| e["event"] == event).count()
-    }
-
-    /// `NAME@ADDR`.
-    fn dest(&self, name: &str) -> String {
-        format!("{name}@{}", self.addr)
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
 
 /// Starts `msock listen --relay RELAY --name NAME EXTRA...` with its secrets under `state`,
 /// and waits until it has registered.

@@ -8,12 +8,13 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::relay::Relay;
 use common::*;
 use serde_json::Value;
 
@@ -29,54 +30,6 @@ const REGISTERED: u8 = 0x23;
 const ROUTE: u8 = 0x26;
 const LOOKUP: u8 = 0x27;
 const FOUND: u8 = 0x28;
-
-/// A running `msock proxy --json`, its stdout (status lines) in a file.
-struct Relay {
-    proc: Proc,
-    addr: SocketAddr,
-    status: PathBuf,
-}
-
-impl Relay {
-    fn start(dir: &Path, extra: &[&str]) -> Relay {
-        let status = dir.join("relay.jsonl");
-        let mut args = vec!["proxy", "--json", "--listen", "127.0.0.1:0"];
-        args.extend_from_slice(extra);
-        let mut cmd = msock(&args);
-        cmd.stdin(Stdio::null()).stdout(stdout_to(&status));
-        let mut proc = Proc::spawn("msock proxy", cmd);
-        let Some(line) = proc
-            .stderr
-            .wait_line(STARTUP, |l| l.starts_with("msock: relay listening on "))
-        else {
-            proc.kill();
-            panic!("relay did not start; stderr:\n{}", proc.stderr.text());
-        };
-        let addr = line
-            .trim_start_matches("msock: relay listening on ")
-            .trim()
-            .parse()
-            .unwrap();
-        Relay { proc, addr, status }
-    }
-
-    fn dest(&self, name: &str) -> String {
-        format!("{name}@{}", self.addr)
-    }
-
-    /// Stops the relay (SIGINT) and returns its summary line.
-    fn summary(mut self) -> Value {
-        assert!(catches_sigint(&self.proc, SHORT));
-        sigint(&self.proc);
-        self.proc.expect_code(130, SHORT);
-        std::fs::read_to_string(&self.status)
-            .unwrap()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|e| e["event"] == "summary")
-            .expect("a summary line")
-    }
-}
 
 /// `msock listen --relay RELAY --name NAME EXTRA...`, registered.
 fn named_listener(relay: &Relay, name: &str, state: &Path, extra: &[&str], out: Stdio) -> Proc {
@@ -233,7 +186,11 @@ fn name_of(out: &Path) -> &str {
 
 fn route_flood(sources: Vec<IpAddr>, per_source: usize, with_preamble: bool, check_a: bool) {
     let dir = tempdir();
-    let relay = Relay::start(dir.path(), &["--max-flowpaths", "100", "--rate", "0"]);
+    let relay = Relay::start(
+        dir.path(),
+        "127.0.0.1:0",
+        &["--max-flowpaths", "100", "--rate", "0"],
+    );
     let (out_a, out_b) = (dir.path().join("a"), dir.path().join("b"));
     let mut la = named_listener(&relay, "a", &dir.path().join("sa"), &[], stdout_to(&out_a));
     let mut lb = named_listener(&relay, "b", &dir.path().join("sb"), &[], stdout_to(&out_b));
@@ -257,7 +214,7 @@ fn route_flood(sources: Vec<IpAddr>, per_source: usize, with_preamble: bool, che
     attack.join().unwrap();
     la.kill();
     lb.kill();
-    let summary = relay.summary();
+    let summary = relay.summary(SHORT);
     b.unwrap_or_else(|e| panic!("client of another name during the flood: {e}; {summary}"));
     if let Some(a) = a {
         a.unwrap_or_else(|e| panic!("client of the flooded name: {e}; {summary}"));
@@ -283,7 +240,7 @@ fn ten_sources_flooding_routes_cannot_fill_the_relay() {
 #[test]
 fn register_flood_from_one_source_leaves_room_for_real_listeners() {
     let dir = tempdir();
-    let relay = Relay::start(dir.path(), &["--max-names", "300"]);
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &["--max-names", "300"]);
     let mut got = 0;
     for i in 0..300 {
         if squat(loopback(2), relay.addr, &format!("squat{i}")) {
@@ -299,7 +256,7 @@ fn register_flood_from_one_source_leaves_room_for_real_listeners() {
     );
     real.assert_running("registered");
     real.kill();
-    let summary = relay.summary();
+    let summary = relay.summary(SHORT);
     assert!(got <= 32, "one address registered {got} names; {summary}");
     assert!(
         summary["refused"]
@@ -316,7 +273,11 @@ fn register_flood_from_one_source_leaves_room_for_real_listeners() {
 fn registration_flood_with_state_is_saved_in_batches() {
     let dir = tempdir();
     let state = dir.path().join("relay-state.json");
-    let relay = Relay::start(dir.path(), &["--state", state.to_str().unwrap()]);
+    let relay = Relay::start(
+        dir.path(),
+        "127.0.0.1:0",
+        &["--state", state.to_str().unwrap()],
+    );
     let mut live = named_listener(
         &relay,
         "live",
@@ -355,7 +316,7 @@ fn registration_flood_with_state_is_saved_in_batches() {
     stop.store(true, Ordering::Relaxed);
     let (found, other) = lookups.join().unwrap();
     live.kill();
-    let summary = relay.summary();
+    let summary = relay.summary(SHORT);
     assert_eq!(registered, 300, "{summary}");
     assert!(
         found > 0 && other.is_empty(),
