@@ -100,8 +100,9 @@ pub struct ListenArgs {
     #[arg(long, conflicts_with_all = ["authorized_keys", "psk_file"])]
     pub allow_plain: bool,
 
-    /// How long a new client may stay silent before it is taken for plain TCP (or, without
-    /// --allow-plain, closed).
+    /// How long a new client may stay silent before it is taken for plain TCP (served with
+    /// --allow-plain, else told so and closed; then at least 2s, so that a slow msock client
+    /// is not refused).
     #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
     pub detect_wait: Duration,
 

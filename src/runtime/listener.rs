@@ -36,7 +36,8 @@ pub struct DetectPolicy {
     pub(crate) allow_plain: bool,
     /// Raw TCP services, told apart by their first bytes.
     pub(crate) magics: Arc<[Magic]>,
-    /// How long to wait for a client's first bytes before deciding it is plain TCP.
+    /// How long to wait for a client's first bytes before deciding it is plain TCP (at least
+    /// 2 s when plain TCP is refused).
     pub wait: Duration,
     /// How long an msock client may take to send its first frame.
     pub handshake_timeout: Duration,
@@ -45,6 +46,10 @@ pub struct DetectPolicy {
     /// costs a bounded amount of memory.
     pub max_pending: usize,
 }
+
+/// Without --allow-plain, how long a silent client is waited for at least before it is
+/// refused as plain TCP.
+const REFUSE_SILENT_AFTER: Duration = Duration::from_secs(2);
 
 /// What a plain TCP client is told (one line) when the listener does not serve plain TCP.
 pub const PLAIN_REFUSED: &str =
@@ -315,7 +320,15 @@ async fn classify(
     relayed: bool,
 ) {
     let mut initial = Vec::with_capacity(PREAMBLE_LEN);
-    let verdict = tokio::time::timeout(policy.wait, async {
+    // A listener that refuses plain TCP loses little by waiting longer for a silent client,
+    // and refusing a slow msock client (a loaded machine, a far network) as plain would be
+    // worse: it waits at least REFUSE_SILENT_AFTER.
+    let wait = if policy.allow_plain {
+        policy.wait
+    } else {
+        policy.wait.max(REFUSE_SILENT_AFTER)
+    };
+    let verdict = tokio::time::timeout(wait, async {
         loop {
             let m = match_preamble(&initial);
             // Read no further than the msock preamble while it may still be one (its frames
