@@ -230,8 +230,17 @@ fn bit_flipper(to: SocketAddr, at: usize) -> (SocketAddr, Arc<AtomicBool>) {
             };
             let (mut c2, mut s2) = (c.try_clone().unwrap(), s.try_clone().unwrap());
             std::thread::spawn(move || {
-                let _ = std::io::copy(&mut s2, &mut c2);
-                let _ = c2.shutdown(std::net::Shutdown::Write);
+                // Like a network path: an end of stream passes as one, a reset as a reset.
+                match std::io::copy(&mut s2, &mut c2) {
+                    Ok(_) => {
+                        let _ = c2.shutdown(std::net::Shutdown::Write);
+                    }
+                    Err(_) => {
+                        let _ = socket2::SockRef::from(&c2).set_linger(Some(Duration::ZERO));
+                        // Wakes the other direction's reader; the last close then resets.
+                        let _ = c2.shutdown(std::net::Shutdown::Read);
+                    }
+                }
             });
             let tamper = std::mem::take(&mut first);
             let f3 = f2.clone();
