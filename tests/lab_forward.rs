@@ -32,6 +32,10 @@ const RATE: u64 = 400_000_000;
 /// Deadline of every process.
 const LIMIT: Duration = Duration::from_secs(120);
 const STARTUP: Duration = Duration::from_secs(10);
+/// Bytes the ssh test uploads, and the rate towards the server that makes it last a few
+/// seconds (longer than the setup, shorter than the changes and the outage).
+const SSH_BULK: u64 = 60 << 20;
+const SSH_RATE: u64 = 40_000_000;
 
 #[test]
 fn forwarded_connection_survives_address_change_and_link_down() {
@@ -134,6 +138,7 @@ fn an_ssh_session_survives_address_change_and_link_down() {
     let Some(lab) = Lab::up(test, Topology::Mobile) else {
         return;
     };
+    lab.shape("rt", "srv0", SSH_RATE);
     let msock = env!("CARGO_BIN_EXE_msock");
     // sshd on the server's loopback only: the client can reach it only through msock.
     let files = SshdFiles::new();
@@ -145,6 +150,7 @@ fn an_ssh_session_survives_address_change_and_link_down() {
         "listen",
         "0",
         "-4",
+        "-k",
         "--forward",
         "127.0.0.1:2222",
         "--allow-anyone",
@@ -174,6 +180,31 @@ fn an_ssh_session_survives_address_change_and_link_down() {
 
     writeln!(typing, "before").unwrap();
     wait_for_line(&out, "got-before", Duration::from_secs(30));
+    // A second login through the same forward carries bulk data up across the changes; the
+    // remote end hashes what it got.
+    let input = payload(SSH_BULK, 22);
+    let (want, _) = common::sha256_file(input.path());
+    let sums = NamedTempFile::new().unwrap();
+    let ssh_cmd = files.ssh("127.0.0.1", lport, &[], "sha256sum");
+    let mut cmd = in_node(&lab, "cli", &ssh_cmd);
+    cmd.stdin(File::open(input.path()).unwrap())
+        .stdout(sums.reopen().unwrap());
+    let mut bulk = lab.spawn(cmd, LIMIT);
+    let until = Instant::now() + Duration::from_secs(20);
+    while lab.tx_bytes("cli", "eth0") < SSH_BULK / 10 {
+        assert!(
+            Instant::now() < until,
+            "the bulk upload did not start: ssh: {}\nconnect: {}",
+            bulk.stderr(),
+            local.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = lab.tx_bytes("cli", "eth0");
+    assert!(
+        sent < SSH_BULK,
+        "the move should come mid-upload ({sent} bytes sent)"
+    );
     let new = lab.addr_move("cli", "eth0");
     writeln!(typing, "moved").unwrap();
     wait_for_line(&out, "got-moved", Duration::from_secs(20));
@@ -188,6 +219,13 @@ fn an_ssh_session_survives_address_change_and_link_down() {
     drop(typing);
 
     ssh.expect_exit(0);
+    bulk.expect_exit(0);
+    let got = std::fs::read_to_string(sums.path()).unwrap();
+    assert_eq!(
+        got.split_whitespace().next(),
+        Some(common::hex(&want).as_str()),
+        "the bytes sshd got differ from those sent"
+    );
     let text = std::fs::read_to_string(out.path()).unwrap();
     let shells = text.lines().filter(|l| l.starts_with("shell-")).count();
     assert_eq!(shells, 1, "one login, one shell:\n{text}");
