@@ -449,7 +449,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__proxy)
-            opts="-v -h -V --listen --auth-keys --state --name-ttl --max-flowpaths --max-flowpaths-per-source --max-pending-per-name --max-names --max-names-per-source --rate --handshake-timeout --idle-timeout --keepalive --json --verbose --help --version"
+            opts="-v -h -V --listen --auth-keys --state --name-ttl --max-flowpaths --max-flowpaths-per-source --max-pending-per-name --max-names --max-names-per-source --rate --handshake-timeout --idle-timeout --keepalive --metrics --rate-per-name --rate-per-source --json --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -504,6 +504,18 @@ _msock() {
                     return 0
                     ;;
                 --keepalive)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate-per-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate-per-source)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -3,6 +3,7 @@
 // Help texts show "[IPV6]:PORT" literally; rustdoc must not read it as a link.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
@@ -262,6 +263,22 @@ pub struct ProxyArgs {
 
     /// Print one JSON object per line on stdout for each event (registered, unregistered,
     /// expired, splice, splice_end, refused, dropped) and the summary at exit.
+    /// Serve Prometheus metrics (OpenMetrics text) on `GET /metrics` at this address:
+    /// registrations, lookups, spliced flowpaths, bytes each way, refusals by reason, names,
+    /// listeners connected, open flowpaths, registration and lookup latency histograms.
+    /// Keep it on a private address: it names no names, but shows the relay's load.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+
+    /// Cap what the flowpaths of one name move, in bytes per second each way (e.g. `10M` =
+    /// 10 MiB/s; K, M, G are powers of 1024). Shared by all the name's clients.
+    #[arg(long, value_name = "RATE", value_parser = parse_positive_size)]
+    pub rate_per_name: Option<u64>,
+
+    /// Cap what the flowpaths of one client address move, in bytes per second each way.
+    #[arg(long, value_name = "RATE", value_parser = parse_positive_size)]
+    pub rate_per_source: Option<u64>,
+
     #[arg(long)]
     pub json: bool,
 }

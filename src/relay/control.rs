@@ -9,7 +9,6 @@
 //! listener learns it.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,6 +76,7 @@ impl Relay {
             }
             Err(_) => return,
         };
+        let proved = std::time::Instant::now();
         if !self.cfg.auth_keys.is_empty()
             && !self
                 .cfg
@@ -109,13 +109,14 @@ impl Relay {
             // The new secret is on disk before the listener learns it.
             self.persist().await;
         }
-        self.stats.registrations.fetch_add(1, Ordering::Relaxed);
+        self.metrics.registrations.inc();
         self.status(
             "registered",
             serde_json::json!({"name": name, "from": peer.to_string(),
                 "direct": published.iter().map(|a| a.to_string()).collect::<Vec<_>>()}),
         );
         let mut ok = wr.write_all(&reply.encode()).await.is_ok();
+        self.metrics.registered(proved);
         for f in redial {
             ok = ok && wr.write_all(&f.encode()).await.is_ok();
         }

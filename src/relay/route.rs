@@ -147,13 +147,14 @@ impl Relay {
             return;
         }
         let lpeer = listener.peer_addr().ok();
-        self.stats.spliced.fetch_add(1, Ordering::Relaxed);
+        self.metrics.spliced.inc();
         self.status(
             "splice",
             serde_json::json!({"id": format!("{id:016x}"), "name": name, "client": peer.to_string(),
                 "listener": lpeer.map(|a| a.to_string())}),
         );
-        let counters = Arc::new(Counters::default());
+        let caps = self.limiter.caps(&name, peer.ip());
+        let counters = Arc::new(Counters::new(self.metrics.bytes.clone(), caps));
         let t = Timeouts {
             idle: self.cfg.idle_timeout,
             session: hs,
@@ -166,8 +167,6 @@ impl Relay {
             counters.up.load(Ordering::Relaxed),
             counters.down.load(Ordering::Relaxed),
         );
-        self.stats.bytes_up.fetch_add(up, Ordering::Relaxed);
-        self.stats.bytes_down.fetch_add(down, Ordering::Relaxed);
         let how = match end {
             End::Closed => "closed".to_owned(),
             End::Error(e) => format!("error: {e}"),
