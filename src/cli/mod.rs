@@ -224,7 +224,9 @@ pub struct PolicyArgs {
     #[arg(long)]
     pub prefer_cellular: bool,
 
-    /// Only use this interface; repeat for several, in order of preference.
+    /// Only use this interface; repeat for several, in order of preference. A NAME this
+    /// machine does not have is warned about and used if it appears; with none of the names
+    /// here (--iface and --backup), connecting is refused, listing the interfaces there are.
     #[arg(long, value_name = "NAME")]
     pub iface: Vec<String>,
 
@@ -234,7 +236,8 @@ pub struct PolicyArgs {
 
     /// Treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what
     /// msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone.
-    /// Repeat for several interfaces.
+    /// Repeat for several interfaces. A NAME this machine does not have is warned about (as
+    /// with --iface) and applies if it appears.
     #[arg(long, value_name = "NAME=KIND", value_parser = parse_kind_override)]
     pub iface_kind: Vec<(String, IfaceKind)>,
 }

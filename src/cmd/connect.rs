@@ -28,7 +28,7 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
     }
     let Some(dest) = args.dest.clone() else {
         return Err(Failure::local(
-            "give HOST:PORT, e.g. example.net:9000 or [::1]:9000",
+            "give HOST:PORT or HOST PORT, e.g. example.net:9000 or [::1]:9000",
         ));
     };
     check_dest(&dest)?;

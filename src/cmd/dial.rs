@@ -132,7 +132,7 @@ fn client_config(
 ) -> Result<ClientConfig, Failure> {
     let named = check_dest(dest)?;
     check_source(dial.source)?;
-    warn_unknown_kinds(&policy);
+    warn_unknown_ifaces(&policy);
     let mut session = session_config(stream)?;
     session.service = service;
     if session.encrypt {
@@ -228,18 +228,30 @@ pub(crate) fn dial_failure_for(e: DialError, hint: Hint) -> Failure {
     }
 }
 
-/// Says which `--iface-kind` names no interface of this machine has now (a typo, or one that
-/// has not appeared yet: the kind applies if it does).
-fn warn_unknown_kinds(policy: &Policy) {
-    if policy.kinds.is_empty() {
+/// Warns about each interface that `--iface`, `--backup` or `--iface-kind` names and this
+/// machine does not have now (a typo, or one that has not appeared yet: the flag applies if
+/// it does). The same rule for all three: only when `--iface`/`--backup` leave no interface at
+/// all is it refused (exit 2, naming them and listing what exists), when dialling.
+fn warn_unknown_ifaces(policy: &Policy) {
+    if policy.kinds.is_empty() && policy.only.is_empty() && policy.backup.is_empty() {
         return;
     }
     let found = ifaces::discover(&policy.kinds);
-    let mut unknown: Vec<&String> = (policy.kinds.keys())
-        .filter(|n| !found.iter().any(|i| &i.name == *n))
-        .collect();
-    unknown.sort();
-    for name in unknown {
+    let missing = |n: &String| !found.iter().any(|i| &i.name == n);
+    let mut kinds: Vec<&String> = policy.kinds.keys().filter(|n| missing(n)).collect();
+    kinds.sort();
+    let usable = |names: &[String]| names.iter().any(|n| !missing(n));
+    // With none of them here, the refusal says it all.
+    if usable(&policy.only) || usable(&policy.backup) {
+        for (flag, names) in [("--iface", &policy.only), ("--backup", &policy.backup)] {
+            for name in names.iter().filter(|n| missing(n)) {
+                tracing::warn!(
+                    "{flag} {name}: there is no interface {name} now (it is used if one appears; see msock connect --list-ifaces)"
+                );
+            }
+        }
+    }
+    for name in kinds {
         tracing::warn!(
             "--iface-kind {name}=...: there is no interface {name} now (it applies if one appears; see msock connect --list-ifaces)"
         );
