@@ -60,29 +60,8 @@ pub enum KeyError {
     },
     /// The listener's key changed since it was pinned (someone in between, or a replaced
     /// key).
-    #[error("the listener at {dest} has a different key than the one pinned for it in {} \
-             line {} ({}{}): pinned {}, now {got}. Someone may be intercepting the \
-             connection, or the listener's key was replaced; if you know it was, delete that \
-             line (or run `msock connect --forget-key {}`). If it is another listener on the \
-             same host with a key of its own, pin it for its port: add a line `{pin_port} \
-             FINGERPRINT` there, with the fingerprint `msock listen --show-key` prints on it",
-        file.display(), found.line, found.names,
-        if found.by_address { ", found by the address it resolved to" } else { "" },
-        found.fingerprint, forget)]
-    Changed {
-        /// The destination.
-        dest: String,
-        /// The entry that pins another key for it.
-        found: Found,
-        /// The listener's.
-        got: String,
-        /// The file it is pinned in.
-        file: PathBuf,
-        /// What `--forget-key` takes to remove that line.
-        forget: String,
-        /// `[HOST]:PORT` for the destination.
-        pin_port: String,
-    },
+    #[error("{0}")]
+    Changed(Box<Changed>),
 }
 
 impl KeyError {
@@ -95,9 +74,35 @@ impl KeyError {
             | KeyError::Io { .. }
             | KeyError::BadKeyFile(..)
             | KeyError::EmptyPsk(_) => true,
-            KeyError::NotGiven { .. } | KeyError::Changed { .. } => false,
+            KeyError::NotGiven { .. } | KeyError::Changed(_) => false,
         }
     }
+}
+
+/// A listener key that differs from the one pinned for its destination.
+#[derive(Debug, thiserror::Error)]
+#[error("the listener at {dest} has a different key than the one pinned for it in {} \
+         line {} ({}{}): pinned {}, now {got}. Someone may be intercepting the \
+         connection, or the listener's key was replaced; if you know it was, delete that \
+         line (or run `msock connect --forget-key {}`). If it is another listener on the \
+         same host with a key of its own, pin it for its port: add a line `{pin_port} \
+         FINGERPRINT` there, with the fingerprint `msock listen --show-key` prints on it",
+    file.display(), found.line, found.names,
+    if found.by_address { ", found by the address it resolved to" } else { "" },
+    found.fingerprint, forget)]
+pub struct Changed {
+    /// The destination.
+    pub dest: String,
+    /// The entry that pins another key for it.
+    pub found: Found,
+    /// The listener's.
+    pub got: String,
+    /// The file it is pinned in.
+    pub file: PathBuf,
+    /// What `--forget-key` takes to remove that line.
+    pub forget: String,
+    /// `[HOST]:PORT` for the destination.
+    pub pin_port: String,
 }
 
 /// Whose long-term key a key file holds.

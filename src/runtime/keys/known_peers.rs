@@ -408,16 +408,18 @@ pub(crate) fn check(
     let by_addr = addr
         .as_deref()
         .map(|a| (a, file.table.lookup(a, port, got)));
-    let changed = |table: &Table, i: usize, by_address: bool, path: &Path| KeyError::Changed {
-        dest: dest.to_owned(),
-        forget: match (by_address, &addr) {
-            (true, Some(a)) => a.clone(),
-            _ => host.clone(),
-        },
-        found: table.found(i, by_address),
-        got: got.to_owned(),
-        file: path.to_owned(),
-        pin_port: format!("[{host}]:{}", port.map_or("PORT".into(), |p| p.to_string())),
+    let changed = |table: &Table, i: usize, by_address: bool, path: &Path| {
+        KeyError::Changed(Box::new(super::Changed {
+            dest: dest.to_owned(),
+            forget: match (by_address, &addr) {
+                (true, Some(a)) => a.clone(),
+                _ => host.clone(),
+            },
+            found: table.found(i, by_address),
+            got: got.to_owned(),
+            file: path.to_owned(),
+            pin_port: format!("[{host}]:{}", port.map_or("PORT".into(), |p| p.to_string())),
+        }))
     };
     let result = match (by_name, by_addr) {
         (Lookup::Same(i, specific), by_addr) => {
@@ -543,7 +545,7 @@ mod tests {
         let e = check(p(), "localhost:5", ip("127.0.0.1"), B).unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
         let e = check(p(), "other:5", ip("127.0.0.1"), B).unwrap_err();
-        assert!(matches!(e, KeyError::Changed { ref found, .. } if found.by_address));
+        assert!(matches!(e, KeyError::Changed(ref c) if c.found.by_address));
         // A port pinned on its own takes precedence.
         fs::write(&path, format!("{text}[127.0.0.1]:7 {B}\n")).unwrap();
         assert!(check(p(), "127.0.0.1:7", ip("127.0.0.1"), B).is_ok());
