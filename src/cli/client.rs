@@ -13,10 +13,22 @@ use super::{DialArgs, StreamArgs};
 /// `msock connect`.
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// The listener: HOST:PORT or [IPV6]:PORT, or NAME@RELAY[:PORT] for a listener
-    /// registered at a relay (not given with --list-ifaces).
-    #[arg(value_name = "HOST:PORT", required_unless_present_any = ["list_ifaces", "show_key"])]
+    /// The listener: HOST:PORT or [IPV6]:PORT, or HOST PORT as two arguments (as nc takes
+    /// them), or NAME@RELAY[:PORT] for a listener registered at a relay (not given with
+    /// --list-ifaces).
+    #[arg(value_name = "HOST:PORT",
+          required_unless_present_any = ["list_ifaces", "show_key", "forget_key"])]
     pub dest: Option<String>,
+
+    /// The listener's port, when it follows HOST as an argument of its own.
+    #[arg(value_name = "PORT", value_parser = parse_port, requires = "dest")]
+    pub port: Option<u16>,
+
+    /// Remove the listener key pinned for DEST from known_peers and exit, printing each line
+    /// removed (like `ssh-keygen -R`; exit 0 also when nothing was pinned). DEST HOST removes
+    /// every line naming HOST; HOST:PORT the lines a connection there would use.
+    #[arg(long, value_name = "DEST", conflicts_with_all = ["dest", "list_ifaces", "show_key"])]
+    pub forget_key: Option<String>,
 
     /// Print this client's key fingerprint (for a listener's --authorized-keys) and exit.
     /// The key is created on first use, in the config directory (see ENCRYPTION below);
@@ -66,7 +78,9 @@ pub struct ConnectArgs {
 #[derive(Debug, Args)]
 pub struct SendFileArgs {
     /// Files and folders to send (`-` sends stdin; name it with --name), then the receiving
-    /// listener: HOST:PORT or [IPV6]:PORT.
+    /// listener: HOST:PORT or [IPV6]:PORT, or HOST PORT as two arguments (as nc takes them).
+    /// The last two arguments are read as HOST PORT when the last is a port number and the
+    /// one before it is not an existing file or folder.
     #[arg(value_name = "PATH... HOST:PORT", required = true, num_args = 1..)]
     pub args: Vec<String>,
 
@@ -101,18 +115,58 @@ impl SendFileArgs {
     pub fn dest(&self) -> &str {
         self.args.last().map_or("", String::as_str)
     }
+
+    /// Joins a destination given as HOST PORT into the last argument (see the help of
+    /// `args` for the rule).
+    fn join_host_port(&mut self) -> Result<(), String> {
+        let n = self.args.len();
+        if n < 3 {
+            return Ok(());
+        }
+        let (host, last) = (&self.args[n - 2], &self.args[n - 1]);
+        if !last.bytes().all(|b| b.is_ascii_digit()) || std::path::Path::new(host).exists() {
+            return Ok(());
+        }
+        let joined = join_host_port(host, parse_port(last)?)?;
+        self.args.truncate(n - 2);
+        self.args.push(joined);
+        Ok(())
+    }
+}
+
+impl super::Command {
+    /// Joins each destination given as HOST PORT (as nc takes it) into HOST:PORT (or
+    /// [IPV6]:PORT). Err: a usage error to report.
+    pub fn join_destinations(&mut self) -> Result<(), String> {
+        let join = |dest: &mut Option<String>, port: &mut Option<u16>| {
+            if let (Some(d), Some(p)) = (dest.as_mut(), port.take()) {
+                *d = join_host_port(d, p)?;
+            }
+            Ok(())
+        };
+        match self {
+            super::Command::Connect(a) => join(&mut a.dest, &mut a.port),
+            super::Command::Bench(a) => join(&mut a.dest, &mut a.port),
+            super::Command::SendFile(a) => a.join_host_port(),
+            super::Command::Listen(_) | super::Command::Proxy(_) => Ok(()),
+        }
+    }
 }
 
 /// `msock bench`.
 #[derive(Debug, Args, Clone)]
 #[command(after_long_help = BENCH_NUMBERS)]
 pub struct BenchArgs {
-    /// The listener to measure against: HOST:PORT or [IPV6]:PORT (any `msock listen`; use -k
-    /// there to serve several tests, or --compare-tcp). Without it, `msock bench` starts its
-    /// own listener on loopback and compares plain TCP, one msock flowpath and msock striped
-    /// over several loopback addresses.
+    /// The listener to measure against: HOST:PORT or [IPV6]:PORT, or HOST PORT as two
+    /// arguments (any `msock listen`; use -k there to serve several tests, or --compare-tcp).
+    /// Without it, `msock bench` starts its own listener on loopback and compares plain TCP,
+    /// one msock flowpath and msock striped over several loopback addresses.
     #[arg(value_name = "HOST:PORT")]
     pub dest: Option<String>,
+
+    /// The listener's port, when it follows HOST as an argument of its own.
+    #[arg(value_name = "PORT", value_parser = parse_port, requires = "dest")]
+    pub port: Option<u16>,
 
     /// How long to send (e.g. 10s, 1m). The built-in run (no HOST:PORT) gives each of its
     /// three tests a third of it.
