@@ -539,3 +539,40 @@ fn listener_whose_name_was_taken_after_a_relay_restart_exits_1() {
         e.stderr
     );
 }
+
+/// The relay goes away and comes back on the same port: the listener says on stderr that it
+/// lost the relay and that it registered its name again (it used to say nothing).
+#[test]
+fn listener_says_when_its_relay_is_lost_and_when_it_is_back() {
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &[]);
+    let addr = relay.addr.to_string();
+    let mut l = named_listener(
+        &relay,
+        "noisy",
+        &dir.path().join("state"),
+        &["-k"],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let mut relay = relay;
+    relay.proc.kill();
+    let lost = format!("msock: relay {addr} lost: ");
+    assert!(
+        l.stderr.wait_contains(SHORT, &lost),
+        "no loss reported; stderr:\n{}",
+        l.stderr.text()
+    );
+    let _relay2 = Relay::start(dir.path(), &addr, &[]);
+    let back = format!("msock: re-registered noisy at {addr}");
+    assert!(
+        l.stderr.wait_contains(SHORT, &back),
+        "no re-registration reported; stderr:\n{}",
+        l.stderr.text()
+    );
+    let text = l.stderr.text();
+    let lost_line = text.lines().find(|x| x.contains(&lost)).unwrap();
+    assert!(lost_line.ends_with("; retrying"), "{lost_line}");
+    assert_eq!(text.matches(&lost).count(), 1, "one line per outage: {text}");
+    l.kill();
+}

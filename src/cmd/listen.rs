@@ -276,6 +276,7 @@ async fn register_at_relay(
         key,
         family: family(&args.stream),
         listening,
+        events: super::relay_notices::events(),
     };
     agent::start(cfg, inject).await.map_err(|e| match e {
         agent::RegisterError::Local(m) => Failure::local(m),

@@ -7,6 +7,7 @@ pub(crate) mod exec;
 pub mod listen;
 pub mod proxy;
 pub(crate) mod receive;
+mod relay_notices;
 pub mod send_file;
 
 use std::fmt::Display;
