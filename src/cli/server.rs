@@ -123,6 +123,16 @@ pub struct ListenArgs {
     #[arg(long, value_name = "SIZE", requires = "save_dir", value_parser = parse_size)]
     pub max_size: Option<u64>,
 
+    /// Accept file offers without asking. Without it, a --save-dir listener whose stdin and
+    /// stderr are a terminal asks before accepting an offer from a sender key it has not seen
+    /// ("accept 3 files, 1.2 GB, from SHA256:... at ADDR? [y/N]"; its stdin then answers and
+    /// is not sent to byte-stream sessions); a key is seen when it is in --authorized-keys or
+    /// in `accepted_senders` in the config directory, where each accepted key is added. A
+    /// refused sender is told that the receiver declined. Other listeners accept and log
+    /// each offer on stderr.
+    #[arg(long, requires = "save_dir")]
+    pub yes: bool,
+
     /// Port forwarding: join each session to a new TCP connection to HOST:PORT (like `socat
     /// TCP-LISTEN,fork TCP:HOST:PORT`) instead of stdin and stdout; with -k, sessions are
     /// served at the same time. Clients use `msock connect --local PORT` or ssh's ProxyCommand. Needs

@@ -79,13 +79,24 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     }
     let save = match &args.save_dir {
         Some(dir) => Some(Arc::new(
-            SaveOptions::new(dir.clone(), args.overwrite, args.max_size).map_err(Failure::local)?,
+            SaveOptions::new(
+                dir.clone(),
+                args.overwrite,
+                args.max_size,
+                super::consent::Consent::new(args.yes, args.authorized_keys.is_some()),
+            )
+            .map_err(Failure::local)?,
         )),
         None => None,
     };
-    // Stdin and stdout are used only when byte streams are attached to them.
+    // Stdin and stdout are used only when byte streams are attached to them; stdin not when
+    // it answers the questions about file offers.
     let stdio_used = forward.is_none() && program.is_none();
-    let stdio = SharedStdio::start(stdio_used && !args.recv_only, stdio_used && !args.send_only);
+    let asks = save.as_ref().is_some_and(|s| s.consent.uses_stdin());
+    let stdio = SharedStdio::start(
+        stdio_used && !args.recv_only && !asks,
+        stdio_used && !args.send_only,
+    );
     let mut services = services(&args, save);
     if let Some(p) = &program {
         super::exec::offer(&mut services, p.clone());
@@ -276,6 +287,7 @@ async fn register_at_relay(
         key,
         family: family(&args.stream),
         listening,
+        events: super::relay_notices::events(),
     };
     agent::start(cfg, inject).await.map_err(|e| match e {
         agent::RegisterError::Local(m) => Failure::local(m),

@@ -2,11 +2,14 @@
 
 pub mod bench;
 pub mod connect;
+mod consent;
 pub mod dial;
 pub(crate) mod exec;
 pub mod listen;
 pub mod proxy;
 pub(crate) mod receive;
+mod relay_notices;
+mod resume_hint;
 pub mod send_file;
 
 use std::fmt::Display;

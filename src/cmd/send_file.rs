@@ -92,7 +92,25 @@ async fn transfer(
         driver.run_with_snapshot(),
         progress::ticker(&progress, probe_tx)
     );
-    Ok((judge(res, drive), snap))
+    let outcome = judge(res, drive);
+    match &outcome {
+        Err(f) if f.kind == super::Exit::Interrupted => {
+            // The bar keeps its last state on a line of its own; then how to go on.
+            progress.abandon();
+            if !args.quiet {
+                let at = progress
+                    .position()
+                    .map_or(String::new(), |p| format!(" at {p}"));
+                eprintln!(
+                    "msock: interrupted{at}; the receiver keeps the partial files. To \
+                     resume, run the same command again:\n  {}",
+                    super::resume_hint::command_line()
+                );
+            }
+        }
+        _ => progress.clear(),
+    }
+    Ok((outcome, snap))
 }
 
 /// Combines the transfer's and the session's results into one, blaming the right side.
@@ -120,9 +138,10 @@ fn summary(s: &Sent, secs: f64, dest: &str) -> String {
     let n = files.clone().filter(|f| !f.skipped).count();
     let skipped = files.filter(|f| f.skipped).count();
     let mut line = format!(
-        "sent {n} file{} ({sent} bytes) to {dest} in {secs:.2} s, {:.1} MB/s",
+        "sent {n} file{} ({}, {sent} bytes) to {dest} in {secs:.2} s, {}",
         if n == 1 { "" } else { "s" },
-        sent as f64 / secs.max(1e-6) / 1e6
+        progress::si_bytes(sent),
+        progress::si_rate(sent, secs)
     );
     if resumed > 0 {
         line += &format!(", resumed from {resumed} bytes");

@@ -102,12 +102,36 @@ async fn send_list<H: serde::Serialize, T: serde::Serialize>(
     Ok(())
 }
 
+/// An offer's size, as the receiver's user is asked about it before it is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfferSize {
+    /// Files and streams (folders not counted).
+    pub files: usize,
+    /// Bytes of all files (streams count 0).
+    pub bytes: u64,
+}
+
 /// Receives one transfer over `ch` into `rules.dir`.
 pub async fn receive(
     w: &mut ChannelWriter,
     ch: &mut ChannelReader,
     rules: &SaveRules,
 ) -> Result<Received, ReceiveError> {
+    receive_asking(w, ch, rules, |_| async { Ok(()) }).await
+}
+
+/// [`receive`], asking `ask` about the offer first: Err(why) refuses it (the sender is told
+/// why), before anything is checked or written.
+pub async fn receive_asking<F, A>(
+    w: &mut ChannelWriter,
+    ch: &mut ChannelReader,
+    rules: &SaveRules,
+    ask: A,
+) -> Result<Received, ReceiveError>
+where
+    A: FnOnce(OfferSize) -> F,
+    F: std::future::Future<Output = Result<(), String>>,
+{
     let offer: Offer =
         match wire::recv_list(ch, tag::OFFER, wire::MAX_ENTRIES, wire::MAX_OFFER_BYTES).await {
             Ok(o) => o,
@@ -116,6 +140,13 @@ pub async fn receive(
             }
             Err(e) => return Err(e.into()),
         };
+    // An offer whose sizes overflow is refused by the checks below, unasked.
+    if let Some(bytes) = offer.total_size() {
+        let files = offer.entries.iter().filter(|e| e.kind != Kind::Dir).count();
+        if let Err(why) = ask(OfferSize { files, bytes }).await {
+            return refuse(w, rules, why).await;
+        }
+    }
     let rules2 = rules.clone();
     let checked = tokio::task::spawn_blocking(move || {
         let (entries, needs) = check_offer(&offer, &rules2)?;

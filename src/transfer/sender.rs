@@ -247,7 +247,12 @@ async fn send_inner(
         .iter()
         .map(|j| j.size.map_or(0, |s| s.saturating_sub(j.offset)))
         .sum();
-    progress.total.store(total, Ordering::Relaxed);
+    progress.plan(
+        reports.iter().filter(|r| r.kind != Kind::Dir).count(),
+        reports.iter().filter(|r| r.skipped).count(),
+        jobs.iter().map(|j| j.offset).sum(),
+        total,
+    );
     let reports = RefCell::new(reports);
     let (tx, rx) = mpsc::channel(16);
     let reader = std::thread::Builder::new()
@@ -460,6 +465,7 @@ async fn collect(
                     .get_mut(v.index)
                     .ok_or_else(|| WireError::Protocol("VERDICT for no such entry".into()))?;
                 rep.ok = v.ok;
+                progress.file_done();
                 // The receiver's words: escaped before anything shows them.
                 rep.error = v.error.as_deref().map(escape);
                 if !v.ok {
