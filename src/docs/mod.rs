@@ -10,6 +10,7 @@ use clap_complete::Shell;
 
 use crate::cli::Cli;
 
+mod completions;
 mod extra;
 mod man;
 mod roff;
@@ -38,8 +39,7 @@ pub fn render() -> io::Result<Vec<(PathBuf, Vec<u8>)>> {
         Shell::Elvish,
         Shell::PowerShell,
     ] {
-        let mut buf = Vec::new();
-        clap_complete::generate(shell, &mut cmd.clone(), "msock", &mut buf);
+        let buf = completions::script(shell, &cmd)?;
         let name = match shell {
             Shell::Bash => "msock.bash".to_owned(),
             Shell::Zsh => "_msock".to_owned(),
