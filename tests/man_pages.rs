@@ -181,7 +181,9 @@ fn pages_read_well_and_refer_only_to_what_exists() {
             "SEE ALSO",
         ] {
             if !heads.iter().any(|h| h == need) {
-                faults.push(format!("{name}: no {need} section"));
+                faults.push(format!(
+                    "{name}: no {need} section (examples: src/docs/extra.rs)"
+                ));
             }
         }
         for what in referred_sections(&text) {

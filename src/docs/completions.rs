@@ -230,10 +230,14 @@ _msock_congestion() {{
         let hit = options.iter().find(|(long, _)| {
             spec.starts_with(&format!("--{long}=[")) || spec.starts_with(&format!("--{long}+["))
         });
-        match hit {
-            Some((long, v)) if line.trim_end().ends_with(":_default' \\") => {
-                let body = line.trim_end().trim_end_matches(":_default' \\");
-                out.push_str(&format!("{body}:{}' \\\n", v.function()));
+        // `'--long=[help]:VALUE:ACTION' \`: whatever clap chose as ACTION is replaced.
+        let action_at = line
+            .trim_end()
+            .strip_suffix("' \\")
+            .and_then(|l| l.rfind(':'));
+        match (hit, action_at) {
+            (Some((long, v)), Some(at)) => {
+                out.push_str(&format!("{}:{}' \\\n", &line[..at], v.function()));
                 done.push(long);
             }
             _ => out.push_str(line),
@@ -244,7 +248,10 @@ _msock_congestion() {{
     }
     for (long, _) in options {
         if !done.contains(&long.as_str()) {
-            return Err(missing("zsh", &format!("a `--{long}=[...]:_default` spec")));
+            return Err(missing(
+                "zsh",
+                &format!("a `--{long}=[...]:VALUE:ACTION` spec"),
+            ));
         }
     }
     Ok(out)

@@ -260,10 +260,14 @@ fn write_files(r: &mut String, title: &str, entries: &[File], sub: &str) {
     }
     let _ = writeln!(r, ".SH {title}");
     if title == "FILES" {
-        r.push_str(
-            ".PP\nCONFIG is $MSOCK_CONFIG_DIR, else $XDG_CONFIG_HOME/msock, else ~/.config/msock; \
-             STATE is $MSOCK_STATE_DIR, else $XDG_STATE_HOME/msock, else ~/.local/state/msock.\n",
-        );
+        let mut dirs =
+            vec!["CONFIG is $MSOCK_CONFIG_DIR, else $XDG_CONFIG_HOME/msock, else ~/.config/msock"];
+        if mine.iter().any(|f| f.path.starts_with("STATE/")) {
+            dirs.push(
+                "STATE is $MSOCK_STATE_DIR, else $XDG_STATE_HOME/msock, else ~/.local/state/msock",
+            );
+        }
+        let _ = writeln!(r, ".PP\n{}.", escape(&dirs.join("; ")));
     }
     for f in mine {
         let _ = writeln!(r, ".TP\n\\fI{}\\fR\n{}", escape(f.path), escape(f.what));
