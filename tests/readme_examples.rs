@@ -12,6 +12,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
+
+mod shell;
+
 /// One runnable block: its first line number in README.md, its text, what its output must
 /// contain.
 struct Block {
@@ -175,4 +179,42 @@ fn placeholder_ports_are_replaced_consistently() {
     assert_ne!(words[1], words[7], "{s}");
     assert!(s.ends_with("x9000 19000"), "{s}");
     assert!(!s.contains(" 9000"), "{s}");
+}
+
+/// Every `msock` command line in every shell block of the README (runnable or not) parses
+/// with the real CLI; lines holding a `...` placeholder (`--peer-key SHA256:...`) are skipped.
+#[test]
+fn every_readme_command_parses() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let mut in_sh = false;
+    let (mut seen, mut bad) = (0, Vec::new());
+    for (n, line) in readme.lines().enumerate() {
+        let t = line.trim();
+        if let Some(info) = t.strip_prefix("```") {
+            in_sh = !in_sh && info.split_whitespace().next() == Some("sh");
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        for argv in shell::msock_invocations(line) {
+            if argv.iter().any(|w| w.contains("...")) {
+                continue;
+            }
+            seen += 1;
+            if let Err(e) = msock::cli::Cli::try_parse_from(&argv) {
+                bad.push(format!("README.md line {}: {line}\n{}", n + 1, e.render()));
+            }
+        }
+    }
+    assert!(
+        seen > 30,
+        "found only {seen} msock command lines in README.md"
+    );
+    assert!(
+        bad.is_empty(),
+        "README commands that do not parse:\n{}",
+        bad.join("\n")
+    );
 }
