@@ -174,7 +174,7 @@ fn synopsis(cmd: &Command, sub: &str) -> String {
             (None, None) => continue,
         };
         let value = if arg.get_action().takes_values() {
-            format!(" \\fI{}\\fR", escape(&value_name(arg)))
+            format!("\\ \\fI{}\\fR", escape(&value_name(arg)))
         } else {
             String::new()
         };

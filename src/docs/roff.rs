@@ -2,10 +2,26 @@
 //! indented paragraphs, two-column lists) turned back into paragraphs that roff fills itself.
 
 /// Marks every option in roff text rendered elsewhere (`\-\-name` after a space or at a line's
-/// start) as not to be hyphenated, as [`escape`] does.
+/// start) as not to be hyphenated, and its `code` spans bold, as [`escape`] does.
 pub(super) fn protect_options(roff: &str) -> String {
     let mut out = String::with_capacity(roff.len() + 64);
     for line in roff.split_inclusive('\n') {
+        let code = line.matches('`').count();
+        let bolded;
+        let line = if code > 0 && code % 2 == 0 && !line.starts_with('.') {
+            // `code` spans of the help text in bold, as escape() does.
+            bolded = line
+                .split('`')
+                .enumerate()
+                .map(|(i, part)| match i % 2 {
+                    1 => format!("\\fB{part}\\fR"),
+                    _ => part.to_owned(),
+                })
+                .collect::<String>();
+            bolded.as_str()
+        } else {
+            line
+        };
         let mut prev = ' ';
         let mut rest = line;
         while let Some(c) = rest.chars().next() {
@@ -205,6 +221,14 @@ mod tests {
         );
         assert_eq!(escape(".x a\\b it's"), "\\&.x a\\eb it\\(aqs");
         assert_eq!(escape("odd ` tick"), "odd ` tick");
+    }
+
+    #[test]
+    fn protects_options_and_bolds_code_in_rendered_roff() {
+        assert_eq!(
+            protect_options("see `msock \\-v` and \\-\\-iface\n.TP\n"),
+            "see \\fBmsock \\%\\-v\\fR and \\%\\-\\-iface\n.TP\n"
+        );
     }
 
     #[test]
