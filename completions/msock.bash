@@ -611,8 +611,70 @@ _msock() {
     esac
 }
 
+
+# Values clap does not know, looked up when TAB is pressed (added by src/docs/completions.rs).
+_msock_ifaces() {
+    local d
+    if [[ -d /sys/class/net ]]; then
+        for d in /sys/class/net/*; do [[ -e $d ]] && printf '%s\n' "${d##*/}"; done
+    elif command -v ip >/dev/null 2>&1; then
+        ip -o link show 2>/dev/null | sed -n 's/^[0-9]*: \([^:@ ]*\).*/\1/p'
+    fi
+}
+_msock_iface_kinds() {
+    local i k
+    if [[ $_msock_word == *=* ]]; then
+        for k in wifi cellular ethernet tunnel other; do printf '%s\n' "${_msock_word%%=*}=$k"; done
+    else
+        for i in $(_msock_ifaces); do printf '%s\n' "$i="; done
+    fi
+}
+_msock_congestion() {
+    local f=/proc/sys/net/ipv4/tcp_available_congestion_control
+    [[ -r $f ]] && tr ' ' '\n' < "$f"
+}
+_msock_dynamic() {
+    local line="${COMP_LINE:0:COMP_POINT}" opt _msock_word="" prefix="" vals=() c i cut=""
+    local -a words
+    read -ra words <<< "$line"
+    (( ${#words[@]} )) || { _msock "$@"; return; }
+    if [[ $line == *[[:space:]] ]]; then
+        opt="${words[${#words[@]}-1]}"
+    else
+        _msock_word="${words[${#words[@]}-1]}"
+        opt="${words[${#words[@]}-2]}"
+        if [[ $_msock_word == --*=* ]]; then
+            opt="${_msock_word%%=*}"
+            prefix="$opt="
+            _msock_word="${_msock_word#*=}"
+        fi
+    fi
+    case "$opt" in
+        --backup) vals=($(_msock_ifaces)) ;;
+        --congestion) vals=($(_msock_congestion)) ;;
+        --iface) vals=($(_msock_ifaces)) ;;
+        --iface-kind) vals=($(_msock_iface_kinds)) ;;
+        *) _msock "$@"; return ;;
+    esac
+    # bash replaces only what follows the word's last COMP_WORDBREAKS character.
+    local typed="$prefix$_msock_word"
+    for ((i = ${#typed} - 1; i >= 0; i--)); do
+        c="${typed:i:1}"
+        if [[ $COMP_WORDBREAKS == *"$c"* ]]; then cut="${typed:0:i+1}"; break; fi
+    done
+    COMPREPLY=()
+    for c in "${vals[@]}"; do
+        c="$prefix$c"
+        [[ $c == "$typed"* ]] && COMPREPLY+=("${c#"$cut"}")
+    done
+    if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]]; then
+        compopt -o nospace 2>/dev/null
+    fi
+    return 0
+}
+
 if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERSINFO[0]}" -gt 4 ]]; then
-    complete -F _msock -o nosort -o bashdefault -o default msock
+    complete -F _msock_dynamic -o nosort -o bashdefault -o default msock
 else
-    complete -F _msock -o bashdefault -o default msock
+    complete -F _msock_dynamic -o bashdefault -o default msock
 fi

@@ -1,3 +1,31 @@
+# Values clap does not know, looked up when TAB is pressed (added by src/docs/completions.rs).
+function _msock_ifaces
+    if test -d /sys/class/net
+        for d in /sys/class/net/*
+            string replace -r '.*/' '' -- $d
+        end
+    else if command -q ip
+        ip -o link show 2>/dev/null | string replace -rf '^\d+: ([^:@ ]+).*' '$1'
+    end
+end
+function _msock_iface_kinds
+    set -l tok (commandline -ct | string replace -r '^--iface-kind=' '')
+    if string match -q '*=*' -- $tok
+        set -l name (string split -m1 = -- $tok)[1]
+        for k in wifi cellular ethernet tunnel other
+            echo $name=$k
+        end
+    else
+        for i in (_msock_ifaces)
+            echo $i=
+        end
+    end
+end
+function _msock_congestion
+    set -l f /proc/sys/net/ipv4/tcp_available_congestion_control
+    test -r $f; and string split ' ' -- (string trim < $f)
+end
+
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_msock_global_optspecs
     string join \n v/verbose h/help V/version
@@ -48,7 +76,7 @@ complete -c msock -n "__fish_msock_using_subcommand listen" -l idle-timeout -d '
 complete -c msock -n "__fish_msock_using_subcommand listen" -l resume-timeout -d 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree' -r
 complete -c msock -n "__fish_msock_using_subcommand listen" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand listen" -l dead-time -d 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long' -r
-complete -c msock -n "__fish_msock_using_subcommand listen" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
+complete -c msock -n "__fish_msock_using_subcommand listen" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r -f -a '(_msock_congestion)'
 complete -c msock -n "__fish_msock_using_subcommand listen" -l psk-file -d 'Also require a pre-shared key, read from FILE (any secret text; both ends need the same file). Sessions then need both the listener\'s key and this one' -r -F
 complete -c msock -n "__fish_msock_using_subcommand listen" -l show-key -d 'Print this listener\'s key fingerprint (to give to clients for --peer-key) and exit. The key is created on first use, in the config directory (see ENCRYPTION below)'
 complete -c msock -n "__fish_msock_using_subcommand listen" -l allow-anyone -d 'Let --exec, --sh-exec and --forward run without --authorized-keys or --psk-file: anyone who reaches this listener gets the program or the target. Plain TCP clients (which prove no key) reach them only with this and --allow-plain'
@@ -73,14 +101,14 @@ complete -c msock -n "__fish_msock_using_subcommand connect" -s w -l wait -d 'Gi
 complete -c msock -n "__fish_msock_using_subcommand connect" -s s -l source -d 'Local address to connect from (instead of choosing interfaces by a policy)' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l retry-interval -d 'After losing the connection, try to reconnect this often (re-resolving HOST each time) until --resume-timeout' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l peer-key -d 'The listener\'s key fingerprint (SHA256:..., from `msock listen --show-key`): refuse any other key. Without it the key seen first at this host is pinned and later required (trust on first use, like ssh; see ENCRYPTION in `msock --help`)' -r
-complete -c msock -n "__fish_msock_using_subcommand connect" -l iface -d 'Only use this interface; repeat for several, in order of preference. A NAME this machine does not have is warned about and used if it appears; with none of the names here (--iface and --backup), connecting is refused, listing the interfaces there are' -r
-complete -c msock -n "__fish_msock_using_subcommand connect" -l backup -d 'Use this interface only while no other is usable; repeatable' -r
-complete -c msock -n "__fish_msock_using_subcommand connect" -l iface-kind -d 'Treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone. Repeat for several interfaces. A NAME this machine does not have is warned about (as with --iface) and applies if it appears' -r
+complete -c msock -n "__fish_msock_using_subcommand connect" -l iface -d 'Only use this interface; repeat for several, in order of preference. A NAME this machine does not have is warned about and used if it appears; with none of the names here (--iface and --backup), connecting is refused, listing the interfaces there are' -r -f -a '(_msock_ifaces)'
+complete -c msock -n "__fish_msock_using_subcommand connect" -l backup -d 'Use this interface only while no other is usable; repeatable' -r -f -a '(_msock_ifaces)'
+complete -c msock -n "__fish_msock_using_subcommand connect" -l iface-kind -d 'Treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone. Repeat for several interfaces. A NAME this machine does not have is warned about (as with --iface) and applies if it appears' -r -f -a '(_msock_iface_kinds)'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l idle-timeout -d 'End a session that has sent and received no data for this long (e.g. 30s, 2m)' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l resume-timeout -d 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand connect" -l dead-time -d 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long' -r
-complete -c msock -n "__fish_msock_using_subcommand connect" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
+complete -c msock -n "__fish_msock_using_subcommand connect" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r -f -a '(_msock_congestion)'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l psk-file -d 'Also require a pre-shared key, read from FILE (any secret text; both ends need the same file). Sessions then need both the listener\'s key and this one' -r -F
 complete -c msock -n "__fish_msock_using_subcommand connect" -l show-key -d 'Print this client\'s key fingerprint (for a listener\'s --authorized-keys) and exit. The key is created on first use, in the config directory (see ENCRYPTION below); send-file and bench use the same key'
 complete -c msock -n "__fish_msock_using_subcommand connect" -l plain -d 'Talk plain TCP (no msock session) to a server that does not speak msock: one TCP connection, so no interface policies and no reconnecting'
@@ -102,14 +130,14 @@ complete -c msock -n "__fish_msock_using_subcommand send-file" -s w -l wait -d '
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s s -l source -d 'Local address to connect from (instead of choosing interfaces by a policy)' -r
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l retry-interval -d 'After losing the connection, try to reconnect this often (re-resolving HOST each time) until --resume-timeout' -r
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l peer-key -d 'The listener\'s key fingerprint (SHA256:..., from `msock listen --show-key`): refuse any other key. Without it the key seen first at this host is pinned and later required (trust on first use, like ssh; see ENCRYPTION in `msock --help`)' -r
-complete -c msock -n "__fish_msock_using_subcommand send-file" -l iface -d 'Only use this interface; repeat for several, in order of preference. A NAME this machine does not have is warned about and used if it appears; with none of the names here (--iface and --backup), connecting is refused, listing the interfaces there are' -r
-complete -c msock -n "__fish_msock_using_subcommand send-file" -l backup -d 'Use this interface only while no other is usable; repeatable' -r
-complete -c msock -n "__fish_msock_using_subcommand send-file" -l iface-kind -d 'Treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone. Repeat for several interfaces. A NAME this machine does not have is warned about (as with --iface) and applies if it appears' -r
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l iface -d 'Only use this interface; repeat for several, in order of preference. A NAME this machine does not have is warned about and used if it appears; with none of the names here (--iface and --backup), connecting is refused, listing the interfaces there are' -r -f -a '(_msock_ifaces)'
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l backup -d 'Use this interface only while no other is usable; repeatable' -r -f -a '(_msock_ifaces)'
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l iface-kind -d 'Treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone. Repeat for several interfaces. A NAME this machine does not have is warned about (as with --iface) and applies if it appears' -r -f -a '(_msock_iface_kinds)'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l idle-timeout -d 'End a session that has sent and received no data for this long (e.g. 30s, 2m)' -r
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l resume-timeout -d 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree' -r
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l dead-time -d 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long' -r
-complete -c msock -n "__fish_msock_using_subcommand send-file" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
+complete -c msock -n "__fish_msock_using_subcommand send-file" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r -f -a '(_msock_congestion)'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l psk-file -d 'Also require a pre-shared key, read from FILE (any secret text; both ends need the same file). Sessions then need both the listener\'s key and this one' -r -F
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s q -l quiet -d 'Print nothing on stderr but errors (no progress bar, no summary)'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -l json -d 'At the end, print one JSON object on stdout: files, bytes, seconds, rate, resumed bytes, bytes per flowpath and each file\'s hash'
@@ -132,14 +160,14 @@ complete -c msock -n "__fish_msock_using_subcommand bench" -s w -l wait -d 'Give
 complete -c msock -n "__fish_msock_using_subcommand bench" -s s -l source -d 'Local address to connect from (instead of choosing interfaces by a policy)' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l retry-interval -d 'After losing the connection, try to reconnect this often (re-resolving HOST each time) until --resume-timeout' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l peer-key -d 'The listener\'s key fingerprint (SHA256:..., from `msock listen --show-key`): refuse any other key. Without it the key seen first at this host is pinned and later required (trust on first use, like ssh; see ENCRYPTION in `msock --help`)' -r
-complete -c msock -n "__fish_msock_using_subcommand bench" -l iface -d 'Only use this interface; repeat for several, in order of preference. A NAME this machine does not have is warned about and used if it appears; with none of the names here (--iface and --backup), connecting is refused, listing the interfaces there are' -r
-complete -c msock -n "__fish_msock_using_subcommand bench" -l backup -d 'Use this interface only while no other is usable; repeatable' -r
-complete -c msock -n "__fish_msock_using_subcommand bench" -l iface-kind -d 'Treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone. Repeat for several interfaces. A NAME this machine does not have is warned about (as with --iface) and applies if it appears' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l iface -d 'Only use this interface; repeat for several, in order of preference. A NAME this machine does not have is warned about and used if it appears; with none of the names here (--iface and --backup), connecting is refused, listing the interfaces there are' -r -f -a '(_msock_ifaces)'
+complete -c msock -n "__fish_msock_using_subcommand bench" -l backup -d 'Use this interface only while no other is usable; repeatable' -r -f -a '(_msock_ifaces)'
+complete -c msock -n "__fish_msock_using_subcommand bench" -l iface-kind -d 'Treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone. Repeat for several interfaces. A NAME this machine does not have is warned about (as with --iface) and applies if it appears' -r -f -a '(_msock_iface_kinds)'
 complete -c msock -n "__fish_msock_using_subcommand bench" -l idle-timeout -d 'End a session that has sent and received no data for this long (e.g. 30s, 2m)' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l resume-timeout -d 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l dead-time -d 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long' -r
-complete -c msock -n "__fish_msock_using_subcommand bench" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r -f -a '(_msock_congestion)'
 complete -c msock -n "__fish_msock_using_subcommand bench" -l psk-file -d 'Also require a pre-shared key, read from FILE (any secret text; both ends need the same file). Sessions then need both the listener\'s key and this one' -r -F
 complete -c msock -n "__fish_msock_using_subcommand bench" -s R -l reverse -d 'Reverse: the listener sends, we receive'
 complete -c msock -n "__fish_msock_using_subcommand bench" -l bidir -d 'Both directions at once (each is reported on its own)'

@@ -26,7 +26,7 @@ Several clients (-k), as ncat -k:
   that does not take its copy for 5 s while its queue is full (it moved or stalled) is ended
   with an error rather than holding stdin up for the others.
   Without -k: one session; a client that comes meanwhile is told the listener is busy.
-When the session ends (nc's rule, as in the Quick start):
+When the session ends (nc's rule):
   Each side ends its sending at the end of its stdin; the session ends when both have. When
   stdin is a terminal and nothing has been typed for a session, the session also ends as soon
   as the client has finished sending, so that `msock listen 9000 > file` in a terminal and
