@@ -39,6 +39,9 @@ const TOOLS: &[&str] = &[
     "mandoc",
     "groff",
     "gnuplot",
+    "zsh",
+    "fish",
+    "script",
 ];
 
 /// Which tests of which binary need one of [`TOOLS`]; an empty list means every test of it.
@@ -63,6 +66,22 @@ const NEEDING: &[(&str, &[&str])] = &[
         ],
     ),
     ("cli_plain", &["nc_client_to_listen"]),
+    ("man_pages", &["pages_read_well_and_refer_only_to_what_exists"]),
+    (
+        "completions",
+        &[
+            "fish_completes_interfaces_kinds_and_algorithms",
+            "zsh_completes_interfaces_kinds_and_algorithms",
+        ],
+    ),
+    (
+        "cli_send_file_ux",
+        &[
+            "a_listener_on_a_terminal_asks_before_accepting_an_unseen_sender",
+            "yes_accepts_without_asking_on_a_terminal",
+            "ctrl_c_keeps_the_bar_and_says_how_to_resume",
+        ],
+    ),
 ];
 
 /// A folder of symlinks to every program on `PATH` except [`TOOLS`].
