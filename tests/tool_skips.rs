@@ -66,7 +66,10 @@ const NEEDING: &[(&str, &[&str])] = &[
         ],
     ),
     ("cli_plain", &["nc_client_to_listen"]),
-    ("man_pages", &["pages_read_well_and_refer_only_to_what_exists"]),
+    (
+        "man_pages",
+        &["pages_read_well_and_refer_only_to_what_exists"],
+    ),
     (
         "completions",
         &[
