@@ -52,7 +52,18 @@ fn have_script() -> bool {
 /// `msock ARGS...` on a pseudo-terminal (stdin, stdout and stderr), through `script`: its
 /// terminal output goes to `out`; the returned process's stdin types into the terminal. The
 /// program replaces the shell (`exec`), so it is the script's child.
+///
+/// The listener there keeps the key of the other tests' listeners (copied into `config`):
+/// their senders pin one key per host.
 fn on_terminal(args: &[&str], config: &Path, out: &Path) -> Proc {
+    let shared = test_config_dir().join("listener.key");
+    if !shared.exists() {
+        let made = msock(&["listen", "--show-key"]).output().unwrap();
+        assert!(made.status.success(), "{made:?}");
+    }
+    if !config.join("listener.key").exists() {
+        fs::copy(&shared, config.join("listener.key")).unwrap();
+    }
     let mut line = format!("exec {}", sh(p(&bin())));
     for a in args {
         line += &format!(" {}", sh(a));
