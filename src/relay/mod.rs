@@ -82,6 +82,8 @@
 pub mod agent;
 pub mod client;
 mod control;
+pub mod nameplate;
+pub mod pairing;
 mod refusal;
 pub mod registry;
 mod route;
