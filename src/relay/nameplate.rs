@@ -130,10 +130,8 @@ mod tests {
 
     #[test]
     fn paired_burns_at_once_and_is_kept_out_of_the_state_file() {
-        let mut r = Registry {
-            state: Some("/nonexistent/state.json".into()),
-            ..Registry::default()
-        };
+        let mut r = Registry::default();
+        r.state = Some("/nonexistent/state.json".into());
         plate(&mut r, "9");
         assert_eq!(r.pair_attempt("9", true), Ok(()));
         r.paired("9");
