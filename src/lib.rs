@@ -41,6 +41,7 @@ pub mod cli;
 pub mod cmd;
 pub mod docs;
 pub mod forward;
+pub mod pairing;
 pub mod program;
 pub mod proto;
 pub mod relay;

@@ -87,6 +87,7 @@ const LAYERS: &[&[&str]] = &[
     &["proto"],
     &["runtime"],
     &["transfer", "bench", "relay", "forward", "program"],
+    &["pairing"],
     &["cli"],
     &["cmd", "docs"],
 ];

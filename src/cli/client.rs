@@ -15,8 +15,16 @@ use super::{DialArgs, StreamArgs};
 pub struct ConnectArgs {
     /// The listener: HOST:PORT or [IPV6]:PORT, or NAME@RELAY[:PORT] for a listener
     /// registered at a relay (not given with --list-ifaces).
-    #[arg(value_name = "HOST:PORT", required_unless_present_any = ["list_ifaces", "show_key"])]
+    /// With --code: the relay, HOST[:PORT] (default: `relay` in config.toml).
+    #[arg(value_name = "HOST:PORT", required_unless_present_any = ["list_ifaces", "show_key", "code"])]
     pub dest: Option<String>,
+
+    /// Connect to the `msock listen --code` that printed CODE (e.g. 7-tulip-orbit-canyon),
+    /// through its relay; see `msock listen --code`.
+    #[arg(long, value_name = "CODE", conflicts_with_all = [
+        "plain", "local", "list_ifaces", "show_key", "no_encrypt", "psk_file", "peer_key",
+    ])]
+    pub code: Option<String>,
 
     /// Print this client's key fingerprint (for a listener's --authorized-keys) and exit.
     /// The key is created on first use, in the config directory (see ENCRYPTION below);
@@ -66,9 +74,23 @@ pub struct ConnectArgs {
 #[derive(Debug, Args)]
 pub struct SendFileArgs {
     /// Files and folders to send (`-` sends stdin; name it with --name), then the receiving
-    /// listener: HOST:PORT or [IPV6]:PORT.
-    #[arg(value_name = "PATH... HOST:PORT", required = true, num_args = 1..)]
+    /// listener: HOST:PORT or [IPV6]:PORT. With --code the listener is the code's and the last
+    /// argument, if it is not a file or folder here, is the relay (HOST[:PORT]; default:
+    /// `relay` in config.toml).
+    #[arg(value_name = "PATH... HOST:PORT", required_unless_present = "text", num_args = 1..)]
     pub args: Vec<String>,
+
+    /// Send to the `msock listen --code` that printed CODE (e.g. 7-tulip-orbit-canyon),
+    /// through its relay; see `msock listen --code`. Run the same command again after an
+    /// interruption: it resumes without pairing again (the session's key is kept in the state
+    /// directory, pairing/RELAY/NUMBER.ticket, until the transfer ended well).
+    #[arg(long, value_name = "CODE", conflicts_with_all = ["no_encrypt", "psk_file", "peer_key"])]
+    pub code: Option<String>,
+
+    /// With --code: send TEXT (without TEXT: stdin, at most 1 MiB) instead of files; the
+    /// listener prints it on its stdout.
+    #[arg(long, value_name = "TEXT", requires = "code", num_args = 0..=1, default_missing_value = "-")]
+    pub text: Option<String>,
 
     /// The file name the receiver gives stdin's bytes (with PATH `-`).
     #[arg(long, value_name = "NAME", default_value = "stdin")]
