@@ -66,7 +66,11 @@ async fn transfer(
     verbose: u8,
 ) -> Result<(Result<Sent, Failure>, Snapshot, Option<Coded>), Failure> {
     let (paths, relay) = match &args.code {
-        Some(_) => super::code::split_args(&args.args, false),
+        Some(code) => {
+            // A mistyped code is the user's to fix before anything else.
+            crate::proto::code::Code::parse(code).map_err(Failure::local)?;
+            super::code::split_args(&args.args, false)
+        }
         None => (args.paths(), None),
     };
     if paths.is_empty() || (args.code.is_none() && args.args.len() < 2) {

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use crate::proto::code::Code;
 use crate::proto::codec::{Framing, HEADER_LEN};
 use crate::proto::handshake::KEY_LEN;
-use crate::proto::pake::{self, PakeError, PakeFrame, Paired};
+use crate::proto::pake::{self, Paired, PakeError, PakeFrame};
 use crate::proto::text::Untrusted;
 use crate::proto::PREAMBLE;
 use crate::relay::nameplate::PAIR_ATTEMPTS;
@@ -159,11 +159,10 @@ pub async fn pair_with(
     code: &Code,
     wait: Duration,
 ) -> Result<Paired, PairingError> {
-    let mut conn = relay_pairing::open(relay, family, &code.name(), wait)
+    let (sender, start) = pake::Sender::start(code, &mut rand::rngs::OsRng);
+    let mut conn = relay_pairing::open(relay, family, &code.name(), wait, &start)
         .await
         .map_err(|e| PairingError::Network(format!("cannot reach the relay {relay}: {e}")))?;
-    let (sender, start) = pake::Sender::start(code, &mut rand::rngs::OsRng);
-    conn.write_all(&start).await.map_err(net)?;
     // The relay's refusal or the listener's answer; the listener may take the relay's
     // handshake timeout to dial back.
     let reply = tokio::time::timeout(wait + ATTEMPT_TIMEOUT, async {

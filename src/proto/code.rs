@@ -127,7 +127,9 @@ pub enum CodeError {
     #[error("a code starts with its number (1 to {MAX_NAMEPLATE}), like 7-tulip-orbit-canyon")]
     Nameplate,
     /// A word that is not on the list (a typo).
-    #[error("'{0}' is not a word of msock's codes (a typo?); a code looks like 7-tulip-orbit-canyon")]
+    #[error(
+        "'{0}' is not a word of msock's codes (a typo?); a code looks like 7-tulip-orbit-canyon"
+    )]
     Word(String),
     /// Too few or too many words.
     #[error("a code has {WORDS} words after its number, not {0}, like 7-tulip-orbit-canyon")]
@@ -146,7 +148,9 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), 7776, "duplicate words");
-        assert!(words().iter().all(|w| w.bytes().all(|b| b.is_ascii_lowercase())));
+        assert!(words()
+            .iter()
+            .all(|w| w.bytes().all(|b| b.is_ascii_lowercase())));
         assert!((entropy_bits() - 38.77).abs() < 0.01, "{}", entropy_bits());
     }
 
@@ -163,7 +167,10 @@ mod tests {
         let c = Code::parse(" 7 abacus able zircon ").unwrap();
         assert_eq!(c.phrase(), "7-abacus-able-zircon");
         assert_eq!(Code::parse("abacus-able-zircon"), Err(CodeError::Nameplate));
-        assert_eq!(Code::parse("0-abacus-able-zircon"), Err(CodeError::Nameplate));
+        assert_eq!(
+            Code::parse("0-abacus-able-zircon"),
+            Err(CodeError::Nameplate)
+        );
         assert_eq!(Code::parse("7-abacus-able"), Err(CodeError::Count(2)));
         assert_eq!(
             Code::parse("7-abacus-able-zircon-able"),

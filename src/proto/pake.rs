@@ -39,8 +39,8 @@ use spake2::{Ed25519Group, Identity, Password, Spake2};
 
 use super::code::Code;
 use super::codec::{read_all, CodecError, Framing, Reader};
-use super::handshake::KEY_LEN;
 use super::frame::MAX_REASON;
+use super::handshake::KEY_LEN;
 use super::ErrorCode;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -249,7 +249,10 @@ pub struct Sender {
 
 impl Sender {
     /// Starts the exchange for `code`: the state and the START frame to send.
-    pub fn start(code: &Code, rng: &mut (impl rand::RngCore + rand::CryptoRng)) -> (Sender, Vec<u8>) {
+    pub fn start(
+        code: &Code,
+        rng: &mut (impl rand::RngCore + rand::CryptoRng),
+    ) -> (Sender, Vec<u8>) {
         let (spake, msg) = Spake2::<Ed25519Group>::start_a_with_rng(
             &Password::new(code.phrase().as_bytes()),
             &Identity::new(ID_SENDER),
@@ -281,10 +284,9 @@ impl Sender {
             PakeFrame::Error(code, why) => return Err(PakeError::Refused(code, why)),
             other => return Err(unexpected(&other, "REPLY")),
         };
-        let k = self
-            .spake
-            .finish(&msg)
-            .map_err(|e| PakeError::Protocol(format!("bad SPAKE2 message from the listener: {e}")))?;
+        let k = self.spake.finish(&msg).map_err(|e| {
+            PakeError::Protocol(format!("bad SPAKE2 message from the listener: {e}"))
+        })?;
         let keys = Keys::new(k, &self.code, &self.msg, &msg, &key);
         keys.mac(b"msock pake listener v1")
             .verify_slice(&confirm)
@@ -358,7 +360,13 @@ impl Responder {
             listener_key: self.key,
             confirm: keys.tag(b"msock pake listener v1"),
         };
-        Ok((reply.encode(), Awaiting { keys, key: self.key }))
+        Ok((
+            reply.encode(),
+            Awaiting {
+                keys,
+                key: self.key,
+            },
+        ))
     }
 }
 

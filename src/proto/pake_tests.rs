@@ -105,7 +105,10 @@ fn frames_out_of_order_and_other_versions_are_refused() {
         version: 2,
         msg: [0; 33],
     };
-    assert!(matches!(r.on_start(v2, &mut rng(1)), Err(PakeError::Protocol(_))));
+    assert!(matches!(
+        r.on_start(v2, &mut rng(1)),
+        Err(PakeError::Protocol(_))
+    ));
     assert!(matches!(
         r.on_start(PakeFrame::Done, &mut rng(1)),
         Err(PakeError::Protocol(_))

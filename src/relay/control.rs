@@ -192,7 +192,10 @@ impl Relay {
         let r = &mut *guard;
         let known = r.names.get(name).map(|n| n.secret);
         // A nameplate and an ordinary name never take each other's place.
-        if r.names.get(name).is_some_and(|n| n.pairing.is_some() != ch.pairing) {
+        if r.names
+            .get(name)
+            .is_some_and(|n| n.pairing.is_some() != ch.pairing)
+        {
             return Err(ControlRefusal::NameTaken(name.to_owned()));
         }
         let new_secret = match known {
@@ -215,14 +218,11 @@ impl Relay {
             }
         };
         let gen = r.next_gen();
-        let entry = r
-            .names
-            .entry(name.to_owned())
-            .or_insert_with(|| {
-                let mut n = Name::new(new_secret.unwrap_or([0; 32]), ch.source, keyed);
-                n.pairing = ch.pairing.then(Default::default);
-                n
-            });
+        let entry = r.names.entry(name.to_owned()).or_insert_with(|| {
+            let mut n = Name::new(new_secret.unwrap_or([0; 32]), ch.source, keyed);
+            n.pairing = ch.pairing.then(Default::default);
+            n
+        });
         if let Some(old) = entry.control.take() {
             old.close.notify_one();
         }

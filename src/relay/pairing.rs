@@ -62,7 +62,8 @@ impl Nameplate {
 /// Registers nameplate `name` at `relay` (HOST:PORT) for pairing.
 pub async fn claim(relay: &str, family: Family, name: &str) -> Result<Nameplate, ClaimError> {
     let t = Duration::from_secs(10);
-    let unreachable = |e: &dyn std::fmt::Display| ClaimError::Unreachable(format!("relay {relay}: {e}"));
+    let unreachable =
+        |e: &dyn std::fmt::Display| ClaimError::Unreachable(format!("relay {relay}: {e}"));
     let addrs = resolve(relay, family).await.map_err(|e| unreachable(&e))?;
     let s = connect_any(&addrs, None, None, Some(t))
         .await
@@ -77,7 +78,9 @@ pub async fn claim(relay: &str, family: Family, name: &str) -> Result<Nameplate,
     wr.write_all(&hello.with_preamble())
         .await
         .map_err(|e| unreachable(&e))?;
-    wire::read_preamble(&mut rd, t).await.map_err(|e| unreachable(&e))?;
+    wire::read_preamble(&mut rd, t)
+        .await
+        .map_err(|e| unreachable(&e))?;
     let refused = |r: Refusal| match r.code {
         NAME_TAKEN => ClaimError::Taken,
         code => ClaimError::Refused(format!(
@@ -85,7 +88,10 @@ pub async fn claim(relay: &str, family: Family, name: &str) -> Result<Nameplate,
             Untrusted(&r.reason)
         )),
     };
-    match wire::read_frame(&mut rd, t).await.map_err(|e| unreachable(&e))? {
+    match wire::read_frame(&mut rd, t)
+        .await
+        .map_err(|e| unreachable(&e))?
+    {
         RelayToListener::Nonce(_) => {}
         RelayToListener::Error(r) => return Err(refused(r)),
         other => return Err(unreachable(&format!("unexpected {}", other.name()))),
@@ -98,7 +104,10 @@ pub async fn claim(relay: &str, family: Family, name: &str) -> Result<Nameplate,
     wr.write_all(&prove.encode())
         .await
         .map_err(|e| unreachable(&e))?;
-    let keepalive = match wire::read_frame(&mut rd, t).await.map_err(|e| unreachable(&e))? {
+    let keepalive = match wire::read_frame(&mut rd, t)
+        .await
+        .map_err(|e| unreachable(&e))?
+    {
         RelayToListener::Registered { keepalive, .. } => Duration::from_secs(keepalive.into()),
         RelayToListener::Error(r) if r.code == ErrorCode::Protocol => {
             return Err(ClaimError::Refused(format!(
@@ -112,7 +121,9 @@ pub async fn claim(relay: &str, family: Family, name: &str) -> Result<Nameplate,
     let (splice_tx, splices) = mpsc::channel(4);
     let (paired, paired_rx) = mpsc::channel(1);
     let frames = wire::spawn_reader(rd, keepalive * 2 + Duration::from_secs(1));
-    tokio::spawn(channel(wr, frames, relay_sa, keepalive, splice_tx, paired_rx));
+    tokio::spawn(channel(
+        wr, frames, relay_sa, keepalive, splice_tx, paired_rx,
+    ));
     Ok(Nameplate { splices, paired })
 }
 
@@ -180,17 +191,24 @@ async fn dial_back(relay: SocketAddr, id: u64, token: [u8; wire::NONCE_LEN]) -> 
     Some(s)
 }
 
-/// The sender's pairing connection to nameplate `name` at `relay` (HOST:PORT): PAIR, then
-/// msock's preamble are written; the pairing exchange follows. The relay's refusal, if any,
-/// arrives as the first frame (after its preamble).
-pub async fn open(relay: &str, family: Family, name: &str, wait: Duration) -> Result<TcpStream, String> {
+/// The sender's pairing connection to nameplate `name` at `relay` (HOST:PORT): PAIR, msock's
+/// preamble and `first` (the exchange's first frame) are written at once; the exchange
+/// follows. The relay's refusal, if any, arrives as the first frame (after its preamble).
+pub async fn open(
+    relay: &str,
+    family: Family,
+    name: &str,
+    wait: Duration,
+    first: &[u8],
+) -> Result<TcpStream, String> {
     let addrs = resolve(relay, family).await.map_err(|e| e.to_string())?;
     let mut s = connect_any(&addrs, None, None, Some(wait))
         .await
         .map_err(|e| e.to_string())?;
     let _ = s.set_nodelay(true);
-    let mut first = ClientToRelay::Pair(name.to_owned()).with_preamble();
-    first.extend_from_slice(&PREAMBLE);
-    s.write_all(&first).await.map_err(|e| e.to_string())?;
+    let mut out = ClientToRelay::Pair(name.to_owned()).with_preamble();
+    out.extend_from_slice(&PREAMBLE);
+    out.extend_from_slice(first);
+    s.write_all(&out).await.map_err(|e| e.to_string())?;
     Ok(s)
 }

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 
-use super::nameplate::{Pairing, PairRefusal};
+use super::nameplate::{PairRefusal, Pairing};
 use super::registry::{Limit, Slot};
 use super::secrets;
 use super::server::{no_such_name, refuse, Relay};
@@ -116,6 +116,11 @@ impl Relay {
         }
         if let Err(why) = kind {
             refused("pairing", &why.to_string());
+            // Take in what the sender sent with its PAIR (its first pairing frame), so that
+            // closing does not reset the connection before the refusal is read.
+            let mut sink = [0u8; 512];
+            let wait = std::time::Duration::from_millis(500);
+            let _ = tokio::time::timeout(wait, client.read(&mut sink)).await;
             return refuse(client, ErrorCode::Refused, &why.to_string()).await;
         }
         // From here on the slot must go when we return.

@@ -464,9 +464,7 @@ impl ToRelay {
             | kind::GONE
             | kind::PING
             | kind::REGISTER_CODE
-            | kind::PAIRED => {
-                ListenerToRelay::decode(t, body).map(ToRelay::Listener)
-            }
+            | kind::PAIRED => ListenerToRelay::decode(t, body).map(ToRelay::Listener),
             ty => unexpected(ty, "to a relay"),
         }
     }
