@@ -56,6 +56,7 @@ Register-ArgumentCompleter -Native -CommandName 'msock' -ScriptBlock {
             [CompletionResult]::new('--congestion', '--congestion', [CompletionResultType]::ParameterName, 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system''s')
             [CompletionResult]::new('--psk-file', '--psk-file', [CompletionResultType]::ParameterName, 'Also require a pre-shared key, read from FILE (any secret text; both ends need the same file). Sessions then need both the listener''s key and this one')
             [CompletionResult]::new('--show-key', '--show-key', [CompletionResultType]::ParameterName, 'Print this listener''s key fingerprint (to give to clients for --peer-key) and exit. The key is created on first use, in the config directory (see ENCRYPTION below)')
+            [CompletionResult]::new('--code', '--code', [CompletionResultType]::ParameterName, 'Wait for a sender by code: register a fresh code''s number at the relay (--relay, else `relay = "HOST:PORT"` in config.toml in the config directory), print `code: 7-tulip-orbit-canyon` on stderr and wait for `msock send-file --code CODE FILES` or `msock connect --code CODE`. The words (3 of 7776: 38.8 bits) never leave the two machines: a password-authenticated key exchange (SPAKE2) turns the code into the session''s pre-shared key, and a wrong code fails on both sides before any byte of a file is sent. The code is burned after it paired once or after three tries; the listener ends after its first session that ended well (a killed sender that runs its command again resumes without pairing again)')
             [CompletionResult]::new('--allow-anyone', '--allow-anyone', [CompletionResultType]::ParameterName, 'Let --exec, --sh-exec and --forward run without --authorized-keys or --psk-file: anyone who reaches this listener gets the program or the target. Plain TCP clients (which prove no key) reach them only with this and --allow-plain')
             [CompletionResult]::new('-k', '-k', [CompletionResultType]::ParameterName, 'Keep listening: serve clients at the same time (up to --max-sessions) and go on after each (see "Several clients" below for stdin and stdout)')
             [CompletionResult]::new('--keep-open', '--keep-open', [CompletionResultType]::ParameterName, 'Keep listening: serve clients at the same time (up to --max-sessions) and go on after each (see "Several clients" below for stdin and stdout)')
@@ -78,6 +79,7 @@ Register-ArgumentCompleter -Native -CommandName 'msock' -ScriptBlock {
             break
         }
         'msock;connect' {
+            [CompletionResult]::new('--code', '--code', [CompletionResultType]::ParameterName, 'Connect to the `msock listen --code` that printed CODE (e.g. 7-tulip-orbit-canyon), through its relay; see `msock listen --code`')
             [CompletionResult]::new('--local', '--local', [CompletionResultType]::ParameterName, 'Forward a local TCP port to the listener (like `ssh -L`): accept connections on [ADDR:]PORT (ADDR 127.0.0.1 unless given) and carry each over a session of its own, which keeps the program''s connection alive across moves. The listener runs with --forward HOST:PORT. Runs until interrupted')
             [CompletionResult]::new('-w', '-w', [CompletionResultType]::ParameterName, 'Give up connecting (TCP connect and msock handshake) after this long')
             [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Give up connecting (TCP connect and msock handshake) after this long')
@@ -115,6 +117,8 @@ Register-ArgumentCompleter -Native -CommandName 'msock' -ScriptBlock {
             break
         }
         'msock;send-file' {
+            [CompletionResult]::new('--code', '--code', [CompletionResultType]::ParameterName, 'Send to the `msock listen --code` that printed CODE (e.g. 7-tulip-orbit-canyon), through its relay; see `msock listen --code`. Run the same command again after an interruption: it resumes without pairing again (the session''s key is kept in the state directory, pairing/RELAY/NUMBER.ticket, until the transfer ended well)')
+            [CompletionResult]::new('--text', '--text', [CompletionResultType]::ParameterName, 'With --code: send TEXT (without TEXT: stdin, at most 1 MiB) instead of files; the listener prints it on its stdout')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The file name the receiver gives stdin''s bytes (with PATH `-`)')
             [CompletionResult]::new('-w', '-w', [CompletionResultType]::ParameterName, 'Give up connecting (TCP connect and msock handshake) after this long')
             [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Give up connecting (TCP connect and msock handshake) after this long')
