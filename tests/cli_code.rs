@@ -360,3 +360,43 @@ fn without_a_relay_the_error_says_how_to_run_and_name_one() {
     assert_eq!(e.code, Some(2), "{}", e.stderr);
     assert!(e.stderr.contains("nosuchword"), "{}", e.stderr);
 }
+
+/// A hostile sender that sends garbage (an oversized frame) after its PAIR: the listener
+/// counts the try, says so, and goes on; the right code still pairs afterwards.
+#[test]
+fn garbage_from_a_sender_is_one_failed_try_and_the_listener_goes_on() {
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &[]);
+    let r = relay.addr.to_string();
+    let out = dir.path().join("out.txt");
+    let (mut l, code) = coded_listener(dir.path(), &r, &[], stdout_to(&out));
+    let plate = code.split('-').next().unwrap();
+    let mut pair = PREAMBLE.to_vec();
+    pair.extend_from_slice(&((2 + plate.len()) as u32).to_be_bytes());
+    pair.push(0x2A);
+    pair.push(plate.len() as u8);
+    pair.extend_from_slice(plate.as_bytes());
+    pair.extend_from_slice(PREAMBLE);
+    // A START frame claiming 1 GB.
+    pair.extend_from_slice(&(1u32 << 30).to_be_bytes());
+    pair.push(0x40);
+    pair.extend_from_slice(&[0xAA; 64]);
+    let mut s = tcp_connect(relay.addr, SHORT);
+    s.write_all(&pair).unwrap();
+    assert!(
+        l.stderr.wait_contains(SHORT, "(try 1 of 3)"),
+        "{}",
+        l.stderr.text()
+    );
+    drop(s);
+    l.assert_running("after a garbage try");
+    let e = sender(
+        dir.path(),
+        "sender",
+        &["--code", &code, "--text", "still fine", &r],
+    )
+    .wait(SHORT);
+    assert_eq!(e.code, Some(0), "{}", e.stderr);
+    l.expect_code(0, SHORT);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "still fine");
+}
