@@ -400,3 +400,21 @@ fn garbage_from_a_sender_is_one_failed_try_and_the_listener_goes_on() {
     l.expect_code(0, SHORT);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "still fine");
 }
+
+/// `msock connect --code CODE RELAY`: a byte stream to the coded listener's stdout.
+#[test]
+fn connect_by_code_carries_a_stream() {
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &[]);
+    let r = relay.addr.to_string();
+    let out = dir.path().join("out.txt");
+    let (mut l, code) = coded_listener(dir.path(), &r, &[], stdout_to(&out));
+    let input = temp_file_with(b"a stream by code\n");
+    let mut cmd = msock(&["connect", "--code", &code, &r]);
+    env(&mut cmd, dir.path(), "client");
+    cmd.stdin(stdin_from(input.path())).stdout(Stdio::null());
+    let e = Proc::spawn("msock connect --code", cmd).wait(SHORT);
+    assert_eq!(e.code, Some(0), "{}", e.stderr);
+    l.expect_code(0, SHORT);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "a stream by code\n");
+}
