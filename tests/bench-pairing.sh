@@ -25,7 +25,7 @@ head -c "$BYTES" /dev/urandom >"$tmp/src.bin"
 rm -f "$tmp/relay.err"
 "$MSOCK" proxy --listen 127.0.0.1:0 2>"$tmp/relay.err" &
 rpid=$!
-relay=$(wait_line "$tmp/relay.err" 's/^msock: relay listening on \(.*\)$/\1/p' "$rpid")
+relay=$(wait_line "$tmp/relay.err" '^msock: relay listening on \(.*\)$' "$rpid")
 
 # Waits until a file under $1 has a byte; prints the time then.
 first_byte() {
@@ -41,7 +41,7 @@ for i in $(seq "$RUNS"); do
     t0=$(now)
     MSOCK_STATE_DIR=$tmp/state-l "$MSOCK" listen --relay "$relay" --code --save-dir "$d" 2>"$tmp/l.err" &
     lpid=$!
-    code=$(wait_line "$tmp/l.err" 's/^code: \(.*\)$/\1/p' "$lpid")
+    code=$(wait_line "$tmp/l.err" '^code: \(.*\)$' "$lpid")
     tc=$(now)
     MSOCK_STATE_DIR=$tmp/state-s "$MSOCK" send-file -q --code "$code" "$tmp/src.bin" "$relay" &
     spid=$!
@@ -54,7 +54,7 @@ for i in $(seq "$RUNS"); do
     t0=$(now)
     MSOCK_STATE_DIR=$tmp/state-l "$MSOCK" listen --relay "$relay" --name "bench$i" --save-dir "$d" 2>"$tmp/l.err" &
     lpid=$!
-    wait_line "$tmp/l.err" 's/^msock: registered.*$/x/p' "$lpid" >/dev/null
+    wait_line "$tmp/l.err" '^\(msock: registered\).*$' "$lpid" >/dev/null
     "$MSOCK" send-file -q "$tmp/src.bin" "bench$i@$relay" &
     spid=$!
     t1=$(first_byte "$d")
