@@ -183,13 +183,17 @@ _msock() {
             return 0
             ;;
         msock__subcmd__connect)
-            opts="-w -s -4 -6 -v -h -V --forget-key --show-key --plain --local --list-ifaces --recv-only --send-only --wait --source --retry-interval --peer-key --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
+            opts="-w -s -4 -6 -v -h -V --forget-key --code --show-key --plain --local --list-ifaces --recv-only --send-only --wait --source --retry-interval --peer-key --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --forget-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --code)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -363,7 +367,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__listen)
-            opts="-k -e -c -4 -6 -v -h -V --show-key --relay --name --relay-key-file --authorized-keys --allow-anyone --keep-open --max-sessions --allow-plain --detect-wait --save-dir --overwrite --max-size --yes --forward --exec --sh-exec --pty --stderr --recv-only --send-only --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
+            opts="-k -e -c -4 -6 -v -h -V --show-key --relay --code --name --relay-key-file --authorized-keys --allow-anyone --keep-open --max-sessions --allow-plain --detect-wait --save-dir --overwrite --max-size --yes --forward --exec --sh-exec --pty --stderr --recv-only --send-only --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -531,12 +535,20 @@ _msock() {
             return 0
             ;;
         msock__subcmd__send__subcmd__file)
-            opts="-q -w -s -4 -6 -v -h -V --name --quiet --json --wait --source --retry-interval --peer-key --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
+            opts="-q -w -s -4 -6 -v -h -V --code --text --name --quiet --json --wait --source --retry-interval --peer-key --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --code)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --text)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

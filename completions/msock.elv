@@ -52,6 +52,7 @@ set edit:completion:arg-completer[msock] = {|@words|
             cand --congestion 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system''s'
             cand --psk-file 'Also require a pre-shared key, read from FILE (any secret text; both ends need the same file). Sessions then need both the listener''s key and this one'
             cand --show-key 'Print this listener''s key fingerprint (to give to clients for --peer-key) and exit. The key is created on first use, in the config directory (see ENCRYPTION below)'
+            cand --code 'Wait for a sender by code: register a fresh code''s number at the relay (--relay, else `relay = "HOST:PORT"` in config.toml in the config directory), print `code: 7-tulip-orbit-canyon` on stderr and wait for `msock send-file --code CODE FILES` or `msock connect --code CODE`. The words (3 of 7776: 38.8 bits) never leave the two machines: a password-authenticated key exchange (SPAKE2) turns the code into the session''s pre-shared key, and a wrong code fails on both sides before any byte of a file is sent. The code is burned after it paired once or after three tries; the listener ends after its first session that ended well (a killed sender that runs its command again resumes without pairing again)'
             cand --allow-anyone 'Let --exec, --sh-exec and --forward run without --authorized-keys or --psk-file: anyone who reaches this listener gets the program or the target. Plain TCP clients (which prove no key) reach them only with this and --allow-plain'
             cand -k 'Keep listening: serve clients at the same time (up to --max-sessions) and go on after each (see "Several clients" below for stdin and stdout)'
             cand --keep-open 'Keep listening: serve clients at the same time (up to --max-sessions) and go on after each (see "Several clients" below for stdin and stdout)'
@@ -75,6 +76,7 @@ set edit:completion:arg-completer[msock] = {|@words|
         }
         &'msock;connect'= {
             cand --forget-key 'Remove the listener key pinned for DEST from known_peers and exit, printing each line removed (like `ssh-keygen -R`; exit 0 also when nothing was pinned). DEST HOST removes every line naming HOST; HOST:PORT the lines a connection there would use'
+            cand --code 'Connect to the `msock listen --code` that printed CODE (e.g. 7-tulip-orbit-canyon), through its relay; see `msock listen --code`'
             cand --local 'Forward a local TCP port to the listener (like `ssh -L`): accept connections on [ADDR:]PORT (ADDR 127.0.0.1 unless given) and carry each over a session of its own, which keeps the program''s connection alive across moves. The listener runs with --forward HOST:PORT. Runs until interrupted'
             cand -w 'Give up connecting (TCP connect and msock handshake) after this long'
             cand --wait 'Give up connecting (TCP connect and msock handshake) after this long'
@@ -111,6 +113,8 @@ set edit:completion:arg-completer[msock] = {|@words|
             cand --version 'Print version'
         }
         &'msock;send-file'= {
+            cand --code 'Send to the `msock listen --code` that printed CODE (e.g. 7-tulip-orbit-canyon), through its relay; see `msock listen --code`. Run the same command again after an interruption: it resumes without pairing again (the session''s key is kept in the state directory, pairing/RELAY/NUMBER.ticket, until the transfer ended well)'
+            cand --text 'With --code: send TEXT (without TEXT: stdin, at most 1 MiB) instead of files; the listener prints it on its stdout'
             cand --name 'The file name the receiver gives stdin''s bytes (with PATH `-`)'
             cand -w 'Give up connecting (TCP connect and msock handshake) after this long'
             cand --wait 'Give up connecting (TCP connect and msock handshake) after this long'

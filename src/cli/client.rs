@@ -15,9 +15,9 @@ use super::{DialArgs, StreamArgs};
 pub struct ConnectArgs {
     /// The listener: HOST:PORT or [IPV6]:PORT, or HOST PORT as two arguments (as nc takes
     /// them), or NAME@RELAY[:PORT] for a listener registered at a relay (not given with
-    /// --list-ifaces).
+    /// --list-ifaces). With --code: the relay, HOST[:PORT] (default: `relay` in config.toml).
     #[arg(value_name = "HOST:PORT",
-          required_unless_present_any = ["list_ifaces", "show_key", "forget_key"])]
+          required_unless_present_any = ["list_ifaces", "show_key", "forget_key", "code"])]
     pub dest: Option<String>,
 
     /// The listener's port, when it follows HOST as an argument of its own.
@@ -29,6 +29,14 @@ pub struct ConnectArgs {
     /// every line naming HOST; HOST:PORT the lines a connection there would use.
     #[arg(long, value_name = "DEST", conflicts_with_all = ["dest", "list_ifaces", "show_key"])]
     pub forget_key: Option<String>,
+
+    /// Connect to the `msock listen --code` that printed CODE (e.g. 7-tulip-orbit-canyon),
+    /// through its relay; see `msock listen --code`.
+    #[arg(long, value_name = "CODE", conflicts_with_all = [
+        "plain", "local", "list_ifaces", "show_key", "no_encrypt", "psk_file", "peer_key",
+        "forget_key",
+    ])]
+    pub code: Option<String>,
 
     /// Print this client's key fingerprint (for a listener's --authorized-keys) and exit.
     /// The key is created on first use, in the config directory (see ENCRYPTION below);
@@ -80,9 +88,23 @@ pub struct SendFileArgs {
     /// Files and folders to send (`-` sends stdin; name it with --name), then the receiving
     /// listener: HOST:PORT or [IPV6]:PORT, or HOST PORT as two arguments (as nc takes them).
     /// The last two arguments are read as HOST PORT when the last is a port number and the
-    /// one before it is not an existing file or folder.
-    #[arg(value_name = "PATH... HOST:PORT", required = true, num_args = 1..)]
+    /// one before it is not an existing file or folder. With --code the listener is the
+    /// code's and the last argument, if it is not a file or folder here, is the relay
+    /// (HOST[:PORT]; default: `relay` in config.toml).
+    #[arg(value_name = "PATH... HOST:PORT", required_unless_present = "text", num_args = 1..)]
     pub args: Vec<String>,
+
+    /// Send to the `msock listen --code` that printed CODE (e.g. 7-tulip-orbit-canyon),
+    /// through its relay; see `msock listen --code`. Run the same command again after an
+    /// interruption: it resumes without pairing again (the session's key is kept in the state
+    /// directory, pairing/RELAY/NUMBER.ticket, until the transfer ended well).
+    #[arg(long, value_name = "CODE", conflicts_with_all = ["no_encrypt", "psk_file", "peer_key"])]
+    pub code: Option<String>,
+
+    /// With --code: send TEXT (without TEXT: stdin, at most 1 MiB) instead of files; the
+    /// listener prints it on its stdout.
+    #[arg(long, value_name = "TEXT", requires = "code", num_args = 0..=1, default_missing_value = "-")]
+    pub text: Option<String>,
 
     /// The file name the receiver gives stdin's bytes (with PATH `-`).
     #[arg(long, value_name = "NAME", default_value = "stdin")]

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::runtime::ifaces::{parse_kind_override, IfaceKind};
 
 mod client;
+pub mod config;
 mod parse;
 mod server;
 
@@ -205,6 +206,10 @@ pub struct DialArgs {
 
     #[command(flatten)]
     pub policy: PolicyArgs,
+
+    /// A pre-shared key set by the command itself (pairing by code), not a flag.
+    #[arg(skip)]
+    pub psk: Option<[u8; 32]>,
 }
 
 /// Which network interfaces a session's flowpaths use. Without any of these, one flowpath

@@ -44,7 +44,7 @@ pub struct ListenArgs {
     /// Where to listen: PORT (all addresses), ADDR:PORT or [IPV6]:PORT. Port 0 picks a free
     /// port and prints it on stderr.
     /// Optional with --relay (then the listener is reachable through the relay only).
-    #[arg(value_name = "[ADDR:]PORT", required_unless_present_any = ["relay", "show_key"])]
+    #[arg(value_name = "[ADDR:]PORT", required_unless_present_any = ["relay", "show_key", "code"])]
     pub addr: Option<String>,
 
     /// Print this listener's key fingerprint (to give to clients for --peer-key) and exit.
@@ -53,8 +53,20 @@ pub struct ListenArgs {
     pub show_key: bool,
     /// Also listen through the relay at HOST[:PORT] (default port 7480), under --name: works
     /// behind NAT, since the listener connects out. Re-registers after address changes.
-    #[arg(long, value_name = "HOST[:PORT]", requires = "name")]
+    #[arg(long, value_name = "HOST[:PORT]")]
     pub relay: Option<String>,
+
+    /// Wait for a sender by code: register a fresh code's number at the relay (--relay, else
+    /// `relay = "HOST:PORT"` in config.toml in the config directory), print `code:
+    /// 7-tulip-orbit-canyon` on stderr and wait for `msock send-file --code CODE FILES` or
+    /// `msock connect --code CODE`. The words (3 of 7776: 38.8 bits) never leave the two
+    /// machines: a password-authenticated key exchange (SPAKE2) turns the code into the
+    /// session's pre-shared key, and a wrong code fails on both sides before any byte of a
+    /// file is sent. The code is burned after it paired once or after three tries; the
+    /// listener ends after its first session that ended well (a killed sender that runs its
+    /// command again resumes without pairing again).
+    #[arg(long, conflicts_with_all = ["name", "show_key", "no_encrypt", "psk_file", "relay_key_file"])]
+    pub code: bool,
 
     /// The name to register at the relay; clients connect to NAME@HOST[:PORT]. The first
     /// registration returns a secret, kept in $MSOCK_STATE_DIR, $XDG_STATE_HOME/msock or

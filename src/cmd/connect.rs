@@ -14,7 +14,7 @@ use crate::runtime::server::bind_all;
 use crate::runtime::{client, ifaces, plain, resolve, StdinSource, StdoutSink};
 
 /// Runs `msock connect`.
-pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
+pub async fn run(mut args: ConnectArgs) -> Result<(), Failure> {
     if args.list_ifaces {
         return list_ifaces(&args);
     }
@@ -25,6 +25,12 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
         let id = crate::runtime::keys::client_identity().map_err(Failure::local)?;
         println!("{}", crate::proto::handshake::fingerprint(&id.public));
         return Ok(());
+    }
+    if let Some(code) = args.code.clone() {
+        let relay = args.dest.take();
+        let c = super::code::sender_pairing(&code, relay.as_deref(), &mut args.dial, &args.stream)
+            .await?;
+        args.dest = Some(c.dest.clone());
     }
     let Some(dest) = args.dest.clone() else {
         return Err(Failure::local(

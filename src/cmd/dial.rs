@@ -135,6 +135,10 @@ fn client_config(
     warn_unknown_ifaces(&policy);
     let mut session = session_config(stream)?;
     session.service = service;
+    if dial.psk.is_some() {
+        // Paired by code: the pairing's key.
+        session.psk = dial.psk;
+    }
     if session.encrypt {
         // The client's long-term key, which the listener may authorize (--authorized-keys).
         let id = crate::runtime::keys::client_identity().map_err(Failure::local)?;

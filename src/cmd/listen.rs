@@ -38,6 +38,11 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         }
         None => (None, None), // --relay only
     };
+    if args.relay.is_some() && args.name.is_none() && !args.code {
+        return Err(Failure::local(
+            "--relay needs --name NAME (the name clients give as NAME@RELAY), or --code",
+        ));
+    }
     let forward = forward_setup(&args)?;
     let program = super::exec::spec(&args)?;
     if args.allow_anyone && forward.is_none() && program.is_none() {
@@ -127,6 +132,17 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     } else {
         tracing::info!("plain TCP clients are refused (--allow-plain serves them)");
     }
+    // --code: pair with a sender first; its sessions then need the pairing's key.
+    let paired = match (args.code, config.identity.as_ref()) {
+        (true, Some(id)) => tokio::select! {
+            p = super::code::listen_pairing(&args, id.public) => Some(p?),
+            _ = interrupted.as_mut() => return Err(Failure::interrupted()),
+        },
+        _ => None,
+    };
+    if let Some((_, a)) = &paired {
+        config.psk = Some(a.paired.psk);
+    }
     let server = Server::new(
         &listeners,
         ServerConfig {
@@ -147,17 +163,28 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     for l in listeners {
         server.listen(l, tx.clone());
     }
-    let mut relay_lost = match (&args.relay, &args.name) {
-        (Some(relay), Some(name)) => {
+    let mut relay_lost = match (&paired, &args.relay, &args.name) {
+        (Some((relay, a)), _, _) => {
+            let inject = relay_inject(server.clone(), tx.clone());
+            let name = &a.paired.session_name;
+            Some(register_at_relay(relay, name, &args, listening, inject).await?)
+        }
+        (None, Some(relay), Some(name)) => {
             let inject = relay_inject(server.clone(), tx.clone());
             Some(register_at_relay(relay, name, &args, listening, inject).await?)
         }
         _ => None,
     };
+    let coded = paired.is_some();
+    if let Some((_, a)) = paired {
+        // The session name is registered: the sender may dial it.
+        a.done().await;
+    }
     drop(tx);
 
     let limits = Limits {
-        keep_open: args.keep_open,
+        // A coded listener serves its sender's rerun while a killed session still waits.
+        keep_open: args.keep_open || coded,
         max_sessions: args.max_sessions,
     };
     let keep_open = args.keep_open;
@@ -165,7 +192,10 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         &server,
         &mut rx,
         limits,
-        |r| session_ended(r, keep_open),
+        |r| match coded {
+            true => super::code::session_ended(r),
+            false => session_ended(r, keep_open),
+        },
         interrupted,
     );
     let result = tokio::select! {

@@ -1,6 +1,7 @@
 //! One module per subcommand, each with a `run(args)`; shared plumbing lives here.
 
 pub mod bench;
+pub(crate) mod code;
 pub mod connect;
 mod consent;
 pub mod dial;

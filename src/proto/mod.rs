@@ -203,12 +203,14 @@
 //! kernel reset that connection instead; that peer is waited for as one that moved.)
 
 pub(crate) mod auth;
+pub mod code;
 pub mod codec;
 pub mod control;
 pub mod deframer;
 pub mod frame;
 pub mod handshake;
 pub(crate) mod out_queue;
+pub mod pake;
 pub(crate) mod path;
 pub(crate) mod range_set;
 pub(crate) mod record;

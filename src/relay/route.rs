@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 
+use super::nameplate::{PairRefusal, Pairing};
 use super::registry::{Limit, Slot};
 use super::secrets;
 use super::server::{no_such_name, refuse, Relay};
@@ -25,21 +26,30 @@ use crate::proto::{ErrorCode, PREAMBLE};
 
 impl Relay {
     /// ROUTE: a client flowpath for `name`. Wait for the client's session to begin, ask the
-    /// listener to dial back, wait for it, splice.
+    /// listener to dial back, wait for it, splice. With `pair`, a PAIR: the same for a
+    /// nameplate, counted as one of its attempts (see [`super::nameplate`]).
     pub(super) async fn route(
         self: Arc<Self>,
         mut client: TcpStream,
         peer: SocketAddr,
         name: String,
+        pair: bool,
     ) {
         let id = rand::random::<u64>();
         let mut token = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut token);
         let (tx, rx) = oneshot::channel();
         let kill = Arc::new(Notify::new());
+        let mut kind = Ok(());
         let admitted = {
             let mut r = self.reg();
             if r.names.contains_key(&name) {
+                // What the name is, and the attempt counted, under the same lock as the
+                // admission: concurrent PAIRs cannot pass the count together.
+                kind = r
+                    .names
+                    .get(&name)
+                    .map_or(Ok(()), |n| nameplate_kind(n.pairing, pair));
                 let slot = Slot {
                     name: name.clone(),
                     token,
@@ -48,7 +58,16 @@ impl Relay {
                     source: peer.ip(),
                     carrying: false,
                 };
-                let got = r.open(id, slot, &self.cfg.limits);
+                let got = match kind {
+                    Ok(()) => r.open(id, slot, &self.cfg.limits),
+                    Err(_) => Ok(()),
+                };
+                if got.is_ok() && kind.is_ok() {
+                    kind = r.pair_attempt(&name, pair);
+                }
+                if kind.is_err() {
+                    r.close(id);
+                }
                 let now = r.flowpaths() as u64;
                 self.stats.peak.fetch_max(now, Ordering::Relaxed);
                 got.map(|()| true)
@@ -94,6 +113,15 @@ impl Relay {
                 return refuse(client, ErrorCode::Refused, &no_such_name(&name)).await;
             }
             Ok(true) => {}
+        }
+        if let Err(why) = kind {
+            refused("pairing", &why.to_string());
+            // Take in what the sender sent with its PAIR (its first pairing frame), so that
+            // closing does not reset the connection before the refusal is read.
+            let mut sink = [0u8; 512];
+            let wait = std::time::Duration::from_millis(500);
+            let _ = tokio::time::timeout(wait, client.read(&mut sink)).await;
+            return refuse(client, ErrorCode::Refused, &why.to_string()).await;
         }
         // From here on the slot must go when we return.
         let slot = SlotGuard {
@@ -239,5 +267,15 @@ struct SlotGuard {
 impl Drop for SlotGuard {
     fn drop(&mut self) {
         self.relay.reg().close(self.id);
+    }
+}
+
+/// Whether a PAIR (`pair`) or a ROUTE suits a name (a nameplate: `pairing` is Some), before
+/// any attempt is counted.
+fn nameplate_kind(pairing: Option<Pairing>, pair: bool) -> Result<(), PairRefusal> {
+    match (pairing, pair) {
+        (None, true) => Err(PairRefusal::NotACode),
+        (Some(_), false) => Err(PairRefusal::IsACode),
+        _ => Ok(()),
     }
 }

@@ -279,13 +279,17 @@ impl Relay {
             }
         };
         match frame {
-            ToRelay::Client(ClientToRelay::Route(name)) => self.route(s, peer, name).await,
+            ToRelay::Client(ClientToRelay::Route(name)) => self.route(s, peer, name, false).await,
+            ToRelay::Client(ClientToRelay::Pair(name)) => self.route(s, peer, name, true).await,
             ToRelay::Client(ClientToRelay::Lookup(name)) => self.lookup(s, peer, name).await,
             ToRelay::Listener(ListenerToRelay::Splice { id, token }) => {
                 self.splice_back(s, peer, id, token).await
             }
             ToRelay::Listener(ListenerToRelay::Register { name, addrs }) => {
-                self.control(s, peer, name, addrs).await
+                self.control(s, peer, name, addrs, false).await
+            }
+            ToRelay::Listener(ListenerToRelay::RegisterCode { name, addrs }) => {
+                self.control(s, peer, name, addrs, true).await
             }
             ToRelay::Listener(other) => {
                 self.refuse_count("garbage");
