@@ -1,0 +1,133 @@
+//! Group commit of verified files, on a thread of its own: the writer hands over each file it
+//! verified (still under its partial name, its descriptor and lock still held); this thread
+//! takes everything that is waiting as one batch, makes the files' bytes durable together,
+//! renames them to their final names, syncs their folders once each, and only then answers.
+//! While one batch is being synced the writer goes on writing the next files, so that many
+//! small files cost one journal commit between them rather than one each.
+//!
+//! The promise stays: a file gets its final name only once it is verified and its bytes are on
+//! disk; a crash before that leaves it under its partial name, complete, for a later run to
+//! prove and rename without sending its bytes again.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use super::{start_writeback, Open, WriteError};
+
+/// Most files in one batch; with [`QUEUE`] it bounds the descriptors a transfer holds open.
+const BATCH: usize = 128;
+/// Verified files that may wait for the current batch to end.
+pub(super) const QUEUE: usize = 128;
+
+/// A verified file waiting for its final name, and who to tell once it has it.
+pub(super) struct Verified {
+    pub(super) open: Open,
+    pub(super) reply: oneshot::Sender<Result<(), WriteError>>,
+}
+
+/// The committer's input.
+pub(super) type Queue = SyncSender<Verified>;
+
+/// Runs the committer until the writer drops its end of `rx` (then what is queued is still
+/// committed). A failure that is not one file's (the disk) is put in `error` for the writer,
+/// which then stops.
+pub(super) fn run(rx: Receiver<Verified>, error: Arc<Mutex<Option<WriteError>>>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(v) => batch.push(v),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        if let Some(e) = commit(batch) {
+            let mut slot = error.lock().expect("writer error lock");
+            slot.get_or_insert(e);
+        }
+    }
+}
+
+/// Commits one batch: every file synced, then renamed, then each folder synced once; then
+/// every file's answer. Returns the first failure, if any.
+fn commit(batch: Vec<Verified>) -> Option<WriteError> {
+    let mut results: Vec<Result<(), WriteError>> = Vec::with_capacity(batch.len());
+    // Every file's writeback was started when it was verified: the first sync commits the
+    // file system's journal for all of them, and the others mostly find their part done.
+    for v in &batch {
+        let o = &v.open;
+        let r = match o.slot.lock().expect("slot lock").as_ref() {
+            None => Err(WriteError::TakenOver(o.t.final_path.clone())),
+            Some(f) => f
+                .sync_all()
+                .map_err(|e| WriteError::disk("cannot sync", &o.t.part, e)),
+        };
+        results.push(r);
+    }
+    let mut dirs = BTreeSet::new();
+    for (v, r) in batch.iter().zip(results.iter_mut()) {
+        if r.is_err() {
+            continue;
+        }
+        *r = rename(&v.open);
+        if r.is_ok() {
+            if let Some(d) = v.open.t.final_path.parent() {
+                dirs.insert(d.to_path_buf());
+            }
+        }
+    }
+    sync_dirs(&dirs);
+    let mut first = None;
+    for (v, r) in batch.into_iter().zip(results) {
+        if let Err(e) = &r {
+            first.get_or_insert(e.clone());
+        }
+        let _ = v.reply.send(r);
+    }
+    first
+}
+
+/// Gives a synced file its final name, if it is still ours and nothing appeared there.
+fn rename(o: &Open) -> Result<(), WriteError> {
+    // Held until the rename, so that no newer transfer takes the file over meanwhile.
+    let slot = o.slot.lock().expect("slot lock");
+    if slot.is_none() {
+        return Err(WriteError::TakenOver(o.t.final_path.clone()));
+    }
+    if !o.t.replace && fs::symlink_metadata(&o.t.final_path).is_ok() {
+        return Err(WriteError::Appeared {
+            final_path: o.t.final_path.clone(),
+            part: o.t.part.clone(),
+        });
+    }
+    fs::rename(&o.t.part, &o.t.final_path)
+        .map_err(|e| WriteError::disk("cannot rename the partial file to", &o.t.final_path, e))
+}
+
+/// Syncs each folder (so that the renames in it are durable); a folder that cannot be opened
+/// or synced is left as it is, as before batching.
+fn sync_dirs(dirs: &BTreeSet<PathBuf>) {
+    for d in dirs {
+        if let Ok(f) = File::open(d) {
+            let _ = f.sync_all();
+        }
+    }
+}
+
+/// Hands a verified file to the committer: starts the writeback of what is not on its way to
+/// disk yet, so that the batch's sync finds it under way.
+pub(super) fn hand_over(q: &Queue, open: Open, reply: oneshot::Sender<Result<(), WriteError>>) {
+    if let Some(f) = open.slot.lock().expect("slot lock").as_ref() {
+        start_writeback(f, open.flushed, open.written - open.flushed);
+    }
+    if let Err(e) = q.send(Verified { open, reply }) {
+        // The committer is gone (it never stops before the writer): keep the partial file.
+        let v = e.0;
+        v.open.keep();
+        let _ = v.reply.send(Err(WriteError::Stopped));
+    }
+}
