@@ -131,3 +131,87 @@ pub(super) fn hand_over(q: &Queue, open: Open, reply: oneshot::Sender<Result<(),
         let _ = v.reply.send(Err(WriteError::Stopped));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::super::{Finishing, Target, WriteError, Writer};
+
+    /// Starts file `i` of `data` in `dir` and asks for its finish (against `want`).
+    async fn one(
+        w: &Writer,
+        dir: &std::path::Path,
+        i: usize,
+        data: &[u8],
+        want: blake3::Hash,
+    ) -> Finishing {
+        w.open(Target {
+            part: dir.join(format!(".f{i}.part")),
+            final_path: dir.join(format!("f{i}")),
+            exec: false,
+            offset: 0,
+            hasher: blake3::Hasher::new(),
+            replace: false,
+        })
+        .await
+        .unwrap();
+        w.write(Bytes::copy_from_slice(data)).await.unwrap();
+        w.finish(Some((data.len() as u64, want))).await.unwrap()
+    }
+
+    fn data(i: usize) -> Vec<u8> {
+        format!("file {i};").repeat(50 + i).into_bytes()
+    }
+
+    /// Files finished one after the other without waiting go through in batches: each
+    /// verified one ends under its final name with its bytes, and a file whose hash does not
+    /// match (in the middle of a batch) keeps its partial name and fails alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batched_files_get_their_names_once_verified_and_a_mismatch_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let w = Writer::spawn().unwrap();
+        let mut pending = Vec::new();
+        for i in 0..300 {
+            let want = match i {
+                150 => blake3::hash(b"something else"),
+                _ => blake3::hash(&data(i)),
+            };
+            pending.push((i, one(&w, d, i, &data(i), want).await));
+        }
+        for (i, fin) in pending {
+            let r = fin.done().await;
+            if i == 150 {
+                assert!(matches!(r, Err(WriteError::Mismatch { .. })), "{r:?}");
+                assert!(!d.join("f150").exists(), "a mismatch got its final name");
+                assert_eq!(std::fs::read(d.join(".f150.part")).unwrap(), data(150));
+            } else {
+                r.unwrap();
+                assert_eq!(std::fs::read(d.join(format!("f{i}"))).unwrap(), data(i));
+                assert!(!d.join(format!(".f{i}.part")).exists());
+            }
+        }
+        w.close().await;
+    }
+
+    /// Closing the writer with verified files still queued commits them before it returns
+    /// (the receiver reports the transfer's end only after that).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_commits_what_was_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let w = Writer::spawn().unwrap();
+        let mut pending = Vec::new();
+        for i in 0..200 {
+            pending.push(one(&w, d, i, &data(i), blake3::hash(&data(i))).await);
+        }
+        w.close().await;
+        for i in 0..200 {
+            assert_eq!(std::fs::read(d.join(format!("f{i}"))).unwrap(), data(i));
+        }
+        for fin in pending {
+            fin.done().await.unwrap();
+        }
+    }
+}
