@@ -3,26 +3,51 @@
 //! takes everything that is waiting as one batch, makes the files' bytes durable together,
 //! renames them to their final names, syncs their folders once each, and only then answers.
 //! While one batch is being synced the writer goes on writing the next files, so that many
-//! small files cost one journal commit between them rather than one each.
+//! small files cost one journal commit and one disk flush between them rather than one each.
 //!
 //! The promise stays: a file gets its final name only once it is verified and its bytes are on
 //! disk; a crash before that leaves it under its partial name, complete, for a later run to
 //! prove and rename without sending its bytes again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::oneshot;
 
 use super::{start_writeback, Open, WriteError};
 
-/// Most files in one batch; with [`QUEUE`] it bounds the descriptors a transfer holds open.
-const BATCH: usize = 128;
-/// Verified files that may wait for the current batch to end.
-pub(super) const QUEUE: usize = 128;
+/// Most files in one batch, and most verified files waiting for the current batch to end:
+/// together they bound the descriptors a transfer holds open (each keeps its file's lock
+/// until the rename). At most 512, and an eighth of the process's descriptor limit each,
+/// after raising that limit's soft value to its hard one (as many runtimes do).
+pub(super) fn budget() -> usize {
+    static B: OnceLock<usize> = OnceLock::new();
+    *B.get_or_init(|| {
+        // SAFETY: getrlimit and setrlimit fill and read the struct we pass.
+        let soft = unsafe {
+            let mut l: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+                return 16;
+            }
+            if l.rlim_cur < l.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: l.rlim_max,
+                    rlim_max: l.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    l.rlim_cur = l.rlim_max;
+                }
+            }
+            l.rlim_cur
+        };
+        usize::try_from(soft / 8).unwrap_or(512).clamp(4, 512)
+    })
+}
 
 /// A verified file waiting for its final name, and who to tell once it has it.
 pub(super) struct Verified {
@@ -39,7 +64,7 @@ pub(super) type Queue = SyncSender<Verified>;
 pub(super) fn run(rx: Receiver<Verified>, error: Arc<Mutex<Option<WriteError>>>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
-        while batch.len() < BATCH {
+        while batch.len() < budget() {
             match rx.try_recv() {
                 Ok(v) => batch.push(v),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
@@ -55,16 +80,31 @@ pub(super) fn run(rx: Receiver<Verified>, error: Arc<Mutex<Option<WriteError>>>)
 /// Commits one batch: every file synced, then renamed, then each folder synced once; then
 /// every file's answer. Returns the first failure, if any.
 fn commit(batch: Vec<Verified>) -> Option<WriteError> {
+    // Many files: one `syncfs` per file system they are on makes them all durable at the
+    // cost of one journal commit and one disk flush (an fsync each would pay for both every
+    // time). A few files (a large one is alone in its batch): an fsync each, so that nothing
+    // else on the file system is waited for.
+    let mut synced: HashMap<u64, bool> = HashMap::new();
     let mut results: Vec<Result<(), WriteError>> = Vec::with_capacity(batch.len());
-    // Every file's writeback was started when it was verified: the first sync commits the
-    // file system's journal for all of them, and the others mostly find their part done.
     for v in &batch {
         let o = &v.open;
         let r = match o.slot.lock().expect("slot lock").as_ref() {
             None => Err(WriteError::TakenOver(o.t.final_path.clone())),
-            Some(f) => f
-                .sync_all()
-                .map_err(|e| WriteError::disk("cannot sync", &o.t.part, e)),
+            Some(f) => {
+                let dev = f.metadata().map(|m| m.dev());
+                let whole_fs = match dev {
+                    Ok(dev) if batch.len() >= SYNCFS_FROM => {
+                        *synced.entry(dev).or_insert_with(|| syncfs(f).is_ok())
+                    }
+                    _ => false,
+                };
+                if whole_fs {
+                    Ok(())
+                } else {
+                    f.sync_all()
+                        .map_err(|e| WriteError::disk("cannot sync", &o.t.part, e))
+                }
+            }
         };
         results.push(r);
     }
@@ -89,6 +129,21 @@ fn commit(batch: Vec<Verified>) -> Option<WriteError> {
         let _ = v.reply.send(r);
     }
     first
+}
+
+/// Batches of at least this many files are synced with `syncfs`.
+const SYNCFS_FROM: usize = 8;
+
+/// Syncs the whole file system `f` is on: every file's bytes and metadata. An error (which
+/// may be another file's) makes the caller sync its files one by one instead.
+fn syncfs(f: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs on a descriptor we own; no memory is involved.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Gives a synced file its final name, if it is still ours and nothing appeared there.
@@ -121,8 +176,11 @@ fn sync_dirs(dirs: &BTreeSet<PathBuf>) {
 /// Hands a verified file to the committer: starts the writeback of what is not on its way to
 /// disk yet, so that the batch's sync finds it under way.
 pub(super) fn hand_over(q: &Queue, open: Open, reply: oneshot::Sender<Result<(), WriteError>>) {
-    if let Some(f) = open.slot.lock().expect("slot lock").as_ref() {
-        start_writeback(f, open.flushed, open.written - open.flushed);
+    // (A batch of small files is synced all at once: their writeback waits for that.)
+    if open.written - open.flushed >= 1 << 20 {
+        if let Some(f) = open.slot.lock().expect("slot lock").as_ref() {
+            start_writeback(f, open.flushed, open.written - open.flushed);
+        }
     }
     if let Err(e) = q.send(Verified { open, reply }) {
         // The committer is gone (it never stops before the writer): keep the partial file.

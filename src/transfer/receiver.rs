@@ -307,18 +307,37 @@ pub async fn receive(
 }
 
 /// Files whose verdict may be pending (verified or being written, not yet committed).
-const VERDICTS_AHEAD: usize = 1024;
+const VERDICTS_AHEAD: usize = 4096;
 
-/// Sends each file's verdict once the writer is done with it, in the order the files ended;
-/// returns the files saved and the failures. A failure that is not the file's own ends the
-/// transfer.
+/// Sends each file's verdict once the writer is done with it, in the order the files ended
+/// (those known at once go together); returns the files saved and the failures. A failure
+/// that is not the file's own ends the transfer.
 async fn verdicts(
     w: &mut ChannelWriter,
     mut rx: tokio::sync::mpsc::Receiver<(usize, String, Finishing)>,
 ) -> Result<(usize, Vec<String>), ReceiveError> {
     let (mut files, mut failed) = (0, Vec::new());
-    while let Some((index, saved_as, fin)) = rx.recv().await {
-        let verdict = match fin.done().await {
+    let mut out = bytes::BytesMut::new();
+    loop {
+        let (index, saved_as, mut fin) = match rx.try_recv() {
+            Ok(x) => x,
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                flush(w, &mut out).await?;
+                match rx.recv().await {
+                    Some(x) => x,
+                    None => break,
+                }
+            }
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
+        };
+        let r = match fin.try_done() {
+            Some(r) => r,
+            None => {
+                flush(w, &mut out).await?;
+                fin.done().await
+            }
+        };
+        let verdict = match r {
             Ok(()) => {
                 files += 1;
                 Verdict {
@@ -339,9 +358,21 @@ async fn verdicts(
             }
             Err(why) => return Err(why.into()),
         };
-        send(w, wire::control(tag::VERDICT, &verdict)).await?;
+        out.extend_from_slice(&wire::control(tag::VERDICT, &verdict));
+        if out.len() >= 64 << 10 {
+            flush(w, &mut out).await?;
+        }
     }
+    flush(w, &mut out).await?;
     Ok((files, failed))
+}
+
+/// Sends the gathered messages, if any.
+async fn flush(w: &mut ChannelWriter, out: &mut bytes::BytesMut) -> Result<(), ReceiveError> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    send(w, out.split().freeze()).await
 }
 
 fn proto(what: &str) -> ReceiveError {

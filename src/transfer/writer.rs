@@ -200,6 +200,15 @@ impl Finishing {
             Err(_) => Err(first_error(&self.error)),
         }
     }
+
+    /// How it went, if that is known already.
+    pub fn try_done(&mut self) -> Option<Result<(), WriteError>> {
+        match self.rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(first_error(&self.error))),
+        }
+    }
 }
 
 /// The error the threads stopped on, if any.
@@ -220,7 +229,7 @@ impl Writer {
         let (tx, rx) = mpsc::channel(DEPTH);
         let error = Arc::new(Mutex::new(None));
         let (alive, exited) = oneshot::channel::<()>();
-        let (ctx, crx) = std::sync::mpsc::sync_channel(commit::QUEUE);
+        let (ctx, crx) = std::sync::mpsc::sync_channel(commit::budget());
         let err2 = error.clone();
         let committer = std::thread::Builder::new()
             .name("msock-commit".into())
