@@ -55,6 +55,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 PubkeyAuthentication yes
 AllowUsers $user
+Subsystem sftp internal-sftp
 EOF
     [ "$(id -u)" = 0 ] && mkdir -p /run/sshd
     sport=$(free_port)
