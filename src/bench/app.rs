@@ -8,10 +8,13 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Sleep;
 
 use super::model::Plan;
 use super::wire::{self, Control, Found, Kind, Parser, HEADER};
@@ -76,6 +79,11 @@ struct Generator {
     left: Option<u64>,
     sent: Arc<AtomicU64>,
     total: u64,
+    /// Pacing (`-b`): at most this many payload bits per second since `began` (0: none).
+    rate: u64,
+    began: Instant,
+    /// Wakes the source when the next block is due.
+    pace: Option<Pin<Box<Sleep>>>,
 }
 
 impl Generator {
@@ -89,7 +97,27 @@ impl Generator {
             block,
             sent,
             total: 0,
+            rate: plan.rate,
+            began: Instant::now(),
+            pace: None,
         }
+    }
+
+    /// The next block may start now (with `-b`, once the payload so far is due at the
+    /// rate); if not, the source is woken when it may.
+    fn due(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        let due = self.began + Duration::from_secs_f64(self.total as f64 * 8.0 / self.rate as f64);
+        if Instant::now() >= due {
+            return true;
+        }
+        let sleep = self
+            .pace
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due.into())));
+        sleep.as_mut().reset(due.into());
+        sleep.as_mut().poll(cx).is_ready()
     }
 
     /// Between blocks.
@@ -161,6 +189,9 @@ impl AppSource for BenchSource {
             }
         }
         if let Some(g) = self.gen.as_mut() {
+            if !g.due(cx) {
+                return Poll::Pending;
+            }
             if g.next_block() {
                 return Poll::Ready(Ok(Some(g.piece())));
             }
@@ -377,6 +408,7 @@ mod tests {
             len: 300_000,
             time: None,
             bytes: Some(1_000_000),
+            rate: 0,
         });
         link.close();
         let bytes = drain(&mut source);
@@ -407,6 +439,36 @@ mod tests {
                 "End 1000000"
             ]
         );
+    }
+
+    /// `-b`: blocks go out no faster than the rate, counted from the start.
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_plan_sends_at_its_rate() {
+        let (mut source, _sink, _probe, link) = link();
+        // 8 Mbit/s = 1 MB/s: 10 blocks of 100 kB take 0.9 s (the first goes at once).
+        link.start(Plan {
+            len: 100_000,
+            time: None,
+            bytes: Some(1_000_000),
+            rate: 8_000_000,
+        });
+        link.close();
+        let began = tokio::time::Instant::now();
+        let mut got = 0;
+        loop {
+            match std::future::poll_fn(|cx| source.poll_chunk(cx)).await {
+                Ok(Some(b)) => got += b.len(),
+                Ok(None) => break,
+                Err(e) => panic!("{e}"),
+            }
+            let elapsed = began.elapsed().as_secs_f64();
+            // Never ahead of the schedule by more than a block.
+            assert!(link.sent() as f64 <= (elapsed + 0.1 + 1e-3) * 1e6, "{elapsed}");
+        }
+        assert_eq!(link.sent(), 1_000_000);
+        assert!(got > 1_000_000);
+        let took = began.elapsed().as_secs_f64();
+        assert!((took - 0.9).abs() < 0.01, "{took}");
     }
 
     #[tokio::test]
