@@ -4,12 +4,12 @@
 //! arrives, counting payload and passing control messages on. The test's logic holds the
 //! [`Link`] to both.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::future::Future;
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -442,33 +442,30 @@ mod tests {
     }
 
     /// `-b`: blocks go out no faster than the rate, counted from the start.
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_paced_plan_sends_at_its_rate() {
         let (mut source, _sink, _probe, link) = link();
-        // 8 Mbit/s = 1 MB/s: 10 blocks of 100 kB take 0.9 s (the first goes at once).
+        // 8 Mbit/s = 1 MB/s: 10 blocks of 20 kB take at least 0.18 s (the first goes at once).
         link.start(Plan {
-            len: 100_000,
+            len: 20_000,
             time: None,
-            bytes: Some(1_000_000),
+            bytes: Some(200_000),
             rate: 8_000_000,
         });
         link.close();
-        let began = tokio::time::Instant::now();
-        let mut got = 0;
+        let began = Instant::now();
         loop {
             match std::future::poll_fn(|cx| source.poll_chunk(cx)).await {
-                Ok(Some(b)) => got += b.len(),
+                Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(e) => panic!("{e}"),
             }
-            let elapsed = began.elapsed().as_secs_f64();
-            // Never ahead of the schedule by more than a block.
-            assert!(link.sent() as f64 <= (elapsed + 0.1 + 1e-3) * 1e6, "{elapsed}");
+            // Never ahead of the schedule by more than the block under way.
+            let due = began.elapsed().as_secs_f64() * 1e6 + 20_000.0;
+            assert!(link.sent() as f64 <= due, "{} bytes early", link.sent());
         }
-        assert_eq!(link.sent(), 1_000_000);
-        assert!(got > 1_000_000);
-        let took = began.elapsed().as_secs_f64();
-        assert!((took - 0.9).abs() < 0.01, "{took}");
+        assert_eq!(link.sent(), 200_000);
+        assert!(began.elapsed() >= Duration::from_millis(180));
     }
 
     #[tokio::test]

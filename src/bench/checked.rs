@@ -89,7 +89,10 @@ pub(super) fn side(s: Side) -> Result<Side, String> {
             ..p
         });
     }
-    let retransmits = paths.iter().map(|p| p.retransmits).fold(0u64, u64::saturating_add);
+    let retransmits = paths
+        .iter()
+        .map(|p| p.retransmits)
+        .fold(0u64, u64::saturating_add);
     Ok(Side {
         start,
         end,

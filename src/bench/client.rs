@@ -177,7 +177,12 @@ fn retransmits(snap: &Snapshot) -> HashMap<u32, u64> {
 /// retransmissions since the last interval (`last`, updated) and its congestion window.
 fn annotate(iv: &mut Interval, snap: &Snapshot, last: &mut HashMap<u32, u64>) {
     for p in &mut iv.paths {
-        let Some(k) = snap.paths.iter().find(|x| x.id.0 == p.id).and_then(|x| x.kernel) else {
+        let Some(k) = snap
+            .paths
+            .iter()
+            .find(|x| x.id.0 == p.id)
+            .and_then(|x| x.kernel)
+        else {
             continue;
         };
         let before = last.insert(p.id, k.retransmits).unwrap_or(0);

@@ -225,19 +225,24 @@ What the numbers mean:
   sender    payload bytes the sending application handed to the session (or socket) over
             the sender's own time; bytes still buffered when it stopped are included, so it
             can be a little higher than the goodput.
-  path      a flowpath's part of the goodput: the in-order bytes divided between the
-            flowpaths in proportion to the bytes that first arrived on each (they add up
-            to the total exactly; once all data has arrived the two agree). SENT divides
-            the sender's payload the same way, by the bytes first sent on each; SHARE is
-            the flowpath's part of the goodput.
+  Retr      (interval and sender rows) TCP segments the kernel retransmitted on the
+            sender's flowpath connections in that time (TCP_INFO), as iperf3's Retr.
+  Cwnd      the congestion window of the sender's connection at the interval's end.
+  SENT      per flowpath (the table at the end, msock.paths in JSON): the sender's payload
+            bytes divided between the flowpaths by the stream bytes each sent first.
+  RE-SENT   stream bytes the flowpath sent again, having been sent before on some
+            flowpath: after a flowpath broke, or moved off one with a much longer base RTT
+            (never between flowpaths of equal RTT); they cost capacity but are not goodput.
+            Plain TCP: retransmitted segments x MSS.
+  RECEIVED  the flowpath's part of the goodput: the in-order bytes divided between the
+            flowpaths by the bytes each brought first. Per flowpath RE-SENT <= SENT and
+            RECEIVED <= SENT + RE-SENT; the flowpaths add up to the totals exactly.
+            SHARE is RECEIVED over the total.
   RTT       the flowpath's smoothed round-trip time at the end, from msock's PING/ACK as
             this end sees it (plain TCP: the kernel's, from TCP_INFO).
-  re-sent   stream bytes the sender sent again (lost with a broken flowpath, or moved off
-            a slower one); they cost capacity but are not goodput. Plain TCP: retransmitted
-            segments x MSS.
   CPU       user+system CPU time of each process during the test, as a percentage of the
-            wall time (100 % = one core). The built-in run has both ends in one process
-            and shows the CPU seconds of both together.
+            wall time (100 % = one core). The built-in run has both ends in one process:
+            one figure for both (JSON: in host_*, remote_* are 0).
 Flags with iperf3's letters mean what they mean in iperf3: -P, -b, -J, -O, -l, -w, -C, -R,
 -t, -n, -i. So -w is the socket buffer here (--wait elsewhere) and -s is not --source;
 -s and -c print a hint and exit 2: run `msock listen -k PORT` on the server and give

@@ -178,7 +178,10 @@ pub fn set_socket_buffer(bytes: usize) {
 pub fn apply_congestion(stream: &TcpStream) {
     if let Some(&n) = SOCKET_BUFFER.get() {
         let s = SockRef::from(stream);
-        if let Err(e) = s.set_send_buffer_size(n).and_then(|_| s.set_recv_buffer_size(n)) {
+        if let Err(e) = s
+            .set_send_buffer_size(n)
+            .and_then(|_| s.set_recv_buffer_size(n))
+        {
             tracing::debug!("socket buffer of {n} bytes not set: {e}");
         }
     }

@@ -2,9 +2,9 @@
 //! TCP connection; either way the transport moves the ends of a bench link and the domain's
 //! client ([`crate::bench::client`]) runs the test over it.
 
+use crate::bench::client::Show;
 use crate::bench::model::Params;
 use crate::bench::run::Run;
-use crate::bench::client::Show;
 use crate::bench::{self, client, tcp};
 use crate::cli::BenchArgs;
 use crate::cmd::dial::{check_dest, dial_with_policy};

@@ -62,7 +62,10 @@ pub(crate) fn start(runs: &[Run], window: Option<u64>) -> Value {
         ),
         None => (run.dest.clone(), 0),
     };
-    let secs = run.started.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = run
+        .started
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let connected: Vec<Value> = (runs.iter().enumerate())
         .flat_map(|(i, r)| connected(r, i + 1))
         .collect();
@@ -133,19 +136,29 @@ fn interval_paths(iv: &Interval, socket: usize) -> Vec<Value> {
 
 /// One `intervals[]` entry: the k-th interval of each stream that has one, for the main
 /// direction (`main`) and, with --bidir, the listener → client one (`back`).
-pub(crate) fn interval(main: &[(usize, &Interval)], back: &[(usize, &Interval)], client_sends: bool) -> Value {
+pub(crate) fn interval(
+    main: &[(usize, &Interval)],
+    back: &[(usize, &Interval)],
+    client_sends: bool,
+) -> Value {
     let mut streams: Vec<Value> = main
         .iter()
         .map(|(s, iv)| stream_interval(iv, *s, client_sends))
         .collect();
     streams.extend(back.iter().map(|(s, iv)| stream_interval(iv, *s, false)));
-    let mut paths: Vec<Value> = main.iter().flat_map(|(s, iv)| interval_paths(iv, *s)).collect();
+    let mut paths: Vec<Value> = main
+        .iter()
+        .flat_map(|(s, iv)| interval_paths(iv, *s))
+        .collect();
     let ivs: Vec<&Interval> = main.iter().map(|(_, iv)| *iv).collect();
     let mut v = json!({"streams": streams, "sum": sum_interval(&ivs, client_sends)});
     if !back.is_empty() {
         let ivs: Vec<&Interval> = back.iter().map(|(_, iv)| *iv).collect();
         v["sum_bidir_reverse"] = sum_interval(&ivs, false);
-        let rev: Vec<Value> = back.iter().flat_map(|(s, iv)| interval_paths(iv, *s)).collect();
+        let rev: Vec<Value> = back
+            .iter()
+            .flat_map(|(s, iv)| interval_paths(iv, *s))
+            .collect();
         paths.extend(rev.into_iter().map(|mut p| {
             p["bidir_reverse"] = json!(true);
             p
@@ -289,8 +302,16 @@ pub(crate) fn server_output(runs: &[Run]) -> Value {
         }
         intervals.push(v);
     }
-    let received: Vec<&Side> = runs.iter().filter_map(|r| r.forward.as_ref()).map(|d| &d.receiver).collect();
-    let sent: Vec<&Side> = runs.iter().filter_map(|r| r.reverse.as_ref()).map(|d| &d.sender).collect();
+    let received: Vec<&Side> = runs
+        .iter()
+        .filter_map(|r| r.forward.as_ref())
+        .map(|d| &d.receiver)
+        .collect();
+    let sent: Vec<&Side> = runs
+        .iter()
+        .filter_map(|r| r.reverse.as_ref())
+        .map(|d| &d.sender)
+        .collect();
     let mut end = json!({"cpu_utilization_percent": cpu(&remote_cpu(runs), None)});
     if !received.is_empty() {
         end["sum_received"] = sum_side(&received, false, false);
@@ -316,7 +337,11 @@ pub(crate) fn document(runs: &[Run], host: &Cpu, same_process: bool, window: Opt
     }
     let n = runs
         .iter()
-        .map(|r| main_of(r).len().max(if bidir { r.intervals_reverse.len() } else { 0 }))
+        .map(|r| {
+            main_of(r)
+                .len()
+                .max(if bidir { r.intervals_reverse.len() } else { 0 })
+        })
         .max()
         .unwrap_or(0);
     let mut intervals = Vec::new();
@@ -334,4 +359,113 @@ pub(crate) fn document(runs: &[Run], host: &Cpu, same_process: bool, window: Opt
         intervals.push(interval(&main, &back, client_sends));
     }
     json!({"start": start(runs, window), "intervals": intervals, "end": end(runs, host, same_process)})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::model::{Params, PathInterval, SenderTcp, VERSION};
+    use std::time::SystemTime;
+
+    fn side(bytes: u64, seconds: f64, sender: bool, retransmits: u64) -> Side {
+        Side {
+            start: 0.0,
+            end: seconds,
+            seconds,
+            bytes,
+            bits_per_second: bytes as f64 * 8.0 / seconds,
+            resent_bytes: 0,
+            retransmits,
+            sender,
+            paths: Vec::new(),
+        }
+    }
+
+    fn run(bytes: u64, seconds: f64, retr: u64, cpu: f64) -> Run {
+        let iv = Interval {
+            start: 0.0,
+            end: 1.0,
+            seconds: 1.0,
+            bytes: bytes / 2,
+            bits_per_second: (bytes / 2) as f64 * 8.0,
+            omitted: false,
+            paths: vec![PathInterval {
+                id: 0,
+                bytes: bytes / 2,
+                bits_per_second: (bytes / 2) as f64 * 8.0,
+                rtt: Some(100),
+                sender_tcp: Some(SenderTcp {
+                    retransmits: retr,
+                    snd_cwnd: 1000,
+                }),
+            }],
+        };
+        Run {
+            params: Params {
+                version: VERSION,
+                time_ms: Some(3000),
+                bytes: None,
+                len: 1000,
+                interval_ms: 1000,
+                omit_ms: 1000,
+                reverse: false,
+                bidir: false,
+                rate: 5,
+            },
+            protocol: "msock",
+            dest: "127.0.0.1:9".into(),
+            started: SystemTime::now(),
+            intervals: vec![iv],
+            intervals_reverse: Vec::new(),
+            forward: Some(Direction {
+                sender: side(bytes + 10, seconds, true, retr),
+                receiver: side(bytes, seconds, false, 0),
+            }),
+            reverse: None,
+            cpu_local: Cpu::default(),
+            cpu_remote: Cpu {
+                user: cpu,
+                system: 0.0,
+                wall: 1.0,
+            },
+            paths: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn streams_add_up_to_the_sums() {
+        let runs = [run(1000, 2.0, 3, 0.5), run(3000, 4.0, 4, 0.7)];
+        let host = Cpu {
+            user: 1.0,
+            system: 0.0,
+            wall: 2.0,
+        };
+        let doc = document(&runs, &host, false, None);
+        let end = &doc["end"];
+        assert_eq!(end["sum_received"]["bytes"], 4000);
+        assert_eq!(end["sum_sent"]["bytes"], 4020);
+        assert_eq!(end["sum_sent"]["retransmits"], 7);
+        // Over the longest stream's time, as iperf3.
+        assert_eq!(end["sum_received"]["seconds"], 4.0);
+        assert_eq!(end["sum_received"]["bits_per_second"], 8000.0);
+        assert!(end["sum_received"].get("retransmits").is_none());
+        assert_eq!(end["streams"][1]["sender"]["socket"], 2);
+        // -O is not part of iperf3's duration.
+        assert_eq!(doc["start"]["test_start"]["duration"], 2);
+        assert_eq!(doc["start"]["test_start"]["omit"], 1);
+        assert_eq!(doc["start"]["test_start"]["num_streams"], 2);
+        let iv = &doc["intervals"][0];
+        assert_eq!(iv["sum"]["bytes"], 2000);
+        assert_eq!(iv["sum"]["retransmits"], 7);
+        assert_eq!(iv["streams"][0]["snd_cwnd"], 1000);
+        // The listener served both streams at once: its busiest figure, not their sum.
+        let cpu = &end["cpu_utilization_percent"];
+        assert_eq!(
+            (cpu["host_total"].as_f64(), cpu["remote_total"].as_f64()),
+            (Some(50.0), Some(70.0))
+        );
+        // Both ends in one process: one figure, not twice the same.
+        let one = document(&runs, &host, true, None);
+        assert_eq!(one["end"]["cpu_utilization_percent"]["remote_total"], 0.0);
+    }
 }

@@ -282,7 +282,9 @@ fn server_text(runs: &[Run]) -> String {
         ));
     }
     let (t, u, s) = json::remote_cpu(runs).percent();
-    lines.push(format!("CPU      listener {t:.0} % (user {u:.0} %, system {s:.0} %)"));
+    lines.push(format!(
+        "CPU      listener {t:.0} % (user {u:.0} %, system {s:.0} %)"
+    ));
     lines.join("\n")
 }
 
@@ -355,4 +357,40 @@ fn compare_failure(f: Failure, doc: &serde_json::Value, out: &Output) -> Failure
 /// `a / b`, if `b` is not zero.
 fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0).then(|| a / b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(flags: &[&str]) -> BenchArgs {
+        let mut all = vec!["msock", "bench"];
+        all.extend_from_slice(flags);
+        match crate::cli::Cli::parse_from(all).command {
+            crate::cli::Command::Bench(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn omit_comes_on_top_of_time_and_bitrate_is_per_stream() {
+        let a = args(&["-t", "3", "-O", "1", "-b", "1G", "-P", "4", "-l", "64K"]);
+        let p = params(&a, a.time);
+        // iperf3: -O 1 -t 3 sends for 4 s and measures 3.
+        assert_eq!((p.time_ms, p.omit_ms), (Some(4000), 1000));
+        assert_eq!((p.rate, p.len, a.parallel), (1_000_000_000, 64 << 10, 4));
+        assert_eq!(p.check(), Ok(()));
+        let a = args(&["-n", "1G"]);
+        let p = params(&a, a.time);
+        assert_eq!((p.time_ms, p.bytes, p.rate), (None, Some(1 << 30), 0));
+        // -J is --json, -C is --congestion, -w the socket buffer.
+        let a = args(&["-J", "-C", "cubic", "-w", "4M", "--wait", "3s"]);
+        assert!(a.json);
+        assert_eq!(a.stream.congestion.as_deref(), Some("cubic"));
+        assert_eq!(
+            (a.window, a.dial.wait),
+            (Some(4 << 20), Duration::from_secs(3))
+        );
+    }
 }

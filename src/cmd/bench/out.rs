@@ -22,9 +22,11 @@ static LOGFILE: Mutex<Option<File>> = Mutex::new(None);
 
 /// Sends what would go to stdout to `path` instead (appending).
 pub(crate) fn set_logfile(path: &std::path::Path) -> Result<(), Failure> {
-    let f = File::options().create(true).append(true).open(path).map_err(|e| {
-        Failure::local(format!("cannot open --logfile {}: {e}", path.display()))
-    })?;
+    let f = File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Failure::local(format!("cannot open --logfile {}: {e}", path.display())))?;
     *LOGFILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
     Ok(())
 }
@@ -188,7 +190,9 @@ impl Output {
         match self.mode {
             Mode::Human => {
                 if !self.header.replace(true) {
-                    let retr = list.iter().any(|(_, iv)| iv.paths.iter().any(|p| p.sender_tcp.is_some()));
+                    let retr = list
+                        .iter()
+                        .any(|(_, iv)| iv.paths.iter().any(|p| p.sender_tcp.is_some()));
                     self.say(&text::header(retr));
                 }
                 let tag = match (self.bidir, d) {
@@ -230,7 +234,9 @@ pub struct StreamShow<'a> {
 impl Show for StreamShow<'_> {
     fn start(&self, run: &Run) {
         let out = self.out;
-        out.started.borrow_mut().extend(js::connected(run, self.stream));
+        out.started
+            .borrow_mut()
+            .extend(js::connected(run, self.stream));
         let n = out.started_count.get() + 1;
         out.started_count.set(n);
         match out.mode {
@@ -242,7 +248,10 @@ impl Show for StreamShow<'_> {
                         (_, true) => "both send",
                         _ => "we send",
                     };
-                    out.say(&format!("Connecting to {} over {} ({what})", run.dest, run.protocol));
+                    out.say(&format!(
+                        "Connecting to {} over {} ({what})",
+                        run.dest, run.protocol
+                    ));
                 }
                 for p in &run.paths {
                     out.say(&format!(
@@ -253,7 +262,9 @@ impl Show for StreamShow<'_> {
                         p.peer.ip(),
                         p.peer.port(),
                         p.id.0,
-                        p.iface.as_deref().map_or(String::new(), |i| format!(", {i}"))
+                        p.iface
+                            .as_deref()
+                            .map_or(String::new(), |i| format!(", {i}"))
                     ));
                 }
             }

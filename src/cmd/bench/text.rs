@@ -69,7 +69,13 @@ pub(crate) fn iperf_bytes(n: u64) -> String {
 
 /// A rate as iperf3 writes it: "1.70 Gbits/sec" (powers of 1000).
 pub(crate) fn iperf_rate(bps: f64) -> String {
-    let units = ["bits/sec", "Kbits/sec", "Mbits/sec", "Gbits/sec", "Tbits/sec"];
+    let units = [
+        "bits/sec",
+        "Kbits/sec",
+        "Mbits/sec",
+        "Gbits/sec",
+        "Tbits/sec",
+    ];
     let (mut x, mut u) = (bps, 0);
     while x >= 1000.0 && u < units.len() - 1 {
         x /= 1000.0;
@@ -89,7 +95,15 @@ pub(crate) fn header(retr: bool) -> String {
 }
 
 /// A row: `id` is "  1", "SUM" or "1.0".
-fn row(id: &str, start: f64, end: f64, bytes: u64, bits: f64, tcp: Option<(u64, Option<u64>)>, tail: &str) -> String {
+fn row(
+    id: &str,
+    start: f64,
+    end: f64,
+    bytes: u64,
+    bits: f64,
+    tcp: Option<(u64, Option<u64>)>,
+    tail: &str,
+) -> String {
     let retr = match tcp {
         Some((r, Some(c))) => format!("  {r:>4}   {:>11}", iperf_bytes(c)),
         Some((r, None)) => format!("  {r:>4}   {:>11}", ""),
@@ -120,23 +134,58 @@ pub(crate) fn interval_rows(ivs: &[(usize, &Interval)], tag: &str) -> Vec<String
     let mut out = Vec::new();
     for (s, iv) in ivs {
         let tcp = tcp_of(iv).map(|(r, c)| (r, Some(c)));
-        out.push(row(&format!("{s:>3}"), iv.start, iv.end, iv.bytes, iv.bits_per_second, tcp, &format!("{tag}{}", omitted(iv))));
+        out.push(row(
+            &format!("{s:>3}"),
+            iv.start,
+            iv.end,
+            iv.bytes,
+            iv.bits_per_second,
+            tcp,
+            &format!("{tag}{}", omitted(iv)),
+        ));
         if iv.paths.len() > 1 {
             for p in &iv.paths {
                 let tcp = p.sender_tcp.map(|k| (k.retransmits, Some(k.snd_cwnd)));
                 let rtt = format!("  rtt {}{tag}", ms(p.rtt));
-                out.push(row(&format!("{s}.{}", p.id), iv.start, iv.end, p.bytes, p.bits_per_second, tcp, &rtt));
+                out.push(row(
+                    &format!("{s}.{}", p.id),
+                    iv.start,
+                    iv.end,
+                    p.bytes,
+                    p.bits_per_second,
+                    tcp,
+                    &rtt,
+                ));
             }
         }
     }
     if ivs.len() > 1 {
         let bytes: u64 = ivs.iter().map(|(_, i)| i.bytes).sum();
         let bits: f64 = ivs.iter().map(|(_, i)| i.bits_per_second).sum();
-        let start = ivs.iter().map(|(_, i)| i.start).fold(f64::INFINITY, f64::min);
+        let start = ivs
+            .iter()
+            .map(|(_, i)| i.start)
+            .fold(f64::INFINITY, f64::min);
         let end = ivs.iter().map(|(_, i)| i.end).fold(0.0, f64::max);
-        let retr: Option<u64> = ivs.iter().filter_map(|(_, i)| tcp_of(i)).map(|t| t.0).reduce(u64::saturating_add);
-        let omitted = if ivs.iter().any(|(_, i)| i.omitted) { "  (omitted)" } else { "" };
-        out.push(row("SUM", start, end, bytes, bits, retr.map(|r| (r, None)), &format!("{tag}{omitted}")));
+        let retr: Option<u64> = ivs
+            .iter()
+            .filter_map(|(_, i)| tcp_of(i))
+            .map(|t| t.0)
+            .reduce(u64::saturating_add);
+        let omitted = if ivs.iter().any(|(_, i)| i.omitted) {
+            "  (omitted)"
+        } else {
+            ""
+        };
+        out.push(row(
+            "SUM",
+            start,
+            end,
+            bytes,
+            bits,
+            retr.map(|r| (r, None)),
+            &format!("{tag}{omitted}"),
+        ));
         out.push("- - - - - - - - - - - - - - - - - - - - - - - - -".into());
     }
     out
@@ -193,12 +242,18 @@ pub(crate) fn end_rows(dirs: &[(usize, &Direction)], tag: &str) -> Vec<String> {
 /// sent on it again (after they were first sent on any flowpath); RECEIVED: in-order payload
 /// the receiver credits to the flowpath that first brought it. Per flowpath RECEIVED can
 /// exceed SENT only by what it re-sent; the columns add up to the totals.
-pub(crate) fn direction_table(run: &Run, d: &Direction, client_sends: bool, stream: usize) -> String {
+pub(crate) fn direction_table(
+    run: &Run,
+    d: &Direction,
+    client_sends: bool,
+    stream: usize,
+) -> String {
     let ours = if client_sends { &d.sender } else { &d.receiver };
     let mut t = Table::new();
     t.load_preset(presets::NOTHING);
     t.set_header([
-        "PATH", "IFACE", "LOCAL", "REMOTE", "SENT", "RE-SENT", "RECEIVED", "GOODPUT", "SHARE", "RTT",
+        "PATH", "IFACE", "LOCAL", "REMOTE", "SENT", "RE-SENT", "RECEIVED", "GOODPUT", "SHARE",
+        "RTT",
     ]);
     let total = d.receiver.bytes.max(1) as f64;
     for p in &ours.paths {
@@ -256,16 +311,27 @@ pub(crate) fn end(runs: &[Run], host: &Cpu, same_process: bool) -> String {
     let mut out = Vec::new();
     let bidir = runs.iter().any(|r| r.params.bidir);
     let reverse = runs.iter().any(|r| r.params.reverse);
-    let fwd: Vec<(usize, &Direction)> = (runs.iter().enumerate()).filter_map(|(i, r)| Some((i + 1, r.forward.as_ref()?))).collect();
-    let rev: Vec<(usize, &Direction)> = (runs.iter().enumerate()).filter_map(|(i, r)| Some((i + 1, r.reverse.as_ref()?))).collect();
-    let (ftag, rtag) = if bidir { ("  [TX-C]", "  [RX-C]") } else { ("", "") };
+    let fwd: Vec<(usize, &Direction)> = (runs.iter().enumerate())
+        .filter_map(|(i, r)| Some((i + 1, r.forward.as_ref()?)))
+        .collect();
+    let rev: Vec<(usize, &Direction)> = (runs.iter().enumerate())
+        .filter_map(|(i, r)| Some((i + 1, r.reverse.as_ref()?)))
+        .collect();
+    let (ftag, rtag) = if bidir {
+        ("  [TX-C]", "  [RX-C]")
+    } else {
+        ("", "")
+    };
     if !reverse {
         out.extend(end_rows(&fwd, ftag));
     }
     if reverse || bidir {
         out.extend(end_rows(&rev, rtag));
     }
-    for (dirs, client_sends, what) in [(&fwd, true, "client -> listener"), (&rev, false, "listener -> client")] {
+    for (dirs, client_sends, what) in [
+        (&fwd, true, "client -> listener"),
+        (&rev, false, "listener -> client"),
+    ] {
         for (s, d) in dirs.iter() {
             if bidir || runs.len() > 1 {
                 out.push(format!("stream {s}, {what}:"));
