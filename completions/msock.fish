@@ -121,13 +121,16 @@ complete -c msock -n "__fish_msock_using_subcommand send-file" -l no-encrypt -d 
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s v -l verbose -d 'More diagnostics on stderr (-v: connections and paths, -vv: protocol detail)'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c msock -n "__fish_msock_using_subcommand send-file" -s V -l version -d 'Print version'
-complete -c msock -n "__fish_msock_using_subcommand bench" -s t -l time -d 'How long to send (e.g. 10s, 1m). The built-in run (no HOST:PORT) gives each of its three tests a third of it' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -s t -l time -d 'How long to measure (e.g. 10s, 1m), after --omit. The built-in run (no HOST:PORT) gives each of its three tests a third of it' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -s n -l bytes -d 'Send this many bytes of payload instead of sending for --time (e.g. 1G); each direction with --bidir, each test in the built-in run' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -s i -l interval -d 'Print the receiver\'s figures every DURATION (0: only the totals; from 10ms to a day)' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -s l -l len -d 'Size of each block the sender hands over (e.g. 128K; at most 16M). Blocks go to the session or socket in pieces of at most 256 KiB' -r
-complete -c msock -n "__fish_msock_using_subcommand bench" -l omit -d 'Leave the first DURATION of the data out of the totals (TCP slow start); its intervals are marked omitted. With --time only: a -n test may end within it' -r
-complete -c msock -n "__fish_msock_using_subcommand bench" -s w -l wait -d 'Give up connecting (TCP connect and msock handshake) after this long' -r
-complete -c msock -n "__fish_msock_using_subcommand bench" -s s -l source -d 'Local address to connect from (instead of choosing interfaces by a policy)' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -s O -l omit -d 'Send for DURATION more before --time and leave it out of the totals (TCP slow start), as iperf3 -O: `-O 1 -t 3` sends for 4 s and measures the last 3; its intervals are marked omitted. With --time only' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -s P -l parallel -d 'Run N tests at once, each over a session (or TCP connection) of its own, as iperf3\'s parallel streams: a row per stream and a SUM row (at most 128)' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -s b -l bitrate -d 'Pace each stream\'s sender to RATE bits per second (e.g. 100M, 1G; K, M, G, T are powers of 1000, as iperf3 -b). Default: as fast as it goes' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -s w -l window -d 'Socket send and receive buffer size of this end\'s TCP connections (SO_SNDBUF and SO_RCVBUF, e.g. 4M), as iperf3 -w; the listener keeps its own. (`connect`\'s -w is --wait here.)' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l logfile -d 'Write everything that would go to stdout to FILE instead (appending), as iperf3 --logfile' -r -F
+complete -c msock -n "__fish_msock_using_subcommand bench" -s c -l client -d 'iperf3\'s client flag: give HOST:PORT alone instead (prints a hint, exits 2)' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l retry-interval -d 'After losing the connection, try to reconnect this often (re-resolving HOST each time) until --resume-timeout' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l peer-key -d 'The listener\'s key fingerprint (SHA256:..., from `msock listen --show-key`): refuse any other key. Without it the key seen first at this HOST:PORT is pinned and later required (trust on first use, like ssh)' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l iface -d 'Only use this interface; repeat for several, in order of preference' -r
@@ -137,12 +140,16 @@ complete -c msock -n "__fish_msock_using_subcommand bench" -l idle-timeout -d 'E
 complete -c msock -n "__fish_msock_using_subcommand bench" -l resume-timeout -d 'Keep a session whose flowpaths all broke this long, waiting for the network (or the peer) to come back; the client retries meanwhile. Both ends should agree' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l keepalive -d 'Probe a flowpath with a PING when nothing arrived on it for this long' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l dead-time -d 'Declare a flowpath dead (and move to a new one) when it owes an answer for this long' -r
-complete -c msock -n "__fish_msock_using_subcommand bench" -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -l psk-file -d 'Also require a pre-shared key, read from FILE (any secret text; both ends need the same file). Sessions then need both the listener\'s key and this one' -r -F
+complete -c msock -n "__fish_msock_using_subcommand bench" -l wait -d 'Give up connecting (TCP connect and msock handshake) after this long' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -l source -d 'Local address to connect from (instead of choosing interfaces by a policy)' -r
+complete -c msock -n "__fish_msock_using_subcommand bench" -s C -l congestion -d 'TCP congestion control for every connection (e.g. cubic, bbr; like iperf3 -C). Default: the system\'s' -r
 complete -c msock -n "__fish_msock_using_subcommand bench" -s R -l reverse -d 'Reverse: the listener sends, we receive'
 complete -c msock -n "__fish_msock_using_subcommand bench" -l bidir -d 'Both directions at once (each is reported on its own)'
+complete -c msock -n "__fish_msock_using_subcommand bench" -l get-server-output -d 'Also show the listener\'s own figures of each test (its intervals and totals, and its CPU time): after the client\'s, or under "server_output_json" with --json'
+complete -c msock -n "__fish_msock_using_subcommand bench" -s s -l server -d 'iperf3\'s server flag. msock bench is the client only: this prints where the server is (`msock listen -k PORT`) and exits with status 2'
 complete -c msock -n "__fish_msock_using_subcommand bench" -l compare-tcp -d 'After the msock test, run the same test over one plain TCP connection to the same listener (which must serve more than one client: `msock listen -k`) and print the goodput ratio'
-complete -c msock -n "__fish_msock_using_subcommand bench" -l json -d 'Print one JSON document on stdout at the end, with iperf3\'s key names where they apply (start, intervals[].sum, end.sum_sent, end.sum_received, cpu_utilization_percent, error); flowpaths are under "paths"'
+complete -c msock -n "__fish_msock_using_subcommand bench" -s J -l json -d 'Print one JSON document on stdout at the end, in iperf3 -J\'s schema (start.connected, start.test_start, intervals[].streams and .sum, end.streams, end.sum_sent, end.sum_received, end.cpu_utilization_percent, error); what msock adds (flowpaths, re-sent bytes, RTT per flowpath) is under "msock" keys'
 complete -c msock -n "__fish_msock_using_subcommand bench" -l json-stream -d 'Print one JSON object per line on stdout as things happen: {"event": "start", "interval", "end" or "error", "data": ...}, as iperf3 --json-stream'
 complete -c msock -n "__fish_msock_using_subcommand bench" -l stripe -d 'Use every usable interface at once, one flowpath on each (wifi + cellular + ethernet)'
 complete -c msock -n "__fish_msock_using_subcommand bench" -l prefer-wifi -d 'One flowpath, on wifi while there is wifi, else on another interface; moves back when wifi returns (the new flowpath is up before the old one closes)'

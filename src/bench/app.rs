@@ -25,6 +25,9 @@ use crate::runtime::Snapshot;
 /// messages than that in a burst breaks the protocol.
 const EVENT_QUEUE: usize = 1024;
 
+/// How far behind its schedule a paced sender may catch up at full speed.
+const PACE_CREDIT: Duration = Duration::from_millis(10);
+
 /// What the test's logic tells the source.
 #[derive(Debug)]
 pub(super) enum Out {
@@ -110,7 +113,13 @@ impl Generator {
             return true;
         }
         let due = self.began + Duration::from_secs_f64(self.total as f64 * 8.0 / self.rate as f64);
-        if Instant::now() >= due {
+        let now = Instant::now();
+        if now >= due {
+            // Time the sender could not use (a stall, a slow start) is not made up in a
+            // burst beyond PACE_CREDIT: the schedule moves on.
+            if let Some(late) = now.checked_duration_since(due + PACE_CREDIT) {
+                self.began += late;
+            }
             return true;
         }
         let sleep = self

@@ -270,7 +270,7 @@ fn parse_bitrate(s: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("{s:?} is not a rate (e.g. 100M, 1G)"))?;
     let bps = x * mult as f64;
-    if !(bps.is_finite() && bps >= 1.0 && bps <= 1e15) {
+    if !(bps.is_finite() && (1.0..=1e15).contains(&bps)) {
         return Err(format!("{s:?}: give a rate from 1 bit/s to 1000T"));
     }
     Ok(bps as u64)
