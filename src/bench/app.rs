@@ -26,7 +26,7 @@ use crate::runtime::Snapshot;
 const EVENT_QUEUE: usize = 1024;
 
 /// How far behind its schedule a paced sender may catch up at full speed.
-const PACE_CREDIT: Duration = Duration::from_millis(10);
+const PACE_CREDIT: Duration = Duration::from_millis(100);
 
 /// What the test's logic tells the source.
 #[derive(Debug)]
