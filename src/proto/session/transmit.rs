@@ -176,8 +176,8 @@ impl Session {
     /// slower than it, each range at most once more; the receiver keeps whichever copy
     /// arrives first. True if anything was sent.
     ///
-    /// Slower means a longer base RTT (the lowest sample, by more than a quarter and
-    /// [`LAG_MARGIN`]): queueing makes equal paths' smoothed RTTs differ from moment to
+    /// Slower means a longer base RTT (the lowest sample, by more than a quarter and the
+    /// noise in ours: how far our smoothed RTT is above it, at least [`LAG_MARGIN`]): queueing makes equal paths' smoothed RTTs differ from moment to
     /// moment, and re-sending on that would only send the same bytes twice (and make the
     /// path re-sent on look slower in turn). A path with no RTT sample yet is slower once it
     /// has kept us waiting for an answer twice that long.
@@ -196,7 +196,13 @@ impl Session {
         let Some(my_rtt) = path.stats.min_rtt else {
             return false;
         };
-        let slower = my_rtt + my_rtt / 4 + LAG_MARGIN;
+        // What our own smoothed RTT adds to our base RTT now is queueing and scheduling
+        // noise, which the others' base RTT samples carry too.
+        let noise = path
+            .stats
+            .srtt
+            .map_or(LAG_MARGIN, |s| s.saturating_sub(my_rtt).max(LAG_MARGIN));
+        let slower = my_rtt + my_rtt / 4 + noise;
         let acked = self.send.acked();
         let mut lagging: Vec<(u64, u64)> = self
             .paths
