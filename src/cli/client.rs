@@ -232,7 +232,7 @@ What the numbers mean:
             bytes divided between the flowpaths by the stream bytes each sent first.
   RE-SENT   stream bytes the flowpath sent again, having been sent before on some
             flowpath: after a flowpath broke, or moved off one with a much longer base RTT
-            (never between flowpaths of equal RTT); they cost capacity but are not goodput.
+            (not between flowpaths of equal base RTT); they cost capacity, not goodput.
             Plain TCP: retransmitted segments x MSS.
   RECEIVED  the flowpath's part of the goodput: the in-order bytes divided between the
             flowpaths by the bytes each brought first. Per flowpath RE-SENT <= SENT and
