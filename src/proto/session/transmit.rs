@@ -5,7 +5,11 @@ use std::time::Duration;
 use super::{Event, Session, SessionError};
 use crate::proto::frame::Frame;
 use crate::proto::out_queue::OutQueue;
-use crate::proto::path::{Path, PathId};
+use crate::proto::path::{Path, PathId, RTT_PROBE};
+
+/// How much longer than this path's base RTT (beyond a quarter of it) another path's must be
+/// for its bytes in flight to count as lagging: sub-millisecond differences are noise.
+const LAG_MARGIN: Duration = Duration::from_millis(1);
 
 impl Session {
     /// Appends frames for path `id` to `out` (DATA payloads as slices of the send buffer,
@@ -107,11 +111,19 @@ impl Session {
             self.recv_close.fin_ack_sent();
         }
         let keepalive_due = now.saturating_sub(path.last_recv) >= self.config.keepalive;
-        if (path.ping_now || keepalive_due) && path.ping_outstanding.is_none() {
+        // A busy path's RTT is sampled now and then: one sample at attach (perhaps at a
+        // busy moment) would otherwise be its estimate for the whole transfer.
+        let probe_due = path.is_active()
+            && !path.inflight.is_empty()
+            && path
+                .last_ping
+                .is_none_or(|t| now.saturating_sub(t) >= RTT_PROBE);
+        if (path.ping_now || keepalive_due || probe_due) && path.ping_outstanding.is_none() {
             let token = self.next_token;
             self.next_token += 1;
             out.push_frame(&Frame::Ping { token });
             path.ping_outstanding = Some((token, now));
+            path.last_ping = Some(now);
             path.ping_now = false;
         }
         // Whether stream bytes (or FIN) go out: that, not keepalives, is activity.
@@ -150,7 +162,7 @@ impl Session {
         // Nothing new may go out (the peer's window is full, or everything was sent): bytes
         // stuck on a slower path are what everything waits for, so send them here too.
         if self.send.new_blocked(self.peer_limit) {
-            sent_stream |= self.resend_lagging(id, path, out, start_len, budget);
+            sent_stream |= self.resend_lagging(id, path, out, start_len, budget, now);
         }
         if sent_stream {
             self.last_activity = now;
@@ -161,8 +173,14 @@ impl Session {
     }
 
     /// Sends on `path` (id `id`, out of the map) the lowest bytes still in flight on paths
-    /// slower than it (by smoothed RTT), each range at most once more; the receiver keeps
-    /// whichever copy arrives first. True if anything was sent.
+    /// slower than it, each range at most once more; the receiver keeps whichever copy
+    /// arrives first. True if anything was sent.
+    ///
+    /// Slower means a longer base RTT (the lowest sample, by more than a quarter and the
+    /// noise in ours: how far our smoothed RTT is above it, at least [`LAG_MARGIN`]): queueing makes equal paths' smoothed RTTs differ from moment to
+    /// moment, and re-sending on that would only send the same bytes twice (and make the
+    /// path re-sent on look slower in turn). A path with no RTT sample yet is slower once it
+    /// has kept us waiting for an answer twice that long.
     fn resend_lagging(
         &mut self,
         id: PathId,
@@ -170,19 +188,34 @@ impl Session {
         out: &mut OutQueue,
         start_len: usize,
         budget: usize,
+        now: Duration,
     ) -> bool {
         if !path.is_active() {
             return false;
         }
-        let Some(my_rtt) = path.stats.srtt else {
+        let Some(my_rtt) = path.stats.min_rtt else {
             return false;
         };
+        // What our own smoothed RTT adds to our base RTT now is queueing and scheduling
+        // noise, which the others' base RTT samples carry too.
+        let noise = path
+            .stats
+            .srtt
+            .map_or(LAG_MARGIN, |s| s.saturating_sub(my_rtt).max(LAG_MARGIN));
+        let slower = my_rtt + my_rtt / 4 + noise;
         let acked = self.send.acked();
         let mut lagging: Vec<(u64, u64)> = self
             .paths
             .iter()
             .filter(|&(&other, p)| {
-                other != id && p.stats.srtt.is_none_or(|rtt| rtt > my_rtt + my_rtt / 4)
+                other != id
+                    && match p.stats.min_rtt {
+                        Some(rtt) => rtt > slower,
+                        // No sample yet: slower once it has kept us waiting twice as long.
+                        None => p
+                            .awaiting_since
+                            .is_some_and(|t| now.saturating_sub(t) > slower * 2),
+                    }
             })
             .flat_map(|(_, p)| p.inflight.iter().copied())
             .filter(|&(_, e)| e > acked)
