@@ -212,6 +212,7 @@ pub(crate) mod out_queue;
 pub(crate) mod path;
 pub(crate) mod range_set;
 pub(crate) mod record;
+pub mod redial;
 pub mod session;
 pub mod text;
 
