@@ -163,6 +163,9 @@ pub(crate) struct Path {
     pub(super) seal: Option<Sealer>,
     /// Client, HELLO(resume) sent: the opener to hand over once RESUMED (in clear) arrived.
     pub(super) opener_after_reply: Option<Opener>,
+    /// Frame bytes put on this connection so far (they size its records and DATA frames
+    /// while its congestion window grows: see `session::transmit`).
+    pub(super) conn_bytes_sent: u64,
 }
 
 impl Path {
@@ -190,6 +193,7 @@ impl Path {
             clear_first: None,
             seal: None,
             opener_after_reply: None,
+            conn_bytes_sent: 0,
         }
     }
 

@@ -3,13 +3,26 @@
 use std::time::Duration;
 
 use super::{Event, Session, SessionError};
-use crate::proto::frame::Frame;
+use crate::proto::frame::{Frame, MAX_DATA_PAYLOAD};
 use crate::proto::out_queue::OutQueue;
 use crate::proto::path::{Path, PathId, RTT_PROBE};
 
 /// How much longer than this path's base RTT (beyond a quarter of it) another path's must be
 /// for its bytes in flight to count as lagging: sub-millisecond differences are noise.
 const LAG_MARGIN: Duration = Duration::from_millis(1);
+
+/// The most plain bytes one record of an encrypted session carries on a connection that has
+/// carried `sent` bytes so far: a receiver opens a record only once all of it is in, and a new connection's congestion window starts at about ten segments and
+/// doubles every round trip. A 64 KiB record in the first flight of a resumed flowpath
+/// arrives whole only in the third or fourth round trip, holding back every byte in it. So
+/// the first ones are about a segment, and each may be a quarter of what the connection
+/// carried before it (whole in the round trip it is sent in, or the next), up to the
+/// caller's budget.
+pub(crate) fn conn_budget(sent: u64) -> usize {
+    /// A segment's worth of plain text, with room for the frame and record headers.
+    const FIRST: u64 = 1200;
+    (sent / 4).max(FIRST).min(MAX_DATA_PAYLOAD as u64) as usize
+}
 
 impl Session {
     /// Appends frames for path `id` to `out` (DATA payloads as slices of the send buffer,
@@ -31,7 +44,15 @@ impl Session {
         let Some(mut path) = self.paths.remove(&id) else {
             return false;
         };
+        // Encrypted, a young connection carries small records (see `conn_budget`).
+        let budget = if self.encrypted {
+            budget.min(conn_budget(path.conn_bytes_sent))
+        } else {
+            budget
+        };
+        let before = out.len();
         let any = self.transmit_on(id, &mut path, now, out, budget);
+        path.conn_bytes_sent += out.len().saturating_sub(before) as u64;
         self.paths.insert(id, path);
         any
     }
@@ -68,6 +89,16 @@ impl Session {
         self.plain = plain;
         path.seal = Some(sealer);
         any
+    }
+
+    /// The largest DATA payload for one `poll_transmit` of `budget` bytes: encrypted, no more
+    /// than the record it goes into (see `conn_budget`).
+    fn chunk_max(&self, budget: usize) -> usize {
+        if self.encrypted {
+            self.config.max_payload.min(budget)
+        } else {
+            self.config.max_payload
+        }
     }
 
     /// The frames of [`Session::poll_transmit`], unsealed.
@@ -132,8 +163,8 @@ impl Session {
         // peer has said what it lacks).
         let resend_now = self.send.resend_confirmed() || path.is_active();
         while resend_now && out.len() - start_len < budget {
-            let Some((start, chunk)) = self.send.poll_retransmit(self.config.max_payload as u64)
-            else {
+            let max = self.chunk_max(budget) as u64;
+            let Some((start, chunk)) = self.send.poll_retransmit(max) else {
                 break;
             };
             let end = start + chunk.len() as u64;
@@ -143,8 +174,8 @@ impl Session {
         }
         // New bytes, within the peer's window.
         while out.len() - start_len < budget {
-            let Some((start, chunk)) = self.send.poll_new(self.peer_limit, self.config.max_payload)
-            else {
+            let max = self.chunk_max(budget);
+            let Some((start, chunk)) = self.send.poll_new(self.peer_limit, max) else {
                 break;
             };
             let end = start + chunk.len() as u64;
