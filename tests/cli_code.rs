@@ -401,6 +401,41 @@ fn garbage_from_a_sender_is_one_failed_try_and_the_listener_goes_on() {
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "still fine");
 }
 
+/// PAIRs that never reach the listener (garbage where the session's preamble belongs, or
+/// nothing at all) are not tries: three of them do not burn the code behind the listener's
+/// back, and the right code still pairs afterwards.
+#[test]
+fn pairs_that_never_reach_the_listener_do_not_burn_its_code() {
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &[]);
+    let r = relay.addr.to_string();
+    let out = dir.path().join("out.txt");
+    let (mut l, code) = coded_listener(dir.path(), &r, &[], stdout_to(&out));
+    let plate = code.split('-').next().unwrap();
+    for junk in [&b"GARBAGE!"[..], b"", b"MSOCK"] {
+        let mut pair = PREAMBLE.to_vec();
+        pair.extend_from_slice(&((2 + plate.len()) as u32).to_be_bytes());
+        pair.push(0x2A);
+        pair.push(plate.len() as u8);
+        pair.extend_from_slice(plate.as_bytes());
+        pair.extend_from_slice(junk);
+        let mut s = tcp_connect(relay.addr, SHORT);
+        s.write_all(&pair).unwrap();
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let _ = read_to_end_bounded(&mut s);
+    }
+    l.assert_running("after PAIRs that carried no session");
+    let e = sender(
+        dir.path(),
+        "sender",
+        &["--code", &code, "--text", "not burned", &r],
+    )
+    .wait(SHORT);
+    assert_eq!(e.code, Some(0), "{}", e.stderr);
+    l.expect_code(0, SHORT);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "not burned");
+}
+
 /// `msock connect --code CODE RELAY`: a byte stream to the coded listener's stdout.
 #[test]
 fn connect_by_code_carries_a_stream() {

@@ -65,7 +65,7 @@ pub struct ListenArgs {
     /// file is sent. The code is burned after it paired once or after three tries; the
     /// listener ends after its first session that ended well (a killed sender that runs its
     /// command again resumes without pairing again).
-    #[arg(long, conflicts_with_all = ["name", "show_key", "no_encrypt", "psk_file", "relay_key_file"])]
+    #[arg(long, conflicts_with_all = ["name", "show_key", "no_encrypt", "psk_file", "relay_key_file", "allow_plain"])]
     pub code: bool,
 
     /// The name to register at the relay; clients connect to NAME@HOST[:PORT]. The first

@@ -9,13 +9,19 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use tokio::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Mutex};
 
 use crate::transfer::progress::si_bytes;
 use crate::transfer::receiver::OfferSize;
 
 /// The file, in the config directory, of sender keys accepted at the prompt.
 const ACCEPTED: &str = "accepted_senders";
+
+/// An offer nobody answers within this is declined (the sender is not kept waiting, and
+/// other offers get their turn).
+const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 
 /// Who offers files, as the listener knows it.
 #[derive(Debug, Clone)]
@@ -49,8 +55,10 @@ pub(crate) struct Consent {
     ask: bool,
     /// `accepted_senders` (None: no config directory; nothing is remembered).
     file: Option<PathBuf>,
-    /// One question on the terminal at a time.
-    turn: Mutex<()>,
+    /// One question on the terminal at a time; the answers, one line each, from the thread
+    /// that reads stdin (started with the first question, it outlives a declined one, so a
+    /// late answer cannot be lost in a read nobody waits for).
+    turn: Mutex<Option<mpsc::Receiver<String>>>,
 }
 
 /// "3 files, 1.2 GB".
@@ -73,7 +81,7 @@ impl Consent {
             file: crate::runtime::keys::config_dir()
                 .ok()
                 .map(|d| d.join(ACCEPTED)),
-            turn: Mutex::new(()),
+            turn: Mutex::new(None),
         }
     }
 
@@ -128,19 +136,21 @@ impl Consent {
             eprintln!("msock: accepting {what} from {from}");
             return Ok(());
         }
-        let _turn = self.turn.lock().await;
+        let mut turn = self.turn.lock().await;
         // Another offer from the same key may have been accepted while this one waited.
         if from.key.as_deref().is_some_and(|k| self.seen(k)) {
             eprintln!("msock: accepting {what} from {from}");
             return Ok(());
         }
+        let answers = turn.get_or_insert_with(read_lines);
+        while answers.try_recv().is_ok() {} // typed before the question: not an answer
         eprint!("msock: accept {what}, from {from}? [y/N] ");
-        let answer = tokio::task::spawn_blocking(|| {
-            let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line).map(|_| line)
-        })
-        .await;
-        let yes = matches!(&answer, Ok(Ok(a)) if matches!(a.trim().to_ascii_lowercase().as_str(), "y" | "yes"));
+        let answer = tokio::time::timeout(ANSWER_WITHIN, answers.recv()).await;
+        let yes = matches!(&answer, Ok(Some(a)) if matches!(a.trim().to_ascii_lowercase().as_str(), "y" | "yes"));
+        if answer.is_err() {
+            eprintln!();
+            eprintln!("msock: no answer within {}s", ANSWER_WITHIN.as_secs());
+        }
         if !yes {
             eprintln!("msock: declined {what} from {from}");
             return Err("the receiver declined the offer (answered no at its prompt)".into());
@@ -150,6 +160,28 @@ impl Consent {
         }
         Ok(())
     }
+}
+
+/// Lines from stdin, read by a thread of their own until it ends (or nobody listens).
+fn read_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(4);
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            // A line is at most what a terminal sends in one go; the answer is its start.
+            match stdin.lock().read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if tx.blocking_send(line.clone()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
 }
 
 #[cfg(test)]

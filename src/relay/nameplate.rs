@@ -51,9 +51,16 @@ pub enum PairRefusal {
 }
 
 impl Registry {
-    /// Checks a PAIR (`pair`) or ROUTE to `name` against what the name is, and counts a PAIR
-    /// as an attempt. Names that do not exist pass (the caller refuses them).
-    pub(crate) fn pair_attempt(&mut self, name: &str, pair: bool) -> Result<(), PairRefusal> {
+    /// Checks a PAIR (`pair`) or ROUTE to `name` against what the name is, and with `count`
+    /// counts a PAIR as an attempt (the relay counts it when it asks the listener to dial
+    /// back, so that connections which never reach the listener cannot burn its code behind
+    /// its back). Names that do not exist pass (the caller refuses them).
+    pub(crate) fn pair_attempt(
+        &mut self,
+        name: &str,
+        pair: bool,
+        count: bool,
+    ) -> Result<(), PairRefusal> {
         let Some(n) = self.names.get_mut(name) else {
             return Ok(());
         };
@@ -64,7 +71,9 @@ impl Registry {
             (Some(p), true) if p.paired => Err(PairRefusal::Used),
             (Some(p), true) if p.burned() => Err(PairRefusal::Burned),
             (Some(p), true) => {
-                p.attempts += 1;
+                if count {
+                    p.attempts += 1;
+                }
                 Ok(())
             }
         }
@@ -111,18 +120,21 @@ mod tests {
             "laptop".into(),
             Name::new([2; 32], "127.0.0.1".parse().unwrap(), false),
         );
-        assert_eq!(r.pair_attempt("laptop", true), Err(PairRefusal::NotACode));
-        assert_eq!(r.pair_attempt("laptop", false), Ok(()));
-        assert_eq!(r.pair_attempt("7", false), Err(PairRefusal::IsACode));
+        assert_eq!(
+            r.pair_attempt("laptop", true, true),
+            Err(PairRefusal::NotACode)
+        );
+        assert_eq!(r.pair_attempt("laptop", false, true), Ok(()));
+        assert_eq!(r.pair_attempt("7", false, true), Err(PairRefusal::IsACode));
         for _ in 0..PAIR_ATTEMPTS {
-            assert_eq!(r.pair_attempt("7", true), Ok(()));
+            assert_eq!(r.pair_attempt("7", true, true), Ok(()));
         }
-        assert_eq!(r.pair_attempt("7", true), Err(PairRefusal::Burned));
+        assert_eq!(r.pair_attempt("7", true, true), Err(PairRefusal::Burned));
         // A burned nameplate outlives its channel (to say so); an unburned one does not.
         assert!(!r.drop_unburned("7"));
         assert!(r.names.contains_key("7"));
         plate(&mut r, "8");
-        assert_eq!(r.pair_attempt("8", true), Ok(()));
+        assert_eq!(r.pair_attempt("8", true, true), Ok(()));
         assert!(r.drop_unburned("8"));
         assert!(!r.names.contains_key("8"));
         assert!(!r.drop_unburned("laptop"));
@@ -133,9 +145,9 @@ mod tests {
         let mut r = Registry::default();
         r.state = Some("/nonexistent/state.json".into());
         plate(&mut r, "9");
-        assert_eq!(r.pair_attempt("9", true), Ok(()));
+        assert_eq!(r.pair_attempt("9", true, true), Ok(()));
         r.paired("9");
-        assert_eq!(r.pair_attempt("9", true), Err(PairRefusal::Used));
+        assert_eq!(r.pair_attempt("9", true, true), Err(PairRefusal::Used));
         let (_, saved) = r.state_doc().unwrap();
         assert!(saved.is_empty());
     }

@@ -63,7 +63,7 @@ impl Relay {
                     Err(_) => Ok(()),
                 };
                 if got.is_ok() && kind.is_ok() {
-                    kind = r.pair_attempt(&name, pair);
+                    kind = r.pair_attempt(&name, pair, false);
                 }
                 if kind.is_err() {
                     r.close(id);
@@ -146,16 +146,26 @@ impl Relay {
                 return;
             }
         }
-        let known = {
+        let (known, counted) = {
             let mut r = self.reg();
+            // A PAIR counts as an attempt here, when the listener is asked to dial back (and
+            // so sees it), under the same lock: concurrent PAIRs cannot pass the count.
+            let counted = r.pair_attempt(&name, pair, true);
             let n = r.names.get_mut(&name);
-            if let Some(n) = &n {
+            if let (Some(n), Ok(())) = (&n, counted) {
                 if let Some(c) = &n.control {
                     let _ = c.tx.try_send(RelayToListener::Dial { id, token });
                 }
             }
-            n.map(|n| n.pending.insert(id)).is_some()
+            let known = n
+                .map(|n| counted.is_err() || n.pending.insert(id))
+                .is_some();
+            (known, counted)
         };
+        if let Err(why) = counted {
+            refused("pairing", &why.to_string());
+            return refuse(client, ErrorCode::Refused, &why.to_string()).await;
+        }
         if !known {
             refused("no_such_name", "no such name");
             return refuse(client, ErrorCode::Refused, &no_such_name(&name)).await;

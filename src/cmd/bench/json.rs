@@ -103,7 +103,7 @@ fn stream_interval(iv: &Interval, socket: usize, sender: bool) -> Value {
 /// The sum of the streams' intervals (`intervals[].sum`).
 fn sum_interval(ivs: &[&Interval], sender: bool) -> Value {
     let n = ivs.len().max(1) as f64;
-    let bytes: u64 = ivs.iter().map(|i| i.bytes).sum();
+    let bytes: u64 = ivs.iter().fold(0u64, |a, i| a.saturating_add(i.bytes));
     let seconds = ivs.iter().map(|i| i.seconds).sum::<f64>() / n;
     let start = ivs.iter().map(|i| i.start).fold(f64::INFINITY, f64::min);
     let end = ivs.iter().map(|i| i.end).fold(0.0, f64::max);
@@ -113,7 +113,7 @@ fn sum_interval(ivs: &[&Interval], sender: bool) -> Value {
         "omitted": ivs.iter().any(|i| i.omitted), "sender": sender});
     let tcp: Vec<(u64, u64)> = ivs.iter().filter_map(|i| sender_tcp(i)).collect();
     if !tcp.is_empty() {
-        v["retransmits"] = json!(tcp.iter().map(|t| t.0).sum::<u64>());
+        v["retransmits"] = json!(tcp.iter().fold(0u64, |a, t| a.saturating_add(t.0)));
     }
     v
 }
@@ -181,7 +181,7 @@ fn stream_side(s: &Side, socket: usize, local_sends: bool) -> Value {
 
 /// `end.sum_sent` or `end.sum_received` of the streams' `sides`.
 fn sum_side(sides: &[&Side], local_sends: bool, sender: bool) -> Value {
-    let bytes: u64 = sides.iter().map(|s| s.bytes).sum();
+    let bytes: u64 = sides.iter().fold(0u64, |a, s| a.saturating_add(s.bytes));
     let seconds = sides.iter().map(|s| s.seconds).fold(0.0, f64::max);
     let start = sides.iter().map(|s| s.start).fold(f64::INFINITY, f64::min);
     let end = sides.iter().map(|s| s.end).fold(0.0, f64::max);
@@ -189,7 +189,9 @@ fn sum_side(sides: &[&Side], local_sends: bool, sender: bool) -> Value {
         "seconds": seconds, "bytes": bytes,
         "bits_per_second": crate::cmd::bench::text::bps(bytes, seconds), "sender": local_sends});
     if sender {
-        v["retransmits"] = json!(sides.iter().map(|s| s.retransmits).sum::<u64>());
+        v["retransmits"] = json!(sides
+            .iter()
+            .fold(0u64, |a, s| a.saturating_add(s.retransmits)));
     }
     v
 }

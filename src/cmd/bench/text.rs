@@ -160,7 +160,7 @@ pub(crate) fn interval_rows(ivs: &[(usize, &Interval)], tag: &str) -> Vec<String
         }
     }
     if ivs.len() > 1 {
-        let bytes: u64 = ivs.iter().map(|(_, i)| i.bytes).sum();
+        let bytes: u64 = ivs.iter().fold(0u64, |a, (_, i)| a.saturating_add(i.bytes));
         let bits: f64 = ivs.iter().map(|(_, i)| i.bits_per_second).sum();
         let start = ivs
             .iter()
@@ -214,7 +214,7 @@ pub(crate) fn end_rows(dirs: &[(usize, &Direction)], tag: &str) -> Vec<String> {
     if dirs.len() > 1 {
         let sum = |f: &dyn Fn(&Direction) -> &Side, sender: bool| {
             let sides: Vec<&Side> = dirs.iter().map(|(_, d)| f(d)).collect();
-            let bytes: u64 = sides.iter().map(|s| s.bytes).sum();
+            let bytes: u64 = sides.iter().fold(0u64, |a, s| a.saturating_add(s.bytes));
             let seconds = sides.iter().map(|s| s.seconds).fold(0.0, f64::max);
             let start = sides.iter().map(|s| s.start).fold(f64::INFINITY, f64::min);
             let end = sides.iter().map(|s| s.end).fold(0.0, f64::max);
@@ -225,7 +225,7 @@ pub(crate) fn end_rows(dirs: &[(usize, &Direction)], tag: &str) -> Vec<String> {
                 bytes,
                 bits_per_second: bps(bytes, seconds),
                 resent_bytes: 0,
-                retransmits: sides.iter().map(|s| s.retransmits).sum(),
+                retransmits: sides.iter().fold(0, |a, s| a.saturating_add(s.retransmits)),
                 sender,
                 paths: Vec::new(),
             }
