@@ -590,3 +590,22 @@ fn listener_says_when_its_relay_is_lost_and_when_it_is_back() {
     );
     l.kill();
 }
+
+/// Names of digits only are codes' numbers (`listen --code`): an ordinary registration of one
+/// is refused, so that nobody can squat a code's number for a name's whole TTL.
+#[test]
+fn names_of_digits_only_are_refused() {
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &[]);
+    let mut l = spawn_named(
+        &relay,
+        "123",
+        &dir.path().join("state"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let e = l.wait(SHORT);
+    assert_ne!(e.code, Some(0), "{}", e.stderr);
+    assert!(e.stderr.contains("code's number"), "{}", e.stderr);
+}

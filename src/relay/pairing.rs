@@ -140,15 +140,25 @@ async fn channel(
     let mut ping = tokio::time::interval(keepalive.max(Duration::from_secs(1)));
     ping.tick().await;
     let mut token = 0u64;
+    let dials = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        crate::relay::nameplate::PAIR_ATTEMPTS as usize,
+    ));
     loop {
         tokio::select! {
             f = frames.recv() => match f {
                 Some(Ok(RelayToListener::Dial { id, token })) => {
+                    // At most as many dial-backs at once as a code has tries: a hostile
+                    // relay's flood of DIALs opens no more connections than that.
+                    let Ok(slot) = dials.clone().try_acquire_owned() else {
+                        tracing::info!("relay: DIAL beyond the code's tries ignored");
+                        continue;
+                    };
                     let tx = splices.clone();
                     tokio::spawn(async move {
                         if let Some(s) = dial_back(relay, id, token).await {
                             let _ = tx.send(s).await;
                         }
+                        drop(slot);
                     });
                 }
                 Some(Ok(RelayToListener::Pong(_))) => {}

@@ -285,6 +285,17 @@ impl Relay {
             ToRelay::Listener(ListenerToRelay::Splice { id, token }) => {
                 self.splice_back(s, peer, id, token).await
             }
+            ToRelay::Listener(ListenerToRelay::Register { name, .. })
+                if name.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                // Names of digits only are codes' numbers (nameplates): an ordinary name
+                // there would squat a code's number for its whole TTL.
+                self.refuse_count("digits_name");
+                let why = format!(
+                    "'{name}' is a code's number (msock listen --code): pick a name with a                      letter in it"
+                );
+                refuse(s, ErrorCode::Refused, &why).await;
+            }
             ToRelay::Listener(ListenerToRelay::Register { name, addrs }) => {
                 self.control(s, peer, name, addrs, false).await
             }
