@@ -361,6 +361,17 @@ fn without_a_relay_the_error_says_how_to_run_and_name_one() {
     assert!(e.stderr.contains("nosuchword"), "{}", e.stderr);
 }
 
+/// The relay preamble and a PAIR frame (0x2A) for `code`'s nameplate.
+fn pair_frame(code: &str) -> Vec<u8> {
+    let plate = code.split('-').next().unwrap();
+    let mut pair = PREAMBLE.to_vec();
+    pair.extend_from_slice(&((2 + plate.len()) as u32).to_be_bytes());
+    pair.push(0x2A);
+    pair.push(plate.len() as u8);
+    pair.extend_from_slice(plate.as_bytes());
+    pair
+}
+
 /// A hostile sender that sends garbage (an oversized frame) after its PAIR: the listener
 /// counts the try, says so, and goes on; the right code still pairs afterwards.
 #[test]
@@ -370,12 +381,7 @@ fn garbage_from_a_sender_is_one_failed_try_and_the_listener_goes_on() {
     let r = relay.addr.to_string();
     let out = dir.path().join("out.txt");
     let (mut l, code) = coded_listener(dir.path(), &r, &[], stdout_to(&out));
-    let plate = code.split('-').next().unwrap();
-    let mut pair = PREAMBLE.to_vec();
-    pair.extend_from_slice(&((2 + plate.len()) as u32).to_be_bytes());
-    pair.push(0x2A);
-    pair.push(plate.len() as u8);
-    pair.extend_from_slice(plate.as_bytes());
+    let mut pair = pair_frame(&code);
     pair.extend_from_slice(PREAMBLE);
     // A START frame claiming 1 GB.
     pair.extend_from_slice(&(1u32 << 30).to_be_bytes());
@@ -411,13 +417,8 @@ fn pairs_that_never_reach_the_listener_do_not_burn_its_code() {
     let r = relay.addr.to_string();
     let out = dir.path().join("out.txt");
     let (mut l, code) = coded_listener(dir.path(), &r, &[], stdout_to(&out));
-    let plate = code.split('-').next().unwrap();
     for junk in [&b"GARBAGE!"[..], b"", b"MSOCK"] {
-        let mut pair = PREAMBLE.to_vec();
-        pair.extend_from_slice(&((2 + plate.len()) as u32).to_be_bytes());
-        pair.push(0x2A);
-        pair.push(plate.len() as u8);
-        pair.extend_from_slice(plate.as_bytes());
+        let mut pair = pair_frame(&code);
         pair.extend_from_slice(junk);
         let mut s = tcp_connect(relay.addr, SHORT);
         s.write_all(&pair).unwrap();

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::relay::Relay;
+use common::relay::{named_listener, spawn_named, Relay};
 use common::*;
 use serde_json::Value;
 
@@ -18,42 +18,6 @@ use serde_json::Value;
 const BULK: Duration = Duration::from_secs(90);
 /// Deadline for short exchanges.
 const SHORT: Duration = Duration::from_secs(20);
-
-/// Starts `msock listen --relay RELAY --name NAME EXTRA...` with its secrets under `state`,
-/// and waits until it has registered.
-fn named_listener(
-    relay: &Relay,
-    name: &str,
-    state: &Path,
-    extra: &[&str],
-    stdin: Stdio,
-    stdout: Stdio,
-) -> Proc {
-    let mut p = spawn_named(relay, name, state, extra, stdin, stdout);
-    if !p.stderr.wait_contains(STARTUP, "msock: registered") {
-        p.kill();
-        panic!("listener did not register; stderr:\n{}", p.stderr.text());
-    }
-    p
-}
-
-fn spawn_named(
-    relay: &Relay,
-    name: &str,
-    state: &Path,
-    extra: &[&str],
-    stdin: Stdio,
-    stdout: Stdio,
-) -> Proc {
-    let relay_addr = relay.addr.to_string();
-    let mut args = vec!["listen", "--relay", &relay_addr, "--name", name];
-    args.extend_from_slice(extra);
-    let mut cmd = msock(&args);
-    cmd.env("MSOCK_STATE_DIR", state)
-        .stdin(stdin)
-        .stdout(stdout);
-    Proc::spawn("msock listen --relay", cmd)
-}
 
 fn assert_file_hash(path: &Path, want: &[u8; 32], len: usize, what: &str) {
     let (got, n) = sha256_file(path);
