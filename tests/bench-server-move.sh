@@ -37,8 +37,9 @@ while time.monotonic() < end:
 EOF
 cat >"$tmp/stamp.py" <<'EOF'
 import os, sys, time
-# The wall-clock time of every read from stdin, one per line, into the given file.
-with open(sys.argv[1], "w") as out:
+# The wall-clock time of every read from stdin, one per line, into the given file (line by
+# line: the program may be killed with the listener at the end).
+with open(sys.argv[1], "w", buffering=1) as out:
     while True:
         b = os.read(0, 1 << 16)
         if not b:
