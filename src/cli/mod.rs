@@ -184,7 +184,9 @@ pub struct StreamArgs {
 /// How a client reaches its listener: shared by connect, send-file and bench.
 #[derive(Debug, Args, Clone)]
 pub struct DialArgs {
-    /// Give up connecting (TCP connect and msock handshake) after this long.
+    /// Give up connecting (TCP connect and msock handshake) after this long. When a session
+    /// reconnects, an attempt at an address it already used gets 4 smoothed RTTs (at least
+    /// 0.5 s, at most this), while a fresh lookup of the name races it.
     #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
     pub wait: Duration,
 

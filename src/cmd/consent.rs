@@ -170,7 +170,6 @@ fn read_lines() -> mpsc::Receiver<String> {
         let mut line = String::new();
         loop {
             line.clear();
-            // A line is at most what a terminal sends in one go; the answer is its start.
             match stdin.lock().read_line(&mut line) {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {

@@ -65,8 +65,8 @@ impl Default for Metrics {
 impl Metrics {
     /// All metrics at zero, registered under the prefix `msock_relay`.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("msock_relay");
-        let m = Metrics {
+        let mut m = Metrics {
+            registry: Registry::with_prefix("msock_relay"),
             registrations: Counter::default(),
             lookups: Counter::default(),
             spliced: Counter::default(),
@@ -79,9 +79,8 @@ impl Metrics {
             // 100 µs to about 3 s.
             register_seconds: Histogram::new(exponential_buckets(1e-4, 2.0, 16)),
             lookup_seconds: Histogram::new(exponential_buckets(1e-4, 2.0, 16)),
-            registry: Registry::default(),
         };
-        let r = &mut registry;
+        let r = &mut m.registry;
         r.register(
             "registrations",
             "Registrations accepted",
@@ -134,7 +133,7 @@ impl Metrics {
             "Time to answer a lookup",
             m.lookup_seconds.clone(),
         );
-        Metrics { registry, ..m }
+        m
     }
 
     /// Counts a refusal for `reason`.
