@@ -62,11 +62,20 @@ pub struct ListenArgs {
     /// `msock connect --code CODE`. The words (3 of 7776: 38.8 bits) never leave the two
     /// machines: a password-authenticated key exchange (SPAKE2) turns the code into the
     /// session's pre-shared key, and a wrong code fails on both sides before any byte of a
-    /// file is sent. The code is burned after it paired once or after three tries; the
-    /// listener ends after its first session that ended well (a killed sender that runs its
-    /// command again resumes without pairing again).
-    #[arg(long, conflicts_with_all = ["name", "show_key", "no_encrypt", "psk_file", "relay_key_file", "allow_plain"])]
+    /// file is sent. The code is burned after it paired once or after three tries (an
+    /// attacker's chance per try is 1 in 7776^3, 2.1e-12); the listener ends after its first
+    /// session that ended well. A killed sender runs its command again and resumes without
+    /// pairing again; a killed listener resumes with --resume. With a relay started with
+    /// --auth-keys, give --relay-key-file.
+    #[arg(long, conflicts_with_all = ["name", "show_key", "no_encrypt", "psk_file", "allow_plain"])]
     pub code: bool,
+
+    /// With --code: instead of a new code, serve again the pairing of the last `listen
+    /// --code` killed before its transfer ended (same --relay and --save-dir; its ticket is
+    /// kept in the state directory, pairing/RELAY/listener-NAME.ticket). Then the sender
+    /// runs its command again: both resume from the partial files, and nobody types a code.
+    #[arg(long, requires = "code")]
+    pub resume: bool,
 
     /// The name to register at the relay; clients connect to NAME@HOST[:PORT]. The first
     /// registration returns a secret, kept in $MSOCK_STATE_DIR, $XDG_STATE_HOME/msock or

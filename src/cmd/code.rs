@@ -42,7 +42,36 @@ pub(crate) async fn listen_pairing(
     listener_key: [u8; 32],
 ) -> Result<(String, Accepted), Failure> {
     let relay = relay(args.relay.as_deref())?;
-    let waiting = pairing::claim(&relay, family(&args.stream))
+    if args.resume {
+        let save_dir = args.save_dir.as_deref();
+        let paired = ticket::load_listener(&relay, save_dir).ok_or_else(|| {
+            Failure::local(format!(
+                "--resume: no coded session to resume at relay {relay}{}; run msock listen \
+                 --code (without --resume) for a new code",
+                save_dir.map_or(String::new(), |d| format!(" with --save-dir {}", d.display()))
+            ))
+        })?;
+        if paired.listener_key != listener_key {
+            return Err(Failure::local(
+                "--resume: this listener's key changed since it paired; run msock listen \
+                 --code for a new code",
+            ));
+        }
+        eprintln!(
+            "msock: resuming the session paired earlier (no new code): run the sender's \
+             command again"
+        );
+        return Ok((relay, Accepted::resumed(paired)));
+    }
+    let key = match &args.relay_key_file {
+        Some(p) => Some(
+            crate::relay::secrets::load_keys(p)
+                .map_err(Failure::local)?
+                .swap_remove(0),
+        ),
+        None => None,
+    };
+    let waiting = pairing::claim(&relay, family(&args.stream), key.as_deref())
         .await
         .map_err(failure)?;
     let phrase = waiting.code().phrase();
@@ -57,7 +86,15 @@ pub(crate) async fn listen_pairing(
         .await
         .map_err(failure)?;
     eprintln!("msock: paired");
+    ticket::save_listener(&relay, &accepted.paired, args.save_dir.as_deref())
+        .map_err(Failure::local)?;
     Ok((relay, accepted))
+}
+
+/// A coded listener's session ended well: its ticket and its session name's relay secret
+/// are not needed again.
+pub(crate) fn listener_done(relay: &str, name: &str) {
+    ticket::remove_listener(relay, name);
 }
 
 /// What a coded listener does when a session's task has ended: the first session that
@@ -100,12 +137,15 @@ impl Coded {
 }
 
 /// Pairs with the listener of `code` at `relay` (or the configured one), or finds this
-/// code's ticket from an earlier run; sets `dial`'s psk and pinned key.
+/// code's ticket from an earlier run; sets `dial`'s psk and pinned key. `in_place_of_a_file`:
+/// the relay is send-file's last argument, taken as the relay because no such file exists
+/// (if it cannot be reached, it was more likely a mistyped file).
 pub(crate) async fn sender_pairing(
     code: &str,
     relay_arg: Option<&str>,
     dial: &mut DialArgs,
     stream: &StreamArgs,
+    in_place_of_a_file: bool,
 ) -> Result<Coded, Failure> {
     let code = Code::parse(code).map_err(Failure::local)?;
     let relay = relay(relay_arg)?;
@@ -117,7 +157,15 @@ pub(crate) async fn sender_pairing(
         None => {
             let p = pairing::pair_with(&relay, family(stream), &code, dial.wait)
                 .await
-                .map_err(failure)?;
+                .map_err(|e| match (e, relay_arg) {
+                    (PairingError::Unreachable { why, .. }, Some(arg)) if in_place_of_a_file => {
+                        Failure::local(format!(
+                            "{arg}: no such file or folder; if it is a relay, it cannot be \
+                             reached: {why}"
+                        ))
+                    }
+                    (e, _) => failure(e),
+                })?;
             ticket::save(&relay, &code, &p).map_err(Failure::local)?;
             p
         }
@@ -131,20 +179,35 @@ pub(crate) async fn sender_pairing(
     })
 }
 
-/// `send-file --code`'s arguments: the paths, and the relay if the last argument is one (it
-/// is not a file or folder here, and something else is sent).
-pub(crate) fn split_args(args: &[String], text: bool) -> (Vec<PathBuf>, Option<String>) {
+/// `send-file --code`'s arguments: the paths, and the relay if the last argument is one: it
+/// is not a file or folder here, something else is sent, and either no relay is configured
+/// or it names a port (HOST:PORT). With a configured relay, a missing last argument without
+/// a port is a mistyped file: Err says so.
+pub(crate) fn split_args(
+    args: &[String],
+    text: bool,
+) -> Result<(Vec<PathBuf>, Option<String>), Failure> {
     let mut paths: Vec<PathBuf> = args.iter().map(Into::into).collect();
-    let last_is_relay = paths
+    let missing = paths
         .last()
-        .is_some_and(|p| p.as_os_str() != "-" && std::fs::symlink_metadata(p).is_err())
-        && (paths.len() >= 2 || text);
-    let relay = if last_is_relay {
-        paths.pop().map(|p| p.to_string_lossy().into_owned())
-    } else {
-        None
-    };
-    (paths, relay)
+        .is_some_and(|p| p.as_os_str() != "-" && std::fs::symlink_metadata(p).is_err());
+    if !(missing && (paths.len() >= 2 || text)) {
+        return Ok((paths, None));
+    }
+    let last = paths.last().map_or(String::new(), |p| {
+        p.to_string_lossy().into_owned()
+    });
+    match config::relay(None) {
+        Ok(configured) if !text && !last.contains(':') => Err(Failure::local(format!(
+            "{}: no such file or folder (the relay is {configured}, from config.toml; give \
+             another one as HOST:PORT)",
+            crate::proto::text::escape(&last)
+        ))),
+        _ => {
+            paths.pop();
+            Ok((paths, Some(last)))
+        }
+    }
 }
 
 /// `send-file --code CODE --text [TEXT]`: the text as a byte stream, printed by the
@@ -168,7 +231,7 @@ pub(crate) async fn send_text(args: &SendFileArgs, code: &str) -> Result<(), Fai
         }
         Some(t) => t.as_bytes().to_vec(),
     };
-    let (paths, relay_arg) = split_args(&args.args, true);
+    let (paths, relay_arg) = split_args(&args.args, true)?;
     if !paths.is_empty() {
         return Err(Failure::local(
             "--text sends text, not files: give only the relay after it (or nothing)",
@@ -176,7 +239,8 @@ pub(crate) async fn send_text(args: &SendFileArgs, code: &str) -> Result<(), Fai
     }
     super::apply_process_settings(&args.stream)?;
     let mut dial_args = args.dial.clone();
-    let coded = sender_pairing(code, relay_arg.as_deref(), &mut dial_args, &args.stream).await?;
+    let coded =
+        sender_pairing(code, relay_arg.as_deref(), &mut dial_args, &args.stream, false).await?;
     let (source, sink, mut w, mut r) = channel_app(4);
     let mut driver = dial(
         &coded.dest,

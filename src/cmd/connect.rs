@@ -26,11 +26,13 @@ pub async fn run(mut args: ConnectArgs) -> Result<(), Failure> {
         println!("{}", crate::proto::handshake::fingerprint(&id.public));
         return Ok(());
     }
+    let mut coded = None;
     if let Some(code) = args.code.clone() {
         let relay = args.dest.take();
-        let c = super::code::sender_pairing(&code, relay.as_deref(), &mut args.dial, &args.stream)
-            .await?;
+        let (dial, stream) = (&mut args.dial, &args.stream);
+        let c = super::code::sender_pairing(&code, relay.as_deref(), dial, stream, false).await?;
         args.dest = Some(c.dest.clone());
+        coded = Some(c);
     }
     let Some(dest) = args.dest.clone() else {
         return Err(Failure::local(
@@ -85,7 +87,12 @@ pub async fn run(mut args: ConnectArgs) -> Result<(), Failure> {
     };
     driver.set_interrupt(ctrl_c());
     let (r, totals) = driver.run().await;
-    finish(r, totals, started, stdout, &events).await
+    let r = finish(r, totals, started, stdout, &events).await;
+    if let (Some(c), Ok(())) = (&coded, &r) {
+        // The session ended well: its pairing ticket is not needed again.
+        c.forget();
+    }
+    r
 }
 
 /// `msock connect --local [ADDR:]PORT DEST`: carries each connection to the local port over a

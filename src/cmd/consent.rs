@@ -61,14 +61,21 @@ pub(crate) struct Consent {
     turn: Mutex<Option<mpsc::Receiver<String>>>,
 }
 
-/// "3 files, 1.2 GB".
+/// "3 files, 1.2 GB", "1 stream (size not known)", "2 files, 3 kB and 1 stream".
 fn describe(size: OfferSize) -> String {
-    format!(
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let files = format!(
         "{} file{}, {}",
         size.files,
-        if size.files == 1 { "" } else { "s" },
+        plural(size.files),
         si_bytes(size.bytes)
-    )
+    );
+    let streams = format!("{} stream{}", size.streams, plural(size.streams));
+    match (size.files, size.streams) {
+        (_, 0) => files,
+        (0, _) => format!("{streams} (size not known)"),
+        _ => format!("{files} and {streams}"),
+    }
 }
 
 impl Consent {
@@ -203,12 +210,17 @@ mod tests {
             relayed: true,
         };
         assert_eq!(relayed.to_string(), "SHA256:abc via relay 10.0.0.5:4000");
+        let size = |files, streams, bytes| OfferSize {
+            files,
+            streams,
+            bytes,
+        };
+        assert_eq!(describe(size(3, 0, 1_200_000_000)), "3 files, 1.2 GB");
+        // A stream has no size yet: it is not "1 file, 0 B".
+        assert_eq!(describe(size(0, 1, 0)), "1 stream (size not known)");
         assert_eq!(
-            describe(OfferSize {
-                files: 3,
-                bytes: 1_200_000_000
-            }),
-            "3 files, 1.2 GB"
+            describe(size(2, 1, 3000)),
+            "2 files, 3.0 kB and 1 stream"
         );
     }
 }

@@ -176,6 +176,9 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         _ => None,
     };
     let coded = paired.is_some();
+    let coded_name = paired
+        .as_ref()
+        .map(|(r, a)| (r.clone(), a.paired.session_name.clone()));
     if let Some((_, a)) = paired {
         // The session name is registered: the sender may dial it.
         a.done().await;
@@ -207,6 +210,9 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         why = registration_lost(&mut relay_lost) => Err(Failure::network(why)),
     };
     drop(services);
+    if let (Some((relay, name)), Ok(())) = (&coded_name, &result) {
+        super::code::listener_done(relay, name);
+    }
     let flushed = stdio.finish().await;
     match (result, flushed) {
         (Ok(()), Err(e)) if e.kind() != std::io::ErrorKind::BrokenPipe => {

@@ -69,7 +69,7 @@ async fn transfer(
         Some(code) => {
             // A mistyped code is the user's to fix before anything else.
             crate::proto::code::Code::parse(code).map_err(Failure::local)?;
-            super::code::split_args(&args.args, false)
+            super::code::split_args(&args.args, false)?
         }
         None => (args.paths(), None),
     };
@@ -92,7 +92,8 @@ async fn transfer(
     }
     let coded = match &args.code {
         Some(code) => {
-            let c = sender_pairing(code, relay.as_deref(), &mut dial_args, &args.stream).await?;
+            let c =
+                sender_pairing(code, relay.as_deref(), &mut dial_args, &args.stream, true).await?;
             Some(c)
         }
         None => None,

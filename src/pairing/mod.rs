@@ -42,9 +42,17 @@ pub enum PairingError {
     /// Every attempt the nameplate had was used by wrong codes (listener).
     #[error("wrong code: {PAIR_ATTEMPTS} tries with a wrong code; the code is burned (run msock listen --code again for a new one)")]
     Burned,
-    /// The relay or the listener refused or broke the exchange, or could not be reached.
+    /// The relay or the listener refused or broke the exchange.
     #[error("{0}")]
     Network(String),
+    /// The relay could not be reached (or its name does not resolve).
+    #[error("cannot reach the relay {relay}: {why}")]
+    Unreachable {
+        /// HOST:PORT as given.
+        relay: String,
+        /// What failed.
+        why: String,
+    },
 }
 
 /// A claimed nameplate with its code, waiting for the sender.
@@ -53,12 +61,17 @@ pub struct Waiting {
     code: Code,
 }
 
-/// Claims a random free nameplate at `relay` (HOST:PORT) and draws the code's words.
-pub async fn claim(relay: &str, family: Family) -> Result<Waiting, PairingError> {
+/// Claims a random free nameplate at `relay` (HOST:PORT), proving the operator `key` if
+/// given, and draws the code's words.
+pub async fn claim(
+    relay: &str,
+    family: Family,
+    key: Option<&[u8]>,
+) -> Result<Waiting, PairingError> {
     let mut rng = rand::rngs::OsRng;
     for _ in 0..20 {
         let nameplate = Code::random_nameplate(&mut rng);
-        match relay_pairing::claim(relay, family, &nameplate.to_string()).await {
+        match relay_pairing::claim(relay, family, &nameplate.to_string(), key).await {
             Ok(plate) => {
                 let code = Code::generate(nameplate, &mut rng);
                 return Ok(Waiting { plate, code });
@@ -76,14 +89,22 @@ pub async fn claim(relay: &str, family: Family) -> Result<Waiting, PairingError>
 pub struct Accepted {
     /// What pairing gave.
     pub paired: Paired,
-    conn: TcpStream,
+    /// The sender's pairing connection (None: resumed from a ticket, nobody waits).
+    conn: Option<TcpStream>,
 }
 
 impl Accepted {
+    /// A pairing kept in a listener's ticket, served again (`listen --code --resume`).
+    pub fn resumed(paired: Paired) -> Accepted {
+        Accepted { paired, conn: None }
+    }
+
     /// Tells the sender it may open its session (the session name is registered by now).
-    pub async fn done(mut self) {
-        let _ = self.conn.write_all(&PakeFrame::Done.encode()).await;
-        let _ = self.conn.shutdown().await;
+    pub async fn done(self) {
+        if let Some(mut conn) = self.conn {
+            let _ = conn.write_all(&PakeFrame::Done.encode()).await;
+            let _ = conn.shutdown().await;
+        }
     }
 }
 
@@ -113,7 +134,10 @@ impl Waiting {
             let err = match attempt.await {
                 Ok(Ok(paired)) => {
                     self.plate.paired().await;
-                    return Ok(Accepted { paired, conn });
+                    return Ok(Accepted {
+                        paired,
+                        conn: Some(conn),
+                    });
                 }
                 Ok(Err(e)) => e,
                 Err(_) => PairingError::Network("the sender stopped answering".into()),
@@ -162,7 +186,10 @@ pub async fn pair_with(
     let (sender, start) = pake::Sender::start(code, &mut rand::rngs::OsRng);
     let mut conn = relay_pairing::open(relay, family, &code.name(), wait, &start)
         .await
-        .map_err(|e| PairingError::Network(format!("cannot reach the relay {relay}: {e}")))?;
+        .map_err(|why| PairingError::Unreachable {
+            relay: relay.to_owned(),
+            why,
+        })?;
     // The relay's refusal or the listener's answer; the listener may take the relay's
     // handshake timeout to dial back.
     let reply = tokio::time::timeout(wait + ATTEMPT_TIMEOUT, async {

@@ -59,8 +59,14 @@ impl Nameplate {
     }
 }
 
-/// Registers nameplate `name` at `relay` (HOST:PORT) for pairing.
-pub async fn claim(relay: &str, family: Family, name: &str) -> Result<Nameplate, ClaimError> {
+/// Registers nameplate `name` at `relay` (HOST:PORT) for pairing, proving the operator `key`
+/// if given (a relay started with --auth-keys wants one).
+pub async fn claim(
+    relay: &str,
+    family: Family,
+    name: &str,
+    key: Option<&[u8]>,
+) -> Result<Nameplate, ClaimError> {
     let t = Duration::from_secs(10);
     let unreachable =
         |e: &dyn std::fmt::Display| ClaimError::Unreachable(format!("relay {relay}: {e}"));
@@ -88,18 +94,18 @@ pub async fn claim(relay: &str, family: Family, name: &str) -> Result<Nameplate,
             Untrusted(&r.reason)
         )),
     };
-    match wire::read_frame(&mut rd, t)
+    let nonce = match wire::read_frame(&mut rd, t)
         .await
         .map_err(|e| unreachable(&e))?
     {
-        RelayToListener::Nonce(_) => {}
+        RelayToListener::Nonce(n) => n,
         RelayToListener::Error(r) => return Err(refused(r)),
         other => return Err(unreachable(&format!("unexpected {}", other.name()))),
-    }
+    };
     // A fresh nameplate: no secret to prove (the relay gives one we never need again).
     let prove = ListenerToRelay::Prove {
         name_proof: [0; 32],
-        key_proof: [0; 32],
+        key_proof: key.map_or([0; 32], |k| super::secrets::key_proof(k, name, &nonce)),
     };
     wr.write_all(&prove.encode())
         .await

@@ -105,8 +105,10 @@ async fn send_list<H: serde::Serialize, T: serde::Serialize>(
 /// An offer's size, as the receiver's user is asked about it before it is accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OfferSize {
-    /// Files and streams (folders not counted).
+    /// Files (folders and streams not counted).
     pub files: usize,
+    /// Streams (`send-file -`): their size is not known before they end.
+    pub streams: usize,
     /// Bytes of all files (streams count 0).
     pub bytes: u64,
 }
@@ -142,8 +144,14 @@ where
         };
     // An offer whose sizes overflow is refused by the checks below, unasked.
     if let Some(bytes) = offer.total_size() {
-        let files = offer.entries.iter().filter(|e| e.kind != Kind::Dir).count();
-        if let Err(why) = ask(OfferSize { files, bytes }).await {
+        let count = |k: Kind| offer.entries.iter().filter(|e| e.kind == k).count();
+        let (files, streams) = (count(Kind::File), count(Kind::Stream));
+        let size = OfferSize {
+            files,
+            streams,
+            bytes,
+        };
+        if let Err(why) = ask(size).await {
             return refuse(w, rules, why).await;
         }
     }
