@@ -190,13 +190,12 @@ fn files_and_a_folder_arrive_by_code_and_the_relay_sees_no_word_and_no_file_byte
         .events()
         .iter()
         .any(|e| e["event"] == "registered" && e["name"] == plate));
-    // The sender's ticket is gone after a transfer that ended well.
-    let tickets = dir.path().join("sender/state/pairing");
-    assert!(
-        tree(&tickets).iter().all(|p| p.is_dir()),
-        "{:?}",
-        tree(&tickets)
-    );
+    // The sender's ticket is gone after a transfer that ended well, and so are the
+    // listener's ticket and its session name's secret.
+    for who in ["sender", "listener"] {
+        let left = files_in(&dir.path().join(who).join("state"));
+        assert!(left.is_empty(), "{who} kept {left:?}");
+    }
 }
 
 #[test]
@@ -453,4 +452,187 @@ fn connect_by_code_carries_a_stream() {
     assert_eq!(e.code, Some(0), "{}", e.stderr);
     l.expect_code(0, SHORT);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "a stream by code\n");
+    // A session that ended well leaves no ticket (client) and no session name's secret
+    // (listener) behind.
+    for who in ["client", "listener"] {
+        let left = files_in(&dir.path().join(who).join("state"));
+        assert!(left.is_empty(), "{who} kept {left:?}");
+    }
+}
+
+/// The files under `dir` (recursively), not folders: what a side left in its state directory.
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    if !dir.exists() {
+        return Vec::new();
+    }
+    tree(dir).into_iter().filter(|p| p.is_file()).collect()
+}
+
+/// Waits until a file under `dst` holds at least `len` bytes; None if `p` ended first.
+fn half_file(dst: &Path, len: u64, p: &mut Proc) -> PathBuf {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let part = std::fs::read_dir(dst).ok().and_then(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .find(|p| p.is_file() && file_len(p) >= len)
+        });
+        if let Some(p) = part {
+            return p;
+        }
+        assert!(
+            p.try_exit().is_none(),
+            "sender ended early:\n{}",
+            p.stderr.text()
+        );
+        assert!(Instant::now() < deadline, "no half file in time");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The listener killed with -9 halfway: `msock listen --code --resume` (same relay and
+/// --save-dir) serves the same pairing again without a new code, the sender runs its command
+/// again, and the file ends byte-identical, resumed from the partial file. Afterwards neither
+/// side keeps a ticket, and the listener no session name's secret.
+#[test]
+fn killed_listener_resumes_with_resume_and_no_new_code() {
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &[]);
+    let r = relay.addr.to_string();
+    let dst = dir.path().join("dst");
+    let dst_s = dst.to_str().unwrap();
+    let len: usize = 96 << 20;
+    let (file, _) = write_random_file(dir.path(), "disk.img", 0x1157, len);
+    let f = file.to_str().unwrap();
+    let (mut l, code) = coded_listener(dir.path(), &r, &["--save-dir", dst_s], Stdio::null());
+    let mut first = sender(dir.path(), "sender", &["--code", &code, f, &r]);
+    let part = half_file(&dst, len as u64 / 2, &mut first);
+    l.kill();
+    assert!(!dst.join("disk.img").exists(), "killed too late");
+    let at = file_len(&part);
+    eprintln!("listener killed at {at} of {len} bytes");
+    // Without --resume's ticket for this save dir, --resume refuses (exit 2), saying why.
+    let other = dir.path().join("elsewhere");
+    let mut cmd = msock(&["listen", "--relay", &r, "--code", "--resume"]);
+    cmd.args(["--save-dir", other.to_str().unwrap()]);
+    env(&mut cmd, dir.path(), "listener");
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    let e = Proc::spawn("listen --code --resume elsewhere", cmd).wait(SHORT);
+    assert_eq!(e.code, Some(2), "{}", e.stderr);
+    assert!(
+        e.stderr.contains("no coded session to resume"),
+        "{}",
+        e.stderr
+    );
+    // The documented rerun: the same listener command with --resume; no code is printed.
+    let mut cmd = msock(&["listen", "--relay", &r, "--code", "--resume"]);
+    cmd.args(["--save-dir", dst_s]);
+    env(&mut cmd, dir.path(), "listener");
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    let mut again = Proc::spawn("listen --code --resume", cmd);
+    assert!(
+        again.stderr.wait_contains(SHORT, "registered"),
+        "{}",
+        again.stderr.text()
+    );
+    // The first sender's session is gone with the killed listener: it fails, saying how to
+    // resume.
+    let e = first.wait(LONG);
+    assert_eq!(e.code, Some(1), "first sender:\n{}", e.stderr);
+    assert!(
+        e.stderr.contains("run the same command again"),
+        "{}",
+        e.stderr
+    );
+    let e = sender(dir.path(), "sender", &["--code", &code, f, &r]).wait(LONG);
+    assert_eq!(e.code, Some(0), "rerun sender:\n{}", e.stderr);
+    let le = again.expect_code(0, LONG);
+    assert!(!le.stderr.contains("code: "), "a new code:\n{}", le.stderr);
+    assert!(le.stderr.contains("resumed from"), "{}", le.stderr);
+    let (want, _) = sha256_file(&file);
+    let (got, n) = sha256_file(&dst.join("disk.img"));
+    assert_eq!((hex(&got), n), (hex(&want), len as u64));
+    // One pairing in all.
+    let plate = code.split('-').next().unwrap();
+    let splices = relay
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "splice" && e["name"] == plate)
+        .count();
+    assert_eq!(splices, 1);
+    for who in ["sender", "listener"] {
+        let left = files_in(&dir.path().join(who).join("state"));
+        assert!(left.is_empty(), "{who} kept {left:?}");
+    }
+}
+
+/// A relay started with --auth-keys: a coded listener without --relay-key-file is refused,
+/// saying what to give; with the key it pairs and the text arrives.
+#[test]
+fn code_at_a_relay_with_auth_keys_needs_the_relay_key() {
+    let dir = tempdir();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "# operators\n0123456789abcdef0123456789abcdef\n").unwrap();
+    let relay = Relay::start(
+        dir.path(),
+        "127.0.0.1:0",
+        &["--auth-keys", keys.to_str().unwrap()],
+    );
+    let r = relay.addr.to_string();
+    let mut cmd = msock(&["listen", "--relay", &r, "--code"]);
+    env(&mut cmd, dir.path(), "listener");
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    let e = Proc::spawn("listen --code without a key", cmd).wait(SHORT);
+    assert_eq!(e.code, Some(1), "{}", e.stderr);
+    assert!(
+        e.stderr.contains("registration key") && e.stderr.contains("--relay-key-file"),
+        "{}",
+        e.stderr
+    );
+    assert!(!e.stderr.contains("code: "), "{}", e.stderr);
+    let out = dir.path().join("out.txt");
+    let k = keys.to_str().unwrap();
+    let (mut l, code) = coded_listener(dir.path(), &r, &["--relay-key-file", k], stdout_to(&out));
+    let e = sender(
+        dir.path(),
+        "sender",
+        &["--code", &code, "--text", "keyed", &r],
+    )
+    .wait(SHORT);
+    assert_eq!(e.code, Some(0), "{}", e.stderr);
+    l.expect_code(0, SHORT);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "keyed");
+}
+
+/// `send-file --code CODE FILE fiel.txt` with a relay in config.toml: the missing last
+/// argument is a mistyped file, said so (exit 2), and no relay is asked for anything.
+#[test]
+fn a_missing_last_argument_is_named_as_a_mistyped_file() {
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &[]);
+    let cfg = dir.path().join("sender/config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let r = relay.addr.to_string();
+    std::fs::write(cfg.join("config.toml"), format!("relay = \"{r}\"\n")).unwrap();
+    let file = temp_file_with(b"present\n");
+    let missing = dir.path().join("fiel.txt");
+    let args = [
+        "--code",
+        "7-able-able-able",
+        file.path().to_str().unwrap(),
+        missing.to_str().unwrap(),
+    ];
+    let e = sender(dir.path(), "sender", &args).wait(SHORT);
+    assert_eq!(e.code, Some(2), "{}", e.stderr);
+    assert!(
+        e.stderr.contains("fiel.txt: no such file or folder"),
+        "{}",
+        e.stderr
+    );
+    assert!(!e.stderr.contains("cannot reach"), "{}", e.stderr);
+    assert!(
+        !relay.events().iter().any(|e| e["event"] == "refused"),
+        "{:?}",
+        relay.events()
+    );
 }

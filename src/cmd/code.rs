@@ -48,7 +48,10 @@ pub(crate) async fn listen_pairing(
             Failure::local(format!(
                 "--resume: no coded session to resume at relay {relay}{}; run msock listen \
                  --code (without --resume) for a new code",
-                save_dir.map_or(String::new(), |d| format!(" with --save-dir {}", d.display()))
+                save_dir.map_or(String::new(), |d| format!(
+                    " with --save-dir {}",
+                    d.display()
+                ))
             ))
         })?;
         if paired.listener_key != listener_key {
@@ -158,7 +161,9 @@ pub(crate) async fn sender_pairing(
             let p = pairing::pair_with(&relay, family(stream), &code, dial.wait)
                 .await
                 .map_err(|e| match (e, relay_arg) {
-                    (PairingError::Unreachable { why, .. }, Some(arg)) if in_place_of_a_file => {
+                    (PairingError::Unreachable { why, .. }, Some(arg))
+                        if in_place_of_a_file && !arg.contains(':') =>
+                    {
                         Failure::local(format!(
                             "{arg}: no such file or folder; if it is a relay, it cannot be \
                              reached: {why}"
@@ -194,9 +199,9 @@ pub(crate) fn split_args(
     if !(missing && (paths.len() >= 2 || text)) {
         return Ok((paths, None));
     }
-    let last = paths.last().map_or(String::new(), |p| {
-        p.to_string_lossy().into_owned()
-    });
+    let last = paths
+        .last()
+        .map_or(String::new(), |p| p.to_string_lossy().into_owned());
     match config::relay(None) {
         Ok(configured) if !text && !last.contains(':') => Err(Failure::local(format!(
             "{}: no such file or folder (the relay is {configured}, from config.toml; give \
@@ -239,8 +244,14 @@ pub(crate) async fn send_text(args: &SendFileArgs, code: &str) -> Result<(), Fai
     }
     super::apply_process_settings(&args.stream)?;
     let mut dial_args = args.dial.clone();
-    let coded =
-        sender_pairing(code, relay_arg.as_deref(), &mut dial_args, &args.stream, false).await?;
+    let coded = sender_pairing(
+        code,
+        relay_arg.as_deref(),
+        &mut dial_args,
+        &args.stream,
+        false,
+    )
+    .await?;
     let (source, sink, mut w, mut r) = channel_app(4);
     let mut driver = dial(
         &coded.dest,

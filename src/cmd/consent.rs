@@ -218,9 +218,6 @@ mod tests {
         assert_eq!(describe(size(3, 0, 1_200_000_000)), "3 files, 1.2 GB");
         // A stream has no size yet: it is not "1 file, 0 B".
         assert_eq!(describe(size(0, 1, 0)), "1 stream (size not known)");
-        assert_eq!(
-            describe(size(2, 1, 3000)),
-            "2 files, 3.0 kB and 1 stream"
-        );
+        assert_eq!(describe(size(2, 1, 3000)), "2 files, 3.0 kB and 1 stream");
     }
 }

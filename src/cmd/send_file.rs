@@ -140,6 +140,17 @@ async fn transfer(
                 );
             }
         }
+        Err(f) if f.kind == super::Exit::Network && coded.is_some() => {
+            progress.clear();
+            if !args.quiet {
+                eprintln!(
+                    "msock: the receiver keeps the partial files. To resume, without the code \
+                     again (a killed receiver first runs msock listen --code --resume), run the \
+                     same command again:\n  {}",
+                    super::resume_hint::command_line()
+                );
+            }
+        }
         _ => progress.clear(),
     }
     Ok((outcome, snap, coded))

@@ -156,9 +156,12 @@ pub fn remove(relay: &str, code: &Code) {
 /// Removes the listener's ticket for session name `name` at `relay`, and the name's relay
 /// secret (the session ended well: neither is needed again).
 pub fn remove_listener(relay: &str, name: &str) {
-    for p in [listener_path(relay, name), secrets::secret_path(relay, name)]
-        .into_iter()
-        .flatten()
+    for p in [
+        listener_path(relay, name),
+        secrets::secret_path(relay, name),
+    ]
+    .into_iter()
+    .flatten()
     {
         let _ = std::fs::remove_file(p);
     }
