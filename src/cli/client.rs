@@ -90,14 +90,16 @@ pub struct SendFileArgs {
     /// The last two arguments are read as HOST PORT when the last is a port number and the
     /// one before it is not an existing file or folder. With --code the listener is the
     /// code's and the last argument, if it is not a file or folder here, is the relay
-    /// (HOST[:PORT]; default: `relay` in config.toml).
+    /// (HOST[:PORT]; default: `relay` in config.toml, and then only a HOST:PORT is taken as
+    /// a relay: a missing name without a port is reported as a mistyped file).
     #[arg(value_name = "PATH... HOST:PORT", required_unless_present = "text", num_args = 1..)]
     pub args: Vec<String>,
 
     /// Send to the `msock listen --code` that printed CODE (e.g. 7-tulip-orbit-canyon),
     /// through its relay; see `msock listen --code`. Run the same command again after an
     /// interruption: it resumes without pairing again (the session's key is kept in the state
-    /// directory, pairing/RELAY/NUMBER.ticket, until the transfer ended well).
+    /// directory, pairing/RELAY/NUMBER.ticket, until the transfer ended well). If the
+    /// listener was killed, it first runs `msock listen --code --resume`.
     #[arg(long, value_name = "CODE", conflicts_with_all = ["no_encrypt", "psk_file", "peer_key"])]
     pub code: Option<String>,
 
