@@ -10,8 +10,11 @@
 # Each run starts the listener at t0 and the sender the moment the listener is ready (for code,
 # the moment it printed the code: a person needs longer to read and type it); "first byte" is
 # the first moment a file under D has a byte. Prints each run and the medians, and the code's
-# entropy and an attacker's chance per try. croc is not measured: it is not in Debian's
-# packages (apt-cache policy croc: none) nor on crates.io (it is a Go program).
+# entropy and an attacker's chance per try. croc is not measured: it is a Go program, not in
+# Debian's packages (apt-cache policy croc: no such package, after apt-get update); Debian has
+# a Go toolchain (golang-go 1.19) but building croc needs its modules from the Go module
+# proxy, which this workplace does not reach; PyPI's `croc` is an unrelated ROC-curve
+# library; no `go` is installed.
 # Usage: bash tests/bench-pairing.sh [RUNS] [BYTES]
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=bench-lib.sh
