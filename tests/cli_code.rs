@@ -3,8 +3,12 @@
 //! byte-identical; what the relay sees (every byte through a tapping proxy in front of it)
 //! holds neither the code's words nor any file byte; a wrong code fails on both sides with
 //! nothing written; three wrong tries burn the code at the relay; a used code cannot pair
-//! again; a sender killed with -9 halfway resumes when run again, without a new code; the
-//! default relay comes from config.toml, and without one the error says how to get one.
+//! again; a sender killed with -9 halfway resumes when run again, without a new code, and so
+//! does a listener killed with -9 halfway (`listen --code --resume`, then the sender's
+//! command again); no ticket or session-name secret is left after a session that ended well;
+//! a relay with --auth-keys wants --relay-key-file; a missing last file argument is named as
+//! such; the default relay comes from config.toml, and without one the error says how to get
+//! one.
 
 mod common;
 
