@@ -347,6 +347,21 @@ fn explain(lab: &Lab, t: &Transfer, at: Instant) {
         "reads resumed after gaps (from the change): {}",
         gaps.join(" ")
     );
+    for (who, p) in [("client", &t.client), ("server", &t.server)] {
+        for e in events(&p.stderr()) {
+            let kind = e["event"].as_str().unwrap_or_default();
+            let shown = [
+                "path_down",
+                "path_hello",
+                "path_moved",
+                "server_moved",
+                "path_up",
+            ];
+            if shown.contains(&kind) || kind == "delivery_resumed" {
+                eprintln!("{who}: {e}");
+            }
+        }
+    }
     let o = lab
         .exec("cli", "cat", &["/proc/net/netstat"])
         .output()
