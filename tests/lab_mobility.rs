@@ -96,8 +96,13 @@ impl Transfer {
         self.run_for(Duration::from_secs(1));
     }
 
-    /// Waits for `how_long` of transfer, so that the change comes in the middle.
+    /// Waits for the first bytes (at most 10 s: a loaded machine may take seconds to open
+    /// the session), then for `how_long` of transfer, so that the change comes in the middle.
     fn run_for(&self, how_long: Duration) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while self.arrivals.lock().unwrap().is_empty() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         std::thread::sleep(how_long);
         let got = std::fs::metadata(self.output.path()).map_or(0, |m| m.len());
         let size = self.size;
