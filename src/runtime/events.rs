@@ -11,7 +11,10 @@
 //! `session_open` (`session`, `local`, `remote`), `path_up` (`path`, `local`, `remote`),
 //! `path_down` (`path`, `local`, `remote`, `reason`), `path_moved` (`path`, `from`, `to`,
 //! `which` = `local`|`peer`|`none`, `stall_ms`, `resend_bytes`), `session_resumed`
-//! (`stall_ms`), `server_moved` (`to`), `session_closed` (`outcome`, `error`, `sent`,
+//! (`stall_ms`), `server_moved` (`to`), `path_hello` (client: a replacement connection is up and
+//! its HELLO goes out; `path`, `hello`, `local`, `remote`), `delivery_resumed` (the peer's
+//! stream moved on for the first time after a path came up; `path`, `after_attach_ms`),
+//! `session_closed` (`outcome`, `error`, `sent`,
 //! `received`, `seconds`). The relay names its own kinds (in its module doc).
 
 use std::io::Write;

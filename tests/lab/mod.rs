@@ -30,6 +30,9 @@
 //! Mobile:  cli eth0  10.99.1.2 --- 10.99.1.1 cli0  rt  srv0 10.99.2.1 --- 10.99.2.2 eth0 srv
 //! TwoPath: cli wifi0 10.99.1.2 --- 10.99.1.1 wifi0 rt  srv0 10.99.2.1 --- 10.99.2.2 eth0 srv
 //!          cli cell0 10.99.3.2 --- 10.99.3.1 cell0 rt
+//! SlowMobile: as Mobile, but the client's link runs through a middle node `lk` (cli eth0 ---
+//!          lka lk lkb --- cli0 rt) that delays every frame by 20 ms each way (RTT 40 ms) and
+//!          shapes each direction to 40 Mbit/s with a 50 ms queue (needs `ethtool`)
 //! NatServer: as Mobile; rt masquerades 10.99.2.0/24 leaving by cli0 and drops connections
 //!          from cli0 to srv0 (needs `nft`)
 //! ```
@@ -39,6 +42,8 @@
 //! bound to an interface's address out of that interface only (unreachable when it is down).
 
 #![allow(dead_code)] // each test crate uses a different subset
+
+mod delay;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -51,8 +56,14 @@ use std::time::{Duration, Instant};
 /// Serializes labs within this process: cargo runs the tests of one binary on several threads.
 static LAB_LOCK: Mutex<()> = Mutex::new(());
 
-/// The nodes (namespaces) of every topology.
-const NODES: [&str; 3] = ["cli", "rt", "srv"];
+/// The nodes (namespaces) of every topology (`lk` carries `SlowMobile`'s delayed link).
+const NODES: [&str; 4] = ["cli", "rt", "srv", "lk"];
+
+/// `SlowMobile`'s one-way delay on the client's link (RTT twice that).
+pub const SLOW_ONE_WAY: Duration = Duration::from_millis(20);
+
+/// `SlowMobile`'s rate in each direction of the client's link, bits per second.
+pub const SLOW_RATE: u64 = 40_000_000;
 
 /// Which network to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +72,9 @@ pub enum Topology {
     Mobile,
     /// The client has two interfaces, `wifi0` and `cell0`, both via the router.
     TwoPath,
+    /// Like `Mobile`, but the client's link is a real-world one: 20 ms each way, 40 Mbit/s
+    /// each way, a 50 ms queue ([`SLOW_ONE_WAY`], [`SLOW_RATE`]).
+    SlowMobile,
     /// Like `Mobile`, but the server is behind a NAT on the router (nftables): its traffic
     /// leaves as the router's 10.99.1.1, and no connection from the client's side reaches it.
     NatServer,
@@ -103,6 +117,8 @@ pub struct Lab {
     created: Vec<String>,
     /// Routes to restore, per (node, interface).
     routes: HashMap<(String, String), IfRoutes>,
+    /// `SlowMobile`'s delay bridge; stopped before the namespaces go.
+    bridge: Option<delay::DelayBridge>,
     /// Held for the lab's lifetime; released after `drop` has cleaned up (fields drop last).
     _lock: MutexGuard<'static, ()>,
 }
@@ -135,10 +151,14 @@ impl Lab {
         if topo == Topology::NatServer && !Lab::has_program("nft") {
             return skip("no `nft` on the PATH; apt-get install -y nftables".into());
         }
+        if topo == Topology::SlowMobile && !Lab::has_program("ethtool") {
+            return skip("no `ethtool` on the PATH; apt-get install -y ethtool".into());
+        }
         let mut lab = Lab {
             prefix: format!("ms{}-", std::process::id()),
             created: Vec::new(),
             routes: HashMap::new(),
+            bridge: None,
             _lock: lock,
         };
         remove_stale_namespaces();
@@ -168,6 +188,34 @@ impl Lab {
             Topology::Mobile | Topology::NatServer => {
                 lab.veth("cli", "eth0", "rt", "cli0")
                     .unwrap_or_else(|e| panic!("{e}"));
+                lab.iface("rt", "cli0", &net(1, 1), IfRoutes::NONE);
+                lab.iface("cli", "eth0", &net(1, 2), IfRoutes::via(1, 100, None));
+            }
+            Topology::SlowMobile => {
+                lab.veth("cli", "eth0", "lk", "lka")
+                    .unwrap_or_else(|e| panic!("{e}"));
+                lab.veth("lk", "lkb", "rt", "cli0")
+                    .unwrap_or_else(|e| panic!("{e}"));
+                // The bridge forwards frames as they are: at most the MTU, checksums filled.
+                for (node, ifc) in [
+                    ("cli", "eth0"),
+                    ("lk", "lka"),
+                    ("lk", "lkb"),
+                    ("rt", "cli0"),
+                ] {
+                    let off = [
+                        "-K", ifc, "tx", "off", "sg", "off", "tso", "off", "gso", "off",
+                    ];
+                    run_ok(lab.exec(node, "ethtool", &[&off[..], &["gro", "off"]].concat()));
+                }
+                lab.shape("lk", "lka", SLOW_RATE);
+                lab.shape("lk", "lkb", SLOW_RATE);
+                lab.bridge = Some(delay::DelayBridge::start(
+                    &lab.ns("lk"),
+                    "lka",
+                    "lkb",
+                    SLOW_ONE_WAY,
+                ));
                 lab.iface("rt", "cli0", &net(1, 1), IfRoutes::NONE);
                 lab.iface("cli", "eth0", &net(1, 2), IfRoutes::via(1, 100, None));
             }
@@ -416,6 +464,7 @@ impl Lab {
 impl Drop for Lab {
     /// Kills every process inside the lab's namespaces, then deletes them. Never panics.
     fn drop(&mut self) {
+        drop(self.bridge.take());
         for ns in self.created.iter().rev() {
             delete_namespace(ns);
         }
@@ -439,6 +488,11 @@ impl LabProc {
     /// Its pid.
     pub fn id(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Its stdout, when it was spawned with `Stdio::piped()` (once).
+    pub fn take_stdout(&mut self) -> std::process::ChildStdout {
+        self.child.stdout.take().expect("stdout piped, taken once")
     }
 
     /// What it wrote on stderr so far.

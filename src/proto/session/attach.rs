@@ -182,6 +182,7 @@ impl Session {
         self.paths.insert(id, path);
         self.on_cumulative(cumulative);
         self.issue_ticket(id);
+        self.awaiting_delivery = Some((id, now, self.recv.contiguous_end()));
         self.events.push_back(Event::PathActive(id));
     }
 
@@ -377,6 +378,7 @@ impl Session {
         // Re-advertise our window: an update may have died with the old path.
         path.ack_now = true;
         self.on_cumulative(cumulative);
+        self.awaiting_delivery = Some((id, now, self.recv.contiguous_end()));
         self.events.push_back(Event::PathActive(id));
         Ok(())
     }

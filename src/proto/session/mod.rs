@@ -223,6 +223,15 @@ pub enum Event {
     /// A flowpath went silent for the dead time and was retired: close its connection (and,
     /// on the client, replace it). Followed by [`Event::PathClosed`].
     PathDead(PathId),
+    /// The peer's stream moved on (its next in-order bytes arrived) for the first time after
+    /// a flowpath was (re)attached: `after` since that attach. Around a move, what the
+    /// application waited for beyond the attach: the hole the peer had to re-send.
+    DeliveryResumed {
+        /// The flowpath that was attached.
+        path: PathId,
+        /// Time from the attach to these bytes.
+        after: Duration,
+    },
     /// The peer's stream has ended and all of it was read.
     PeerFinished,
     /// Both directions are closed and acknowledged: the session is complete.
@@ -241,6 +250,9 @@ pub struct Session {
     paths: BTreeMap<PathId, Path>,
     /// Counters of paths whose connection died, until a new connection takes the id over.
     retired_stats: BTreeMap<PathId, PathStats>,
+    /// A flowpath was attached (id, when) at this receive offset, and the peer's stream has
+    /// not moved past it since (see [`Event::DeliveryResumed`]).
+    awaiting_delivery: Option<(PathId, Duration, u64)>,
     /// Next path id the client will use for a new flowpath.
     next_path_id: u32,
     /// Our stream: bytes not yet acknowledged, and which of them to send or re-send next.
@@ -311,6 +323,7 @@ impl Session {
             },
             paths: BTreeMap::new(),
             retired_stats: BTreeMap::new(),
+            awaiting_delivery: None,
             next_path_id: 0,
             peer_limit: peer_window,
             send_close: SendClose::Open,

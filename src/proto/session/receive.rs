@@ -80,6 +80,15 @@ impl Session {
                 if self.recv.is_complete() {
                     self.recv_close.owe_fin_ack();
                 }
+                if let Some((attached, at, from)) = self.awaiting_delivery {
+                    if self.recv.contiguous_end() > from {
+                        self.awaiting_delivery = None;
+                        self.events.push_back(Event::DeliveryResumed {
+                            path: attached,
+                            after: now.saturating_sub(at),
+                        });
+                    }
+                }
             }
             Frame::Ack {
                 cumulative,

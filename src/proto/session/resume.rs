@@ -183,3 +183,7 @@ impl Session {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "resume_tests.rs"]
+mod tests;

@@ -11,6 +11,14 @@ use crate::proto::path::{Path, PathId, RTT_PROBE};
 /// for its bytes in flight to count as lagging: sub-millisecond differences are noise.
 const LAG_MARGIN: Duration = Duration::from_millis(1);
 
+/// Most bytes a flowpath that is resuming blind (its HELLO(resume) sent, the peer's RESUMED
+/// not yet in) puts on its connection: about what a fresh TCP connection sends in its first
+/// round trip (an initial window of ten segments). The peer's RESUMED says where its
+/// application waits (the hole it needs re-sent); whatever we had queued in the kernel beyond
+/// the first flight would go out ahead of that re-send and hold the receiver up (on a full
+/// 40 Mbit/s link, half a megabyte is 100 ms), while the first flight itself is free.
+pub(crate) const BLIND_FLIGHT: usize = 14_000;
+
 /// The most plain bytes one record of an encrypted session carries on a connection that has
 /// carried `sent` bytes so far: a receiver opens a record only once all of it is in, and a new connection's congestion window starts at about ten segments and
 /// doubles every round trip. A 64 KiB record in the first flight of a resumed flowpath
@@ -159,11 +167,22 @@ impl Session {
         }
         // Whether stream bytes (or FIN) go out: that, not keepalives, is activity.
         let mut sent_stream = false;
+        // A path resuming blind carries one first flight of stream bytes (see BLIND_FLIGHT).
+        let budget = if path.is_active() {
+            budget
+        } else {
+            budget.min(BLIND_FLIGHT.saturating_sub(path.conn_bytes_sent as usize))
+        };
         // Re-sends of bytes lost with a dead path (on a path resuming blind, only once the
         // peer has said what it lacks).
         let resend_now = self.send.resend_confirmed() || path.is_active();
+        let blind = !path.is_active();
         while resend_now && out.len() - start_len < budget {
-            let max = self.chunk_max(budget) as u64;
+            let mut max = self.chunk_max(budget);
+            if blind {
+                max = max.min(budget - (out.len() - start_len));
+            }
+            let max = max as u64;
             let Some((start, chunk)) = self.send.poll_retransmit(max) else {
                 break;
             };
@@ -174,7 +193,10 @@ impl Session {
         }
         // New bytes, within the peer's window.
         while out.len() - start_len < budget {
-            let max = self.chunk_max(budget);
+            let mut max = self.chunk_max(budget);
+            if blind {
+                max = max.min(budget - (out.len() - start_len));
+            }
             let Some((start, chunk)) = self.send.poll_new(self.peer_limit, max) else {
                 break;
             };

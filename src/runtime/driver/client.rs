@@ -99,6 +99,11 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                     let now = self.now();
                     let hello = self.session.reattach_path(id, &mut self.rng, now);
                     tracing::debug!("path {id}: {} to {}", hello.name(), conn.peer);
+                    self.events.emit(
+                        "path_hello",
+                        serde_json::json!({"path": id.0, "hello": hello.name(),
+                            "local": conn.local.to_string(), "remote": conn.peer.to_string()}),
+                    );
                     conn.queue_preamble();
                     conn.queue(&hello);
                     self.conns.push(PathConn {

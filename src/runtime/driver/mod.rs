@@ -468,6 +468,14 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                         self.lose_path(c, why);
                     }
                 }
+                Event::DeliveryResumed { path, after } => {
+                    let ms = after.as_secs_f64() * 1000.0;
+                    tracing::info!("path {path}: the peer's stream moves again, {ms:.0} ms after the path came up");
+                    self.events.emit(
+                        "delivery_resumed",
+                        serde_json::json!({"path": path.0, "after_attach_ms": ms}),
+                    );
+                }
                 Event::PathClosed(id) => tracing::debug!("path {id} retired"),
                 Event::PeerFinished => tracing::info!("peer finished sending"),
                 Event::Finished => tracing::info!("session complete"),
