@@ -20,7 +20,7 @@
 # the order alternating between rounds; medians side by side and relay/direct (target >= 0.95).
 # Also the relay process's CPU time (user + system) per GiB it carried.
 # Usage: sudo bash tests/bench-relay-lab.sh [BYTES] [RUNS] [RATES (Mbit/s, space separated)]
-# Environment: QUEUE (tbf queue, default 10ms); BEFORE=BINARY adds a second relay of that msock
+# Environment: QUEUE (tbf queue, default 10ms); OFFLOADS=off (see below); BEFORE=BINARY adds a second relay of that msock
 # binary, measured in the same rounds (the before/after of a relay change); MSOCK_BIN=BINARY
 # uses that binary instead of building the release one.
 set -euo pipefail
@@ -64,6 +64,15 @@ link() {
 link rly cli0 cli rly0 10.97.1 || { echo "SKIPPED: $me: cannot create veth pairs"; exit 0; }
 link rly srv0 srv rly0 10.97.2
 link cli srv0 srv cli0 10.97.3
+# OFFLOADS=off: frames of at most the MTU, as a NIC without GRO delivers them (each packet its
+# own buffer in the relay's splice pipe), instead of veth's 64 KiB GSO frames.
+if [ "${OFFLOADS:-on}" = off ]; then
+    command -v ethtool >/dev/null || { echo "SKIPPED: $me: OFFLOADS=off needs ethtool (apt-get install -y ethtool)"; exit 0; }
+    for e in "rly cli0" "cli rly0" "rly srv0" "srv rly0" "cli srv0" "srv cli0"; do
+        read -r node dev <<<"$e"
+        in_ns "$node" ethtool -K "$dev" tx off sg off tso off gso off gro off >/dev/null 2>&1 || true
+    done
+fi
 ENDS=("rly cli0" "cli rly0" "rly srv0" "srv rly0" "cli srv0" "srv cli0")
 # shape MBIT: a tbf on every veth end.
 shape() {
@@ -130,7 +139,7 @@ cpu_per_gib() { # KIND
         END { g = by * n / 1073741824; printf "%.3f s (user %.3f, system %.3f)", (u + s) / hz / g, u / hz / g, s / hz / g }' "$tmp/cpu-$1"
 }
 
-echo "msock relay lab benchmark: $BYTES bytes per transfer, $RUNS rounds, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), tbf queue $QUEUE, kernel $(uname -r)"
+echo "msock relay lab benchmark: $BYTES bytes per transfer, $RUNS rounds, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), tbf queue $QUEUE, offloads ${OFFLOADS:-on}, kernel $(uname -r)"
 [ -z "${BEFORE:-}" ] || echo "relay 'old' is $BEFORE, in the same rounds (the ends are always $MSOCK)"
 if command -v ping >/dev/null; then
     rtt() { in_ns "$1" ping -c 5 -i 0.2 -q "$2" | sed -n 's|.*= [0-9.]*/\([0-9.]*\)/.*|\1|p'; }
