@@ -1,7 +1,7 @@
 //! Copies bytes both ways between the two halves of a spliced flowpath, without looking at
 //! them. On Linux with splice(2) through a pipe per direction (the bytes never enter user
 //! space, and the only buffers are the pipes in the kernel: 64 KiB, grown to 1 MiB for a
-//! direction that keeps filling it); elsewhere with plain reads and writes through a 16 KiB
+//! direction that fills it); elsewhere with plain reads and writes through a 16 KiB
 //! buffer. Either way memory per pair is bounded. Each direction moves only what its caps
 //! (see [`super::rate`]) allow.
 
@@ -237,6 +237,11 @@ async fn one_way(from: &TcpStream, to: &TcpStream, way: Way<'_>) -> io::Result<(
             }
             Err(e) => return Err(e),
         };
+        // The pipe holds 16 buffers per 64 KiB, one per fragment of a received packet: from
+        // a NIC (or any link without large receive offload) that is one packet of ~1.5 KB
+        // each, so the pipe is full at ~23 KB, long before `cap` bytes. A read that stopped
+        // short with bytes still waiting in the socket was stopped by the pipe.
+        let busy = !grown && (n >= cap || (n < granted && unread(from.as_raw_fd()) > 0));
         let mut left = n;
         while left > 0 {
             to.writable().await?;
@@ -250,9 +255,9 @@ async fn one_way(from: &TcpStream, to: &TcpStream, way: Way<'_>) -> io::Result<(
             }
         }
         way.moved(n, granted);
-        // A busy direction (it filled the pipe) gets a bigger pipe, once: fewer system calls
-        // per byte. Idle pairs keep the small default.
-        if n >= cap && !grown {
+        // A busy direction (it filled the pipe, or left bytes unread) gets a bigger pipe,
+        // once: fewer system calls per byte. Idle pairs keep the small default.
+        if busy && !grown {
             grown = true;
             // SAFETY: fcntl on our own pipe descriptor.
             let r =
@@ -333,6 +338,19 @@ async fn one_way(from: &TcpStream, to: &TcpStream, way: Way<'_>) -> io::Result<(
             }
         }
         way.moved(n, granted);
+    }
+}
+
+/// How many received bytes wait in socket `fd` (0 when it cannot say).
+#[cfg(target_os = "linux")]
+fn unread(fd: i32) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD on the caller's open socket writes one int.
+    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if r < 0 {
+        0
+    } else {
+        n.max(0) as usize
     }
 }
 
