@@ -301,6 +301,35 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "RATE", value_parser = parse_positive_size)]
     pub rate_per_source: Option<u64>,
 
+    /// Share names with the other relays of a cluster through etcd at these client URLs
+    /// (http://HOST:PORT, comma-separated; tried in turn): any relay of the cluster then
+    /// registers any name and reaches any listener. Needs --cluster-key-file. Without etcd
+    /// (down, no quorum) the relay keeps what it has and refuses new registrations with
+    /// "registry unavailable".
+    #[arg(long, value_name = "URL[,URL...]", requires = "cluster_key_file", conflicts_with = "state")]
+    pub etcd: Option<String>,
+
+    /// With --etcd: FILE holds the cluster key, the same at every relay of the cluster (at
+    /// least 32 characters, e.g. from `openssl rand -hex 32`). It seals the names' secrets in
+    /// etcd and authenticates the relays to each other.
+    #[arg(long, value_name = "FILE", requires = "etcd")]
+    pub cluster_key_file: Option<std::path::PathBuf>,
+
+    /// With --etcd: this relay's id in the cluster (letters, digits, '.', '_', '-'; default:
+    /// the advertised address).
+    #[arg(long, value_name = "ID", requires = "etcd")]
+    pub relay_id: Option<String>,
+
+    /// With --etcd: the address at which listeners and the other relays reach this relay
+    /// (default: the --listen address, when it is not a wildcard).
+    #[arg(long, value_name = "HOST:PORT", requires = "etcd")]
+    pub advertise: Option<String>,
+
+    /// With --etcd: prefix of the cluster's keys in etcd (several clusters can share one
+    /// etcd).
+    #[arg(long, value_name = "PREFIX", default_value = "msock/", requires = "etcd")]
+    pub etcd_prefix: String,
+
     #[arg(long)]
     pub json: bool,
 }

@@ -92,7 +92,9 @@
 
 pub mod agent;
 pub mod client;
+pub mod cluster;
 mod control;
+pub mod etcd;
 pub mod metrics;
 pub mod nameplate;
 pub mod pairing;
