@@ -53,6 +53,7 @@ const NEEDING: &[(&str, &[&str])] = &[
     ("lab_send_file", &[]),
     ("lab_exec", &[]),
     ("lab_forward", &[]),
+    ("relay_cluster", &[]),
     (
         "cli_exec",
         &["a_pty_shell_through_tmux_sees_window_sizes_and_the_terminal_is_restored"],
