@@ -24,8 +24,11 @@ const SHORT: Duration = Duration::from_secs(30);
 /// Three relays of one cluster, with the cluster key in `dir`.
 fn relays(etcd: &EtcdCluster, dir: &Path) -> Vec<Relay> {
     let key = dir.join("cluster.key");
-    std::fs::write(&key, "6d736f636b2d746573742d636c75737465722d6b65792d3332627974657321\n")
-        .unwrap();
+    std::fs::write(
+        &key,
+        "6d736f636b2d746573742d636c75737465722d6b65792d3332627974657321\n",
+    )
+    .unwrap();
     let urls = etcd.urls();
     ["a", "b", "c"]
         .iter()
@@ -33,7 +36,14 @@ fn relays(etcd: &EtcdCluster, dir: &Path) -> Vec<Relay> {
             Relay::start(
                 dir,
                 "127.0.0.1:0",
-                &["--etcd", &urls, "--cluster-key-file", key.to_str().unwrap(), "--relay-id", id],
+                &[
+                    "--etcd",
+                    &urls,
+                    "--cluster-key-file",
+                    key.to_str().unwrap(),
+                    "--relay-id",
+                    id,
+                ],
             )
         })
         .collect()
@@ -50,7 +60,9 @@ fn assert_file_hash(path: &Path, want: &[u8; 32], len: usize, what: &str) {
 /// spliced at C alone.
 #[test]
 fn listener_at_a_reached_by_a_client_at_c() {
-    let Some(etcd) = EtcdCluster::start() else { return };
+    let Some(etcd) = EtcdCluster::start() else {
+        return;
+    };
     let dir = tempdir();
     let r = relays(&etcd, dir.path());
     const LEN: usize = 100 * 1000 * 1000;
@@ -70,7 +82,11 @@ fn listener_at_a_reached_by_a_client_at_c() {
     assert_file_hash(&l_out, &c_hash, LEN, "listener's output");
     assert!(ce.stderr.contains("through the relay"), "{}", ce.stderr);
     // One hop: spliced at C, the DIAL forwarded by A; B saw nothing.
-    let ends: Vec<_> = r[2].events().into_iter().filter(|e| e["event"] == "splice_end").collect();
+    let ends: Vec<_> = r[2]
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "splice_end")
+        .collect();
     assert_eq!(ends.len(), 1, "{ends:?}");
     assert!(ends[0]["up"].as_u64().unwrap() > LEN as u64);
     assert!(r[0].count("forwarded_dial") >= 1, "{:?}", r[0].events());
@@ -89,7 +105,12 @@ fn listener_at_a_reached_by_a_client_at_c() {
         Stdio::null(),
     );
     let mut s = Proc::spawn("msock send-file", {
-        let mut c = msock(&["send-file", "-q", file.to_str().unwrap(), &r[2].dest("files")]);
+        let mut c = msock(&[
+            "send-file",
+            "-q",
+            file.to_str().unwrap(),
+            &r[2].dest("files"),
+        ]);
         c.stdin(Stdio::null()).stdout(Stdio::null());
         c
     });
@@ -101,13 +122,33 @@ fn listener_at_a_reached_by_a_client_at_c() {
 /// keeps it.
 #[test]
 fn name_theft_at_another_relay_is_refused() {
-    let Some(etcd) = EtcdCluster::start() else { return };
+    let Some(etcd) = EtcdCluster::start() else {
+        return;
+    };
     let dir = tempdir();
     let r = relays(&etcd, dir.path());
-    let mut owner = named_listener(&r[0], "mine", &dir.path().join("owner"), &[], Stdio::null(), Stdio::null());
-    let mut thief = spawn_named(&r[1], "mine", &dir.path().join("thief"), &[], Stdio::null(), Stdio::null());
+    let mut owner = named_listener(
+        &r[0],
+        "mine",
+        &dir.path().join("owner"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let mut thief = spawn_named(
+        &r[1],
+        "mine",
+        &dir.path().join("thief"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
     let e = thief.expect_code(1, SHORT);
-    assert!(e.stderr.contains("held by another listener"), "{}", e.stderr);
+    assert!(
+        e.stderr.contains("held by another listener"),
+        "{}",
+        e.stderr
+    );
     owner.assert_running("the owner keeps its name");
     assert_eq!(r[1].count("registered"), 0);
 }
@@ -115,13 +156,29 @@ fn name_theft_at_another_relay_is_refused() {
 /// With one etcd member killed the cluster has quorum: new names register at any relay.
 #[test]
 fn registrations_work_with_one_etcd_member_dead() {
-    let Some(mut etcd) = EtcdCluster::start() else { return };
+    let Some(mut etcd) = EtcdCluster::start() else {
+        return;
+    };
     let dir = tempdir();
     let r = relays(&etcd, dir.path());
     etcd.kill(0);
-    let mut l = named_listener(&r[1], "survivor", &dir.path().join("s"), &[], Stdio::null(), Stdio::null());
+    let mut l = named_listener(
+        &r[1],
+        "survivor",
+        &dir.path().join("s"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
     l.assert_running("registered with one member down");
-    let mut m = named_listener(&r[2], "another", &dir.path().join("t"), &[], Stdio::null(), Stdio::null());
+    let mut m = named_listener(
+        &r[2],
+        "another",
+        &dir.path().join("t"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
     m.assert_running("registered with one member down");
 }
 
@@ -130,19 +187,38 @@ fn registrations_work_with_one_etcd_member_dead() {
 /// owners of a name.
 #[test]
 fn without_quorum_new_registrations_are_refused_and_live_sessions_go_on() {
-    let Some(mut etcd) = EtcdCluster::start() else { return };
+    let Some(mut etcd) = EtcdCluster::start() else {
+        return;
+    };
     let dir = tempdir();
     let r = relays(&etcd, dir.path());
     let out = dir.path().join("out");
-    let mut l = named_listener(&r[0], "live", &dir.path().join("l"), &["--recv-only"], Stdio::null(), stdout_to(&out));
+    let mut l = named_listener(
+        &r[0],
+        "live",
+        &dir.path().join("l"),
+        &["--recv-only"],
+        Stdio::null(),
+        stdout_to(&out),
+    );
     let mut c = connect(&r[2].dest("live"), &[], Stdio::piped(), Stdio::null());
     let mut stdin = c.take_stdin();
     let first = seeded_bytes(11, 1_000_000);
     stdin.write_all(&first).unwrap();
-    assert!(wait_file_len(&out, first.len() as u64, SHORT), "first part did not arrive");
+    assert!(
+        wait_file_len(&out, first.len() as u64, SHORT),
+        "first part did not arrive"
+    );
     etcd.kill(0);
     etcd.kill(1);
-    let mut late = spawn_named(&r[1], "late", &dir.path().join("late"), &[], Stdio::null(), Stdio::null());
+    let mut late = spawn_named(
+        &r[1],
+        "late",
+        &dir.path().join("late"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
     let e = late.expect_code(1, SHORT);
     assert!(e.stderr.contains("registry unavailable"), "{}", e.stderr);
     let second = seeded_bytes(12, 1_000_000);

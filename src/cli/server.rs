@@ -206,9 +206,14 @@ Limits against hostile clients: one address may hold --max-flowpaths-per-source 
   --max-names-per-source names and one registration per second (bursts of 20); a name no
   listener stayed on is forgotten after 10 minutes. The state file is written in the
   background, many registrations per write.
+Clusters (--etcd): relays sharing one etcd share their names: a listener registers at any
+  of them, a client reaches it through any of them (the relay it asks forwards the DIAL to
+  the listener's relay, and the listener dials back to the client's relay: one relay hop).
+  Names' secrets are sealed with the cluster key in etcd; without etcd quorum the relays keep
+  their listeners and sessions and refuse new registrations (\"registry unavailable\").
 Status lines (--json, stdout): registered, unregistered, expired, splice, splice_end (bytes
   up/down and why it ended), refused (reason), dropped (no first frame or session in time),
-  summary.
+  forwarded_dial, taken_elsewhere, etcd (healthy), cluster_lease, summary.
 Exit status: 0 after SIGTERM, 130 after SIGINT (both print the summary), 2 bad arguments or
   a port already in use.";
 
@@ -306,7 +311,12 @@ pub struct ProxyArgs {
     /// registers any name and reaches any listener. Needs --cluster-key-file. Without etcd
     /// (down, no quorum) the relay keeps what it has and refuses new registrations with
     /// "registry unavailable".
-    #[arg(long, value_name = "URL[,URL...]", requires = "cluster_key_file", conflicts_with = "state")]
+    #[arg(
+        long,
+        value_name = "URL[,URL...]",
+        requires = "cluster_key_file",
+        conflicts_with = "state"
+    )]
     pub etcd: Option<String>,
 
     /// With --etcd: FILE holds the cluster key, the same at every relay of the cluster (at
@@ -327,7 +337,12 @@ pub struct ProxyArgs {
 
     /// With --etcd: prefix of the cluster's keys in etcd (several clusters can share one
     /// etcd).
-    #[arg(long, value_name = "PREFIX", default_value = "msock/", requires = "etcd")]
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "msock/",
+        requires = "etcd"
+    )]
     pub etcd_prefix: String,
 
     #[arg(long)]

@@ -6,10 +6,10 @@ use crate::cli::{parse_listen_addr, ProxyArgs};
 use crate::relay::cluster::{Cluster, ClusterConfig};
 use crate::relay::etcd::Etcd;
 use crate::relay::metrics;
-use crate::relay::wire::check_name;
 use crate::relay::registry::{Limits, Registry};
 use crate::relay::secrets::load_keys;
 use crate::relay::server::{Config, Relay};
+use crate::relay::wire::check_name;
 use crate::runtime::events::{Events, LogLines, Stream};
 use crate::runtime::server::bind_all;
 use crate::runtime::Family;
@@ -132,15 +132,25 @@ async fn join_cluster(
             .await
             .ok()
             .and_then(|mut it| it.next())
-            .ok_or_else(|| Failure::local(format!("--advertise {a}: not an address HOST:PORT that resolves")))?,
-        None => *bound.iter().find(|a| !a.ip().is_unspecified()).ok_or_else(|| {
-            Failure::local(
-                "--etcd: give --advertise HOST:PORT (the relay listens on a wildcard address, \
+            .ok_or_else(|| {
+                Failure::local(format!(
+                    "--advertise {a}: not an address HOST:PORT that resolves"
+                ))
+            })?,
+        None => *bound
+            .iter()
+            .find(|a| !a.ip().is_unspecified())
+            .ok_or_else(|| {
+                Failure::local(
+                    "--etcd: give --advertise HOST:PORT (the relay listens on a wildcard address, \
                  which the other relays cannot dial)",
-            )
-        })?,
+                )
+            })?,
     };
-    let id = args.relay_id.clone().unwrap_or_else(|| advertise.to_string().replace([':', '[', ']'], "_"));
+    let id = args
+        .relay_id
+        .clone()
+        .unwrap_or_else(|| advertise.to_string().replace([':', '[', ']'], "_"));
     check_name(&id).map_err(|e| Failure::local(format!("--relay-id: {e}")))?;
     Ok(Cluster::new(ClusterConfig {
         etcd,
@@ -168,7 +178,10 @@ fn load_cluster_key(path: &std::path::Path) -> Result<[u8; 32], String> {
             path.display()
         ));
     }
-    Ok(blake3::derive_key("msock relay cluster key v1", line.as_bytes()))
+    Ok(blake3::derive_key(
+        "msock relay cluster key v1",
+        line.as_bytes(),
+    ))
 }
 
 /// The relay's status events: JSON lines on stdout with `--json` (`t` in milliseconds), else

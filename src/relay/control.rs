@@ -239,7 +239,8 @@ impl Relay {
                 return Err(ControlRefusal::Full)
             }
             (None, None)
-                if !keyed && r.names_from(ch.source) >= self.cfg.limits.names_per_source => {
+                if !keyed && r.names_from(ch.source) >= self.cfg.limits.names_per_source =>
+            {
                 return Err(ControlRefusal::TooManyNames(
                     self.cfg.limits.names_per_source,
                 ))

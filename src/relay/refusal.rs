@@ -109,7 +109,11 @@ mod tests {
         assert_eq!(ControlRefusal::BadKey.counter(), "bad_key");
         let down = ControlRefusal::Unavailable("no quorum".into()).refusal();
         assert_eq!(down.code, REGISTRY_UNAVAILABLE);
-        assert!(down.reason.starts_with("registry unavailable"), "{}", down.reason);
+        assert!(
+            down.reason.starts_with("registry unavailable"),
+            "{}",
+            down.reason
+        );
         assert_eq!(
             ControlRefusal::NotProve("PING").refusal().reason,
             "expected PROVE, got PING"

@@ -344,7 +344,11 @@ impl Relay {
         }
         let asked = Instant::now();
         self.metrics.lookups.inc();
-        let found = self.reg().names.get(&name).map(|n| (n.addrs.clone(), n.control.is_some()));
+        let found = self
+            .reg()
+            .names
+            .get(&name)
+            .map(|n| (n.addrs.clone(), n.control.is_some()));
         let reply = match (found, &self.cluster) {
             (Some((addrs, true)), _) | (Some((addrs, _)), None) => RelayToClient::Found(addrs),
             // A cluster relay answers from the store for names attached elsewhere.

@@ -213,7 +213,10 @@ impl Forward {
         let mut out = Vec::with_capacity(64);
         let mut w = Writer::new(&mut out);
         write_name(&mut w, &self.name);
-        w.u64(self.id).bytes(&self.token).socket_addr(&self.at).u64(self.time);
+        w.u64(self.id)
+            .bytes(&self.token)
+            .socket_addr(&self.at)
+            .u64(self.time);
         out
     }
 }

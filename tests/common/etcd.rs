@@ -55,10 +55,25 @@ impl EtcdCluster {
                 .args(["--name", &format!("m{i}")])
                 .arg("--data-dir")
                 .arg(&data)
-                .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-                .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+                .args([
+                    "--listen-client-urls",
+                    &client,
+                    "--advertise-client-urls",
+                    &client,
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    &peer,
+                    "--initial-advertise-peer-urls",
+                    &peer,
+                ])
                 .args(["--initial-cluster", &initial.join(",")])
-                .args(["--initial-cluster-state", "new", "--initial-cluster-token", &token])
+                .args([
+                    "--initial-cluster-state",
+                    "new",
+                    "--initial-cluster-token",
+                    &token,
+                ])
                 .args(["--heartbeat-interval", "100", "--election-timeout", "1500"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

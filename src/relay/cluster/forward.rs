@@ -113,20 +113,24 @@ impl Relay {
         let skew = unix_now().abs_diff(f.time);
         if Duration::from_secs(skew) > FORWARD_SKEW {
             self.refuse_count("bad_forward");
-            let why = format!("FORWARD sent {skew} s away from this relay's clock; sync the clocks");
+            let why =
+                format!("FORWARD sent {skew} s away from this relay's clock; sync the clocks");
             return refuse(s, ErrorCode::AuthFailed, &why).await;
         }
         let sent = {
             let r = self.reg();
-            r.names.get(&f.name).and_then(|n| n.control.as_ref()).map(|ctl| {
-                ctl.tx
-                    .try_send(RelayToListener::DialAt {
-                        id: f.id,
-                        token: f.token,
-                        relay: f.at,
-                    })
-                    .is_ok()
-            })
+            r.names
+                .get(&f.name)
+                .and_then(|n| n.control.as_ref())
+                .map(|ctl| {
+                    ctl.tx
+                        .try_send(RelayToListener::DialAt {
+                            id: f.id,
+                            token: f.token,
+                            relay: f.at,
+                        })
+                        .is_ok()
+                })
         };
         match sent {
             Some(true) => {
@@ -135,7 +139,9 @@ impl Relay {
                     serde_json::json!({"name": f.name, "to": f.at.to_string()}),
                 );
                 let _ = tokio::time::timeout(self.cfg.handshake_timeout, async {
-                    let _ = s.write_all(&RelayToClient::Found(Vec::new()).with_preamble()).await;
+                    let _ = s
+                        .write_all(&RelayToClient::Found(Vec::new()).with_preamble())
+                        .await;
                     let _ = s.shutdown().await;
                 })
                 .await;

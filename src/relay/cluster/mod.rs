@@ -196,8 +196,7 @@ impl Cluster {
         let relay_lease = self.lease.load(Ordering::Relaxed);
         if relay_lease == 0 {
             return Err(ClaimError::Unavailable(
-                "this relay holds no lease in etcd (etcd is unreachable or without quorum)"
-                    .into(),
+                "this relay holds no lease in etcd (etcd is unreachable or without quorum)".into(),
             ));
         }
         let (nk, ak) = (self.key("names", name), self.key("at", name));
@@ -277,7 +276,9 @@ impl Relay {
     /// renews it every third of [`RELAY_TTL`], takes a new one when it expired (etcd was
     /// away longer than the TTL) and then re-asserts the names that still point here.
     pub async fn cluster_lease(self: Arc<Self>) {
-        let Some(c) = self.cluster.clone() else { return };
+        let Some(c) = self.cluster.clone() else {
+            return;
+        };
         let etcd = &c.cfg.etcd;
         let mut name_renewal = tokio::time::Instant::now();
         loop {
@@ -286,7 +287,8 @@ impl Relay {
                 let got = async {
                     let l = etcd.grant(RELAY_TTL.as_secs()).await?;
                     let key = c.key("relays", &c.cfg.id);
-                    etcd.put(&key, c.cfg.advertise.to_string().as_bytes(), l).await?;
+                    etcd.put(&key, c.cfg.advertise.to_string().as_bytes(), l)
+                        .await?;
                     Ok::<i64, EtcdError>(l)
                 }
                 .await;
@@ -322,7 +324,9 @@ impl Relay {
                 self.metrics.etcd_healthy.set(i64::from(ok));
                 self.status("etcd", serde_json::json!({"healthy": ok}));
             }
-            if ok && name_renewal.elapsed() >= (self.cfg.name_ttl / 3).min(Duration::from_secs(3600)) {
+            if ok
+                && name_renewal.elapsed() >= (self.cfg.name_ttl / 3).min(Duration::from_secs(3600))
+            {
                 self.renew_names(&c).await;
                 name_renewal = tokio::time::Instant::now();
             }
@@ -372,7 +376,12 @@ impl Relay {
         };
         for (name, gen) in mine {
             let ak = c.key("at", &name);
-            let direct = self.reg().names.get(&name).map(|n| n.addrs.clone()).unwrap_or_default();
+            let direct = self
+                .reg()
+                .names
+                .get(&name)
+                .map(|n| n.addrs.clone())
+                .unwrap_or_default();
             let at = At {
                 relay: c.cfg.id.clone(),
                 addr: c.cfg.advertise,
@@ -380,19 +389,24 @@ impl Relay {
                 direct,
             };
             let done = match c.cfg.etcd.get(&ak).await {
-                Ok(None) => c
-                    .cfg
-                    .etcd
-                    .txn(&[Cmp::Created(ak.clone(), 0)], &[Op::Put(ak, at.encode(), lease)])
-                    .await,
-                Ok(Some(kv)) if At::decode(&kv.value).is_some_and(|a| c.is_me(&a)) => c
-                    .cfg
-                    .etcd
-                    .txn(
-                        &[Cmp::Modified(ak.clone(), kv.mod_revision)],
-                        &[Op::Put(ak, at.encode(), lease)],
-                    )
-                    .await,
+                Ok(None) => {
+                    c.cfg
+                        .etcd
+                        .txn(
+                            &[Cmp::Created(ak.clone(), 0)],
+                            &[Op::Put(ak, at.encode(), lease)],
+                        )
+                        .await
+                }
+                Ok(Some(kv)) if At::decode(&kv.value).is_some_and(|a| c.is_me(&a)) => {
+                    c.cfg
+                        .etcd
+                        .txn(
+                            &[Cmp::Modified(ak.clone(), kv.mod_revision)],
+                            &[Op::Put(ak, at.encode(), lease)],
+                        )
+                        .await
+                }
                 Ok(Some(_)) => Ok(false),
                 Err(e) => {
                     tracing::info!("cannot re-assert names in etcd: {e}");
@@ -434,7 +448,9 @@ impl Relay {
     /// Watches `at/`, forever: a name this relay holds that another relay took is closed
     /// here. After an error (or a new lease) it reads `at/` again and watches anew.
     pub async fn cluster_watch(self: Arc<Self>) {
-        let Some(c) = self.cluster.clone() else { return };
+        let Some(c) = self.cluster.clone() else {
+            return;
+        };
         let prefix = c.key("at", "");
         loop {
             let kick = c.rewatch.notified();
@@ -480,7 +496,10 @@ impl Relay {
 
     /// `at/<name>` is `value` now (None: deleted).
     fn seen_at(&self, c: &Cluster, prefix: &[u8], key: &[u8], value: Option<&[u8]>) {
-        let Some(name) = key.strip_prefix(prefix).and_then(|n| std::str::from_utf8(n).ok()) else {
+        let Some(name) = key
+            .strip_prefix(prefix)
+            .and_then(|n| std::str::from_utf8(n).ok())
+        else {
             return;
         };
         let Some(at) = value.and_then(At::decode) else {

@@ -48,7 +48,11 @@ pub(crate) fn open(key: &[u8; KEY_LEN], name: &str, sealed: &[u8]) -> Option<[u8
     let n: [u8; NONCE_LEN] = sealed[..NONCE_LEN].try_into().ok()?;
     let mut buf = sealed[NONCE_LEN..].to_vec();
     let plain = opener
-        .open_in_place(Nonce::assume_unique_for_key(n), Aad::from(name.as_bytes()), &mut buf)
+        .open_in_place(
+            Nonce::assume_unique_for_key(n),
+            Aad::from(name.as_bytes()),
+            &mut buf,
+        )
         .ok()?;
     plain.try_into().ok()
 }
@@ -72,7 +76,10 @@ mod tests {
         let (k, other) = ([1u8; 32], [2u8; 32]);
         let s = seal(&k, "pc", &[7; 32]);
         assert_eq!(s.len(), SEALED_LEN);
-        assert!(!s.windows(32).any(|w| w == [7; 32]), "the secret is in clear");
+        assert!(
+            !s.windows(32).any(|w| w == [7; 32]),
+            "the secret is in clear"
+        );
         assert_eq!(open(&k, "pc", &s), Some([7; 32]));
         assert_eq!(open(&other, "pc", &s), None);
         assert_eq!(open(&k, "pd", &s), None);

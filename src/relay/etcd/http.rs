@@ -145,9 +145,10 @@ pub(crate) async fn read_head<R: AsyncRead + Unpin>(
             if !v.starts_with("HTTP/1.") {
                 return Err(HttpError::Malformed("not an HTTP/1.x status line".into()));
             }
-            status = Some(code.parse::<u16>().map_err(|_| {
-                HttpError::Malformed("status code is not a number".into())
-            })?);
+            status = Some(
+                code.parse::<u16>()
+                    .map_err(|_| HttpError::Malformed("status code is not a number".into()))?,
+            );
             continue;
         }
         if text.is_empty() {
@@ -267,7 +268,11 @@ impl<R: AsyncRead + Unpin> Lines<R> {
                 Body::Chunked(r) => read_chunk(r, room).await?,
                 Body::Length(r, left) => {
                     let mut b = vec![0u8; (*left).min(64 * 1024)];
-                    let n = if b.is_empty() { 0 } else { r.read(&mut b).await? };
+                    let n = if b.is_empty() {
+                        0
+                    } else {
+                        r.read(&mut b).await?
+                    };
                     *left -= n;
                     b.truncate(n);
                     (n > 0).then_some(b)
@@ -338,16 +343,24 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_by_length_chunks_and_close() {
-        let (s, b) = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}").await.unwrap();
+        let (s, b) = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            .await
+            .unwrap();
         assert_eq!((s, b.as_slice()), (200, &b"{}"[..]));
         let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n3;x=y\r\n\":1\r\n1\r\n}\r\n0\r\n\r\n";
         assert_eq!(parse(raw).await.unwrap().1, b"{\"a\":1}");
-        assert_eq!(parse(b"HTTP/1.0 404 X\r\n\r\nnope").await.unwrap(), (404, b"nope".to_vec()));
+        assert_eq!(
+            parse(b"HTTP/1.0 404 X\r\n\r\nnope").await.unwrap(),
+            (404, b"nope".to_vec())
+        );
     }
 
     #[tokio::test]
     async fn hostile_answers_are_errors_not_panics() {
-        let huge = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1);
+        let huge = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
         let long_head = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
         let big_chunk = format!(
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
@@ -367,7 +380,11 @@ mod tests {
             b"HTTP/1.1 200",
             b"",
         ] {
-            assert!(parse(raw).await.is_err(), "{:?}", String::from_utf8_lossy(&raw[..raw.len().min(60)]));
+            assert!(
+                parse(raw).await.is_err(),
+                "{:?}",
+                String::from_utf8_lossy(&raw[..raw.len().min(60)])
+            );
         }
     }
 

@@ -131,7 +131,8 @@ impl Etcd {
 
     /// Puts `key` = `value` on `lease` (0: none).
     pub(crate) async fn put(&self, key: &[u8], value: &[u8], lease: i64) -> Result<(), EtcdError> {
-        self.call("/v3/kv/put", &put_body(key, value, lease)).await?;
+        self.call("/v3/kv/put", &put_body(key, value, lease))
+            .await?;
         Ok(())
     }
 
@@ -153,8 +154,14 @@ mod tests {
     #[test]
     fn txn_encoding() {
         let b = txn_body(
-            &[Cmp::Created(b"n/a".to_vec(), 0), Cmp::Modified(b"x".to_vec(), 42)],
-            &[Op::Put(b"n/a".to_vec(), vec![0, 255], 7), Op::Put(b"y".to_vec(), vec![], 0)],
+            &[
+                Cmp::Created(b"n/a".to_vec(), 0),
+                Cmp::Modified(b"x".to_vec(), 42),
+            ],
+            &[
+                Op::Put(b"n/a".to_vec(), vec![0, 255], 7),
+                Op::Put(b"y".to_vec(), vec![], 0),
+            ],
         );
         let want = json!({
             "compare": [
@@ -175,8 +182,16 @@ mod tests {
             "create_revision": "3", "mod_revision": "8", "lease": "5"}], "count": "1"});
         let (kvs, rev) = parse_range(&v).unwrap();
         assert_eq!(rev, 9);
-        assert_eq!(kvs[0], Kv { key: b"a".to_vec(), value: b"b".to_vec(),
-            create_revision: 3, mod_revision: 8, lease: 5 });
+        assert_eq!(
+            kvs[0],
+            Kv {
+                key: b"a".to_vec(),
+                value: b"b".to_vec(),
+                create_revision: 3,
+                mod_revision: 8,
+                lease: 5
+            }
+        );
         assert!(parse_range(&json!({"header": {}})).unwrap().0.is_empty());
         for bad in [
             json!({"kvs": {}}),

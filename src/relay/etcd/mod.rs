@@ -169,7 +169,9 @@ pub(crate) fn answer(status: u16, raw: &[u8]) -> Result<Value, EtcdError> {
         });
     }
     match v {
-        Value::Object(mut m) if m.contains_key("result") => Ok(m.remove("result").unwrap_or_default()),
+        Value::Object(mut m) if m.contains_key("result") => {
+            Ok(m.remove("result").unwrap_or_default())
+        }
         v if v.is_object() => Ok(v),
         _ => Err(EtcdError::Malformed("answer is not a JSON object".into())),
     }
@@ -218,19 +220,34 @@ mod tests {
         assert_eq!(field(&ok["header"], "revision").unwrap(), 5);
         let r = answer(200, br#"{"result":{"ID":"7","TTL":"10"}}"#).unwrap();
         assert_eq!(field(&r, "TTL").unwrap(), 10);
-        match answer(404, br#"{"error":"lease not found","message":"lease not found","code":5}"#) {
+        match answer(
+            404,
+            br#"{"error":"lease not found","message":"lease not found","code":5}"#,
+        ) {
             Err(EtcdError::Server { code: 5, message }) => assert_eq!(message, "lease not found"),
             other => panic!("{other:?}"),
         }
-        let e = answer(200, br#"{"error":{"grpc_code":14,"code":14,"message":"x\u001b[2J"}}"#);
+        let e = answer(
+            200,
+            br#"{"error":{"grpc_code":14,"code":14,"message":"x\u001b[2J"}}"#,
+        );
         match e {
             Err(EtcdError::Server { code: 14, message }) => assert!(!message.contains('\x1b')),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(answer(502, b"<html>"), Err(EtcdError::Unavailable(_))));
-        assert!(matches!(answer(200, b"[1,2]"), Err(EtcdError::Malformed(_))));
+        assert!(matches!(
+            answer(502, b"<html>"),
+            Err(EtcdError::Unavailable(_))
+        ));
+        assert!(matches!(
+            answer(200, b"[1,2]"),
+            Err(EtcdError::Malformed(_))
+        ));
         assert!(matches!(answer(200, b""), Err(EtcdError::Malformed(_))));
-        assert!(matches!(answer(200, br#"{"TTL":{}}"#).and_then(|v| field(&v, "TTL")), Err(EtcdError::Malformed(_))));
+        assert!(matches!(
+            answer(200, br#"{"TTL":{}}"#).and_then(|v| field(&v, "TTL")),
+            Err(EtcdError::Malformed(_))
+        ));
         assert!(unb64(&serde_json::json!({"k": "!!"}), "k").is_err());
         assert!(Etcd::new("", Duration::from_secs(1)).is_err());
     }

@@ -36,7 +36,9 @@ impl Etcd {
                     // The first message says the watch was created.
                     match tokio::time::timeout(self.timeout, w.next()).await {
                         Ok(Ok(ev)) if ev.is_empty() => return Ok(w),
-                        Ok(Ok(_)) => return Err(EtcdError::Malformed("watch began with events".into())),
+                        Ok(Ok(_)) => {
+                            return Err(EtcdError::Malformed("watch began with events".into()))
+                        }
                         Ok(Err(e)) => last = format!("{ep}: {e}"),
                         Err(_) => last = format!("{ep}: watch not created in time"),
                     }
