@@ -230,3 +230,86 @@ fn without_quorum_new_registrations_are_refused_and_live_sessions_go_on() {
     want.extend_from_slice(&second);
     assert_bytes_eq(&read(&out), &want, "listener output across the etcd outage");
 }
+
+/// A FORWARD whose MAC was not made with the cluster key is refused (the listener is asked
+/// nothing), and one from a relay in no cluster is a protocol error.
+#[test]
+fn forged_forwards_are_refused() {
+    let Some(etcd) = EtcdCluster::start() else {
+        return;
+    };
+    let dir = tempdir();
+    let r = relays(&etcd, dir.path());
+    let _l = named_listener(
+        &r[0],
+        "prey",
+        &dir.path().join("p"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let mut body = vec![4u8];
+    body.extend_from_slice(b"prey");
+    body.extend_from_slice(&7u64.to_be_bytes());
+    body.extend_from_slice(&[1; 16]);
+    body.extend_from_slice(&[4, 127, 0, 0, 1, 0x1f, 0x40]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    body.extend_from_slice(&now.as_secs().to_be_bytes());
+    body.extend_from_slice(&[9; 32]);
+    let mut msg = PREAMBLE.to_vec();
+    msg.extend_from_slice(&(body.len() as u32 + 1).to_be_bytes());
+    msg.push(0x2d);
+    msg.extend_from_slice(&body);
+    let mut s = tcp_connect(r[0].addr, SHORT);
+    s.write_all(&msg).unwrap();
+    let (got, _) = read_to_end_bounded(&mut s);
+    assert_eq!(&got[..6], PREAMBLE);
+    assert_eq!(got[10], FRAME_ERROR, "{got:?}");
+    assert!(
+        String::from_utf8_lossy(&got).contains("not authenticated"),
+        "{got:?}"
+    );
+    assert_eq!(r[0].count("forwarded_dial"), 0);
+}
+
+/// `--etcd` without a usable cluster key is a usage error (exit 2) that says what to do.
+#[test]
+fn a_missing_or_short_cluster_key_is_a_usage_error() {
+    let dir = tempdir();
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, "too short\n").unwrap();
+    let missing = dir.path().join("missing.key");
+    for (key, says) in [
+        (&short, "at least 32 characters"),
+        (&missing, "cannot read it"),
+    ] {
+        let e = run(
+            &[
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--etcd",
+                "http://127.0.0.1:9",
+                "--cluster-key-file",
+                key.to_str().unwrap(),
+            ],
+            SHORT,
+        );
+        assert_eq!(e.code, Some(2), "{}", e.stderr);
+        assert!(e.stderr.contains(says), "{}", e.stderr);
+    }
+    let e = run(
+        &[
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--etcd",
+            "http://127.0.0.1:9",
+        ],
+        SHORT,
+    );
+    assert_eq!(e.code, Some(2), "{}", e.stderr);
+    assert!(e.stderr.contains("--cluster-key-file"), "{}", e.stderr);
+}
