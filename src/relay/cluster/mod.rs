@@ -36,7 +36,7 @@ use std::time::Duration;
 use rand::RngCore;
 use tokio::sync::Notify;
 
-use super::etcd::kv::{Cmp, Op};
+use super::etcd::kv::{Cmp, Kv, Op};
 use super::etcd::watch::Event;
 use super::etcd::{Etcd, EtcdError};
 use super::secrets;
@@ -140,6 +140,8 @@ struct Owned {
     name_lease: i64,
     /// The generation written.
     gen: u64,
+    /// The revision of our write of `at/<name>`: older changes seen later say nothing.
+    rev: i64,
 }
 
 /// A relay's membership in a cluster.
@@ -243,12 +245,13 @@ impl Cluster {
                 Op::Put(nk.clone(), sealed, lease),
                 Op::Put(ak.clone(), at.encode(), relay_lease),
             ];
-            if etcd.txn(&[cmp], &ops).await? {
+            if let Some(rev) = etcd.txn(&[cmp], &ops).await? {
                 self.owned().insert(
                     name.to_owned(),
                     Owned {
                         name_lease: lease,
                         gen,
+                        rev,
                     },
                 );
                 return Ok(Claim { secret, fresh });
@@ -407,15 +410,19 @@ impl Relay {
                         )
                         .await
                 }
-                Ok(Some(_)) => Ok(false),
+                Ok(Some(_)) => Ok(None),
                 Err(e) => {
                     tracing::info!("cannot re-assert names in etcd: {e}");
                     return;
                 }
             };
             match done {
-                Ok(true) => {}
-                Ok(false) => self.taken_elsewhere(&name),
+                Ok(Some(rev)) => {
+                    if let Some(o) = c.owned().get_mut(&name) {
+                        o.rev = rev;
+                    }
+                }
+                Ok(None) => self.taken_elsewhere(&name),
                 Err(e) => {
                     tracing::info!("cannot re-assert '{name}' in etcd: {e}");
                     return;
@@ -460,7 +467,7 @@ impl Relay {
             let rev = match listed {
                 Ok((kvs, rev)) => {
                     for kv in kvs {
-                        self.seen_at(&c, &prefix, &kv.key, Some(&kv.value));
+                        self.seen_at(&c, &prefix, &kv, true);
                     }
                     rev
                 }
@@ -476,8 +483,8 @@ impl Relay {
                         evs = w.next() => match evs {
                             Ok(evs) => for e in evs {
                                 match e {
-                                    Event::Put(kv) => self.seen_at(&c, &prefix, &kv.key, Some(&kv.value)),
-                                    Event::Delete(kv) => self.seen_at(&c, &prefix, &kv.key, None),
+                                    Event::Put(kv) => self.seen_at(&c, &prefix, &kv, true),
+                                    Event::Delete(kv) => self.seen_at(&c, &prefix, &kv, false),
                                 }
                             },
                             Err(e) => {
@@ -494,18 +501,21 @@ impl Relay {
         }
     }
 
-    /// `at/<name>` is `value` now (None: deleted).
-    fn seen_at(&self, c: &Cluster, prefix: &[u8], key: &[u8], value: Option<&[u8]>) {
-        let Some(name) = key
+    /// `at/<name>` was put (`put`) or deleted as `kv` says. A put by another relay newer
+    /// than our own write takes the name from us.
+    fn seen_at(&self, c: &Cluster, prefix: &[u8], kv: &Kv, put: bool) {
+        let Some(name) = kv
+            .key
             .strip_prefix(prefix)
             .and_then(|n| std::str::from_utf8(n).ok())
         else {
             return;
         };
-        let Some(at) = value.and_then(At::decode) else {
+        let Some(at) = At::decode(&kv.value).filter(|_| put) else {
             return;
         };
-        if !c.is_me(&at) && c.owned().contains_key(name) {
+        let newer = c.owned().get(name).is_some_and(|o| kv.mod_revision > o.rev);
+        if !c.is_me(&at) && newer {
             self.taken_elsewhere(name);
         }
     }

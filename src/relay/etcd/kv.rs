@@ -115,6 +115,23 @@ pub(crate) fn parse_range(v: &Value) -> Result<(Vec<Kv>, i64), EtcdError> {
     Ok((kvs, rev))
 }
 
+/// A transaction's answer: the revision its writes got, None when it did not run.
+pub(crate) fn parse_txn(v: &Value) -> Result<Option<i64>, EtcdError> {
+    let ran = match v.get("succeeded") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(EtcdError::Malformed("succeeded is not a boolean".into())),
+    };
+    let rev = v.get("header").map_or(Ok(0), |h| field(h, "revision"))?;
+    match (ran, rev) {
+        (false, _) => Ok(None),
+        (true, r) if r > 0 => Ok(Some(r)),
+        (true, _) => Err(EtcdError::Malformed(
+            "a transaction without a revision".into(),
+        )),
+    }
+}
+
 impl Etcd {
     /// The key `key`, if present.
     pub(crate) async fn get(&self, key: &[u8]) -> Result<Option<Kv>, EtcdError> {
@@ -136,14 +153,11 @@ impl Etcd {
         Ok(())
     }
 
-    /// Runs `ops` if every condition of `cmps` holds; whether they ran.
-    pub(crate) async fn txn(&self, cmps: &[Cmp], ops: &[Op]) -> Result<bool, EtcdError> {
+    /// Runs `ops` if every condition of `cmps` holds: the revision they were written at, or
+    /// None when a condition failed.
+    pub(crate) async fn txn(&self, cmps: &[Cmp], ops: &[Op]) -> Result<Option<i64>, EtcdError> {
         let v = self.call("/v3/kv/txn", &txn_body(cmps, ops)).await?;
-        match v.get("succeeded") {
-            None | Some(Value::Null) => Ok(false),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(_) => Err(EtcdError::Malformed("succeeded is not a boolean".into())),
-        }
+        parse_txn(&v)
     }
 }
 
@@ -174,6 +188,18 @@ mod tests {
         assert_eq!(prefix_end(b"a/"), b"a0");
         assert_eq!(prefix_end(&[b'a', 0xff]), b"b");
         assert_eq!(prefix_end(&[0xff]), vec![0]);
+    }
+
+    #[test]
+    fn txn_answers_parse() {
+        let ok = json!({"header": {"revision": "12"}, "succeeded": true});
+        assert_eq!(parse_txn(&ok).unwrap(), Some(12));
+        assert_eq!(
+            parse_txn(&json!({"header": {"revision": "12"}})).unwrap(),
+            None
+        );
+        assert!(parse_txn(&json!({"succeeded": "yes"})).is_err());
+        assert!(parse_txn(&json!({"succeeded": true})).is_err());
     }
 
     #[test]
