@@ -493,7 +493,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__proxy)
-            opts="-v -h -V --listen --auth-keys --state --name-ttl --max-flowpaths --max-flowpaths-per-source --max-pending-per-name --max-names --max-names-per-source --rate --handshake-timeout --idle-timeout --keepalive --metrics --rate-per-name --rate-per-source --json --verbose --help --version"
+            opts="-v -h -V --listen --auth-keys --state --name-ttl --max-flowpaths --max-flowpaths-per-source --max-pending-per-name --max-names --max-names-per-source --rate --handshake-timeout --idle-timeout --keepalive --metrics --rate-per-name --rate-per-source --etcd --cluster-key-file --relay-id --advertise --etcd-prefix --json --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -560,6 +560,26 @@ _msock() {
                     return 0
                     ;;
                 --rate-per-source)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --relay-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --advertise)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --etcd-prefix)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

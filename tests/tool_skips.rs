@@ -54,6 +54,16 @@ const NEEDING: &[(&str, &[&str])] = &[
     ("lab_exec", &[]),
     ("lab_forward", &[]),
     (
+        "relay_cluster",
+        &[
+            "listener_at_a_reached_by_a_client_at_c",
+            "name_theft_at_another_relay_is_refused",
+            "registrations_work_with_one_etcd_member_dead",
+            "without_quorum_new_registrations_are_refused_and_live_sessions_go_on",
+            "forged_forwards_are_refused",
+        ],
+    ),
+    (
         "cli_exec",
         &["a_pty_shell_through_tmux_sees_window_sizes_and_the_terminal_is_restored"],
     ),

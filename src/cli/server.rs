@@ -215,9 +215,14 @@ Limits against hostile clients: one address may hold --max-flowpaths-per-source 
   --max-names-per-source names and one registration per second (bursts of 20); a name no
   listener stayed on is forgotten after 10 minutes. The state file is written in the
   background, many registrations per write.
+Clusters (--etcd): relays sharing one etcd share their names: a listener registers at any
+  of them, a client reaches it through any of them (the relay it asks forwards the DIAL to
+  the listener's relay, and the listener dials back to the client's relay: one relay hop).
+  Names' secrets are sealed with the cluster key in etcd; without etcd quorum the relays keep
+  their listeners and sessions and refuse new registrations (\"registry unavailable\").
 Status lines (--json, stdout): registered, unregistered, expired, splice, splice_end (bytes
   up/down and why it ended), refused (reason), dropped (no first frame or session in time),
-  summary.
+  forwarded_dial, taken_elsewhere, etcd (healthy), cluster_lease, summary.
 Exit status: 0 after SIGTERM, 130 after SIGINT (both print the summary), 2 bad arguments or
   a port already in use.";
 
@@ -309,6 +314,45 @@ pub struct ProxyArgs {
     /// Cap what the flowpaths of one client address move, in bytes per second each way.
     #[arg(long, value_name = "RATE", value_parser = parse_positive_size)]
     pub rate_per_source: Option<u64>,
+
+    /// Share names with the other relays of a cluster through etcd at these client URLs
+    /// (http://HOST:PORT, comma-separated; tried in turn): any relay of the cluster then
+    /// registers any name and reaches any listener. Needs --cluster-key-file. Without etcd
+    /// (down, no quorum) the relay keeps what it has and refuses new registrations with
+    /// "registry unavailable".
+    #[arg(
+        long,
+        value_name = "URL[,URL...]",
+        requires = "cluster_key_file",
+        conflicts_with = "state"
+    )]
+    pub etcd: Option<String>,
+
+    /// With --etcd: FILE holds the cluster key, the same at every relay of the cluster (at
+    /// least 32 characters, e.g. from `openssl rand -hex 32`). It seals the names' secrets in
+    /// etcd and authenticates the relays to each other.
+    #[arg(long, value_name = "FILE", requires = "etcd")]
+    pub cluster_key_file: Option<std::path::PathBuf>,
+
+    /// With --etcd: this relay's id in the cluster (letters, digits, '.', '_', '-'; default:
+    /// the advertised address).
+    #[arg(long, value_name = "ID", requires = "etcd")]
+    pub relay_id: Option<String>,
+
+    /// With --etcd: the address at which listeners and the other relays reach this relay
+    /// (default: the --listen address, when it is not a wildcard).
+    #[arg(long, value_name = "HOST:PORT", requires = "etcd")]
+    pub advertise: Option<String>,
+
+    /// With --etcd: prefix of the cluster's keys in etcd (several clusters can share one
+    /// etcd).
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "msock/",
+        requires = "etcd"
+    )]
+    pub etcd_prefix: String,
 
     #[arg(long)]
     pub json: bool,

@@ -3,10 +3,13 @@
 
 use super::{ctrl_c, futures_poll_once, Failure};
 use crate::cli::{parse_listen_addr, ProxyArgs};
+use crate::relay::cluster::{Cluster, ClusterConfig};
+use crate::relay::etcd::Etcd;
 use crate::relay::metrics;
 use crate::relay::registry::{Limits, Registry};
 use crate::relay::secrets::load_keys;
 use crate::relay::server::{Config, Relay};
+use crate::relay::wire::check_name;
 use crate::runtime::events::{Events, LogLines, Stream};
 use crate::runtime::server::bind_all;
 use crate::runtime::Family;
@@ -30,11 +33,15 @@ pub async fn run(args: ProxyArgs) -> Result<(), Failure> {
     };
     let reg = Registry::load(args.state.clone(), args.name_ttl).map_err(Failure::local)?;
     let listeners = bind_all(host.as_deref(), port, Family::Any).await?;
+    let mut bound = Vec::new();
     for l in &listeners {
-        let a = l.local_addr().map_err(Failure::local)?;
-        eprintln!("msock: relay listening on {a}");
+        bound.push(l.local_addr().map_err(Failure::local)?);
     }
-    let relay = Relay::new(
+    let cluster = match &args.etcd {
+        Some(urls) => Some(join_cluster(&args, urls, &bound).await?),
+        None => None,
+    };
+    let relay = Relay::in_cluster(
         Config {
             handshake_timeout: args.handshake_timeout,
             idle_timeout: args.idle_timeout,
@@ -54,7 +61,33 @@ pub async fn run(args: ProxyArgs) -> Result<(), Failure> {
         },
         reg,
         relay_events(args.json),
+        cluster.clone(),
     );
+    if let Some(c) = &cluster {
+        tokio::spawn(relay.clone().cluster_lease());
+        tokio::spawn(relay.clone().cluster_watch());
+        // Listeners may register as soon as we say we listen: take the lease first.
+        let t = std::time::Instant::now();
+        while !c.healthy() && t.elapsed() < std::time::Duration::from_secs(10) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        match c.healthy() {
+            true => eprintln!(
+                "msock: relay {} joined the cluster at {} (advertised as {})",
+                c.cfg.id,
+                c.cfg.etcd.urls(),
+                c.cfg.advertise
+            ),
+            false => eprintln!(
+                "msock: warning: etcd at {} does not answer; new registrations are refused \
+                 until it does",
+                c.cfg.etcd.urls()
+            ),
+        }
+    }
+    for a in &bound {
+        eprintln!("msock: relay listening on {a}");
+    }
     for l in listeners {
         tokio::spawn(relay.clone().serve(l));
     }
@@ -76,8 +109,79 @@ pub async fn run(args: ProxyArgs) -> Result<(), Failure> {
         _ = &mut interrupted => Err(Failure::interrupted()),
         _ = &mut terminated => Ok(()),
     };
+    relay.cluster_leave().await;
     print_summary(&relay, args.json);
     result
+}
+
+/// The cluster membership of `--etcd URLS --cluster-key-file ... [--relay-id] [--advertise]`;
+/// `bound` are the addresses the relay listens at.
+async fn join_cluster(
+    args: &ProxyArgs,
+    urls: &str,
+    bound: &[std::net::SocketAddr],
+) -> Result<std::sync::Arc<Cluster>, Failure> {
+    let etcd = Etcd::new(urls, std::time::Duration::from_secs(3))
+        .map_err(|e| Failure::local(format!("--etcd: {e}")))?;
+    let Some(path) = &args.cluster_key_file else {
+        return Err(Failure::local("--etcd needs --cluster-key-file FILE"));
+    };
+    let key = load_cluster_key(path).map_err(Failure::local)?;
+    let advertise = match &args.advertise {
+        Some(a) => tokio::net::lookup_host(a.as_str())
+            .await
+            .ok()
+            .and_then(|mut it| it.next())
+            .ok_or_else(|| {
+                Failure::local(format!(
+                    "--advertise {a}: not an address HOST:PORT that resolves"
+                ))
+            })?,
+        None => *bound
+            .iter()
+            .find(|a| !a.ip().is_unspecified())
+            .ok_or_else(|| {
+                Failure::local(
+                    "--etcd: give --advertise HOST:PORT (the relay listens on a wildcard address, \
+                 which the other relays cannot dial)",
+                )
+            })?,
+    };
+    let id = args
+        .relay_id
+        .clone()
+        .unwrap_or_else(|| advertise.to_string().replace([':', '[', ']'], "_"));
+    check_name(&id).map_err(|e| Failure::local(format!("--relay-id: {e}")))?;
+    Ok(Cluster::new(ClusterConfig {
+        etcd,
+        key,
+        id,
+        advertise,
+        prefix: args.etcd_prefix.clone(),
+    }))
+}
+
+/// Reads a cluster key file: its first line that is not a comment, at least 32 characters;
+/// the key is derived from it.
+fn load_cluster_key(path: &std::path::Path) -> Result<[u8; 32], String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--cluster-key-file {}: cannot read it: {e}", path.display()))?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or("");
+    if line.len() < 32 {
+        return Err(format!(
+            "--cluster-key-file {}: the key must be at least 32 characters (make one with \
+             `openssl rand -hex 32`; every relay of the cluster needs the same)",
+            path.display()
+        ));
+    }
+    Ok(blake3::derive_key(
+        "msock relay cluster key v1",
+        line.as_bytes(),
+    ))
 }
 
 /// The relay's status events: JSON lines on stdout with `--json` (`t` in milliseconds), else

@@ -177,6 +177,9 @@ async fn run_channel(
                 Ok(RelayToListener::Dial { id, token }) => {
                     tokio::spawn(dial_back(c.relay, id, token, inject.clone(), dialed.clone()));
                 }
+                Ok(RelayToListener::DialAt { id, token, relay }) => {
+                    tokio::spawn(dial_back(relay, id, token, inject.clone(), dialed.clone()));
+                }
                 Ok(RelayToListener::Pong(_)) => {}
                 Ok(RelayToListener::Error(Refusal { code, reason })) => return format!("relay said {code}: {}", Untrusted(&reason)),
                 Ok(other) => return format!("unexpected {} from the relay", other.name()),

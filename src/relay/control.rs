@@ -17,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 
+use super::cluster::{Claim, ClaimError};
 use super::refusal::ControlRefusal;
 use super::registry::{Control, Name};
 use super::secrets;
@@ -108,7 +109,27 @@ impl Relay {
             close: close.clone(),
             pairing,
         };
-        let outcome = self.install(&name, &nonce, &name_proof, channel);
+        // A cluster relay: the store decides who holds the name (see `super::cluster`).
+        let claimed = match (&self.cluster, pairing) {
+            (Some(c), false) => {
+                let got = c
+                    .claim(&name, &nonce, &name_proof, &published, self.cfg.name_ttl)
+                    .await;
+                match got {
+                    Ok(claim) => Some(claim),
+                    Err(ClaimError::Taken) => {
+                        let why = ControlRefusal::NameTaken(name.clone());
+                        return self.refuse_control(wr, peer, &name, why).await;
+                    }
+                    Err(ClaimError::Unavailable(e)) => {
+                        let why = ControlRefusal::Unavailable(e);
+                        return self.refuse_control(wr, peer, &name, why).await;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let outcome = self.install(&name, &nonce, &name_proof, channel, claimed);
         let (gen, reply, redial, fresh) = match outcome {
             Ok(x) => x,
             Err(why) => return self.refuse_control(wr, peer, &name, why).await,
@@ -178,7 +199,8 @@ impl Relay {
 
     /// Checks the name proof and installs a control channel for `name`. Returns its
     /// generation, the REGISTERED reply, DIALs for splices waiting for it and whether the name
-    /// is new (the state file must be written); or the refusal.
+    /// is new (the state file must be written); or the refusal. With `claimed`, the cluster
+    /// already checked the proof against the store and gave the name's secret.
     #[allow(clippy::type_complexity)]
     fn install(
         &self,
@@ -186,6 +208,7 @@ impl Relay {
         nonce: &[u8; NONCE_LEN],
         name_proof: &[u8; 32],
         ch: Channel<'_>,
+        claimed: Option<Claim>,
     ) -> Result<(u64, RelayToListener, Vec<RelayToListener>, bool), ControlRefusal> {
         // With --auth-keys every listener proved an operator key: no cap per address.
         let keyed = !self.cfg.auth_keys.is_empty();
@@ -199,28 +222,39 @@ impl Relay {
         {
             return Err(ControlRefusal::NameTaken(name.to_owned()));
         }
-        let new_secret = match known {
-            Some(secret)
+        let new_secret = match (claimed, known) {
+            (Some(c), _) => {
+                if let Some(n) = r.names.get_mut(name) {
+                    n.secret = c.secret;
+                }
+                c.fresh.then_some(c.secret)
+            }
+            (None, Some(secret))
                 if secrets::same(&secrets::name_proof(&secret, name, nonce), name_proof) =>
             {
                 None
             }
-            Some(_) => return Err(ControlRefusal::NameTaken(name.to_owned())),
-            None if r.names.len() >= self.cfg.max_names => return Err(ControlRefusal::Full),
-            None if !keyed && r.names_from(ch.source) >= self.cfg.limits.names_per_source => {
+            (None, Some(_)) => return Err(ControlRefusal::NameTaken(name.to_owned())),
+            (None, None) if r.names.len() >= self.cfg.max_names => {
+                return Err(ControlRefusal::Full)
+            }
+            (None, None)
+                if !keyed && r.names_from(ch.source) >= self.cfg.limits.names_per_source =>
+            {
                 return Err(ControlRefusal::TooManyNames(
                     self.cfg.limits.names_per_source,
                 ))
             }
-            None => {
+            (None, None) => {
                 let mut s = [0u8; 32];
                 rand::thread_rng().fill_bytes(&mut s);
                 Some(s)
             }
         };
+        let secret = claimed.map(|c| c.secret).or(new_secret).unwrap_or([0; 32]);
         let gen = r.next_gen();
         let entry = r.names.entry(name.to_owned()).or_insert_with(|| {
-            let mut n = Name::new(new_secret.unwrap_or([0; 32]), ch.source, keyed);
+            let mut n = Name::new(secret, ch.source, keyed);
             n.pairing = ch.pairing.then(Default::default);
             n
         });

@@ -43,6 +43,10 @@ pub struct Metrics {
     peak_rss: Gauge,
     register_seconds: Histogram,
     lookup_seconds: Histogram,
+    /// Cluster relays: 1 when etcd answered the relay's last lease keepalive.
+    pub etcd_healthy: Gauge,
+    /// Cluster relays: client flowpaths whose DIAL went to the relay of their name.
+    pub forwarded_dials: Counter,
 }
 
 /// What the relay holds now, set into the gauges at a scrape.
@@ -79,6 +83,8 @@ impl Metrics {
             // 100 µs to about 3 s.
             register_seconds: Histogram::new(exponential_buckets(1e-4, 2.0, 16)),
             lookup_seconds: Histogram::new(exponential_buckets(1e-4, 2.0, 16)),
+            etcd_healthy: Gauge::default(),
+            forwarded_dials: Counter::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -132,6 +138,16 @@ impl Metrics {
             "lookup_seconds",
             "Time to answer a lookup",
             m.lookup_seconds.clone(),
+        );
+        r.register(
+            "etcd_healthy",
+            "1 when etcd answered the relay's last lease keepalive (cluster relays; else 0)",
+            m.etcd_healthy.clone(),
+        );
+        r.register(
+            "forwarded_dials",
+            "Client flowpaths whose DIAL was forwarded to the relay their name is attached at",
+            m.forwarded_dials.clone(),
         );
         m
     }

@@ -30,6 +30,8 @@
 //! | 0x2A | PAIR       | nameplate (a name) | client → relay (opens a connection) |
 //! | 0x2B | REGISTER_CODE | nameplate, count u8, address × count | listener → relay |
 //! | 0x2C | PAIRED     | (empty) | listener → relay, on a nameplate's channel |
+//! | 0x2D | FORWARD    | name, splice_id u64, token \[16\], address, time u64, mac \[32\] | relay → relay of a cluster (opens a connection) |
+//! | 0x2E | DIAL_AT    | splice_id u64, token \[16\], address | relay → listener |
 //! | 0x12/0x13 | PING/PONG | token u64 | control channel keepalive |
 //! | 0x1F | ERROR      | code u16, reason (msock's ERROR) | relay → anyone |
 //!
@@ -78,6 +80,18 @@
 //! nameplate after three or after PAIRED: see [`nameplate`]. The exchange itself (SPAKE2) is
 //! end to end, specified in `proto::pake`.
 //!
+//! **Relay clusters** (added with frame types 0x2D-0x2E and the ERROR code 0x21, registry
+//! unavailable; see [`cluster`]): relays started with `--etcd` share their names in etcd. A
+//! ROUTE at relay A for a name attached at relay B: A opens `MSOCK\x01 FORWARD(name, id,
+//! token, A's address, Unix time, HMAC(cluster key, the rest))` to B; B answers FOUND() after
+//! sending DIAL_AT(id, token, A's address) on the name's control channel, or ERROR; the
+//! listener dials back to that address with SPLICE as after a DIAL, so that the data path has
+//! one relay hop. Compatibility: a single relay (no `--etcd`) never sends either frame; a
+//! listener that predates DIAL_AT takes it as an unexpected frame and re-registers, so a
+//! cluster needs listeners that know it for names reached through another relay; a relay
+//! that predates FORWARD answers it with ERROR(protocol). A listener that predates code
+//! 0x21 treats it like any unknown code: a transient failure, retried.
+//!
 //! Anything else (not msock, an msock HELLO, an unknown frame) is answered with ERROR and
 //! closed; a client that sends no first frame within the handshake timeout is dropped.
 //!
@@ -88,11 +102,16 @@
 //!
 //! Names live in memory, and in a state file if one is given (`--state`): secrets survive a
 //! restart of the relay, so listeners re-register their names and sessions resume. A name
-//! whose listener has been gone for the name TTL is forgotten with its secret.
+//! whose listener has been gone for the name TTL is forgotten with its secret. With `--etcd`
+//! the names (their secrets sealed with the cluster key) live in etcd, shared by the relays
+//! of a cluster: see [`cluster`]; the in-memory registry then holds this relay's channels and
+//! splices.
 
 pub mod agent;
 pub mod client;
+pub mod cluster;
 mod control;
+pub mod etcd;
 pub mod metrics;
 pub mod nameplate;
 pub mod pairing;

@@ -18,12 +18,20 @@ pub(super) enum ControlRefusal {
     Full,
     /// The listener's address holds as many names as the relay gives one address (this many).
     TooManyNames(usize),
+    /// A cluster relay cannot read or write the registry in etcd (why): it takes no new
+    /// registration until it can (retry, or register at another relay).
+    Unavailable(String),
 }
 
 /// The ERROR code of [`ControlRefusal::NameTaken`]: the name is held by another listener's
 /// secret. A code of its own (relay codes start at 0x20), so that a listener can tell "name
 /// taken" from a refused operator key (`AuthFailed`).
 pub(crate) const NAME_TAKEN: ErrorCode = ErrorCode::Other(0x20);
+
+/// The ERROR code of [`ControlRefusal::Unavailable`]: a cluster relay cannot reach its
+/// registry (etcd down or without quorum). Retrying later, or at another relay, can help;
+/// a listener that predates it takes it as a transient failure (any unknown code is).
+pub(crate) const REGISTRY_UNAVAILABLE: ErrorCode = ErrorCode::Other(0x21);
 
 impl ControlRefusal {
     /// The ERROR frame's contents.
@@ -57,6 +65,14 @@ impl ControlRefusal {
                      ask its operator for a --relay-key-file key"
                 ),
             ),
+            ControlRefusal::Unavailable(why) => (
+                REGISTRY_UNAVAILABLE,
+                format!(
+                    "registry unavailable: the relay cannot reach its cluster's registry \
+                     ({why}); names already registered keep working; retry later or at \
+                     another relay of the cluster"
+                ),
+            ),
         };
         Refusal { code, reason }
     }
@@ -69,6 +85,7 @@ impl ControlRefusal {
             ControlRefusal::NameTaken(_) => "name_taken",
             ControlRefusal::Full => "max_names",
             ControlRefusal::TooManyNames(_) => "max_names_per_source",
+            ControlRefusal::Unavailable(_) => "registry_unavailable",
         }
     }
 }
@@ -90,6 +107,13 @@ mod tests {
         assert_eq!(taken.counter(), "name_taken");
         assert_eq!(ControlRefusal::Full.refusal().code, ErrorCode::Busy);
         assert_eq!(ControlRefusal::BadKey.counter(), "bad_key");
+        let down = ControlRefusal::Unavailable("no quorum".into()).refusal();
+        assert_eq!(down.code, REGISTRY_UNAVAILABLE);
+        assert!(
+            down.reason.starts_with("registry unavailable"),
+            "{}",
+            down.reason
+        );
         assert_eq!(
             ControlRefusal::NotProve("PING").refusal().reason,
             "expected PROVE, got PING"

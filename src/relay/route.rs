@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 
+use super::cluster::At;
 use super::nameplate::{PairRefusal, Pairing};
 use super::registry::{Limit, Slot};
 use super::secrets;
@@ -40,10 +41,31 @@ impl Relay {
         rand::thread_rng().fill_bytes(&mut token);
         let (tx, rx) = oneshot::channel();
         let kill = Arc::new(Notify::new());
+        // A cluster relay: a name attached at another relay is reached through it.
+        let remote = match self.remote(&name, pair).await {
+            Ok(at) => at,
+            Err(why) => {
+                self.refuse_count("registry_unavailable");
+                return refuse(client, ErrorCode::Busy, &why).await;
+            }
+        };
         let mut kind = Ok(());
         let admitted = {
             let mut r = self.reg();
-            if r.names.contains_key(&name) {
+            if remote.is_some() {
+                let slot = Slot {
+                    name: name.clone(),
+                    token,
+                    waiting: Some(tx),
+                    kill: kill.clone(),
+                    source: peer.ip(),
+                    carrying: false,
+                };
+                let got = r.open(id, slot, &self.cfg.limits);
+                let now = r.flowpaths() as u64;
+                self.stats.peak.fetch_max(now, Ordering::Relaxed);
+                got.map(|()| true)
+            } else if r.names.contains_key(&name) {
                 // What the name is, and the attempt counted, under the same lock as the
                 // admission: concurrent PAIRs cannot pass the count together.
                 kind = r
@@ -146,7 +168,15 @@ impl Relay {
                 return;
             }
         }
-        let (known, counted) = {
+        if let Some(at) = &remote {
+            if let Err(why) = self.forward_dial(at, &name, id, token).await {
+                refused("forward_failed", &why.reason);
+                return refuse(client, why.code, &why.reason).await;
+            }
+        }
+        let (known, counted) = if remote.is_some() {
+            (true, Ok(()))
+        } else {
             let mut r = self.reg();
             // A PAIR counts as an attempt here, when the listener is asked to dial back (and
             // so sees it), under the same lock: concurrent PAIRs cannot pass the count.
@@ -219,6 +249,29 @@ impl Relay {
             "splice_end",
             serde_json::json!({"id": format!("{id:016x}"), "name": name, "up": up, "down": down, "end": how}),
         );
+    }
+
+    /// Where a client's flowpath to `name` goes when the name is attached at another relay of
+    /// the cluster (None: here, or no cluster). A nameplate is always local. Err: the store
+    /// cannot be read and the name is not here.
+    async fn remote(&self, name: &str, pair: bool) -> Result<Option<At>, String> {
+        let Some(c) = self.cluster.as_ref().filter(|_| !pair) else {
+            return Ok(None);
+        };
+        let (here, live) = {
+            let r = self.reg();
+            let n = r.names.get(name);
+            (n.is_some(), n.is_some_and(|n| n.control.is_some()))
+        };
+        if live {
+            return Ok(None);
+        }
+        match c.locate(name).await {
+            Ok(Some(at)) if !c.is_me(&at) => Ok(Some(at)),
+            Ok(_) => Ok(None),
+            Err(_) if here => Ok(None),
+            Err(e) => Err(format!("cannot find '{name}': {e}; retry")),
+        }
     }
 
     /// SPLICE: a listener's dial-back; hand it to the waiting client task.

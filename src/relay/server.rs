@@ -18,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
+use super::cluster::Cluster;
 use super::metrics::{Holding, Metrics};
 use super::rate::Limiter;
 use super::registry::{self, Limits, Registry};
@@ -89,11 +90,24 @@ pub struct Relay {
     /// Bandwidth caps per name and per source.
     pub(super) limiter: Limiter,
     started: Instant,
+    /// The cluster this relay belongs to (`--etcd`); None: a single relay, names in memory.
+    pub(super) cluster: Option<Arc<Cluster>>,
 }
 
 impl Relay {
     /// A relay with `cfg` and the registry `reg`, telling `events` what happens.
     pub fn new(cfg: Config, reg: Registry, events: Events) -> Arc<Relay> {
+        Relay::in_cluster(cfg, reg, events, None)
+    }
+
+    /// [`Relay::new`], sharing its names with the relays of `cluster` (see
+    /// [`super::cluster`]); run [`Relay::cluster_lease`] and [`Relay::cluster_watch`] too.
+    pub fn in_cluster(
+        cfg: Config,
+        reg: Registry,
+        events: Events,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Arc<Relay> {
         let limiter = Limiter::new(cfg.rate_per_name, cfg.rate_per_source);
         Arc::new(Relay {
             cfg,
@@ -108,6 +122,7 @@ impl Relay {
             metrics: Metrics::new(),
             limiter,
             started: Instant::now(),
+            cluster,
         })
     }
 
@@ -302,6 +317,7 @@ impl Relay {
             ToRelay::Listener(ListenerToRelay::RegisterCode { name, addrs }) => {
                 self.control(s, peer, name, addrs, true).await
             }
+            ToRelay::Peer(f) => self.forwarded(s, peer, f).await,
             ToRelay::Listener(other) => {
                 self.refuse_count("garbage");
                 let why = format!("{} cannot open a connection to a relay", other.name());
@@ -328,10 +344,27 @@ impl Relay {
         }
         let asked = Instant::now();
         self.metrics.lookups.inc();
-        let found = self.reg().names.get(&name).map(|n| n.addrs.clone());
-        let reply = match found {
-            Some(addrs) => RelayToClient::Found(addrs),
-            None => RelayToClient::Error(Refusal {
+        let found = self
+            .reg()
+            .names
+            .get(&name)
+            .map(|n| (n.addrs.clone(), n.control.is_some()));
+        let reply = match (found, &self.cluster) {
+            (Some((addrs, true)), _) | (Some((addrs, _)), None) => RelayToClient::Found(addrs),
+            // A cluster relay answers from the store for names attached elsewhere.
+            (here, Some(c)) => match c.locate(&name).await {
+                Ok(Some(at)) => RelayToClient::Found(at.direct),
+                Ok(None) if here.is_some() => RelayToClient::Found(Vec::new()),
+                Ok(None) => RelayToClient::Error(Refusal {
+                    code: ErrorCode::Refused,
+                    reason: no_such_name(&name),
+                }),
+                Err(e) => RelayToClient::Error(Refusal {
+                    code: ErrorCode::Busy,
+                    reason: e.to_string(),
+                }),
+            },
+            (None, None) => RelayToClient::Error(Refusal {
                 code: ErrorCode::Refused,
                 reason: no_such_name(&name),
             }),

@@ -68,6 +68,11 @@ pub mod kind {
     pub const REGISTER_CODE: u8 = 0x2B;
     /// Listener → relay, on a nameplate's control channel: paired, burn the nameplate.
     pub(crate) const PAIRED: u8 = 0x2C;
+    /// Relay → relay of a cluster, first frame of a connection: ask your listener to dial
+    /// back to me.
+    pub const FORWARD: u8 = 0x2D;
+    /// Relay → listener: dial back to this relay address (another relay of the cluster).
+    pub const DIAL_AT: u8 = 0x2E;
 }
 
 /// A refusal or failure, as an ERROR frame carries it (relay → anyone).
@@ -163,10 +168,83 @@ pub enum RelayToListener {
         /// Proof that the dial-back comes from the control channel's owner.
         token: [u8; NONCE_LEN],
     },
+    /// Dial back to `relay` (another relay of the cluster, see the relay's FORWARD) and send
+    /// SPLICE with these.
+    DialAt {
+        /// Splice id (the other relay's).
+        id: u64,
+        /// Proof that the dial-back comes from the control channel's owner.
+        token: [u8; NONCE_LEN],
+        /// Where to dial.
+        relay: SocketAddr,
+    },
     /// Keepalive answer.
     Pong(u64),
     /// Refusal or failure.
     Error(Refusal),
+}
+
+/// Relay → relay of a cluster: ask the listener of `name` (attached at the receiving relay)
+/// to dial back to `at` for splice `id`. Authenticated with the cluster key: `mac` is an HMAC
+/// over the other fields, and `time` (Unix seconds) must be within [`FORWARD_SKEW`] of the
+/// receiver's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Forward {
+    /// The name.
+    pub name: String,
+    /// The splice id at the sending relay.
+    pub id: u64,
+    /// The splice token at the sending relay.
+    pub token: [u8; NONCE_LEN],
+    /// The sending relay's advertised address: where the listener dials back.
+    pub at: SocketAddr,
+    /// When it was sent (Unix seconds).
+    pub time: u64,
+    /// `HMAC(cluster key, the other fields)`.
+    pub mac: [u8; 32],
+}
+
+/// How far a FORWARD's time may be from the receiver's clock.
+pub(crate) const FORWARD_SKEW: Duration = Duration::from_secs(30);
+
+impl Forward {
+    /// The bytes the MAC covers: the body up to the MAC.
+    pub(crate) fn signed(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        let mut w = Writer::new(&mut out);
+        write_name(&mut w, &self.name);
+        w.u64(self.id)
+            .bytes(&self.token)
+            .socket_addr(&self.at)
+            .u64(self.time);
+        out
+    }
+}
+
+impl Message for Forward {
+    fn write_body(&self, w: &mut Writer<'_, Vec<u8>>) -> u8 {
+        write_name(w, &self.name);
+        w.u64(self.id)
+            .bytes(&self.token)
+            .socket_addr(&self.at)
+            .u64(self.time)
+            .bytes(&self.mac);
+        kind::FORWARD
+    }
+
+    fn decode(t: u8, body: &[u8]) -> Result<Self, WireError> {
+        read_all(body, |r| match t {
+            kind::FORWARD => Ok(Forward {
+                name: read_name(r)?,
+                id: r.u64()?,
+                token: r.array()?,
+                at: r.socket_addr()?,
+                time: r.u64()?,
+                mac: r.array()?,
+            }),
+            ty => unexpected(ty, "from a relay to a relay"),
+        })
+    }
 }
 
 /// The first frame of a connection to the relay: a client's or a listener's.
@@ -176,6 +254,8 @@ pub(crate) enum ToRelay {
     Client(ClientToRelay),
     /// A listener's.
     Listener(ListenerToRelay),
+    /// Another relay's of the cluster.
+    Peer(Forward),
 }
 
 /// What was wrong with a frame.
@@ -396,6 +476,10 @@ impl Message for RelayToListener {
                 w.u64(*id).bytes(token);
                 kind::DIAL
             }
+            RelayToListener::DialAt { id, token, relay } => {
+                w.u64(*id).bytes(token).socket_addr(relay);
+                kind::DIAL_AT
+            }
             RelayToListener::Pong(t) => {
                 w.u64(*t);
                 kind::PONG
@@ -415,6 +499,11 @@ impl Message for RelayToListener {
             kind::DIAL => Ok(RelayToListener::Dial {
                 id: r.u64()?,
                 token: r.array()?,
+            }),
+            kind::DIAL_AT => Ok(RelayToListener::DialAt {
+                id: r.u64()?,
+                token: r.array()?,
+                relay: r.socket_addr()?,
             }),
             kind::PONG => Ok(RelayToListener::Pong(r.u64()?)),
             kind::ERROR => Ok(RelayToListener::Error(read_refusal(r)?)),
@@ -445,6 +534,7 @@ impl RelayToListener {
             RelayToListener::Nonce(_) => "NONCE",
             RelayToListener::Registered { .. } => "REGISTERED",
             RelayToListener::Dial { .. } => "DIAL",
+            RelayToListener::DialAt { .. } => "DIAL_AT",
             RelayToListener::Pong(_) => "PONG",
             RelayToListener::Error(_) => "ERROR",
         }
@@ -465,6 +555,7 @@ impl ToRelay {
             | kind::PING
             | kind::REGISTER_CODE
             | kind::PAIRED => ListenerToRelay::decode(t, body).map(ToRelay::Listener),
+            kind::FORWARD => Forward::decode(t, body).map(ToRelay::Peer),
             ty => unexpected(ty, "to a relay"),
         }
     }

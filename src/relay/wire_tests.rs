@@ -138,3 +138,46 @@ fn names() {
     assert!(check_name("a@b").is_err());
     assert!(check_name(&"x".repeat(65)).is_err());
 }
+
+#[test]
+fn cluster_frames_roundtrip_and_go_one_way() {
+    let at: SocketAddr = "127.0.0.1:7480".parse().unwrap();
+    let dial = RelayToListener::DialAt {
+        id: 9,
+        token: [5; 16],
+        relay: at,
+    };
+    roundtrip(dial.clone());
+    let f = Forward {
+        name: "pc".into(),
+        id: 9,
+        token: [5; 16],
+        at,
+        time: 1_700_000_000,
+        mac: [6; 32],
+    };
+    roundtrip(f.clone());
+    let bytes = f.encode();
+    assert!(matches!(
+        ToRelay::decode(bytes[4], &bytes[5..]),
+        Ok(ToRelay::Peer(_))
+    ));
+    // The MAC covers every field but itself.
+    let mut g = f.clone();
+    g.id = 10;
+    assert_ne!(f.signed(), g.signed());
+    assert_eq!(
+        f.signed(),
+        Forward {
+            mac: [0; 32],
+            ..f.clone()
+        }
+        .signed()
+    );
+    // Neither decodes in another direction, nor truncated.
+    let d = dial.encode();
+    assert!(ClientToRelay::decode(d[4], &d[5..]).is_err());
+    assert!(RelayToListener::decode(d[4], &d[5..d.len() - 1]).is_err());
+    assert!(RelayToListener::decode(bytes[4], &bytes[5..]).is_err());
+    assert!(Forward::decode(bytes[4], &bytes[5..bytes.len() - 1]).is_err());
+}

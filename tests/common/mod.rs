@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each test crate uses a different subset
 
+pub mod etcd;
 pub mod relay;
 pub mod sshd;
 pub mod tmux;

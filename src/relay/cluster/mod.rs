@@ -1,0 +1,553 @@
+//! Several relays sharing one name registry in etcd (`msock proxy --etcd URL[,URL...]
+//! --cluster-key-file FILE`): any relay of the cluster registers any name and reaches any
+//! listener, and a name has one owner at a time however relays and etcd fail.
+//!
+//! Keys, under a prefix (`--etcd-prefix`, default `msock/`):
+//! - `relays/<id>` → the relay's advertised address, on the relay's lease ([`RELAY_TTL`],
+//!   kept alive every third of it);
+//! - `names/<name>` → the name's secret sealed with the cluster key ([`seal`]: never in clear
+//!   in the store), on a lease of the name TTL that the relay holding its listener renews;
+//! - `at/<name>` → [`At`]: the relay the listener is attached at, its generation and the
+//!   published direct addresses, on the relay's lease (gone with the relay).
+//!
+//! Registering at any relay: the proof is checked against the secret read from the store; a
+//! first registration is a transaction "create if absent" (`create_revision == 0`), a
+//! re-registration "update if unchanged since read" (`mod_revision` equal), and both write
+//! `at/<name>` in the same transaction. Every relay watches `at/` and closes its control
+//! channel for a name another relay took over: "a newer registration replaces the older",
+//! cluster-wide. Without etcd (down, partitioned, no quorum) a relay keeps the channels and
+//! splices it has, and refuses new registrations with "registry unavailable"
+//! ([`super::refusal::REGISTRY_UNAVAILABLE`]): a name never has two owners. When its lease
+//! comes back it re-asserts `at/<name>` only for names that still point to it (or to no one).
+//!
+//! A client's ROUTE for a name attached at another relay is forwarded there (FORWARD, see
+//! [`forward`]); that relay asks its listener to dial back to this one (DIAL_AT), so that the
+//! data path stays one relay hop.
+
+pub(crate) mod forward;
+pub(crate) mod seal;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::RngCore;
+use tokio::sync::Notify;
+
+use super::etcd::kv::{Cmp, Kv, Op};
+use super::etcd::watch::Event;
+use super::etcd::{Etcd, EtcdError};
+use super::secrets;
+use super::server::Relay;
+use super::wire::{MAX_ADDRS, NONCE_LEN};
+pub use seal::KEY_LEN;
+
+/// TTL of a relay's lease: its `relays/` and `at/` keys go this long after it died.
+pub const RELAY_TTL: Duration = Duration::from_secs(10);
+
+/// How a relay joins a cluster.
+#[derive(Debug)]
+pub struct ClusterConfig {
+    /// The etcd cluster.
+    pub etcd: Etcd,
+    /// The cluster key (every relay of the cluster has the same).
+    pub key: [u8; KEY_LEN],
+    /// This relay's id (unique in the cluster).
+    pub id: String,
+    /// Where the other relays and the listeners reach this relay.
+    pub advertise: SocketAddr,
+    /// Prefix of every key.
+    pub prefix: String,
+}
+
+/// Where a name's listener is attached: the value of `at/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct At {
+    /// The relay's id.
+    pub relay: String,
+    /// The relay's advertised address.
+    pub addr: SocketAddr,
+    /// The registration's generation at that relay.
+    pub gen: u64,
+    /// The listener's published direct addresses.
+    pub direct: Vec<SocketAddr>,
+}
+
+impl At {
+    fn encode(&self) -> Vec<u8> {
+        serde_json::json!({"relay": self.relay, "addr": self.addr.to_string(), "gen": self.gen,
+            "direct": self.direct.iter().map(|a| a.to_string()).collect::<Vec<_>>()})
+        .to_string()
+        .into_bytes()
+    }
+
+    /// Parses a value from the store (untrusted: bounded, None when malformed).
+    pub(crate) fn decode(b: &[u8]) -> Option<At> {
+        if b.len() > 4096 {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(b).ok()?;
+        let relay = v.get("relay")?.as_str()?;
+        if relay.is_empty() || relay.len() > 64 {
+            return None;
+        }
+        let direct = v.get("direct")?.as_array()?;
+        if direct.len() > MAX_ADDRS {
+            return None;
+        }
+        Some(At {
+            relay: relay.to_owned(),
+            addr: v.get("addr")?.as_str()?.parse().ok()?,
+            gen: v.get("gen")?.as_u64()?,
+            direct: direct
+                .iter()
+                .map(|a| a.as_str()?.parse().ok())
+                .collect::<Option<_>>()?,
+        })
+    }
+}
+
+/// Why the cluster did not give a name to a registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ClaimError {
+    /// The name's secret in the store does not verify the proof.
+    Taken,
+    /// The store cannot be read or written (the reason).
+    Unavailable(String),
+}
+
+impl From<EtcdError> for ClaimError {
+    fn from(e: EtcdError) -> Self {
+        ClaimError::Unavailable(e.to_string())
+    }
+}
+
+/// A name given to a registration: its secret (new or proved), and whether it is new.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Claim {
+    /// The name's secret.
+    pub secret: [u8; 32],
+    /// A new name: the listener is sent the secret.
+    pub fresh: bool,
+}
+
+/// A name whose `at/` key this relay wrote.
+#[derive(Debug, Clone, Copy)]
+struct Owned {
+    /// The lease of its `names/` key.
+    name_lease: i64,
+    /// The generation written.
+    gen: u64,
+    /// The revision of our write of `at/<name>`: older changes seen later say nothing.
+    rev: i64,
+}
+
+/// A relay's membership in a cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    pub(crate) cfg: ClusterConfig,
+    /// The relay's lease (0: none yet, or expired).
+    lease: AtomicI64,
+    /// etcd answered the last keepalive.
+    healthy: AtomicBool,
+    owned: Mutex<HashMap<String, Owned>>,
+    gens: AtomicU64,
+    /// Wakes the watcher to read `at/` again (after the lease came back).
+    rewatch: Notify,
+}
+
+impl Cluster {
+    /// A cluster membership (no lease yet: [`Relay::cluster_lease`] takes one).
+    pub fn new(cfg: ClusterConfig) -> Arc<Cluster> {
+        Arc::new(Cluster {
+            cfg,
+            lease: AtomicI64::new(0),
+            healthy: AtomicBool::new(false),
+            owned: Mutex::default(),
+            gens: AtomicU64::new(0),
+            rewatch: Notify::new(),
+        })
+    }
+
+    fn key(&self, kind: &str, name: &str) -> Vec<u8> {
+        format!("{}{kind}/{name}", self.cfg.prefix).into_bytes()
+    }
+
+    /// Whether etcd answered the relay's last keepalive.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    fn owned(&self) -> std::sync::MutexGuard<'_, HashMap<String, Owned>> {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gives `name` to a registration at this relay whose proof over `nonce` is `proof`,
+    /// publishing `direct`; the name lives `ttl` after its listener left.
+    pub(crate) async fn claim(
+        &self,
+        name: &str,
+        nonce: &[u8; NONCE_LEN],
+        proof: &[u8; 32],
+        direct: &[SocketAddr],
+        ttl: Duration,
+    ) -> Result<Claim, ClaimError> {
+        let etcd = &self.cfg.etcd;
+        let relay_lease = self.lease.load(Ordering::Relaxed);
+        if relay_lease == 0 {
+            return Err(ClaimError::Unavailable(
+                "this relay holds no lease in etcd (etcd is unreachable or without quorum)".into(),
+            ));
+        }
+        let (nk, ak) = (self.key("names", name), self.key("at", name));
+        let ttl = ttl.as_secs().max(1);
+        for _ in 0..3 {
+            let (secret, fresh, cmp, sealed, old_lease) = match etcd.get(&nk).await? {
+                Some(kv) => {
+                    let Some(secret) = seal::open(&self.cfg.key, name, &kv.value) else {
+                        return Err(ClaimError::Unavailable(format!(
+                            "the name's record in etcd does not open with this relay's cluster \
+                             key (is --cluster-key-file the same at every relay of {}?)",
+                            etcd.urls()
+                        )));
+                    };
+                    let want = secrets::name_proof(&secret, name, nonce);
+                    if !secrets::same(&want, proof) {
+                        return Err(ClaimError::Taken);
+                    }
+                    let cmp = Cmp::Modified(nk.clone(), kv.mod_revision);
+                    (secret, false, cmp, kv.value, kv.lease)
+                }
+                None => {
+                    let mut s = [0u8; 32];
+                    rand::thread_rng().fill_bytes(&mut s);
+                    let sealed = seal::seal(&self.cfg.key, name, &s);
+                    (s, true, Cmp::Created(nk.clone(), 0), sealed, 0)
+                }
+            };
+            let lease = match old_lease {
+                0 => etcd.grant(ttl).await?,
+                l => match etcd.keepalive(l).await? {
+                    Some(_) => l,
+                    None => etcd.grant(ttl).await?,
+                },
+            };
+            let gen = self.gens.fetch_add(1, Ordering::Relaxed) + 1;
+            let at = At {
+                relay: self.cfg.id.clone(),
+                addr: self.cfg.advertise,
+                gen,
+                direct: direct.to_vec(),
+            };
+            let ops = [
+                Op::Put(nk.clone(), sealed, lease),
+                Op::Put(ak.clone(), at.encode(), relay_lease),
+            ];
+            if let Some(rev) = etcd.txn(&[cmp], &ops).await? {
+                self.owned().insert(
+                    name.to_owned(),
+                    Owned {
+                        name_lease: lease,
+                        gen,
+                        rev,
+                    },
+                );
+                return Ok(Claim { secret, fresh });
+            }
+        }
+        Err(ClaimError::Unavailable(
+            "the name changed in etcd while it was being registered, three times; retry".into(),
+        ))
+    }
+
+    /// Where `name`'s listener is attached, from the store.
+    pub(crate) async fn locate(&self, name: &str) -> Result<Option<At>, EtcdError> {
+        let kv = self.cfg.etcd.get(&self.key("at", name)).await?;
+        Ok(kv.and_then(|kv| At::decode(&kv.value)))
+    }
+
+    /// Whether `at` is this relay.
+    pub(crate) fn is_me(&self, at: &At) -> bool {
+        at.relay == self.cfg.id
+    }
+}
+
+impl Relay {
+    /// Keeps this relay's lease in etcd, forever: takes one (and publishes `relays/<id>`),
+    /// renews it every third of [`RELAY_TTL`], takes a new one when it expired (etcd was
+    /// away longer than the TTL) and then re-asserts the names that still point here.
+    pub async fn cluster_lease(self: Arc<Self>) {
+        let Some(c) = self.cluster.clone() else {
+            return;
+        };
+        let etcd = &c.cfg.etcd;
+        let mut name_renewal = tokio::time::Instant::now();
+        loop {
+            let lease = c.lease.load(Ordering::Relaxed);
+            let ok = if lease == 0 {
+                let got = async {
+                    let l = etcd.grant(RELAY_TTL.as_secs()).await?;
+                    let key = c.key("relays", &c.cfg.id);
+                    etcd.put(&key, c.cfg.advertise.to_string().as_bytes(), l)
+                        .await?;
+                    Ok::<i64, EtcdError>(l)
+                }
+                .await;
+                match got {
+                    Ok(l) => {
+                        c.lease.store(l, Ordering::Relaxed);
+                        self.status("cluster_lease", serde_json::json!({"relay": c.cfg.id}));
+                        self.reassert(&c).await;
+                        c.rewatch.notify_waiters();
+                        true
+                    }
+                    Err(e) => {
+                        tracing::info!("cannot take a lease in etcd: {e}");
+                        false
+                    }
+                }
+            } else {
+                match etcd.keepalive(lease).await {
+                    Ok(Some(_)) => true,
+                    Ok(None) => {
+                        tracing::info!("the relay's lease in etcd expired; taking a new one");
+                        c.lease.store(0, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::info!("cannot renew the relay's lease in etcd: {e}");
+                        false
+                    }
+                }
+            };
+            let was = c.healthy.swap(ok, Ordering::Relaxed);
+            if was != ok {
+                self.metrics.etcd_healthy.set(i64::from(ok));
+                self.status("etcd", serde_json::json!({"healthy": ok}));
+            }
+            if ok
+                && name_renewal.elapsed() >= (self.cfg.name_ttl / 3).min(Duration::from_secs(3600))
+            {
+                self.renew_names(&c).await;
+                name_renewal = tokio::time::Instant::now();
+            }
+            tokio::time::sleep(RELAY_TTL / 3).await;
+        }
+    }
+
+    /// Leaves the cluster (at exit): revokes the relay's lease, so that its `at/` keys go at
+    /// once and clients are sent to the relays their listeners move to.
+    pub async fn cluster_leave(&self) {
+        let Some(c) = &self.cluster else { return };
+        let lease = c.lease.swap(0, Ordering::Relaxed);
+        if lease != 0 {
+            let _ = tokio::time::timeout(Duration::from_secs(3), c.cfg.etcd.revoke(lease)).await;
+        }
+    }
+
+    /// Renews the `names/` leases of the names whose listener is attached here.
+    async fn renew_names(&self, c: &Cluster) {
+        let live: Vec<i64> = {
+            let r = self.reg();
+            c.owned()
+                .iter()
+                .filter(|(n, _)| r.names.get(*n).is_some_and(|n| n.control.is_some()))
+                .map(|(_, o)| o.name_lease)
+                .collect()
+        };
+        for l in live {
+            if let Err(e) = c.cfg.etcd.keepalive(l).await {
+                tracing::info!("cannot renew a name's lease: {e}");
+                return;
+            }
+        }
+    }
+
+    /// With a new lease: writes `at/<name>` again for each name attached here that points
+    /// here or nowhere; closes the channels of names another relay took meanwhile.
+    async fn reassert(&self, c: &Cluster) {
+        let lease = c.lease.load(Ordering::Relaxed);
+        let mine: Vec<(String, u64)> = {
+            let r = self.reg();
+            c.owned()
+                .iter()
+                .filter(|(n, _)| r.names.get(*n).is_some_and(|n| n.control.is_some()))
+                .map(|(n, o)| (n.clone(), o.gen))
+                .collect()
+        };
+        for (name, gen) in mine {
+            let ak = c.key("at", &name);
+            let direct = self
+                .reg()
+                .names
+                .get(&name)
+                .map(|n| n.addrs.clone())
+                .unwrap_or_default();
+            let at = At {
+                relay: c.cfg.id.clone(),
+                addr: c.cfg.advertise,
+                gen,
+                direct,
+            };
+            let done = match c.cfg.etcd.get(&ak).await {
+                Ok(None) => {
+                    c.cfg
+                        .etcd
+                        .txn(
+                            &[Cmp::Created(ak.clone(), 0)],
+                            &[Op::Put(ak, at.encode(), lease)],
+                        )
+                        .await
+                }
+                Ok(Some(kv)) if At::decode(&kv.value).is_some_and(|a| c.is_me(&a)) => {
+                    c.cfg
+                        .etcd
+                        .txn(
+                            &[Cmp::Modified(ak.clone(), kv.mod_revision)],
+                            &[Op::Put(ak, at.encode(), lease)],
+                        )
+                        .await
+                }
+                Ok(Some(_)) => Ok(None),
+                Err(e) => {
+                    tracing::info!("cannot re-assert names in etcd: {e}");
+                    return;
+                }
+            };
+            match done {
+                Ok(Some(rev)) => {
+                    if let Some(o) = c.owned().get_mut(&name) {
+                        o.rev = rev;
+                    }
+                }
+                Ok(None) => self.taken_elsewhere(&name),
+                Err(e) => {
+                    tracing::info!("cannot re-assert '{name}' in etcd: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Another relay holds `name` now: close its control channel here.
+    fn taken_elsewhere(&self, name: &str) {
+        if let Some(c) = &self.cluster {
+            c.owned().remove(name);
+        }
+        let mut r = self.reg();
+        let closed = r
+            .names
+            .get_mut(name)
+            .and_then(|n| n.control.take())
+            .map(|ctl| ctl.close.notify_one())
+            .is_some();
+        if r.names.get(name).is_some_and(|n| n.pending.is_empty()) {
+            r.names.remove(name);
+        }
+        drop(r);
+        if closed {
+            self.status("taken_elsewhere", serde_json::json!({"name": name}));
+        }
+    }
+
+    /// Watches `at/`, forever: a name this relay holds that another relay took is closed
+    /// here. After an error (or a new lease) it reads `at/` again and watches anew.
+    pub async fn cluster_watch(self: Arc<Self>) {
+        let Some(c) = self.cluster.clone() else {
+            return;
+        };
+        let prefix = c.key("at", "");
+        loop {
+            let kick = c.rewatch.notified();
+            tokio::pin!(kick);
+            kick.as_mut().enable();
+            let listed = c.cfg.etcd.get_prefix(&prefix).await;
+            let rev = match listed {
+                Ok((kvs, rev)) => {
+                    for kv in kvs {
+                        self.seen_at(&c, &prefix, &kv, true);
+                    }
+                    rev
+                }
+                Err(e) => {
+                    tracing::debug!("cannot read at/ from etcd: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            match c.cfg.etcd.watch_prefix(&prefix, rev + 1).await {
+                Ok(mut w) => loop {
+                    tokio::select! {
+                        evs = w.next() => match evs {
+                            Ok(evs) => for e in evs {
+                                match e {
+                                    Event::Put(kv) => self.seen_at(&c, &prefix, &kv, true),
+                                    Event::Delete(kv) => self.seen_at(&c, &prefix, &kv, false),
+                                }
+                            },
+                            Err(e) => {
+                                tracing::debug!("the watch of at/ ended: {e}");
+                                break;
+                            }
+                        },
+                        _ = &mut kick => break,
+                    }
+                },
+                Err(e) => tracing::debug!("cannot watch at/: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// `at/<name>` was put (`put`) or deleted as `kv` says. A put by another relay newer
+    /// than our own write takes the name from us.
+    fn seen_at(&self, c: &Cluster, prefix: &[u8], kv: &Kv, put: bool) {
+        let Some(name) = kv
+            .key
+            .strip_prefix(prefix)
+            .and_then(|n| std::str::from_utf8(n).ok())
+        else {
+            return;
+        };
+        let Some(at) = At::decode(&kv.value).filter(|_| put) else {
+            return;
+        };
+        let newer = c.owned().get(name).is_some_and(|o| kv.mod_revision > o.rev);
+        if !c.is_me(&at) && newer {
+            self.taken_elsewhere(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_values_round_trip_and_hostile_ones_are_none() {
+        let at = At {
+            relay: "r1".into(),
+            addr: "127.0.0.1:7480".parse().unwrap(),
+            gen: 3,
+            direct: vec!["192.0.2.1:5".parse().unwrap()],
+        };
+        assert_eq!(At::decode(&at.encode()), Some(at));
+        for bad in [
+            &br#"{"relay":"","addr":"1.2.3.4:5","gen":1,"direct":[]}"#[..],
+            br#"{"relay":"x","addr":"nope","gen":1,"direct":[]}"#,
+            br#"{"relay":"x","addr":"1.2.3.4:5","gen":-1,"direct":[]}"#,
+            br#"{"relay":"x","addr":"1.2.3.4:5","gen":1,"direct":[7]}"#,
+            br#"[]"#,
+            b"\xff",
+        ] {
+            assert_eq!(At::decode(bad), None);
+        }
+        let many = format!(
+            r#"{{"relay":"x","addr":"1.2.3.4:5","gen":1,"direct":[{}]}}"#,
+            vec!["\"1.2.3.4:5\""; 17].join(",")
+        );
+        assert_eq!(At::decode(many.as_bytes()), None);
+    }
+}

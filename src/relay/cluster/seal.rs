@@ -1,0 +1,92 @@
+//! The cluster key's two uses: sealing names' secrets before they go into etcd
+//! (ChaCha20-Poly1305, the name as associated data, so a sealed secret cannot be moved to
+//! another name), and authenticating relay-to-relay FORWARDs (HMAC-SHA-256).
+
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
+use sha2::Sha256;
+
+/// Bytes of a cluster key.
+pub const KEY_LEN: usize = 32;
+/// Bytes of a sealed secret: nonce, ciphertext, tag.
+pub(crate) const SEALED_LEN: usize = NONCE_LEN + 32 + 16;
+
+/// A key derived from the cluster key for one purpose.
+fn derive(key: &[u8; KEY_LEN], purpose: &str) -> [u8; 32] {
+    blake3::derive_key(purpose, key)
+}
+
+/// Seals a name's secret with the cluster key.
+pub(crate) fn seal(key: &[u8; KEY_LEN], name: &str, secret: &[u8; 32]) -> Vec<u8> {
+    let k = derive(key, "msock relay cluster names v1");
+    let Ok(unbound) = UnboundKey::new(&CHACHA20_POLY1305, &k) else {
+        unreachable!("a 32-byte key suits ChaCha20-Poly1305")
+    };
+    let sealer = LessSafeKey::new(unbound);
+    let mut n = [0u8; NONCE_LEN];
+    rand::thread_rng().fill_bytes(&mut n);
+    let mut buf = secret.to_vec();
+    // Sealing in memory with a valid key and a fresh nonce does not fail.
+    let _ = sealer.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(n),
+        Aad::from(name.as_bytes()),
+        &mut buf,
+    );
+    let mut out = n.to_vec();
+    out.extend_from_slice(&buf);
+    out
+}
+
+/// Opens a sealed secret of `name`; None if it was not sealed for this name with this key.
+pub(crate) fn open(key: &[u8; KEY_LEN], name: &str, sealed: &[u8]) -> Option<[u8; 32]> {
+    if sealed.len() != SEALED_LEN {
+        return None;
+    }
+    let k = derive(key, "msock relay cluster names v1");
+    let opener = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &k).ok()?);
+    let n: [u8; NONCE_LEN] = sealed[..NONCE_LEN].try_into().ok()?;
+    let mut buf = sealed[NONCE_LEN..].to_vec();
+    let plain = opener
+        .open_in_place(
+            Nonce::assume_unique_for_key(n),
+            Aad::from(name.as_bytes()),
+            &mut buf,
+        )
+        .ok()?;
+    plain.try_into().ok()
+}
+
+/// The MAC of a FORWARD's body (everything before the MAC).
+pub(crate) fn forward_mac(key: &[u8; KEY_LEN], body: &[u8]) -> [u8; 32] {
+    let k = derive(key, "msock relay cluster forward v1");
+    let Ok(mut m) = Hmac::<Sha256>::new_from_slice(&k) else {
+        unreachable!("HMAC takes any key length")
+    };
+    m.update(body);
+    m.finalize().into_bytes().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_secrets_open_only_for_their_name_and_key() {
+        let (k, other) = ([1u8; 32], [2u8; 32]);
+        let s = seal(&k, "pc", &[7; 32]);
+        assert_eq!(s.len(), SEALED_LEN);
+        assert!(
+            !s.windows(32).any(|w| w == [7; 32]),
+            "the secret is in clear"
+        );
+        assert_eq!(open(&k, "pc", &s), Some([7; 32]));
+        assert_eq!(open(&other, "pc", &s), None);
+        assert_eq!(open(&k, "pd", &s), None);
+        assert_eq!(open(&k, "pc", &s[1..]), None);
+        let mut bent = s.clone();
+        bent[20] ^= 1;
+        assert_eq!(open(&k, "pc", &bent), None);
+        assert_ne!(forward_mac(&k, b"x"), forward_mac(&other, b"x"));
+    }
+}

@@ -1,0 +1,315 @@
+//! Relays sharing one name registry in etcd (`msock proxy --etcd ... --cluster-key-file`),
+//! end to end on loopback with a 3-member etcd cluster: a listener attached at relay A reached
+//! by a client at relay C (a stream and send-file, byte-identical, one relay hop), name theft
+//! at another relay refused, registrations with one etcd member dead, and without quorum: new
+//! registrations refused with "registry unavailable" while a live session goes on. Skipped
+//! (with a message) where etcd is not installed.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::etcd::EtcdCluster;
+use common::relay::{named_listener, spawn_named, Relay};
+use common::*;
+
+/// Deadline for bulk transfers (debug build, 2 cores, other tests in parallel).
+const BULK: Duration = Duration::from_secs(120);
+/// Deadline for short exchanges.
+const SHORT: Duration = Duration::from_secs(30);
+
+/// Three relays of one cluster, with the cluster key in `dir`.
+fn relays(etcd: &EtcdCluster, dir: &Path) -> Vec<Relay> {
+    let key = dir.join("cluster.key");
+    std::fs::write(
+        &key,
+        "6d736f636b2d746573742d636c75737465722d6b65792d3332627974657321\n",
+    )
+    .unwrap();
+    let urls = etcd.urls();
+    ["a", "b", "c"]
+        .iter()
+        .map(|id| {
+            Relay::start(
+                dir,
+                "127.0.0.1:0",
+                &[
+                    "--etcd",
+                    &urls,
+                    "--cluster-key-file",
+                    key.to_str().unwrap(),
+                    "--relay-id",
+                    id,
+                ],
+            )
+        })
+        .collect()
+}
+
+fn assert_file_hash(path: &Path, want: &[u8; 32], len: usize, what: &str) {
+    let (got, n) = sha256_file(path);
+    assert_eq!(n, len as u64, "{what}: {n} bytes, want {len}");
+    assert_eq!(hex(&got), hex(want), "{what}: bytes differ");
+}
+
+/// A listener attached at relay A, a client at relay C: C forwards the DIAL to A, the
+/// listener dials back to C, and the 100 MB stream and a send-file arrive byte-identical,
+/// spliced at C alone.
+#[test]
+fn listener_at_a_reached_by_a_client_at_c() {
+    let Some(etcd) = EtcdCluster::start() else {
+        return;
+    };
+    let dir = tempdir();
+    let r = relays(&etcd, dir.path());
+    const LEN: usize = 100 * 1000 * 1000;
+    let (c_in, c_hash) = write_random_file(dir.path(), "c.in", 7, LEN);
+    let l_out = dir.path().join("l.out");
+    let mut l = named_listener(
+        &r[0],
+        "far",
+        &dir.path().join("state"),
+        &["--recv-only"],
+        Stdio::null(),
+        stdout_to(&l_out),
+    );
+    let mut c = connect(&r[2].dest("far"), &["-v"], stdin_from(&c_in), Stdio::null());
+    let ce = c.expect_code(0, BULK);
+    l.expect_code(0, SHORT);
+    assert_file_hash(&l_out, &c_hash, LEN, "listener's output");
+    assert!(ce.stderr.contains("through the relay"), "{}", ce.stderr);
+    // One hop: spliced at C, the DIAL forwarded by A; B saw nothing.
+    let ends: Vec<_> = r[2]
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "splice_end")
+        .collect();
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert!(ends[0]["up"].as_u64().unwrap() > LEN as u64);
+    assert!(r[0].count("forwarded_dial") >= 1, "{:?}", r[0].events());
+    assert_eq!(r[0].count("splice"), 0, "{:?}", r[0].events());
+    assert_eq!(r[1].count("splice") + r[1].count("forwarded_dial"), 0);
+
+    // send-file through C to a listener at A.
+    let save = dir.path().join("save");
+    let (file, hash) = write_random_file(dir.path(), "photo.bin", 8, 3_000_000);
+    let _files = named_listener(
+        &r[0],
+        "files",
+        &dir.path().join("state"),
+        &["--save-dir", save.to_str().unwrap(), "-k"],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let mut s = Proc::spawn("msock send-file", {
+        let mut c = msock(&[
+            "send-file",
+            "-q",
+            file.to_str().unwrap(),
+            &r[2].dest("files"),
+        ]);
+        c.stdin(Stdio::null()).stdout(Stdio::null());
+        c
+    });
+    s.expect_code(0, BULK);
+    assert_file_hash(&save.join("photo.bin"), &hash, 3_000_000, "saved file");
+}
+
+/// A name held at relay A cannot be registered at relay B without its secret; the owner
+/// keeps it.
+#[test]
+fn name_theft_at_another_relay_is_refused() {
+    let Some(etcd) = EtcdCluster::start() else {
+        return;
+    };
+    let dir = tempdir();
+    let r = relays(&etcd, dir.path());
+    let mut owner = named_listener(
+        &r[0],
+        "mine",
+        &dir.path().join("owner"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let mut thief = spawn_named(
+        &r[1],
+        "mine",
+        &dir.path().join("thief"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let e = thief.expect_code(1, SHORT);
+    assert!(
+        e.stderr.contains("held by another listener"),
+        "{}",
+        e.stderr
+    );
+    owner.assert_running("the owner keeps its name");
+    assert_eq!(r[1].count("registered"), 0);
+}
+
+/// With one etcd member killed the cluster has quorum: new names register at any relay.
+#[test]
+fn registrations_work_with_one_etcd_member_dead() {
+    let Some(mut etcd) = EtcdCluster::start() else {
+        return;
+    };
+    let dir = tempdir();
+    let r = relays(&etcd, dir.path());
+    etcd.kill(0);
+    let mut l = named_listener(
+        &r[1],
+        "survivor",
+        &dir.path().join("s"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    l.assert_running("registered with one member down");
+    let mut m = named_listener(
+        &r[2],
+        "another",
+        &dir.path().join("t"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    m.assert_running("registered with one member down");
+}
+
+/// Two of three members dead (no quorum): a live session through the cluster goes on, and a
+/// new registration is refused with "registry unavailable" (exit 1) instead of risking two
+/// owners of a name.
+#[test]
+fn without_quorum_new_registrations_are_refused_and_live_sessions_go_on() {
+    let Some(mut etcd) = EtcdCluster::start() else {
+        return;
+    };
+    let dir = tempdir();
+    let r = relays(&etcd, dir.path());
+    let out = dir.path().join("out");
+    let mut l = named_listener(
+        &r[0],
+        "live",
+        &dir.path().join("l"),
+        &["--recv-only"],
+        Stdio::null(),
+        stdout_to(&out),
+    );
+    let mut c = connect(&r[2].dest("live"), &[], Stdio::piped(), Stdio::null());
+    let mut stdin = c.take_stdin();
+    let first = seeded_bytes(11, 1_000_000);
+    stdin.write_all(&first).unwrap();
+    assert!(
+        wait_file_len(&out, first.len() as u64, SHORT),
+        "first part did not arrive"
+    );
+    etcd.kill(0);
+    etcd.kill(1);
+    let mut late = spawn_named(
+        &r[1],
+        "late",
+        &dir.path().join("late"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let e = late.expect_code(1, SHORT);
+    assert!(e.stderr.contains("registry unavailable"), "{}", e.stderr);
+    let second = seeded_bytes(12, 1_000_000);
+    stdin.write_all(&second).unwrap();
+    drop(stdin);
+    c.expect_code(0, SHORT);
+    l.expect_code(0, SHORT);
+    let mut want = first;
+    want.extend_from_slice(&second);
+    assert_bytes_eq(&read(&out), &want, "listener output across the etcd outage");
+}
+
+/// A FORWARD whose MAC was not made with the cluster key is refused (the listener is asked
+/// nothing), and one from a relay in no cluster is a protocol error.
+#[test]
+fn forged_forwards_are_refused() {
+    let Some(etcd) = EtcdCluster::start() else {
+        return;
+    };
+    let dir = tempdir();
+    let r = relays(&etcd, dir.path());
+    let _l = named_listener(
+        &r[0],
+        "prey",
+        &dir.path().join("p"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let mut body = vec![4u8];
+    body.extend_from_slice(b"prey");
+    body.extend_from_slice(&7u64.to_be_bytes());
+    body.extend_from_slice(&[1; 16]);
+    body.extend_from_slice(&[4, 127, 0, 0, 1, 0x1f, 0x40]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    body.extend_from_slice(&now.as_secs().to_be_bytes());
+    body.extend_from_slice(&[9; 32]);
+    let mut msg = PREAMBLE.to_vec();
+    msg.extend_from_slice(&(body.len() as u32 + 1).to_be_bytes());
+    msg.push(0x2d);
+    msg.extend_from_slice(&body);
+    let mut s = tcp_connect(r[0].addr, SHORT);
+    s.write_all(&msg).unwrap();
+    let (got, _) = read_to_end_bounded(&mut s);
+    assert_eq!(&got[..6], PREAMBLE);
+    assert_eq!(got[10], FRAME_ERROR, "{got:?}");
+    assert!(
+        String::from_utf8_lossy(&got).contains("not authenticated"),
+        "{got:?}"
+    );
+    assert_eq!(r[0].count("forwarded_dial"), 0);
+}
+
+/// `--etcd` without a usable cluster key is a usage error (exit 2) that says what to do.
+#[test]
+fn a_missing_or_short_cluster_key_is_a_usage_error() {
+    let dir = tempdir();
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, "too short\n").unwrap();
+    let missing = dir.path().join("missing.key");
+    for (key, says) in [
+        (&short, "at least 32 characters"),
+        (&missing, "cannot read it"),
+    ] {
+        let e = run(
+            &[
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--etcd",
+                "http://127.0.0.1:9",
+                "--cluster-key-file",
+                key.to_str().unwrap(),
+            ],
+            SHORT,
+        );
+        assert_eq!(e.code, Some(2), "{}", e.stderr);
+        assert!(e.stderr.contains(says), "{}", e.stderr);
+    }
+    let e = run(
+        &[
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--etcd",
+            "http://127.0.0.1:9",
+        ],
+        SHORT,
+    );
+    assert_eq!(e.code, Some(2), "{}", e.stderr);
+    assert!(e.stderr.contains("--cluster-key-file"), "{}", e.stderr);
+}
