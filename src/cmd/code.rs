@@ -41,7 +41,7 @@ pub(crate) async fn listen_pairing(
     args: &ListenArgs,
     listener_key: [u8; 32],
 ) -> Result<(String, Accepted), Failure> {
-    let relay = relay(args.relay.as_deref())?;
+    let relay = relay(args.relay.first().map(String::as_str))?;
     let waiting = pairing::claim(&relay, family(&args.stream))
         .await
         .map_err(failure)?;
