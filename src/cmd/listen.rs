@@ -39,7 +39,9 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         None => (None, None), // --relay only
     };
     if args.code && args.relay.len() > 1 {
-        return Err(Failure::local("--code pairs through one relay: give one --relay"));
+        return Err(Failure::local(
+            "--code pairs through one relay: give one --relay",
+        ));
     }
     if args.relay.len() > crate::relay::client::MAX_RELAYS {
         return Err(Failure::local(format!(

@@ -247,7 +247,10 @@ async fn keep(
             let (_, f) = presence.set(me, false);
             cfg.events.emit(
                 "relay_lost",
-                with(serde_json::json!({"relay": relay.to_string(), "error": why}), f),
+                with(
+                    serde_json::json!({"relay": relay.to_string(), "error": why}),
+                    f,
+                ),
             );
             wait = Duration::from_millis(250);
         }

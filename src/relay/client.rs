@@ -65,7 +65,11 @@ pub fn parse(dest: &str) -> Result<Option<Named>, String> {
         if relay.is_empty() {
             return Err(format!(
                 "'{dest}' names no relay{}: give NAME@HOST[:PORT][,HOST[:PORT]...]",
-                if relays.is_empty() { "" } else { " between two commas" }
+                if relays.is_empty() {
+                    ""
+                } else {
+                    " between two commas"
+                }
             ));
         }
         out.push(with_port(relay));
@@ -140,7 +144,10 @@ pub async fn plan(dest: &str, family: Family, wait: Duration) -> Result<Vec<Hop>
 
 /// Every address of every relay (in the order given, each once, at most
 /// [`MAX_RELAY_ADDRS`]). A relay that does not resolve is skipped while another does.
-async fn resolve_relays(relays: &[String], family: Family) -> Result<Vec<SocketAddr>, ConnectError> {
+async fn resolve_relays(
+    relays: &[String],
+    family: Family,
+) -> Result<Vec<SocketAddr>, ConnectError> {
     let mut set = JoinSet::new();
     for (i, r) in relays.iter().enumerate() {
         let r = r.clone();
@@ -288,9 +295,9 @@ pub(crate) async fn connect_race(
     let mut last = None;
     let start = |set: &mut JoinSet<_>, addr: SocketAddr| {
         let device = device.map(str::to_owned);
-        set.spawn(async move {
-            connect_any(&[addr], source, device.as_deref(), Some(timeout)).await
-        });
+        set.spawn(
+            async move { connect_any(&[addr], source, device.as_deref(), Some(timeout)).await },
+        );
     };
     if let Some(a) = next.next() {
         start(&mut set, a);
@@ -388,7 +395,10 @@ mod tests {
         let nine = vec!["r"; MAX_RELAYS + 1].join(",");
         assert!(parse(&format!("pc@{nine}")).is_err());
         let eight = vec!["r"; MAX_RELAYS].join(",");
-        assert_eq!(parse(&format!("pc@{eight}")).unwrap().unwrap().relays.len(), 8);
+        assert_eq!(
+            parse(&format!("pc@{eight}")).unwrap().unwrap().relays.len(),
+            8
+        );
     }
 
     /// A relay that refuses the name is left out; the one that finds it is routed through
