@@ -392,9 +392,9 @@ mod tests {
         assert!(parse("pc@a,").is_err());
         assert!(parse("pc@,a").is_err());
         assert!(parse("pc@a,,b").is_err());
-        let nine = vec!["r"; MAX_RELAYS + 1].join(",");
+        let nine = ["r"; MAX_RELAYS + 1].join(",");
         assert!(parse(&format!("pc@{nine}")).is_err());
-        let eight = vec!["r"; MAX_RELAYS].join(",");
+        let eight = ["r"; MAX_RELAYS].join(",");
         assert_eq!(
             parse(&format!("pc@{eight}")).unwrap().unwrap().relays.len(),
             8
