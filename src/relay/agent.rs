@@ -162,18 +162,17 @@ pub async fn start(
     }
     let mut channels = Vec::new();
     let mut transient = None;
+    let mut later = Vec::new();
     for (i, r) in got.into_iter().enumerate() {
         match r {
             Some(Ok(ch)) => channels.push((i, Some(ch))),
             Some(Err(RegisterError::Transient(e))) => {
                 transient.get_or_insert(RegisterError::Transient(e.clone()));
                 channels.push((i, None));
-                if cfgs.len() > 1 {
-                    eprintln!(
-                        "msock: cannot register at relay {} yet ({e}); retrying in the background",
-                        cfgs[i].relay
-                    );
-                }
+                later.push(format!(
+                    "msock: cannot register at relay {} yet ({e}); retrying in the background",
+                    cfgs[i].relay
+                ));
             }
             Some(Err(e)) => return Err(e),
             None => {
@@ -184,7 +183,10 @@ pub async fn start(
         }
     }
     if channels.iter().all(|(_, c)| c.is_none()) {
-        return Err(transient.expect("some relay failed"));
+        return Err(transient.unwrap_or_else(|| RegisterError::Local("no relay given".into())));
+    }
+    for line in later {
+        eprintln!("{line}");
     }
     let (fatal_tx, fatal_rx) = mpsc::channel(1);
     let (each_tx, each_rx) = mpsc::channel(cfgs.len());
