@@ -9,7 +9,7 @@
 //! relay's secret is never shown to another: a relay could pass it on to register the name
 //! elsewhere). Each channel reconnects on its own; DIALs from any of them are answered. A
 //! relay unreachable at the start is retried in the background while the others serve; the
-//! listener gives up only when every relay refused the name for good. [`Presence`] tells
+//! listener gives up only when every relay refused the name for good. `Presence` tells
 //! which relays the name is registered at now; every event carries it.
 
 use std::collections::VecDeque;
@@ -59,7 +59,7 @@ pub struct AgentConfig {
 }
 
 /// Which of the listener's relays the name is registered at now.
-pub struct Presence {
+struct Presence {
     /// The relays as given, HOST:PORT.
     given: Vec<String>,
     /// Per relay: (registered now, ever registered).
