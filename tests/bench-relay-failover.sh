@@ -12,11 +12,13 @@
 # The sessions are made to go through A by starting B only after they are up (their first
 # lookup finds A alone); the listener registers at B as soon as it comes up.
 # Usage: bash tests/bench-relay-failover.sh [SESSIONS]
+# MSOCK_BIN=PATH uses that msock binary instead of building the release one (say so with the
+# figures: a debug build's resume times are longer).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=bench-lib.sh
 source "$(dirname "$0")/bench-lib.sh"
 SESSIONS=${1:-50}
-bench_build --bin msock
+if [ -n "${MSOCK_BIN:-}" ]; then MSOCK=$MSOCK_BIN; else bench_build --bin msock; fi
 bench_tmp
 export MSOCK_STATE_DIR=$tmp/state
 : "${BENCH_WAIT:=30}"
@@ -43,9 +45,12 @@ APID=$RPID
 LPID=$!
 wait_line "$tmp/l.err" "^msock: \(registered\) 'fo' at relay $A" "$LPID" >/dev/null
 
-# Idle clients: stdin held open by a sleep, so that the sessions stay up.
+# Idle clients: stdin held open by a sleep, so that the sessions stay up. One at a time, each
+# session open before the next starts (50 handshakes at once on a loaded machine can exceed
+# the 10 s handshake timeout: that would measure the setup, not the failover).
 for i in $(seq "$SESSIONS"); do
     sleep 600 | "$MSOCK" connect --json-events "fo@$A,$B" >/dev/null 2>"$tmp/c$i.err" &
+    wait_line "$tmp/c$i.err" '.*"event":"\(session_open\)".*' >/dev/null
 done
 wait_until "$APID" at_least a "$SESSIONS" || bench_not_ready "$SESSIONS splices at relay A" "$APID" "$tmp/a.err"
 
@@ -72,6 +77,8 @@ for i in $(seq "$SESSIONS"); do
     if [ -n "$s" ]; then stalls+=("$s"); else lost=$((lost + 1)); fi
 done
 kill "$LPID" "$BPID" 2>/dev/null || true
+# BENCH_KEEP=DIR keeps the logs (relays' status lines, the listener's and clients' stderr).
+[ -z "${BENCH_KEEP:-}" ] || cp -r "$tmp" "$BENCH_KEEP"
 
 n=${#stalls[@]}
 by() { printf '%s\n' "${stalls[@]}" | awk -v t="$1" '$1 <= t { c++ } END { print c + 0 }'; }
