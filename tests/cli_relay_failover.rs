@@ -272,7 +272,7 @@ fn unreachable_second_relay_does_not_stop_the_first() {
         &relays,
         "half",
         &dir.path().join("state"),
-        &["-k", "--recv-only"],
+        &["-k", "--recv-only", "--json-events"],
         stdout_to(&out),
     );
     wait_registered(&mut l, 1);
@@ -309,6 +309,16 @@ fn unreachable_second_relay_does_not_stop_the_first() {
         "{}",
         l.stderr.text()
     );
+    // --json-events carry the same, naming the relay.
+    let json_lost = l.stderr.wait_line(SHORT, |x| {
+        serde_json::from_str::<Value>(x).is_ok_and(|e| {
+            e["event"] == "relay_lost"
+                && e["relay"] == a_addr.to_string()
+                && e["up"] == serde_json::json!([b_addr.to_string()])
+                && e["of"] == 2
+        })
+    });
+    assert!(json_lost.is_some(), "{}", l.stderr.text());
     // Served through the second alone now.
     let more = seeded_bytes(14, 500_000);
     let input = temp_file_with(&more);
