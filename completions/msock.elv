@@ -32,7 +32,7 @@ set edit:completion:arg-completer[msock] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'msock;listen'= {
-            cand --relay 'Also listen through the relay at HOST[:PORT] (default port 7480), under --name: works behind NAT, since the listener connects out. Re-registers after address changes'
+            cand --relay 'Also listen through the relay at HOST[:PORT] (default port 7480), under --name: works behind NAT, since the listener connects out. Re-registers after address changes. Repeat it (or separate relays by commas, up to 8) to register the same name at several relays, each with its own secret and control channel: the listener serves through any of them, and clients that list them (NAME@A,B) fail over when one dies. stderr says which relays the name is registered at after each change. --code takes one relay'
             cand --name 'The name to register at the relay; clients connect to NAME@HOST[:PORT]. The first registration returns a secret, kept in $MSOCK_STATE_DIR, $XDG_STATE_HOME/msock or ~/.local/state/msock (relay-names/RELAY/NAME.secret); only its holder can register the name again'
             cand --relay-key-file 'A file whose first line is the registration key, for a relay started with --auth-keys'
             cand --authorized-keys 'Admit only clients whose key is listed in FILE: one fingerprint per line (SHA256:..., as `msock connect --show-key` prints it; words after it are a comment), lines starting with # and blank lines ignored. Applies to every service (byte streams, files, benchmarks). The file is re-read when it changes (checked as each session opens), so no restart is needed. A refused client is told the fingerprint to add. Needs encryption'

@@ -15,7 +15,10 @@ use super::{DialArgs, StreamArgs};
 pub struct ConnectArgs {
     /// The listener: HOST:PORT or [IPV6]:PORT, or HOST PORT as two arguments (as nc takes
     /// them), or NAME@RELAY[:PORT] for a listener registered at a relay (not given with
-    /// --list-ifaces). With --code: the relay, HOST[:PORT] (default: `relay` in config.toml).
+    /// --list-ifaces). NAME@A,B (up to 8 relays, commas, each HOST[:PORT]) lists relays the
+    /// listener is registered at: every address of every relay is tried, and a session whose
+    /// relay dies resumes through another. With --code: the relay, HOST[:PORT] (default:
+    /// `relay` in config.toml).
     #[arg(value_name = "HOST:PORT",
           required_unless_present_any = ["list_ifaces", "show_key", "forget_key", "code"])]
     pub dest: Option<String>,

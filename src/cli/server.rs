@@ -53,8 +53,12 @@ pub struct ListenArgs {
     pub show_key: bool,
     /// Also listen through the relay at HOST[:PORT] (default port 7480), under --name: works
     /// behind NAT, since the listener connects out. Re-registers after address changes.
-    #[arg(long, value_name = "HOST[:PORT]")]
-    pub relay: Option<String>,
+    /// Repeat it (or separate relays by commas, up to 8) to register the same name at several
+    /// relays, each with its own secret and control channel: the listener serves through any
+    /// of them, and clients that list them (NAME@A,B) fail over when one dies. stderr says
+    /// which relays the name is registered at after each change. --code takes one relay.
+    #[arg(long, value_name = "HOST[:PORT]", value_delimiter = ',')]
+    pub relay: Vec<String>,
 
     /// Wait for a sender by code: register a fresh code's number at the relay (--relay, else
     /// `relay = "HOST:PORT"` in config.toml in the config directory), print `code:

@@ -41,7 +41,7 @@ pub(crate) async fn listen_pairing(
     args: &ListenArgs,
     listener_key: [u8; 32],
 ) -> Result<(String, Accepted), Failure> {
-    let relay = relay(args.relay.as_deref())?;
+    let relay = relay(args.relay.first().map(String::as_str))?;
     if args.resume {
         let save_dir = args.save_dir.as_deref();
         let paired = ticket::load_listener(&relay, save_dir).ok_or_else(|| {

@@ -38,7 +38,18 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         }
         None => (None, None), // --relay only
     };
-    if args.relay.is_some() && args.name.is_none() && !args.code {
+    if args.code && args.relay.len() > 1 {
+        return Err(Failure::local(
+            "--code pairs through one relay: give one --relay",
+        ));
+    }
+    if args.relay.len() > crate::relay::client::MAX_RELAYS {
+        return Err(Failure::local(format!(
+            "--relay: at most {} relays",
+            crate::relay::client::MAX_RELAYS
+        )));
+    }
+    if !args.relay.is_empty() && args.name.is_none() && !args.code {
         return Err(Failure::local(
             "--relay needs --name NAME (the name clients give as NAME@RELAY), or --code",
         ));
@@ -163,15 +174,15 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     for l in listeners {
         server.listen(l, tx.clone());
     }
-    let mut relay_lost = match (&paired, &args.relay, &args.name) {
-        (Some((relay, a)), _, _) => {
+    let mut relay_lost = match (&paired, &args.name) {
+        (Some((relay, a)), _) => {
             let inject = relay_inject(server.clone(), tx.clone());
-            let name = &a.paired.session_name;
-            Some(register_at_relay(relay, name, &args, listening, inject).await?)
+            let (relays, name) = (std::slice::from_ref(relay), &a.paired.session_name);
+            Some(register_at_relay(relays, name, &args, listening, inject).await?)
         }
-        (None, Some(relay), Some(name)) => {
+        (None, Some(name)) if !args.relay.is_empty() => {
             let inject = relay_inject(server.clone(), tx.clone());
-            Some(register_at_relay(relay, name, &args, listening, inject).await?)
+            Some(register_at_relay(&args.relay, name, &args, listening, inject).await?)
         }
         _ => None,
     };
@@ -292,22 +303,17 @@ fn relay_inject(server: Arc<Server>, tx: mpsc::Sender<Incoming>) -> crate::relay
     Arc::new(move |stream, peer| server.inject(stream, peer, tx.clone()))
 }
 
-/// Registers `name` at `relay` (exit 1 if the relay refuses it, 2 for local trouble) and
-/// keeps the registration up; the receiver hears if the name is lost for good.
+/// Registers `name` at each of `relays` (exit 1 if a relay refuses it or none can be reached,
+/// 2 for local trouble) and keeps the registrations up; the receiver hears if the name is
+/// lost for good at every relay.
 async fn register_at_relay(
-    relay: &str,
+    relays: &[String],
     name: &str,
     args: &ListenArgs,
     listening: Vec<SocketAddr>,
     inject: crate::relay::agent::Inject,
 ) -> Result<mpsc::Receiver<String>, Failure> {
     use crate::relay::{agent, client, secrets};
-    let named = client::parse(&format!("{name}@{relay}"))
-        .map_err(Failure::local)?
-        .ok_or_else(|| Failure::local("give --relay HOST[:PORT]"))?;
-    let secret_file = secrets::secret_path(&named.relay, name).ok_or_else(|| {
-        Failure::local("no state directory for the name's secret: set MSOCK_STATE_DIR or HOME")
-    })?;
     let key = match &args.relay_key_file {
         Some(p) => Some(
             secrets::load_keys(p)
@@ -316,16 +322,31 @@ async fn register_at_relay(
         ),
         None => None,
     };
-    let cfg = agent::AgentConfig {
-        relay: named.relay,
-        name: named.name,
-        secret_file,
-        key,
-        family: family(&args.stream),
-        listening,
-        events: super::relay_notices::events(),
-    };
-    agent::start(cfg, inject).await.map_err(|e| match e {
+    let events = super::relay_notices::events(args.stream.json_events);
+    let mut cfgs: Vec<agent::AgentConfig> = Vec::new();
+    for relay in relays {
+        let named = client::parse(&format!("{name}@{relay}"))
+            .map_err(|e| Failure::local(format!("--relay {relay}: {e}")))?
+            .ok_or_else(|| Failure::local("give --relay HOST[:PORT]"))?;
+        let [relay] = <[String; 1]>::try_from(named.relays)
+            .map_err(|_| Failure::local("--relay: one relay per HOST[:PORT]"))?;
+        if cfgs.iter().any(|c| c.relay == relay) {
+            return Err(Failure::local(format!("--relay {relay} is given twice")));
+        }
+        let secret_file = secrets::secret_path(&relay, name).ok_or_else(|| {
+            Failure::local("no state directory for the name's secret: set MSOCK_STATE_DIR or HOME")
+        })?;
+        cfgs.push(agent::AgentConfig {
+            relay,
+            name: named.name,
+            secret_file,
+            key: key.clone(),
+            family: family(&args.stream),
+            listening: listening.clone(),
+            events: events.clone(),
+        });
+    }
+    agent::start(cfgs, inject).await.map_err(|e| match e {
         agent::RegisterError::Local(m) => Failure::local(m),
         agent::RegisterError::Refused(m) | agent::RegisterError::NameTaken(m) => {
             Failure::network(m)

@@ -3,6 +3,14 @@
 //! address changes or a lost channel, and answers each DIAL by connecting back to the relay
 //! with SPLICE; that connection then carries a client's flowpath and is handed to the
 //! listener's normal accept path as if it had been accepted.
+//!
+//! With several relays (`--relay A --relay B`) the listener keeps one such channel to each,
+//! registering the same name at each with that relay's own secret (a proof made with one
+//! relay's secret is never shown to another: a relay could pass it on to register the name
+//! elsewhere). Each channel reconnects on its own; DIALs from any of them are answered. A
+//! relay unreachable at the start is retried in the background while the others serve; the
+//! listener gives up only when every relay refused the name for good. `Presence` tells
+//! which relays the name is registered at now; every event carries it.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -42,9 +50,49 @@ pub struct AgentConfig {
     /// addresses at each registration), published for direct connections.
     pub listening: Vec<SocketAddr>,
     /// Where the registration's ups and downs go: `relay_lost` (`relay`, `error`) when the
-    /// control channel ends (once per outage; retries are silent) and `relay_registered`
-    /// (`name`, `relay`) when it is registered again.
+    /// control channel ends (once per outage; retries are silent), `relay_registered`
+    /// (`name`, `relay`, `first`: never registered there before) when it is registered
+    /// (again), and `relay_dropped` (`relay`, `error`) when one of several relays refused the
+    /// name for good. Each also carries `given` (the relay as given), `up` (the relays, as
+    /// given, the name is registered at now) and `of` (how many relays there are).
     pub events: Events,
+}
+
+/// Which of the listener's relays the name is registered at now.
+struct Presence {
+    /// The relays as given, HOST:PORT.
+    given: Vec<String>,
+    /// Per relay: (registered now, ever registered).
+    state: Mutex<Vec<(bool, bool)>>,
+}
+
+impl Presence {
+    fn new(given: Vec<String>) -> Arc<Self> {
+        let state = Mutex::new(vec![(false, false); given.len()]);
+        Arc::new(Presence { given, state })
+    }
+
+    /// Marks relay `i` up or down; returns whether it was ever up before, and the fields
+    /// every event carries (`given`, `up`, `of`).
+    fn set(&self, i: usize, up: bool) -> (bool, serde_json::Value) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let ever = s[i].1;
+        s[i] = (up, ever || up);
+        let now: Vec<&String> = (self.given.iter().zip(s.iter()))
+            .filter(|(_, st)| st.0)
+            .map(|(g, _)| g)
+            .collect();
+        let f = serde_json::json!({"given": self.given[i], "up": now, "of": self.given.len()});
+        (ever, f)
+    }
+}
+
+/// `base` (an object) with `more`'s fields added.
+fn with(mut base: serde_json::Value, more: serde_json::Value) -> serde_json::Value {
+    if let (Some(b), serde_json::Value::Object(m)) = (base.as_object_mut(), more) {
+        b.extend(m);
+    }
+    base
 }
 
 /// Why a registration failed.
@@ -87,53 +135,138 @@ type Dialed = Arc<Mutex<VecDeque<(u64, IpAddr)>>>;
 /// Most remembered splices.
 const DIALED_MAX: usize = 4096;
 
-/// Registers the name once (so that the caller can report a refusal and exit), then keeps
-/// the registration alive in a task. The task sends a message on the returned channel if the
-/// name is lost for good (refused on re-registration), and keeps `inject` until that channel
-/// is dropped (the listener's accept path stays open while it reports the loss).
+/// Registers the name at every relay of `cfgs` at once (so that the caller can report a
+/// refusal and exit), then keeps each registration alive in a task of its own; a relay that
+/// could not be reached is retried there. Err: some relay refused (or a local problem), or
+/// no relay could be reached. The returned channel hears once every relay has refused the
+/// name for good; `inject` is kept until that channel is dropped (the listener's accept path
+/// stays open while it reports the loss).
 pub async fn start(
-    cfg: AgentConfig,
+    cfgs: Vec<AgentConfig>,
     inject: Inject,
 ) -> Result<mpsc::Receiver<String>, RegisterError> {
-    let dialed: Dialed = Arc::default();
-    let ch = register(&cfg, &dialed).await?;
-    eprintln!(
-        "msock: registered '{}' at relay {}; clients connect to {}@{}",
-        cfg.name, ch.relay, cfg.name, cfg.relay
-    );
+    let presence = Presence::new(cfgs.iter().map(|c| c.relay.clone()).collect());
+    let all: Vec<&str> = cfgs.iter().map(|c| c.relay.as_str()).collect();
+    let all = all.join(",");
+    let dialed: Vec<Dialed> = cfgs.iter().map(|_| Dialed::default()).collect();
+    let mut set = tokio::task::JoinSet::new();
+    for (i, (cfg, d)) in cfgs.iter().zip(&dialed).enumerate() {
+        let (cfg, d) = (cfg.clone(), d.clone());
+        set.spawn(async move { (i, register(&cfg, &d).await) });
+    }
+    let mut got: Vec<Option<Result<Channel, RegisterError>>> = cfgs.iter().map(|_| None).collect();
+    while let Some(j) = set.join_next().await {
+        if let Ok((i, r)) = j {
+            got[i] = Some(r);
+        }
+    }
+    let mut channels = Vec::new();
+    let mut transient = None;
+    let mut later = Vec::new();
+    for (i, r) in got.into_iter().enumerate() {
+        match r {
+            Some(Ok(ch)) => channels.push((i, Some(ch))),
+            Some(Err(RegisterError::Transient(e))) => {
+                transient.get_or_insert(RegisterError::Transient(e.clone()));
+                channels.push((i, None));
+                later.push(format!(
+                    "msock: cannot register at relay {} yet ({e}); retrying in the background",
+                    cfgs[i].relay
+                ));
+            }
+            Some(Err(e)) => return Err(e),
+            None => {
+                return Err(RegisterError::Local(
+                    "a relay registration task failed".into(),
+                ))
+            }
+        }
+    }
+    if channels.iter().all(|(_, c)| c.is_none()) {
+        return Err(transient.unwrap_or_else(|| RegisterError::Local("no relay given".into())));
+    }
+    for line in later {
+        eprintln!("{line}");
+    }
     let (fatal_tx, fatal_rx) = mpsc::channel(1);
-    tokio::spawn(keep(cfg, inject, dialed, ch, fatal_tx));
+    let (each_tx, each_rx) = mpsc::channel(cfgs.len());
+    tokio::spawn(supervise(each_rx, cfgs.len(), fatal_tx, inject.clone()));
+    for (i, ch) in channels {
+        let cfg = cfgs[i].clone();
+        if let Some(c) = &ch {
+            presence.set(i, true);
+            eprintln!(
+                "msock: registered '{}' at relay {}; clients connect to {}@{all}",
+                cfg.name, c.relay, cfg.name
+            );
+        }
+        let d = dialed[i].clone();
+        let p = (presence.clone(), i);
+        tokio::spawn(keep(cfg, inject.clone(), d, ch, p, each_tx.clone()));
+    }
     Ok(fatal_rx)
 }
 
-/// Runs the channel; re-registers whenever it ends.
+/// Hears each relay's loss for good; once all `n` are lost, passes the last reason on to
+/// `fatal` and holds `inject` until it is taken in.
+async fn supervise(
+    mut each: mpsc::Receiver<String>,
+    n: usize,
+    fatal: mpsc::Sender<String>,
+    inject: Inject,
+) {
+    let mut lost = 0;
+    while let Some(why) = each.recv().await {
+        lost += 1;
+        if lost == n {
+            let _ = fatal.send(why).await;
+            fatal.closed().await;
+            drop(inject);
+            return;
+        }
+    }
+}
+
+/// Runs one relay's channel (`first`, if registered already); re-registers whenever it
+/// ends. `at`: the listener's relays, and which one this is.
 async fn keep(
     cfg: AgentConfig,
     inject: Inject,
     dialed: Dialed,
-    first: Channel,
+    first: Option<Channel>,
+    at: (Arc<Presence>, usize),
     fatal: mpsc::Sender<String>,
 ) {
+    let (presence, me) = at;
     let mut changes = netwatch::spawn();
-    let mut ch = Some(first);
+    let mut ch = first;
     let mut wait = Duration::from_millis(250);
     loop {
         if let Some(c) = ch.take() {
             let relay = c.relay;
             let why = run_channel(c, &inject, &dialed, &mut changes).await;
             tracing::info!("relay control channel ended ({why}); registering again");
+            let (_, f) = presence.set(me, false);
             cfg.events.emit(
                 "relay_lost",
-                serde_json::json!({"relay": relay.to_string(), "error": why}),
+                with(
+                    serde_json::json!({"relay": relay.to_string(), "error": why}),
+                    f,
+                ),
             );
             wait = Duration::from_millis(250);
         }
         match register(&cfg, &dialed).await {
             Ok(c) => {
                 tracing::info!("registered '{}' again at relay {}", cfg.name, c.relay);
+                let (ever, f) = presence.set(me, true);
                 cfg.events.emit(
                     "relay_registered",
-                    serde_json::json!({"name": cfg.name, "relay": c.relay.to_string()}),
+                    with(
+                        serde_json::json!({"name": cfg.name, "relay": c.relay.to_string(),
+                            "first": !ever}),
+                        f,
+                    ),
                 );
                 ch = Some(c);
             }
@@ -150,10 +283,14 @@ async fn keep(
                     RegisterError::NameTaken(m) => format!("registration lost: name taken: {m}"),
                     e => format!("relay registration lost: {e}"),
                 };
+                let (_, f) = presence.set(me, false);
+                if presence.given.len() > 1 {
+                    cfg.events.emit(
+                        "relay_dropped",
+                        with(serde_json::json!({"relay": cfg.relay, "error": why}), f),
+                    );
+                }
                 let _ = fatal.send(why).await;
-                // Hold `inject` (the listener's accept path) until the loss is taken in: a
-                // closed accept path would race with it and read as a local failure.
-                fatal.closed().await;
                 return;
             }
         }

@@ -72,6 +72,12 @@
 //! could be some other machine's). A client tries the direct addresses first (1 s), then
 //! the relay; it does the same lookup on every reconnect attempt.
 //!
+//! **Several relays** (no wire change): a listener may register one name at several relays,
+//! with one control channel and one secret each (see [`agent`]); a client given several
+//! relays (`NAME@A,B`, or a host with several addresses) looks the name up at all of them at
+//! once and routes through one that found it, on every reconnect attempt, so a session
+//! whose relay died resumes through another (see [`client`]).
+//!
 //! **Pairing by code** (added with frame types 0x2A-0x2C; a relay that predates them answers
 //! them with ERROR(protocol), which the listener reports as "does not know codes"): a
 //! listener waiting for a code registers its nameplate with REGISTER_CODE (then NONCE, PROVE

@@ -22,7 +22,10 @@ use crate::runtime::{resolve, Family};
 /// `HOST[:PORT]` with the relay's default port filled in; Err: malformed.
 pub fn relay_addr(relay: &str) -> Result<String, String> {
     match super::client::parse(&format!("x@{relay}"))? {
-        Some(n) => Ok(n.relay),
+        Some(n) => match <[String; 1]>::try_from(n.relays) {
+            Ok([r]) => Ok(r),
+            Err(_) => Err(format!("'{relay}' lists several relays; give one")),
+        },
         None => Err(format!("'{relay}' is not HOST[:PORT]")),
     }
 }
