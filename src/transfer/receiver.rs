@@ -257,6 +257,7 @@ where
                             offset: s.offset,
                             hasher,
                             replace: rules.overwrite,
+                            expect: (e.kind == Kind::File).then(|| e.size.saturating_sub(s.offset)),
                         })
                         .await?;
                     let room = match e.kind {
