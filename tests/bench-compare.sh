@@ -8,7 +8,11 @@
 #  - `tests/bench-relay.sh BYTES 1 IDLE`: direct vs relayed goodput, setup times, and ten
 #    active sessions alone and next to IDLE idle ones.
 # BASE is checked out in a git worktree under target/bench-base/ and built there (both kept
-# between runs, so that only what changed is rebuilt); each side runs its own scripts.
+# between runs, so that only what changed is rebuilt). Both sides run this tree's benchmark
+# scripts (BENCH_PREBUILT points them at the side's build), so that a script fixed since BASE
+# measures BASE too (BASE's own bench-relay.sh, before --max-sessions, could not open its idle
+# sessions and stopped the whole comparison in its first round). A benchmark that fails is
+# reported with the end of its output and its figures show as "-"; the others go on.
 # Usage: bash tests/bench-compare.sh BASE [ROUNDS] [BYTES] [IDLE]
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=bench-lib.sh
@@ -19,7 +23,6 @@ BYTES=${3:-1073741824}
 IDLE=${4:-1000}
 bench_build --bin msock --example idle_sessions
 bench_tmp
-HERE=$PWD
 base_rev=$(git rev-parse --short "$BASE")
 here_rev="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo +changes)"
 # BASE's own target folder, seeded with this tree's built dependencies the first time; its
@@ -35,23 +38,36 @@ fi
 ln -sfn "$BASE_TARGET" "$BASE_TREE/target"
 (cd "$BASE_TREE" && CARGO_TARGET_DIR=$BASE_TARGET cargo build --release --quiet --bin msock --example idle_sessions)
 
+# step SIDE ROUND KIND COMMAND...: runs COMMAND with its output in $tmp/SIDE.ROUND.KIND; if it
+# fails, says so with the end of that output and goes on (its figures are then missing).
+step() {
+    local out=$tmp/$1.$2.$3 rc=0
+    shift 3
+    "$@" >"$out" 2>&1 || rc=$?
+    if [ "$rc" != 0 ]; then
+        echo "  ${out##*/} failed (exit $rc); its last lines:" >&2
+        tail -5 "$out" | sed 's/^/    /' >&2
+    fi
+}
+
 # run SIDE ROUND: one round of every benchmark for SIDE (base|here); figures go to
 # $tmp/SIDE.ROUND.*.
 run() {
-    local side=$1 r=$2 dir bin target
-    if [ "$side" = base ]; then dir=$BASE_TREE target=$BASE_TARGET; else dir=$HERE target=$TARGET; fi
-    bin=$target/release/msock
-    "$bin" bench >"$tmp/$side.$r.bench" 2>&1
-    (cd "$dir" && CARGO_TARGET_DIR=$target bash tests/bench-loopback.sh "$BYTES" 1) \
-        >"$tmp/$side.$r.loop" 2>&1
-    (cd "$dir" && CARGO_TARGET_DIR=$target bash tests/bench-relay.sh "$BYTES" 1 "$IDLE") \
-        >"$tmp/$side.$r.relay" 2>&1
+    local side=$1 r=$2 target
+    if [ "$side" = base ]; then target=$BASE_TARGET; else target=$TARGET; fi
+    step "$side" "$r" bench "$target/release/msock" bench
+    step "$side" "$r" loop env BENCH_PREBUILT="$target" bash tests/bench-loopback.sh "$BYTES" 1
+    step "$side" "$r" relay env BENCH_PREBUILT="$target" bash tests/bench-relay.sh "$BYTES" 1 "$IDLE"
 }
 
-# figure SIDE KIND SED-REGEX: the figure (its \1) of every round of SIDE, one per line.
+# figure SIDE KIND SED-REGEX: the figure (its \1) of every round of SIDE, one per line (a
+# figure with a unit, "514.07 Mbit", in Gbit/s).
 figure() {
     local r
-    for r in $(seq "$ROUNDS"); do sed -n "s/$3/\1/p" "$tmp/$1.$r.$2" | head -1; done
+    for r in $(seq "$ROUNDS"); do
+        sed -n "s/$3/\1/p" "$tmp/$1.$r.$2" 2>/dev/null | head -1 |
+            awk '{ v = $1; if ($2 == "Mbit") v /= 1000; if ($2 == "Kbit") v /= 1e6; print v }'
+    done
 }
 
 echo "msock before/after: $base_rev (base) vs $here_rev (this tree), $ROUNDS rounds, $(nproc) cores"
@@ -69,13 +85,15 @@ row() {
     b=$(median $(figure base "$3" "$4"))
     # shellcheck disable=SC2046
     h=$(median $(figure here "$3" "$4"))
-    printf '%-44s %10s %10s %s   %s\n' "$1" "$b" "$h" "$2" "$(ratio "$h" "$b")"
+    local q=-
+    if [ -n "$b" ] && [ -n "$h" ] && [ "$b" != 0 ]; then q=$(ratio "$h" "$b"); fi
+    printf '%-44s %10s %10s %s   %s\n' "$1" "${b:--}" "${h:--}" "$2" "$q"
     printf '%s\n' "  rounds: base $(figure base "$3" "$4" | tr '\n' ' ')/ here $(figure here "$3" "$4" | tr '\n' ' ')"
 }
 printf '%-44s %10s %10s %s   %s\n' "median of $ROUNDS" "$base_rev" "here" "unit" "here/base"
-row "msock bench: plain TCP" Gbit/s bench '^│ plain TCP *┆ *[0-9]* ┆ *\([0-9.]*\) Gbit.*'
-row "msock bench: msock, 1 flowpath" Gbit/s bench '^│ msock, 1 flowpath *┆ *[0-9]* ┆ *\([0-9.]*\) Gbit.*'
-row "msock bench: msock, 3 flowpaths" Gbit/s bench '^│ msock, 3 flowpaths *┆ *[0-9]* ┆ *\([0-9.]*\) Gbit.*'
+row "msock bench: plain TCP" Gbit/s bench '^│ plain TCP *┆ *[0-9]* ┆ *\([0-9.]* [GMK]bit\).*'
+row "msock bench: msock, 1 flowpath" Gbit/s bench '^│ msock, 1 flowpath *┆ *[0-9]* ┆ *\([0-9.]* [GMK]bit\).*'
+row "msock bench: msock, 3 flowpaths" Gbit/s bench '^│ msock, 3 flowpaths *┆ *[0-9]* ┆ *\([0-9.]* [GMK]bit\).*'
 row "bench-loopback: msock session" MB/s loop '^msock session *\([0-9]*\) MB\/s.*'
 row "bench-loopback: msock --plain" MB/s loop '^msock --plain (TCP) *\([0-9]*\) MB\/s.*'
 row "bench-relay: direct" MB/s relay '^mean: *direct *\([0-9]*\) MB\/s.*'

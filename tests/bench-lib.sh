@@ -6,7 +6,8 @@
 #
 # Setup
 #   bench_build [CARGO-ARGS...]  `cargo build --release --quiet ARGS...`; sets TARGET (the target
-#                                folder, $CARGO_TARGET_DIR if set) and MSOCK (the release binary)
+#                                folder, $CARGO_TARGET_DIR if set) and MSOCK (the release binary).
+#                                With BENCH_PREBUILT=DIR, builds nothing and takes DIR as TARGET
 #   bench_tmp [DIR]              sets tmp to a new temporary folder (under DIR if given), keeps
 #                                msock's keys there (MSOCK_CONFIG_DIR) and traps EXIT with
 #                                bench_cleanup
@@ -40,8 +41,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 # shellcheck disable=SC2034,SC2119,SC2120 # sets TARGET and MSOCK for the scripts; ARGS optional
 bench_build() {
-    cargo build --release --quiet "$@"
-    TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+    if [ -n "${BENCH_PREBUILT:-}" ]; then
+        # Another revision's build (tests/bench-compare.sh): measured as it is, nothing built.
+        TARGET=$BENCH_PREBUILT
+    else
+        cargo build --release --quiet "$@"
+        TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+    fi
     MSOCK=$TARGET/release/msock
 }
 

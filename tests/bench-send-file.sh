@@ -2,7 +2,8 @@
 # File-transfer benchmark against what people use: `msock send-file` to `msock listen
 # --save-dir` (hashing, fsync and rename included) side by side with `scp` and `rsync -a
 # --partial -e ssh` to a throwaway sshd on 127.0.0.1 (keys made for the run), and `nc` into a
-# file (with and without a `sync` of it) for the big file. Four cases, each tool in turn in the
+# file (with and without a `sync` of it) and `dd bs=4M conv=fdatasync` (the disk, through the
+# page cache) for the big file. Four cases, each tool in turn in the
 # same round, RUNS rounds, medians:
 #   file     one BYTES-sized file (default 1 GiB)
 #   file+r   the same, interrupted (sender killed) at half, then run again: the second run's
@@ -130,7 +131,7 @@ tools=(msock)
 [ "$have_rsync" = 1 ] && tools+=(rsync)
 cases=(file file+r folder folder+r)
 declare -A res held
-nc_t=(); nc_s=()
+nc_t=(); nc_s=(); dd_t=()
 echo "send-file benchmark: $RUNS rounds, $(nproc) cores, files in $BASE; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 for i in $(seq "$RUNS"); do
     # nc into a file, and that file synced: the floor for the big file.
@@ -142,6 +143,10 @@ for i in $(seq "$RUNS"); do
     sync -f "$tmp/nc.out"; t2=$(now)
     nc_t+=("$((t1 - t0))"); nc_s+=("$((t2 - t0))")
     rm -f "$tmp/nc.out"
+    # The disk: the file copied by dd and synced (through the page cache), for the same floor.
+    t0=$(now); dd if="$tmp/src.bin" of="$tmp/dd.out" bs=4M conv=fdatasync status=none; t1=$(now)
+    dd_t+=("$((t1 - t0))")
+    rm -f "$tmp/dd.out"
     line="round $i:"
     for c in "${cases[@]}"; do
         case $c in
@@ -188,4 +193,4 @@ done
 mt=$(median "${nc_t[@]}"); ms=$(median "${nc_s[@]}")
 # shellcheck disable=SC2086
 mf=$(median ${res[file.msock]})
-echo "big file: nc $(mbps "$BYTES" "$mt") MB/s ($(mbps "$BYTES" "$ms") with its file synced), msock send-file $(mbps "$BYTES" "$mf") MB/s"
+echo "big file: nc $(mbps "$BYTES" "$mt") MB/s ($(mbps "$BYTES" "$ms") with its file synced), dd bs=4M conv=fdatasync $(mbps "$BYTES" "$(median "${dd_t[@]}")") MB/s, msock send-file $(mbps "$BYTES" "$mf") MB/s"

@@ -728,6 +728,33 @@ fn partial_file_is_resumed_and_only_the_rest_is_sent() {
     );
 }
 
+/// A large file (its bulk written directly, past the page cache) resumed from a partial file
+/// of an unaligned length: only the rest is sent, and the result is the sender's file byte
+/// for byte.
+#[test]
+fn large_partial_file_of_unaligned_length_is_resumed_exactly() {
+    let src = tempdir();
+    let dst = tempdir();
+    let len: u64 = 40 << 20;
+    let have: u64 = 12_345_677;
+    let file = src.path().join("big.bin");
+    write_big_file(&file, 0xb16, len);
+    let part = part_of(dst.path(), "big.bin");
+    fs::write(&part, &read(&file)[..have as usize]).unwrap();
+
+    let mut l = save_listener(dst.path(), &[]);
+    let d = send(&[s(&file), &l.dest(), "--json"], LONG);
+    d.code(0);
+    l.proc.expect_code(0, SHORT);
+    let doc = d.json();
+    let f = entry(&doc, "big.bin");
+    assert_eq!(u(&f["resumed_from"]), have, "{doc}");
+    assert_eq!(u(&f["sent"]), len - have, "{doc}");
+    assert_eq!(u(&doc["bytes_sent"]), len - have, "{doc}");
+    assert_same_file(&dst.path().join("big.bin"), &file);
+    assert!(!part.exists());
+}
+
 /// A partial file whose bytes differ from the sender's (corrupted, or from another file of
 /// that name) is detected: the file is sent again from 0 and arrives intact.
 #[test]

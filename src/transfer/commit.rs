@@ -184,7 +184,7 @@ pub(super) fn hand_over(q: &Queue, open: Open, reply: oneshot::Sender<Result<(),
     }
     if let Err(e) = q.send(Verified { open, reply }) {
         // The committer is gone (it never stops before the writer): keep the partial file.
-        let v = e.0;
+        let mut v = e.0;
         v.open.keep();
         let _ = v.reply.send(Err(WriteError::Stopped));
     }
@@ -211,6 +211,7 @@ mod tests {
             offset: 0,
             hasher: blake3::Hasher::new(),
             replace: false,
+            expect: Some(data.len() as u64),
         })
         .await
         .unwrap();

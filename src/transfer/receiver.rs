@@ -265,6 +265,7 @@ where
                             offset: s.offset,
                             hasher,
                             replace: rules.overwrite,
+                            expect: (e.kind == Kind::File).then(|| e.size.saturating_sub(s.offset)),
                         })
                         .await?;
                     let room = match e.kind {

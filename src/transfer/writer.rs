@@ -32,10 +32,14 @@ pub struct Target {
     pub(crate) hasher: blake3::Hasher,
     /// Replace a file that exists under the final name.
     pub replace: bool,
+    /// The bytes still to come, if known (a large file's bulk is written directly).
+    pub(crate) expect: Option<u64>,
 }
 
 #[path = "commit.rs"]
 mod commit;
+#[path = "direct.rs"]
+mod direct;
 
 /// What the receiver asks of the writer.
 enum Cmd {
@@ -220,8 +224,9 @@ fn first_error(error: &Mutex<Option<WriteError>>) -> WriteError {
         .unwrap_or(WriteError::Stopped)
 }
 
-/// Chunks that may wait for the disk.
-const DEPTH: usize = 16;
+/// Chunks that may wait for the disk (at most `wire::MAX_DATA` each: a few MiB, so that the
+/// network goes on while a large write waits for the disk).
+const DEPTH: usize = 64;
 
 impl Writer {
     /// Starts the writer thread and its committer.
@@ -322,12 +327,17 @@ struct Open {
     written: u64,
     /// Bytes up to here have been handed to the kernel's writeback.
     flushed: u64,
+    /// Writing directly (a large file), with the bytes staged for the next write.
+    direct: Option<direct::Direct>,
 }
 
 impl Open {
-    /// Syncs what was written, if the file is still ours.
-    fn keep(&self) {
-        if let Some(f) = self.slot.lock().expect("slot lock").as_ref() {
+    /// Writes what is staged and syncs what was written, if the file is still ours.
+    fn keep(&mut self) {
+        if let Some(f) = self.slot.lock().expect("slot lock").as_mut() {
+            if let Some(d) = self.direct.take() {
+                let _ = d.finish(f);
+            }
             let _ = f.sync_data();
         }
     }
@@ -417,7 +427,7 @@ fn run(
             break;
         }
     }
-    if let Some(o) = open.take() {
+    if let Some(mut o) = open.take() {
         // The transfer ended (or failed) inside a file: keep its bytes for resuming.
         o.keep();
     }
@@ -463,11 +473,16 @@ fn open_part(t: Target) -> Result<Open, WriteError> {
         .lock()
         .expect("register lock")
         .insert(t.part.clone(), Arc::downgrade(&slot));
+    let direct = t
+        .expect
+        .filter(|&n| n >= direct::DIRECT_FROM)
+        .and_then(|_| direct::Direct::start(t.offset));
     Ok(Open {
         written: t.offset,
         flushed: t.offset,
         t,
         slot,
+        direct,
     })
 }
 
@@ -476,11 +491,14 @@ fn write(o: &mut Open, b: &[u8]) -> Result<(), WriteError> {
     let file = slot
         .as_mut()
         .ok_or_else(|| WriteError::TakenOver(o.t.final_path.clone()))?;
-    file.write_all(b)
-        .map_err(|e| WriteError::disk("cannot write", &o.t.part, e))?;
+    let ctx = |e| WriteError::disk("cannot write", &o.t.part, e);
+    match o.direct.as_mut() {
+        Some(d) => d.write(file, b).map_err(ctx)?,
+        None => file.write_all(b).map_err(ctx)?,
+    }
     o.t.hasher.update(b);
     o.written += b.len() as u64;
-    if o.written - o.flushed >= WRITEBACK_EVERY {
+    if o.direct.is_none() && o.written - o.flushed >= WRITEBACK_EVERY {
         start_writeback(file, o.flushed, o.written - o.flushed);
         o.flushed = o.written;
     }
@@ -514,13 +532,19 @@ fn start_writeback(f: &File, offset: u64, len: u64) {
 /// Checks the open file against `expected` and sets its permissions; the committer then
 /// syncs and renames it. A mismatch syncs what was received and keeps it under its partial
 /// name.
-fn verify(o: Open, expected: Option<(u64, blake3::Hash)>) -> Result<Open, WriteError> {
+fn verify(mut o: Open, expected: Option<(u64, blake3::Hash)>) -> Result<Open, WriteError> {
     let hash = o.t.hasher.finalize();
     {
         let mut slot = o.slot.lock().expect("slot lock");
         let file = slot
             .as_mut()
             .ok_or_else(|| WriteError::TakenOver(o.t.final_path.clone()))?;
+        if let Some(d) = o.direct.take() {
+            d.finish(file)
+                .map_err(|e| WriteError::disk("cannot write", &o.t.part, e))?;
+            // Written to the disk already: nothing for the writeback to start.
+            o.flushed = o.written;
+        }
         if let Some((size, want)) = expected {
             if o.written != size || hash != want {
                 let _ = file.sync_data();
