@@ -6,6 +6,7 @@ use super::{Event, Session, SessionError};
 use crate::proto::frame::Frame;
 use crate::proto::out_queue::OutQueue;
 use crate::proto::path::{Path, PathId};
+use crate::proto::record::SealJob;
 
 impl Session {
     /// Appends frames for path `id` to `out` (DATA payloads as slices of the send buffer,
@@ -27,9 +28,30 @@ impl Session {
         let Some(mut path) = self.paths.remove(&id) else {
             return false;
         };
-        let any = self.transmit_on(id, &mut path, now, out, budget);
+        let any = self.transmit_on(id, &mut path, now, out, budget, None);
         self.paths.insert(id, path);
         any
+    }
+
+    /// [`Session::poll_transmit`], except that in an encrypted session the record is not
+    /// sealed here but returned as a [`SealJob`] (its nonce taken), so that the caller can
+    /// seal it on another thread. Its bytes go on the wire right after what `out` received
+    /// and before any later record of this path; the jobs of one path must be run and
+    /// written in order.
+    pub fn poll_transmit_deferred(
+        &mut self,
+        id: PathId,
+        now: Duration,
+        out: &mut OutQueue,
+        budget: usize,
+    ) -> (bool, Option<SealJob>) {
+        let Some(mut path) = self.paths.remove(&id) else {
+            return (false, None);
+        };
+        let mut job = None;
+        let any = self.transmit_on(id, &mut path, now, out, budget, Some(&mut job));
+        self.paths.insert(id, path);
+        (any, job)
     }
 
     /// [`Session::poll_transmit`] for `path` (out of the map), sealed when keyed.
@@ -40,6 +62,7 @@ impl Session {
         now: Duration,
         out: &mut OutQueue,
         budget: usize,
+        defer: Option<&mut Option<SealJob>>,
     ) -> bool {
         let mut any = false;
         if let Some(f) = path.clear_first.take() {
@@ -58,7 +81,10 @@ impl Session {
         let mut plain = std::mem::take(&mut self.plain);
         any |= self.transmit_frames(id, path, now, &mut plain, budget);
         if !plain.is_empty() {
-            out.push_segment(sealer.seal(&mut plain));
+            match defer {
+                Some(job) => *job = Some(sealer.seal_later(&mut plain)),
+                None => out.push_segment(sealer.seal(&mut plain)),
+            }
         }
         plain.clear();
         self.plain = plain;
