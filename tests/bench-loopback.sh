@@ -5,8 +5,9 @@
 # in turn (the order rotates from round to round), and the summary gives each one's median
 # goodput, its ratio to socat's median, and the CPU time (user + system, both ends and `head`)
 # per GiB. `msock --plain` (a plain TCP client to the listener) and `nc` are shown when asked
-# for with EXTRA=1.
-# Usage: bash tests/bench-loopback.sh [BYTES] [RUNS]   (needs socat)
+# for with EXTRA=1; with BASE=/path/to/another/msock, that binary's encrypted and
+# `--no-encrypt` runs join the rounds too (an A/B of two builds on a busy machine).
+# Usage: [EXTRA=1] [BASE=BIN] bash tests/bench-loopback.sh [BYTES] [RUNS]   (needs socat)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=bench-lib.sh
 source "$(dirname "$0")/bench-lib.sh"
@@ -31,7 +32,7 @@ child_cpu() {
 # plain TCP client); sets PORT and LPID.
 start_listener() {
     rm -f "$tmp/listen.err"
-    "$MSOCK" -v listen 127.0.0.1:0 --recv-only --allow-plain "$@" >/dev/null 2>"$tmp/listen.err" &
+    "$BIN" -v listen 127.0.0.1:0 --recv-only --allow-plain "$@" >/dev/null 2>"$tmp/listen.err" &
     LPID=$!
     PORT=$(listen_port "$tmp/listen.err" "$LPID")
 }
@@ -44,14 +45,17 @@ msock_run() { # msock_run LISTEN-ARGS -- CONNECT-ARGS
     shift
     start_listener "${largs[@]}"
     child_cpu >"$tmp/c0"; t0=$(now)
-    head -c "$BYTES" /dev/zero | "$MSOCK" connect "127.0.0.1:$PORT" "$@" >/dev/null 2>"$tmp/conn.err"
+    head -c "$BYTES" /dev/zero | "$BIN" connect "127.0.0.1:$PORT" "$@" >/dev/null 2>"$tmp/conn.err"
     wait "$LPID"
     t1=$(now); child_cpu >"$tmp/c1"; c0=$(cat "$tmp/c0"); c1=$(cat "$tmp/c1")
     echo "$(mbps "$BYTES" $((t1 - t0))) $(echo "$c0 $c1" | awk '{ printf "%.2f", $2 - $1 }')"
 }
+BIN=$MSOCK
 c_encrypted() { msock_run -- ; }
 c_no_encrypt() { msock_run --no-encrypt -- --no-encrypt; }
 c_plain() { msock_run -- --plain; }
+c_base_encrypted() { BIN=$BASE msock_run -- ; }
+c_base_no_encrypt() { BIN=$BASE msock_run --no-encrypt -- --no-encrypt; }
 c_socat() {
     local port t0 t1 c0 c1 spid
     port=$(free_port)
@@ -78,12 +82,14 @@ c_nc() {
 }
 
 names=(socat encrypted no_encrypt)
+if [ -n "${BASE:-}" ]; then names+=(base_encrypted base_no_encrypt); fi
 if [ "${EXTRA:-0}" = 1 ]; then
     names+=(plain)
     if command -v nc >/dev/null && nc -h 2>&1 | grep -q -- '-N'; then names+=(nc); fi
 fi
 declare -A label=([socat]="socat (plain TCP)" [encrypted]="msock (encrypted)"
-    [no_encrypt]="msock --no-encrypt" [plain]="msock --plain (TCP)" [nc]="nc (plain TCP)")
+    [no_encrypt]="msock --no-encrypt" [plain]="msock --plain (TCP)" [nc]="nc (plain TCP)"
+    [base_encrypted]="BASE (encrypted)" [base_no_encrypt]="BASE --no-encrypt")
 declare -A speeds cpus
 
 echo "msock loopback pipe benchmark: $BYTES bytes per transfer, $RUNS rounds, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"

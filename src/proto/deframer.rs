@@ -1,5 +1,7 @@
 //! Cuts the preamble and then whole frames out of one flowpath's byte stream.
 
+use std::collections::VecDeque;
+
 use bytes::buf::Limit;
 use bytes::{Buf, BufMut, BytesMut};
 
@@ -79,6 +81,9 @@ pub struct Deframer {
     /// Records are not opened here but handed out ([`Deframer::take_open_job`]), their
     /// plaintext coming back through [`Deframer::push_opened`].
     deferred: bool,
+    /// With deferred opening: plaintexts handed back while `buf` still held frames, in order
+    /// (each becomes `buf` in turn, rather than being copied behind it).
+    opened: VecDeque<BytesMut>,
 }
 
 impl Default for Deframer {
@@ -96,6 +101,7 @@ impl Deframer {
             opener: None,
             raw: BytesMut::new(),
             deferred: false,
+            opened: VecDeque::new(),
         }
     }
 
@@ -142,10 +148,28 @@ impl Deframer {
     /// With deferred opening: the plaintext of the oldest record taken and not yet handed
     /// back.
     pub fn push_opened(&mut self, plain: BytesMut) {
-        if self.buf.is_empty() {
+        if self.buf.is_empty() && self.opened.is_empty() {
             self.buf = plain;
         } else {
-            self.buf.extend_from_slice(&plain);
+            self.opened.push_back(plain);
+        }
+    }
+
+    /// With deferred opening: the next frame of the plaintexts handed back.
+    fn next_opened_frame(&mut self) -> Result<Option<Frame>, DeframeError> {
+        loop {
+            if let Some(f) = self.next_plain_frame()? {
+                return Ok(Some(f));
+            }
+            let Some(plain) = self.opened.pop_front() else {
+                return Ok(None);
+            };
+            if self.buf.is_empty() {
+                self.buf = plain;
+            } else {
+                // A frame cut by the end of a record (no msock does that): joined here.
+                self.buf.extend_from_slice(&plain);
+            }
         }
     }
 
@@ -253,7 +277,7 @@ impl Deframer {
 
     /// Bytes received but not yet consumed as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len() + self.raw.len()
+        self.buf.len() + self.raw.len() + self.opened.iter().map(BytesMut::len).sum::<usize>()
     }
 
     /// The next complete frame, opening records as needed (see [`Deframer::next_frame`]).
@@ -282,7 +306,10 @@ impl Deframer {
     /// The next complete frame, `Ok(None)` if more bytes are needed, or an error that makes the
     /// rest of the stream meaningless (the flowpath must be closed).
     pub fn next_frame(&mut self) -> Result<Option<Frame>, DeframeError> {
-        if self.opener.is_some() && !self.deferred {
+        if self.opener.is_some() {
+            if self.deferred {
+                return self.next_opened_frame();
+            }
             return self.next_sealed_frame();
         }
         self.next_plain_frame()
@@ -531,6 +558,8 @@ mod tests {
                 while let Some(j) = d.take_open_job()? {
                     jobs.push(j);
                 }
+                // All handed back before any frame is taken, as the driver does with what
+                // its crypto thread finished.
                 for j in jobs {
                     d.push_opened(j.run()?);
                 }

@@ -180,11 +180,18 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
 
     /// Takes what the crypto thread finished: sealed records onto their connection's output,
     /// opened plaintext into its deframer (drained by the next read round). True if any.
+    /// At most one opened record per call: its frames reach the output before the next
+    /// record's, so that the session keeps them by reference instead of copying them (it
+    /// pins only a few receive buffers at a time).
     pub(super) fn poll_crypto(&mut self, cx: &mut Context<'_>) -> bool {
         let mut any = false;
         while let Poll::Ready(done) = self.crypto.poll_done(cx) {
             any = true;
+            let opened = matches!(done, crypto::Done::Opened { .. });
             self.apply_crypto(done);
+            if opened {
+                break;
+            }
         }
         any
     }
