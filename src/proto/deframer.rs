@@ -75,12 +75,19 @@ pub struct Deframer {
     /// False until the peer's [`PREAMBLE`] has been seen and consumed.
     preamble_seen: bool,
     /// Encrypted sessions, once the peer's records start: opens them.
-    opener: Option<Box<Opener>>,
+    opener: Option<Box<Keyed>>,
     /// Encrypted bytes not yet opened (used only with an opener).
     raw: BytesMut,
     /// Records are not opened here but handed out ([`Deframer::take_open_job`]), their
     /// plaintext coming back through [`Deframer::push_opened`].
     deferred: bool,
+}
+
+/// What an encrypted stream needs beyond a plain one (boxed: most connections carry it, but
+/// a connection is moved around often enough that its size matters).
+#[derive(Debug)]
+struct Keyed {
+    opener: Opener,
     /// With deferred opening: plaintexts handed back while `buf` still held frames, in order
     /// (each becomes `buf` in turn, rather than being copied behind it).
     opened: VecDeque<BytesMut>,
@@ -101,7 +108,6 @@ impl Deframer {
             opener: None,
             raw: BytesMut::new(),
             deferred: false,
-            opened: VecDeque::new(),
         }
     }
 
@@ -118,7 +124,10 @@ impl Deframer {
     /// the call that learns the keys, so that the runtime cannot forget it.
     pub(super) fn set_opener(&mut self, opener: Opener) {
         self.raw = self.buf.split();
-        self.opener = Some(Box::new(opener));
+        self.opener = Some(Box::new(Keyed {
+            opener,
+            opened: VecDeque::new(),
+        }));
     }
 
     /// From now on, records are opened by the caller: [`Deframer::next_frame`] only cuts
@@ -133,7 +142,7 @@ impl Deframer {
     /// [`OpenJob::run`]; None if none is complete yet (or the stream is not keyed); an error
     /// on an impossible length (the stream is then dead).
     pub fn take_open_job(&mut self) -> Result<Option<OpenJob>, RecordError> {
-        let Some(opener) = self.opener.as_mut().filter(|_| self.deferred) else {
+        let Some(keyed) = self.opener.as_mut().filter(|_| self.deferred) else {
             return Ok(None);
         };
         let Some(n) = Opener::record_len(&self.raw)? else {
@@ -142,16 +151,16 @@ impl Deframer {
         if self.raw.len() < n {
             return Ok(None);
         }
-        opener.open_later(self.raw.split_to(n)).map(Some)
+        keyed.opener.open_later(self.raw.split_to(n)).map(Some)
     }
 
     /// With deferred opening: the plaintext of the oldest record taken and not yet handed
     /// back.
     pub fn push_opened(&mut self, plain: BytesMut) {
-        if self.buf.is_empty() && self.opened.is_empty() {
-            self.buf = plain;
-        } else {
-            self.opened.push_back(plain);
+        match self.opener.as_mut() {
+            Some(k) if !self.buf.is_empty() || !k.opened.is_empty() => k.opened.push_back(plain),
+            _ if self.buf.is_empty() => self.buf = plain,
+            _ => self.buf.extend_from_slice(&plain),
         }
     }
 
@@ -161,7 +170,7 @@ impl Deframer {
             if let Some(f) = self.next_plain_frame()? {
                 return Ok(Some(f));
             }
-            let Some(plain) = self.opened.pop_front() else {
+            let Some(plain) = self.opener.as_mut().and_then(|k| k.opened.pop_front()) else {
                 return Ok(None);
             };
             if self.buf.is_empty() {
@@ -277,7 +286,11 @@ impl Deframer {
 
     /// Bytes received but not yet consumed as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len() + self.raw.len() + self.opened.iter().map(BytesMut::len).sum::<usize>()
+        let opened = self
+            .opener
+            .as_ref()
+            .map_or(0, |k| k.opened.iter().map(BytesMut::len).sum());
+        self.buf.len() + self.raw.len() + opened
     }
 
     /// The next complete frame, opening records as needed (see [`Deframer::next_frame`]).
@@ -293,8 +306,8 @@ impl Deframer {
                 return Ok(None);
             }
             let rec = self.raw.split_to(n);
-            let opener = self.opener.as_mut().expect("caller checked");
-            let plain = opener.open(rec)?;
+            let keyed = self.opener.as_mut().expect("caller checked");
+            let plain = keyed.opener.open(rec)?;
             if self.buf.is_empty() {
                 self.buf = plain;
             } else {
