@@ -5,8 +5,11 @@
 //! A record is `length u32 (big endian) || ciphertext || tag[16]`, where `length` counts the
 //! ciphertext and the tag and is authenticated as associated data. The plaintext of a record is
 //! one or more whole frames (everything one `poll_transmit` produced), at most [`MAX_PLAIN`]
-//! bytes. The runtime asks for about 64 KiB at a time: a receiver opens a record only once
-//! all of it has arrived, so small records let it decrypt one while the next is on its way.
+//! bytes. The runtime asks for about 256 KiB at a time and seals and opens large records on a
+//! helper thread ([`SealJob`], [`OpenJob`]: the nonce is fixed when the job is made, so the
+//! work can run anywhere as long as the records keep their order), so that a receiver
+//! decrypts one record while the next is on its way and a sender seals one while the last
+//! is written. The wire format is the same whichever thread seals.
 //!
 //! ## Keys and nonces
 //!
