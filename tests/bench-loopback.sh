@@ -116,4 +116,11 @@ for name in "${names[@]}"; do
     printf '%-22s %10s %10s %14s  %s\n' "${label[$name]}" "$m" "$(ratio "$m" "$base")" \
         "$(echo "$c $BYTES" | awk '{ printf "%.2f", $1 * 1073741824 / $2 }')" "${speeds[$name]}"
 done
+# The lines tests/bench-compare.sh reads (medians), in the format it knows.
+# shellcheck disable=SC2086
+printf '%-22s %6s MB/s\n' "msock session" "$(median ${speeds[encrypted]})"
+if [ -n "${speeds[plain]:-}" ]; then
+    # shellcheck disable=SC2086
+    printf '%-22s %6s MB/s\n' "msock --plain (TCP)" "$(median ${speeds[plain]})"
+fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
