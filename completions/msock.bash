@@ -73,7 +73,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__bench)
-            opts="-t -n -i -R -l -w -s -4 -6 -v -h -V --time --bytes --interval --reverse --bidir --len --omit --compare-tcp --json --json-stream --wait --source --retry-interval --peer-key --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
+            opts="-t -n -i -R -l -O -P -b -w -s -c -J -4 -6 -C -v -h -V --time --bytes --interval --reverse --bidir --len --omit --parallel --bitrate --window --logfile --get-server-output --server --client --compare-tcp --json --json-stream --retry-interval --peer-key --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --json-events --no-encrypt --psk-file --wait --source --congestion --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -115,7 +115,27 @@ _msock() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --wait)
+                -O)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -P)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bitrate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -b)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --window)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -123,11 +143,15 @@ _msock() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --source)
+                --logfile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                -s)
+                --client)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -167,11 +191,23 @@ _msock() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --psk-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --source)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --congestion)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --psk-file)
+                -C)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -183,12 +219,20 @@ _msock() {
             return 0
             ;;
         msock__subcmd__connect)
-            opts="-w -s -4 -6 -v -h -V --show-key --plain --local --list-ifaces --recv-only --send-only --wait --source --retry-interval --peer-key --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
+            opts="-w -s -4 -6 -v -h -V --forget-key --code --show-key --plain --local --list-ifaces --recv-only --send-only --wait --source --retry-interval --peer-key --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --forget-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --code)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --local)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -359,7 +403,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__listen)
-            opts="-k -e -c -4 -6 -v -h -V --show-key --relay --name --relay-key-file --authorized-keys --allow-anyone --keep-open --max-sessions --allow-plain --detect-wait --save-dir --overwrite --max-size --forward --exec --sh-exec --pty --stderr --recv-only --send-only --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
+            opts="-k -e -c -4 -6 -v -h -V --show-key --relay --code --name --relay-key-file --authorized-keys --allow-anyone --keep-open --max-sessions --allow-plain --detect-wait --save-dir --overwrite --max-size --yes --forward --exec --sh-exec --pty --stderr --recv-only --send-only --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -449,7 +493,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__proxy)
-            opts="-v -h -V --listen --auth-keys --state --name-ttl --max-flowpaths --max-flowpaths-per-source --max-pending-per-name --max-names --max-names-per-source --rate --handshake-timeout --idle-timeout --keepalive --json --verbose --help --version"
+            opts="-v -h -V --listen --auth-keys --state --name-ttl --max-flowpaths --max-flowpaths-per-source --max-pending-per-name --max-names --max-names-per-source --rate --handshake-timeout --idle-timeout --keepalive --metrics --rate-per-name --rate-per-source --json --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -507,6 +551,18 @@ _msock() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --metrics)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate-per-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate-per-source)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -515,12 +571,20 @@ _msock() {
             return 0
             ;;
         msock__subcmd__send__subcmd__file)
-            opts="-q -w -s -4 -6 -v -h -V --name --quiet --json --wait --source --retry-interval --peer-key --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
+            opts="-q -w -s -4 -6 -v -h -V --code --text --name --quiet --json --wait --source --retry-interval --peer-key --stripe --prefer-wifi --prefer-cellular --iface --backup --iface-kind --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --code)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --text)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -595,8 +659,70 @@ _msock() {
     esac
 }
 
+
+# Values clap does not know, looked up when TAB is pressed (added by src/docs/completions.rs).
+_msock_ifaces() {
+    local d
+    if [[ -d /sys/class/net ]]; then
+        for d in /sys/class/net/*; do [[ -e $d ]] && printf '%s\n' "${d##*/}"; done
+    elif command -v ip >/dev/null 2>&1; then
+        ip -o link show 2>/dev/null | sed -n 's/^[0-9]*: \([^:@ ]*\).*/\1/p'
+    fi
+}
+_msock_iface_kinds() {
+    local i k
+    if [[ $_msock_word == *=* ]]; then
+        for k in wifi cellular ethernet tunnel other; do printf '%s\n' "${_msock_word%%=*}=$k"; done
+    else
+        for i in $(_msock_ifaces); do printf '%s\n' "$i="; done
+    fi
+}
+_msock_congestion() {
+    local f=/proc/sys/net/ipv4/tcp_available_congestion_control
+    [[ -r $f ]] && tr ' ' '\n' < "$f"
+}
+_msock_dynamic() {
+    local line="${COMP_LINE:0:COMP_POINT}" opt _msock_word="" prefix="" vals=() c i cut=""
+    local -a words
+    read -ra words <<< "$line"
+    (( ${#words[@]} )) || { _msock "$@"; return; }
+    if [[ $line == *[[:space:]] ]]; then
+        opt="${words[${#words[@]}-1]}"
+    else
+        _msock_word="${words[${#words[@]}-1]}"
+        opt="${words[${#words[@]}-2]}"
+        if [[ $_msock_word == --*=* ]]; then
+            opt="${_msock_word%%=*}"
+            prefix="$opt="
+            _msock_word="${_msock_word#*=}"
+        fi
+    fi
+    case "$opt" in
+        --backup) vals=($(_msock_ifaces)) ;;
+        --congestion) vals=($(_msock_congestion)) ;;
+        --iface) vals=($(_msock_ifaces)) ;;
+        --iface-kind) vals=($(_msock_iface_kinds)) ;;
+        *) _msock "$@"; return ;;
+    esac
+    # bash replaces only what follows the word's last COMP_WORDBREAKS character.
+    local typed="$prefix$_msock_word"
+    for ((i = ${#typed} - 1; i >= 0; i--)); do
+        c="${typed:i:1}"
+        if [[ $COMP_WORDBREAKS == *"$c"* ]]; then cut="${typed:0:i+1}"; break; fi
+    done
+    COMPREPLY=()
+    for c in "${vals[@]}"; do
+        c="$prefix$c"
+        [[ $c == "$typed"* ]] && COMPREPLY+=("${c#"$cut"}")
+    done
+    if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]]; then
+        compopt -o nospace 2>/dev/null
+    fi
+    return 0
+}
+
 if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERSINFO[0]}" -gt 4 ]]; then
-    complete -F _msock -o nosort -o bashdefault -o default msock
+    complete -F _msock_dynamic -o nosort -o bashdefault -o default msock
 else
-    complete -F _msock -o bashdefault -o default msock
+    complete -F _msock_dynamic -o bashdefault -o default msock
 fi

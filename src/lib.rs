@@ -13,6 +13,8 @@
 //!   transfer bench relay      services: each a protocol of its own over a session
 //!   forward program           (the relay: over spliced flowpaths; forward: over TCP)
 //!      |
+//!   pairing                   pairing by code: over the relay, before a session
+//!      |
 //!   runtime                   tokio glue: server, client, one driver per session,
 //!      |                      interfaces, control socket, events, process helpers
 //!   proto                     sans-IO core: codec, frames, Session, buffers, handshake, records
@@ -32,6 +34,7 @@
 //! | [`forward`] | port forwarding: `listen --forward` joins sessions to TCP connections, `connect --local` carries local ones |
 //! | [`program`] | `listen --exec/--sh-exec [--pty]`: a program per session, its messages (input, output, window size, exit status), pseudo-terminals, the client's raw terminal |
 //! | [`relay`] | `msock proxy` (registry, splicing, typed wire per direction) and its listener and client sides |
+//! | [`pairing`] | `--code`: the SPAKE2 pairing exchange over a relay's nameplate, and the sender's tickets for resuming |
 //! | [`cli`] | the clap definition of every flag (arguments only) |
 //! | [`cmd`] | one module per subcommand: arguments to configurations, output, exit codes |
 //! | [`docs`] | man pages and shell completions generated from [`cli`] |
@@ -41,6 +44,7 @@ pub mod cli;
 pub mod cmd;
 pub mod docs;
 pub mod forward;
+pub mod pairing;
 pub mod program;
 pub mod proto;
 pub mod relay;

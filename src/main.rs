@@ -1,14 +1,12 @@
 //! The `msock` binary: parse arguments, set up logging, run the subcommand, map the result to
 //! an exit code. Everything else lives in the library.
 
-use clap::Parser;
-
 use msock::cli::{Cli, Command};
 use msock::cmd;
 
 fn main() {
     tune_allocator();
-    let cli = Cli::parse();
+    let cli = Cli::parse_joined();
     init_logging(cli.verbose);
     // One thread drives everything: a session is one task, and stdin/stdout have their own
     // threads. Fewer threads means fewer wake-ups and context switches per byte.

@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::tmux::Tmux;
 use common::*;
 
 /// Deadline for a short program session (debug build, shared cores).
@@ -249,43 +250,6 @@ fn pty_programs_have_a_terminal() {
     assert!(got.starts_with("/dev/pts/"), "tty said {got:?}");
 }
 
-/// tmux with its own server socket, killed when dropped.
-struct Tmux(String);
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux")
-            .args(["-L", &self.0, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .expect("run tmux")
-    }
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
-    }
-    /// Waits until the screen shows a line equal to `line` (trimmed).
-    fn wait_line(&self, line: &str) -> bool {
-        let deadline = Instant::now() + SHORT;
-        while Instant::now() < deadline {
-            if self.screen().lines().any(|l| l.trim() == line) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
-    }
-    fn type_line(&self, s: &str) {
-        self.cmd(&["send-keys", "-t", "t", "-l", s]);
-        self.cmd(&["send-keys", "-t", "t", "Enter"]);
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-    }
-}
-
 #[test]
 fn a_pty_shell_through_tmux_sees_window_sizes_and_the_terminal_is_restored() {
     if !have("tmux") {
@@ -298,7 +262,7 @@ fn a_pty_shell_through_tmux_sees_window_sizes_and_the_terminal_is_restored() {
         "--sh-exec",
         "PS1='rsh$ ' exec sh",
     ]);
-    let tmux = Tmux(format!("msock-exec-{}", std::process::id()));
+    let tmux = Tmux::new("exec");
     // The outer shell runs msock connect, then shows its status and whether the terminal has
     // its line editing (icanon) back.
     let script = format!(
@@ -307,24 +271,7 @@ fn a_pty_shell_through_tmux_sees_window_sizes_and_the_terminal_is_restored() {
         bin().display(),
         l.dest()
     );
-    let o = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "80",
-        "-y",
-        "24",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    assert!(
-        o.status.success(),
-        "tmux: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    tmux.start(80, 24, &script);
     // Type only once the remote shell is there (and our terminal raw): typed earlier, the
     // line is echoed by the local terminal too.
     assert!(
@@ -335,46 +282,18 @@ fn a_pty_shell_through_tmux_sees_window_sizes_and_the_terminal_is_restored() {
     tmux.type_line("stty size");
     assert!(tmux.wait_line("24 80"), "screen:\n{}", tmux.screen());
     // While connected, the local terminal (tmux's pane) is in raw mode.
-    assert_eq!(pane_mode(&tmux), "-icanon", "screen:\n{}", tmux.screen());
-    tmux.cmd(&["resize-window", "-t", "t", "-x", "100", "-y", "30"]);
+    assert_eq!(tmux.pane_mode(), "-icanon", "screen:\n{}", tmux.screen());
+    tmux.resize(100, 30);
     std::thread::sleep(Duration::from_millis(300));
     tmux.type_line("clear; stty size");
     assert!(tmux.wait_line("30 100"), "screen:\n{}", tmux.screen());
     tmux.type_line("tty | sed s/pts/PTS/");
-    let deadline = Instant::now() + SHORT;
-    while !tmux.screen().contains("/dev/PTS/") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        tmux.screen().contains("/dev/PTS/"),
-        "screen:\n{}",
-        tmux.screen()
-    );
+    assert!(tmux.wait_text("/dev/PTS/"), "screen:\n{}", tmux.screen());
     tmux.type_line("exit 5");
     assert!(tmux.wait_line("EXIT=5"), "screen:\n{}", tmux.screen());
     // Raw mode is off again: icanon, not -icanon.
     assert!(tmux.wait_line("icanon"), "screen:\n{}", tmux.screen());
-    assert_eq!(pane_mode(&tmux), "icanon");
-}
-
-/// The line-editing mode of the tmux pane's terminal: "icanon" or "-icanon" (raw).
-fn pane_mode(tmux: &Tmux) -> String {
-    let tty = String::from_utf8_lossy(
-        &tmux
-            .cmd(&["display", "-p", "-t", "t", "#{pane_tty}"])
-            .stdout,
-    )
-    .trim()
-    .to_owned();
-    let o = Command::new("stty")
-        .args(["-a", "-F", &tty])
-        .output()
-        .expect("run stty");
-    let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    text.split([' ', ';', '\n'])
-        .find(|w| w.trim_start_matches('-') == "icanon")
-        .unwrap_or("")
-        .to_owned()
+    assert_eq!(tmux.pane_mode(), "icanon");
 }
 
 #[test]
@@ -389,36 +308,16 @@ fn a_terminated_client_restores_its_terminal_first() {
         "--sh-exec",
         "PS1='rsh$ ' exec sh",
     ]);
-    let tmux = Tmux(format!("msock-exec-term-{}", std::process::id()));
+    let tmux = Tmux::new("exec-term");
     let script = format!(
         "sh -c 'echo PID=$$; MSOCK_CONFIG_DIR=\"{}\" exec \"{}\" connect {}'; echo EXIT=$?; sleep 60",
         test_config_dir().display(),
         bin().display(),
         l.dest()
     );
-    let o = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "80",
-        "-y",
-        "24",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    assert!(
-        o.status.success(),
-        "tmux: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let deadline = Instant::now() + SHORT;
-    while pane_mode(&tmux) != "-icanon" && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(pane_mode(&tmux), "-icanon", "screen:\n{}", tmux.screen());
+    tmux.start(80, 24, &script);
+    tmux.wait_mode("-icanon");
+    assert_eq!(tmux.pane_mode(), "-icanon", "screen:\n{}", tmux.screen());
     let pid = tmux
         .screen()
         .lines()
@@ -426,14 +325,6 @@ fn a_terminated_client_restores_its_terminal_first() {
         .expect("the PID line");
     let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(st.success());
-    let deadline = Instant::now() + SHORT;
-    while !tmux.screen().contains("EXIT=143") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        tmux.screen().contains("EXIT=143"),
-        "screen:\n{}",
-        tmux.screen()
-    );
-    assert_eq!(pane_mode(&tmux), "icanon", "screen:\n{}", tmux.screen());
+    assert!(tmux.wait_text("EXIT=143"), "screen:\n{}", tmux.screen());
+    assert_eq!(tmux.pane_mode(), "icanon", "screen:\n{}", tmux.screen());
 }

@@ -164,3 +164,19 @@ fn iface_kind_for_a_missing_interface_warns_when_connecting() {
             "--iface-kind nosuchif8=...: there is no interface nosuchif8 now",
         ));
 }
+
+/// `--iface` and `--backup` treat a missing interface as `--iface-kind` does: a warning that
+/// names it (it is used if it appears), as long as another named interface is here; refused
+/// only when none is (above).
+#[test]
+fn a_missing_iface_beside_a_present_one_warns() {
+    let addr = common::dead_port().to_string();
+    for flag in ["--iface", "--backup"] {
+        msock(&["connect", "--iface", "lo", flag, "nosuchif9", &addr])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(format!(
+                "{flag} nosuchif9: there is no interface nosuchif9 now"
+            )));
+    }
+}

@@ -226,7 +226,7 @@ fn connect_plain_to_msock_listen() {
 #[test]
 fn nc_client_to_listen() {
     if !have("nc") {
-        println!("SKIPPED: nc is not installed");
+        println!("SKIPPED: nc is not installed (apt-get install -y netcat-openbsd)");
         return;
     }
     let help = Command::new("nc").arg("-h").output().map(|o| {
@@ -235,7 +235,9 @@ fn nc_client_to_listen() {
         t
     });
     if !help.as_deref().unwrap_or("").contains("OpenBSD") {
-        println!("SKIPPED: nc is not OpenBSD netcat (needs -N)");
+        println!(
+            "SKIPPED: nc is not OpenBSD netcat, which has -N (apt-get install -y netcat-openbsd)"
+        );
         return;
     }
     let dir = tempdir();

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::relay::Relay;
+use common::relay::{named_listener, spawn_named, Relay};
 use common::*;
 use serde_json::Value;
 
@@ -18,42 +18,6 @@ use serde_json::Value;
 const BULK: Duration = Duration::from_secs(90);
 /// Deadline for short exchanges.
 const SHORT: Duration = Duration::from_secs(20);
-
-/// Starts `msock listen --relay RELAY --name NAME EXTRA...` with its secrets under `state`,
-/// and waits until it has registered.
-fn named_listener(
-    relay: &Relay,
-    name: &str,
-    state: &Path,
-    extra: &[&str],
-    stdin: Stdio,
-    stdout: Stdio,
-) -> Proc {
-    let mut p = spawn_named(relay, name, state, extra, stdin, stdout);
-    if !p.stderr.wait_contains(STARTUP, "msock: registered") {
-        p.kill();
-        panic!("listener did not register; stderr:\n{}", p.stderr.text());
-    }
-    p
-}
-
-fn spawn_named(
-    relay: &Relay,
-    name: &str,
-    state: &Path,
-    extra: &[&str],
-    stdin: Stdio,
-    stdout: Stdio,
-) -> Proc {
-    let relay_addr = relay.addr.to_string();
-    let mut args = vec!["listen", "--relay", &relay_addr, "--name", name];
-    args.extend_from_slice(extra);
-    let mut cmd = msock(&args);
-    cmd.env("MSOCK_STATE_DIR", state)
-        .stdin(stdin)
-        .stdout(stdout);
-    Proc::spawn("msock listen --relay", cmd)
-}
 
 fn assert_file_hash(path: &Path, want: &[u8; 32], len: usize, what: &str) {
     let (got, n) = sha256_file(path);
@@ -139,7 +103,9 @@ fn reachable_listener_is_dialed_directly() {
     assert_eq!(relay.count("splice"), 0, "{:?}", relay.events());
 }
 
-/// send-file to a named listener through the relay: the file arrives verified.
+/// send-file to a named listener through the relay: the file arrives verified, and the
+/// listener names the sender by its key, via the relay (it used to name only the relay, as if
+/// it were the sender).
 #[test]
 fn send_file_through_the_relay() {
     let dir = tempdir();
@@ -147,7 +113,7 @@ fn send_file_through_the_relay() {
     let save = dir.path().join("save");
     let (file, hash) = write_random_file(dir.path(), "photo.bin", 4, 5_000_000);
     let save_s = save.to_str().unwrap();
-    let _l = named_listener(
+    let l = named_listener(
         &relay,
         "files",
         &dir.path().join("state"),
@@ -168,6 +134,14 @@ fn send_file_through_the_relay() {
     s.expect_code(0, BULK);
     assert_file_hash(&save.join("photo.bin"), &hash, 5_000_000, "saved file");
     assert_eq!(relay.count("splice"), 1, "{:?}", relay.events());
+    let key = msock(&["connect", "--show-key"]).output().unwrap();
+    let key = String::from_utf8(key.stdout).unwrap().trim().to_owned();
+    let summary = format!("from {key} via relay {} into", relay.addr);
+    assert!(
+        l.stderr.wait_contains(SHORT, &summary),
+        "the listener's summary should say {summary:?}:\n{}",
+        l.stderr.text()
+    );
 }
 
 /// `msock bench` through the relay, both directions: the receiver's figures arrive and add up.
@@ -538,4 +512,64 @@ fn listener_whose_name_was_taken_after_a_relay_restart_exits_1() {
         "stderr: {}",
         e.stderr
     );
+}
+
+/// The relay goes away and comes back on the same port: the listener says on stderr that it
+/// lost the relay and that it registered its name again (it used to say nothing).
+#[test]
+fn listener_says_when_its_relay_is_lost_and_when_it_is_back() {
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &[]);
+    let addr = relay.addr.to_string();
+    let mut l = named_listener(
+        &relay,
+        "noisy",
+        &dir.path().join("state"),
+        &["-k"],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let mut relay = relay;
+    relay.proc.kill();
+    let lost = format!("msock: relay {addr} lost: ");
+    assert!(
+        l.stderr.wait_contains(SHORT, &lost),
+        "no loss reported; stderr:\n{}",
+        l.stderr.text()
+    );
+    let _relay2 = Relay::start(dir.path(), &addr, &[]);
+    let back = format!("msock: re-registered noisy at {addr}");
+    assert!(
+        l.stderr.wait_contains(SHORT, &back),
+        "no re-registration reported; stderr:\n{}",
+        l.stderr.text()
+    );
+    let text = l.stderr.text();
+    let lost_line = text.lines().find(|x| x.contains(&lost)).unwrap();
+    assert!(lost_line.ends_with("; retrying"), "{lost_line}");
+    assert_eq!(
+        text.matches(&lost).count(),
+        1,
+        "one line per outage: {text}"
+    );
+    l.kill();
+}
+
+/// Names of digits only are codes' numbers (`listen --code`): an ordinary registration of one
+/// is refused, so that nobody can squat a code's number for a name's whole TTL.
+#[test]
+fn names_of_digits_only_are_refused() {
+    let dir = tempdir();
+    let relay = Relay::start(dir.path(), "127.0.0.1:0", &[]);
+    let mut l = spawn_named(
+        &relay,
+        "123",
+        &dir.path().join("state"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let e = l.wait(SHORT);
+    assert_ne!(e.code, Some(0), "{}", e.stderr);
+    assert!(e.stderr.contains("code's number"), "{}", e.stderr);
 }

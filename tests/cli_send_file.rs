@@ -858,6 +858,98 @@ fn killed_mid_transfer_resumes_after_restart() {
     assert!(!part.exists());
 }
 
+/// Many small files are synced and renamed in batches. The receiver killed in the middle of
+/// them leaves no file under its final name that is not complete (the sender's bytes); files
+/// verified but not yet renamed stay complete under their partial names. The run after it
+/// sends only what did not arrive: files under their final names are proved and skipped, and
+/// partial files resume from what they hold (a complete one from its end: no bytes at all).
+#[test]
+fn receiver_killed_mid_batch_leaves_only_complete_files_and_the_rerun_sends_the_rest() {
+    let src = tempdir();
+    let dst = tempdir();
+    let n = 3000usize;
+    let tree_dir = src.path().join("many");
+    fs::create_dir(&tree_dir).unwrap();
+    let content = |i: usize| seeded_bytes(i as u64 + 7, 4096);
+    for i in 0..n {
+        fs::write(tree_dir.join(format!("f{i:05}")), content(i)).unwrap();
+    }
+    let got = dst.path().join("many");
+    // Files under their final names (not the hidden partial ones).
+    let finals = || -> Vec<String> {
+        fs::read_dir(&got)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| !name.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut l = save_listener(dst.path(), &[]);
+    let mut first = Sender::spawn(&[s(&tree_dir), &l.dest(), "-q"], Stdio::null());
+    let deadline = Instant::now() + LONG;
+    while finals().len() < n / 10 {
+        assert!(
+            first.proc.try_exit().is_none(),
+            "the first transfer ended before it could be interrupted; stderr:\n{}",
+            first.proc.stderr.text()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no files arrived within {LONG:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    l.proc.kill();
+    first.proc.kill();
+    let done = finals();
+    assert!(done.len() < n, "killed too late: every file had arrived");
+    for name in &done {
+        let i: usize = name[1..].parse().unwrap();
+        assert_eq!(
+            fs::read(got.join(name)).unwrap(),
+            content(i),
+            "{name} is under its final name but not complete"
+        );
+    }
+    let parts = fs::read_dir(&got).unwrap().count() - done.len();
+    eprintln!(
+        "killed with {} of {n} files under their final names, {parts} partial",
+        done.len()
+    );
+
+    let mut l = save_listener(dst.path(), &[]);
+    let d = send(&[s(&tree_dir), &l.dest(), "--json"], LONG);
+    d.code(0);
+    l.proc.expect_code(0, SHORT);
+    let doc = d.json();
+    for name in &done {
+        let f = entry(&doc, &format!("many/{name}"));
+        assert_eq!(
+            f["skipped"], true,
+            "{name} was there and should be skipped: {f}"
+        );
+        assert_eq!(u(&f["sent"]), 0, "{f}");
+    }
+    let left = (n - done.len()) as u64 * 4096;
+    assert!(
+        u(&doc["bytes_sent"]) <= left,
+        "the rerun sent {} bytes, more than the {left} bytes of the files that had not arrived",
+        u(&doc["bytes_sent"])
+    );
+    let mut names = fs::read_dir(&got)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect::<Vec<_>>();
+    names.sort();
+    assert_eq!(names.len(), n, "partial files left over or files missing");
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(name, &format!("f{i:05}"));
+        assert_eq!(fs::read(got.join(name)).unwrap(), content(i), "{name}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // A full disk (needs root, for a small tmpfs)
 

@@ -188,6 +188,54 @@ fn both_ends_move_while_apart() {
     assert!(count(&client, "path_moved") >= 1, "{client:?}");
 }
 
+/// Waits until the client's stderr has a `path_moved` event; returns how long that took.
+fn wait_path_moved(client: &LabProc, limit: Duration) -> Duration {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if client
+            .stderr()
+            .lines()
+            .any(|l| l.contains("\"path_moved\""))
+        {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("no path_moved within {limit:?}:\n{}", client.stderr());
+}
+
+/// Both ends move while apart, and the name service learns the server's new address only
+/// after the client is back and has begun reconnecting to the stale one (whose connect goes
+/// unanswered). The client must look the name up again while that connect hangs: its
+/// flowpath is back within 1.5 x (retry interval 1 s + lookup + 2 RTT) of the name's update,
+/// not after the stale attempt's `--wait` (10 s).
+#[test]
+fn both_ends_move_and_the_name_follows_late() {
+    let Some(lab) = lab("both_ends_move_and_the_name_follows_late") else {
+        return;
+    };
+    let hosts = HostsFile::new(&lab.ns("cli"));
+    hosts.set("msock-server", "10.99.2.2");
+    let t = Transfer::start(&lab, "msock-server");
+    t.let_it_run();
+    lab.link_down("cli", "eth0");
+    let new_srv = lab.addr_move("srv", "eth0");
+    lab.link_up("cli", "eth0");
+    lab.addr_move("cli", "eth0");
+    // The client reconnects to the stale address now; the name follows a little later.
+    std::thread::sleep(Duration::from_millis(300));
+    hosts.set("msock-server", &new_srv.to_string());
+    let took = wait_path_moved(&t.client, Duration::from_secs(30));
+    eprintln!("both ends moved, name updated late: flowpath back {took:?} after the update");
+    // Lookup and RTT are a few ms in this lab; the retry interval is the default 1 s.
+    assert!(
+        took <= Duration::from_millis(1500),
+        "flowpath back only {took:?} after the name was updated"
+    );
+    let (client, _) = t.finish();
+    assert!(count(&client, "path_moved") >= 1, "{client:?}");
+}
+
 #[test]
 fn link_down_for_five_seconds() {
     let Some(lab) = lab("link_down_for_five_seconds") else {

@@ -258,17 +258,19 @@ fn client_address_change_through_the_relay_mid_transfer() {
 }
 
 /// On a machine without `nft` the NAT tests skip with the line that installs it, rather than
-/// fail: the NAT test is run again (as its own process) with a PATH that holds `ip` and
-/// nothing else.
+/// fail: the NAT test is run again (as its own process) with a PATH that holds `ip` and `tc`
+/// and nothing else.
 #[test]
 fn nat_tests_skip_without_nft() {
     let dir = TempDir::new().unwrap();
     let path = std::env::var_os("PATH").unwrap_or_default();
-    if let Some(ip) = std::env::split_paths(&path)
-        .map(|d| d.join("ip"))
-        .find(|p| p.is_file())
-    {
-        std::os::unix::fs::symlink(ip, dir.path().join("ip")).unwrap();
+    for tool in ["ip", "tc"] {
+        if let Some(found) = std::env::split_paths(&path)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+        {
+            std::os::unix::fs::symlink(found, dir.path().join(tool)).unwrap();
+        }
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
@@ -290,7 +292,7 @@ fn nat_tests_skip_without_nft() {
     assert!(text.contains("1 passed"), "the test did not run:\n{text}");
     // As root with `ip`, the missing tool is what it names.
     // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 && dir.path().join("ip").exists() {
+    if unsafe { libc::geteuid() } == 0 && dir.path().join("tc").exists() {
         assert!(
             text.contains("apt-get install -y nftables"),
             "the skip does not say what to install:\n{text}"

@@ -2,7 +2,7 @@
 //! Time is passed in, bytes go in and out as values.
 //!
 //! And the layers above it depend only downward:
-//! `proto` <- `runtime` <- {`transfer`, `bench`, `relay`, `forward`, `program`} <- {`cmd`, `cli`, `docs`} <- main.
+//! `proto` <- `runtime` <- {`transfer`, `bench`, `relay`, `forward`, `program`} <- `pairing` <- {`cmd`, `cli`, `docs`} <- main.
 //! A module that names (`crate::x`) a module of a layer above fails the test, and so does a
 //! service naming another service (only the top layer's modules share with each other).
 
@@ -87,6 +87,7 @@ const LAYERS: &[&[&str]] = &[
     &["proto"],
     &["runtime"],
     &["transfer", "bench", "relay", "forward", "program"],
+    &["pairing"],
     &["cli"],
     &["cmd", "docs"],
 ];

@@ -4,14 +4,17 @@
 //! arrives, counting payload and passing control messages on. The test's logic holds the
 //! [`Link`] to both.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Sleep;
 
 use super::model::Plan;
 use super::wire::{self, Control, Found, Kind, Parser, HEADER};
@@ -21,6 +24,9 @@ use crate::runtime::Snapshot;
 /// Control events kept waiting for the test's logic at most; a peer that sends more control
 /// messages than that in a burst breaks the protocol.
 const EVENT_QUEUE: usize = 1024;
+
+/// How far behind its schedule a paced sender may catch up at full speed.
+const PACE_CREDIT: Duration = Duration::from_millis(100);
 
 /// What the test's logic tells the source.
 #[derive(Debug)]
@@ -76,6 +82,11 @@ struct Generator {
     left: Option<u64>,
     sent: Arc<AtomicU64>,
     total: u64,
+    /// Pacing (`-b`): at most this many payload bits per second since `began` (0: none).
+    rate: u64,
+    began: Instant,
+    /// Wakes the source when the next block is due.
+    pace: Option<Pin<Box<Sleep>>>,
 }
 
 impl Generator {
@@ -89,7 +100,33 @@ impl Generator {
             block,
             sent,
             total: 0,
+            rate: plan.rate,
+            began: Instant::now(),
+            pace: None,
         }
+    }
+
+    /// The next block may start now (with `-b`, once the payload so far is due at the
+    /// rate); if not, the source is woken when it may.
+    fn due(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        let due = self.began + Duration::from_secs_f64(self.total as f64 * 8.0 / self.rate as f64);
+        let now = Instant::now();
+        if now >= due {
+            // Time the sender could not use (a stall, a slow start) is not made up in a
+            // burst beyond PACE_CREDIT: the schedule moves on.
+            if let Some(late) = now.checked_duration_since(due + PACE_CREDIT) {
+                self.began += late;
+            }
+            return true;
+        }
+        let sleep = self
+            .pace
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due.into())));
+        sleep.as_mut().reset(due.into());
+        sleep.as_mut().poll(cx).is_ready()
     }
 
     /// Between blocks.
@@ -161,6 +198,9 @@ impl AppSource for BenchSource {
             }
         }
         if let Some(g) = self.gen.as_mut() {
+            if !g.due(cx) {
+                return Poll::Pending;
+            }
             if g.next_block() {
                 return Poll::Ready(Ok(Some(g.piece())));
             }
@@ -377,6 +417,7 @@ mod tests {
             len: 300_000,
             time: None,
             bytes: Some(1_000_000),
+            rate: 0,
         });
         link.close();
         let bytes = drain(&mut source);
@@ -407,6 +448,33 @@ mod tests {
                 "End 1000000"
             ]
         );
+    }
+
+    /// `-b`: blocks go out no faster than the rate, counted from the start.
+    #[tokio::test]
+    async fn a_paced_plan_sends_at_its_rate() {
+        let (mut source, _sink, _probe, link) = link();
+        // 8 Mbit/s = 1 MB/s: 10 blocks of 20 kB take at least 0.18 s (the first goes at once).
+        link.start(Plan {
+            len: 20_000,
+            time: None,
+            bytes: Some(200_000),
+            rate: 8_000_000,
+        });
+        link.close();
+        let began = Instant::now();
+        loop {
+            match std::future::poll_fn(|cx| source.poll_chunk(cx)).await {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => panic!("{e}"),
+            }
+            // Never ahead of the schedule by more than the block under way.
+            let due = began.elapsed().as_secs_f64() * 1e6 + 20_000.0;
+            assert!(link.sent() as f64 <= due, "{} bytes early", link.sent());
+        }
+        assert_eq!(link.sent(), 200_000);
+        assert!(began.elapsed() >= Duration::from_millis(180));
     }
 
     #[tokio::test]

@@ -49,6 +49,7 @@ pub(super) fn interval(iv: Interval) -> Result<Interval, String> {
     let paths = (iv.paths.into_iter())
         .map(|p| PathInterval {
             bits_per_second: rate(p.bytes, secs),
+            sender_tcp: None,
             ..p
         })
         .collect();
@@ -88,11 +89,16 @@ pub(super) fn side(s: Side) -> Result<Side, String> {
             ..p
         });
     }
+    let retransmits = paths
+        .iter()
+        .map(|p| p.retransmits)
+        .fold(0u64, u64::saturating_add);
     Ok(Side {
         start,
         end,
         seconds: secs,
         bits_per_second: rate(s.bytes, secs),
+        retransmits,
         paths,
         ..s
     })
@@ -141,6 +147,7 @@ mod tests {
                 bytes: 1000,
                 bits_per_second: 8000.0,
                 rtt: Some(100),
+                sender_tcp: None,
             }],
         }
     }
@@ -153,6 +160,7 @@ mod tests {
             bytes: 1000,
             bits_per_second: 4000.0,
             resent_bytes: 0,
+            retransmits: 0,
             sender: false,
             paths: vec![PathTotal {
                 id: 0,
@@ -162,6 +170,7 @@ mod tests {
                 bits_per_second: 4000.0,
                 resent_bytes: 0,
                 received_bytes: 1000,
+                retransmits: 0,
                 rtt: None,
             }],
         }

@@ -2,6 +2,7 @@
 //! send PARAMS, send and/or receive as asked, show intervals as they come (the listener's
 //! REPORTs for data we send, our own for data we receive), and collect both ends' totals.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::SystemTime;
 
@@ -9,13 +10,13 @@ use super::app::Link;
 use super::checked;
 use super::cpu::CpuClock;
 use super::expire;
-use super::model::{Interval, Outcome, Params};
+use super::model::{Interval, Outcome, Params, SenderTcp};
 use super::progress::{Progress, Step};
 use super::run::{Direction, Run};
 use super::transport::run_with;
 use super::wire::Kind;
 use super::Error;
-use crate::runtime::{self, DriveError};
+use crate::runtime::{self, DriveError, Snapshot};
 
 /// Which way an interval's data went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,7 @@ async fn client(
         paths: link.snapshot().await.paths,
     };
     show.start(&run);
+    let mut retrans = retransmits(&link.snapshot().await);
     link.send_json(Kind::Params, params);
     if params.client_sends() {
         link.start(params.plan());
@@ -111,8 +113,9 @@ async fn client(
                         Kind::Report if params.client_sends() => {
                             let iv: Interval = serde_json::from_slice(&c.body)
                                 .map_err(|e| give_up(&link, format!("unreadable REPORT ({e})")))?;
-                            let iv = checked::interval(iv)
+                            let mut iv = checked::interval(iv)
                                 .map_err(|why| give_up(&link, format!("implausible REPORT: {why}")))?;
+                            annotate(&mut iv, &link.snapshot().await, &mut retrans);
                             show.interval(Dir::Forward, &iv);
                             run.intervals.push(iv);
                         }
@@ -161,6 +164,34 @@ async fn client(
         run.reverse = Some(Direction { sender, receiver });
     }
     Ok(run)
+}
+
+/// Segments retransmitted so far on each flowpath's current connection, by flowpath id.
+fn retransmits(snap: &Snapshot) -> HashMap<u32, u64> {
+    let each = snap.paths.iter();
+    each.filter_map(|p| Some((p.id.0, p.kernel?.retransmits)))
+        .collect()
+}
+
+/// Adds our kernel's figures as sender to the listener's interval: each flowpath's
+/// retransmissions since the last interval (`last`, updated) and its congestion window.
+fn annotate(iv: &mut Interval, snap: &Snapshot, last: &mut HashMap<u32, u64>) {
+    for p in &mut iv.paths {
+        let Some(k) = snap
+            .paths
+            .iter()
+            .find(|x| x.id.0 == p.id)
+            .and_then(|x| x.kernel)
+        else {
+            continue;
+        };
+        let before = last.insert(p.id, k.retransmits).unwrap_or(0);
+        p.sender_tcp = Some(SenderTcp {
+            // A new connection of the flowpath starts counting again.
+            retransmits: k.retransmits.checked_sub(before).unwrap_or(k.retransmits),
+            snd_cwnd: k.cwnd_bytes,
+        });
+    }
 }
 
 /// The listener's RESULT with every figure checked (see [`checked`]).

@@ -32,6 +32,8 @@ pub(super) struct PathCounts {
     pub(super) resent: u64,
     /// Bytes that arrived on it, duplicates included.
     pub(super) received: u64,
+    /// TCP segments the kernel retransmitted on its current connection.
+    pub(super) retrans: u64,
 }
 
 /// The counters at one instant.
@@ -61,6 +63,7 @@ impl Mark {
                     weight,
                     resent: s.bytes_resent,
                     received: s.bytes_received,
+                    retrans: p.kernel.map_or(0, |k| k.retransmits),
                 };
                 (p.id.0, counts)
             })
@@ -87,6 +90,7 @@ impl Mark {
                     weight: c.weight.saturating_sub(b.weight),
                     resent: c.resent.saturating_sub(b.resent),
                     received: c.received.saturating_sub(b.received),
+                    retrans: c.retrans.saturating_sub(b.retrans),
                 };
                 (id, d)
             })
@@ -219,6 +223,7 @@ impl Meter {
                 bytes: b,
                 bits_per_second: rate(b, seconds),
                 rtt: rtt_us(snap, *id),
+                sender_tcp: None,
             })
             .collect();
         let omitted = self.prev.at < self.origin.at + self.omit;
@@ -272,6 +277,7 @@ impl Meter {
                 bits_per_second: rate(b, seconds),
                 resent_bytes: c.resent,
                 received_bytes: c.received,
+                retransmits: c.retrans,
                 rtt: rtt_us(snap, *id),
             });
         }
@@ -282,6 +288,7 @@ impl Meter {
             bytes,
             bits_per_second: rate(bytes, seconds),
             resent_bytes: paths.iter().map(|p| p.resent_bytes).sum(),
+            retransmits: paths.iter().map(|p| p.retransmits).sum(),
             sender: self.role == Role::Sender,
             paths,
         };
@@ -326,6 +333,7 @@ mod tests {
                         peer: "127.0.0.1:2".parse().unwrap(),
                         iface: None,
                         up: true,
+                        kernel: None,
                         stats,
                     }
                 })

@@ -33,6 +33,9 @@ pub struct Params {
     pub reverse: bool,
     /// Both send.
     pub bidir: bool,
+    /// Each sender paces its data to this many bits per second (0: as fast as it can).
+    #[serde(default)]
+    pub rate: u64,
 }
 
 impl Params {
@@ -90,6 +93,7 @@ impl Params {
             len: self.len as usize,
             time: self.time_ms.map(Duration::from_millis),
             bytes: self.bytes,
+            rate: self.rate,
         }
     }
 
@@ -119,8 +123,10 @@ pub(super) struct Plan {
     pub(super) len: usize,
     /// For this long, or
     pub(super) time: Option<Duration>,
-    /// this many payload bytes.
+    /// this many payload bytes,
     pub(super) bytes: Option<u64>,
+    /// at most this many bits per second (0: no limit).
+    pub(super) rate: u64,
 }
 
 /// One flowpath's part of an interval.
@@ -134,6 +140,19 @@ pub struct PathInterval {
     pub bits_per_second: f64,
     /// Smoothed RTT at the end of the interval, microseconds.
     pub rtt: Option<u64>,
+    /// The sending client's kernel figures for the flowpath's connection (never from the
+    /// network: the client fills them in when it is the sender).
+    #[serde(skip)]
+    pub sender_tcp: Option<SenderTcp>,
+}
+
+/// A sender's TCP_INFO figures for one flowpath over one interval (iperf3's Retr and Cwnd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SenderTcp {
+    /// Segments retransmitted in the interval.
+    pub retransmits: u64,
+    /// Congestion window at its end, bytes.
+    pub snd_cwnd: u64,
 }
 
 /// The receiver's figures for one interval.
@@ -174,6 +193,9 @@ pub struct PathTotal {
     pub resent_bytes: u64,
     /// Receiver: stream bytes that arrived on it, duplicates included.
     pub received_bytes: u64,
+    /// Sender: TCP segments the kernel retransmitted on its connections (TCP_INFO).
+    #[serde(default)]
+    pub retransmits: u64,
     /// Smoothed RTT at the end, microseconds.
     pub rtt: Option<u64>,
 }
@@ -193,6 +215,10 @@ pub struct Side {
     pub bits_per_second: f64,
     /// Sender: bytes sent again, over all flowpaths.
     pub resent_bytes: u64,
+    /// Sender: TCP segments the kernel retransmitted, over all flowpaths (iperf3's
+    /// `retransmits`).
+    #[serde(default)]
+    pub retransmits: u64,
     /// These are the sender's figures.
     pub sender: bool,
     /// Per flowpath; their bytes add up to `bytes` (receiver).
@@ -258,6 +284,7 @@ mod tests {
             omit_ms: 0,
             reverse: false,
             bidir: false,
+            rate: 0,
         }
     }
 

@@ -19,6 +19,7 @@ use crate::proto::{PathId, PathStats};
 use crate::runtime::app::{AppSource, SourceError, CHUNK};
 use crate::runtime::client::connect_any;
 use crate::runtime::conn::apply_congestion;
+use crate::runtime::tcpinfo;
 use crate::runtime::{resolve, DriveError, Family, Outcome, PathReport, Snapshot, Totals};
 
 /// What a plain TCP connection from `msock bench --compare-tcp` sends first, so that a listener
@@ -166,17 +167,18 @@ pub async fn pump(
 
 /// The connection as one flowpath, for the bench's statistics.
 fn snapshot(s: &TcpStream, written: u64, read: u64) -> Snapshot {
-    let (srtt, min_rtt, resent) = tcp_info(s);
+    let kernel = tcpinfo::read(s);
+    let k = kernel.unwrap_or_default();
     let addr = |a: io::Result<std::net::SocketAddr>| {
         a.unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
     };
     let mut stats = PathStats::default();
     stats.bytes_sent = written;
-    stats.bytes_resent = resent;
+    stats.bytes_resent = k.retransmits * k.mss;
     stats.bytes_received = read;
     stats.bytes_new = read;
-    stats.srtt = srtt;
-    stats.min_rtt = min_rtt;
+    stats.srtt = k.rtt;
+    stats.min_rtt = k.min_rtt;
     Snapshot {
         paths: vec![PathReport {
             id: PathId(0),
@@ -184,6 +186,7 @@ fn snapshot(s: &TcpStream, written: u64, read: u64) -> Snapshot {
             peer: addr(s.peer_addr()),
             iface: None,
             up: true,
+            kernel,
             stats,
         }],
         totals: Totals {
@@ -191,34 +194,4 @@ fn snapshot(s: &TcpStream, written: u64, read: u64) -> Snapshot {
             received: read,
         },
     }
-}
-
-/// Smoothed and lowest RTT and retransmitted bytes (segments × MSS) from TCP_INFO.
-#[cfg(target_os = "linux")]
-fn tcp_info(s: &TcpStream) -> (Option<Duration>, Option<Duration>, u64) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: tcp_info is plain old data; getsockopt writes at most `len` bytes into it.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: a valid socket descriptor, a buffer of `len` bytes and its length.
-    let r = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return (None, None, 0);
-    }
-    let us = |x: u32| (x > 0).then(|| Duration::from_micros(x as u64));
-    let resent = info.tcpi_total_retrans as u64 * info.tcpi_snd_mss as u64;
-    (us(info.tcpi_rtt), us(info.tcpi_min_rtt), resent)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn tcp_info(_s: &TcpStream) -> (Option<Duration>, Option<Duration>, u64) {
-    (None, None, 0)
 }

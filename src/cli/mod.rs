@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::runtime::ifaces::{parse_kind_override, IfaceKind};
 
 mod client;
+pub mod config;
 mod parse;
 mod server;
 
@@ -48,6 +49,21 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the command line as [`Parser::parse`] does (a usage error exits 2), then joins
+    /// destinations given as HOST PORT (see [`Command::join_destinations`]).
+    pub fn parse_joined() -> Cli {
+        let mut cli = Cli::parse();
+        if let Err(msg) = cli.command.join_destinations() {
+            use clap::CommandFactory;
+            Cli::command()
+                .error(clap::error::ErrorKind::ValueValidation, msg)
+                .exit();
+        }
+        cli
+    }
+}
+
 /// The long help's section on encryption and keys.
 const ENCRYPTION: &str = "\
 Exit status: 0 success, 1 network error (refused, reset, timeout, peer vanished, peer error),
@@ -59,8 +75,10 @@ ENCRYPTION
   of their own on every flowpath. Each listener has a long-term key, created on first use in
   the config directory ($MSOCK_CONFIG_DIR, else $XDG_CONFIG_HOME/msock, else ~/.config/msock,
   file listener.key, mode 0600); `msock listen --show-key` prints its fingerprint. A client
-  pins the key it meets first at each HOST:PORT (file known_peers) and refuses a different one
-  later, showing both fingerprints; --peer-key FINGERPRINT pins explicitly. Each client has a
+  pins the key it meets first at each host, for all its ports (file known_peers, like ssh's
+  known_hosts: a host name and the address it resolved to are recognised together), and
+  refuses a different one later, showing both fingerprints and the line that pins the old
+  one; `msock connect --forget-key HOST` removes it; --peer-key FINGERPRINT pins explicitly. Each client has a
   long-term key too (file client.key, the same way; connect, send-file and bench use it),
   sent encrypted in the handshake once the listener's key checked out; `msock connect
   --show-key` prints its fingerprint. `msock listen --authorized-keys FILE` admits only the
@@ -166,7 +184,9 @@ pub struct StreamArgs {
 /// How a client reaches its listener: shared by connect, send-file and bench.
 #[derive(Debug, Args, Clone)]
 pub struct DialArgs {
-    /// Give up connecting (TCP connect and msock handshake) after this long.
+    /// Give up connecting (TCP connect and msock handshake) after this long. When a session
+    /// reconnects, an attempt at an address it already used gets 4 smoothed RTTs (at least
+    /// 0.5 s, at most this), while a fresh lookup of the name races it.
     #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
     pub wait: Duration,
 
@@ -181,13 +201,17 @@ pub struct DialArgs {
     pub retry_interval: Duration,
 
     /// The listener's key fingerprint (SHA256:..., from `msock listen --show-key`): refuse any
-    /// other key. Without it the key seen first at this HOST:PORT is pinned and later
-    /// required (trust on first use, like ssh).
+    /// other key. Without it the key seen first at this host is pinned and later required
+    /// (trust on first use, like ssh; see ENCRYPTION in `msock --help`).
     #[arg(long, value_name = "FINGERPRINT", conflicts_with = "no_encrypt", value_parser = parse_fingerprint)]
     pub peer_key: Option<String>,
 
     #[command(flatten)]
     pub policy: PolicyArgs,
+
+    /// A pre-shared key set by the command itself (pairing by code), not a flag.
+    #[arg(skip)]
+    pub psk: Option<[u8; 32]>,
 }
 
 /// Which network interfaces a session's flowpaths use. Without any of these, one flowpath
@@ -207,7 +231,9 @@ pub struct PolicyArgs {
     #[arg(long)]
     pub prefer_cellular: bool,
 
-    /// Only use this interface; repeat for several, in order of preference.
+    /// Only use this interface; repeat for several, in order of preference. A NAME this
+    /// machine does not have is warned about and used if it appears; with none of the names
+    /// here (--iface and --backup), connecting is refused, listing the interfaces there are.
     #[arg(long, value_name = "NAME")]
     pub iface: Vec<String>,
 
@@ -217,7 +243,8 @@ pub struct PolicyArgs {
 
     /// Treat interface NAME as KIND (wifi, cellular, ethernet, tunnel or other) instead of what
     /// msock detects, e.g. --iface-kind enx0c5b8f279a64=cellular for a tethered phone.
-    /// Repeat for several interfaces.
+    /// Repeat for several interfaces. A NAME this machine does not have is warned about (as
+    /// with --iface) and applies if it appears.
     #[arg(long, value_name = "NAME=KIND", value_parser = parse_kind_override)]
     pub iface_kind: Vec<(String, IfaceKind)>,
 }

@@ -123,6 +123,44 @@ pub fn parse_fingerprint(s: &str) -> Result<String, String> {
     }
 }
 
+/// A port to connect to: 1 to 65535.
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    match s.trim().parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("'{s}' is not a port number (1-65535)")),
+    }
+}
+
+/// Joins HOST and PORT given as two arguments (as nc takes them) into the one-argument form:
+/// `HOST:PORT`, `[V6]:PORT` for an IPv6 address (bracketed or not), `NAME@RELAY:PORT`. Err:
+/// HOST has a port already.
+pub fn join_host_port(host: &str, port: u16) -> Result<String, String> {
+    let both =
+        || format!("'{host}' has a port already: give HOST:PORT or HOST PORT ({port}), not both");
+    let (name, relay) = match host.split_once('@') {
+        Some((n, r)) => (Some(n), r),
+        None => (None, host),
+    };
+    let relay = if relay.starts_with('[') && relay.ends_with(']') {
+        relay.to_owned()
+    } else if relay.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{relay}]")
+    } else if relay.contains(':') || relay.is_empty() {
+        // HOST:PORT or [V6]:PORT already, or something no port can fix.
+        return Err(if relay.is_empty() {
+            format!("'{host}' has no host before the port {port}")
+        } else {
+            both()
+        });
+    } else {
+        relay.to_owned()
+    };
+    Ok(match name {
+        Some(n) => format!("{n}@{relay}:{port}"),
+        None => format!("{relay}:{port}"),
+    })
+}
+
 /// Parses a listen address: `PORT`, `ADDR:PORT`, `[V6]:PORT`. Returns the host part (None =
 /// all addresses) and the port.
 pub fn parse_listen_addr(s: &str) -> Result<(Option<String>, u16), String> {
@@ -181,6 +219,24 @@ mod tests {
             let e = parse_size(huge).unwrap_err();
             assert!(e.contains("at most 1024T"), "{huge}: {e}");
         }
+    }
+
+    #[test]
+    fn host_and_port_apart() {
+        assert_eq!(join_host_port("127.0.0.1", 9020).unwrap(), "127.0.0.1:9020");
+        assert_eq!(join_host_port("::1", 9020).unwrap(), "[::1]:9020");
+        assert_eq!(join_host_port("[::1]", 9020).unwrap(), "[::1]:9020");
+        assert_eq!(join_host_port("Example.net", 1).unwrap(), "Example.net:1");
+        assert_eq!(join_host_port("n@relay", 7).unwrap(), "n@relay:7");
+        assert_eq!(join_host_port("n@::1", 7).unwrap(), "n@[::1]:7");
+        for bad in ["host:9000", "[::1]:9000", "n@relay:1", "", "n@"] {
+            assert!(join_host_port(bad, 9020).is_err(), "{bad}");
+        }
+        assert!(join_host_port("host:9000", 9020)
+            .unwrap_err()
+            .contains("not both"));
+        assert_eq!(parse_port("9020"), Ok(9020));
+        assert!(parse_port("0").is_err() && parse_port("65536").is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 // Help texts show "[IPV6]:PORT" literally; rustdoc must not read it as a link.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
@@ -25,7 +26,7 @@ Several clients (-k), as ncat -k:
   that does not take its copy for 5 s while its queue is full (it moved or stalled) is ended
   with an error rather than holding stdin up for the others.
   Without -k: one session; a client that comes meanwhile is told the listener is busy.
-When the session ends (nc's rule, as in the Quick start):
+When the session ends (nc's rule):
   Each side ends its sending at the end of its stdin; the session ends when both have. When
   stdin is a terminal and nothing has been typed for a session, the session also ends as soon
   as the client has finished sending, so that `msock listen 9000 > file` in a terminal and
@@ -43,7 +44,7 @@ pub struct ListenArgs {
     /// Where to listen: PORT (all addresses), ADDR:PORT or [IPV6]:PORT. Port 0 picks a free
     /// port and prints it on stderr.
     /// Optional with --relay (then the listener is reachable through the relay only).
-    #[arg(value_name = "[ADDR:]PORT", required_unless_present_any = ["relay", "show_key"])]
+    #[arg(value_name = "[ADDR:]PORT", required_unless_present_any = ["relay", "show_key", "code"])]
     pub addr: Option<String>,
 
     /// Print this listener's key fingerprint (to give to clients for --peer-key) and exit.
@@ -52,8 +53,20 @@ pub struct ListenArgs {
     pub show_key: bool,
     /// Also listen through the relay at HOST[:PORT] (default port 7480), under --name: works
     /// behind NAT, since the listener connects out. Re-registers after address changes.
-    #[arg(long, value_name = "HOST[:PORT]", requires = "name")]
+    #[arg(long, value_name = "HOST[:PORT]")]
     pub relay: Option<String>,
+
+    /// Wait for a sender by code: register a fresh code's number at the relay (--relay, else
+    /// `relay = "HOST:PORT"` in config.toml in the config directory), print `code:
+    /// 7-tulip-orbit-canyon` on stderr and wait for `msock send-file --code CODE FILES` or
+    /// `msock connect --code CODE`. The words (3 of 7776: 38.8 bits) never leave the two
+    /// machines: a password-authenticated key exchange (SPAKE2) turns the code into the
+    /// session's pre-shared key, and a wrong code fails on both sides before any byte of a
+    /// file is sent. The code is burned after it paired once or after three tries; the
+    /// listener ends after its first session that ended well (a killed sender that runs its
+    /// command again resumes without pairing again).
+    #[arg(long, conflicts_with_all = ["name", "show_key", "no_encrypt", "psk_file", "relay_key_file", "allow_plain"])]
+    pub code: bool,
 
     /// The name to register at the relay; clients connect to NAME@HOST[:PORT]. The first
     /// registration returns a secret, kept in $MSOCK_STATE_DIR, $XDG_STATE_HOME/msock or
@@ -121,6 +134,16 @@ pub struct ListenArgs {
     /// free space in --save-dir are always refused.
     #[arg(long, value_name = "SIZE", requires = "save_dir", value_parser = parse_size)]
     pub max_size: Option<u64>,
+
+    /// Accept file offers without asking. Without it, a --save-dir listener whose stdin and
+    /// stderr are a terminal asks before accepting an offer from a sender key it has not seen
+    /// ("accept 3 files, 1.2 GB, from SHA256:... at ADDR? [y/N]"; its stdin then answers and
+    /// is not sent to byte-stream sessions); a key is seen when it is in --authorized-keys or
+    /// in `accepted_senders` in the config directory, where each accepted key is added. A
+    /// refused sender is told that the receiver declined. Other listeners accept and log
+    /// each offer on stderr.
+    #[arg(long, requires = "save_dir")]
+    pub yes: bool,
 
     /// Port forwarding: join each session to a new TCP connection to HOST:PORT (like `socat
     /// TCP-LISTEN,fork TCP:HOST:PORT`) instead of stdin and stdout; with -k, sessions are
@@ -262,6 +285,22 @@ pub struct ProxyArgs {
 
     /// Print one JSON object per line on stdout for each event (registered, unregistered,
     /// expired, splice, splice_end, refused, dropped) and the summary at exit.
+    /// Serve Prometheus metrics (OpenMetrics text) on `GET /metrics` at this address:
+    /// registrations, lookups, spliced flowpaths, bytes each way, refusals by reason, names,
+    /// listeners connected, open flowpaths, registration and lookup latency histograms.
+    /// Keep it on a private address: it names no names, but shows the relay's load.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+
+    /// Cap what the flowpaths of one name move, in bytes per second each way (e.g. `10M` =
+    /// 10 MiB/s; K, M, G are powers of 1024). Shared by all the name's clients.
+    #[arg(long, value_name = "RATE", value_parser = parse_positive_size)]
+    pub rate_per_name: Option<u64>,
+
+    /// Cap what the flowpaths of one client address move, in bytes per second each way.
+    #[arg(long, value_name = "RATE", value_parser = parse_positive_size)]
+    pub rate_per_source: Option<u64>,
+
     #[arg(long)]
     pub json: bool,
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::dial::{check_dest, check_source, dial, dial_failure, try_dial};
+use super::dial::{check_dest, check_source, dial_failure, dial_failure_for, try_dial, Hint};
 use super::{ctrl_c, family, finish, Failure};
 use crate::cli::{parse_listen_addr, ConnectArgs};
 use crate::proto::Service;
@@ -14,18 +14,27 @@ use crate::runtime::server::bind_all;
 use crate::runtime::{client, ifaces, plain, resolve, StdinSource, StdoutSink};
 
 /// Runs `msock connect`.
-pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
+pub async fn run(mut args: ConnectArgs) -> Result<(), Failure> {
     if args.list_ifaces {
         return list_ifaces(&args);
+    }
+    if let Some(dest) = &args.forget_key {
+        return forget_key(dest);
     }
     if args.show_key {
         let id = crate::runtime::keys::client_identity().map_err(Failure::local)?;
         println!("{}", crate::proto::handshake::fingerprint(&id.public));
         return Ok(());
     }
+    if let Some(code) = args.code.clone() {
+        let relay = args.dest.take();
+        let c = super::code::sender_pairing(&code, relay.as_deref(), &mut args.dial, &args.stream)
+            .await?;
+        args.dest = Some(c.dest.clone());
+    }
     let Some(dest) = args.dest.clone() else {
         return Err(Failure::local(
-            "give HOST:PORT, e.g. example.net:9000 or [::1]:9000",
+            "give HOST:PORT or HOST PORT, e.g. example.net:9000 or [::1]:9000",
         ));
     };
     check_dest(&dest)?;
@@ -103,8 +112,10 @@ async fn forward_local(local: &str, dest: &str, args: &ConnectArgs) -> Result<()
             let started = Instant::now();
             let run = async {
                 let input = Some(source);
-                let mut driver =
-                    dial(dest, dial_args, stream, Service::Stream, input, Some(sink)).await?;
+                let dialed = try_dial(dest, dial_args, stream, Service::Stream, input, Some(sink));
+                let mut driver = dialed
+                    .await?
+                    .map_err(|e| dial_failure_for(e, Hint::Local))?;
                 driver.set_interrupt(ctrl_c());
                 let (r, totals) = driver.run().await;
                 let events = Events::sessions(stream.json_events);
@@ -121,6 +132,19 @@ async fn forward_local(local: &str, dest: &str, args: &ConnectArgs) -> Result<()
     };
     crate::forward::local::serve(listeners, carry, interrupted).await;
     Err(Failure::interrupted())
+}
+
+/// `msock connect --forget-key DEST`: removes DEST's pinned keys and says what it removed
+/// (exit 0 either way, as `ssh-keygen -R`).
+fn forget_key(dest: &str) -> Result<(), Failure> {
+    let (file, removed) = crate::runtime::keys::forget_peer(dest).map_err(Failure::local)?;
+    if removed.is_empty() {
+        eprintln!("msock: no key pinned for {dest} in {}", file.display());
+    }
+    for line in removed {
+        eprintln!("msock: removed from {}: {line}", file.display());
+    }
+    Ok(())
 }
 
 /// `msock connect --list-ifaces`: prints the interfaces and their kinds on stdout.

@@ -53,9 +53,13 @@ pub(crate) fn check_dest(dest: &str) -> Result<bool, Failure> {
                 "'{port}' in '{dest}' is not a port number (1-65535)"
             ))),
         }
+    } else if !dest.is_empty() && dest.bytes().all(|b| b.is_ascii_digit()) {
+        Err(Failure::local(format!(
+            "'{dest}' is a port without a host: give HOST PORT or HOST:PORT, e.g. example.net 9000"
+        )))
     } else {
         Err(Failure::local(format!(
-            "'{dest}' has no port: give HOST:PORT, e.g. example.net:9000 or [::1]:9000, or NAME@RELAY for a listener registered at a relay"
+            "'{dest}' has no port: give HOST:PORT or HOST PORT, e.g. example.net:9000 or [::1]:9000, or NAME@RELAY for a listener registered at a relay"
         )))
     }
 }
@@ -128,9 +132,13 @@ fn client_config(
 ) -> Result<ClientConfig, Failure> {
     let named = check_dest(dest)?;
     check_source(dial.source)?;
-    warn_unknown_kinds(&policy);
+    warn_unknown_ifaces(&policy);
     let mut session = session_config(stream)?;
     session.service = service;
+    if dial.psk.is_some() {
+        // Paired by code: the pairing's key.
+        session.psk = dial.psk;
+    }
     if session.encrypt {
         // The client's long-term key, which the listener may authorize (--authorized-keys).
         let id = crate::runtime::keys::client_identity().map_err(Failure::local)?;
@@ -156,11 +164,58 @@ fn client_config(
     })
 }
 
+/// Which command dialled, for what to tell its user when the server does not speak msock:
+/// each gets a hint it can act on with its own flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hint {
+    /// `msock connect` (a byte stream or a program): it has --plain.
+    Connect,
+    /// `msock connect --local`: carries sessions only (no --plain there).
+    Local,
+    /// `msock send-file`.
+    SendFile,
+    /// `msock bench`.
+    Bench,
+}
+
+impl Hint {
+    /// The command that opens sessions of `service`.
+    fn of(service: Service) -> Hint {
+        match service {
+            Service::Stream | Service::Program | Service::Other(_) => Hint::Connect,
+            Service::File => Hint::SendFile,
+            Service::Bench => Hint::Bench,
+        }
+    }
+
+    /// What to do when the server does not speak msock.
+    fn not_msock(self) -> &'static str {
+        match self {
+            Hint::Connect => "to talk to a plain TCP server use --plain",
+            Hint::Local => {
+                "connect --local carries msock sessions only: the far end needs `msock listen \
+                 --forward HOST:PORT` (for a plain TCP server, point the program at it directly)"
+            }
+            Hint::SendFile => {
+                "send-file needs `msock listen --save-dir DIR` on the far end (nc or a web server cannot take it)"
+            }
+            Hint::Bench => {
+                "msock bench needs `msock listen` on the far end (an iperf3 server is not one: use iperf3 -c for it)"
+            }
+        }
+    }
+}
+
 /// The command's failure for a session of `service` that could not be set up.
 pub(crate) fn dial_failure(e: DialError, service: Service) -> Failure {
+    dial_failure_for(e, Hint::of(service))
+}
+
+/// Like [`dial_failure`], for the command `hint` names.
+pub(crate) fn dial_failure_for(e: DialError, hint: Hint) -> Failure {
     match e {
         DialError::Connect(e @ ConnectError::NotMsock(..)) => {
-            Failure::network(format!("{e}; {}", not_msock_hint(service)))
+            Failure::network(format!("{e}; {}", hint.not_msock()))
         }
         // A listener serving all it will: say so plainly (it is no fault of ours or theirs).
         DialError::Connect(ConnectError::Handshake(
@@ -177,36 +232,33 @@ pub(crate) fn dial_failure(e: DialError, service: Service) -> Failure {
     }
 }
 
-/// Says which `--iface-kind` names no interface of this machine has now (a typo, or one that
-/// has not appeared yet: the kind applies if it does).
-fn warn_unknown_kinds(policy: &Policy) {
-    if policy.kinds.is_empty() {
+/// Warns about each interface that `--iface`, `--backup` or `--iface-kind` names and this
+/// machine does not have now (a typo, or one that has not appeared yet: the flag applies if
+/// it does). The same rule for all three: only when `--iface`/`--backup` leave no interface at
+/// all is it refused (exit 2, naming them and listing what exists), when dialling.
+fn warn_unknown_ifaces(policy: &Policy) {
+    if policy.kinds.is_empty() && policy.only.is_empty() && policy.backup.is_empty() {
         return;
     }
     let found = ifaces::discover(&policy.kinds);
-    let mut unknown: Vec<&String> = (policy.kinds.keys())
-        .filter(|n| !found.iter().any(|i| &i.name == *n))
-        .collect();
-    unknown.sort();
-    for name in unknown {
+    let missing = |n: &String| !found.iter().any(|i| &i.name == n);
+    let mut kinds: Vec<&String> = policy.kinds.keys().filter(|n| missing(n)).collect();
+    kinds.sort();
+    let usable = |names: &[String]| names.iter().any(|n| !missing(n));
+    // With none of them here, the refusal says it all.
+    if usable(&policy.only) || usable(&policy.backup) {
+        for (flag, names) in [("--iface", &policy.only), ("--backup", &policy.backup)] {
+            for name in names.iter().filter(|n| missing(n)) {
+                tracing::warn!(
+                    "{flag} {name}: there is no interface {name} now (it is used if one appears; see msock connect --list-ifaces)"
+                );
+            }
+        }
+    }
+    for name in kinds {
         tracing::warn!(
             "--iface-kind {name}=...: there is no interface {name} now (it applies if one appears; see msock connect --list-ifaces)"
         );
-    }
-}
-
-/// What to do when the server does not speak msock, for a session of `service`.
-fn not_msock_hint(service: Service) -> &'static str {
-    match service {
-        Service::Stream | Service::Program | Service::Other(_) => {
-            "to talk to a plain TCP server use --plain"
-        }
-        Service::File => {
-            "send-file needs `msock listen --save-dir DIR` on the far end (nc or a web server cannot take it)"
-        }
-        Service::Bench => {
-            "msock bench needs `msock listen` on the far end (an iperf3 server is not one: use iperf3 -c for it)"
-        }
     }
 }
 

@@ -38,6 +38,11 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         }
         None => (None, None), // --relay only
     };
+    if args.relay.is_some() && args.name.is_none() && !args.code {
+        return Err(Failure::local(
+            "--relay needs --name NAME (the name clients give as NAME@RELAY), or --code",
+        ));
+    }
     let forward = forward_setup(&args)?;
     let program = super::exec::spec(&args)?;
     if args.allow_anyone && forward.is_none() && program.is_none() {
@@ -79,13 +84,24 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     }
     let save = match &args.save_dir {
         Some(dir) => Some(Arc::new(
-            SaveOptions::new(dir.clone(), args.overwrite, args.max_size).map_err(Failure::local)?,
+            SaveOptions::new(
+                dir.clone(),
+                args.overwrite,
+                args.max_size,
+                super::consent::Consent::new(args.yes, args.authorized_keys.is_some()),
+            )
+            .map_err(Failure::local)?,
         )),
         None => None,
     };
-    // Stdin and stdout are used only when byte streams are attached to them.
+    // Stdin and stdout are used only when byte streams are attached to them; stdin not when
+    // it answers the questions about file offers.
     let stdio_used = forward.is_none() && program.is_none();
-    let stdio = SharedStdio::start(stdio_used && !args.recv_only, stdio_used && !args.send_only);
+    let asks = save.as_ref().is_some_and(|s| s.consent.uses_stdin());
+    let stdio = SharedStdio::start(
+        stdio_used && !args.recv_only && !asks,
+        stdio_used && !args.send_only,
+    );
     let mut services = services(&args, save);
     if let Some(p) = &program {
         super::exec::offer(&mut services, p.clone());
@@ -116,6 +132,17 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     } else {
         tracing::info!("plain TCP clients are refused (--allow-plain serves them)");
     }
+    // --code: pair with a sender first; its sessions then need the pairing's key.
+    let paired = match (args.code, config.identity.as_ref()) {
+        (true, Some(id)) => tokio::select! {
+            p = super::code::listen_pairing(&args, id.public) => Some(p?),
+            _ = interrupted.as_mut() => return Err(Failure::interrupted()),
+        },
+        _ => None,
+    };
+    if let Some((_, a)) = &paired {
+        config.psk = Some(a.paired.psk);
+    }
     let server = Server::new(
         &listeners,
         ServerConfig {
@@ -136,17 +163,28 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
     for l in listeners {
         server.listen(l, tx.clone());
     }
-    let mut relay_lost = match (&args.relay, &args.name) {
-        (Some(relay), Some(name)) => {
+    let mut relay_lost = match (&paired, &args.relay, &args.name) {
+        (Some((relay, a)), _, _) => {
+            let inject = relay_inject(server.clone(), tx.clone());
+            let name = &a.paired.session_name;
+            Some(register_at_relay(relay, name, &args, listening, inject).await?)
+        }
+        (None, Some(relay), Some(name)) => {
             let inject = relay_inject(server.clone(), tx.clone());
             Some(register_at_relay(relay, name, &args, listening, inject).await?)
         }
         _ => None,
     };
+    let coded = paired.is_some();
+    if let Some((_, a)) = paired {
+        // The session name is registered: the sender may dial it.
+        a.done().await;
+    }
     drop(tx);
 
     let limits = Limits {
-        keep_open: args.keep_open,
+        // A coded listener serves its sender's rerun while a killed session still waits.
+        keep_open: args.keep_open || coded,
         max_sessions: args.max_sessions,
     };
     let keep_open = args.keep_open;
@@ -154,7 +192,10 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
         &server,
         &mut rx,
         limits,
-        |r| session_ended(r, keep_open),
+        |r| match coded {
+            true => super::code::session_ended(r),
+            false => session_ended(r, keep_open),
+        },
         interrupted,
     );
     let result = tokio::select! {
@@ -276,6 +317,7 @@ async fn register_at_relay(
         key,
         family: family(&args.stream),
         listening,
+        events: super::relay_notices::events(),
     };
     agent::start(cfg, inject).await.map_err(|e| match e {
         agent::RegisterError::Local(m) => Failure::local(m),

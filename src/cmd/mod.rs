@@ -1,12 +1,16 @@
 //! One module per subcommand, each with a `run(args)`; shared plumbing lives here.
 
 pub mod bench;
+pub(crate) mod code;
 pub mod connect;
+mod consent;
 pub mod dial;
 pub(crate) mod exec;
 pub mod listen;
 pub mod proxy;
 pub(crate) mod receive;
+mod relay_notices;
+mod resume_hint;
 pub mod send_file;
 
 use std::fmt::Display;

@@ -3,6 +3,7 @@
 
 use super::{ctrl_c, futures_poll_once, Failure};
 use crate::cli::{parse_listen_addr, ProxyArgs};
+use crate::relay::metrics;
 use crate::relay::registry::{Limits, Registry};
 use crate::relay::secrets::load_keys;
 use crate::relay::server::{Config, Relay};
@@ -48,12 +49,26 @@ pub async fn run(args: ProxyArgs) -> Result<(), Failure> {
             name_ttl: args.name_ttl,
             keepalive: args.keepalive,
             auth_keys,
+            rate_per_name: args.rate_per_name,
+            rate_per_source: args.rate_per_source,
         },
         reg,
         relay_events(args.json),
     );
     for l in listeners {
         tokio::spawn(relay.clone().serve(l));
+    }
+    if let Some(addr) = args.metrics {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Failure::local(format!("--metrics {addr}: cannot listen there: {e}")))?;
+        let a = l.local_addr().map_err(Failure::local)?;
+        eprintln!("msock: relay metrics at http://{a}/metrics");
+        let r = relay.clone();
+        tokio::spawn(metrics::serve(
+            l,
+            std::sync::Arc::new(move || r.render_metrics()),
+        ));
     }
     tokio::spawn(relay.clone().sweep());
     tokio::spawn(relay.clone().saver());

@@ -4,21 +4,33 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::consent::{Consent, Sender};
 use super::{ctrl_c, Failure};
 use crate::runtime::channel_io::channel_app;
 use crate::runtime::server::Accepted;
 use crate::runtime::{DriveError, Outcome};
-use crate::transfer::receiver::{receive, ReceiveError, SaveRules};
+use crate::transfer::progress::si_bytes;
+use crate::transfer::receiver::{receive_asking, ReceiveError, SaveRules};
 
-/// Where and how a listener saves files (`--save-dir`, `--overwrite`, `--max-size`).
+/// Where and how a listener saves files (`--save-dir`, `--overwrite`, `--max-size`), and
+/// whether it asks first (`--yes`).
 #[derive(Debug)]
 pub(crate) struct SaveOptions {
     rules: SaveRules,
+    /// Who decides about each offer.
+    pub consent: Consent,
 }
 
 impl SaveOptions {
-    /// Checks `dir`, creating it if missing.
-    pub fn new(dir: PathBuf, overwrite: bool, max_size: Option<u64>) -> Result<Self, String> {
+    /// Checks `dir`, creating it if missing; `consent` decides about offers.
+    pub fn new(
+        dir: PathBuf,
+        overwrite: bool,
+        max_size: Option<u64>,
+        consent: Consent,
+    ) -> Result<Self, String> {
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot use --save-dir {}: {e}", dir.display()))?;
         if !std::fs::metadata(&dir).is_ok_and(|m| m.is_dir()) {
@@ -30,6 +42,7 @@ impl SaveOptions {
                 overwrite,
                 max_size,
             },
+            consent,
         })
     }
 }
@@ -37,12 +50,24 @@ impl SaveOptions {
 /// Receives one file transfer into the save directory, then prints a line about it.
 pub async fn serve(accepted: Accepted, save: &SaveOptions) -> Result<(), Failure> {
     let started = Instant::now();
-    let peer = accepted.peer();
+    // The sender: its key, and its address as we saw it (the relay's, through one).
+    let peer = Sender {
+        key: accepted.peer_key(),
+        addr: accepted.peer(),
+        relayed: accepted.relayed(),
+    };
+    let declined = AtomicBool::new(false);
     let (source, sink, mut w, mut r) = channel_app(16);
     let (mut driver, _registration) = accepted.into_driver(Some(source), Some(sink));
     driver.set_interrupt(ctrl_c());
     let transfer = async {
-        let res = receive(&mut w, &mut r, &save.rules).await;
+        let (peer, declined) = (&peer, &declined);
+        let ask = move |size| async move {
+            let d = save.consent.decide(peer, size).await;
+            declined.store(d.is_err(), Ordering::Relaxed);
+            d
+        };
+        let res = receive_asking(&mut w, &mut r, &save.rules, ask).await;
         match &res {
             Err(ReceiveError::Peer(e)) => w.abort(format!("the receiver stopped: {e}")).await,
             Err(ReceiveError::Local(e)) => w.abort(format!("the receiver failed: {e}")).await,
@@ -59,12 +84,19 @@ pub async fn serve(accepted: Accepted, save: &SaveOptions) -> Result<(), Failure
     let (res, (drive, _)) = tokio::join!(transfer, driver.run());
     let secs = started.elapsed().as_secs_f64();
     let dir = save.rules.dir.display();
+    if declined.load(Ordering::Relaxed) {
+        // Said when declined; the listener waits for the next offer.
+        return Err(Failure::not_started(format!(
+            "declined a file transfer from {peer}"
+        )));
+    }
     match (res, drive) {
         (Ok(got), Ok(Outcome::Finished)) => {
             eprintln!(
-                "msock: received {} file{} ({} bytes{}) from {peer} into {dir} in {secs:.2} s",
+                "msock: received {} file{} ({}, {} bytes{}) from {peer} into {dir} in {secs:.2} s",
                 got.files,
                 if got.files == 1 { "" } else { "s" },
+                si_bytes(got.bytes),
                 got.bytes,
                 if got.resumed > 0 {
                     format!(", resumed from {} bytes", got.resumed)

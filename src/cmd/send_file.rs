@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::code::{sender_pairing, Coded};
 use super::dial::{check_dest, dial};
 use super::{ctrl_c, Failure};
 use crate::cli::SendFileArgs;
@@ -21,10 +22,16 @@ use crate::transfer::wire::Kind;
 /// printed on stdout whatever happens (but Ctrl-C).
 pub async fn run(args: SendFileArgs, verbose: u8) -> Result<(), Failure> {
     let started = Instant::now();
-    let dest = args.dest().to_owned();
-    let (outcome, snap) = match transfer(&args, verbose).await {
+    if let (Some(code), Some(_)) = (&args.code, &args.text) {
+        return super::code::send_text(&args, code).await;
+    }
+    let dest = match &args.code {
+        Some(_) => "the code's listener".to_owned(),
+        None => args.dest().to_owned(),
+    };
+    let (outcome, snap, coded) = match transfer(&args, verbose).await {
         Ok(x) => x,
-        Err(f) => (Err(f), Snapshot::default()),
+        Err(f) => (Err(f), Snapshot::default(), None),
     };
     let secs = started.elapsed().as_secs_f64();
     if args.json && !matches!(&outcome, Err(f) if f.kind == super::Exit::Interrupted) {
@@ -36,7 +43,12 @@ pub async fn run(args: SendFileArgs, verbose: u8) -> Result<(), Failure> {
     }
     let failed: Vec<_> = sent.files.iter().filter(|f| !f.ok).collect();
     match failed.first() {
-        None => Ok(()),
+        None => {
+            if let Some(c) = coded {
+                c.forget();
+            }
+            Ok(())
+        }
         Some(f) => Err(Failure::network(format!(
             "{} of {} files failed; first: {}: {}",
             failed.len(),
@@ -48,29 +60,48 @@ pub async fn run(args: SendFileArgs, verbose: u8) -> Result<(), Failure> {
 }
 
 /// Checks the arguments, opens the session and runs the transfer. Err: it never started.
+#[allow(clippy::type_complexity)]
 async fn transfer(
     args: &SendFileArgs,
     verbose: u8,
-) -> Result<(Result<Sent, Failure>, Snapshot), Failure> {
-    if args.args.len() < 2 {
+) -> Result<(Result<Sent, Failure>, Snapshot, Option<Coded>), Failure> {
+    let (paths, relay) = match &args.code {
+        Some(code) => {
+            // A mistyped code is the user's to fix before anything else.
+            crate::proto::code::Code::parse(code).map_err(Failure::local)?;
+            super::code::split_args(&args.args, false)
+        }
+        None => (args.paths(), None),
+    };
+    if paths.is_empty() || (args.code.is_none() && args.args.len() < 2) {
         return Err(Failure::local(
             "give the files to send and then HOST:PORT, e.g. msock send-file photo.jpg example.net:9000",
         ));
     }
-    let dest = args.dest();
-    check_dest(dest)?;
+    let mut dial_args = args.dial.clone();
+    if args.code.is_none() {
+        check_dest(args.dest())?;
+    }
     super::apply_process_settings(&args.stream)?;
-    let m = manifest::build(&args.paths(), &args.name).map_err(Failure::local)?;
+    let m = manifest::build(&paths, &args.name).map_err(Failure::local)?;
     // Our own limits, checked before connecting: never reported as the receiver's fault.
     check_limits(&m.offer).map_err(Failure::local)?;
     let progress = Progress::new(Display::choose(args.quiet, verbose > 0));
     for s in &m.skipped {
         progress.println(&format!("not sent: {s}"));
     }
+    let coded = match &args.code {
+        Some(code) => {
+            let c = sender_pairing(code, relay.as_deref(), &mut dial_args, &args.stream).await?;
+            Some(c)
+        }
+        None => None,
+    };
+    let dest = coded.as_ref().map_or(args.dest(), |c| c.dest.as_str());
     let (source, sink, mut w, mut r) = channel_app(16);
     let mut driver = dial(
         dest,
-        &args.dial,
+        &dial_args,
         &args.stream,
         Service::File,
         Some(source),
@@ -92,7 +123,25 @@ async fn transfer(
         driver.run_with_snapshot(),
         progress::ticker(&progress, probe_tx)
     );
-    Ok((judge(res, drive), snap))
+    let outcome = judge(res, drive);
+    match &outcome {
+        Err(f) if f.kind == super::Exit::Interrupted => {
+            // The bar keeps its last state on a line of its own; then how to go on.
+            progress.abandon();
+            if !args.quiet {
+                let at = progress
+                    .position()
+                    .map_or(String::new(), |p| format!(" at {p}"));
+                eprintln!(
+                    "msock: interrupted{at}; the receiver keeps the partial files. To \
+                     resume, run the same command again:\n  {}",
+                    super::resume_hint::command_line()
+                );
+            }
+        }
+        _ => progress.clear(),
+    }
+    Ok((outcome, snap, coded))
 }
 
 /// Combines the transfer's and the session's results into one, blaming the right side.
@@ -120,9 +169,10 @@ fn summary(s: &Sent, secs: f64, dest: &str) -> String {
     let n = files.clone().filter(|f| !f.skipped).count();
     let skipped = files.filter(|f| f.skipped).count();
     let mut line = format!(
-        "sent {n} file{} ({sent} bytes) to {dest} in {secs:.2} s, {:.1} MB/s",
+        "sent {n} file{} ({}, {sent} bytes) to {dest} in {secs:.2} s, {}",
         if n == 1 { "" } else { "s" },
-        sent as f64 / secs.max(1e-6) / 1e6
+        progress::si_bytes(sent),
+        progress::si_rate(sent, secs)
     );
     if resumed > 0 {
         line += &format!(", resumed from {resumed} bytes");

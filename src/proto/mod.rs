@@ -172,6 +172,10 @@
 //! The client replaces a flowpath whose connection broke, went silent, or whose local address
 //! disappeared, by attaching a new connection with the same path id (from whatever address
 //! the routing picks now, to the server's address re-resolved by name on every attempt).
+//! An attempt races connects to the addresses the server was known at against lookups of
+//! its name, repeated every retry interval while connects hang, and gives a known address
+//! only a few smoothed RTTs ([`redial`]), so a server that moved while the client was away
+//! is found within a retry interval of its name's update.
 //! When the server's own address changes, each session sends an authenticated RECONNECT
 //! datagram from the server's control socket to the client's (the peer address of its last
 //! flowpath, the control port from HELLO); the client acknowledges it and attaches its
@@ -203,15 +207,18 @@
 //! kernel reset that connection instead; that peer is waited for as one that moved.)
 
 pub(crate) mod auth;
+pub mod code;
 pub mod codec;
 pub mod control;
 pub mod deframer;
 pub mod frame;
 pub mod handshake;
 pub(crate) mod out_queue;
+pub mod pake;
 pub(crate) mod path;
 pub(crate) mod range_set;
 pub(crate) mod record;
+pub mod redial;
 pub mod session;
 pub mod text;
 

@@ -62,6 +62,10 @@ pub struct PathStats {
     rate_mark: Option<(Duration, u64)>,
 }
 
+/// While a path carries data, its RTT is sampled (a PING) at least this often, so that its
+/// estimates follow the path rather than the moment it was attached.
+pub(crate) const RTT_PROBE: Duration = Duration::from_millis(200);
+
 /// Reports closer together than this are folded into the next sample (too noisy alone).
 const RATE_SAMPLE_MIN: Duration = Duration::from_millis(20);
 
@@ -139,6 +143,8 @@ pub(crate) struct Path {
     pub(super) ping_outstanding: Option<(u64, Duration)>,
     /// A PING is wanted now (RTT probe at attach).
     pub(super) ping_now: bool,
+    /// When our last PING went out (None: never).
+    pub(super) last_ping: Option<Duration>,
     /// When we last put a frame on this path.
     pub(super) last_sent: Duration,
     /// When we last received a frame on this path.
@@ -157,6 +163,9 @@ pub(crate) struct Path {
     pub(super) seal: Option<Sealer>,
     /// Client, HELLO(resume) sent: the opener to hand over once RESUMED (in clear) arrived.
     pub(super) opener_after_reply: Option<Opener>,
+    /// Frame bytes put on this connection so far (they size its records and DATA frames
+    /// while its congestion window grows: see `session::transmit`).
+    pub(super) conn_bytes_sent: u64,
 }
 
 impl Path {
@@ -175,6 +184,7 @@ impl Path {
             pong_due: None,
             ping_outstanding: None,
             ping_now: false,
+            last_ping: None,
             last_sent: now,
             last_recv: now,
             // Until attached, the path owes us its CHALLENGE or RESUMED.
@@ -183,6 +193,7 @@ impl Path {
             clear_first: None,
             seal: None,
             opener_after_reply: None,
+            conn_bytes_sent: 0,
         }
     }
 

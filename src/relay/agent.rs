@@ -19,6 +19,7 @@ use super::refusal::NAME_TAKEN;
 use super::secrets;
 use super::wire::{self, ListenerToRelay, Message, Refusal, RelayToListener, NONCE_LEN};
 use crate::proto::text::Untrusted;
+use crate::runtime::events::Events;
 use crate::runtime::{client, netwatch, resolve, Family};
 
 /// Hands a dialed-back connection (and the relay's address) to the listener's accept path.
@@ -40,6 +41,10 @@ pub struct AgentConfig {
     /// The listener's own listening sockets (wildcards are expanded to the machine's
     /// addresses at each registration), published for direct connections.
     pub listening: Vec<SocketAddr>,
+    /// Where the registration's ups and downs go: `relay_lost` (`relay`, `error`) when the
+    /// control channel ends (once per outage; retries are silent) and `relay_registered`
+    /// (`name`, `relay`) when it is registered again.
+    pub events: Events,
 }
 
 /// Why a registration failed.
@@ -114,13 +119,22 @@ async fn keep(
     let mut wait = Duration::from_millis(250);
     loop {
         if let Some(c) = ch.take() {
+            let relay = c.relay;
             let why = run_channel(c, &inject, &dialed, &mut changes).await;
             tracing::info!("relay control channel ended ({why}); registering again");
+            cfg.events.emit(
+                "relay_lost",
+                serde_json::json!({"relay": relay.to_string(), "error": why}),
+            );
             wait = Duration::from_millis(250);
         }
         match register(&cfg, &dialed).await {
             Ok(c) => {
                 tracing::info!("registered '{}' again at relay {}", cfg.name, c.relay);
+                cfg.events.emit(
+                    "relay_registered",
+                    serde_json::json!({"name": cfg.name, "relay": c.relay.to_string()}),
+                );
                 ch = Some(c);
             }
             Err(RegisterError::Transient(e)) => {

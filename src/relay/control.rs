@@ -9,7 +9,6 @@
 //! listener learns it.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +34,8 @@ struct Channel<'a> {
     tx: mpsc::Sender<RelayToListener>,
     /// Closes the channel.
     close: Arc<Notify>,
+    /// A nameplate's channel (REGISTER_CODE), see [`super::nameplate`].
+    pairing: bool,
 }
 
 impl Relay {
@@ -45,6 +46,7 @@ impl Relay {
         peer: SocketAddr,
         name: String,
         addrs: Vec<SocketAddr>,
+        pairing: bool,
     ) {
         let hs = self.cfg.handshake_timeout;
         if !self.reg().may_register(peer.ip()) {
@@ -77,6 +79,7 @@ impl Relay {
             }
             Err(_) => return,
         };
+        let proved = std::time::Instant::now();
         if !self.cfg.auth_keys.is_empty()
             && !self
                 .cfg
@@ -90,8 +93,12 @@ impl Relay {
         }
         // Publish only direct addresses at the address we see the listener at: elsewhere it is
         // behind a NAT, and a private address could reach some other machine.
-        let published: Vec<SocketAddr> =
-            addrs.into_iter().filter(|a| a.ip() == peer.ip()).collect();
+        // A nameplate publishes nothing: its attempts must go through the relay, which
+        // counts them.
+        let published: Vec<SocketAddr> = addrs
+            .into_iter()
+            .filter(|a| a.ip() == peer.ip() && !pairing)
+            .collect();
         let (tx, mut rx) = mpsc::channel::<RelayToListener>(1024);
         let close = Arc::new(Notify::new());
         let channel = Channel {
@@ -99,6 +106,7 @@ impl Relay {
             published: &published,
             tx,
             close: close.clone(),
+            pairing,
         };
         let outcome = self.install(&name, &nonce, &name_proof, channel);
         let (gen, reply, redial, fresh) = match outcome {
@@ -109,13 +117,14 @@ impl Relay {
             // The new secret is on disk before the listener learns it.
             self.persist().await;
         }
-        self.stats.registrations.fetch_add(1, Ordering::Relaxed);
+        self.metrics.registrations.inc();
         self.status(
             "registered",
             serde_json::json!({"name": name, "from": peer.to_string(),
                 "direct": published.iter().map(|a| a.to_string()).collect::<Vec<_>>()}),
         );
         let mut ok = wr.write_all(&reply.encode()).await.is_ok();
+        self.metrics.registered(proved);
         for f in redial {
             ok = ok && wr.write_all(&f.encode()).await.is_ok();
         }
@@ -135,6 +144,10 @@ impl Relay {
                         ok = wr.write_all(&RelayToListener::Pong(t).encode()).await.is_ok();
                     }
                     Ok(ListenerToRelay::Gone(ids)) => self.kill_splices(&name, &ids),
+                    Ok(ListenerToRelay::Paired) => {
+                        self.reg().paired(&name);
+                        self.status("paired", serde_json::json!({"name": name}));
+                    }
                     Ok(other) => {
                         tracing::info!("{peer} ({name}): unexpected {} on the control channel; closing", other.name());
                         break;
@@ -153,6 +166,7 @@ impl Relay {
             if n.control.as_ref().is_some_and(|c| c.gen == gen) {
                 n.control = None;
                 n.since = Instant::now();
+                r.drop_unburned(&name);
                 drop(r);
                 self.status(
                     "unregistered",
@@ -178,6 +192,13 @@ impl Relay {
         let mut guard = self.reg();
         let r = &mut *guard;
         let known = r.names.get(name).map(|n| n.secret);
+        // A nameplate and an ordinary name never take each other's place.
+        if r.names
+            .get(name)
+            .is_some_and(|n| n.pairing.is_some() != ch.pairing)
+        {
+            return Err(ControlRefusal::NameTaken(name.to_owned()));
+        }
         let new_secret = match known {
             Some(secret)
                 if secrets::same(&secrets::name_proof(&secret, name, nonce), name_proof) =>
@@ -198,10 +219,11 @@ impl Relay {
             }
         };
         let gen = r.next_gen();
-        let entry = r
-            .names
-            .entry(name.to_owned())
-            .or_insert_with(|| Name::new(new_secret.unwrap_or([0; 32]), ch.source, keyed));
+        let entry = r.names.entry(name.to_owned()).or_insert_with(|| {
+            let mut n = Name::new(new_secret.unwrap_or([0; 32]), ch.source, keyed);
+            n.pairing = ch.pairing.then(Default::default);
+            n
+        });
         if let Some(old) = entry.control.take() {
             old.close.notify_one();
         }

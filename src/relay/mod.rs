@@ -27,6 +27,9 @@
 //! | 0x27 | LOOKUP     | name | client → relay (opens a connection) |
 //! | 0x28 | FOUND      | count u8, address × count | relay → client |
 //! | 0x29 | GONE       | count u16, splice_id u64 × count (≤ 256) | listener → relay |
+//! | 0x2A | PAIR       | nameplate (a name) | client → relay (opens a connection) |
+//! | 0x2B | REGISTER_CODE | nameplate, count u8, address × count | listener → relay |
+//! | 0x2C | PAIRED     | (empty) | listener → relay, on a nameplate's channel |
 //! | 0x12/0x13 | PING/PONG | token u64 | control channel keepalive |
 //! | 0x1F | ERROR      | code u16, reason (msock's ERROR) | relay → anyone |
 //!
@@ -67,6 +70,14 @@
 //! could be some other machine's). A client tries the direct addresses first (1 s), then
 //! the relay; it does the same lookup on every reconnect attempt.
 //!
+//! **Pairing by code** (added with frame types 0x2A-0x2C; a relay that predates them answers
+//! them with ERROR(protocol), which the listener reports as "does not know codes"): a
+//! listener waiting for a code registers its nameplate with REGISTER_CODE (then NONCE, PROVE
+//! and REGISTERED as above); a sender opens `MSOCK\x01 PAIR(nameplate) MSOCK\x01` and the
+//! pairing exchange, spliced like a ROUTE. The relay counts the PAIRs and burns the
+//! nameplate after three or after PAIRED: see [`nameplate`]. The exchange itself (SPAKE2) is
+//! end to end, specified in `proto::pake`.
+//!
 //! Anything else (not msock, an msock HELLO, an unknown frame) is answered with ERROR and
 //! closed; a client that sends no first frame within the handshake timeout is dropped.
 //!
@@ -82,6 +93,10 @@
 pub mod agent;
 pub mod client;
 mod control;
+pub mod metrics;
+pub mod nameplate;
+pub mod pairing;
+mod rate;
 mod refusal;
 pub mod registry;
 mod route;

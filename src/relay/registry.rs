@@ -59,6 +59,9 @@ pub struct Name {
     /// A listener stayed on the name (PINGed its control channel, or a splice for it
     /// carried a session): the name lives the full name TTL after its listener went.
     pub attached: bool,
+    /// A nameplate for pairing (REGISTER_CODE): its attempts and whether it is burned; None
+    /// for an ordinary name. See [`super::nameplate`].
+    pub pairing: Option<super::nameplate::Pairing>,
 }
 
 impl Name {
@@ -74,12 +77,13 @@ impl Name {
             source,
             keyed,
             attached: false,
+            pairing: None,
         }
     }
 
     /// How long the name outlives its listener.
     fn ttl(&self, ttl: Duration) -> Duration {
-        if self.attached {
+        if self.attached && self.pairing.is_none() {
             ttl
         } else {
             ttl.min(UNATTACHED_TTL)
@@ -236,6 +240,8 @@ impl Registry {
         let names = self
             .names
             .iter()
+            // Nameplates are short-lived: never kept across a restart.
+            .filter(|(_, e)| e.pairing.is_none())
             .map(|(n, e)| Saved {
                 name: n.clone(),
                 secret: e.secret,

@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 
+use super::nameplate::{PairRefusal, Pairing};
 use super::registry::{Limit, Slot};
 use super::secrets;
 use super::server::{no_such_name, refuse, Relay};
@@ -25,21 +26,30 @@ use crate::proto::{ErrorCode, PREAMBLE};
 
 impl Relay {
     /// ROUTE: a client flowpath for `name`. Wait for the client's session to begin, ask the
-    /// listener to dial back, wait for it, splice.
+    /// listener to dial back, wait for it, splice. With `pair`, a PAIR: the same for a
+    /// nameplate, counted as one of its attempts (see [`super::nameplate`]).
     pub(super) async fn route(
         self: Arc<Self>,
         mut client: TcpStream,
         peer: SocketAddr,
         name: String,
+        pair: bool,
     ) {
         let id = rand::random::<u64>();
         let mut token = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut token);
         let (tx, rx) = oneshot::channel();
         let kill = Arc::new(Notify::new());
+        let mut kind = Ok(());
         let admitted = {
             let mut r = self.reg();
             if r.names.contains_key(&name) {
+                // What the name is, and the attempt counted, under the same lock as the
+                // admission: concurrent PAIRs cannot pass the count together.
+                kind = r
+                    .names
+                    .get(&name)
+                    .map_or(Ok(()), |n| nameplate_kind(n.pairing, pair));
                 let slot = Slot {
                     name: name.clone(),
                     token,
@@ -48,7 +58,16 @@ impl Relay {
                     source: peer.ip(),
                     carrying: false,
                 };
-                let got = r.open(id, slot, &self.cfg.limits);
+                let got = match kind {
+                    Ok(()) => r.open(id, slot, &self.cfg.limits),
+                    Err(_) => Ok(()),
+                };
+                if got.is_ok() && kind.is_ok() {
+                    kind = r.pair_attempt(&name, pair, false);
+                }
+                if kind.is_err() {
+                    r.close(id);
+                }
                 let now = r.flowpaths() as u64;
                 self.stats.peak.fetch_max(now, Ordering::Relaxed);
                 got.map(|()| true)
@@ -95,6 +114,15 @@ impl Relay {
             }
             Ok(true) => {}
         }
+        if let Err(why) = kind {
+            refused("pairing", &why.to_string());
+            // Take in what the sender sent with its PAIR (its first pairing frame), so that
+            // closing does not reset the connection before the refusal is read.
+            let mut sink = [0u8; 512];
+            let wait = std::time::Duration::from_millis(500);
+            let _ = tokio::time::timeout(wait, client.read(&mut sink)).await;
+            return refuse(client, ErrorCode::Refused, &why.to_string()).await;
+        }
         // From here on the slot must go when we return.
         let slot = SlotGuard {
             relay: self.clone(),
@@ -118,16 +146,26 @@ impl Relay {
                 return;
             }
         }
-        let known = {
+        let (known, counted) = {
             let mut r = self.reg();
+            // A PAIR counts as an attempt here, when the listener is asked to dial back (and
+            // so sees it), under the same lock: concurrent PAIRs cannot pass the count.
+            let counted = r.pair_attempt(&name, pair, true);
             let n = r.names.get_mut(&name);
-            if let Some(n) = &n {
+            if let (Some(n), Ok(())) = (&n, counted) {
                 if let Some(c) = &n.control {
                     let _ = c.tx.try_send(RelayToListener::Dial { id, token });
                 }
             }
-            n.map(|n| n.pending.insert(id)).is_some()
+            let known = n
+                .map(|n| counted.is_err() || n.pending.insert(id))
+                .is_some();
+            (known, counted)
         };
+        if let Err(why) = counted {
+            refused("pairing", &why.to_string());
+            return refuse(client, ErrorCode::Refused, &why.to_string()).await;
+        }
         if !known {
             refused("no_such_name", "no such name");
             return refuse(client, ErrorCode::Refused, &no_such_name(&name)).await;
@@ -147,13 +185,14 @@ impl Relay {
             return;
         }
         let lpeer = listener.peer_addr().ok();
-        self.stats.spliced.fetch_add(1, Ordering::Relaxed);
+        self.metrics.spliced.inc();
         self.status(
             "splice",
             serde_json::json!({"id": format!("{id:016x}"), "name": name, "client": peer.to_string(),
                 "listener": lpeer.map(|a| a.to_string())}),
         );
-        let counters = Arc::new(Counters::default());
+        let caps = self.limiter.caps(&name, peer.ip());
+        let counters = Arc::new(Counters::new(self.metrics.bytes.clone(), caps));
         let t = Timeouts {
             idle: self.cfg.idle_timeout,
             session: hs,
@@ -166,8 +205,6 @@ impl Relay {
             counters.up.load(Ordering::Relaxed),
             counters.down.load(Ordering::Relaxed),
         );
-        self.stats.bytes_up.fetch_add(up, Ordering::Relaxed);
-        self.stats.bytes_down.fetch_add(down, Ordering::Relaxed);
         let how = match end {
             End::Closed => "closed".to_owned(),
             End::Error(e) => format!("error: {e}"),
@@ -240,5 +277,15 @@ struct SlotGuard {
 impl Drop for SlotGuard {
     fn drop(&mut self) {
         self.relay.reg().close(self.id);
+    }
+}
+
+/// Whether a PAIR (`pair`) or a ROUTE suits a name (a nameplate: `pairing` is Some), before
+/// any attempt is counted.
+fn nameplate_kind(pairing: Option<Pairing>, pair: bool) -> Result<(), PairRefusal> {
+    match (pairing, pair) {
+        (None, true) => Err(PairRefusal::NotACode),
+        (Some(_), false) => Err(PairRefusal::IsACode),
+        _ => Ok(()),
     }
 }

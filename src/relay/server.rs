@@ -18,6 +18,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
+use super::metrics::{Holding, Metrics};
+use super::rate::Limiter;
 use super::registry::{self, Limits, Registry};
 use super::wire::{
     self, ClientToRelay, ListenerToRelay, Message, Refusal, RelayToClient, ToRelay, WireError,
@@ -44,23 +46,17 @@ pub struct Config {
     pub keepalive: Duration,
     /// Operator keys; when not empty, registering needs one.
     pub auth_keys: Vec<Vec<u8>>,
+    /// Bytes per second each way that the splices of one name may move (`None`: no cap).
+    pub rate_per_name: Option<u64>,
+    /// Bytes per second each way that the splices of one client address may move.
+    pub rate_per_source: Option<u64>,
 }
 
-/// Counters for the summary.
+/// Counters for the summary (besides those in [`Metrics`]).
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// Registrations accepted.
-    pub registrations: AtomicU64,
-    /// Flowpaths spliced.
-    pub spliced: AtomicU64,
-    /// Bytes client → listener, finished splices.
-    pub bytes_up: AtomicU64,
-    /// Bytes listener → client, finished splices.
-    pub bytes_down: AtomicU64,
     /// Most flowpaths at once.
     pub peak: AtomicU64,
-    /// Lookups answered.
-    pub lookups: AtomicU64,
     /// Refusals by reason.
     pub refused: Mutex<BTreeMap<&'static str, u64>>,
     /// Writes of the state file.
@@ -88,12 +84,17 @@ pub struct Relay {
     events: Events,
     /// Counters.
     pub stats: Stats,
+    /// The Prometheus metrics, which hold the main counters.
+    pub metrics: Metrics,
+    /// Bandwidth caps per name and per source.
+    pub(super) limiter: Limiter,
     started: Instant,
 }
 
 impl Relay {
     /// A relay with `cfg` and the registry `reg`, telling `events` what happens.
     pub fn new(cfg: Config, reg: Registry, events: Events) -> Arc<Relay> {
+        let limiter = Limiter::new(cfg.rate_per_name, cfg.rate_per_source);
         Arc::new(Relay {
             cfg,
             reg: Mutex::new(reg),
@@ -104,6 +105,8 @@ impl Relay {
             },
             events,
             stats: Stats::default(),
+            metrics: Metrics::new(),
+            limiter,
             started: Instant::now(),
         })
     }
@@ -161,6 +164,7 @@ impl Relay {
     }
 
     pub(super) fn refuse_count(&self, why: &'static str) {
+        self.metrics.refused(why);
         *self
             .stats
             .refused
@@ -222,12 +226,12 @@ impl Relay {
             "seconds": (self.started.elapsed().as_secs_f64() * 1e3).round() / 1e3,
             "names": names, "listeners_connected": live,
             "flowpaths_now": flowpaths,
-            "flowpaths_spliced": self.stats.spliced.load(Ordering::Relaxed),
+            "flowpaths_spliced": self.metrics.spliced.get(),
             "flowpaths_peak": self.stats.peak.load(Ordering::Relaxed),
-            "bytes_up": self.stats.bytes_up.load(Ordering::Relaxed),
-            "bytes_down": self.stats.bytes_down.load(Ordering::Relaxed),
-            "registrations": self.stats.registrations.load(Ordering::Relaxed),
-            "lookups": self.stats.lookups.load(Ordering::Relaxed),
+            "bytes_up": self.metrics.bytes.up.get(),
+            "bytes_down": self.metrics.bytes.down.get(),
+            "registrations": self.metrics.registrations.get(),
+            "lookups": self.metrics.lookups.get(),
             "state_writes": self.stats.state_writes.load(Ordering::Relaxed),
             "refused": refused,
             "peak_rss_kib": crate::runtime::sys::peak_rss(),
@@ -275,13 +279,28 @@ impl Relay {
             }
         };
         match frame {
-            ToRelay::Client(ClientToRelay::Route(name)) => self.route(s, peer, name).await,
+            ToRelay::Client(ClientToRelay::Route(name)) => self.route(s, peer, name, false).await,
+            ToRelay::Client(ClientToRelay::Pair(name)) => self.route(s, peer, name, true).await,
             ToRelay::Client(ClientToRelay::Lookup(name)) => self.lookup(s, peer, name).await,
             ToRelay::Listener(ListenerToRelay::Splice { id, token }) => {
                 self.splice_back(s, peer, id, token).await
             }
+            ToRelay::Listener(ListenerToRelay::Register { name, .. })
+                if name.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                // Names of digits only are codes' numbers (nameplates): an ordinary name
+                // there would squat a code's number for its whole TTL.
+                self.refuse_count("digits_name");
+                let why = format!(
+                    "'{name}' is a code's number (msock listen --code): pick a name with a                      letter in it"
+                );
+                refuse(s, ErrorCode::Refused, &why).await;
+            }
             ToRelay::Listener(ListenerToRelay::Register { name, addrs }) => {
-                self.control(s, peer, name, addrs).await
+                self.control(s, peer, name, addrs, false).await
+            }
+            ToRelay::Listener(ListenerToRelay::RegisterCode { name, addrs }) => {
+                self.control(s, peer, name, addrs, true).await
             }
             ToRelay::Listener(other) => {
                 self.refuse_count("garbage");
@@ -307,7 +326,8 @@ impl Relay {
             .await;
             return;
         }
-        self.stats.lookups.fetch_add(1, Ordering::Relaxed);
+        let asked = Instant::now();
+        self.metrics.lookups.inc();
         let found = self.reg().names.get(&name).map(|n| n.addrs.clone());
         let reply = match found {
             Some(addrs) => RelayToClient::Found(addrs),
@@ -318,9 +338,23 @@ impl Relay {
         };
         let _ = tokio::time::timeout(self.cfg.handshake_timeout, async {
             let _ = s.write_all(&reply.with_preamble()).await;
+            self.metrics.looked_up(asked);
             let _ = s.shutdown().await;
         })
         .await;
+    }
+
+    /// The metrics as OpenMetrics text (`--metrics`), with the gauges as they are now.
+    pub fn render_metrics(&self) -> String {
+        let now = {
+            let r = self.reg();
+            Holding {
+                names: r.names.len(),
+                listeners: r.names.values().filter(|n| n.control.is_some()).count(),
+                flowpaths: r.flowpaths(),
+            }
+        };
+        self.metrics.render(now)
     }
 }
 

@@ -2,7 +2,8 @@
 //! them. On Linux with splice(2) through a pipe per direction (the bytes never enter user
 //! space, and the only buffers are the pipes in the kernel: 64 KiB, grown to 1 MiB for a
 //! direction that keeps filling it); elsewhere with plain reads and writes through a 16 KiB
-//! buffer. Either way memory per pair is bounded.
+//! buffer. Either way memory per pair is bounded. Each direction moves only what its caps
+//! (see [`super::rate`]) allow.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,6 +12,19 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+
+use prometheus_client::metrics::counter::Counter;
+
+use super::rate::Caps;
+
+/// Bytes moved by all splices, per direction, counted as they move.
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// Client → listener.
+    pub up: Counter,
+    /// Listener → client.
+    pub down: Counter,
+}
 
 /// Bytes moved by a splice, per direction; readable while it runs.
 #[derive(Debug, Default)]
@@ -23,6 +37,34 @@ pub struct Counters {
     half_closed: AtomicBool,
     /// Notified when the first bytes came from the listener.
     first_down: Notify,
+    /// The relay's totals, which every moved byte is also added to.
+    totals: Option<Arc<Totals>>,
+    /// Caps of the client → listener direction.
+    caps_up: Caps,
+    /// Caps of the listener → client direction.
+    caps_down: Caps,
+}
+
+impl Counters {
+    /// Counters that also add to `totals`, for a splice whose directions are capped by
+    /// `(up, down)`.
+    pub fn new(totals: Arc<Totals>, (up, down): (Caps, Caps)) -> Counters {
+        Counters {
+            totals: Some(totals),
+            caps_up: up,
+            caps_down: down,
+            ..Counters::default()
+        }
+    }
+}
+
+/// One direction of a splice: what it counts into and what caps it.
+struct Way<'a> {
+    count: &'a AtomicU64,
+    total: Option<&'a Counter>,
+    caps: &'a Caps,
+    /// Notified when the first bytes moved.
+    first: Option<&'a Notify>,
 }
 
 /// How long a splice may stay quiet.
@@ -109,8 +151,21 @@ pub async fn run(
 }
 
 async fn both_ways(a: &TcpStream, b: &TcpStream, c: &Counters) -> io::Result<()> {
-    let up = one_way(a, b, &c.up, None);
-    let down = one_way(b, a, &c.down, Some(&c.first_down));
+    let totals = c.totals.as_deref();
+    let up = Way {
+        count: &c.up,
+        total: totals.map(|t| &t.up),
+        caps: &c.caps_up,
+        first: None,
+    };
+    let down = Way {
+        count: &c.down,
+        total: totals.map(|t| &t.down),
+        caps: &c.caps_down,
+        first: Some(&c.first_down),
+    };
+    let up = one_way(a, b, up);
+    let down = one_way(b, a, down);
     tokio::pin!(up, down);
     // Both must end; the first error ends everything.
     let (mut up_done, mut down_done) = (false, false);
@@ -124,11 +179,29 @@ async fn both_ways(a: &TcpStream, b: &TcpStream, c: &Counters) -> io::Result<()>
     Ok(())
 }
 
-/// Adds `n` moved bytes to `count`; notifies `first` when they are the first.
-fn counted(count: &AtomicU64, n: usize, first: Option<&Notify>) {
-    if count.fetch_add(n as u64, Ordering::Relaxed) == 0 {
-        if let Some(f) = first {
-            f.notify_one();
+impl Way<'_> {
+    /// Leave to move up to `want` bytes (all of it when uncapped).
+    async fn allowance(&self, want: usize) -> usize {
+        if self.caps.0.is_empty() {
+            want
+        } else {
+            self.caps.take(want).await
+        }
+    }
+
+    /// Adds `n` moved bytes of `granted` to the counts (notifying `first` when they are the
+    /// first) and returns the rest to the caps.
+    fn moved(&self, n: usize, granted: usize) {
+        if granted > n {
+            self.caps.give_back(granted - n);
+        }
+        if let Some(t) = self.total {
+            t.inc_by(n as u64);
+        }
+        if self.count.fetch_add(n as u64, Ordering::Relaxed) == 0 {
+            if let Some(f) = self.first {
+                f.notify_one();
+            }
         }
     }
 }
@@ -139,12 +212,7 @@ fn shutdown_write(to: &TcpStream) {
 }
 
 #[cfg(target_os = "linux")]
-async fn one_way(
-    from: &TcpStream,
-    to: &TcpStream,
-    count: &AtomicU64,
-    first: Option<&Notify>,
-) -> io::Result<()> {
+async fn one_way(from: &TcpStream, to: &TcpStream, way: Way<'_>) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     use tokio::io::Interest;
 
@@ -154,15 +222,19 @@ async fn one_way(
     let mut grown = false;
     loop {
         from.readable().await?;
+        let granted = way.allowance(cap).await;
         let n = match from.try_io(Interest::READABLE, || {
-            splice_fds(from.as_raw_fd(), pipe.w, cap, flags)
+            splice_fds(from.as_raw_fd(), pipe.w, granted, flags)
         }) {
             Ok(0) => {
                 shutdown_write(to);
                 return Ok(());
             }
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                way.moved(0, granted);
+                continue;
+            }
             Err(e) => return Err(e),
         };
         let mut left = n;
@@ -177,7 +249,7 @@ async fn one_way(
                 Err(e) => return Err(e),
             }
         }
-        counted(count, n, first);
+        way.moved(n, granted);
         // A busy direction (it filled the pipe) gets a bigger pipe, once: fewer system calls
         // per byte. Idle pairs keep the small default.
         if n >= cap && !grown {
@@ -234,22 +306,21 @@ impl Drop for Pipe {
 }
 
 #[cfg(not(target_os = "linux"))]
-async fn one_way(
-    from: &TcpStream,
-    to: &TcpStream,
-    count: &AtomicU64,
-    first: Option<&Notify>,
-) -> io::Result<()> {
+async fn one_way(from: &TcpStream, to: &TcpStream, way: Way<'_>) -> io::Result<()> {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         from.readable().await?;
-        let n = match from.try_read(&mut buf) {
+        let granted = way.allowance(buf.len()).await;
+        let n = match from.try_read(&mut buf[..granted]) {
             Ok(0) => {
                 shutdown_write(to);
                 return Ok(());
             }
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                way.moved(0, granted);
+                continue;
+            }
             Err(e) => return Err(e),
         };
         let mut off = 0;
@@ -261,7 +332,7 @@ async fn one_way(
                 Err(e) => return Err(e),
             }
         }
-        counted(count, n, first);
+        way.moved(n, granted);
     }
 }
 

@@ -62,6 +62,12 @@ pub mod kind {
     pub(crate) const FOUND: u8 = 0x28;
     /// Listener → relay: these splices' listener halves are dead (our address went away).
     pub(crate) const GONE: u8 = 0x29;
+    /// Client → relay, first frame of a pairing connection to a nameplate (`--code`).
+    pub const PAIR: u8 = 0x2A;
+    /// Listener → relay: register a nameplate for pairing (opens the control channel).
+    pub const REGISTER_CODE: u8 = 0x2B;
+    /// Listener → relay, on a nameplate's control channel: paired, burn the nameplate.
+    pub(crate) const PAIRED: u8 = 0x2C;
 }
 
 /// A refusal or failure, as an ERROR frame carries it (relay → anyone).
@@ -80,6 +86,9 @@ pub(crate) enum ClientToRelay {
     Route(String),
     /// Where does this name listen directly?
     Lookup(String),
+    /// A pairing attempt for this nameplate; the msock preamble and the pairing exchange
+    /// follow (counted: see the relay's pairing rules).
+    Pair(String),
 }
 
 /// Listener → relay.
@@ -109,6 +118,17 @@ pub(crate) enum ListenerToRelay {
     },
     /// Splices whose listener half lost its address.
     Gone(Vec<u64>),
+    /// Register a nameplate for pairing: like [`ListenerToRelay::Register`], but the name
+    /// takes PAIR connections only, at most three, and is never kept in the state file.
+    RegisterCode {
+        /// The nameplate.
+        name: String,
+        /// Direct addresses (never published for a nameplate: pairing goes through the
+        /// relay, which counts the attempts).
+        addrs: Vec<SocketAddr>,
+    },
+    /// Paired: burn the nameplate (no PAIR is admitted any more).
+    Paired,
     /// Keepalive.
     Ping(u64),
 }
@@ -250,6 +270,10 @@ impl Message for ClientToRelay {
                 write_name(w, name);
                 kind::LOOKUP
             }
+            ClientToRelay::Pair(name) => {
+                write_name(w, name);
+                kind::PAIR
+            }
         }
     }
 
@@ -257,6 +281,7 @@ impl Message for ClientToRelay {
         read_all(body, |r| match t {
             kind::ROUTE => Ok(ClientToRelay::Route(read_name(r)?)),
             kind::LOOKUP => Ok(ClientToRelay::Lookup(read_name(r)?)),
+            kind::PAIR => Ok(ClientToRelay::Pair(read_name(r)?)),
             ty => unexpected(ty, "from a client to a relay"),
         })
     }
@@ -293,6 +318,12 @@ impl Message for ListenerToRelay {
                 w.u64(*t);
                 kind::PING
             }
+            ListenerToRelay::RegisterCode { name, addrs } => {
+                write_name(w, name);
+                write_addrs(w, addrs);
+                kind::REGISTER_CODE
+            }
+            ListenerToRelay::Paired => kind::PAIRED,
         }
     }
 
@@ -316,6 +347,11 @@ impl Message for ListenerToRelay {
                 Ok(ListenerToRelay::Gone(ids))
             }
             kind::PING => Ok(ListenerToRelay::Ping(r.u64()?)),
+            kind::REGISTER_CODE => Ok(ListenerToRelay::RegisterCode {
+                name: read_name(r)?,
+                addrs: read_addrs(r)?,
+            }),
+            kind::PAIRED => Ok(ListenerToRelay::Paired),
             ty => unexpected(ty, "from a listener to a relay"),
         })
     }
@@ -396,6 +432,8 @@ impl ListenerToRelay {
             ListenerToRelay::Splice { .. } => "SPLICE",
             ListenerToRelay::Gone(_) => "GONE",
             ListenerToRelay::Ping(_) => "PING",
+            ListenerToRelay::RegisterCode { .. } => "REGISTER_CODE",
+            ListenerToRelay::Paired => "PAIRED",
         }
     }
 }
@@ -417,10 +455,16 @@ impl ToRelay {
     /// Decodes the first frame of a connection to the relay, of type `t`.
     pub fn decode(t: u8, body: &[u8]) -> Result<ToRelay, WireError> {
         match t {
-            kind::ROUTE | kind::LOOKUP => ClientToRelay::decode(t, body).map(ToRelay::Client),
-            kind::REGISTER | kind::PROVE | kind::SPLICE | kind::GONE | kind::PING => {
-                ListenerToRelay::decode(t, body).map(ToRelay::Listener)
+            kind::ROUTE | kind::LOOKUP | kind::PAIR => {
+                ClientToRelay::decode(t, body).map(ToRelay::Client)
             }
+            kind::REGISTER
+            | kind::PROVE
+            | kind::SPLICE
+            | kind::GONE
+            | kind::PING
+            | kind::REGISTER_CODE
+            | kind::PAIRED => ListenerToRelay::decode(t, body).map(ToRelay::Listener),
             ty => unexpected(ty, "to a relay"),
         }
     }

@@ -45,6 +45,12 @@ fn frames_roundtrip() {
     });
     roundtrip(ClientToRelay::Route("x".into()));
     roundtrip(ClientToRelay::Lookup("x.y_z".into()));
+    roundtrip(ClientToRelay::Pair("7".into()));
+    roundtrip(ListenerToRelay::RegisterCode {
+        name: "7".into(),
+        addrs: vec![],
+    });
+    roundtrip(ListenerToRelay::Paired);
     roundtrip(RelayToClient::Found(vec![b]));
     roundtrip(ListenerToRelay::Gone(vec![1, 2, 3]));
     roundtrip(ListenerToRelay::Ping(9));

@@ -211,12 +211,9 @@ pub async fn dial<I: AppSource, O: AppSink>(
     // Nothing of ours has been sent yet: check who answered before anything is.
     match session.peer_static() {
         Some(key) => {
-            let how = check_peer(&cfg.dest, key, cfg.peer_key.as_deref())?;
-            let how = match how {
-                PinCheck::Given => "matches --peer-key",
-                PinCheck::Known => "matches the key pinned for this destination",
-                PinCheck::PinnedNow => "first contact: pinned now",
-            };
+            // Through a relay the address is the relay's, not the listener's.
+            let addr = cfg.strategy.is_none().then(|| conn.peer.ip());
+            let how: PinCheck = check_peer(&cfg.dest, addr, key, cfg.peer_key.as_deref())?;
             tracing::info!(
                 "encrypted session (Noise XX, AES-128-GCM); listener key {} ({how})",
                 fingerprint(key)

@@ -170,8 +170,28 @@ pub fn set_congestion(name: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Applies the chosen congestion control (if any) to `stream`.
+/// The socket send and receive buffer size for every socket, once chosen (`msock bench -w`);
+/// a process-wide setting like [`CONGESTION`].
+static SOCKET_BUFFER: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// Gives every TCP socket from now on `bytes` of send and receive buffer (SO_SNDBUF and
+/// SO_RCVBUF; the kernel doubles it for its bookkeeping and caps it at net.core.wmem_max and
+/// rmem_max).
+pub fn set_socket_buffer(bytes: usize) {
+    let _ = SOCKET_BUFFER.set(bytes);
+}
+
+/// Applies the chosen congestion control and socket buffer size (if any) to `stream`.
 pub fn apply_congestion(stream: &TcpStream) {
+    if let Some(&n) = SOCKET_BUFFER.get() {
+        let s = SockRef::from(stream);
+        if let Err(e) = s
+            .set_send_buffer_size(n)
+            .and_then(|_| s.set_recv_buffer_size(n))
+        {
+            tracing::debug!("socket buffer of {n} bytes not set: {e}");
+        }
+    }
     if let Some(name) = CONGESTION.get() {
         if let Err(e) = set_congestion_on(&SockRef::from(stream), name) {
             tracing::debug!("congestion control {name} not set: {e}");

@@ -7,8 +7,9 @@
 //! - `listener.key`: the listener's X25519 private key, 64 hex digits (mode 0600).
 //! - `client.key`: the client's (connect, send-file, bench), the same way; listeners admit it
 //!   by its fingerprint (`--authorized-keys`).
-//! - `known_peers`: one line per destination, `DEST FINGERPRINT` (DEST as given to connect,
-//!   send-file or bench, e.g. `example.net:9000`).
+//! - `known_peers`: the listener keys met, one line per key, `HOST[,HOST...] FINGERPRINT`
+//!   (host names and addresses, for every port; `[HOST]:PORT` for one port): see
+//!   [`known_peers`].
 
 use std::fs;
 use std::io::{self, Write};
@@ -16,6 +17,10 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::proto::handshake::{fingerprint, Identity};
+
+mod known_peers;
+pub use known_peers::Found;
+pub(crate) use known_peers::PinCheck;
 
 /// Why a key could not be had or did not match; each variant says whose it is to fix.
 #[derive(Debug, thiserror::Error)]
@@ -55,19 +60,8 @@ pub enum KeyError {
     },
     /// The listener's key changed since it was pinned (someone in between, or a replaced
     /// key).
-    #[error("the listener at {dest} has a different key than last time: pinned {pinned}, \
-             now {got}. Someone may be intercepting the connection, or the listener's \
-             key was replaced; if you know it was, remove the line for {dest} from {}", file.display())]
-    Changed {
-        /// The destination.
-        dest: String,
-        /// The pinned fingerprint.
-        pinned: String,
-        /// The listener's.
-        got: String,
-        /// The file it is pinned in.
-        file: PathBuf,
-    },
+    #[error("{0}")]
+    Changed(Box<Changed>),
 }
 
 impl KeyError {
@@ -80,9 +74,35 @@ impl KeyError {
             | KeyError::Io { .. }
             | KeyError::BadKeyFile(..)
             | KeyError::EmptyPsk(_) => true,
-            KeyError::NotGiven { .. } | KeyError::Changed { .. } => false,
+            KeyError::NotGiven { .. } | KeyError::Changed(_) => false,
         }
     }
+}
+
+/// A listener key that differs from the one pinned for its destination.
+#[derive(Debug, thiserror::Error)]
+#[error("the listener at {dest} has a different key than the one pinned for it in {} \
+         line {} ({}{}): pinned {}, now {got}. Someone may be intercepting the \
+         connection, or the listener's key was replaced; if you know it was, delete that \
+         line (or run `msock connect --forget-key {}`). If it is another listener on the \
+         same host with a key of its own, pin it for its port: add a line `{pin_port} \
+         FINGERPRINT` there, with the fingerprint `msock listen --show-key` prints on it",
+    file.display(), found.line, found.names,
+    if found.by_address { ", found by the address it resolved to" } else { "" },
+    found.fingerprint, forget)]
+pub struct Changed {
+    /// The destination.
+    pub dest: String,
+    /// The entry that pins another key for it.
+    pub found: Found,
+    /// The listener's.
+    pub got: String,
+    /// The file it is pinned in.
+    pub file: PathBuf,
+    /// What `--forget-key` takes to remove that line.
+    pub forget: String,
+    /// `[HOST]:PORT` for the destination.
+    pub pin_port: String,
 }
 
 /// Whose long-term key a key file holds.
@@ -227,22 +247,13 @@ pub fn read_psk(path: &Path) -> Result<[u8; 32], KeyError> {
     Ok(d.as_ref().try_into().expect("32-byte digest"))
 }
 
-/// How a listener's key compared with what the client knew.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum PinCheck {
-    /// It matches `--peer-key`.
-    Given,
-    /// It matches the fingerprint pinned for this destination.
-    Known,
-    /// First contact: it was pinned now.
-    PinnedNow,
-}
-
-/// Checks the listener key `public` met at `dest` against `--peer-key` (if given) or the
-/// pinned fingerprint, pinning it on first contact. Err: the key changed (or is not the one
-/// given); the message shows both fingerprints and what to do.
+/// Checks the listener key `public` met at `dest` (the connection went to `addr`; None
+/// through a relay) against `--peer-key` (if given) or the pinned fingerprint, pinning it on
+/// first contact. Err: the key changed (or is not the one given); the message shows both
+/// fingerprints and what to do.
 pub(crate) fn check_peer(
     dest: &str,
+    addr: Option<std::net::IpAddr>,
     public: &[u8],
     given: Option<&str>,
 ) -> Result<PinCheck, KeyError> {
@@ -258,40 +269,15 @@ pub(crate) fn check_peer(
             })
         };
     }
+    known_peers::check(config_dir()?.join("known_peers"), dest, addr, &got)
+}
+
+/// Removes the pinned keys of `dest` (`HOST`: every line naming HOST; `HOST:PORT`: the lines
+/// a connection there would use) from `known_peers`. Returns the file and the lines removed.
+pub fn forget_peer(dest: &str) -> Result<(PathBuf, Vec<String>), KeyError> {
     let path = config_dir()?.join("known_peers");
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(io_err(format!("cannot read {}", path.display()))(e)),
-    };
-    for line in text.lines() {
-        let mut it = line.split_whitespace();
-        if let (Some(d), Some(fp)) = (it.next(), it.next()) {
-            if d == dest {
-                return if fp == got {
-                    Ok(PinCheck::Known)
-                } else {
-                    Err(KeyError::Changed {
-                        dest: dest.to_owned(),
-                        pinned: fp.to_owned(),
-                        got,
-                        file: path,
-                    })
-                };
-            }
-        }
-    }
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
-    }
-    let mut f = fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io_err(format!("cannot write {}", path.display())))?;
-    writeln!(f, "{dest} {got}").map_err(io_err(format!("cannot write {}", path.display())))?;
-    Ok(PinCheck::PinnedNow)
+    let removed = known_peers::forget(path.clone(), dest)?;
+    Ok((path, removed))
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ pub mod services;
 pub mod shared_stdio;
 pub(crate) mod stdio;
 pub mod sys;
+pub mod tcpinfo;
 
 pub use app::{AppSink, AppSource};
 pub use client::{resolve, ConnectError, Family};

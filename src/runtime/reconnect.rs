@@ -3,8 +3,9 @@
 //! the routing picks now); once it is up, the driver sends the HELLO for the same path id on
 //! it (so that an attempt that never connects does not use up a resume ticket).
 //!
-//! How an attempt reaches the server is the dial strategy's business: by default the
-//! destination's name is resolved and connected to directly; a layer above may supply a
+//! How an attempt reaches the server is the dial strategy's business: by default happy
+//! eyeballs over the server's known addresses and its name, looked up again while connects
+//! hang (the plan is [`crate::proto::redial`]'s); a layer above may supply a
 //! [`DialStrategy`] of its own (the relay's `NAME@RELAY` lookup), so this module never names
 //! it.
 
@@ -18,9 +19,10 @@ use std::time::Duration;
 
 use tokio::time::Sleep;
 
-use super::client::{connect_any, resolve, ConnectError, Family, Hop};
-use super::conn::FlowConn;
+use super::client::{resolve, ConnectError, Family, Hop};
+use super::conn::{connect_tcp, FlowConn};
 use super::policy::Binding;
+use crate::proto::redial::{Redial, RedialAction, RedialConfig};
 use crate::proto::{Deframer, PathId};
 
 /// Where one reconnect attempt leaves from: the local address and interface of the path
@@ -79,8 +81,9 @@ pub struct ReconnectPolicy {
     pub family: Family,
     /// Local address to connect from, if the user pinned one.
     pub source: Option<IpAddr>,
-    /// Give up on one TCP connect after this long (the attach that follows is bounded by the
-    /// session's dead time).
+    /// Give up on one attempt after this long (the attach that follows is bounded by the
+    /// session's dead time). A connect to an address the server was known at is bounded by a
+    /// few smoothed RTTs instead (see [`crate::proto::redial`]).
     pub attempt_timeout: Duration,
     /// Wait this long between failed attempts.
     pub retry_interval: Duration,
@@ -105,14 +108,18 @@ impl std::fmt::Debug for ReconnectPolicy {
 pub(crate) enum ReplaceEvent {
     /// A TCP connection to the server is up: send the path's HELLO on it.
     Connected(PathId, Box<FlowConn>),
-    /// The attempt failed; try again after the retry interval (at once if the flag says the
-    /// network changed while it was under way).
-    Failed(PathId, AttemptError, bool),
+    /// The attempt failed; try again after the given time (at once if the network changed
+    /// while it was under way; else when the attempt would have looked the name up next, at
+    /// most the retry interval).
+    Failed(PathId, AttemptError, Duration),
     /// The retry interval has passed: start a new attempt.
     RetryDue(PathId),
 }
 
-type Attempt = AttemptFuture;
+/// One attempt: its outcome, and on failure how long until the next one is due (None: the
+/// retry interval).
+type Attempt =
+    Pin<Box<dyn Future<Output = (Result<FlowConn, AttemptError>, Option<Duration>)> + Send>>;
 
 enum Slot {
     /// An attempt in flight, from `bind`; `changed` is set when the network changed
@@ -131,6 +138,11 @@ pub(crate) struct Replacer {
     slots: Vec<(PathId, Slot)>,
     /// An address the server announced (RECONNECT), tried before the name.
     server_hint: Option<SocketAddr>,
+    /// The address the server was last reached at (tried at once, next to the name).
+    last_server: Option<SocketAddr>,
+    /// The session's latest smoothed RTT to the server: it bounds a connect to a known
+    /// address.
+    rtt: Option<Duration>,
 }
 
 impl Replacer {
@@ -140,6 +152,8 @@ impl Replacer {
             policy,
             slots: Vec::new(),
             server_hint: None,
+            last_server: None,
+            rtt: None,
         }
     }
 
@@ -151,6 +165,18 @@ impl Replacer {
     /// The server announced a new address: use it from now on, before the name.
     pub(crate) fn set_server_hint(&mut self, addr: SocketAddr) {
         self.server_hint = Some(addr);
+        // The address we reached it at before is the one it left.
+        self.last_server = None;
+    }
+
+    /// The server was reached at `addr` (its first flowpath, or a replacement).
+    pub(crate) fn set_last_server(&mut self, addr: SocketAddr) {
+        self.last_server = Some(addr);
+    }
+
+    /// The session measured `rtt` to the server (kept until a newer sample).
+    pub(crate) fn set_rtt(&mut self, rtt: Duration) {
+        self.rtt = Some(rtt);
     }
 
     /// Starts connecting a replacement for path `id`, from `bind` if the path has one (else
@@ -170,23 +196,25 @@ impl Replacer {
 
     fn attempt(&self, bind: Option<Binding>) -> Attempt {
         let policy = self.policy.clone();
-        let hint = self.server_hint;
-        Box::pin(async move {
-            tokio::time::timeout(policy.attempt_timeout, connect(policy.clone(), hint, bind))
-                .await
-                .unwrap_or(Err(AttemptError::TimedOut(policy.attempt_timeout)))
-        })
+        let mut known: Vec<SocketAddr> = self.server_hint.into_iter().collect();
+        known.extend(self.last_server.filter(|a| Some(*a) != self.server_hint));
+        Box::pin(connect(policy, known, self.rtt, bind))
     }
 
     /// Schedules another attempt for `id` after the retry interval, or at once if the
     /// network changed while the failed attempt was under way.
     pub(crate) fn retry_later(&mut self, id: PathId, changed_meanwhile: bool) {
-        self.slots.retain(|(p, _)| *p != id);
         let wait = if changed_meanwhile {
             Duration::ZERO
         } else {
             self.policy.retry_interval
         };
+        self.retry_after(id, wait);
+    }
+
+    /// Schedules another attempt for `id` after `wait`.
+    pub(crate) fn retry_after(&mut self, id: PathId, wait: Duration) {
+        self.slots.retain(|(p, _)| *p != id);
         self.slots
             .push((id, Slot::Waiting(Box::pin(tokio::time::sleep(wait)))));
     }
@@ -244,8 +272,16 @@ impl Replacer {
                 Slot::Connecting {
                     attempt, changed, ..
                 } => match attempt.as_mut().poll(cx) {
-                    Poll::Ready(Ok(conn)) => ReplaceEvent::Connected(id, Box::new(conn)),
-                    Poll::Ready(Err(e)) => ReplaceEvent::Failed(id, e, *changed),
+                    Poll::Ready((Ok(conn), _)) => ReplaceEvent::Connected(id, Box::new(conn)),
+                    Poll::Ready((Err(e), next)) => {
+                        let interval = self.policy.retry_interval;
+                        let wait = match (*changed, next) {
+                            (true, _) => Duration::ZERO,
+                            (false, Some(next)) => next.min(interval),
+                            (false, None) => interval,
+                        };
+                        ReplaceEvent::Failed(id, e, wait)
+                    }
                     Poll::Pending => continue,
                 },
                 Slot::Waiting(s) => match s.as_mut().poll(cx) {
@@ -260,13 +296,15 @@ impl Replacer {
     }
 }
 
-/// One attempt: by the policy's dial strategy, or resolve (the server's announced address
-/// first) and connect.
+/// One attempt: by the policy's dial strategy, or happy eyeballs over the server's known
+/// addresses (`known`: the announced one first) and its name, looked up again while connects
+/// hang (see [`crate::proto::redial`]); a connect to a known address is bounded by `rtt`.
 async fn connect(
     policy: ReconnectPolicy,
-    hint: Option<SocketAddr>,
+    known: Vec<SocketAddr>,
+    rtt: Option<Duration>,
     bind: Option<Binding>,
-) -> Result<FlowConn, AttemptError> {
+) -> (Result<FlowConn, AttemptError>, Option<Duration>) {
     let source = bind
         .as_ref()
         .map(|b| b.addr)
@@ -275,20 +313,94 @@ async fn connect(
     let device = bind.map(|b| b.iface);
     if let Some(strategy) = &policy.strategy {
         let from = Origin { source, device };
-        return strategy.redial(from, policy.attempt_timeout).await;
+        let r = tokio::time::timeout(
+            policy.attempt_timeout,
+            strategy.redial(from, policy.attempt_timeout),
+        )
+        .await
+        .unwrap_or(Err(AttemptError::TimedOut(policy.attempt_timeout)));
+        return (r, None);
     }
-    let mut addrs = Vec::new();
-    if let Some(h) = hint {
-        addrs.push(h);
+    let cfg = RedialConfig {
+        known_bound: RedialConfig::known_bound_for(rtt, policy.attempt_timeout),
+        fresh_bound: policy.attempt_timeout,
+        relookup: policy.retry_interval.max(MIN_RELOOKUP),
+        give_up: policy.attempt_timeout,
+    };
+    // A source address fixes the family: skip destinations it cannot reach.
+    let usable = |a: &SocketAddr| source.is_none_or(|s| s.is_ipv4() == a.is_ipv4());
+    let known: Vec<SocketAddr> = known.into_iter().filter(|a| usable(a)).collect();
+    let start = tokio::time::Instant::now();
+    let mut plan = Redial::new(Duration::ZERO, &known, cfg);
+    let mut connects = tokio::task::JoinSet::new();
+    let mut lookup: Option<tokio::task::JoinHandle<Result<Vec<SocketAddr>, ConnectError>>> = None;
+    let mut last: Option<AttemptError> = None;
+    loop {
+        let now = start.elapsed();
+        while let Some(action) = plan.poll(now) {
+            match action {
+                RedialAction::Connect { addr, deadline } => {
+                    let (device, wait) = (device.clone(), deadline.saturating_sub(now));
+                    tracing::debug!("connecting to {addr} (for at most {wait:?})");
+                    connects.spawn(async move {
+                        (
+                            addr,
+                            connect_tcp(addr, source, device.as_deref(), Some(wait)).await,
+                        )
+                    });
+                }
+                RedialAction::Resolve => {
+                    let (dest, family) = (policy.dest.clone(), policy.family);
+                    lookup = Some(tokio::spawn(async move { resolve(&dest, family).await }));
+                }
+            }
+        }
+        if plan.failed(now) {
+            let e = last.unwrap_or(AttemptError::TimedOut(policy.attempt_timeout));
+            return (Err(e), Some(plan.retry_in(now)));
+        }
+        let wake = start + plan.next_wakeup();
+        tokio::select! {
+            Some(done) = connects.join_next(), if !connects.is_empty() => {
+                let Ok((addr, result)) = done else { continue };
+                match result {
+                    Ok(stream) => {
+                        let conn = FlowConn::new(stream, Deframer::new());
+                        return (conn.map_err(AttemptError::Setup), None);
+                    }
+                    Err(e) => {
+                        tracing::info!("connect to {addr} failed: {e}");
+                        plan.connect_failed(addr);
+                        last = Some(ConnectError::Connect(addr, e).into());
+                    }
+                }
+            }
+            found = async { lookup.as_mut().expect("guarded").await }, if lookup.is_some() => {
+                lookup = None;
+                let now = start.elapsed();
+                match found {
+                    Ok(Ok(addrs)) => {
+                        let addrs: Vec<SocketAddr> = addrs.into_iter().filter(usable).collect();
+                        if addrs.is_empty() && last.is_none() {
+                            let first = known.first().copied();
+                            if let (Some(s), Some(a)) = (source, first) {
+                                last = Some(ConnectError::SourceFamily(s, a).into());
+                            }
+                        }
+                        plan.resolved(now, &addrs);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::info!("looking up {} failed: {e}", policy.dest);
+                        last.get_or_insert(e.into());
+                        plan.resolved(now, &[]);
+                    }
+                    Err(_) => plan.resolved(now, &[]),
+                }
+            }
+            _ = tokio::time::sleep_until(wake) => {}
+        }
     }
-    match resolve(&policy.dest, policy.family).await {
-        Ok(found) => addrs.extend(found.into_iter().filter(|a| Some(*a) != hint)),
-        Err(e) if addrs.is_empty() => return Err(e.into()),
-        Err(_) => {}
-    }
-    // Share the attempt's time among the addresses, so that a dead announced address does not
-    // keep the name's addresses from being tried.
-    let each = (policy.attempt_timeout / addrs.len().max(1) as u32).max(Duration::from_millis(500));
-    let stream = connect_any(&addrs, source, device.as_deref(), Some(each)).await?;
-    FlowConn::new(stream, Deframer::new()).map_err(AttemptError::Setup)
 }
+
+/// Looking the name up again more often than this helps nobody (and loads a DNS server).
+const MIN_RELOOKUP: Duration = Duration::from_millis(200);

@@ -315,6 +315,12 @@ impl Accepted {
         self.conn.peer
     }
 
+    /// The session's first flowpath came through a relay: [`Accepted::peer`] is then the
+    /// relay's address, not the client's.
+    pub fn relayed(&self) -> bool {
+        self.conn.relayed
+    }
+
     /// The service the session is for.
     pub fn service(&self) -> Service {
         self.session.service()

@@ -29,7 +29,9 @@
 //!    For each file to send: `START {index, offset}` (offset 0, or `partial` if `resume`),
 //!    `DATA`..., `END {size, blake3}` (the hash of the whole file, prefix included).
 //! 5. receiver → `VERDICT {index, ok, error}` for each END: it hashed what it holds, and only
-//!    a verified file is renamed to its final name (after fsync).
+//!    a verified file is renamed to its final name (after fsync). Files are synced and
+//!    renamed in batches, so a VERDICT may come after later files' bytes; the sender never
+//!    waits for one before sending on.
 //! 6. sender closes its side; receiver → `DONE {files, bytes}` and closes its side.
 //!
 //! ## Partial files and transfer tokens

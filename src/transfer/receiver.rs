@@ -10,7 +10,7 @@ use super::reserve;
 use super::wire::{
     self, tag, Done, End, Held, Kind, Msg, Offer, Proofs, Start, Status, Verdict, WireError,
 };
-use super::writer::{Target, WriteError, Writer};
+use super::writer::{Finishing, Target, WriteError, Writer};
 use crate::runtime::channel_io::{ChannelReader, ChannelWriter};
 
 /// Where and how a receiver saves files.
@@ -102,12 +102,36 @@ async fn send_list<H: serde::Serialize, T: serde::Serialize>(
     Ok(())
 }
 
+/// An offer's size, as the receiver's user is asked about it before it is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfferSize {
+    /// Files and streams (folders not counted).
+    pub files: usize,
+    /// Bytes of all files (streams count 0).
+    pub bytes: u64,
+}
+
 /// Receives one transfer over `ch` into `rules.dir`.
 pub async fn receive(
     w: &mut ChannelWriter,
     ch: &mut ChannelReader,
     rules: &SaveRules,
 ) -> Result<Received, ReceiveError> {
+    receive_asking(w, ch, rules, |_| async { Ok(()) }).await
+}
+
+/// [`receive`], asking `ask` about the offer first: Err(why) refuses it (the sender is told
+/// why), before anything is checked or written.
+pub async fn receive_asking<F, A>(
+    w: &mut ChannelWriter,
+    ch: &mut ChannelReader,
+    rules: &SaveRules,
+    ask: A,
+) -> Result<Received, ReceiveError>
+where
+    A: FnOnce(OfferSize) -> F,
+    F: std::future::Future<Output = Result<(), String>>,
+{
     let offer: Offer =
         match wire::recv_list(ch, tag::OFFER, wire::MAX_ENTRIES, wire::MAX_OFFER_BYTES).await {
             Ok(o) => o,
@@ -116,6 +140,13 @@ pub async fn receive(
             }
             Err(e) => return Err(e.into()),
         };
+    // An offer whose sizes overflow is refused by the checks below, unasked.
+    if let Some(bytes) = offer.total_size() {
+        let files = offer.entries.iter().filter(|e| e.kind != Kind::Dir).count();
+        if let Err(why) = ask(OfferSize { files, bytes }).await {
+            return refuse(w, rules, why).await;
+        }
+    }
     let rules2 = rules.clone();
     let checked = tokio::task::spawn_blocking(move || {
         let (entries, needs) = check_offer(&offer, &rules2)?;
@@ -169,8 +200,11 @@ pub async fn receive(
     let writer =
         Writer::spawn().map_err(|e| ReceiveError::Local(format!("no writer thread: {e}")))?;
     // The files' part runs as one block so that the writer thread is always ended (and what
-    // it had queued is on disk) before the transfer's end is reported, however it ends.
-    let res: Result<Received, ReceiveError> = async {
+    // it had queued is on disk) before the transfer's end is reported, however it ends. The
+    // verdicts go out as the writer commits the files, alongside.
+    let (vtx, vrx) = tokio::sync::mpsc::channel(VERDICTS_AHEAD);
+    let reading = async {
+        let vtx = vtx;
         let mut done = vec![false; entries.len()];
         // The file being received: its index and how many bytes it may still carry.
         let mut current: Option<(usize, u64)> = None;
@@ -274,32 +308,22 @@ pub async fn receive(
                         return Err(proto("END with a size other than the offer's"));
                     }
                     done[i] = true;
-                    let verdict = match writer.finish(Some((end.size, want))).await {
-                        Ok(()) => {
-                            out.files += 1;
-                            Verdict {
-                                index: i,
-                                ok: true,
-                                error: None,
-                                saved_as: Some(relative(&e.final_path, &rules.dir)),
-                            }
-                        }
-                        Err(why @ WriteError::Mismatch { .. }) => {
-                            out.failed.push(why.to_string());
-                            Verdict {
-                                index: i,
-                                ok: false,
-                                error: Some(why.to_string()),
-                                saved_as: None,
-                            }
-                        }
-                        Err(why) => return Err(why.into()),
-                    };
-                    send(w, wire::control(tag::VERDICT, &verdict)).await?;
+                    // Verified, synced and renamed with other files: the verdict follows.
+                    let fin = writer.finish(Some((end.size, want))).await?;
+                    let saved_as = relative(&e.final_path, &rules.dir);
+                    if vtx.send((i, saved_as, fin)).await.is_err() {
+                        return Err(WireError::Ended.into());
+                    }
                 }
                 Msg::Control(t, _) => return Err(wire::unexpected(t, tag::START).into()),
             }
         }
+        Ok(out)
+    };
+    let res: Result<Received, ReceiveError> = async {
+        let (mut out, (files, failed)) = tokio::try_join!(reading, verdicts(w, vrx))?;
+        out.files = files;
+        out.failed = failed;
         let fin = Done {
             files: out.files,
             bytes: out.bytes,
@@ -311,6 +335,75 @@ pub async fn receive(
     .await;
     writer.close().await;
     res
+}
+
+/// Files whose verdict may be pending (verified or being written, not yet committed).
+const VERDICTS_AHEAD: usize = 4096;
+
+/// Sends each file's verdict once the writer is done with it, in the order the files ended
+/// (those known at once go together); returns the files saved and the failures. A failure
+/// that is not the file's own ends the transfer.
+async fn verdicts(
+    w: &mut ChannelWriter,
+    mut rx: tokio::sync::mpsc::Receiver<(usize, String, Finishing)>,
+) -> Result<(usize, Vec<String>), ReceiveError> {
+    let (mut files, mut failed) = (0, Vec::new());
+    let mut out = bytes::BytesMut::new();
+    loop {
+        let (index, saved_as, mut fin) = match rx.try_recv() {
+            Ok(x) => x,
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                flush(w, &mut out).await?;
+                match rx.recv().await {
+                    Some(x) => x,
+                    None => break,
+                }
+            }
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
+        };
+        let r = match fin.try_done() {
+            Some(r) => r,
+            None => {
+                flush(w, &mut out).await?;
+                fin.done().await
+            }
+        };
+        let verdict = match r {
+            Ok(()) => {
+                files += 1;
+                Verdict {
+                    index,
+                    ok: true,
+                    error: None,
+                    saved_as: Some(saved_as),
+                }
+            }
+            Err(why @ WriteError::Mismatch { .. }) => {
+                failed.push(why.to_string());
+                Verdict {
+                    index,
+                    ok: false,
+                    error: Some(why.to_string()),
+                    saved_as: None,
+                }
+            }
+            Err(why) => return Err(why.into()),
+        };
+        out.extend_from_slice(&wire::control(tag::VERDICT, &verdict));
+        if out.len() >= 64 << 10 {
+            flush(w, &mut out).await?;
+        }
+    }
+    flush(w, &mut out).await?;
+    Ok((files, failed))
+}
+
+/// Sends the gathered messages, if any.
+async fn flush(w: &mut ChannelWriter, out: &mut bytes::BytesMut) -> Result<(), ReceiveError> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    send(w, out.split().freeze()).await
 }
 
 fn proto(what: &str) -> ReceiveError {

@@ -247,7 +247,12 @@ async fn send_inner(
         .iter()
         .map(|j| j.size.map_or(0, |s| s.saturating_sub(j.offset)))
         .sum();
-    progress.total.store(total, Ordering::Relaxed);
+    progress.plan(
+        reports.iter().filter(|r| r.kind != Kind::Dir).count(),
+        reports.iter().filter(|r| r.skipped).count(),
+        jobs.iter().map(|j| j.offset).sum(),
+        total,
+    );
     let reports = RefCell::new(reports);
     let (tx, rx) = mpsc::channel(16);
     let reader = std::thread::Builder::new()
@@ -404,7 +409,10 @@ fn plan(
     Ok((reports, jobs))
 }
 
-/// Forwards the reader's pieces into the session as messages, then closes our side.
+/// Forwards the reader's pieces into the session as messages, then closes our side. Small
+/// messages (START, END, the DATA of small files) are gathered while the reader has more
+/// ready, and go into the session together: many small files cost a few sends, not several
+/// each (the bytes on the wire are the same).
 async fn pump(
     w: &mut ChannelWriter,
     mut rx: mpsc::Receiver<Piece>,
@@ -412,7 +420,20 @@ async fn pump(
     progress: &Progress,
 ) -> Result<(), SendError> {
     let mut current = 0;
-    while let Some(p) = rx.recv().await {
+    let mut out = BytesMut::new();
+    loop {
+        let p = match rx.try_recv() {
+            Ok(p) => p,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                // Nothing more ready: what was gathered goes now.
+                flush(w, &mut out).await?;
+                match rx.recv().await {
+                    Some(p) => p,
+                    None => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
         match p {
             Piece::Start(s) => {
                 current = s.index;
@@ -421,12 +442,17 @@ async fn pump(
                     rs[s.index].resumed_from = s.offset;
                     progress.set_file(&rs[s.index].path);
                 }
-                send_msg(w, wire::control(tag::START, &s)).await?;
+                out.extend_from_slice(&wire::control(tag::START, &s));
             }
             Piece::Data(b) => {
                 let n = b.len() as u64;
-                send_msg(w, wire::data_header(b.len())).await?;
-                send_msg(w, b).await?;
+                out.extend_from_slice(&wire::data_header(b.len()));
+                if b.len() <= GATHER_DATA {
+                    out.extend_from_slice(&b);
+                } else {
+                    flush(w, &mut out).await?;
+                    send_msg(w, b).await?;
+                }
                 reports.borrow_mut()[current].sent += n;
                 progress.sent.fetch_add(n, Ordering::Relaxed);
             }
@@ -436,13 +462,34 @@ async fn pump(
                     rs[e.index].size = e.size;
                     rs[e.index].blake3 = Some(e.blake3.clone());
                 }
-                send_msg(w, wire::control(tag::END, &e)).await?;
+                out.extend_from_slice(&wire::control(tag::END, &e));
             }
-            Piece::Failed(why) => return Err(SendError::Local(why)),
+            Piece::Failed(why) => {
+                flush(w, &mut out).await?;
+                return Err(SendError::Local(why));
+            }
+        }
+        if out.len() >= GATHER {
+            flush(w, &mut out).await?;
         }
     }
+    flush(w, &mut out).await?;
     w.close();
     Ok(())
+}
+
+/// DATA bodies up to this size are copied into the gathered messages; larger ones go as they
+/// are.
+const GATHER_DATA: usize = 16 << 10;
+/// Gathered messages go into the session once they are this large.
+const GATHER: usize = 128 << 10;
+
+/// Sends what `out` gathered, if anything.
+async fn flush(w: &mut ChannelWriter, out: &mut BytesMut) -> Result<(), SendError> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    send_msg(w, out.split().freeze()).await
 }
 
 /// Reads the receiver's verdicts until its DONE and the end of its stream.
@@ -460,6 +507,7 @@ async fn collect(
                     .get_mut(v.index)
                     .ok_or_else(|| WireError::Protocol("VERDICT for no such entry".into()))?;
                 rep.ok = v.ok;
+                progress.file_done();
                 // The receiver's words: escaped before anything shows them.
                 rep.error = v.error.as_deref().map(escape);
                 if !v.ok {

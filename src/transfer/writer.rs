@@ -34,11 +34,15 @@ pub struct Target {
     pub replace: bool,
 }
 
+#[path = "commit.rs"]
+mod commit;
+
 /// What the receiver asks of the writer.
 enum Cmd {
     Open(Box<Target>),
     Data(Bytes),
-    /// Finish the open file: its expected size and hash (None for a stream: take what came).
+    /// Finish the open file: its expected size and hash (None for a stream: take what came);
+    /// answered once it has its final name (or not).
     Finish(
         Option<(u64, blake3::Hash)>,
         oneshot::Sender<Result<(), WriteError>>,
@@ -173,36 +177,78 @@ impl WriteError {
     }
 }
 
-/// The async side's handle on the writer thread.
+/// The async side's handle on the writer thread (and the committer thread behind it).
 pub struct Writer {
     tx: mpsc::Sender<Cmd>,
     /// The first error the thread hit (it stops then).
     error: Arc<Mutex<Option<WriteError>>>,
-    /// Resolves (with an error: its sender is dropped) once the thread has ended.
+    /// Resolves (with an error: its sender is dropped) once both threads have ended.
     exited: oneshot::Receiver<()>,
+}
+
+/// A file's finish under way (see [`Writer::finish`]).
+pub struct Finishing {
+    rx: oneshot::Receiver<Result<(), WriteError>>,
+    error: Arc<Mutex<Option<WriteError>>>,
+}
+
+impl Finishing {
+    /// Waits until the file is verified, synced and under its final name (Ok), or not.
+    pub async fn done(self) -> Result<(), WriteError> {
+        match self.rx.await {
+            Ok(r) => r,
+            Err(_) => Err(first_error(&self.error)),
+        }
+    }
+
+    /// How it went, if that is known already.
+    pub fn try_done(&mut self) -> Option<Result<(), WriteError>> {
+        match self.rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(first_error(&self.error))),
+        }
+    }
+}
+
+/// The error the threads stopped on, if any.
+fn first_error(error: &Mutex<Option<WriteError>>) -> WriteError {
+    error
+        .lock()
+        .expect("writer error lock")
+        .clone()
+        .unwrap_or(WriteError::Stopped)
 }
 
 /// Chunks that may wait for the disk.
 const DEPTH: usize = 16;
 
 impl Writer {
-    /// Starts the writer thread.
+    /// Starts the writer thread and its committer.
     pub fn spawn() -> io::Result<Writer> {
         let (tx, rx) = mpsc::channel(DEPTH);
         let error = Arc::new(Mutex::new(None));
-        let err2 = error.clone();
         let (alive, exited) = oneshot::channel::<()>();
+        let (ctx, crx) = std::sync::mpsc::sync_channel(commit::budget());
+        let err2 = error.clone();
+        let committer = std::thread::Builder::new()
+            .name("msock-commit".into())
+            .spawn(move || commit::run(crx, err2))?;
+        let err2 = error.clone();
         std::thread::Builder::new()
             .name("msock-writer".into())
             .spawn(move || {
-                run(rx, err2);
+                run(rx, ctx, err2);
+                // The committer ends once it has committed what the writer handed over.
+                let _ = committer.join();
                 drop(alive);
             })?;
         Ok(Writer { tx, error, exited })
     }
 
-    /// Ends the thread after the commands already queued (at most a few chunks) and waits
-    /// for it: once this returns, everything received is in the file, and the file is closed.
+    /// Ends the threads after the commands already queued (at most a few chunks) and waits
+    /// for them: once this returns, everything received is in the files, the files are closed,
+    /// and every file that was verified has its final name.
     pub async fn close(self) {
         drop(self.tx);
         let _ = self.exited.await;
@@ -218,12 +264,20 @@ impl Writer {
         self.send(Cmd::Data(b)).await
     }
 
-    /// Verifies the open file against `expected` (size, hash) and, if it matches, gives it its
-    /// final name. A mismatch ([`WriteError::Mismatch`]) keeps the partial file.
-    pub async fn finish(&self, expected: Option<(u64, blake3::Hash)>) -> Result<(), WriteError> {
+    /// Asks for the open file to be verified against `expected` (size, hash) and, if it
+    /// matches, to be given its final name, together with other files (see `commit.rs`); the
+    /// writer goes on with the next file meanwhile. [`Finishing::done`] says how it went: a
+    /// mismatch ([`WriteError::Mismatch`]) keeps the partial file.
+    pub async fn finish(
+        &self,
+        expected: Option<(u64, blake3::Hash)>,
+    ) -> Result<Finishing, WriteError> {
         let (tx, rx) = oneshot::channel();
         self.send(Cmd::Finish(expected, tx)).await?;
-        rx.await.unwrap_or_else(|_| Err(self.error()))
+        Ok(Finishing {
+            rx,
+            error: self.error.clone(),
+        })
     }
 
     async fn send(&self, c: Cmd) -> Result<(), WriteError> {
@@ -231,11 +285,7 @@ impl Writer {
     }
 
     fn error(&self) -> WriteError {
-        self.error
-            .lock()
-            .expect("writer error lock")
-            .clone()
-            .unwrap_or(WriteError::Stopped)
+        first_error(&self.error)
     }
 }
 
@@ -324,44 +374,51 @@ pub(crate) fn hash_file(f: &mut File, n: u64) -> io::Result<(blake3::Hasher, u64
     super::hash_read(f.take(n))
 }
 
-fn run(mut rx: mpsc::Receiver<Cmd>, error: Arc<Mutex<Option<WriteError>>>) {
+fn run(
+    mut rx: mpsc::Receiver<Cmd>,
+    committer: commit::Queue,
+    error: Arc<Mutex<Option<WriteError>>>,
+) {
     let mut open: Option<Open> = None;
     while let Some(cmd) = rx.blocking_recv() {
+        if error.lock().expect("writer error lock").is_some() {
+            // The committer failed (the disk): stop here too.
+            break;
+        }
         let r = match cmd {
             Cmd::Open(t) => open_part(*t).map(|o| open = Some(o)),
             Cmd::Data(b) => match open.as_mut() {
                 Some(o) => write(o, &b),
                 None => Err(WriteError::NoFile("data before any file was started")),
             },
-            Cmd::Finish(expected, reply) => {
-                let r = match open.take() {
-                    Some(o) => finish(o, expected),
-                    None => Err(WriteError::NoFile("no file to finish")),
-                };
-                // A verification failure is the file's, not the writer's: carry on.
-                let fatal = r
-                    .as_ref()
-                    .err()
-                    .filter(|e| !matches!(e, WriteError::Mismatch { .. }))
-                    .cloned();
-                let _ = reply.send(r);
-                match fatal {
-                    Some(e) => Err(e),
-                    None => Ok(()),
+            Cmd::Finish(expected, reply) => match open.take().map(|o| verify(o, expected)) {
+                Some(Ok(o)) => {
+                    commit::hand_over(&committer, o, reply);
+                    Ok(())
                 }
-            }
+                // A verification failure is the file's, not the writer's: carry on.
+                Some(Err(e @ WriteError::Mismatch { .. })) => {
+                    let _ = reply.send(Err(e));
+                    Ok(())
+                }
+                Some(Err(e)) => {
+                    let _ = reply.send(Err(e.clone()));
+                    Err(e)
+                }
+                None => {
+                    let e = WriteError::NoFile("no file to finish");
+                    let _ = reply.send(Err(e.clone()));
+                    Err(e)
+                }
+            },
         };
         if let Err(e) = r {
-            *error.lock().expect("writer error lock") = Some(e);
-            // Keep what was written for a later resume.
-            if let Some(o) = open.take() {
-                o.keep();
-            }
-            return;
+            error.lock().expect("writer error lock").get_or_insert(e);
+            break;
         }
     }
     if let Some(o) = open.take() {
-        // The transfer ended inside a file: keep its bytes for resuming.
+        // The transfer ended (or failed) inside a file: keep its bytes for resuming.
         o.keep();
     }
 }
@@ -454,45 +511,35 @@ fn start_writeback(f: &File, offset: u64, len: u64) {
     let _ = (f, offset, len);
 }
 
-fn finish(o: Open, expected: Option<(u64, blake3::Hash)>) -> Result<(), WriteError> {
+/// Checks the open file against `expected` and sets its permissions; the committer then
+/// syncs and renames it. A mismatch syncs what was received and keeps it under its partial
+/// name.
+fn verify(o: Open, expected: Option<(u64, blake3::Hash)>) -> Result<Open, WriteError> {
     let hash = o.t.hasher.finalize();
-    // Held until the rename, so that no newer transfer takes the file over meanwhile.
-    let mut slot = o.slot.lock().expect("slot lock");
-    let file = slot
-        .as_mut()
-        .ok_or_else(|| WriteError::TakenOver(o.t.final_path.clone()))?;
-    if let Some((size, want)) = expected {
-        if o.written != size || hash != want {
-            let _ = file.sync_data();
-            return Err(WriteError::Mismatch {
-                name: o.t.final_path.clone(),
-                received: o.written,
-                got: hash,
-                size,
-                want,
-            });
+    {
+        let mut slot = o.slot.lock().expect("slot lock");
+        let file = slot
+            .as_mut()
+            .ok_or_else(|| WriteError::TakenOver(o.t.final_path.clone()))?;
+        if let Some((size, want)) = expected {
+            if o.written != size || hash != want {
+                let _ = file.sync_data();
+                return Err(WriteError::Mismatch {
+                    name: o.t.final_path.clone(),
+                    received: o.written,
+                    got: hash,
+                    size,
+                    want,
+                });
+            }
         }
+        let ctx = |what: &'static str, e: io::Error| WriteError::disk(what, &o.t.part, e);
+        file.flush().map_err(|e| ctx("cannot write", e))?;
+        let mode = if o.t.exec { 0o755 } else { 0o644 };
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| ctx("cannot set permissions of", e))?;
     }
-    let ctx = |what: &'static str, e: io::Error| WriteError::disk(what, &o.t.part, e);
-    file.flush().map_err(|e| ctx("cannot write", e))?;
-    let mode = if o.t.exec { 0o755 } else { 0o644 };
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(|e| ctx("cannot set permissions of", e))?;
-    file.sync_all().map_err(|e| ctx("cannot sync", e))?;
-    if !o.t.replace && fs::symlink_metadata(&o.t.final_path).is_ok() {
-        return Err(WriteError::Appeared {
-            final_path: o.t.final_path.clone(),
-            part: o.t.part.clone(),
-        });
-    }
-    fs::rename(&o.t.part, &o.t.final_path)
-        .map_err(|e| WriteError::disk("cannot rename the partial file to", &o.t.final_path, e))?;
-    if let Some(dir) = o.t.final_path.parent() {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    Ok(o)
 }
 
 /// The first 16 hex digits of a hash, for messages.

@@ -9,6 +9,7 @@
 
 pub mod relay;
 pub mod sshd;
+pub mod tmux;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -76,3 +76,40 @@ impl Relay {
             .expect("a summary line")
     }
 }
+
+/// Starts `msock listen --relay RELAY --name NAME EXTRA...` with its secrets under `state`,
+/// and waits until it has registered.
+pub fn named_listener(
+    relay: &Relay,
+    name: &str,
+    state: &Path,
+    extra: &[&str],
+    stdin: Stdio,
+    stdout: Stdio,
+) -> Proc {
+    let mut p = spawn_named(relay, name, state, extra, stdin, stdout);
+    if !p.stderr.wait_contains(STARTUP, "msock: registered") {
+        p.kill();
+        panic!("listener did not register; stderr:\n{}", p.stderr.text());
+    }
+    p
+}
+
+/// Starts `msock listen --relay RELAY --name NAME EXTRA...` with its secrets under `state`.
+pub fn spawn_named(
+    relay: &Relay,
+    name: &str,
+    state: &Path,
+    extra: &[&str],
+    stdin: Stdio,
+    stdout: Stdio,
+) -> Proc {
+    let relay_addr = relay.addr.to_string();
+    let mut args = vec!["listen", "--relay", &relay_addr, "--name", name];
+    args.extend_from_slice(extra);
+    let mut cmd = msock(&args);
+    cmd.env("MSOCK_STATE_DIR", state)
+        .stdin(stdin)
+        .stdout(stdout);
+    Proc::spawn("msock listen --relay", cmd)
+}

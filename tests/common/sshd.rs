@@ -36,29 +36,35 @@ pub fn skip_without(test: &str, progs: &[&str]) -> bool {
     }
 }
 
-/// A running sshd; killed (and its folder removed) when dropped.
-pub struct Sshd {
-    /// The server process.
-    pub proc: Proc,
-    /// Its port on 127.0.0.1.
-    pub port: u16,
-    /// The user to log in as.
+/// A throwaway sshd's folder: host and user keys, `authorized_keys`, and a config per listen
+/// address. Removed when dropped.
+pub struct SshdFiles {
+    /// The user that logs in (the current one).
     pub user: String,
     dir: TempDir,
 }
 
-impl Sshd {
-    /// Generates the keys, writes the config and starts sshd; waits (bounded) until it says it
-    /// listens. Panics with sshd's stderr if it does not start.
-    pub fn start() -> Sshd {
+impl SshdFiles {
+    /// Generates the host and user keys and authorizes the user key.
+    pub fn new() -> SshdFiles {
         let dir = tempdir();
         let d = dir.path();
         keygen(&d.join("host_key"));
         keygen(&d.join("user_key"));
         std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
-        let user = whoami();
+        SshdFiles {
+            user: whoami(),
+            dir,
+        }
+    }
+
+    /// The command that runs sshd in the foreground (`-D -e`, its log on stderr) on
+    /// `listen:port` with a config of its own (no PAM, keys only, the current user may log in;
+    /// root too). Starts with sshd's absolute path: sshd re-executes itself.
+    pub fn command(&self, listen: &str, port: u16) -> Command {
+        let d = self.dir.path();
         let config = format!(
-            "ListenAddress 127.0.0.1\n\
+            "ListenAddress {listen}\n\
              HostKey {d}/host_key\n\
              PidFile none\n\
              UsePAM no\n\
@@ -69,33 +75,20 @@ impl Sshd {
              KbdInteractiveAuthentication no\n\
              PubkeyAuthentication yes\n\
              AllowUsers {user}\n",
-            d = d.display()
+            d = d.display(),
+            user = self.user
         );
-        std::fs::write(d.join("sshd_config"), config).unwrap();
-        if user == "root" {
+        let path = d.join(format!("sshd_config_{listen}_{port}"));
+        std::fs::write(&path, config).unwrap();
+        if self.user == "root" {
             // sshd as root needs its privilege separation folder (the package makes it at boot).
             let _ = std::fs::create_dir_all("/run/sshd");
         }
-        let port = dead_port().port();
-        // sshd re-executes itself, so it must be started by its absolute path.
         let mut cmd = Command::new(sshd_path());
-        cmd.arg("-D").arg("-e").arg("-f").arg(d.join("sshd_config"));
+        cmd.arg("-D").arg("-e").arg("-f").arg(path);
         cmd.args(["-p", &port.to_string()]);
         cmd.stdin(Stdio::null()).stdout(Stdio::null());
-        let mut proc = Proc::spawn("sshd", cmd);
-        if !proc
-            .stderr
-            .wait_contains(Duration::from_secs(10), "Server listening on 127.0.0.1")
-        {
-            proc.kill();
-            panic!("sshd did not start; stderr:\n{}", proc.stderr.text());
-        }
-        Sshd {
-            proc,
-            port,
-            user,
-            dir,
-        }
+        cmd
     }
 
     /// The private key that logs in.
@@ -129,6 +122,38 @@ impl Sshd {
         c.arg(format!("{}@{host}", self.user));
         c.arg(remote);
         c
+    }
+}
+
+/// A running sshd on 127.0.0.1; killed (and its folder removed) when dropped.
+pub struct Sshd {
+    /// The server process.
+    pub proc: Proc,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    files: SshdFiles,
+}
+
+impl Sshd {
+    /// Generates the keys, writes the config and starts sshd; waits (bounded) until it says it
+    /// listens. Panics with sshd's stderr if it does not start.
+    pub fn start() -> Sshd {
+        let files = SshdFiles::new();
+        let port = dead_port().port();
+        let mut proc = Proc::spawn("sshd", files.command("127.0.0.1", port));
+        if !proc
+            .stderr
+            .wait_contains(Duration::from_secs(10), "Server listening on 127.0.0.1")
+        {
+            proc.kill();
+            panic!("sshd did not start; stderr:\n{}", proc.stderr.text());
+        }
+        Sshd { proc, port, files }
+    }
+
+    /// See [`SshdFiles::ssh`].
+    pub fn ssh(&self, host: &str, port: u16, extra: &[&str], remote: &str) -> Command {
+        self.files.ssh(host, port, extra, remote)
     }
 }
 

@@ -127,6 +127,10 @@ impl Lab {
         if let Err(e) = Command::new("ip").arg("-V").output() {
             return skip(format!("cannot run `ip`: {e}; apt-get install -y iproute2"));
         }
+        // Most labs shape a link; iproute2 ships `tc` with `ip`, but a PATH may lack it.
+        if !Lab::has_program("tc") {
+            return skip("no `tc` on the PATH; apt-get install -y iproute2".into());
+        }
         // Checked before anything is built: `ip netns exec` would start, then fail to exec it.
         if topo == Topology::NatServer && !Lab::has_program("nft") {
             return skip("no `nft` on the PATH; apt-get install -y nftables".into());
@@ -647,4 +651,19 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> usize {
         }
     }
     n
+}
+
+/// A pipe: (read end, write end), e.g. a child's stdin that the test types into.
+pub fn pipe() -> (std::os::fd::OwnedFd, std::fs::File) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two new descriptors into the array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    unsafe {
+        (
+            OwnedFd::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
 }

@@ -13,10 +13,9 @@ use comfy_table::{presets, CellAlignment, Table};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::dial::{run_test, Via};
-use super::report::{self, Mode, Output};
-use super::{params, ratio};
-use crate::bench::cpu::CpuClock;
+use super::dial::Via;
+use super::out::{self, Mode, Output};
+use super::{goodput, json, params, ratio, streams, text};
 use crate::bench::model::Cpu;
 use crate::bench::run::Run;
 use crate::cli::{BenchArgs, StreamArgs};
@@ -40,7 +39,8 @@ const STRIPE_ADDRS: [Ipv4Addr; 3] = [
 struct Measured {
     name: String,
     flowpaths: usize,
-    run: Run,
+    /// Its streams (-P).
+    runs: Vec<Run>,
     /// CPU time of the whole process (both ends) during the test.
     cpu: Cpu,
 }
@@ -62,13 +62,6 @@ pub async fn run(args: &BenchArgs, out: &mut Output) -> Result<(), Failure> {
     let server = Server::start(&args.stream, config)?;
     let dest = server.addr.to_string();
     let time = args.time / 3;
-    if args.bytes.is_none() && args.omit >= time {
-        return Err(Failure::local(format!(
-            "--omit {} leaves nothing to measure of each test's third of --time ({})",
-            humantime::format_duration(args.omit),
-            humantime::format_duration(time)
-        )));
-    }
     let params = params(args, time);
     let stripe = stripe_bindings();
     let tests = [
@@ -88,30 +81,29 @@ pub async fn run(args: &BenchArgs, out: &mut Output) -> Result<(), Failure> {
         ),
     ];
     let mut done: Vec<Measured> = Vec::new();
+    out.same_process = true;
     for (name, via, flowpaths) in tests {
-        out.test = Some(name.clone());
-        let cpu = CpuClock::start();
-        let run = run_test(&dest, args, via, &params, out).await?;
-        let cpu = cpu.elapsed();
+        let (runs, cpu) = streams(&dest, args, &via, &params, out, Some(name.clone())).await?;
         if out.mode != Mode::Human {
-            out.end(&report::document(&run));
+            out.end(&json::document(&runs, &cpu, true, args.window));
         }
         done.push(Measured {
             name,
             flowpaths,
-            run,
+            runs,
             cpu,
         });
     }
+    out.test = None;
     drop(server);
     let wall = began.elapsed();
     match out.mode {
-        Mode::Human => print_human(&done, wall),
+        Mode::Human => print_human(&done, wall, out),
         Mode::Json => {
             let tests: Vec<Value> = done
                 .iter()
                 .map(|m| {
-                    let mut d = report::document(&m.run);
+                    let mut d = json::document(&m.runs, &m.cpu, true, args.window);
                     d["name"] = json!(m.name);
                     d["flowpaths"] = json!(m.flowpaths);
                     d
@@ -127,7 +119,7 @@ pub async fn run(args: &BenchArgs, out: &mut Output) -> Result<(), Failure> {
                 "summary": summary(&done),
                 "seconds": wall.as_secs_f64(),
             });
-            report::println_flush(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+            out::line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         Mode::JsonStream => {
             out.test = Some("summary".into());
@@ -178,14 +170,14 @@ fn stripe_bindings() -> Vec<Binding> {
 }
 
 fn summary(done: &[Measured]) -> Value {
-    let tcp = done.first().map_or(0.0, |m| m.run.goodput());
+    let tcp = done.first().map_or(0.0, |m| goodput(&m.runs));
     let rows: Vec<Value> = done
         .iter()
         .map(|m| {
             let (t, u, s) = m.cpu.percent();
             json!({"name": m.name, "flowpaths": m.flowpaths,
-                "bits_per_second": m.run.goodput(),
-                "ratio_to_tcp": ratio(m.run.goodput(), tcp),
+                "bits_per_second": goodput(&m.runs),
+                "ratio_to_tcp": ratio(goodput(&m.runs), tcp),
                 "cpu_seconds": m.cpu.user + m.cpu.system,
                 "cpu_utilization_percent": {"total": t, "user": u, "system": s}})
         })
@@ -193,8 +185,8 @@ fn summary(done: &[Measured]) -> Value {
     Value::Array(rows)
 }
 
-fn print_human(done: &[Measured], wall: Duration) {
-    let tcp = done.first().map_or(0.0, |m| m.run.goodput());
+fn print_human(done: &[Measured], wall: Duration, out: &Output) {
+    let tcp = done.first().map_or(0.0, |m| goodput(&m.runs));
     let mut t = Table::new();
     t.load_preset(presets::UTF8_FULL_CONDENSED);
     t.set_header([
@@ -208,8 +200,8 @@ fn print_human(done: &[Measured], wall: Duration) {
         t.add_row([
             m.name.clone(),
             m.flowpaths.to_string(),
-            report::rate(m.run.goodput()),
-            ratio(m.run.goodput(), tcp).map_or("-".into(), |r| format!("{r:.2}")),
+            text::rate(goodput(&m.runs)),
+            ratio(goodput(&m.runs), tcp).map_or("-".into(), |r| format!("{r:.2}")),
             format!("{:.2} s", m.cpu.user + m.cpu.system),
         ]);
     }
@@ -219,13 +211,13 @@ fn print_human(done: &[Measured], wall: Duration) {
         }
     }
     if let Some(striped) = done.last().filter(|m| m.flowpaths > 1) {
-        println!("\n{}, per flowpath:", striped.name);
-        println!("{}", report::human_end(&striped.run));
+        out.say(&format!("\n{}, per flowpath:", striped.name));
+        out.say(&text::end(&striped.runs, &striped.cpu, true));
     }
-    println!(
+    out.say(&format!(
         "\nloopback, client and listener on one thread each, {:.1} s in all:\n{t}",
         wall.as_secs_f64()
-    );
+    ));
 }
 
 /// The run's bench server: a listener on 127.0.0.1, on a thread of its own.

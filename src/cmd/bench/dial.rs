@@ -2,7 +2,7 @@
 //! TCP connection; either way the transport moves the ends of a bench link and the domain's
 //! client ([`crate::bench::client`]) runs the test over it.
 
-use super::report::Output;
+use crate::bench::client::Show;
 use crate::bench::model::Params;
 use crate::bench::run::Run;
 use crate::bench::{self, client, tcp};
@@ -13,6 +13,7 @@ use crate::proto::Service;
 use crate::runtime::policy::Policy;
 
 /// How a test reaches the listener.
+#[derive(Clone)]
 pub(crate) enum Via {
     /// An msock session, its flowpaths chosen by this policy.
     Session(Policy),
@@ -26,7 +27,7 @@ pub(crate) async fn run_test(
     args: &BenchArgs,
     via: Via,
     params: &Params,
-    out: &Output,
+    show: &impl Show,
 ) -> Result<Run, Failure> {
     let (ends, link) = bench::link();
     match via {
@@ -44,7 +45,7 @@ pub(crate) async fn run_test(
             driver.set_probe(ends.probe);
             driver.set_interrupt(ctrl_c());
             let transport = async move { driver.run().await.0 };
-            Ok(client::run(link, transport, params, dest, "msock", out).await?)
+            Ok(client::run(link, transport, params, dest, "msock", show).await?)
         }
         Via::Tcp => {
             check_dest(dest)?;
@@ -52,7 +53,7 @@ pub(crate) async fn run_test(
             let stream = tcp::connect(dest, family, args.dial.source, args.dial.wait).await?;
             let stall = args.stream.dead_time;
             let transport = tcp::pump(stream, ends, stall, Some(Box::pin(ctrl_c())));
-            Ok(client::run(link, transport, params, dest, "TCP", out).await?)
+            Ok(client::run(link, transport, params, dest, "TCP", show).await?)
         }
     }
 }

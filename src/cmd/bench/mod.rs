@@ -13,23 +13,45 @@
 
 mod builtin;
 mod dial;
-mod report;
+mod json;
+mod out;
+mod text;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use super::Failure;
-use crate::bench::model::{self, Params, MIN_INTERVAL_MS, VERSION};
+use crate::bench::cpu::CpuClock;
+use crate::bench::model::{self, Cpu, Interval, Params, MIN_INTERVAL_MS, VERSION};
+use crate::bench::run::Run;
 use crate::bench::{self, server, wire, Fault};
 use crate::cli::{BenchArgs, StreamArgs};
 use crate::proto::Service;
 use crate::runtime::server::Accepted;
 use crate::runtime::services::{Opening, Services};
 use dial::Via;
-use report::{Mode, Output};
+use out::{Mode, Output};
+
+/// What `-s` and `-c` say: the roles are not iperf3's.
+const ROLES: &str = "msock bench is the client; run `msock listen -k PORT` on the server";
 
 /// Runs `msock bench`.
 pub async fn run(args: BenchArgs) -> Result<(), Failure> {
+    if args.server {
+        return Err(Failure::local(ROLES));
+    }
+    if let Some(host) = &args.client {
+        let host = crate::proto::text::escape(host);
+        return Err(Failure::local(format!(
+            "{ROLES}, and give `msock bench {host}:PORT` here (no -c)"
+        )));
+    }
+    if let Some(path) = &args.logfile {
+        out::set_logfile(path)?;
+    }
     let mode = if args.json {
         Mode::Json
     } else if args.json_stream {
@@ -42,6 +64,9 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
     let result = async {
         check(&args)?;
         super::apply_process_settings(&args.stream)?;
+        if let Some(w) = args.window {
+            crate::runtime::conn::set_socket_buffer(w as usize);
+        }
         match args.dest.clone() {
             Some(dest) => against(&dest, &args, &mut out).await,
             None => builtin::run(&args, &mut out).await,
@@ -120,83 +145,194 @@ fn check(args: &BenchArgs) -> Result<(), Failure> {
             wire::MAX_BLOCK
         )));
     }
+    if args.window.is_some_and(|w| w > 1 << 30) {
+        return Err(Failure::local("--window is at most 1G"));
+    }
     if !args.interval.is_zero() && args.interval < Duration::from_millis(MIN_INTERVAL_MS) {
         return Err(Failure::local(format!(
             "--interval {} is too short: give 0 (no interval reports) or at least {MIN_INTERVAL_MS}ms",
             humantime::format_duration(args.interval)
         )));
     }
-    if args.bytes.is_none() && args.omit >= args.time {
-        return Err(Failure::local(format!(
-            "--omit {} leaves nothing of --time {} to measure",
-            humantime::format_duration(args.omit),
-            humantime::format_duration(args.time)
-        )));
-    }
-    if args.time.as_millis() > model::MAX_TIME_MS as u128
-        || args.omit.as_millis() > model::MAX_TIME_MS as u128
+    if (args.time + args.omit).as_millis() > model::MAX_TIME_MS as u128
         || args.interval.as_millis() > model::MAX_TIME_MS as u128
     {
         return Err(Failure::local(
-            "--time, --omit and --interval must be at most a day",
+            "--time and --omit together, and --interval, must be at most a day",
         ));
     }
     Ok(())
 }
 
-/// The test parameters the flags ask for, sending for `time` unless -n.
+/// The test parameters the flags ask for: sending for --omit and then `time` (as iperf3
+/// does) unless -n.
 fn params(args: &BenchArgs, time: Duration) -> Params {
     Params {
         version: VERSION,
-        time_ms: args.bytes.is_none().then(|| time.as_millis().max(1) as u64),
+        time_ms: args
+            .bytes
+            .is_none()
+            .then(|| (time + args.omit).as_millis().max(1) as u64),
         bytes: args.bytes,
         len: args.len,
         interval_ms: args.interval.as_millis() as u64,
         omit_ms: args.omit.as_millis() as u64,
         reverse: args.reverse,
         bidir: args.bidir,
+        rate: args.bitrate.unwrap_or(0),
     }
+}
+
+/// The goodput of a test: its streams' together, bits per second.
+fn goodput(runs: &[Run]) -> f64 {
+    runs.iter().map(Run::goodput).sum()
+}
+
+/// Runs a test of -P streams at once against `dest`, each over its own session (or TCP
+/// connection), showing them on `out` as test `name`; returns each stream's results and our
+/// CPU time over all of them. The first stream to fail ends the test.
+async fn streams(
+    dest: &str,
+    args: &BenchArgs,
+    via: &Via,
+    params: &Params,
+    out: &mut Output,
+    name: Option<String>,
+) -> Result<(Vec<Run>, Cpu), Failure> {
+    let n = args.parallel.max(1) as usize;
+    out.begin(name, n);
+    let out = &*out;
+    let cpu = CpuClock::start();
+    let shows: Vec<_> = (1..=n).map(|s| out.stream(s)).collect();
+    let tests = (shows.iter())
+        .map(|show| Box::pin(dial::run_test(dest, args, via.clone(), params, show)))
+        .collect();
+    let runs = all(tests).await?;
+    out.flush_intervals();
+    Ok((runs, cpu.elapsed()))
+}
+
+/// Runs `tests` at once, until all have succeeded or one has failed.
+async fn all<T, E, F: Future<Output = Result<T, E>>>(tests: Vec<Pin<Box<F>>>) -> Result<Vec<T>, E> {
+    // Each test until it is done, and its result.
+    type Slot<F, T> = (Option<Pin<Box<F>>>, Option<T>);
+    let mut slots: Vec<Slot<F, T>> = tests.into_iter().map(|t| (Some(t), None)).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (test, done) in &mut slots {
+            let Some(t) = test else { continue };
+            match t.as_mut().poll(cx) {
+                Poll::Ready(Ok(v)) => {
+                    *done = Some(v);
+                    *test = None;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => waiting = true,
+            }
+        }
+        if waiting {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(()))
+        }
+    })
+    .await?;
+    Ok(slots.into_iter().filter_map(|(_, v)| v).collect())
+}
+
+/// The listener's own figures (--get-server-output): its intervals as receiver, its totals
+/// and its CPU time.
+fn server_text(runs: &[Run]) -> String {
+    let mut lines = vec!["Server output (the listener's figures):".to_owned()];
+    let n = runs.iter().map(|r| r.intervals.len()).max().unwrap_or(0);
+    if n > 0 {
+        lines.push(text::header(false));
+    }
+    for k in 0..n {
+        let ivs: Vec<(usize, Interval)> = (runs.iter().enumerate())
+            .filter_map(|(i, r)| {
+                let mut iv = r.intervals.get(k)?.clone();
+                iv.paths.iter_mut().for_each(|p| p.sender_tcp = None);
+                Some((i + 1, iv))
+            })
+            .collect();
+        let refs: Vec<(usize, &Interval)> = ivs.iter().map(|(s, iv)| (*s, iv)).collect();
+        lines.extend(text::interval_rows(&refs, ""));
+    }
+    let fwd: Vec<_> = (runs.iter().enumerate())
+        .filter_map(|(i, r)| Some((i + 1, r.forward.as_ref()?)))
+        .collect();
+    for (s, d) in fwd {
+        lines.push(format!(
+            "[{s:>3}] received {} in {:.2} s = {}",
+            text::iperf_bytes(d.receiver.bytes),
+            d.receiver.seconds,
+            text::iperf_rate(d.receiver.bits_per_second)
+        ));
+    }
+    let rev: Vec<_> = (runs.iter().enumerate())
+        .filter_map(|(i, r)| Some((i + 1, r.reverse.as_ref()?)))
+        .collect();
+    for (s, d) in rev {
+        lines.push(format!(
+            "[{s:>3}] sent {} in {:.2} s = {}, {} retransmitted segments",
+            text::iperf_bytes(d.sender.bytes),
+            d.sender.seconds,
+            text::iperf_rate(d.sender.bits_per_second),
+            d.sender.retransmits
+        ));
+    }
+    let (t, u, s) = json::remote_cpu(runs).percent();
+    lines.push(format!(
+        "CPU      listener {t:.0} % (user {u:.0} %, system {s:.0} %)"
+    ));
+    lines.join("\n")
 }
 
 /// A test against a listener, and with --compare-tcp one over plain TCP to it.
 async fn against(dest: &str, args: &BenchArgs, out: &mut Output) -> Result<(), Failure> {
     let params = params(args, args.time);
-    if args.compare_tcp {
-        out.test = Some("msock".into());
-    }
+    let name = args.compare_tcp.then(|| "msock".to_owned());
     let policy = super::dial::policy(&args.dial.policy);
-    let run = dial::run_test(dest, args, Via::Session(policy), &params, out).await?;
-    let mut doc = report::document(&run);
+    let (runs, cpu) = streams(dest, args, &Via::Session(policy), &params, out, name).await?;
+    let mut doc = json::document(&runs, &cpu, false, args.window);
+    if args.get_server_output {
+        doc["server_output_json"] = json::server_output(&runs);
+    }
     out.end(&doc);
     if out.mode == Mode::Human {
-        println!("{}", report::human_end(&run));
+        out.say(&text::end(&runs, &cpu, false));
+        if args.get_server_output {
+            out.say(&server_text(&runs));
+        }
     }
     if args.compare_tcp {
-        out.test = Some("tcp".into());
-        let tcp = match dial::run_test(dest, args, Via::Tcp, &params, out).await {
-            Ok(tcp) => tcp,
+        let name = Some("tcp".to_owned());
+        let (tcp, tcpu) = match streams(dest, args, &Via::Tcp, &params, out, name).await {
+            Ok(r) => r,
             Err(f) => return Err(compare_failure(f, &doc, out)),
         };
-        let ratio = ratio(run.goodput(), tcp.goodput());
-        let mut tdoc = report::document(&tcp);
+        let ratio = ratio(goodput(&runs), goodput(&tcp));
+        let mut tdoc = json::document(&tcp, &tcpu, false, args.window);
         tdoc["goodput_ratio"] = serde_json::json!(ratio);
         out.end(&tdoc);
         match out.mode {
             Mode::Human => {
-                println!("{}", report::human_end(&tcp));
-                println!(
+                out.say(&text::end(&tcp, &tcpu, false));
+                out.test = None;
+                out.say(&format!(
                     "msock {} vs plain TCP {}: ratio {}",
-                    report::rate(run.goodput()),
-                    report::rate(tcp.goodput()),
+                    text::rate(goodput(&runs)),
+                    text::rate(goodput(&tcp)),
                     ratio.map_or("-".into(), |r| format!("{r:.2}"))
-                );
+                ));
             }
             Mode::Json => doc["compare_tcp"] = tdoc,
             Mode::JsonStream => {}
         }
     }
     if out.mode == Mode::Json {
-        report::println_flush(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+        out::line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
     }
     Ok(())
 }
@@ -222,4 +358,39 @@ fn compare_failure(f: Failure, doc: &serde_json::Value, out: &Output) -> Failure
 /// `a / b`, if `b` is not zero.
 fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0).then(|| a / b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(flags: &[&str]) -> BenchArgs {
+        let mut all = vec!["msock", "bench"];
+        all.extend_from_slice(flags);
+        match crate::cli::Cli::parse_from(all).command {
+            crate::cli::Command::Bench(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn omit_comes_on_top_of_time_and_bitrate_is_per_stream() {
+        let a = args(&["-t", "3", "-O", "1", "-b", "1G", "-P", "4", "-l", "64K"]);
+        let p = params(&a, a.time);
+        // iperf3: -O 1 -t 3 sends for 4 s and measures 3.
+        assert_eq!((p.time_ms, p.omit_ms), (Some(4000), 1000));
+        assert_eq!((p.rate, p.len, a.parallel), (1_000_000_000, 64 << 10, 4));
+        let a = args(&["-n", "1G"]);
+        let p = params(&a, a.time);
+        assert_eq!((p.time_ms, p.bytes, p.rate), (None, Some(1 << 30), 0));
+        // -J is --json, -C is --congestion, -w the socket buffer.
+        let a = args(&["-J", "-C", "cubic", "-w", "4M", "--wait", "3s"]);
+        assert!(a.json);
+        assert_eq!(a.stream.congestion.as_deref(), Some("cubic"));
+        assert_eq!(
+            (a.window, a.dial.wait),
+            (Some(4 << 20), Duration::from_secs(3))
+        );
+    }
 }

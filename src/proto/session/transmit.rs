@@ -5,8 +5,26 @@ use std::time::Duration;
 use super::{Event, Session, SessionError};
 use crate::proto::frame::Frame;
 use crate::proto::out_queue::OutQueue;
-use crate::proto::path::{Path, PathId};
-use crate::proto::record::SealJob;
+use crate::proto::path::{Path, PathId, RTT_PROBE};
+use crate::proto::record::{SealJob, MAX_PLAIN, TAG_LEN};
+
+/// How much longer than this path's base RTT (beyond a quarter of it) another path's must be
+/// for its bytes in flight to count as lagging: sub-millisecond differences are noise.
+const LAG_MARGIN: Duration = Duration::from_millis(1);
+
+/// The most plain bytes one record of an encrypted session carries on a connection that has
+/// carried `sent` bytes so far: a receiver opens a record only once all of it is in, and a new connection's congestion window starts at about ten segments and
+/// doubles every round trip. A 64 KiB record in the first flight of a resumed flowpath
+/// arrives whole only in the third or fourth round trip, holding back every byte in it. So
+/// the first ones are about a segment, and each may be a quarter of what the connection
+/// carried before it (whole in the round trip it is sent in, or the next), up to the
+/// caller's budget (which the caller applies: the runtime asks for records larger than one
+/// DATA frame when it seals them off its own thread).
+pub(crate) fn conn_budget(sent: u64) -> usize {
+    /// A segment's worth of plain text, with room for the frame and record headers.
+    const FIRST: u64 = 1200;
+    usize::try_from((sent / 4).max(FIRST)).unwrap_or(usize::MAX)
+}
 
 impl Session {
     /// Appends frames for path `id` to `out` (DATA payloads as slices of the send buffer,
@@ -54,8 +72,38 @@ impl Session {
         (any, job)
     }
 
-    /// [`Session::poll_transmit`] for `path` (out of the map), sealed when keyed.
+    /// [`Session::poll_transmit`] for `path` (out of the map), sealed when keyed (or, with
+    /// `defer`, left for the caller to seal). Encrypted, a young connection carries small
+    /// records (see `conn_budget`); what this call puts on the wire, deferred record
+    /// included, counts towards the connection's age.
     fn transmit_on(
+        &mut self,
+        id: PathId,
+        path: &mut Path,
+        now: Duration,
+        out: &mut OutQueue,
+        budget: usize,
+        mut defer: Option<&mut Option<SealJob>>,
+    ) -> bool {
+        let budget = if self.encrypted {
+            // Half a record's room: what is asked for may be overshot by a frame.
+            budget
+                .min(conn_budget(path.conn_bytes_sent))
+                .min(MAX_PLAIN / 2)
+        } else {
+            budget
+        };
+        let before = out.len();
+        let any = self.transmit_sealed(id, path, now, out, budget, defer.as_deref_mut());
+        let deferred = defer
+            .and_then(|job| job.as_ref())
+            .map_or(0, |job| 4 + job.len() + TAG_LEN);
+        path.conn_bytes_sent += (out.len().saturating_sub(before) + deferred) as u64;
+        any
+    }
+
+    /// [`Session::transmit_on`] once the budget is set.
+    fn transmit_sealed(
         &mut self,
         id: PathId,
         path: &mut Path,
@@ -90,6 +138,16 @@ impl Session {
         self.plain = plain;
         path.seal = Some(sealer);
         any
+    }
+
+    /// The largest DATA payload for one `poll_transmit` of `budget` bytes: encrypted, no more
+    /// than the record it goes into (see `conn_budget`).
+    fn chunk_max(&self, budget: usize) -> usize {
+        if self.encrypted {
+            self.config.max_payload.min(budget)
+        } else {
+            self.config.max_payload
+        }
     }
 
     /// The frames of [`Session::poll_transmit`], unsealed.
@@ -133,11 +191,19 @@ impl Session {
             self.recv_close.fin_ack_sent();
         }
         let keepalive_due = now.saturating_sub(path.last_recv) >= self.config.keepalive;
-        if (path.ping_now || keepalive_due) && path.ping_outstanding.is_none() {
+        // A busy path's RTT is sampled now and then: one sample at attach (perhaps at a
+        // busy moment) would otherwise be its estimate for the whole transfer.
+        let probe_due = path.is_active()
+            && !path.inflight.is_empty()
+            && path
+                .last_ping
+                .is_none_or(|t| now.saturating_sub(t) >= RTT_PROBE);
+        if (path.ping_now || keepalive_due || probe_due) && path.ping_outstanding.is_none() {
             let token = self.next_token;
             self.next_token += 1;
             out.push_frame(&Frame::Ping { token });
             path.ping_outstanding = Some((token, now));
+            path.last_ping = Some(now);
             path.ping_now = false;
         }
         // Whether stream bytes (or FIN) go out: that, not keepalives, is activity.
@@ -146,8 +212,8 @@ impl Session {
         // peer has said what it lacks).
         let resend_now = self.send.resend_confirmed() || path.is_active();
         while resend_now && out.len() - start_len < budget {
-            let Some((start, chunk)) = self.send.poll_retransmit(self.config.max_payload as u64)
-            else {
+            let max = self.chunk_max(budget) as u64;
+            let Some((start, chunk)) = self.send.poll_retransmit(max) else {
                 break;
             };
             let end = start + chunk.len() as u64;
@@ -157,8 +223,8 @@ impl Session {
         }
         // New bytes, within the peer's window.
         while out.len() - start_len < budget {
-            let Some((start, chunk)) = self.send.poll_new(self.peer_limit, self.config.max_payload)
-            else {
+            let max = self.chunk_max(budget);
+            let Some((start, chunk)) = self.send.poll_new(self.peer_limit, max) else {
                 break;
             };
             let end = start + chunk.len() as u64;
@@ -176,7 +242,7 @@ impl Session {
         // Nothing new may go out (the peer's window is full, or everything was sent): bytes
         // stuck on a slower path are what everything waits for, so send them here too.
         if self.send.new_blocked(self.peer_limit) {
-            sent_stream |= self.resend_lagging(id, path, out, start_len, budget);
+            sent_stream |= self.resend_lagging(id, path, out, start_len, budget, now);
         }
         if sent_stream {
             self.last_activity = now;
@@ -187,8 +253,14 @@ impl Session {
     }
 
     /// Sends on `path` (id `id`, out of the map) the lowest bytes still in flight on paths
-    /// slower than it (by smoothed RTT), each range at most once more; the receiver keeps
-    /// whichever copy arrives first. True if anything was sent.
+    /// slower than it, each range at most once more; the receiver keeps whichever copy
+    /// arrives first. True if anything was sent.
+    ///
+    /// Slower means a longer base RTT (the lowest sample, by more than a quarter and the
+    /// noise in ours: how far our smoothed RTT is above it, at least [`LAG_MARGIN`]): queueing makes equal paths' smoothed RTTs differ from moment to
+    /// moment, and re-sending on that would only send the same bytes twice (and make the
+    /// path re-sent on look slower in turn). A path with no RTT sample yet is slower once it
+    /// has kept us waiting for an answer twice that long.
     fn resend_lagging(
         &mut self,
         id: PathId,
@@ -196,19 +268,34 @@ impl Session {
         out: &mut OutQueue,
         start_len: usize,
         budget: usize,
+        now: Duration,
     ) -> bool {
         if !path.is_active() {
             return false;
         }
-        let Some(my_rtt) = path.stats.srtt else {
+        let Some(my_rtt) = path.stats.min_rtt else {
             return false;
         };
+        // What our own smoothed RTT adds to our base RTT now is queueing and scheduling
+        // noise, which the others' base RTT samples carry too.
+        let noise = path
+            .stats
+            .srtt
+            .map_or(LAG_MARGIN, |s| s.saturating_sub(my_rtt).max(LAG_MARGIN));
+        let slower = my_rtt + my_rtt / 4 + noise;
         let acked = self.send.acked();
         let mut lagging: Vec<(u64, u64)> = self
             .paths
             .iter()
             .filter(|&(&other, p)| {
-                other != id && p.stats.srtt.is_none_or(|rtt| rtt > my_rtt + my_rtt / 4)
+                other != id
+                    && match p.stats.min_rtt {
+                        Some(rtt) => rtt > slower,
+                        // No sample yet: slower once it has kept us waiting twice as long.
+                        None => p
+                            .awaiting_since
+                            .is_some_and(|t| now.saturating_sub(t) > slower * 2),
+                    }
             })
             .flat_map(|(_, p)| p.inflight.iter().copied())
             .filter(|&(_, e)| e > acked)

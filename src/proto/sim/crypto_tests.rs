@@ -331,3 +331,41 @@ proptest! {
         prop_assert!(keys.len() >= 4, "only {} connections keyed", keys.len());
     }
 }
+
+#[test]
+fn a_young_connection_carries_small_records_that_grow() {
+    // A record is opened only once all of it is in; a fresh connection's congestion window
+    // starts at about ten segments. With 256 KiB queued, the first records on a connection
+    // must each fit about a segment, not 64 KiB (which would arrive whole only after three
+    // or four round trips), and grow with what the connection has carried.
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(19);
+    let id = Identity::generate(&mut rng);
+    let server_cfg = Config {
+        encrypt: true,
+        identity: Some(Identity::generate(&mut rng)),
+        ..Config::default()
+    };
+    let (mut client, _, _, _) =
+        open_pair(client_with(&id), server_cfg, |_| {}, &mut rng).expect("handshake");
+    assert_eq!(client.write(&vec![7u8; 256 << 10]), 256 << 10);
+    let mut sizes = Vec::new();
+    let mut total = 0;
+    while total < 200 << 10 {
+        let mut q = OutQueue::default();
+        if !client.poll_transmit(PathId(0), ms(2), &mut q, 64 << 10) {
+            break;
+        }
+        let n = q.take_bytes().len();
+        sizes.push(n);
+        total += n;
+    }
+    assert!(sizes[1] <= 1400, "first records: {sizes:?}");
+    assert!(
+        sizes.iter().take(8).all(|&n| n <= 4096),
+        "first records: {sizes:?}"
+    );
+    assert!(
+        *sizes.last().unwrap() > 16 << 10,
+        "records never grow: {sizes:?}"
+    );
+}

@@ -39,6 +39,7 @@ mod mobility_attacks;
 mod mobility_tests;
 mod multipath_tests;
 mod net;
+mod redial_tests;
 mod regressions;
 mod report;
 mod scenario;

@@ -87,3 +87,52 @@ fn a_slower_path_with_a_moderate_window() {
     let ratio = goodput(&sim, n) / (fast + slow) as f64;
     assert!(ratio >= 0.8, "{ratio:.3} of the sum");
 }
+
+/// Three flowpaths of equal latency and rate (striping over loopback addresses), one of
+/// which was slow only while it attached (a busy moment: its one RTT sample then is 15 times
+/// the others'). Its RTT estimate must not stay that sample for the whole transfer and make
+/// the others send its bytes again: with equal paths, (almost) nothing is sent twice, and per
+/// path the receiver's new bytes stay within what was sent there.
+#[test]
+fn equal_paths_do_not_resend_each_others_bytes() {
+    use super::Fault;
+    use std::time::Duration;
+    for seed in 1..4 {
+        let n = 16 * MB;
+        let mut cfg = SimConfig::new(seed)
+            .paths(vec![Link::new(10, 5_000_000); 3])
+            .apps(AppSpec::sending(n), AppSpec::sending(0))
+            .recv_window(512 << 10);
+        // Path 1 stalls from just after its attach for 300 ms: its first RTT sample is
+        // about 15 times the others'.
+        cfg.faults = vec![(
+            Duration::from_millis(30),
+            Fault::Partition {
+                path: PathId(1),
+                duration: Duration::from_millis(300),
+            },
+        )];
+        let sim = transfer(cfg);
+        assert_eq!(sim.received(Side::Server).len(), n);
+        let stats: Vec<_> = (0..3)
+            .map(|p| sim.client.path_stats(PathId(p)).unwrap())
+            .collect();
+        assert!(
+            resent(&sim) == 0,
+            "seed {seed}: {} bytes sent twice over equal paths: {stats:?}",
+            resent(&sim)
+        );
+        // Each busy path's RTT was sampled along the way, not only at its attach.
+        let probes = (sim.now().as_secs_f64() / 0.2) as u64;
+        let pings = sim.log.sent(Side::Client, "PING");
+        assert!(pings >= probes * 3 / 2, "{pings} PINGs in {:?}", sim.now());
+        for (p, sent) in stats.iter().enumerate() {
+            let got = sim.server.path_stats(PathId(p as u32)).unwrap();
+            assert!(sent.bytes_resent <= sent.bytes_sent, "path {p}: {sent:?}");
+            assert!(
+                got.bytes_new <= sent.bytes_sent + sent.bytes_resent,
+                "path {p}"
+            );
+        }
+    }
+}

@@ -41,8 +41,10 @@ impl ClientSide {
         server: SocketAddr,
         first: Option<Binding>,
     ) -> Self {
+        let mut replacer = Replacer::new(reconnect);
+        replacer.set_last_server(server);
         ClientSide {
-            replacer: Replacer::new(reconnect),
+            replacer,
             policy,
             server,
             slots: BTreeMap::from([(PathId(0), first)]),
@@ -57,9 +59,18 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
     /// session no longer needs it or the path was closed on purpose.
     pub(super) fn replace_path(&mut self, id: PathId) {
         let needed = self.session_needs_network() && self.session.error().is_none();
+        let rtt = self
+            .session
+            .all_path_stats()
+            .iter()
+            .filter_map(|(_, s)| s.srtt)
+            .max();
         let Side::Client(c) = &mut self.side else {
             return;
         };
+        if let Some(rtt) = rtt {
+            c.replacer.set_rtt(rtt);
+        }
         let Some(bind) = c.slot(id) else {
             return;
         };
@@ -82,6 +93,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             progress = true;
             match ev {
                 ReplaceEvent::Connected(id, mut conn) => {
+                    c.replacer.set_last_server(conn.peer);
                     // HELLO(resume) when we hold a ticket (stream frames may follow at once),
                     // else HELLO(attach); the answer comes through the normal read loop.
                     let now = self.now();
@@ -95,10 +107,10 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                         attached: false,
                     });
                 }
-                ReplaceEvent::Failed(id, why, changed) => {
+                ReplaceEvent::Failed(id, why, wait) => {
                     tracing::info!("path {id}: reconnect failed: {why}");
                     self.last_path_error = why.to_string();
-                    c.replacer.retry_later(id, changed);
+                    c.replacer.retry_after(id, wait);
                 }
                 ReplaceEvent::RetryDue(id) => {
                     c.replacer.clear_slot(id);

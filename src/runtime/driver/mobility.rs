@@ -63,6 +63,20 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                             client: a.dest,
                         });
                     }
+                } else if server.moved_from.is_none() {
+                    // The client acknowledged where we were, but had not come back when that
+                    // address went away too: tell it again.
+                    if let Some((announced, dest)) = server.acked {
+                        if !self.addr_book.contains(&announced.ip()) {
+                            server.acked = None;
+                            server.moved_from = Some(MovedFrom {
+                                ip: announced.ip(),
+                                iface: before.iface_of(&announced.ip()),
+                                port: announced.port(),
+                                client: dest,
+                            });
+                        }
+                    }
                 }
                 self.try_announce();
             }
@@ -150,9 +164,11 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                 }
                 Ok(ControlAction::Acked(seq)) => {
                     if let Some(cp) = self.control.as_mut() {
-                        if cp.announce.as_ref().is_some_and(|a| a.seq == seq) {
+                        if let Some(a) = cp.announce.take_if(|a| a.seq == seq) {
                             tracing::info!("client acknowledged RECONNECT {seq}");
-                            cp.announce = None;
+                            if let Side::Server(server) = &mut self.side {
+                                server.acked = Some((a.announced, a.dest));
+                            }
                         }
                     }
                 }

@@ -179,6 +179,8 @@ pub struct PathReport {
     pub up: bool,
     /// Its counters and estimates.
     pub stats: crate::proto::PathStats,
+    /// The kernel's figures for its current TCP connection (None when it has none).
+    pub kernel: Option<crate::runtime::tcpinfo::KernelTcp>,
 }
 
 /// The session's state at one moment: its flowpaths (current and past) and totals.
@@ -283,6 +285,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                 peer,
                 iface: self.iface_of(id),
                 up: conn.is_some_and(|c| c.attached),
+                kernel: conn.and_then(|c| crate::runtime::tcpinfo::read(&c.conn.stream)),
                 stats,
             });
         }
@@ -320,7 +323,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         for (id, s) in self.session.all_path_stats() {
             let iface = self.iface_of(id);
             tracing::info!(
-                "path {id}{}: sent {} bytes (+{} again), received {}, peer got {}, srtt {}, {}",
+                "path {id}{}: sent {} bytes first (+{} sent again), received {}, peer reported {} received by its last report, srtt {}, {}",
                 iface.map_or(String::new(), |n| format!(" ({n})")),
                 s.bytes_sent,
                 s.bytes_resent,

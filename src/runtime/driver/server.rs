@@ -43,6 +43,11 @@ pub struct ServerSide {
     pub(super) pending: Vec<PendingConn>,
     /// Our address went away and the client has not been told where we are now.
     pub(super) moved_from: Option<MovedFrom>,
+    /// The address our last acknowledged RECONNECT announced and the client control socket
+    /// that acknowledged it, until a flowpath attaches: if that address goes away too before
+    /// the client is back, the client must be told again (no connection of ours remains to
+    /// say where it is).
+    pub(super) acked: Option<(SocketAddr, SocketAddr)>,
 }
 
 impl ServerSide {
@@ -52,6 +57,7 @@ impl ServerSide {
             incoming: Some(incoming),
             pending: Vec::new(),
             moved_from: None,
+            acked: None,
         }
     }
 }
@@ -134,6 +140,9 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         match self.session.resume_attach(hello, &mut conn.deframer, now) {
             Ok((id, resumed)) => {
                 tracing::info!("path {id} resumed from {}", conn.peer);
+                if let Side::Server(server) = &mut self.side {
+                    server.acked = None;
+                }
                 conn.queue(&resumed);
                 route_attached(&mut self.conns, id, conn);
             }
@@ -176,6 +185,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                         ) {
                             Ok(id) => {
                                 tracing::info!("path {id} attached from {}", conn.peer);
+                                server.acked = None;
                                 route_attached(&mut self.conns, id, conn);
                             }
                             Err(e) => {

@@ -10,6 +10,23 @@ use clap_complete::Shell;
 
 use crate::cli::Cli;
 
+mod completions;
+mod extra;
+mod man;
+mod roff;
+
+pub use extra::{examples, Example, File, ENVIRONMENT, FILES};
+
+/// The subcommands that get a page of their own (every visible one but `help`).
+pub fn subcommands() -> Vec<String> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    cmd.get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        .map(|s| s.get_name().to_owned())
+        .collect()
+}
+
 /// Every generated file: its path relative to the project root, and its contents.
 pub fn render() -> io::Result<Vec<(PathBuf, Vec<u8>)>> {
     let mut files = Vec::new();
@@ -22,8 +39,7 @@ pub fn render() -> io::Result<Vec<(PathBuf, Vec<u8>)>> {
         Shell::Elvish,
         Shell::PowerShell,
     ] {
-        let mut buf = Vec::new();
-        clap_complete::generate(shell, &mut cmd.clone(), "msock", &mut buf);
+        let buf = completions::script(shell, &cmd)?;
         let name = match shell {
             Shell::Bash => "msock.bash".to_owned(),
             Shell::Zsh => "_msock".to_owned(),
@@ -33,15 +49,14 @@ pub fn render() -> io::Result<Vec<(PathBuf, Vec<u8>)>> {
         };
         files.push((Path::new("completions").join(name), buf));
     }
-    let mut buf = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
-    files.push((PathBuf::from("man/msock.1"), buf));
-    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
-        let name = format!("msock-{}", sub.get_name());
-        let page = sub.clone().name(name.clone()).bin_name(name.clone());
-        let mut buf = Vec::new();
-        clap_mangen::Man::new(page).render(&mut buf)?;
-        files.push((Path::new("man").join(format!("{name}.1")), buf));
+    let subs = subcommands();
+    files.push((PathBuf::from("man/msock.1"), man::page(&cmd, "", &subs)?));
+    for sub in &subs {
+        let name = man::page_name(sub);
+        files.push((
+            Path::new("man").join(format!("{name}.1")),
+            man::page(&cmd, sub, &subs)?,
+        ));
     }
     Ok(files)
 }
