@@ -1,10 +1,12 @@
 //! Cuts the preamble and then whole frames out of one flowpath's byte stream.
 
+use std::collections::VecDeque;
+
 use bytes::buf::Limit;
 use bytes::{Buf, BufMut, BytesMut};
 
 use super::frame::{DecodeError, Frame, FRAME_HEADER_LEN, MAX_FRAME_LEN};
-use super::record::{Opener, RecordError};
+use super::record::{OpenJob, Opener, RecordError};
 
 /// The first bytes each side sends on a flowpath: magic, then the protocol version.
 pub const PREAMBLE: [u8; 6] = *b"MSOCK\x01";
@@ -73,9 +75,22 @@ pub struct Deframer {
     /// False until the peer's [`PREAMBLE`] has been seen and consumed.
     preamble_seen: bool,
     /// Encrypted sessions, once the peer's records start: opens them.
-    opener: Option<Box<Opener>>,
+    opener: Option<Box<Keyed>>,
     /// Encrypted bytes not yet opened (used only with an opener).
     raw: BytesMut,
+    /// Records are not opened here but handed out ([`Deframer::take_open_job`]), their
+    /// plaintext coming back through [`Deframer::push_opened`].
+    deferred: bool,
+}
+
+/// What an encrypted stream needs beyond a plain one (boxed: most connections carry it, but
+/// a connection is moved around often enough that its size matters).
+#[derive(Debug)]
+struct Keyed {
+    opener: Opener,
+    /// With deferred opening: plaintexts handed back while `buf` still held frames, in order
+    /// (each becomes `buf` in turn, rather than being copied behind it).
+    opened: VecDeque<BytesMut>,
 }
 
 impl Default for Deframer {
@@ -92,6 +107,7 @@ impl Deframer {
             preamble_seen: false,
             opener: None,
             raw: BytesMut::new(),
+            deferred: false,
         }
     }
 
@@ -108,7 +124,62 @@ impl Deframer {
     /// the call that learns the keys, so that the runtime cannot forget it.
     pub(super) fn set_opener(&mut self, opener: Opener) {
         self.raw = self.buf.split();
-        self.opener = Some(Box::new(opener));
+        self.opener = Some(Box::new(Keyed {
+            opener,
+            opened: VecDeque::new(),
+        }));
+    }
+
+    /// From now on, records are opened by the caller: [`Deframer::next_frame`] only cuts
+    /// frames out of plaintext handed back with [`Deframer::push_opened`], and whole records
+    /// are taken with [`Deframer::take_open_job`]. Without a key yet, frames still come
+    /// straight from the stream, up to the one that keys it.
+    pub fn defer_opening(&mut self) {
+        self.deferred = true;
+    }
+
+    /// With deferred opening: the next whole record received, to be opened (in order) by
+    /// [`OpenJob::run`]; None if none is complete yet (or the stream is not keyed); an error
+    /// on an impossible length (the stream is then dead).
+    pub fn take_open_job(&mut self) -> Result<Option<OpenJob>, RecordError> {
+        let Some(keyed) = self.opener.as_mut().filter(|_| self.deferred) else {
+            return Ok(None);
+        };
+        let Some(n) = Opener::record_len(&self.raw)? else {
+            return Ok(None);
+        };
+        if self.raw.len() < n {
+            return Ok(None);
+        }
+        keyed.opener.open_later(self.raw.split_to(n)).map(Some)
+    }
+
+    /// With deferred opening: the plaintext of the oldest record taken and not yet handed
+    /// back.
+    pub fn push_opened(&mut self, plain: BytesMut) {
+        match self.opener.as_mut() {
+            Some(k) if !self.buf.is_empty() || !k.opened.is_empty() => k.opened.push_back(plain),
+            _ if self.buf.is_empty() => self.buf = plain,
+            _ => self.buf.extend_from_slice(&plain),
+        }
+    }
+
+    /// With deferred opening: the next frame of the plaintexts handed back.
+    fn next_opened_frame(&mut self) -> Result<Option<Frame>, DeframeError> {
+        loop {
+            if let Some(f) = self.next_plain_frame()? {
+                return Ok(Some(f));
+            }
+            let Some(plain) = self.opener.as_mut().and_then(|k| k.opened.pop_front()) else {
+                return Ok(None);
+            };
+            if self.buf.is_empty() {
+                self.buf = plain;
+            } else {
+                // A frame cut by the end of a record (no msock does that): joined here.
+                self.buf.extend_from_slice(&plain);
+            }
+        }
     }
 
     /// The receive buffer, to read socket bytes into directly. Keeps at least `min_free` bytes
@@ -215,7 +286,11 @@ impl Deframer {
 
     /// Bytes received but not yet consumed as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len() + self.raw.len()
+        let opened = self
+            .opener
+            .as_ref()
+            .map_or(0, |k| k.opened.iter().map(BytesMut::len).sum());
+        self.buf.len() + self.raw.len() + opened
     }
 
     /// The next complete frame, opening records as needed (see [`Deframer::next_frame`]).
@@ -231,8 +306,8 @@ impl Deframer {
                 return Ok(None);
             }
             let rec = self.raw.split_to(n);
-            let opener = self.opener.as_mut().expect("caller checked");
-            let plain = opener.open(rec)?;
+            let keyed = self.opener.as_mut().expect("caller checked");
+            let plain = keyed.opener.open(rec)?;
             if self.buf.is_empty() {
                 self.buf = plain;
             } else {
@@ -245,6 +320,9 @@ impl Deframer {
     /// rest of the stream meaningless (the flowpath must be closed).
     pub fn next_frame(&mut self) -> Result<Option<Frame>, DeframeError> {
         if self.opener.is_some() {
+            if self.deferred {
+                return self.next_opened_frame();
+            }
             return self.next_sealed_frame();
         }
         self.next_plain_frame()
@@ -456,6 +534,73 @@ mod tests {
                 }
             }
             prop_assert_eq!(got, frames);
+        }
+    }
+
+    /// Deferred opening (records handed out as jobs, opened in a batch later, as on the
+    /// crypto thread): the same frames come out as when the deframer opens them, however the
+    /// stream is split; a flipped byte or a cut-off stream never panics and never yields a
+    /// frame from a forged record.
+    #[test]
+    fn deferred_opening_matches_and_rejects_forgeries() {
+        use crate::proto::record::Sealer;
+        let key = [5u8; 32];
+        let frames: Vec<Frame> = (0..20u64)
+            .map(|i| Frame::Data {
+                offset: i * 1000,
+                payload: Bytes::from(vec![i as u8; 300 + 997 * i as usize]),
+            })
+            .collect();
+        let mut sealer = Sealer::new(&key);
+        let mut stream = BytesMut::new();
+        for pair in frames.chunks(2) {
+            let mut plain = BytesMut::new();
+            for f in pair {
+                f.encode(&mut plain);
+            }
+            stream.extend_from_slice(&sealer.seal(&mut plain));
+        }
+        let run = |stream: &[u8], step: usize| -> Result<Vec<Frame>, DeframeError> {
+            let mut d = Deframer::after_preamble();
+            d.defer_opening();
+            d.set_opener(crate::proto::record::Opener::new(&key));
+            let mut got = Vec::new();
+            for piece in stream.chunks(step) {
+                d.extend(piece);
+                let mut jobs = Vec::new();
+                while let Some(j) = d.take_open_job()? {
+                    jobs.push(j);
+                }
+                // All handed back before any frame is taken, as the driver does with what
+                // its crypto thread finished.
+                for j in jobs {
+                    d.push_opened(j.run()?);
+                }
+                while let Some(f) = d.next_frame()? {
+                    got.push(f);
+                }
+            }
+            Ok(got)
+        };
+        for step in [1, 7, 4096, 65_536, stream.len()] {
+            assert_eq!(run(&stream, step).unwrap(), frames, "step {step}");
+        }
+        for at in (0..stream.len()).step_by(stream.len() / 97) {
+            let mut bad = stream.to_vec();
+            bad[at] ^= 0x01;
+            // A forged record fails; a length field made longer leaves the stream waiting
+            // for bytes that never come. Either way only frames before it came out.
+            if let Ok(got) = run(&bad, 5000) {
+                assert!(
+                    got.len() < frames.len(),
+                    "flipping byte {at} went unnoticed"
+                );
+                assert_eq!(got[..], frames[..got.len()]);
+            }
+        }
+        for cut in [1, 3, 4, 5, 100, stream.len() - 1] {
+            let got = run(&stream[..cut], 333).unwrap();
+            assert!(got.len() < frames.len());
         }
     }
 

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::frame::Frame;
 
@@ -137,6 +137,23 @@ impl Buf for OutQueue {
         }
     }
 
+    /// Without a copy when the bytes lie in one segment (as the record layer takes them).
+    fn copy_to_bytes(&mut self, cnt: usize) -> Bytes {
+        assert!(cnt <= self.len, "copy_to_bytes past the end of an OutQueue");
+        let out = match self.segs.front_mut() {
+            Some(front) if cnt < front.len() => front.split_to(cnt),
+            Some(front) if cnt == front.len() => self.segs.pop_front().expect("front exists"),
+            None if cnt <= self.tail.len() => self.tail.split_to(cnt).freeze(),
+            _ => {
+                let mut b = BytesMut::with_capacity(cnt);
+                b.put((&mut *self).take(cnt));
+                return b.freeze();
+            }
+        };
+        self.len -= cnt;
+        out
+    }
+
     fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
         for s in &self.segs {
@@ -202,6 +219,33 @@ mod tests {
             }
             prop_assert_eq!(&got[..], &plain[..]);
             prop_assert_eq!(q.remaining(), 0);
+        }
+    }
+
+    proptest! {
+        /// Taking bytes out in pieces of any size yields the encoding, in order.
+        #[test]
+        fn copy_to_bytes_yields_the_encoding(
+            frames in vec(arb_frame(), 0..10),
+            steps in vec(1usize..100_000, 1..30),
+        ) {
+            let mut q = OutQueue::default();
+            let mut plain = BytesMut::new();
+            for f in &frames {
+                q.push_frame(f);
+                f.encode(&mut plain);
+            }
+            let mut got = Vec::new();
+            for &step in steps.iter().cycle() {
+                if q.is_empty() {
+                    break;
+                }
+                let n = step.min(q.remaining());
+                let b = q.copy_to_bytes(n);
+                prop_assert_eq!(b.len(), n);
+                got.extend_from_slice(&b);
+            }
+            prop_assert_eq!(&got[..], &plain[..]);
         }
     }
 

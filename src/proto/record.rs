@@ -5,8 +5,11 @@
 //! A record is `length u32 (big endian) || ciphertext || tag[16]`, where `length` counts the
 //! ciphertext and the tag and is authenticated as associated data. The plaintext of a record is
 //! one or more whole frames (everything one `poll_transmit` produced), at most [`MAX_PLAIN`]
-//! bytes. The runtime asks for about 64 KiB at a time: a receiver opens a record only once
-//! all of it has arrived, so small records let it decrypt one while the next is on its way.
+//! bytes. The runtime asks for about 256 KiB at a time and seals and opens large records on a
+//! helper thread ([`SealJob`], [`OpenJob`]: the nonce is fixed when the job is made, so the
+//! work can run anywhere as long as the records keep their order), so that a receiver
+//! decrypts one record while the next is on its way and a sender seals one while the last
+//! is written. The wire format is the same whichever thread seals.
 //!
 //! ## Keys and nonces
 //!
@@ -20,6 +23,8 @@
 //! reordered, dropped or moved to another connection fails authentication, which closes that
 //! flowpath (the session re-sends its bytes elsewhere) and never delivers wrong bytes.
 
+use std::sync::Arc;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
 
@@ -32,7 +37,9 @@ pub const MAX_RECORD: usize = MAX_PLAIN + TAG_LEN;
 
 /// One direction's key and record counter.
 struct Keyed {
-    key: LessSafeKey,
+    /// Shared with the [`SealJob`]s and [`OpenJob`]s handed out, which may run on other
+    /// threads.
+    key: Arc<LessSafeKey>,
     counter: u64,
 }
 
@@ -41,17 +48,24 @@ impl Keyed {
         // The first 128 bits of the 256-bit derived key.
         let unbound = UnboundKey::new(&AES_128_GCM, &key[..16]).expect("16-byte AES-128 key");
         Keyed {
-            key: LessSafeKey::new(unbound),
+            key: Arc::new(LessSafeKey::new(unbound)),
             counter: 0,
         }
     }
 
-    fn next_nonce(&mut self) -> Nonce {
-        let mut n = [0u8; 12];
-        n[4..].copy_from_slice(&self.counter.to_be_bytes());
+    /// The next record's counter (each is handed out once).
+    fn next_counter(&mut self) -> u64 {
+        let c = self.counter;
         self.counter += 1;
-        Nonce::assume_unique_for_key(n)
+        c
     }
+}
+
+/// The AEAD nonce of record `counter`.
+fn nonce(counter: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&counter.to_be_bytes());
+    Nonce::assume_unique_for_key(n)
 }
 
 /// Seals this side's records on one connection.
@@ -84,6 +98,99 @@ pub enum RecordError {
     Forged,
 }
 
+/// One record's plaintext with its place in the sequence (its nonce) already taken, to be
+/// sealed by [`SealJob::run`], on any thread. Its bytes must go on the wire in the order the
+/// jobs were made, and every job must be run: a record skipped leaves a gap that the
+/// receiver takes for tampering. The plaintext cannot leave the job other than sealed.
+pub struct SealJob {
+    key: Arc<LessSafeKey>,
+    counter: u64,
+    /// The plaintext, as the segments it was queued in (not copied yet).
+    plain: Vec<Bytes>,
+    /// Plaintext bytes, 1 to [`MAX_PLAIN`].
+    len: usize,
+}
+
+impl std::fmt::Debug for SealJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealJob(record {}, {} bytes)", self.counter, self.len)
+    }
+}
+
+impl SealJob {
+    /// Plaintext bytes in the record.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a job holds at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The sealed record, ready for the wire.
+    pub fn run(self) -> Bytes {
+        let n = self.len;
+        let mut rec = BytesMut::with_capacity(4 + n + TAG_LEN);
+        let len = ((n + TAG_LEN) as u32).to_be_bytes();
+        rec.put_slice(&len);
+        for seg in &self.plain {
+            rec.put_slice(seg);
+        }
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce(self.counter), Aad::from(len), &mut rec[4..])
+            .expect("AES-GCM seals any length below 2^36");
+        rec.put_slice(tag.as_ref());
+        rec.freeze()
+    }
+}
+
+/// One whole received record (header included) with the nonce it must have, to be opened by
+/// [`OpenJob::run`], on any thread. Plaintexts must be used in the order the jobs were made.
+pub struct OpenJob {
+    key: Arc<LessSafeKey>,
+    counter: u64,
+    rec: BytesMut,
+}
+
+impl std::fmt::Debug for OpenJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "OpenJob(record {}, {} bytes)",
+            self.counter,
+            self.rec.len()
+        )
+    }
+}
+
+impl OpenJob {
+    /// Bytes in the record, header and tag included.
+    pub fn len(&self) -> usize {
+        self.rec.len()
+    }
+
+    /// Always false: a job holds a whole record.
+    pub fn is_empty(&self) -> bool {
+        self.rec.is_empty()
+    }
+
+    /// The record's plaintext, opened in place; an error if it does not authenticate.
+    pub fn run(self) -> Result<BytesMut, RecordError> {
+        let mut rec = self.rec;
+        let len: [u8; 4] = rec[..4].try_into().expect("a job holds a whole record");
+        let plain_len = self
+            .key
+            .open_in_place(nonce(self.counter), Aad::from(len), &mut rec[4..])
+            .map_err(|_| RecordError::Forged)?
+            .len();
+        rec.advance(4);
+        rec.truncate(plain_len);
+        Ok(rec)
+    }
+}
+
 impl Sealer {
     /// A sealer with `key`, starting at record 0.
     pub fn new(key: &[u8; 32]) -> Sealer {
@@ -92,25 +199,25 @@ impl Sealer {
 
     /// Seals `plain` (its bytes are consumed) into one record.
     pub fn seal(&mut self, plain: &mut impl Buf) -> Bytes {
-        let n = plain.remaining();
-        debug_assert!(n > 0 && n <= MAX_PLAIN);
-        let mut rec = BytesMut::with_capacity(4 + n + TAG_LEN);
-        let len = ((n + TAG_LEN) as u32).to_be_bytes();
-        rec.put_slice(&len);
+        self.seal_later(plain).run()
+    }
+
+    /// Takes `plain` (1 to [`MAX_PLAIN`] bytes, consumed; its segments are kept, not copied)
+    /// as the next record, to be sealed by [`SealJob::run`].
+    pub fn seal_later(&mut self, plain: &mut impl Buf) -> SealJob {
+        let len = plain.remaining();
+        debug_assert!(len > 0 && len <= MAX_PLAIN);
+        let mut segs = Vec::new();
         while plain.has_remaining() {
-            let c = plain.chunk();
-            let k = c.len();
-            rec.put_slice(c);
-            plain.advance(k);
+            let k = plain.chunk().len();
+            segs.push(plain.copy_to_bytes(k));
         }
-        let nonce = self.0.next_nonce();
-        let tag = self
-            .0
-            .key
-            .seal_in_place_separate_tag(nonce, Aad::from(len), &mut rec[4..])
-            .expect("AES-GCM seals any length below 2^36");
-        rec.put_slice(tag.as_ref());
-        rec.freeze()
+        SealJob {
+            key: self.0.key.clone(),
+            counter: self.0.next_counter(),
+            plain: segs,
+            len,
+        }
     }
 }
 
@@ -134,18 +241,24 @@ impl Opener {
     }
 
     /// Opens a whole record (header included), in place; returns its plaintext.
-    pub fn open(&mut self, mut rec: BytesMut) -> Result<BytesMut, RecordError> {
-        let len: [u8; 4] = rec[..4].try_into().expect("caller checked the header");
-        let nonce = self.0.next_nonce();
-        let plain_len = self
-            .0
-            .key
-            .open_in_place(nonce, Aad::from(len), &mut rec[4..])
-            .map_err(|_| RecordError::Forged)?
-            .len();
-        rec.advance(4);
-        rec.truncate(plain_len);
-        Ok(rec)
+    pub fn open(&mut self, rec: BytesMut) -> Result<BytesMut, RecordError> {
+        self.open_later(rec)?.run()
+    }
+
+    /// Takes `rec` as the next record, to be opened by [`OpenJob::run`]; an error (and no
+    /// record used up) if it is not one whole record by its header.
+    pub fn open_later(&mut self, rec: BytesMut) -> Result<OpenJob, RecordError> {
+        if Opener::record_len(&rec)? != Some(rec.len()) {
+            let len = rec
+                .get(..4)
+                .map_or(0, |h| u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
+            return Err(RecordError::BadLength(len));
+        }
+        Ok(OpenJob {
+            key: self.0.key.clone(),
+            counter: self.0.next_counter(),
+            rec,
+        })
     }
 }
 
@@ -178,5 +291,60 @@ mod tests {
         assert!(other.open(BytesMut::from(&r[..])).is_err());
         assert!(Opener::record_len(&[0, 0, 0, 5]).is_err());
         assert!(Opener::record_len(&[0xff, 0, 0, 0]).is_err());
+    }
+
+    /// Jobs made in order and run in any order (as on another thread) give the records
+    /// `seal` gives; an opened job's plaintext is the sealed one, across segments.
+    #[test]
+    fn jobs_match_sealing_in_place() {
+        let key = [3u8; 32];
+        let (mut inline, mut later) = (Sealer::new(&key), Sealer::new(&key));
+        let msgs: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 1000 * (i as usize + 1)]).collect();
+        let direct: Vec<Bytes> = msgs.iter().map(|m| inline.seal(&mut &m[..])).collect();
+        let mut jobs: Vec<SealJob> = msgs
+            .iter()
+            .map(|m| {
+                // Two segments, as an OutQueue with a header and a payload hands them out.
+                let (a, b) = m.split_at(7);
+                later.seal_later(&mut Buf::chain(a, b))
+            })
+            .collect();
+        assert_eq!(jobs[2].len(), 3000);
+        let mut sealed = vec![Bytes::new(); jobs.len()];
+        while let Some(j) = jobs.pop() {
+            sealed[jobs.len()] = j.run();
+        }
+        assert_eq!(sealed, direct);
+        let mut o = Opener::new(&key);
+        let opens: Vec<OpenJob> = sealed
+            .iter()
+            .map(|r| o.open_later(BytesMut::from(&r[..])).unwrap())
+            .collect();
+        for (job, m) in opens.into_iter().rev().zip(msgs.iter().rev()) {
+            assert_eq!(&job.run().unwrap()[..], &m[..]);
+        }
+    }
+
+    /// A truncated, overlong or headerless buffer handed to `open` is an error, never a
+    /// panic, and uses up no record number.
+    #[test]
+    fn hostile_records_never_panic() {
+        let key = [9u8; 32];
+        let rec = Sealer::new(&key).seal(&mut &b"payload"[..]);
+        let mut o = Opener::new(&key);
+        for cut in 0..rec.len() {
+            assert!(o.open(BytesMut::from(&rec[..cut])).is_err(), "cut at {cut}");
+        }
+        let mut long = BytesMut::from(&rec[..]);
+        long.extend_from_slice(b"xx");
+        assert!(o.open(long).is_err());
+        let mut huge = BytesMut::from(&((MAX_RECORD + 1) as u32).to_be_bytes()[..]);
+        huge.extend_from_slice(&[0; 64]);
+        assert_eq!(
+            o.open(huge),
+            Err(RecordError::BadLength(MAX_RECORD as u32 + 1))
+        );
+        // None of that used up record 0.
+        assert_eq!(&o.open(BytesMut::from(&rec[..])).unwrap()[..], b"payload");
     }
 }

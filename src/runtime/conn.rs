@@ -35,7 +35,13 @@ pub struct FlowConn {
     /// preamble, or the listener's relay agent dialed it): an orderly close there may be the
     /// relay's own, so it does not mean that the peer exited.
     pub(crate) relayed: bool,
+    /// Unique in the process: names this connection where a path id would not (a
+    /// replacement connection of a flowpath has the same id).
+    pub(crate) serial: u64,
 }
+
+/// The next [`FlowConn::serial`].
+static NEXT_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// What went wrong while reading frames from a flowpath.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +70,7 @@ impl FlowConn {
             out: Box::new(OutQueue::with_capacity(4096)),
             lowat: NOTSENT_LOWAT,
             relayed: false,
+            serial: NEXT_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 

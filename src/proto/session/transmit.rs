@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use super::{Event, Session, SessionError};
-use crate::proto::frame::{Frame, MAX_DATA_PAYLOAD};
+use crate::proto::frame::Frame;
 use crate::proto::out_queue::OutQueue;
 use crate::proto::path::{Path, PathId, RTT_PROBE};
+use crate::proto::record::{SealJob, MAX_PLAIN, TAG_LEN};
 
 /// How much longer than this path's base RTT (beyond a quarter of it) another path's must be
 /// for its bytes in flight to count as lagging: sub-millisecond differences are noise.
@@ -25,11 +26,12 @@ pub(crate) const BLIND_FLIGHT: usize = 14_000;
 /// arrives whole only in the third or fourth round trip, holding back every byte in it. So
 /// the first ones are about a segment, and each may be a quarter of what the connection
 /// carried before it (whole in the round trip it is sent in, or the next), up to the
-/// caller's budget.
+/// caller's budget (which the caller applies: the runtime asks for records larger than one
+/// DATA frame when it seals them off its own thread).
 pub(crate) fn conn_budget(sent: u64) -> usize {
     /// A segment's worth of plain text, with room for the frame and record headers.
     const FIRST: u64 = 1200;
-    (sent / 4).max(FIRST).min(MAX_DATA_PAYLOAD as u64) as usize
+    usize::try_from((sent / 4).max(FIRST)).unwrap_or(usize::MAX)
 }
 
 impl Session {
@@ -52,20 +54,36 @@ impl Session {
         let Some(mut path) = self.paths.remove(&id) else {
             return false;
         };
-        // Encrypted, a young connection carries small records (see `conn_budget`).
-        let budget = if self.encrypted {
-            budget.min(conn_budget(path.conn_bytes_sent))
-        } else {
-            budget
-        };
-        let before = out.len();
-        let any = self.transmit_on(id, &mut path, now, out, budget);
-        path.conn_bytes_sent += out.len().saturating_sub(before) as u64;
+        let any = self.transmit_on(id, &mut path, now, out, budget, None);
         self.paths.insert(id, path);
         any
     }
 
-    /// [`Session::poll_transmit`] for `path` (out of the map), sealed when keyed.
+    /// [`Session::poll_transmit`], except that in an encrypted session the record is not
+    /// sealed here but returned as a [`SealJob`] (its nonce taken), so that the caller can
+    /// seal it on another thread. Its bytes go on the wire right after what `out` received
+    /// and before any later record of this path; the jobs of one path must be run and
+    /// written in order.
+    pub fn poll_transmit_deferred(
+        &mut self,
+        id: PathId,
+        now: Duration,
+        out: &mut OutQueue,
+        budget: usize,
+    ) -> (bool, Option<SealJob>) {
+        let Some(mut path) = self.paths.remove(&id) else {
+            return (false, None);
+        };
+        let mut job = None;
+        let any = self.transmit_on(id, &mut path, now, out, budget, Some(&mut job));
+        self.paths.insert(id, path);
+        (any, job)
+    }
+
+    /// [`Session::poll_transmit`] for `path` (out of the map), sealed when keyed (or, with
+    /// `defer`, left for the caller to seal). Encrypted, a young connection carries small
+    /// records (see `conn_budget`); what this call puts on the wire, deferred record
+    /// included, counts towards the connection's age.
     fn transmit_on(
         &mut self,
         id: PathId,
@@ -73,6 +91,34 @@ impl Session {
         now: Duration,
         out: &mut OutQueue,
         budget: usize,
+        mut defer: Option<&mut Option<SealJob>>,
+    ) -> bool {
+        let budget = if self.encrypted {
+            // Half a record's room: what is asked for may be overshot by a frame.
+            budget
+                .min(conn_budget(path.conn_bytes_sent))
+                .min(MAX_PLAIN / 2)
+        } else {
+            budget
+        };
+        let before = out.len();
+        let any = self.transmit_sealed(id, path, now, out, budget, defer.as_deref_mut());
+        let deferred = defer
+            .and_then(|job| job.as_ref())
+            .map_or(0, |job| 4 + job.len() + TAG_LEN);
+        path.conn_bytes_sent += (out.len().saturating_sub(before) + deferred) as u64;
+        any
+    }
+
+    /// [`Session::transmit_on`] once the budget is set.
+    fn transmit_sealed(
+        &mut self,
+        id: PathId,
+        path: &mut Path,
+        now: Duration,
+        out: &mut OutQueue,
+        budget: usize,
+        defer: Option<&mut Option<SealJob>>,
     ) -> bool {
         let mut any = false;
         if let Some(f) = path.clear_first.take() {
@@ -91,7 +137,10 @@ impl Session {
         let mut plain = std::mem::take(&mut self.plain);
         any |= self.transmit_frames(id, path, now, &mut plain, budget);
         if !plain.is_empty() {
-            out.push_segment(sealer.seal(&mut plain));
+            match defer {
+                Some(job) => *job = Some(sealer.seal_later(&mut plain)),
+                None => out.push_segment(sealer.seal(&mut plain)),
+            }
         }
         plain.clear();
         self.plain = plain;

@@ -369,3 +369,46 @@ fn a_young_connection_carries_small_records_that_grow() {
         "records never grow: {sizes:?}"
     );
 }
+
+#[test]
+fn records_sealed_later_are_small_on_a_young_connection_and_grow_past_a_frame() {
+    // The same for records handed out to be sealed elsewhere (`poll_transmit_deferred`): they
+    // start about a segment, count towards the connection's age, and grow up to the caller's
+    // budget, past one DATA frame.
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(18);
+    let id = Identity::generate(&mut rng);
+    let server_cfg = Config {
+        encrypt: true,
+        identity: Some(Identity::generate(&mut rng)),
+        ..Config::default()
+    };
+    let (mut client, _, _, _) =
+        open_pair(client_with(&id), server_cfg, |_| {}, &mut rng).expect("handshake");
+    let queued = client.write(&vec![7u8; 4 << 20]);
+    assert!(queued >= 1 << 20, "only {queued} bytes queued");
+    let mut sizes = Vec::new();
+    let mut total = 0;
+    while total < queued {
+        let mut q = OutQueue::default();
+        let (any, job) = client.poll_transmit_deferred(PathId(0), ms(2), &mut q, 256 << 10);
+        if !any {
+            break;
+        }
+        let n = q.take_bytes().len() + job.map_or(0, |j| j.len());
+        sizes.push(n);
+        total += n;
+    }
+    assert!(sizes[1] <= 1400, "first records: {sizes:?}");
+    assert!(
+        sizes.iter().take(8).all(|&n| n <= 4096),
+        "first records: {sizes:?}"
+    );
+    assert!(
+        sizes.iter().any(|&n| n > 128 << 10),
+        "records never grow past a frame: {sizes:?}"
+    );
+    assert!(
+        sizes.iter().all(|&n| n <= (256 << 10) + (64 << 10) + 256),
+        "a record beyond the budget: {sizes:?}"
+    );
+}

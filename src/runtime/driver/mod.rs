@@ -11,6 +11,7 @@
 
 mod app_io;
 mod client;
+mod crypto;
 mod mobility;
 mod multipath;
 mod paths;
@@ -159,6 +160,8 @@ pub struct Driver<I, O> {
     path_addrs: HashMap<PathId, (SocketAddr, SocketAddr)>,
     /// Requests for a [`Snapshot`] of the session (for live statistics).
     probe: Option<mpsc::Receiver<tokio::sync::oneshot::Sender<Snapshot>>>,
+    /// Seals and opens large records off this task's thread.
+    crypto: crypto::Crypto,
 }
 
 /// A flowpath as seen at one moment, for statistics.
@@ -227,6 +230,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             totals: Totals::default(),
             probe: None,
             path_addrs: HashMap::new(),
+            crypto: crypto::Crypto::default(),
         };
         if d.app_in.is_none() {
             d.session.close_write();
@@ -375,6 +379,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             progress |= self.poll_incoming(cx);
             progress |= self.poll_pending(cx);
             progress |= self.poll_replacer(cx);
+            progress |= self.poll_crypto(cx);
             progress |= self.poll_sockets_read(cx);
             match self.poll_app_in(cx) {
                 Ok(p) => progress |= p,
@@ -415,6 +420,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             if self.session.is_finished()
                 && self.out_done
                 && self.conns.iter().all(|c| c.conn.out.is_empty())
+                && !self.crypto.sealing()
             {
                 return Poll::Ready(Ok(Outcome::Finished));
             }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::Buf;
 use tokio::io::AsyncWrite;
 
-use super::{Driver, Lost, PathConn, Side, TRANSMIT_BUDGET};
-use crate::proto::{DeframeError, ErrorCode, Frame, FrameError, SessionError};
+use super::{crypto, Driver, Lost, PathConn, Side, TRANSMIT_BUDGET};
+use crate::proto::{DeframeError, ErrorCode, Frame, FrameError, OutQueue, SessionError};
 use crate::runtime::app::{AppSink, AppSource};
 use crate::runtime::conn::FlowConn;
 
@@ -69,6 +69,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             // frames behind it), so drain before reading, and after each read. A few reads
             // per path per round keep paths fair.
             let mut reads = 0;
+            let encrypted = self.session.is_encrypted();
             loop {
                 match self.drain_frames(i) {
                     Ok(true) => progress = true,
@@ -78,7 +79,21 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                         break;
                     }
                 }
-                if reads == 4 {
+                if encrypted {
+                    match self.take_open_jobs(i) {
+                        Ok(true) => {
+                            progress = true;
+                            continue; // plaintext opened here: its frames first
+                        }
+                        Ok(false) => {}
+                        Err(why) => {
+                            closed = Some(why);
+                            break;
+                        }
+                    }
+                }
+                let serial = self.conns[i].conn.serial;
+                if reads == 4 || self.crypto.opens(serial) >= crypto::MAX_IN_FLIGHT {
                     break;
                 }
                 match read_frames_once(&mut self.conns[i].conn, cx) {
@@ -139,12 +154,108 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         }
     }
 
+    /// Hands the whole records received on connection `i` to be opened (off this thread if
+    /// large). Ok(true) if some plaintext was opened here, to be drained.
+    fn take_open_jobs(&mut self, i: usize) -> Result<bool, PathLoss> {
+        let conn = &mut self.conns[i].conn;
+        conn.deframer.defer_opening();
+        let mut opened = false;
+        while self.crypto.opens(conn.serial) < crypto::MAX_IN_FLIGHT {
+            let job = match conn.deframer.take_open_job() {
+                Ok(Some(job)) => job,
+                Ok(None) => break,
+                Err(e) => return Err(garbage(conn, e.into())),
+            };
+            match self.crypto.open(conn.serial, job) {
+                Some(Ok(plain)) => {
+                    conn.deframer.push_opened(plain);
+                    opened = true;
+                }
+                Some(Err(e)) => return Err(garbage(conn, e.into())),
+                None => {}
+            }
+        }
+        Ok(opened)
+    }
+
+    /// Takes what the crypto thread finished: sealed records onto their connection's output,
+    /// opened plaintext into its deframer (drained by the next read round). True if any.
+    /// At most one opened record per call: its frames reach the output before the next
+    /// record's, so that the session keeps them by reference instead of copying them (it
+    /// pins only a few receive buffers at a time).
+    pub(super) fn poll_crypto(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut any = false;
+        while let Poll::Ready(done) = self.crypto.poll_done(cx) {
+            any = true;
+            let opened = matches!(done, crypto::Done::Opened { .. });
+            self.apply_crypto(done);
+            if opened {
+                break;
+            }
+        }
+        any
+    }
+
+    /// Applies one finished crypto job (dropped if its connection is gone).
+    fn apply_crypto(&mut self, done: crypto::Done) {
+        let serial = match &done {
+            crypto::Done::Sealed { conn, .. } | crypto::Done::Opened { conn, .. } => *conn,
+        };
+        let Some(i) = self.conns.iter().position(|c| c.conn.serial == serial) else {
+            return;
+        };
+        let conn = &mut self.conns[i].conn;
+        match done {
+            crypto::Done::Sealed { bytes, .. } => {
+                for b in bytes {
+                    conn.out.push_segment(b);
+                }
+            }
+            crypto::Done::Opened { plain: Ok(p), .. } => conn.deframer.push_opened(p),
+            crypto::Done::Opened { plain: Err(e), .. } => {
+                let why = garbage(conn, e.into());
+                let c = self.conns.swap_remove(i);
+                self.lose_path(c, why);
+            }
+        }
+    }
+
+    /// Waits for the crypto thread's jobs in flight and applies them (at the session's end).
+    pub(super) fn settle_crypto(&mut self) {
+        for done in self.crypto.settle() {
+            self.apply_crypto(done);
+        }
+    }
+
+    /// Queues more of the session's frames for connection `i` as records, sealed off this
+    /// thread when large, while the socket's queue and the records being sealed are short.
+    fn transmit_sealed(&mut self, i: usize, now: Duration, budget: usize) {
+        let c = &mut self.conns[i];
+        while c.conn.out.len() < budget && self.crypto.seals(c.conn.serial) < crypto::MAX_IN_FLIGHT
+        {
+            let mut clear = OutQueue::default();
+            let (_, job) = self
+                .session
+                .poll_transmit_deferred(c.id, now, &mut clear, budget);
+            let prefix = (!clear.is_empty()).then(|| clear.take_bytes());
+            if prefix.is_none() && job.is_none() {
+                return;
+            }
+            if let Some(bytes) = self.crypto.seal(c.conn.serial, prefix, job) {
+                for b in bytes {
+                    c.conn.out.push_segment(b);
+                }
+            }
+        }
+    }
+
     pub(super) fn poll_sockets_write(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
         let now = self.now();
         let mut i = 0;
         let multipath = self.conns.len() > 1;
-        let budget = if self.session.is_encrypted() {
+        let encrypted = self.session.is_encrypted();
+        let budget = if encrypted {
             SEALED_BUDGET
         } else {
             TRANSMIT_BUDGET
@@ -158,7 +269,12 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             }
             let mut failed = None;
             loop {
-                if c.conn.out.is_empty()
+                if encrypted {
+                    self.transmit_sealed(i, now, budget);
+                }
+                let c = &mut self.conns[i];
+                if !encrypted
+                    && c.conn.out.is_empty()
                     && !self
                         .session
                         .poll_transmit(c.id, now, &mut c.conn.out, budget)
@@ -242,6 +358,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
 
     /// Pushes out whatever is queued (e.g. ERROR frames) without waiting.
     pub(super) fn flush_best_effort(&mut self, cx: &mut Context<'_>) {
+        self.settle_crypto();
         let now = self.now();
         for c in &mut self.conns {
             self.session
@@ -253,6 +370,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
     /// After the session: write what is left, half-close each connection and wait briefly for
     /// the peer's close, so that nothing in flight is lost to a reset.
     pub(super) async fn linger(&mut self) {
+        self.settle_crypto();
         let pending = match &mut self.side {
             Side::Client(c) => {
                 c.replacer.clear();
@@ -301,10 +419,21 @@ async fn join_all<F: Future<Output = ()>>(it: impl Iterator<Item = F>) {
     .await
 }
 
-/// Most bytes per `poll_transmit` in an encrypted session, i.e. per record: the receiver
-/// opens a record only once all of it is in, so smaller records let it decrypt while the
-/// rest is on its way.
-const SEALED_BUDGET: usize = 64 * 1024;
+/// Most bytes per `poll_transmit` in an encrypted session, i.e. per record, and about the
+/// most queued for the socket: the receiver opens a record only once all of it is in (on its
+/// crypto thread, while the next one arrives), and each record costs a hop to and from the
+/// crypto threads at both ends.
+const SEALED_BUDGET: usize = 256 * 1024;
+
+/// The connection sent bytes that are not valid records: tells the peer (ERROR) and says why
+/// the connection is lost.
+fn garbage(conn: &mut FlowConn, e: DeframeError) -> PathLoss {
+    conn.queue(&Frame::Error {
+        code: ErrorCode::Protocol,
+        reason: e.to_string(),
+    });
+    PathLoss::Garbage(e)
+}
 
 /// Reads once from the socket into the deframer. Ok(true): bytes arrived; Ok(false): nothing
 /// now; Err: the connection is over.
