@@ -53,6 +53,8 @@ const NEEDING: &[(&str, &[&str])] = &[
     ("lab_send_file", &[]),
     ("lab_exec", &[]),
     ("lab_forward", &[]),
+    ("lab_server_move", &[]),
+    ("lab_outage", &[]),
     (
         "cli_exec",
         &["a_pty_shell_through_tmux_sees_window_sizes_and_the_terminal_is_restored"],

@@ -10,7 +10,7 @@
 //! start); the other fields depend on the kind. Sessions:
 //! `session_open` (`session`, `local`, `remote`), `path_up` (`path`, `local`, `remote`),
 //! `path_down` (`path`, `local`, `remote`, `reason`), `path_moved` (`path`, `from`, `to`,
-//! `which` = `local`|`peer`|`none`, `stall_ms`, `resend_bytes`), `session_resumed`
+//! `which` = `local`|`peer`|`none`, `stall_ms`, `away_ms`, `resend_bytes`), `session_resumed`
 //! (`stall_ms`), `server_moved` (`to`), `session_closed` (`outcome`, `error`, `sent`,
 //! `received`, `seconds`). The relay names its own kinds (in its module doc).
 

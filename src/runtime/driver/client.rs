@@ -101,11 +101,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                     tracing::debug!("path {id}: {} to {}", hello.name(), conn.peer);
                     conn.queue_preamble();
                     conn.queue(&hello);
-                    self.conns.push(PathConn {
-                        id,
-                        conn: *conn,
-                        attached: false,
-                    });
+                    self.conns.push(PathConn::new(id, *conn, false));
                 }
                 ReplaceEvent::Failed(id, why, wait) => {
                     tracing::info!("path {id}: reconnect failed: {why}");
