@@ -119,6 +119,7 @@ fn sixty_seconds_without_a_link_while_the_server_moves() {
     thread::sleep(Duration::from_millis(200));
     for (end, log) in [("client", client.stderr()), ("server", server_log)] {
         let away = away_secs(&log).unwrap_or_else(|| panic!("{end} never said how long:\n{log}"));
+        eprintln!("{end}: the peer was away {away} s");
         assert!(
             (OUTAGE.as_secs_f64() - 1.0..OUTAGE.as_secs_f64() + 10.0).contains(&away),
             "{end} says the peer was away {away} s; log:\n{log}"
