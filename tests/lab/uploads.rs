@@ -167,9 +167,12 @@ impl Uploads {
     }
 }
 
+/// One session's input: the pipe to its client, what was written into it, and its seed.
+type Feed = (File, Arc<Mutex<Vec<u8>>>, u64);
+
 /// Writes [`CHUNK`] seeded bytes to every pipe each [`PACE`] until `stop`, recording them;
 /// then closes the pipes (end of input).
-fn feed(mut pipes: Vec<(File, Arc<Mutex<Vec<u8>>>, u64)>, stop: &AtomicBool) {
+fn feed(mut pipes: Vec<Feed>, stop: &AtomicBool) {
     let mut next = Instant::now();
     let mut round = 0u64;
     while !stop.load(Ordering::SeqCst) {
