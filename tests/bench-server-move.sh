@@ -4,6 +4,12 @@
 # (spread evenly), each a slow paced upload to one `msock listen -k` whose every session
 # runs its own receiving program; the server's address changes once; each session's resume
 # time is the gap at its receiving program from the change to its first byte afterwards.
+# Every session's upload runs until a while after the move (one pacer feeds them all), and
+# the move waits until every session is established: a fixed input length and a fixed wait
+# let the first of 100 sessions end before the move while the last were still starting
+# (what left most sessions unmeasured before). The gap is measured by the application, so a
+# machine so loaded that the listener drains old bytes late (load average far above its
+# cores) blurs it: say the load with the figures.
 #
 # Prints, per COUNT, the resume times' median and worst and how many sessions resumed within
 # 100, 150, 200, 300 ms and within 2.5 RTT + 50 ms of their own RTT (the target: all of them,
@@ -14,11 +20,16 @@
 # client's; the other four get links of their own from netlab's link emulator). Needs root
 # and NETLAB (default ../shared/netlab/netlab next to this repo).
 # Usage: bash tests/bench-server-move.sh [COUNTS] [OUT]     e.g. "20 60 100"
+# KEEP=DIR keeps each run's logs (msock -v on both ends, the arrival times) in DIR/COUNT.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=bench-lib.sh
 source "$(dirname "$0")/bench-lib.sh"
 COUNTS=${1:-"20 40 60 80 100"}
 OUT=${2:-$PWD/target/bench}
+# A lab of our own (namespaces ${P}cli, ${P}rt, ...), so that another script's netlab `mobile`
+# (the default prefix nl-) can run at the same time.
+export NETLAB_PREFIX=${NETLAB_PREFIX:-nl-sm-}
+P=$NETLAB_PREFIX
 bench_netlab
 LINKEM=$(dirname "$NETLAB")/linkem.py
 mkdir -p "$OUT"
@@ -26,12 +37,19 @@ PACE_MS=10   # each session sends 200 bytes every 10 ms
 GAP=0.045    # an arrival gap longer than this (4.5 intervals) is a stall
 
 cat >"$tmp/pace.py" <<'EOF'
-import os, sys, time
-# 200 bytes every PACE milliseconds for the given seconds, then end of input.
-end, step = time.monotonic() + float(sys.argv[1]), float(sys.argv[2]) / 1000
+import os, signal, sys, time
+# 200 bytes into every given pipe every PACE milliseconds, until the file STOP exists; then
+# end of input on all of them. One process paces every session: a hundred pacers of their
+# own would load the machine whose timing is being measured.
+stop, step, paths = sys.argv[1], float(sys.argv[2]) / 1000, sys.argv[3:]
+pipes = [os.open(p, os.O_WRONLY) for p in paths]  # each waits for its client to open it
 nxt = time.monotonic()
-while time.monotonic() < end:
-    os.write(1, b"x" * 200)
+while not os.path.exists(stop) and pipes:
+    for fd in list(pipes):
+        try:
+            os.write(fd, b"x" * 200)
+        except BrokenPipeError:  # that client is gone (its exit status says why)
+            pipes.remove(fd)
     nxt += step
     time.sleep(max(0.0, nxt - time.monotonic()))
 EOF
@@ -76,14 +94,14 @@ for why in sorted(set(missing)):
 EOF
 
 "$NETLAB" up mobile --cli-delay 30ms --srv-delay 10ms --cli-rate 0 --srv-rate 0 >/dev/null
-# Four more clients: nl-cK behind a link nl-lk-cK (linkem, one-way delay D) to the router.
+# Four more clients: ${P}cK behind a link ${P}lk-cK (linkem, one-way delay D) to the router.
 extra_clients=""
 cleanup_clients() {
     for k in $extra_clients; do
-        ip netns pids "nl-lk-c$k" 2>/dev/null | xargs -r kill 2>/dev/null || true
-        ip netns pids "nl-c$k" 2>/dev/null | xargs -r kill 2>/dev/null || true
-        ip netns del "nl-c$k" 2>/dev/null || true
-        ip netns del "nl-lk-c$k" 2>/dev/null || true
+        ip netns pids "${P}lk-c$k" 2>/dev/null | xargs -r kill 2>/dev/null || true
+        ip netns pids "${P}c$k" 2>/dev/null | xargs -r kill 2>/dev/null || true
+        ip netns del "${P}c$k" 2>/dev/null || true
+        ip netns del "${P}lk-c$k" 2>/dev/null || true
     done
 }
 trap 'cleanup_clients; "$NETLAB" down >/dev/null 2>&1 || true; bench_cleanup' EXIT
@@ -91,26 +109,26 @@ for k in 2 3 4 5; do
     d=$((25 + 5 * k)) # one-way ms: 35 40 45 50, plus the server link's 10: RTT 90..120
     net=10.71.$((10 + k))
     extra_clients="$extra_clients $k"
-    ip netns add "nl-c$k"
-    ip netns add "nl-lk-c$k"
-    ip link add ea netns "nl-lk-c$k" type veth peer name eth0 netns "nl-c$k"
-    ip link add eb netns "nl-lk-c$k" type veth peer name "c${k}0" netns nl-rt
-    for side in "nl-lk-c$k ea" "nl-lk-c$k eb" "nl-c$k eth0" "nl-rt c${k}0"; do
+    ip netns add "${P}c$k"
+    ip netns add "${P}lk-c$k"
+    ip link add ea netns "${P}lk-c$k" type veth peer name eth0 netns "${P}c$k"
+    ip link add eb netns "${P}lk-c$k" type veth peer name "c${k}0" netns "${P}rt"
+    for side in "${P}lk-c$k ea" "${P}lk-c$k eb" "${P}c$k eth0" "${P}rt c${k}0"; do
         # shellcheck disable=SC2086 # "NS IF"
         set -- $side
         ip netns exec "$1" ethtool -K "$2" tx off sg off tso off gso off gro off >/dev/null
         ip -n "$1" link set dev "$2" up
     done
-    ip -n "nl-lk-c$k" link set dev ea promisc on
-    ip -n "nl-lk-c$k" link set dev eb promisc on
-    ip -n "nl-c$k" link set lo up
-    ip -n "nl-c$k" addr add "$net.2/24" dev eth0
-    ip -n "nl-c$k" route add default via "$net.1"
-    ip -n nl-rt addr add "$net.1/24" dev "c${k}0"
-    ip netns exec "nl-lk-c$k" setsid python3 "$LINKEM" ea eb --delay-ms "$d" \
+    ip -n "${P}lk-c$k" link set dev ea promisc on
+    ip -n "${P}lk-c$k" link set dev eb promisc on
+    ip -n "${P}c$k" link set lo up
+    ip -n "${P}c$k" addr add "$net.2/24" dev eth0
+    ip -n "${P}c$k" route add default via "$net.1"
+    ip -n "${P}rt" addr add "$net.1/24" dev "c${k}0"
+    ip netns exec "${P}lk-c$k" setsid python3 "$LINKEM" ea eb --delay-ms "$d" \
         </dev/null >>"$tmp/linkem-c$k.log" 2>&1 &
 done
-CLIENTS="nl-cli:80 nl-c2:90 nl-c3:100 nl-c4:110 nl-c5:120"
+CLIENTS="${P}cli:80 ${P}c2:90 ${P}c3:100 ${P}c4:110 ${P}c5:120"
 cat >"$tmp/reach.py" <<'EOF'
 import socket, sys, time
 # Waits (at most 10 s) until the server answers a TCP connection attempt (refused counts).
@@ -135,25 +153,43 @@ printf '%-8s %-9s %-9s %-8s %-8s %-8s %-8s %s\n' sessions median worst "<=100ms"
     "<=300ms" "<=2.5RTT+50ms"
 : >"$OUT/server-move.tsv"
 
+# established COUNT: every client said its session is open, and COUNT receiving programs have
+# recorded bytes.
+established() {
+    local i n=0 f
+    for i in $(seq "$1"); do grep -q '"session_open"' "$tmp/c$i.err" 2>/dev/null || return 1; done
+    for f in "$tmp"/arr/*; do [ -s "$f" ] && n=$((n + 1)); done
+    [ "$n" -ge "$1" ]
+}
+
 # run COUNT: COUNT sessions, one move of the server's address, the resume times.
 run() {
-    local count=$1 srv port i c ns secs=12 lpid
+    local count=$1 srv port i c ns lpid pacer
     srv=$("$NETLAB" addr srv eth0)
-    rm -rf "$tmp/arr" && mkdir -p "$tmp/arr" && : >"$tmp/rtts" && rm -f "$tmp/listen.err"
-    "$NETLAB" exec srv -- env ARR="$tmp/arr" "$MSOCK" listen 0 -k --max-sessions 1000 \
+    rm -rf "$tmp/arr" "$tmp"/c*.err && mkdir -p "$tmp/arr" && : >"$tmp/rtts" && rm -f "$tmp/listen.err"
+    "$NETLAB" exec srv -- env ARR="$tmp/arr" "$MSOCK" ${KEEP:+-v} listen 0 -k --max-sessions 1000 \
         --allow-anyone --sh-exec "exec python3 '$tmp/stamp.py' \"\$ARR/\$MSOCK_SESSION\"" \
         2>"$tmp/listen.err" &
     lpid=$!
     port=$(listen_port "$tmp/listen.err" "$lpid")
-    local pids=()
+    local pids=() fifos=()
+    rm -f "$tmp/stop" "$tmp"/in.*
     for i in $(seq "$count"); do
         c=$(echo "$CLIENTS" | cut -d' ' -f$(((i - 1) % 5 + 1)))
         ns=${c%:*}
-        python3 "$tmp/pace.py" "$secs" "$PACE_MS" |
-            ip netns exec "$ns" "$MSOCK" connect "$srv:$port" --json-events 2>"$tmp/c$i.err" &
+        mkfifo "$tmp/in.$i"
+        fifos+=("$tmp/in.$i")
+        ip netns exec "$ns" "$MSOCK" ${KEEP:+-v} connect "$srv:$port" --json-events \
+            <"$tmp/in.$i" 2>"$tmp/c$i.err" &
         pids+=($!)
     done
-    sleep 5 # every session established and paced (100 handshakes on 2 cores take a while)
+    python3 "$tmp/pace.py" "$tmp/stop" "$PACE_MS" "${fifos[@]}" &
+    pacer=$!
+    # Every session established and its bytes arriving at its program (a hundred handshakes
+    # on a loaded machine take a while: wait for them, not for a fixed time).
+    local BENCH_WAIT=$((30 + count))
+    wait_until "" established "$count" || bench_not_ready "$count established sessions" ""
+    sleep 1
     # Sessions by id (the receiving program's file name) → their client's RTT.
     for i in $(seq "$count"); do
         local sid
@@ -164,11 +200,19 @@ run() {
     local old new
     old=$srv new=${srv%.*}.$((${srv##*.} + 1))
     date +%s.%N >"$tmp/move"
-    ip -n nl-srv -batch - <<EOB
+    ip -n "${P}srv" -batch - <<EOB
 addr del $old/24 dev eth0
 addr add $new/24 dev eth0
 route replace default via ${old%.*}.1 dev eth0 metric 100
 EOB
+    # How late the change itself came (a loaded machine starts `ip` late): the resume times
+    # are from the moment before it, so they include this.
+    local late
+    late=$(awk -v a="$(cat "$tmp/move")" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
+    [ "$late" -le 20 ] || echo "  (the address change took $late ms to make: the machine is loaded)"
+    sleep 3 # every session resumed (the slowest should take 2.5 RTT + 50 ms = 350 ms)
+    touch "$tmp/stop"
+    wait "$pacer" || true
     local failed=0
     for p in "${pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
     kill "$lpid" 2>/dev/null || true
@@ -182,8 +226,13 @@ EOB
               (NR < n ? sprintf("  (%d of %d measured; %d clients failed)", NR, n, failed) : "") }
     ' "$tmp/resume"
     awk -v n="$count" '{ printf "%s\t%.1f\t%.4f\n", n, $1, NR }' "$tmp/resume" |
-        awk -v total="$(wc -l <"$tmp/resume")" -F'\t' '{ printf "%s\t%s\t%.4f\n", $1, $2, $3 / total }' \
+        awk -v total="$count" -F'\t' '{ printf "%s\t%s\t%.4f\n", $1, $2, $3 / total }' \
             >>"$OUT/server-move.tsv"
+    if [ -n "${KEEP:-}" ]; then
+        rm -rf "${KEEP:?}/$count" && mkdir -p "$KEEP/$count"
+        cp -r "$tmp/arr" "$tmp"/c*.err "$tmp/listen.err" "$tmp/move" "$tmp/rtts" "$tmp/resume" \
+            "$KEEP/$count/"
+    fi
     # The server keeps its new address for the next run.
 }
 for n in $COUNTS; do run "$n"; done

@@ -53,6 +53,8 @@ const NEEDING: &[(&str, &[&str])] = &[
     ("lab_send_file", &[]),
     ("lab_exec", &[]),
     ("lab_forward", &[]),
+    ("lab_server_move", &[]),
+    ("lab_outage", &[]),
     (
         "relay_cluster",
         &[

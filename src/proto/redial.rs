@@ -8,7 +8,10 @@
 //! already being tried is connected to as soon as the lookup answers, racing the connects
 //! under way. While no connect has succeeded, the name is looked up again every
 //! [`RedialConfig::relookup`], so a name updated while a connect to the stale address hangs
-//! is followed within one interval. A connect to a known address is bounded by
+//! is followed within one interval; an address a lookup gives again while its connect still
+//! hangs after an interval is dialled once more, racing the old connect (its SYN may have
+//! been lost in an outage that has ended, and the kernel's retransmissions back off to
+//! seconds). A connect to a known address is bounded by
 //! [`RedialConfig::known_bound`], which the caller derives from the path's smoothed RTT
 //! ([`RedialConfig::known_bound_for`]): an address that answered in 40 ms yesterday and is
 //! silent for a few RTTs now is most likely gone, and must not hold the attempt for the
@@ -71,9 +74,11 @@ pub enum RedialAction {
 #[derive(Debug)]
 pub struct Redial {
     cfg: RedialConfig,
-    /// Every address connected to in this attempt (each at most once).
-    tried: Vec<SocketAddr>,
-    /// Connects under way.
+    /// Every address connected to in this attempt, with when its latest connect began and
+    /// its first connect's deadline (a connect made again keeps it: the attempt lasts no
+    /// longer for it).
+    tried: Vec<(SocketAddr, Duration, Duration)>,
+    /// Connects under way (an address twice if it was dialled again).
     in_flight: Vec<SocketAddr>,
     /// Actions not yet handed out.
     queue: std::collections::VecDeque<RedialAction>,
@@ -99,17 +104,29 @@ impl Redial {
             deadline: now + cfg.give_up,
         };
         for &addr in known {
-            r.connect(addr, now + cfg.known_bound);
+            r.connect(addr, now, now + cfg.known_bound);
         }
         r.queue.push_back(RedialAction::Resolve);
         r
     }
 
-    fn connect(&mut self, addr: SocketAddr, deadline: Duration) {
-        if self.tried.contains(&addr) {
-            return;
+    /// Connects to `addr` unless a connect to it began less than a relookup interval ago: an
+    /// address the name still gives whose connect has hung that long gets a fresh one, with
+    /// the same deadline (its SYN may have been lost in an outage that is over now, and the
+    /// kernel's retransmissions back off to seconds), racing the old.
+    fn connect(&mut self, addr: SocketAddr, now: Duration, mut deadline: Duration) {
+        if let Some((_, began, first)) = self.tried.iter_mut().find(|(a, ..)| *a == addr) {
+            // One that failed (refused, unreachable, timed out) is not dialled again in this
+            // attempt.
+            let hung = self.in_flight.contains(&addr) && now >= *began + self.cfg.relookup;
+            if !hung || now >= *first {
+                return;
+            }
+            *began = now;
+            deadline = *first;
+        } else {
+            self.tried.push((addr, now, deadline));
         }
-        self.tried.push(addr);
         self.in_flight.push(addr);
         self.queue
             .push_back(RedialAction::Connect { addr, deadline });
@@ -134,13 +151,15 @@ impl Redial {
     pub fn resolved(&mut self, now: Duration, addrs: &[SocketAddr]) {
         self.resolving = false;
         for &addr in addrs {
-            self.connect(addr, now + self.cfg.fresh_bound);
+            self.connect(addr, now, now + self.cfg.fresh_bound);
         }
     }
 
-    /// The connect to `addr` failed or timed out.
+    /// A connect to `addr` failed or timed out (one of them, if it was dialled again).
     pub fn connect_failed(&mut self, addr: SocketAddr) {
-        self.in_flight.retain(|&a| a != addr);
+        if let Some(i) = self.in_flight.iter().position(|&a| a == addr) {
+            self.in_flight.swap_remove(i);
+        }
     }
 
     /// True once the attempt has failed: nothing is in flight or due and the last lookup
@@ -268,6 +287,38 @@ mod tests {
         r.resolved(ms(9_005), &[]);
         assert!(drain(&mut r, ms(10_000)).is_empty());
         assert_eq!(r.next_wakeup(), ms(15_000));
+    }
+
+    #[test]
+    fn an_address_whose_connect_hangs_is_dialled_again_at_the_next_lookup() {
+        let mut r = Redial::new(ms(0), &[], cfg());
+        drain(&mut r, ms(0));
+        // The name gives the server's new address while the network is still out: the SYN
+        // is lost and the connect hangs for its fresh bound.
+        r.resolved(ms(10), &[addr(2)]);
+        drain(&mut r, ms(10));
+        // A lookup before the interval has passed brings nothing new.
+        assert_eq!(drain(&mut r, ms(1000)), vec![RedialAction::Resolve]);
+        r.resolved(ms(1005), &[addr(2)]);
+        assert!(drain(&mut r, ms(1005)).is_empty());
+        // One interval after the connect began, the same answer dials it again.
+        assert_eq!(drain(&mut r, ms(2005)), vec![RedialAction::Resolve]);
+        r.resolved(ms(2010), &[addr(2)]);
+        assert_eq!(
+            drain(&mut r, ms(2010)),
+            vec![RedialAction::Connect {
+                addr: addr(2),
+                deadline: ms(5010)
+            }]
+        );
+        // One connect fails; the other still runs, so the attempt goes on.
+        r.connect_failed(addr(2));
+        assert!(!r.failed(ms(3000)));
+        // An address whose connect failed outright is not dialled again in this attempt.
+        r.connect_failed(addr(2));
+        assert_eq!(drain(&mut r, ms(3010)), vec![RedialAction::Resolve]);
+        r.resolved(ms(3015), &[addr(2)]);
+        assert!(drain(&mut r, ms(3015)).is_empty());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! start); the other fields depend on the kind. Sessions:
 //! `session_open` (`session`, `local`, `remote`), `path_up` (`path`, `local`, `remote`),
 //! `path_down` (`path`, `local`, `remote`, `reason`), `path_moved` (`path`, `from`, `to`,
-//! `which` = `local`|`peer`|`none`, `stall_ms`, `resend_bytes`), `session_resumed`
+//! `which` = `local`|`peer`|`none`, `stall_ms`, `away_ms`, `resend_bytes`), `session_resumed`
 //! (`stall_ms`), `server_moved` (`to`), `path_hello` (client: a replacement connection is up and
 //! its HELLO goes out; `path`, `hello`, `local`, `remote`), `delivery_resumed` (the peer's
 //! stream moved on for the first time after a path came up; `path`, `after_attach_ms`),

@@ -35,6 +35,9 @@
 //!          shapes each direction to 40 Mbit/s with a 50 ms queue (needs `ethtool`)
 //! NatServer: as Mobile; rt masquerades 10.99.2.0/24 leaving by cli0 and drops connections
 //!          from cli0 to srv0 (needs `nft`)
+//! ThreeClients: as Mobile, plus
+//!          cli2 eth0 10.99.4.2 --- 10.99.4.1 cli2 rt
+//!          cli3 eth0 10.99.5.2 --- 10.99.5.1 cli3 rt
 //! ```
 //!
 //! In `TwoPath` the client's default route is wifi0 (metric 100), then cell0 (metric 200), and
@@ -44,6 +47,7 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 mod delay;
+pub mod uploads;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -65,6 +69,14 @@ pub const SLOW_ONE_WAY: Duration = Duration::from_millis(20);
 /// `SlowMobile`'s rate in each direction of the client's link, bits per second.
 pub const SLOW_RATE: u64 = 40_000_000;
 
+/// The further client nodes of [`Topology::ThreeClients`].
+const MORE_CLIENTS: [&str; 2] = ["cli2", "cli3"];
+
+/// Whether `node` is a node name some topology has.
+fn is_node(node: &str) -> bool {
+    NODES.contains(&node) || MORE_CLIENTS.contains(&node)
+}
+
 /// Which network to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Topology {
@@ -78,6 +90,10 @@ pub enum Topology {
     /// Like `Mobile`, but the server is behind a NAT on the router (nftables): its traffic
     /// leaves as the router's 10.99.1.1, and no connection from the client's side reaches it.
     NatServer,
+    /// Like `Mobile`, plus two more clients `cli2` (eth0 10.99.4.2, router side `cli2`
+    /// 10.99.4.1) and `cli3` (eth0 10.99.5.2, router side `cli3` 10.99.5.1), each on a link
+    /// of its own.
+    ThreeClients,
 }
 
 /// How an interface's routes are (re)installed after `link_up` and `addr_move`.
@@ -162,7 +178,12 @@ impl Lab {
             _lock: lock,
         };
         remove_stale_namespaces();
-        for node in NODES {
+        let more: &[&str] = if topo == Topology::ThreeClients {
+            &MORE_CLIENTS
+        } else {
+            &[]
+        };
+        for &node in NODES.iter().chain(more) {
             let ns = lab.ns(node);
             delete_namespace(&ns); // a leftover with our name (an earlier lab that crashed)
             match cmd("ip", &["netns", "add", &ns]).output() {
@@ -185,11 +206,17 @@ impl Lab {
         lab.iface("rt", "srv0", &net(2, 1), IfRoutes::NONE);
         lab.iface("srv", "eth0", &net(2, 2), IfRoutes::via(2, 100, None));
         match topo {
-            Topology::Mobile | Topology::NatServer => {
+            Topology::Mobile | Topology::NatServer | Topology::ThreeClients => {
                 lab.veth("cli", "eth0", "rt", "cli0")
                     .unwrap_or_else(|e| panic!("{e}"));
                 lab.iface("rt", "cli0", &net(1, 1), IfRoutes::NONE);
                 lab.iface("cli", "eth0", &net(1, 2), IfRoutes::via(1, 100, None));
+                for (node, i) in more.iter().zip(4..) {
+                    lab.veth(node, "eth0", "rt", node)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    lab.iface("rt", node, &net(i, 1), IfRoutes::NONE);
+                    lab.iface(node, "eth0", &net(i, 2), IfRoutes::via(i, 100, None));
+                }
             }
             Topology::SlowMobile => {
                 lab.veth("cli", "eth0", "lk", "lka")
@@ -280,8 +307,8 @@ impl Lab {
     /// The full namespace name of `node` (`cli`, `rt` or `srv`), e.g. `ms4242-cli`.
     pub fn ns(&self, node: &str) -> String {
         assert!(
-            NODES.contains(&node),
-            "the lab has no node {node:?} (nodes: {NODES:?})"
+            is_node(node),
+            "the lab has no node {node:?} (nodes: {NODES:?}, {MORE_CLIENTS:?})"
         );
         format!("{}{node}", self.prefix)
     }
@@ -634,7 +661,7 @@ fn remove_stale_namespaces() {
             continue;
         };
         let pid_ok = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
-        if pid_ok && NODES.contains(&node) && !std::path::Path::new("/proc").join(pid).exists() {
+        if pid_ok && is_node(node) && !std::path::Path::new("/proc").join(pid).exists() {
             eprintln!("lab: removing namespace {name} left by a dead process");
             delete_namespace(&name);
         }
@@ -707,12 +734,18 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> usize {
     n
 }
 
-/// A pipe: (read end, write end), e.g. a child's stdin that the test types into.
+/// A pipe: (read end, write end), e.g. a child's stdin that the test types into. Both ends
+/// are close-on-exec, so a child spawned later does not inherit the write end (and keep the
+/// reader from ever seeing the end of its input).
 pub fn pipe() -> (std::os::fd::OwnedFd, std::fs::File) {
     use std::os::fd::{FromRawFd, OwnedFd};
     let mut fds = [0; 2];
-    // SAFETY: pipe writes two new descriptors into the array.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    // SAFETY: pipe2 writes two new descriptors into the array.
+    assert_eq!(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) },
+        0,
+        "pipe"
+    );
     // SAFETY: both descriptors were just created and are owned by nobody else.
     unsafe {
         (

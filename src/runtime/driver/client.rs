@@ -106,11 +106,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                     );
                     conn.queue_preamble();
                     conn.queue(&hello);
-                    self.conns.push(PathConn {
-                        id,
-                        conn: *conn,
-                        attached: false,
-                    });
+                    self.conns.push(PathConn::new(id, *conn, false));
                 }
                 ReplaceEvent::Failed(id, why, wait) => {
                     tracing::info!("path {id}: reconnect failed: {why}");

@@ -100,6 +100,20 @@ struct PathConn {
     conn: FlowConn,
     /// The flowpath is attached (not still waiting for CHALLENGE or RESUMED).
     attached: bool,
+    /// When a frame last arrived on it (or it was added): if it breaks, the peer has been
+    /// away since then.
+    heard: Instant,
+}
+
+impl PathConn {
+    fn new(id: PathId, conn: FlowConn, attached: bool) -> Self {
+        PathConn {
+            id,
+            conn,
+            attached,
+            heard: Instant::now(),
+        }
+    }
 }
 
 /// What only one end of a session does.
@@ -110,11 +124,13 @@ pub enum Side {
     Client(Box<ClientSide>),
 }
 
-/// A path that broke: where it was, and when, for the "moved ... resumed after" report.
+/// A path that broke: where it was, when, and when the peer was last heard on it, for the
+/// "moved ... after ... away" report.
 struct Lost {
     local: SocketAddr,
     peer: SocketAddr,
     at: Instant,
+    heard: Instant,
 }
 
 /// Drives one session to completion. Build with [`Driver::new`], add connections, then
@@ -241,11 +257,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
     /// Adds an active flowpath connection.
     pub(crate) fn add_path(&mut self, id: PathId, conn: FlowConn) {
         self.path_addrs.insert(id, (conn.local, conn.peer));
-        self.conns.push(PathConn {
-            id,
-            conn,
-            attached: true,
-        });
+        self.conns.push(PathConn::new(id, conn, true));
     }
 
     /// React to address and link changes signalled on `rx` (see [`crate::runtime::netwatch`]).
@@ -515,14 +527,19 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                     _ => format!("reconnected {} -> {}", c.conn.local, c.conn.peer),
                 };
                 let stall_ms = lost.at.elapsed().as_secs_f64() * 1e3;
+                // From the last frame heard on the broken path: the outage as the user lived
+                // it (the loss itself is noticed up to a dead time later).
+                let away = lost.heard.elapsed();
                 let resend = self.session.resend_pending();
                 tracing::info!(
-                    "path {id} {moved}, resumed after {stall_ms:.0} ms, re-sending {resend} bytes that were in flight",
+                    "path {id} {moved}: back after {} away (resumed {stall_ms:.0} ms after the loss), re-sending {resend} bytes that were in flight",
+                    away_text(away)
                 );
                 self.events.emit(
                     "path_moved",
                     json!({"path": id.0, "which": which, "from": from.to_string(),
-                        "to": to.to_string(), "stall_ms": stall_ms, "resend_bytes": resend}),
+                        "to": to.to_string(), "stall_ms": stall_ms,
+                        "away_ms": away.as_secs_f64() * 1e3, "resend_bytes": resend}),
                 );
             }
             None => {
@@ -594,5 +611,34 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             return true;
         }
         false
+    }
+}
+
+/// How long a peer was away, for people: `850 ms`, `4.5s`, `1m02s`, `2h05m`.
+fn away_text(d: Duration) -> String {
+    let s = d.as_secs();
+    if s == 0 {
+        format!("{} ms", d.as_millis())
+    } else if s < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn away_times_read_well_from_milliseconds_to_hours() {
+        let t = |ms| away_text(Duration::from_millis(ms));
+        assert_eq!(t(850), "850 ms");
+        assert_eq!(t(4_540), "4.5s");
+        assert_eq!(t(62_300), "1m02s");
+        assert_eq!(t(3_599_999), "59m59s");
+        assert_eq!(t(7_500_000), "2h05m");
     }
 }

@@ -142,7 +142,12 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                         Err(FrameError::Session(e)) => return Err(PathLoss::Session(e)),
                     }
                 }
-                Ok(None) => return Ok(any),
+                Ok(None) => {
+                    if any {
+                        self.conns[i].heard = Instant::now();
+                    }
+                    return Ok(any);
+                }
                 Err(e) => {
                     self.conns[i].conn.queue(&Frame::Error {
                         code: ErrorCode::Protocol,
@@ -341,13 +346,14 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             self.session.path_closed(id);
         }
         self.last_path_error = why.to_string();
-        let (attached, local, peer) = (c.attached, c.conn.local, c.conn.peer);
+        let (attached, local, peer, heard) = (c.attached, c.conn.local, c.conn.peer, c.heard);
         c.conn.abandon();
         if attached {
             self.lost.entry(id).or_insert(Lost {
                 local,
                 peer,
                 at: Instant::now(),
+                heard,
             });
             self.replace_path(id);
         } else if let Side::Client(c) = &mut self.side {

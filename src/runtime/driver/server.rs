@@ -220,11 +220,7 @@ fn route_attached(conns: &mut Vec<PathConn>, id: PathId, conn: FlowConn) {
     if let Some(i) = conns.iter().position(|c| c.id == id) {
         conns.swap_remove(i).conn.abandon();
     }
-    conns.push(PathConn {
-        id,
-        conn,
-        attached: true,
-    });
+    conns.push(PathConn::new(id, conn, true));
 }
 
 /// The attempt to drop to make room for one from `newcomer`: the oldest of the source address
