@@ -308,14 +308,22 @@ async fn run_channel(
     ping.tick().await;
     let mut token = 0u64;
     let mut frames = wire::spawn_reader(c.rd, c.keepalive * 2 + Duration::from_secs(1));
+    let dials = Arc::new(tokio::sync::Semaphore::new(DIALS_MAX));
     loop {
         tokio::select! {
             f = frames.recv() => match f.unwrap_or(Err(wire::WireError::ReaderGone)) {
                 Ok(RelayToListener::Dial { id, token }) => {
-                    tokio::spawn(dial_back(c.relay, id, token, inject.clone(), dialed.clone()));
+                    dial(&dials, c.relay, id, token, inject, dialed);
                 }
                 Ok(RelayToListener::DialAt { id, token, relay }) => {
-                    tokio::spawn(dial_back(relay, id, token, inject.clone(), dialed.clone()));
+                    if super::dial_at::allowed(c.relay, relay) {
+                        dial(&dials, relay, id, token, inject, dialed);
+                    } else {
+                        tracing::info!(
+                            "relay {} asked us to dial {relay}, nearer than itself: refused",
+                            c.relay
+                        );
+                    }
                 }
                 Ok(RelayToListener::Pong(_)) => {}
                 Ok(RelayToListener::Error(Refusal { code, reason })) => return format!("relay said {code}: {}", Untrusted(&reason)),
@@ -335,6 +343,31 @@ async fn run_channel(
             }
         }
     }
+}
+
+/// Dial-backs one control channel may have in flight: a relay that sends DIALs faster than
+/// they complete gets the rest dropped (their clients time out) instead of as many
+/// connections as it asks for.
+const DIALS_MAX: usize = 64;
+
+/// Starts a dial-back to `relay` for splice `id` if the channel has one to spare.
+fn dial(
+    dials: &Arc<tokio::sync::Semaphore>,
+    relay: SocketAddr,
+    id: u64,
+    token: [u8; NONCE_LEN],
+    inject: &Inject,
+    dialed: &Dialed,
+) {
+    let Ok(permit) = dials.clone().try_acquire_owned() else {
+        tracing::info!("{DIALS_MAX} dial-backs to relays in flight: splice {id:016x} dropped");
+        return;
+    };
+    let (inject, dialed) = (inject.clone(), dialed.clone());
+    tokio::spawn(async move {
+        dial_back(relay, id, token, inject, dialed).await;
+        drop(permit);
+    });
 }
 
 /// Connects back to the relay for splice `id` and hands the connection to the listener.

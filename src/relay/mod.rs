@@ -117,6 +117,7 @@ pub mod agent;
 pub mod client;
 pub mod cluster;
 mod control;
+mod dial_at;
 pub mod etcd;
 pub mod metrics;
 pub mod nameplate;

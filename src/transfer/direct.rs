@@ -45,6 +45,17 @@ impl Stage {
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
+    /// Forgets the first `n` staged bytes (written out), keeping the rest at the front.
+    fn drop_front(&mut self, n: usize) {
+        let n = n.min(self.len);
+        // SAFETY: both ranges lie within the first `len` bytes of the buffer; `copy` allows
+        // them to overlap.
+        unsafe {
+            std::ptr::copy(self.ptr.as_ptr().add(n), self.ptr.as_ptr(), self.len - n);
+        }
+        self.len -= n;
+    }
+
     /// Copies as much of `b` as fits below `cap` bytes; returns how much.
     fn fill(&mut self, b: &[u8], cap: usize) -> usize {
         let n = b.len().min(cap.saturating_sub(self.len));
@@ -112,11 +123,19 @@ impl Direct {
     }
 
     /// Writes the stage out: its aligned part directly when it starts at an aligned
-    /// position, the rest through the page cache.
+    /// position, the rest through the page cache. On an error, the stage keeps only what was
+    /// not written (so that a later `finish` neither repeats nor loses a byte).
     fn flush(&mut self, f: &mut File) -> io::Result<()> {
         let mut done = 0;
-        while done < self.stage.len {
-            let left = self.stage.len - done;
+        let r = self.flush_from(f, &mut done);
+        self.stage.drop_front(done);
+        r
+    }
+
+    /// The body of `flush`, counting in `done` the bytes written.
+    fn flush_from(&mut self, f: &mut File, done: &mut usize) -> io::Result<()> {
+        while *done < self.stage.len {
+            let left = self.stage.len - *done;
             let aligned = left - left % ALIGN;
             let direct = !self.refused && self.pos % ALIGN as u64 == 0 && aligned > 0;
             if self.set(f, direct).is_err() {
@@ -126,11 +145,11 @@ impl Direct {
                 continue;
             }
             let piece = if direct { aligned } else { left };
-            let bytes = &self.stage.bytes()[done..done + piece];
+            let bytes = &self.stage.bytes()[*done..*done + piece];
             match f.write(bytes) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
-                    done += n;
+                    *done += n;
                     self.pos += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -140,7 +159,6 @@ impl Direct {
                 Err(e) => return Err(e),
             }
         }
-        self.stage.len = 0;
         Ok(())
     }
 
@@ -209,5 +227,18 @@ mod tests {
         assert_eq!(&got[..head.len()], &head[..]);
         assert!(got[head.len()..head.len() + body.len()] == body[..]);
         assert_eq!(&got[head.len() + body.len()..], b"after");
+    }
+
+    /// What a failed flush wrote is dropped from the front of the stage, and the rest moves
+    /// up in order: a later `finish` writes each byte once.
+    #[test]
+    fn written_bytes_leave_the_stage_and_the_rest_keeps_its_order() {
+        let mut st = Stage::new().unwrap();
+        let b: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        assert_eq!(st.fill(&b, STAGE), b.len());
+        st.drop_front(4096);
+        assert_eq!(st.bytes(), &b[4096..]);
+        st.drop_front(usize::MAX);
+        assert!(st.bytes().is_empty());
     }
 }

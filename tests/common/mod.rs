@@ -56,9 +56,13 @@ pub fn msock(args: &[&str]) -> Command {
 }
 
 /// The config directory (listener key, pinned keys) of every msock the tests start, so that
-/// they never touch the user's own.
+/// they never touch the user's own: one per test binary (under cargo's target tmp dir), so
+/// that a key pinned for a loopback port by one binary's client is not found by another's
+/// when the port comes round again with a listener of another key.
 pub fn test_config_dir() -> PathBuf {
-    std::env::temp_dir().join("msock-test-config")
+    let exe = std::env::current_exe().unwrap_or_default();
+    let stem = exe.file_stem().unwrap_or_default().to_string_lossy();
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("config-{stem}"))
 }
 
 /// stderr of a child, collected line by line on a thread (so the child never blocks on it).

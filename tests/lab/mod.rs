@@ -77,6 +77,14 @@ fn is_node(node: &str) -> bool {
     NODES.contains(&node) || MORE_CLIENTS.contains(&node)
 }
 
+/// The config directory (keys, pinned keys) of the msocks a lab starts: one per test binary,
+/// under cargo's target tmp dir (as `tests/common`'s), never the user's own.
+fn config_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let stem = exe.file_stem().unwrap_or_default().to_string_lossy();
+    std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("config-{stem}"))
+}
+
 /// Which network to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Topology {
@@ -319,10 +327,7 @@ impl Lab {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.ns(node), program])
             .args(args)
-            .env(
-                "MSOCK_CONFIG_DIR",
-                std::env::temp_dir().join("msock-test-config"),
-            );
+            .env("MSOCK_CONFIG_DIR", config_dir());
         c
     }
 

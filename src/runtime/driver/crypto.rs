@@ -115,7 +115,15 @@ impl Crypto {
     }
 
     fn submit(&mut self, job: Job) {
-        let w = self.worker.get_or_insert_with(spawn);
+        if self.worker.is_none() {
+            self.worker = spawn();
+        }
+        let Some(w) = self.worker.as_ref() else {
+            // No thread could be started (a process or cgroup limit on threads): do the job
+            // here, slower but without losing the session.
+            self.pending_here.push_back(run(job));
+            return;
+        };
         if let Err(mpsc::SendError(job)) = w.jobs.send(job) {
             // The thread is gone (only a bug would make it panic): do the job here rather
             // than lose bytes; a new thread starts with the next one.
@@ -202,8 +210,9 @@ fn run(job: Job) -> Done {
     }
 }
 
-/// Starts the helper thread; it ends when the driver's end is dropped.
-fn spawn() -> Worker {
+/// Starts the helper thread (None if the system refuses one); it ends when the driver's end
+/// is dropped.
+fn spawn() -> Option<Worker> {
     let (jobs, jobs_rx) = mpsc::channel::<Job>();
     let (done_tx, done) = mpsc::channel();
     let waker: Arc<Mutex<Option<Waker>>> = Arc::default();
@@ -220,6 +229,7 @@ fn spawn() -> Worker {
                 }
             }
         })
-        .expect("spawn the crypto thread");
-    Worker { jobs, done, waker }
+        .inspect_err(|e| tracing::warn!("cannot start a crypto thread ({e}): sealing inline"))
+        .ok()?;
+    Some(Worker { jobs, done, waker })
 }
