@@ -153,6 +153,55 @@ fn name_theft_at_another_relay_is_refused() {
     assert_eq!(r[1].count("registered"), 0);
 }
 
+/// The value of `key` in etcd (`etcdctl get`), empty when absent.
+fn etcd_get(etcd: &EtcdCluster, key: &str) -> String {
+    let out = std::process::Command::new("etcdctl")
+        .args([
+            "--endpoints",
+            &etcd.urls(),
+            "get",
+            key,
+            "--print-value-only",
+        ])
+        .output()
+        .expect("etcdctl (installed with etcd)");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A listener that left its relay is no longer "attached" in the cluster: `at/<name>` is
+/// deleted when its control channel ends (it used to stay until the relay died, and every
+/// other relay sent clients to a relay with no listener).
+#[test]
+fn a_listener_that_left_is_no_longer_attached() {
+    let Some(etcd) = EtcdCluster::start() else {
+        return;
+    };
+    let dir = tempdir();
+    let r = relays(&etcd, dir.path());
+    let mut l = named_listener(
+        &r[0],
+        "leaver",
+        &dir.path().join("l"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    assert!(etcd_get(&etcd, "msock/at/leaver").contains("\"relay\":\"a\""));
+    l.kill();
+    let deadline = std::time::Instant::now() + SHORT;
+    while !etcd_get(&etcd, "msock/at/leaver").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "at/leaver still in etcd after its listener left"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !etcd_get(&etcd, "msock/names/leaver").is_empty(),
+        "the secret stays"
+    );
+}
+
 /// With one etcd member killed the cluster has quorum: new names register at any relay.
 #[test]
 fn registrations_work_with_one_etcd_member_dead() {

@@ -8,7 +8,13 @@
 //! - `names/<name>` → the name's secret sealed with the cluster key ([`seal`]: never in clear
 //!   in the store), on a lease of the name TTL that the relay holding its listener renews;
 //! - `at/<name>` → [`At`]: the relay the listener is attached at, its generation and the
-//!   published direct addresses, on the relay's lease (gone with the relay).
+//!   published direct addresses, on the relay's lease (gone with the relay), deleted when
+//!   the listener's control channel ends (a transaction guarded by our write's revision).
+//!
+//! Known limit: `names/<name>` gets the full name TTL lease at its first registration, even
+//! for a listener that never stays (a single relay forgets such a name after
+//! [`super::registry::UNATTACHED_TTL`]); the per-relay caps (`--max-names`,
+//! `--max-names-per-source`) are checked before the claim and bound what one source squats.
 //!
 //! Registering at any relay: the proof is checked against the secret read from the store; a
 //! first registration is a transaction "create if absent" (`create_revision == 0`), a
@@ -131,6 +137,10 @@ pub(crate) struct Claim {
     pub secret: [u8; 32],
     /// A new name: the listener is sent the secret.
     pub fresh: bool,
+    /// The revision of our write of `at/<name>`.
+    pub rev: i64,
+    /// The generation written in `at/<name>`.
+    pub gen: u64,
 }
 
 /// A name whose `at/` key this relay wrote.
@@ -254,12 +264,41 @@ impl Cluster {
                         rev,
                     },
                 );
-                return Ok(Claim { secret, fresh });
+                return Ok(Claim {
+                    secret,
+                    fresh,
+                    rev,
+                    gen,
+                });
             }
         }
         Err(ClaimError::Unavailable(
             "the name changed in etcd while it was being registered, three times; retry".into(),
         ))
+    }
+
+    /// `name`'s listener (registration `gen` of [`Claim`]) left this relay: deletes
+    /// `at/<name>` unless another write replaced ours, and forgets the name as ours. The
+    /// name's `names/` key (its secret) stays on its own lease.
+    pub(crate) async fn detach(&self, name: &str, gen: u64) {
+        let rev = {
+            let mut owned = self.owned();
+            match owned.get(name) {
+                Some(o) if o.gen == gen => {
+                    let rev = o.rev;
+                    owned.remove(name);
+                    rev
+                }
+                _ => return,
+            }
+        };
+        let ak = self.key("at", name);
+        let cmp = [Cmp::Modified(ak.clone(), rev)];
+        if let Err(e) = self.cfg.etcd.txn(&cmp, &[Op::Delete(ak)]).await {
+            tracing::info!(
+                "cannot delete at/{name} in etcd (it goes with this relay's lease): {e}"
+            );
+        }
     }
 
     /// Where `name`'s listener is attached, from the store.
