@@ -323,6 +323,7 @@ impl Relay {
         };
         let etcd = &c.cfg.etcd;
         let mut name_renewal = tokio::time::Instant::now();
+        let mut renewing: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             let lease = c.lease.load(Ordering::Relaxed);
             let ok = if lease == 0 {
@@ -338,7 +339,8 @@ impl Relay {
                     Ok(l) => {
                         c.lease.store(l, Ordering::Relaxed);
                         self.status("cluster_lease", serde_json::json!({"relay": c.cfg.id}));
-                        self.reassert(&c).await;
+                        // Not in this loop: with many names it would outlast the lease.
+                        tokio::spawn(self.clone().reassert(c.clone()));
                         c.rewatch.notify_waiters();
                         true
                     }
@@ -368,8 +370,10 @@ impl Relay {
             }
             if ok
                 && name_renewal.elapsed() >= (self.cfg.name_ttl / 3).min(Duration::from_secs(3600))
+                && renewing.as_ref().is_none_or(|t| t.is_finished())
             {
-                self.renew_names(&c).await;
+                // Its own task: the relay's lease is renewed meanwhile.
+                renewing = Some(tokio::spawn(self.clone().renew_names(c.clone())));
                 name_renewal = tokio::time::Instant::now();
             }
             tokio::time::sleep(RELAY_TTL / 3).await;
@@ -387,7 +391,7 @@ impl Relay {
     }
 
     /// Renews the `names/` leases of the names whose listener is attached here.
-    async fn renew_names(&self, c: &Cluster) {
+    async fn renew_names(self: Arc<Self>, c: Arc<Cluster>) {
         let live: Vec<i64> = {
             let r = self.reg();
             c.owned()
@@ -396,17 +400,20 @@ impl Relay {
                 .map(|(_, o)| o.name_lease)
                 .collect()
         };
-        for l in live {
-            if let Err(e) = c.cfg.etcd.keepalive(l).await {
-                tracing::info!("cannot renew a name's lease: {e}");
-                return;
+        bounded(live, |l| {
+            let c = c.clone();
+            async move {
+                if let Err(e) = c.cfg.etcd.keepalive(l).await {
+                    tracing::info!("cannot renew a name's lease: {e}");
+                }
             }
-        }
+        })
+        .await;
     }
 
     /// With a new lease: writes `at/<name>` again for each name attached here that points
     /// here or nowhere; closes the channels of names another relay took meanwhile.
-    async fn reassert(&self, c: &Cluster) {
+    async fn reassert(self: Arc<Self>, c: Arc<Cluster>) {
         let lease = c.lease.load(Ordering::Relaxed);
         let mine: Vec<(String, u64)> = {
             let r = self.reg();
@@ -416,57 +423,58 @@ impl Relay {
                 .map(|(n, o)| (n.clone(), o.gen))
                 .collect()
         };
-        for (name, gen) in mine {
-            let ak = c.key("at", &name);
-            let direct = self
-                .reg()
-                .names
-                .get(&name)
-                .map(|n| n.addrs.clone())
-                .unwrap_or_default();
-            let at = At {
-                relay: c.cfg.id.clone(),
-                addr: c.cfg.advertise,
-                gen,
-                direct,
-            };
-            let done = match c.cfg.etcd.get(&ak).await {
-                Ok(None) => {
-                    c.cfg
-                        .etcd
-                        .txn(
-                            &[Cmp::Created(ak.clone(), 0)],
-                            &[Op::Put(ak, at.encode(), lease)],
-                        )
-                        .await
-                }
-                Ok(Some(kv)) if At::decode(&kv.value).is_some_and(|a| c.is_me(&a)) => {
-                    c.cfg
-                        .etcd
-                        .txn(
-                            &[Cmp::Modified(ak.clone(), kv.mod_revision)],
-                            &[Op::Put(ak, at.encode(), lease)],
-                        )
-                        .await
-                }
-                Ok(Some(_)) => Ok(None),
-                Err(e) => {
-                    tracing::info!("cannot re-assert names in etcd: {e}");
-                    return;
-                }
-            };
-            match done {
-                Ok(Some(rev)) => {
-                    if let Some(o) = c.owned().get_mut(&name) {
-                        o.rev = rev;
-                    }
-                }
-                Ok(None) => self.taken_elsewhere(&name),
-                Err(e) => {
-                    tracing::info!("cannot re-assert '{name}' in etcd: {e}");
-                    return;
+        bounded(mine, |(name, gen)| {
+            let (me, c) = (self.clone(), c.clone());
+            async move { me.reassert_one(&c, lease, name, gen).await }
+        })
+        .await;
+    }
+
+    /// [`Relay::reassert`] for one name.
+    async fn reassert_one(&self, c: &Cluster, lease: i64, name: String, gen: u64) {
+        let ak = c.key("at", &name);
+        let direct = self
+            .reg()
+            .names
+            .get(&name)
+            .map(|n| n.addrs.clone())
+            .unwrap_or_default();
+        let at = At {
+            relay: c.cfg.id.clone(),
+            addr: c.cfg.advertise,
+            gen,
+            direct,
+        };
+        let done = match c.cfg.etcd.get(&ak).await {
+            Ok(None) => {
+                c.cfg
+                    .etcd
+                    .txn(
+                        &[Cmp::Created(ak.clone(), 0)],
+                        &[Op::Put(ak, at.encode(), lease)],
+                    )
+                    .await
+            }
+            Ok(Some(kv)) if At::decode(&kv.value).is_some_and(|a| c.is_me(&a)) => {
+                c.cfg
+                    .etcd
+                    .txn(
+                        &[Cmp::Modified(ak.clone(), kv.mod_revision)],
+                        &[Op::Put(ak, at.encode(), lease)],
+                    )
+                    .await
+            }
+            Ok(Some(_)) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok(Some(rev)) => {
+                if let Some(o) = c.owned().get_mut(&name) {
+                    o.rev = rev;
                 }
             }
+            Ok(None) => self.taken_elsewhere(&name),
+            Err(e) => tracing::info!("cannot re-assert '{name}' in etcd: {e}"),
         }
     }
 
@@ -560,6 +568,25 @@ impl Relay {
     }
 }
 
+/// Most etcd requests of one background job (name renewal, re-assertion) in flight.
+const IN_FLIGHT: usize = 16;
+
+/// Runs `f` on every item, at most [`IN_FLIGHT`] at a time; returns when all are done.
+async fn bounded<T, F, Fut>(items: Vec<T>, f: F)
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for item in items {
+        if set.len() >= IN_FLIGHT {
+            let _ = set.join_next().await;
+        }
+        set.spawn(f(item));
+    }
+    while set.join_next().await.is_some() {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -588,5 +615,27 @@ mod tests {
             vec!["\"1.2.3.4:5\""; 17].join(",")
         );
         assert_eq!(At::decode(many.as_bytes()), None);
+    }
+
+    #[tokio::test]
+    async fn bounded_runs_everything_at_most_in_flight_at_once() {
+        use std::sync::atomic::AtomicUsize;
+        let now = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicUsize::new(0));
+        bounded((0..100).collect(), |_: i32| {
+            let (now, most, done) = (now.clone(), most.clone(), done.clone());
+            async move {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .await;
+        assert_eq!(done.load(Ordering::SeqCst), 100);
+        let most = most.load(Ordering::SeqCst);
+        assert!(most <= IN_FLIGHT && most > 1, "{most}");
     }
 }
