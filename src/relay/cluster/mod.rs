@@ -53,6 +53,11 @@ pub use seal::KEY_LEN;
 /// TTL of a relay's lease: its `relays/` and `at/` keys go this long after it died.
 pub const RELAY_TTL: Duration = Duration::from_secs(10);
 
+/// Longest silence of the watch of `at/` before it is read again and watched anew (a member
+/// that stopped answering without closing the connection). etcd's progress messages (every
+/// 10 minutes by default) or any change reset it; an idle cluster re-reads `at/` this often.
+const WATCH_IDLE: Duration = Duration::from_secs(3 * RELAY_TTL.as_secs());
+
 /// How a relay joins a cluster.
 #[derive(Debug)]
 pub struct ClusterConfig {
@@ -524,7 +529,7 @@ impl Relay {
                     continue;
                 }
             };
-            match c.cfg.etcd.watch_prefix(&prefix, rev + 1).await {
+            match c.cfg.etcd.watch_prefix(&prefix, rev + 1, WATCH_IDLE).await {
                 Ok(mut w) => loop {
                     tokio::select! {
                         evs = w.next() => match evs {

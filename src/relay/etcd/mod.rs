@@ -211,8 +211,29 @@ pub(crate) fn unb64(v: &Value, k: &str) -> Result<Vec<u8>, EtcdError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A fake member on loopback: answers every request with `raw`, then closes (or holds
+    /// the connection open with `hold`). Its URL.
+    pub(crate) async fn fake_member(raw: &'static [u8], hold: bool) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s.write_all(raw).await;
+                    if hold {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                });
+            }
+        });
+        url
+    }
 
     #[test]
     fn answers_errors_and_results() {
