@@ -143,6 +143,15 @@ impl Relay {
                 return self.refuse_control(wr, peer, &name, why).await;
             }
         };
+        // Another relay's registration may have landed between our claim and now, its `at/`
+        // put seen before this name was ours: the newer registration wins.
+        if let (Some(c), Some(claim)) = (&self.cluster, claimed) {
+            if c.lost(&name, claim.rev) {
+                self.taken_elsewhere(&name);
+                let why = ControlRefusal::NameTaken(name.clone());
+                return self.refuse_control(wr, peer, &name, why).await;
+            }
+        }
         if fresh {
             // The new secret is on disk before the listener learns it.
             self.persist().await;

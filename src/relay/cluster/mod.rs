@@ -171,7 +171,17 @@ pub struct Cluster {
     gens: AtomicU64,
     /// Wakes the watcher to read `at/` again (after the lease came back).
     rewatch: Notify,
+    /// The newest revision of a put of `at/<name>` by another relay, per name, and when it
+    /// was seen: a registration here whose write is older lost the name, even when the put
+    /// arrived before this relay knew the name was its own. At most [`SEEN_MAX`] names.
+    seen: Mutex<HashMap<String, (i64, std::time::Instant)>>,
 }
+
+/// Most names [`Cluster`] remembers other relays' `at/` puts for.
+const SEEN_MAX: usize = 4096;
+/// How long such a put is remembered when the map is full (a registration's claim and
+/// install take far less).
+const SEEN_FOR: Duration = Duration::from_secs(60);
 
 impl Cluster {
     /// A cluster membership (no lease yet: [`Relay::cluster_lease`] takes one).
@@ -183,7 +193,31 @@ impl Cluster {
             owned: Mutex::default(),
             gens: AtomicU64::new(0),
             rewatch: Notify::new(),
+            seen: Mutex::default(),
         })
+    }
+
+    /// Another relay put `at/<name>` at revision `rev`.
+    fn saw(&self, name: &str, rev: i64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= SEEN_MAX && !seen.contains_key(name) {
+            seen.retain(|_, (_, at)| at.elapsed() < SEEN_FOR);
+            if seen.len() >= SEEN_MAX {
+                seen.clear();
+            }
+        }
+        let e = seen
+            .entry(name.to_owned())
+            .or_insert((0, std::time::Instant::now()));
+        if rev > e.0 {
+            *e = (rev, std::time::Instant::now());
+        }
+    }
+
+    /// Whether another relay wrote `at/<name>` after our write at revision `rev`.
+    pub(crate) fn lost(&self, name: &str, rev: i64) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(name).is_some_and(|(r, _)| *r > rev)
     }
 
     fn key(&self, kind: &str, name: &str) -> Vec<u8> {
@@ -484,7 +518,7 @@ impl Relay {
     }
 
     /// Another relay holds `name` now: close its control channel here.
-    fn taken_elsewhere(&self, name: &str) {
+    pub(crate) fn taken_elsewhere(&self, name: &str) {
         if let Some(c) = &self.cluster {
             c.owned().remove(name);
         }
@@ -566,8 +600,12 @@ impl Relay {
         let Some(at) = At::decode(&kv.value).filter(|_| put) else {
             return;
         };
+        if c.is_me(&at) {
+            return;
+        }
+        c.saw(name, kv.mod_revision);
         let newer = c.owned().get(name).is_some_and(|o| kv.mod_revision > o.rev);
-        if !c.is_me(&at) && newer {
+        if newer {
             self.taken_elsewhere(name);
         }
     }
@@ -620,6 +658,25 @@ mod tests {
             vec!["\"1.2.3.4:5\""; 17].join(",")
         );
         assert_eq!(At::decode(many.as_bytes()), None);
+    }
+
+    #[test]
+    fn a_put_seen_before_the_name_was_ours_still_takes_it() {
+        let c = Cluster::new(ClusterConfig {
+            etcd: Etcd::new("http://127.0.0.1:1", Duration::from_secs(1)).unwrap(),
+            key: [7; KEY_LEN],
+            id: "a".into(),
+            advertise: "127.0.0.1:1".parse().unwrap(),
+            prefix: "msock/".into(),
+        });
+        assert!(!c.lost("n", 10));
+        c.saw("n", 12);
+        c.saw("n", 11);
+        assert!(c.lost("n", 10) && c.lost("n", 11) && !c.lost("n", 12));
+        for i in 0..SEEN_MAX * 2 {
+            c.saw(&format!("x{i}"), 1);
+        }
+        assert!(c.seen.lock().unwrap().len() <= SEEN_MAX);
     }
 
     #[tokio::test]
