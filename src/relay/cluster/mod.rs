@@ -175,6 +175,8 @@ pub struct Cluster {
     /// was seen: a registration here whose write is older lost the name, even when the put
     /// arrived before this relay knew the name was its own. At most [`SEEN_MAX`] names.
     seen: Mutex<HashMap<String, (i64, std::time::Instant)>>,
+    /// MACs of the FORWARDs taken, with their time (see [`forward::take_once`]).
+    forwards: Mutex<HashMap<[u8; 32], u64>>,
 }
 
 /// Most names [`Cluster`] remembers other relays' `at/` puts for.
@@ -194,7 +196,12 @@ impl Cluster {
             gens: AtomicU64::new(0),
             rewatch: Notify::new(),
             seen: Mutex::default(),
+            forwards: Mutex::default(),
         })
+    }
+
+    fn forwards(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], u64>> {
+        self.forwards.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Another relay put `at/<name>` at revision `rev`.
