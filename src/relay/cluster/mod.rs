@@ -31,6 +31,7 @@
 //! data path stays one relay hop.
 
 pub(crate) mod forward;
+mod locate;
 pub(crate) mod seal;
 
 use std::collections::HashMap;
@@ -177,6 +178,8 @@ pub struct Cluster {
     seen: Mutex<HashMap<String, (i64, std::time::Instant)>>,
     /// MACs of the FORWARDs taken, with their time (see [`forward::take_once`]).
     forwards: Mutex<HashMap<[u8; 32], u64>>,
+    /// Bounds of the reads of `at/` for ROUTE and LOOKUP.
+    lookups: locate::Lookups,
 }
 
 /// Most names [`Cluster`] remembers other relays' `at/` puts for.
@@ -197,6 +200,7 @@ impl Cluster {
             rewatch: Notify::new(),
             seen: Mutex::default(),
             forwards: Mutex::default(),
+            lookups: locate::Lookups::default(),
         })
     }
 
@@ -302,6 +306,7 @@ impl Cluster {
                 Op::Put(ak.clone(), at.encode(), relay_lease),
             ];
             if let Some(rev) = etcd.txn(&[cmp], &ops).await? {
+                self.lookups.registered(name);
                 self.owned().insert(
                     name.to_owned(),
                     Owned {
@@ -345,12 +350,6 @@ impl Cluster {
                 "cannot delete at/{name} in etcd (it goes with this relay's lease): {e}"
             );
         }
-    }
-
-    /// Where `name`'s listener is attached, from the store.
-    pub(crate) async fn locate(&self, name: &str) -> Result<Option<At>, EtcdError> {
-        let kv = self.cfg.etcd.get(&self.key("at", name)).await?;
-        Ok(kv.and_then(|kv| At::decode(&kv.value)))
     }
 
     /// Whether `at` is this relay.
@@ -607,6 +606,7 @@ impl Relay {
         let Some(at) = At::decode(&kv.value).filter(|_| put) else {
             return;
         };
+        c.lookups.registered(name);
         if c.is_me(&at) {
             return;
         }
