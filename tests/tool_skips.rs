@@ -64,6 +64,7 @@ const NEEDING: &[(&str, &[&str])] = &[
             "without_quorum_new_registrations_are_refused_and_live_sessions_go_on",
             "forged_forwards_are_refused",
             "a_listener_that_left_is_no_longer_attached",
+            "a_name_gets_its_full_ttl_in_the_cluster_once_its_listener_stays",
         ],
     ),
     (

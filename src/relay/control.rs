@@ -169,6 +169,9 @@ impl Relay {
         }
         let mut frames = wire::spawn_reader(rd, self.cfg.keepalive * 3);
         let mut stayed = false;
+        // The name's lease in the cluster has its full TTL (see `super::cluster`).
+        let mut full = false;
+        let mut extending: Option<tokio::task::JoinHandle<bool>> = None;
         while ok {
             tokio::select! {
                 f = frames.recv() => match f.unwrap_or(Err(WireError::ReaderGone)) {
@@ -178,6 +181,21 @@ impl Relay {
                             stayed = true;
                             if let Some(n) = self.reg().names.get_mut(&name) {
                                 n.attached = true;
+                            }
+                        }
+                        // In a cluster too (in the background; again at the next keepalive
+                        // until the store took it).
+                        if let (Some(c), Some(claim), false) = (&self.cluster, claimed, full) {
+                            if extending.as_ref().is_none_or(|t| t.is_finished()) {
+                                if let Some(t) = extending.take() {
+                                    full = t.await.unwrap_or(false);
+                                }
+                                if !full {
+                                    let (c, name, ttl) = (c.clone(), name.clone(), self.cfg.name_ttl);
+                                    extending = Some(tokio::spawn(async move {
+                                        c.stayed(&name, claim.gen, ttl).await
+                                    }));
+                                }
                             }
                         }
                         ok = wr.write_all(&RelayToListener::Pong(t).encode()).await.is_ok();

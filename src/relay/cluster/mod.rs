@@ -11,10 +11,10 @@
 //!   published direct addresses, on the relay's lease (gone with the relay), deleted when
 //!   the listener's control channel ends (a transaction guarded by our write's revision).
 //!
-//! Known limit: `names/<name>` gets the full name TTL lease at its first registration, even
-//! for a listener that never stays (a single relay forgets such a name after
-//! [`super::registry::UNATTACHED_TTL`]); the per-relay caps (`--max-names`,
-//! `--max-names-per-source`) are checked before the claim and bound what one source squats.
+//! As at a single relay, a name whose listener never stayed lives only [`UNATTACHED_TTL`]:
+//! `names/<name>` gets a lease of that TTL first, and moves to one of the full name TTL when
+//! its listener stays (first keepalive on its channel). The per-relay caps (`--max-names`,
+//! `--max-names-per-source`) are checked before the claim.
 //!
 //! Registering at any relay: the proof is checked against the secret read from the store; a
 //! first registration is a transaction "create if absent" (`create_revision == 0`), a
@@ -46,6 +46,7 @@ use tokio::sync::Notify;
 use super::etcd::kv::{Cmp, Kv, Op};
 use super::etcd::watch::Event;
 use super::etcd::{Etcd, EtcdError};
+use super::registry::UNATTACHED_TTL;
 use super::secrets;
 use super::server::Relay;
 use super::wire::{MAX_ADDRS, NONCE_LEN};
@@ -154,6 +155,8 @@ pub(crate) struct Claim {
 struct Owned {
     /// The lease of its `names/` key.
     name_lease: i64,
+    /// That lease has the full name TTL (else [`UNATTACHED_TTL`]: no listener stayed yet).
+    full: bool,
     /// The generation written.
     gen: u64,
     /// The revision of our write of `at/<name>`: older changes seen later say nothing.
@@ -287,11 +290,14 @@ impl Cluster {
                     (s, true, Cmp::Created(nk.clone(), 0), sealed, 0)
                 }
             };
-            let lease = match old_lease {
-                0 => etcd.grant(ttl).await?,
+            // A listener that never stayed holds its name only as long as at a single relay:
+            // a short lease first, the full TTL once it stays ([`Cluster::stayed`]).
+            let short = ttl.min(UNATTACHED_TTL.as_secs());
+            let (lease, lease_ttl) = match old_lease {
+                0 => (etcd.grant(short).await?, short),
                 l => match etcd.keepalive(l).await? {
-                    Some(_) => l,
-                    None => etcd.grant(ttl).await?,
+                    Some(t) => (l, u64::try_from(t).unwrap_or(0)),
+                    None => (etcd.grant(short).await?, short),
                 },
             };
             let gen = self.gens.fetch_add(1, Ordering::Relaxed) + 1;
@@ -311,6 +317,7 @@ impl Cluster {
                     name.to_owned(),
                     Owned {
                         name_lease: lease,
+                        full: lease_ttl >= ttl,
                         gen,
                         rev,
                     },
@@ -326,6 +333,49 @@ impl Cluster {
         Err(ClaimError::Unavailable(
             "the name changed in etcd while it was being registered, three times; retry".into(),
         ))
+    }
+
+    /// `name`'s listener (registration `gen` of [`Claim`]) stayed: its `names/` key moves to
+    /// a lease of the full name `ttl` (guarded: unless the key changed meanwhile). False when
+    /// the store could not be written (the caller tries again later).
+    pub(crate) async fn stayed(&self, name: &str, gen: u64, ttl: Duration) -> bool {
+        let old = match self.owned().get(name) {
+            Some(o) if o.gen == gen && !o.full => o.name_lease,
+            _ => return true,
+        };
+        let etcd = &self.cfg.etcd;
+        let nk = self.key("names", name);
+        let moved = async {
+            let Some(kv) = etcd.get(&nk).await? else {
+                return Ok(None);
+            };
+            if kv.lease != old {
+                return Ok(None);
+            }
+            let lease = etcd.grant(ttl.as_secs().max(1)).await?;
+            let cmp = [Cmp::Modified(nk.clone(), kv.mod_revision)];
+            let done = etcd.txn(&cmp, &[Op::Put(nk, kv.value, lease)]).await?;
+            Ok::<_, EtcdError>(done.map(|_| lease))
+        }
+        .await;
+        match moved {
+            Ok(got) => {
+                if let Some(o) = self.owned().get_mut(name).filter(|o| o.gen == gen) {
+                    o.full = true;
+                    if let Some(lease) = got {
+                        o.name_lease = lease;
+                    }
+                }
+                if got.is_some() {
+                    let _ = etcd.revoke(old).await;
+                }
+                true
+            }
+            Err(e) => {
+                tracing::info!("cannot give '{name}' its full TTL in etcd: {e}");
+                false
+            }
+        }
     }
 
     /// `name`'s listener (registration `gen` of [`Claim`]) left this relay: deletes
