@@ -153,6 +153,138 @@ fn name_theft_at_another_relay_is_refused() {
     assert_eq!(r[1].count("registered"), 0);
 }
 
+/// The value of `key` in etcd (`etcdctl get`), empty when absent.
+fn etcd_get(etcd: &EtcdCluster, key: &str) -> String {
+    let out = std::process::Command::new("etcdctl")
+        .args([
+            "--endpoints",
+            &etcd.urls(),
+            "get",
+            key,
+            "--print-value-only",
+        ])
+        .output()
+        .expect("etcdctl (installed with etcd)");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A listener that left its relay is no longer "attached" in the cluster: `at/<name>` is
+/// deleted when its control channel ends (it used to stay until the relay died, and every
+/// other relay sent clients to a relay with no listener).
+#[test]
+fn a_listener_that_left_is_no_longer_attached() {
+    if !have("etcdctl") {
+        println!("SKIPPED: etcdctl is not installed (apt-get install -y etcd-client)");
+        return;
+    }
+    let Some(etcd) = EtcdCluster::start() else {
+        return;
+    };
+    let dir = tempdir();
+    let r = relays(&etcd, dir.path());
+    let mut l = named_listener(
+        &r[0],
+        "leaver",
+        &dir.path().join("l"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    assert!(etcd_get(&etcd, "msock/at/leaver").contains("\"relay\":\"a\""));
+    l.kill();
+    let deadline = std::time::Instant::now() + SHORT;
+    while !etcd_get(&etcd, "msock/at/leaver").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "at/leaver still in etcd after its listener left"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !etcd_get(&etcd, "msock/names/leaver").is_empty(),
+        "the secret stays"
+    );
+}
+
+/// The granted TTL of the lease `names/<name>` lives on (etcdctl), 0 when absent.
+fn name_lease_ttl(etcd: &EtcdCluster, name: &str) -> u64 {
+    let out = std::process::Command::new("etcdctl")
+        .args([
+            "--endpoints",
+            &etcd.urls(),
+            "get",
+            &format!("msock/names/{name}"),
+        ])
+        .args(["-w", "json"])
+        .output()
+        .expect("etcdctl");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let Some(lease) = v["kvs"][0]["lease"].as_i64() else {
+        return 0;
+    };
+    let out = std::process::Command::new("etcdctl")
+        .args(["--endpoints", &etcd.urls(), "lease", "timetolive"])
+        .args([format!("{lease:x}"), "-w".into(), "json".into()])
+        .output()
+        .expect("etcdctl");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (v["granted-ttl"].as_u64())
+        .or(v["grantedTTL"].as_u64())
+        .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// As at a single relay, a name no listener stayed on lives 10 minutes: its `names/` lease
+/// is short first and gets the full name TTL (24 h) once the listener sent a keepalive.
+#[test]
+fn a_name_gets_its_full_ttl_in_the_cluster_once_its_listener_stays() {
+    if !have("etcdctl") {
+        println!("SKIPPED: etcdctl is not installed (apt-get install -y etcd-client)");
+        return;
+    }
+    let Some(etcd) = EtcdCluster::start() else {
+        return;
+    };
+    let dir = tempdir();
+    let key = dir.path().join("cluster.key");
+    std::fs::write(
+        &key,
+        "6d736f636b2d746573742d636c75737465722d6b65792d3332627974657321\n",
+    )
+    .unwrap();
+    let urls = etcd.urls();
+    let r = Relay::start(
+        dir.path(),
+        "127.0.0.1:0",
+        &[
+            "--etcd",
+            &urls,
+            "--cluster-key-file",
+            key.to_str().unwrap(),
+            "--keepalive",
+            "1s",
+        ],
+    );
+    let mut l = named_listener(
+        &r,
+        "stayer",
+        &dir.path().join("l"),
+        &[],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let first = name_lease_ttl(&etcd, "stayer");
+    assert!(first > 0 && first <= 600, "first lease: {first} s");
+    let deadline = std::time::Instant::now() + SHORT;
+    while name_lease_ttl(&etcd, "stayer") != 24 * 3600 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the name's lease never got the full TTL"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    l.assert_running("the listener stays");
+}
+
 /// With one etcd member killed the cluster has quorum: new names register at any relay.
 #[test]
 fn registrations_work_with_one_etcd_member_dead() {

@@ -63,6 +63,8 @@ const NEEDING: &[(&str, &[&str])] = &[
             "registrations_work_with_one_etcd_member_dead",
             "without_quorum_new_registrations_are_refused_and_live_sessions_go_on",
             "forged_forwards_are_refused",
+            "a_listener_that_left_is_no_longer_attached",
+            "a_name_gets_its_full_ttl_in_the_cluster_once_its_listener_stays",
         ],
     ),
     (

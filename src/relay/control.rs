@@ -109,9 +109,13 @@ impl Relay {
             close: close.clone(),
             pairing,
         };
-        // A cluster relay: the store decides who holds the name (see `super::cluster`).
+        // A cluster relay: the store decides who holds the name (see `super::cluster`), after
+        // this relay's own caps.
         let claimed = match (&self.cluster, pairing) {
             (Some(c), false) => {
+                if let Err(why) = self.caps(&name, peer.ip()) {
+                    return self.refuse_control(wr, peer, &name, why).await;
+                }
                 let got = c
                     .claim(&name, &nonce, &name_proof, &published, self.cfg.name_ttl)
                     .await;
@@ -132,8 +136,22 @@ impl Relay {
         let outcome = self.install(&name, &nonce, &name_proof, channel, claimed);
         let (gen, reply, redial, fresh) = match outcome {
             Ok(x) => x,
-            Err(why) => return self.refuse_control(wr, peer, &name, why).await,
+            Err(why) => {
+                if let (Some(c), Some(claim)) = (&self.cluster, claimed) {
+                    c.detach(&name, claim.gen).await;
+                }
+                return self.refuse_control(wr, peer, &name, why).await;
+            }
         };
+        // Another relay's registration may have landed between our claim and now, its `at/`
+        // put seen before this name was ours: the newer registration wins.
+        if let (Some(c), Some(claim)) = (&self.cluster, claimed) {
+            if c.lost(&name, claim.rev) {
+                self.taken_elsewhere(&name);
+                let why = ControlRefusal::NameTaken(name.clone());
+                return self.refuse_control(wr, peer, &name, why).await;
+            }
+        }
         if fresh {
             // The new secret is on disk before the listener learns it.
             self.persist().await;
@@ -151,6 +169,9 @@ impl Relay {
         }
         let mut frames = wire::spawn_reader(rd, self.cfg.keepalive * 3);
         let mut stayed = false;
+        // The name's lease in the cluster has its full TTL (see `super::cluster`).
+        let mut full = false;
+        let mut extending: Option<tokio::task::JoinHandle<bool>> = None;
         while ok {
             tokio::select! {
                 f = frames.recv() => match f.unwrap_or(Err(WireError::ReaderGone)) {
@@ -160,6 +181,21 @@ impl Relay {
                             stayed = true;
                             if let Some(n) = self.reg().names.get_mut(&name) {
                                 n.attached = true;
+                            }
+                        }
+                        // In a cluster too (in the background; again at the next keepalive
+                        // until the store took it).
+                        if let (Some(c), Some(claim), false) = (&self.cluster, claimed, full) {
+                            if extending.as_ref().is_none_or(|t| t.is_finished()) {
+                                if let Some(t) = extending.take() {
+                                    full = t.await.unwrap_or(false);
+                                }
+                                if !full {
+                                    let (c, name, ttl) = (c.clone(), name.clone(), self.cfg.name_ttl);
+                                    extending = Some(tokio::spawn(async move {
+                                        c.stayed(&name, claim.gen, ttl).await
+                                    }));
+                                }
                             }
                         }
                         ok = wr.write_all(&RelayToListener::Pong(t).encode()).await.is_ok();
@@ -182,18 +218,27 @@ impl Relay {
                 _ = close.notified() => break,
             }
         }
-        let mut r = self.reg();
-        if let Some(n) = r.names.get_mut(&name) {
-            if n.control.as_ref().is_some_and(|c| c.gen == gen) {
-                n.control = None;
-                n.since = Instant::now();
-                r.drop_unburned(&name);
-                drop(r);
-                self.status(
-                    "unregistered",
-                    serde_json::json!({"name": name, "from": peer.to_string()}),
-                );
+        let ended = {
+            let mut r = self.reg();
+            match r.names.get_mut(&name) {
+                Some(n) if n.control.as_ref().is_some_and(|c| c.gen == gen) => {
+                    n.control = None;
+                    n.since = Instant::now();
+                    r.drop_unburned(&name);
+                    true
+                }
+                _ => false,
             }
+        };
+        if ended {
+            // The listener is no longer attached here: the cluster stops sending clients.
+            if let (Some(c), Some(claim)) = (&self.cluster, claimed) {
+                c.detach(&name, claim.gen).await;
+            }
+            self.status(
+                "unregistered",
+                serde_json::json!({"name": name, "from": peer.to_string()}),
+            );
         }
     }
 
@@ -223,7 +268,11 @@ impl Relay {
             return Err(ControlRefusal::NameTaken(name.to_owned()));
         }
         let new_secret = match (claimed, known) {
-            (Some(c), _) => {
+            (Some(c), known) => {
+                if known.is_none() {
+                    // Checked before the claim too; other registrations ran meanwhile.
+                    self.caps_in(r, ch.source)?;
+                }
                 if let Some(n) = r.names.get_mut(name) {
                     n.secret = c.secret;
                 }
@@ -235,17 +284,8 @@ impl Relay {
                 None
             }
             (None, Some(_)) => return Err(ControlRefusal::NameTaken(name.to_owned())),
-            (None, None) if r.names.len() >= self.cfg.max_names => {
-                return Err(ControlRefusal::Full)
-            }
-            (None, None)
-                if !keyed && r.names_from(ch.source) >= self.cfg.limits.names_per_source =>
-            {
-                return Err(ControlRefusal::TooManyNames(
-                    self.cfg.limits.names_per_source,
-                ))
-            }
             (None, None) => {
+                self.caps_in(r, ch.source)?;
                 let mut s = [0u8; 32];
                 rand::thread_rng().fill_bytes(&mut s);
                 Some(s)
@@ -285,6 +325,30 @@ impl Relay {
             keepalive: self.cfg.keepalive.as_secs().clamp(1, u32::MAX as u64) as u32,
         };
         Ok((gen, reply, redial, new_secret.is_some()))
+    }
+
+    /// The caps on names (`--max-names`, `--max-names-per-source`) for a registration of
+    /// `name` from `source`: a name this relay knows already is never refused by them.
+    fn caps(&self, name: &str, source: IpAddr) -> Result<(), ControlRefusal> {
+        let r = self.reg();
+        if r.names.contains_key(name) {
+            return Ok(());
+        }
+        self.caps_in(&r, source)
+    }
+
+    /// [`Relay::caps`] for a name not in `r`.
+    fn caps_in(&self, r: &super::registry::Registry, source: IpAddr) -> Result<(), ControlRefusal> {
+        let keyed = !self.cfg.auth_keys.is_empty();
+        if r.names.len() >= self.cfg.max_names {
+            return Err(ControlRefusal::Full);
+        }
+        if !keyed && r.names_from(source) >= self.cfg.limits.names_per_source {
+            return Err(ControlRefusal::TooManyNames(
+                self.cfg.limits.names_per_source,
+            ));
+        }
+        Ok(())
     }
 
     fn kill_splices(&self, name: &str, ids: &[u64]) {

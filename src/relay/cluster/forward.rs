@@ -6,9 +6,11 @@
 //! answers A `MSOCK\x01 FOUND()` (the listener was asked) or ERROR (no listener for the name
 //! here), and closes. The client's bytes never pass B: one relay hop, as with one relay.
 //!
-//! A replayed FORWARD (within [`FORWARD_SKEW`]) only makes the listener dial A with a splice
-//! id and token that A no longer waits for: A refuses that SPLICE.
+//! The MAC covers the receiving relay's id (a FORWARD for B is refused at C), and B takes
+//! each FORWARD once: it remembers the MACs of those it took within [`FORWARD_SKEW`] (at
+//! most [`MAX_SEEN`]; beyond, a FORWARD is refused Busy) and refuses a replay.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,6 +27,40 @@ use crate::relay::server::{refuse, Relay};
 use crate::relay::wire::{
     self, Forward, Message, Refusal, RelayToClient, RelayToListener, FORWARD_SKEW, NONCE_LEN,
 };
+
+/// Most FORWARD MACs a relay remembers (those within [`FORWARD_SKEW`]).
+pub(crate) const MAX_SEEN: usize = 65536;
+
+/// Why a FORWARD with a good MAC and time is not taken.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Replay {
+    /// Taken already.
+    Seen,
+    /// Too many FORWARDs within the window to remember another.
+    Full,
+}
+
+/// Records a FORWARD's `mac` sent at `time` (unix seconds) into `seen` (MAC → time) at
+/// `now`: Err when it was taken already or there is no room.
+pub(crate) fn take_once(
+    seen: &mut HashMap<[u8; 32], u64>,
+    mac: [u8; 32],
+    time: u64,
+    now: u64,
+) -> Result<(), Replay> {
+    if seen.contains_key(&mac) {
+        return Err(Replay::Seen);
+    }
+    if seen.len() >= MAX_SEEN {
+        let window = FORWARD_SKEW.as_secs();
+        seen.retain(|_, t| now.abs_diff(*t) <= window);
+        if seen.len() >= MAX_SEEN {
+            return Err(Replay::Full);
+        }
+    }
+    seen.insert(mac, time);
+    Ok(())
+}
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -55,7 +91,7 @@ impl Relay {
             time: unix_now(),
             mac: [0; 32],
         };
-        f.mac = forward_mac(&c.cfg.key, &f.signed());
+        f.mac = forward_mac(&c.cfg.key, &at.relay, &f.signed());
         let hs = self.cfg.handshake_timeout;
         let busy = |why: String| Refusal {
             code: ErrorCode::Busy,
@@ -100,7 +136,7 @@ impl Relay {
             let why = "this relay is in no cluster (msock proxy --etcd): it takes no FORWARD";
             return refuse(s, ErrorCode::Protocol, why).await;
         };
-        let mac = forward_mac(&c.cfg.key, &f.signed());
+        let mac = forward_mac(&c.cfg.key, &c.cfg.id, &f.signed());
         if !secrets::same(&mac, &f.mac) {
             self.refuse_count("bad_forward");
             self.status(
@@ -116,6 +152,24 @@ impl Relay {
             let why =
                 format!("FORWARD sent {skew} s away from this relay's clock; sync the clocks");
             return refuse(s, ErrorCode::AuthFailed, &why).await;
+        }
+        let once = take_once(&mut c.forwards(), f.mac, f.time, unix_now());
+        if let Err(e) = once {
+            self.refuse_count("bad_forward");
+            self.status(
+                "refused",
+                serde_json::json!({"from": peer.to_string(), "reason": "bad_forward"}),
+            );
+            return match e {
+                Replay::Seen => {
+                    let why = "FORWARD replayed: this relay took it already";
+                    refuse(s, ErrorCode::AuthFailed, why).await
+                }
+                Replay::Full => {
+                    let why = "too many FORWARDs to this relay just now; retry";
+                    refuse(s, ErrorCode::Busy, why).await
+                }
+            };
         }
         let sent = {
             let r = self.reg();
@@ -158,5 +212,27 @@ impl Relay {
                 refuse(s, ErrorCode::Busy, &why).await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forward_is_taken_once_and_the_memory_is_bounded() {
+        let mut seen = HashMap::new();
+        assert_eq!(take_once(&mut seen, [1; 32], 100, 100), Ok(()));
+        assert_eq!(take_once(&mut seen, [1; 32], 100, 101), Err(Replay::Seen));
+        for i in 1..MAX_SEEN as u64 {
+            let mut mac = [0; 32];
+            mac[..8].copy_from_slice(&i.to_be_bytes());
+            assert_eq!(take_once(&mut seen, mac, 100, 100), Ok(()));
+        }
+        assert_eq!(take_once(&mut seen, [2; 32], 100, 100), Err(Replay::Full));
+        // Later, the old ones are out of the window (and would fail the time check).
+        let later = 100 + FORWARD_SKEW.as_secs() + 1;
+        assert_eq!(take_once(&mut seen, [2; 32], later, later), Ok(()));
+        assert_eq!(seen.len(), 1);
     }
 }

@@ -8,7 +8,13 @@
 //! - `names/<name>` → the name's secret sealed with the cluster key ([`seal`]: never in clear
 //!   in the store), on a lease of the name TTL that the relay holding its listener renews;
 //! - `at/<name>` → [`At`]: the relay the listener is attached at, its generation and the
-//!   published direct addresses, on the relay's lease (gone with the relay).
+//!   published direct addresses, on the relay's lease (gone with the relay), deleted when
+//!   the listener's control channel ends (a transaction guarded by our write's revision).
+//!
+//! As at a single relay, a name whose listener never stayed lives only [`UNATTACHED_TTL`]:
+//! `names/<name>` gets a lease of that TTL first, and moves to one of the full name TTL when
+//! its listener stays (first keepalive on its channel). The per-relay caps (`--max-names`,
+//! `--max-names-per-source`) are checked before the claim.
 //!
 //! Registering at any relay: the proof is checked against the secret read from the store; a
 //! first registration is a transaction "create if absent" (`create_revision == 0`), a
@@ -25,6 +31,7 @@
 //! data path stays one relay hop.
 
 pub(crate) mod forward;
+mod locate;
 pub(crate) mod seal;
 
 use std::collections::HashMap;
@@ -39,6 +46,7 @@ use tokio::sync::Notify;
 use super::etcd::kv::{Cmp, Kv, Op};
 use super::etcd::watch::Event;
 use super::etcd::{Etcd, EtcdError};
+use super::registry::UNATTACHED_TTL;
 use super::secrets;
 use super::server::Relay;
 use super::wire::{MAX_ADDRS, NONCE_LEN};
@@ -46,6 +54,11 @@ pub use seal::KEY_LEN;
 
 /// TTL of a relay's lease: its `relays/` and `at/` keys go this long after it died.
 pub const RELAY_TTL: Duration = Duration::from_secs(10);
+
+/// Longest silence of the watch of `at/` before it is read again and watched anew (a member
+/// that stopped answering without closing the connection). etcd's progress messages (every
+/// 10 minutes by default) or any change reset it; an idle cluster re-reads `at/` this often.
+const WATCH_IDLE: Duration = Duration::from_secs(3 * RELAY_TTL.as_secs());
 
 /// How a relay joins a cluster.
 #[derive(Debug)]
@@ -131,6 +144,10 @@ pub(crate) struct Claim {
     pub secret: [u8; 32],
     /// A new name: the listener is sent the secret.
     pub fresh: bool,
+    /// The revision of our write of `at/<name>`.
+    pub rev: i64,
+    /// The generation written in `at/<name>`.
+    pub gen: u64,
 }
 
 /// A name whose `at/` key this relay wrote.
@@ -138,6 +155,8 @@ pub(crate) struct Claim {
 struct Owned {
     /// The lease of its `names/` key.
     name_lease: i64,
+    /// That lease has the full name TTL (else [`UNATTACHED_TTL`]: no listener stayed yet).
+    full: bool,
     /// The generation written.
     gen: u64,
     /// The revision of our write of `at/<name>`: older changes seen later say nothing.
@@ -156,7 +175,21 @@ pub struct Cluster {
     gens: AtomicU64,
     /// Wakes the watcher to read `at/` again (after the lease came back).
     rewatch: Notify,
+    /// The newest revision of a put of `at/<name>` by another relay, per name, and when it
+    /// was seen: a registration here whose write is older lost the name, even when the put
+    /// arrived before this relay knew the name was its own. At most [`SEEN_MAX`] names.
+    seen: Mutex<HashMap<String, (i64, std::time::Instant)>>,
+    /// MACs of the FORWARDs taken, with their time (see [`forward::take_once`]).
+    forwards: Mutex<HashMap<[u8; 32], u64>>,
+    /// Bounds of the reads of `at/` for ROUTE and LOOKUP.
+    lookups: locate::Lookups,
 }
+
+/// Most names [`Cluster`] remembers other relays' `at/` puts for.
+const SEEN_MAX: usize = 4096;
+/// How long such a put is remembered when the map is full (a registration's claim and
+/// install take far less).
+const SEEN_FOR: Duration = Duration::from_secs(60);
 
 impl Cluster {
     /// A cluster membership (no lease yet: [`Relay::cluster_lease`] takes one).
@@ -168,7 +201,37 @@ impl Cluster {
             owned: Mutex::default(),
             gens: AtomicU64::new(0),
             rewatch: Notify::new(),
+            seen: Mutex::default(),
+            forwards: Mutex::default(),
+            lookups: locate::Lookups::default(),
         })
+    }
+
+    fn forwards(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], u64>> {
+        self.forwards.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Another relay put `at/<name>` at revision `rev`.
+    fn saw(&self, name: &str, rev: i64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= SEEN_MAX && !seen.contains_key(name) {
+            seen.retain(|_, (_, at)| at.elapsed() < SEEN_FOR);
+            if seen.len() >= SEEN_MAX {
+                seen.clear();
+            }
+        }
+        let e = seen
+            .entry(name.to_owned())
+            .or_insert((0, std::time::Instant::now()));
+        if rev > e.0 {
+            *e = (rev, std::time::Instant::now());
+        }
+    }
+
+    /// Whether another relay wrote `at/<name>` after our write at revision `rev`.
+    pub(crate) fn lost(&self, name: &str, rev: i64) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(name).is_some_and(|(r, _)| *r > rev)
     }
 
     fn key(&self, kind: &str, name: &str) -> Vec<u8> {
@@ -227,11 +290,14 @@ impl Cluster {
                     (s, true, Cmp::Created(nk.clone(), 0), sealed, 0)
                 }
             };
-            let lease = match old_lease {
-                0 => etcd.grant(ttl).await?,
+            // A listener that never stayed holds its name only as long as at a single relay:
+            // a short lease first, the full TTL once it stays ([`Cluster::stayed`]).
+            let short = ttl.min(UNATTACHED_TTL.as_secs());
+            let (lease, lease_ttl) = match old_lease {
+                0 => (etcd.grant(short).await?, short),
                 l => match etcd.keepalive(l).await? {
-                    Some(_) => l,
-                    None => etcd.grant(ttl).await?,
+                    Some(t) => (l, u64::try_from(t).unwrap_or(0)),
+                    None => (etcd.grant(short).await?, short),
                 },
             };
             let gen = self.gens.fetch_add(1, Ordering::Relaxed) + 1;
@@ -246,15 +312,22 @@ impl Cluster {
                 Op::Put(ak.clone(), at.encode(), relay_lease),
             ];
             if let Some(rev) = etcd.txn(&[cmp], &ops).await? {
+                self.lookups.registered(name);
                 self.owned().insert(
                     name.to_owned(),
                     Owned {
                         name_lease: lease,
+                        full: lease_ttl >= ttl,
                         gen,
                         rev,
                     },
                 );
-                return Ok(Claim { secret, fresh });
+                return Ok(Claim {
+                    secret,
+                    fresh,
+                    rev,
+                    gen,
+                });
             }
         }
         Err(ClaimError::Unavailable(
@@ -262,10 +335,71 @@ impl Cluster {
         ))
     }
 
-    /// Where `name`'s listener is attached, from the store.
-    pub(crate) async fn locate(&self, name: &str) -> Result<Option<At>, EtcdError> {
-        let kv = self.cfg.etcd.get(&self.key("at", name)).await?;
-        Ok(kv.and_then(|kv| At::decode(&kv.value)))
+    /// `name`'s listener (registration `gen` of [`Claim`]) stayed: its `names/` key moves to
+    /// a lease of the full name `ttl` (guarded: unless the key changed meanwhile). False when
+    /// the store could not be written (the caller tries again later).
+    pub(crate) async fn stayed(&self, name: &str, gen: u64, ttl: Duration) -> bool {
+        let old = match self.owned().get(name) {
+            Some(o) if o.gen == gen && !o.full => o.name_lease,
+            _ => return true,
+        };
+        let etcd = &self.cfg.etcd;
+        let nk = self.key("names", name);
+        let moved = async {
+            let Some(kv) = etcd.get(&nk).await? else {
+                return Ok(None);
+            };
+            if kv.lease != old {
+                return Ok(None);
+            }
+            let lease = etcd.grant(ttl.as_secs().max(1)).await?;
+            let cmp = [Cmp::Modified(nk.clone(), kv.mod_revision)];
+            let done = etcd.txn(&cmp, &[Op::Put(nk, kv.value, lease)]).await?;
+            Ok::<_, EtcdError>(done.map(|_| lease))
+        }
+        .await;
+        match moved {
+            Ok(got) => {
+                if let Some(o) = self.owned().get_mut(name).filter(|o| o.gen == gen) {
+                    o.full = true;
+                    if let Some(lease) = got {
+                        o.name_lease = lease;
+                    }
+                }
+                if got.is_some() {
+                    let _ = etcd.revoke(old).await;
+                }
+                true
+            }
+            Err(e) => {
+                tracing::info!("cannot give '{name}' its full TTL in etcd: {e}");
+                false
+            }
+        }
+    }
+
+    /// `name`'s listener (registration `gen` of [`Claim`]) left this relay: deletes
+    /// `at/<name>` unless another write replaced ours, and forgets the name as ours. The
+    /// name's `names/` key (its secret) stays on its own lease.
+    pub(crate) async fn detach(&self, name: &str, gen: u64) {
+        let rev = {
+            let mut owned = self.owned();
+            match owned.get(name) {
+                Some(o) if o.gen == gen => {
+                    let rev = o.rev;
+                    owned.remove(name);
+                    rev
+                }
+                _ => return,
+            }
+        };
+        let ak = self.key("at", name);
+        let cmp = [Cmp::Modified(ak.clone(), rev)];
+        if let Err(e) = self.cfg.etcd.txn(&cmp, &[Op::Delete(ak)]).await {
+            tracing::info!(
+                "cannot delete at/{name} in etcd (it goes with this relay's lease): {e}"
+            );
+        }
     }
 
     /// Whether `at` is this relay.
@@ -284,6 +418,7 @@ impl Relay {
         };
         let etcd = &c.cfg.etcd;
         let mut name_renewal = tokio::time::Instant::now();
+        let mut renewing: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             let lease = c.lease.load(Ordering::Relaxed);
             let ok = if lease == 0 {
@@ -299,7 +434,8 @@ impl Relay {
                     Ok(l) => {
                         c.lease.store(l, Ordering::Relaxed);
                         self.status("cluster_lease", serde_json::json!({"relay": c.cfg.id}));
-                        self.reassert(&c).await;
+                        // Not in this loop: with many names it would outlast the lease.
+                        tokio::spawn(self.clone().reassert(c.clone()));
                         c.rewatch.notify_waiters();
                         true
                     }
@@ -329,8 +465,10 @@ impl Relay {
             }
             if ok
                 && name_renewal.elapsed() >= (self.cfg.name_ttl / 3).min(Duration::from_secs(3600))
+                && renewing.as_ref().is_none_or(|t| t.is_finished())
             {
-                self.renew_names(&c).await;
+                // Its own task: the relay's lease is renewed meanwhile.
+                renewing = Some(tokio::spawn(self.clone().renew_names(c.clone())));
                 name_renewal = tokio::time::Instant::now();
             }
             tokio::time::sleep(RELAY_TTL / 3).await;
@@ -348,7 +486,7 @@ impl Relay {
     }
 
     /// Renews the `names/` leases of the names whose listener is attached here.
-    async fn renew_names(&self, c: &Cluster) {
+    async fn renew_names(self: Arc<Self>, c: Arc<Cluster>) {
         let live: Vec<i64> = {
             let r = self.reg();
             c.owned()
@@ -357,17 +495,20 @@ impl Relay {
                 .map(|(_, o)| o.name_lease)
                 .collect()
         };
-        for l in live {
-            if let Err(e) = c.cfg.etcd.keepalive(l).await {
-                tracing::info!("cannot renew a name's lease: {e}");
-                return;
+        bounded(live, |l| {
+            let c = c.clone();
+            async move {
+                if let Err(e) = c.cfg.etcd.keepalive(l).await {
+                    tracing::info!("cannot renew a name's lease: {e}");
+                }
             }
-        }
+        })
+        .await;
     }
 
     /// With a new lease: writes `at/<name>` again for each name attached here that points
     /// here or nowhere; closes the channels of names another relay took meanwhile.
-    async fn reassert(&self, c: &Cluster) {
+    async fn reassert(self: Arc<Self>, c: Arc<Cluster>) {
         let lease = c.lease.load(Ordering::Relaxed);
         let mine: Vec<(String, u64)> = {
             let r = self.reg();
@@ -377,62 +518,63 @@ impl Relay {
                 .map(|(n, o)| (n.clone(), o.gen))
                 .collect()
         };
-        for (name, gen) in mine {
-            let ak = c.key("at", &name);
-            let direct = self
-                .reg()
-                .names
-                .get(&name)
-                .map(|n| n.addrs.clone())
-                .unwrap_or_default();
-            let at = At {
-                relay: c.cfg.id.clone(),
-                addr: c.cfg.advertise,
-                gen,
-                direct,
-            };
-            let done = match c.cfg.etcd.get(&ak).await {
-                Ok(None) => {
-                    c.cfg
-                        .etcd
-                        .txn(
-                            &[Cmp::Created(ak.clone(), 0)],
-                            &[Op::Put(ak, at.encode(), lease)],
-                        )
-                        .await
-                }
-                Ok(Some(kv)) if At::decode(&kv.value).is_some_and(|a| c.is_me(&a)) => {
-                    c.cfg
-                        .etcd
-                        .txn(
-                            &[Cmp::Modified(ak.clone(), kv.mod_revision)],
-                            &[Op::Put(ak, at.encode(), lease)],
-                        )
-                        .await
-                }
-                Ok(Some(_)) => Ok(None),
-                Err(e) => {
-                    tracing::info!("cannot re-assert names in etcd: {e}");
-                    return;
-                }
-            };
-            match done {
-                Ok(Some(rev)) => {
-                    if let Some(o) = c.owned().get_mut(&name) {
-                        o.rev = rev;
-                    }
-                }
-                Ok(None) => self.taken_elsewhere(&name),
-                Err(e) => {
-                    tracing::info!("cannot re-assert '{name}' in etcd: {e}");
-                    return;
+        bounded(mine, |(name, gen)| {
+            let (me, c) = (self.clone(), c.clone());
+            async move { me.reassert_one(&c, lease, name, gen).await }
+        })
+        .await;
+    }
+
+    /// [`Relay::reassert`] for one name.
+    async fn reassert_one(&self, c: &Cluster, lease: i64, name: String, gen: u64) {
+        let ak = c.key("at", &name);
+        let direct = self
+            .reg()
+            .names
+            .get(&name)
+            .map(|n| n.addrs.clone())
+            .unwrap_or_default();
+        let at = At {
+            relay: c.cfg.id.clone(),
+            addr: c.cfg.advertise,
+            gen,
+            direct,
+        };
+        let done = match c.cfg.etcd.get(&ak).await {
+            Ok(None) => {
+                c.cfg
+                    .etcd
+                    .txn(
+                        &[Cmp::Created(ak.clone(), 0)],
+                        &[Op::Put(ak, at.encode(), lease)],
+                    )
+                    .await
+            }
+            Ok(Some(kv)) if At::decode(&kv.value).is_some_and(|a| c.is_me(&a)) => {
+                c.cfg
+                    .etcd
+                    .txn(
+                        &[Cmp::Modified(ak.clone(), kv.mod_revision)],
+                        &[Op::Put(ak, at.encode(), lease)],
+                    )
+                    .await
+            }
+            Ok(Some(_)) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok(Some(rev)) => {
+                if let Some(o) = c.owned().get_mut(&name) {
+                    o.rev = rev;
                 }
             }
+            Ok(None) => self.taken_elsewhere(&name),
+            Err(e) => tracing::info!("cannot re-assert '{name}' in etcd: {e}"),
         }
     }
 
     /// Another relay holds `name` now: close its control channel here.
-    fn taken_elsewhere(&self, name: &str) {
+    pub(crate) fn taken_elsewhere(&self, name: &str) {
         if let Some(c) = &self.cluster {
             c.owned().remove(name);
         }
@@ -477,7 +619,7 @@ impl Relay {
                     continue;
                 }
             };
-            match c.cfg.etcd.watch_prefix(&prefix, rev + 1).await {
+            match c.cfg.etcd.watch_prefix(&prefix, rev + 1, WATCH_IDLE).await {
                 Ok(mut w) => loop {
                     tokio::select! {
                         evs = w.next() => match evs {
@@ -514,40 +656,36 @@ impl Relay {
         let Some(at) = At::decode(&kv.value).filter(|_| put) else {
             return;
         };
+        c.lookups.registered(name);
+        if c.is_me(&at) {
+            return;
+        }
+        c.saw(name, kv.mod_revision);
         let newer = c.owned().get(name).is_some_and(|o| kv.mod_revision > o.rev);
-        if !c.is_me(&at) && newer {
+        if newer {
             self.taken_elsewhere(name);
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Most etcd requests of one background job (name renewal, re-assertion) in flight.
+const IN_FLIGHT: usize = 16;
 
-    #[test]
-    fn at_values_round_trip_and_hostile_ones_are_none() {
-        let at = At {
-            relay: "r1".into(),
-            addr: "127.0.0.1:7480".parse().unwrap(),
-            gen: 3,
-            direct: vec!["192.0.2.1:5".parse().unwrap()],
-        };
-        assert_eq!(At::decode(&at.encode()), Some(at));
-        for bad in [
-            &br#"{"relay":"","addr":"1.2.3.4:5","gen":1,"direct":[]}"#[..],
-            br#"{"relay":"x","addr":"nope","gen":1,"direct":[]}"#,
-            br#"{"relay":"x","addr":"1.2.3.4:5","gen":-1,"direct":[]}"#,
-            br#"{"relay":"x","addr":"1.2.3.4:5","gen":1,"direct":[7]}"#,
-            br#"[]"#,
-            b"\xff",
-        ] {
-            assert_eq!(At::decode(bad), None);
+/// Runs `f` on every item, at most [`IN_FLIGHT`] at a time; returns when all are done.
+async fn bounded<T, F, Fut>(items: Vec<T>, f: F)
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for item in items {
+        if set.len() >= IN_FLIGHT {
+            let _ = set.join_next().await;
         }
-        let many = format!(
-            r#"{{"relay":"x","addr":"1.2.3.4:5","gen":1,"direct":[{}]}}"#,
-            vec!["\"1.2.3.4:5\""; 17].join(",")
-        );
-        assert_eq!(At::decode(many.as_bytes()), None);
+        set.spawn(f(item));
     }
+    while set.join_next().await.is_some() {}
 }
+
+#[cfg(test)]
+mod tests;

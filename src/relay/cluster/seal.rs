@@ -57,12 +57,15 @@ pub(crate) fn open(key: &[u8; KEY_LEN], name: &str, sealed: &[u8]) -> Option<[u8
     plain.try_into().ok()
 }
 
-/// The MAC of a FORWARD's body (everything before the MAC).
-pub(crate) fn forward_mac(key: &[u8; KEY_LEN], body: &[u8]) -> [u8; 32] {
-    let k = derive(key, "msock relay cluster forward v1");
+/// The MAC of a FORWARD's body (everything before the MAC) sent to relay `to` (its id): a
+/// FORWARD for one relay is no good at another.
+pub(crate) fn forward_mac(key: &[u8; KEY_LEN], to: &str, body: &[u8]) -> [u8; 32] {
+    let k = derive(key, "msock relay cluster forward v2");
     let Ok(mut m) = Hmac::<Sha256>::new_from_slice(&k) else {
         unreachable!("HMAC takes any key length")
     };
+    m.update(&(to.len() as u64).to_be_bytes());
+    m.update(to.as_bytes());
     m.update(body);
     m.finalize().into_bytes().into()
 }
@@ -87,6 +90,8 @@ mod tests {
         let mut bent = s.clone();
         bent[20] ^= 1;
         assert_eq!(open(&k, "pc", &bent), None);
-        assert_ne!(forward_mac(&k, b"x"), forward_mac(&other, b"x"));
+        assert_ne!(forward_mac(&k, "a", b"x"), forward_mac(&other, "a", b"x"));
+        assert_ne!(forward_mac(&k, "a", b"x"), forward_mac(&k, "b", b"x"));
+        assert_ne!(forward_mac(&k, "ab", b"x"), forward_mac(&k, "a", b"bx"));
     }
 }

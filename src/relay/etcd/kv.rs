@@ -52,6 +52,8 @@ pub(crate) enum Cmp {
 pub(crate) enum Op {
     /// Put the key with the value, on the lease (0: none).
     Put(Vec<u8>, Vec<u8>, i64),
+    /// Delete the key.
+    Delete(Vec<u8>),
 }
 
 impl Cmp {
@@ -69,6 +71,7 @@ impl Op {
     fn json(&self) -> Value {
         match self {
             Op::Put(k, v, lease) => json!({"request_put": put_body(k, v, *lease)}),
+            Op::Delete(k) => json!({"request_delete_range": {"key": b64(k)}}),
         }
     }
 }

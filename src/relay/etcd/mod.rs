@@ -113,7 +113,11 @@ impl Etcd {
                 Err(EtcdError::Server { code, message }) if RETRY_CODES.contains(&code) => {
                     last = format!("{ep}: {message}");
                 }
-                Err(EtcdError::Unavailable(e)) => last = format!("{ep}: {e}"),
+                // Not etcd's gateway (an HTML 404, a proxy's page, garbage): another member
+                // may be; only a well-formed etcd error is the cluster's answer.
+                Err(EtcdError::Unavailable(e) | EtcdError::Malformed(e)) => {
+                    last = format!("{ep}: {e}")
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -211,8 +215,54 @@ pub(crate) fn unb64(v: &Value, k: &str) -> Result<Vec<u8>, EtcdError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_member_that_is_not_etcd_is_skipped() {
+        let html = b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\n\
+            Content-Length: 14\r\n\r\n<html>no</html";
+        let good =
+            b"HTTP/1.1 200 OK\r\nContent-Length: 27\r\n\r\n{\"header\":{\"revision\":\"5\"}}";
+        let refused = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 40\r\n\r\n\
+            {\"error\":\"bad\",\"message\":\"bad\",\"code\":3}";
+        let (bad, ok) = (
+            fake_member(html, false).await,
+            fake_member(good, false).await,
+        );
+        let etcd = Etcd::new(&format!("{bad},{ok}"), Duration::from_secs(2)).unwrap();
+        let v = etcd
+            .call("/v3/kv/range", &serde_json::json!({}))
+            .await
+            .unwrap();
+        assert_eq!(field(&v["header"], "revision").unwrap(), 5);
+        // A well-formed etcd error is the answer: the next member is not asked.
+        let no = fake_member(refused, false).await;
+        let etcd = Etcd::new(&format!("{no},{ok}"), Duration::from_secs(2)).unwrap();
+        let e = etcd.call("/v3/kv/range", &serde_json::json!({})).await;
+        assert!(matches!(e, Err(EtcdError::Server { code: 3, .. })), "{e:?}");
+    }
+
+    /// A fake member on loopback: answers every request with `raw`, then closes (or holds
+    /// the connection open with `hold`). Its URL.
+    pub(crate) async fn fake_member(raw: &'static [u8], hold: bool) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s.write_all(raw).await;
+                    if hold {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                });
+            }
+        });
+        url
+    }
 
     #[test]
     fn answers_errors_and_results() {

@@ -1,5 +1,7 @@
 //! Watches: a stream of changes under a prefix.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 
@@ -19,20 +21,32 @@ pub(crate) enum Event {
 /// A running watch.
 pub(crate) struct Watch {
     lines: Lines<TcpStream>,
+    /// Longest silence before the watch counts as dead (a member that stopped answering
+    /// without closing the connection); etcd sends progress messages meanwhile.
+    idle: Duration,
 }
 
 impl Etcd {
     /// Watches every key under `prefix` from revision `from` on, at the first member that
-    /// takes it.
-    pub(crate) async fn watch_prefix(&self, prefix: &[u8], from: i64) -> Result<Watch, EtcdError> {
+    /// takes it; the watch ends with an error after `idle` without a message.
+    pub(crate) async fn watch_prefix(
+        &self,
+        prefix: &[u8],
+        from: i64,
+        idle: Duration,
+    ) -> Result<Watch, EtcdError> {
         let body = json!({"create_request": {"key": b64(prefix),
-            "range_end": b64(&prefix_end(prefix)), "start_revision": from.to_string()}})
+            "range_end": b64(&prefix_end(prefix)), "start_revision": from.to_string(),
+            "progress_notify": true}})
         .to_string();
         let mut last = String::new();
         for ep in self.endpoints_in_turn() {
             match http::post(ep, "/v3/watch", body.as_bytes(), self.timeout).await {
                 Ok(r) if r.status == 200 => {
-                    let mut w = Watch { lines: r.lines() };
+                    let mut w = Watch {
+                        lines: r.lines(),
+                        idle,
+                    };
                     // The first message says the watch was created.
                     match tokio::time::timeout(self.timeout, w.next()).await {
                         Ok(Ok(ev)) if ev.is_empty() => return Ok(w),
@@ -53,12 +67,17 @@ impl Etcd {
 
 impl Watch {
     /// The next batch of changes (empty for a watch's created or progress message). An error
-    /// ends the watch: the caller reads the prefix again and watches anew.
+    /// (also: no message within the watch's idle bound) ends the watch: the caller reads the
+    /// prefix again and watches anew.
     pub(crate) async fn next(&mut self) -> Result<Vec<Event>, EtcdError> {
-        let line = self
-            .lines
-            .next()
+        let line = tokio::time::timeout(self.idle, self.lines.next())
             .await
+            .map_err(|_| {
+                EtcdError::Unavailable(format!(
+                    "the watch was silent for {} s",
+                    self.idle.as_secs_f64()
+                ))
+            })?
             .map_err(|e| EtcdError::Unavailable(e.to_string()))?
             .ok_or_else(|| EtcdError::Unavailable("the watch stream ended".into()))?;
         parse_events(&answer(200, &line)?)
@@ -114,5 +133,20 @@ mod tests {
         ] {
             assert!(parse_events(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_silent_member_ends_the_watch() {
+        // Creates the watch, then says nothing and keeps the connection open.
+        let created = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+            19\r\n{\"result\":{\"created\":1}}\n\r\n";
+        let url = crate::relay::etcd::tests::fake_member(created, true).await;
+        let etcd = Etcd::new(&url, Duration::from_secs(2)).unwrap();
+        let mut w = etcd
+            .watch_prefix(b"p/", 1, Duration::from_millis(300))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), w.next()).await;
+        assert!(matches!(got, Ok(Err(EtcdError::Unavailable(_)))), "{got:?}");
     }
 }
