@@ -89,8 +89,10 @@
 //! **Relay clusters** (added with frame types 0x2D-0x2E and the ERROR code 0x21, registry
 //! unavailable; see [`cluster`]): relays started with `--etcd` share their names in etcd. A
 //! ROUTE at relay A for a name attached at relay B: A opens `MSOCK\x01 FORWARD(name, id,
-//! token, A's address, Unix time, HMAC(cluster key, the rest))` to B; B answers FOUND() after
-//! sending DIAL_AT(id, token, A's address) on the name's control channel, or ERROR; the
+//! token, A's address, Unix time, MAC)` to B, where MAC = HMAC(a key derived from the cluster
+//! key, B's relay id || the rest), each MAC accepted once within its 30 s window; B answers
+//! FOUND() after sending DIAL_AT(id, token, A's address) on the name's control channel, or
+//! ERROR; the
 //! listener dials back to that address with SPLICE as after a DIAL, so that the data path has
 //! one relay hop: only if that address is no nearer to it than the relay that sent DIAL_AT
 //! (see `dial_at`: a relay on the internet cannot aim a listener at its loopback or LAN), and

@@ -200,7 +200,8 @@ pub(crate) struct Forward {
     pub at: SocketAddr,
     /// When it was sent (Unix seconds).
     pub time: u64,
-    /// `HMAC(cluster key, the other fields)`.
+    /// `HMAC(key derived from the cluster key, receiving relay's id || the other fields)`
+    /// (see `cluster::seal::forward_mac`).
     pub mac: [u8; 32],
 }
 
