@@ -444,17 +444,25 @@ fn concurrent_offers_cannot_both_claim_the_free_space() {
         second["refused"].as_str().unwrap().contains("free"),
         "{second}"
     );
-    // The first transfer ended: its claim is released.
-    let again = rt()
-        .block_on(session(&dest, SHORT, |mut c| async move {
-            c.send(tag::OFFER, offer(&[("b.img", size)], TOKEN_B)).await;
-            let st = c.status().await;
-            c.close().await;
-            st
-        }))
-        .unwrap()
-        .unwrap();
-    assert!(again["refused"].is_null(), "not released: {again}");
+    // The first transfer ended: its claim is released (when the listener has seen the end,
+    // which may come a moment after the client's close).
+    let deadline = Instant::now() + SHORT;
+    loop {
+        let again = rt()
+            .block_on(session(&dest, SHORT, |mut c| async move {
+                c.send(tag::OFFER, offer(&[("b.img", size)], TOKEN_B)).await;
+                let st = c.status().await;
+                c.close().await;
+                st
+            }))
+            .unwrap()
+            .unwrap();
+        if again["refused"].is_null() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not released: {again}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     l.proc.assert_running("-k");
 }
 
