@@ -308,7 +308,10 @@ async fn run_channel(
     ping.tick().await;
     let mut token = 0u64;
     let mut frames = wire::spawn_reader(c.rd, c.keepalive * 2 + Duration::from_secs(1));
-    let dials = Arc::new(tokio::sync::Semaphore::new(DIALS_MAX));
+    let dials: Dials = (
+        Arc::new(tokio::sync::Semaphore::new(DIALS_MAX)),
+        Arc::new(tokio::sync::Semaphore::new(DIALS_QUEUED)),
+    );
     loop {
         tokio::select! {
             f = frames.recv() => match f.unwrap_or(Err(wire::WireError::ReaderGone)) {
@@ -345,28 +348,36 @@ async fn run_channel(
     }
 }
 
-/// Dial-backs one control channel may have in flight: a relay that sends DIALs faster than
-/// they complete gets the rest dropped (their clients time out) instead of as many
-/// connections as it asks for.
+/// Dial-backs one control channel may have in flight; more wait for their turn.
 const DIALS_MAX: usize = 64;
+/// Dial-backs one control channel may have started or waiting: a relay that sends DIALs
+/// faster than they complete gets the rest dropped (their clients time out) instead of as
+/// many connections, or waiting tasks, as it asks for.
+const DIALS_QUEUED: usize = 1024;
 
-/// Starts a dial-back to `relay` for splice `id` if the channel has one to spare.
+/// The dial-backs of one control channel: (in flight, started or waiting).
+type Dials = (Arc<tokio::sync::Semaphore>, Arc<tokio::sync::Semaphore>);
+
+/// Starts a dial-back to `relay` for splice `id` (once one of the channel's `DIALS_MAX` is
+/// free) if fewer than `DIALS_QUEUED` are started or waiting.
 fn dial(
-    dials: &Arc<tokio::sync::Semaphore>,
+    dials: &Dials,
     relay: SocketAddr,
     id: u64,
     token: [u8; NONCE_LEN],
     inject: &Inject,
     dialed: &Dialed,
 ) {
-    let Ok(permit) = dials.clone().try_acquire_owned() else {
-        tracing::info!("{DIALS_MAX} dial-backs to relays in flight: splice {id:016x} dropped");
+    let Ok(queued) = dials.1.clone().try_acquire_owned() else {
+        tracing::info!("{DIALS_QUEUED} dial-backs to relays pending: splice {id:016x} dropped");
         return;
     };
-    let (inject, dialed) = (inject.clone(), dialed.clone());
+    let (running, inject, dialed) = (dials.0.clone(), inject.clone(), dialed.clone());
     tokio::spawn(async move {
-        dial_back(relay, id, token, inject, dialed).await;
-        drop(permit);
+        if let Ok(_turn) = running.acquire_owned().await {
+            dial_back(relay, id, token, inject, dialed).await;
+        }
+        drop(queued);
     });
 }
 

@@ -96,7 +96,7 @@
 //! listener dials back to that address with SPLICE as after a DIAL, so that the data path has
 //! one relay hop: only if that address is no nearer to it than the relay that sent DIAL_AT
 //! (see `dial_at`: a relay on the internet cannot aim a listener at its loopback or LAN), and
-//! with at most 64 dial-backs in flight per control channel. Compatibility: a single relay (no `--etcd`) never sends either frame; a
+//! with at most 64 dial-backs in flight per control channel (1024 started or waiting). Compatibility: a single relay (no `--etcd`) never sends either frame; a
 //! listener that predates DIAL_AT takes it as an unexpected frame and re-registers, so a
 //! cluster needs listeners that know it for names reached through another relay; a relay
 //! that predates FORWARD answers it with ERROR(protocol). A listener that predates code

@@ -35,7 +35,7 @@ pub struct Counters {
     pub down: AtomicU64,
     /// One direction reached its end of stream.
     half_closed: AtomicBool,
-    /// Notified when the first bytes came from the listener.
+    /// Notified when the first bytes past its preamble came from the listener.
     first_down: Notify,
     /// The relay's totals, which every moved byte is also added to.
     totals: Option<Arc<Totals>>,
@@ -198,7 +198,11 @@ impl Way<'_> {
         if let Some(t) = self.total {
             t.inc_by(n as u64);
         }
-        if self.count.fetch_add(n as u64, Ordering::Relaxed) == 0 {
+        // A listener's preamble alone (it answers any connection so) is no session yet: the
+        // first bytes past it are (its WELCOME).
+        let before = self.count.fetch_add(n as u64, Ordering::Relaxed);
+        let past = crate::proto::PREAMBLE.len() as u64;
+        if before <= past && before + n as u64 > past {
             if let Some(f) = self.first {
                 f.notify_one();
             }
@@ -428,6 +432,8 @@ mod tests {
     async fn idle_pairs_end() {
         let (_client, relay_c) = pair().await;
         let (relay_l, mut listener) = pair().await;
+        // Its preamble, then more (a listener's preamble alone starts no session).
+        listener.write_all(&crate::proto::PREAMBLE).await.unwrap();
         listener.write_all(b"hello").await.unwrap();
         let t = Timeouts {
             idle: Duration::from_millis(200),
