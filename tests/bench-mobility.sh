@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stall time of an msock session when an address changes, as the receiving application sees
-# it: from the change (for "both", from the moment both ends are reachable again) to the first
-# read after the largest gap in the stream around it. An upload from the client, either paced
+# it: the largest gap between its reads in the second after the change (for "both", after the
+# moment both ends are reachable again), the gap spanning the change counted from the change. An upload from the client, either paced
 # (1400 bytes a millisecond, ~11 Mbit/s) or saturated (as fast as the link takes it, so that
 # the bottleneck's queue is full when the address changes), while
 #   cli   the client's address changes, REPS times;
@@ -78,8 +78,10 @@ EOF
 cat >"$tmp/stall.py" <<'EOF'
 import sys, statistics
 # For each event time m: the largest gap between two reads that ends after m and begins
-# before m + 1 s; the stall is the end of that gap minus m (what the application waited
-# from the change on). Also the gap itself, for the log.
+# before m + 1 s, the gap spanning m counted from m (what the application waited from the
+# change on); a later gap counts as its own length, not as how late after m it ends (a
+# loss-recovery gap 600 ms after the move is no 700 ms stall). Also each largest gap whole
+# (a gap spanning m from its start), for the log.
 arr = [float(l) for l in open(sys.argv[1])]
 moves = [float(l) for l in open(sys.argv[2])]
 stalls, gaps = [], []
@@ -91,8 +93,9 @@ for m in moves:
         if arr[j - 1] >= m + 1.0:
             break
         g = arr[j] - arr[j - 1]
-        if best is None or g > best[0]:
-            best = (g, arr[j] - m)
+        waited = arr[j] - max(arr[j - 1], m)
+        if best is None or waited > best[1]:
+            best = (g, waited)
     if best is not None:
         gaps.append(best[0] * 1000)
         stalls.append(best[1] * 1000)
