@@ -89,8 +89,8 @@ pub struct ListenArgs {
     pub name: Option<String>,
 
     /// A file whose first line is the registration key, for a relay started with
-    /// --auth-keys.
-    #[arg(long, value_name = "FILE", requires = "relay")]
+    /// --auth-keys (the relay of --relay, or with --code the one from config.toml).
+    #[arg(long, value_name = "FILE")]
     pub relay_key_file: Option<std::path::PathBuf>,
 
     /// Admit only clients whose key is listed in FILE: one fingerprint per line (SHA256:..., as
@@ -339,7 +339,8 @@ pub struct ProxyArgs {
     pub cluster_key_file: Option<std::path::PathBuf>,
 
     /// With --etcd: this relay's id in the cluster (letters, digits, '.', '_', '-'; default:
-    /// the advertised address).
+    /// the advertised address with ':', '[' and ']' as '_', e.g. 10.0.0.1_7480). A relay
+    /// whose id another live relay of the cluster holds refuses to start.
     #[arg(long, value_name = "ID", requires = "etcd")]
     pub relay_id: Option<String>,
 
@@ -349,7 +350,7 @@ pub struct ProxyArgs {
     pub advertise: Option<String>,
 
     /// With --etcd: prefix of the cluster's keys in etcd (several clusters can share one
-    /// etcd).
+    /// etcd); a '/' is added when it does not end with one.
     #[arg(
         long,
         value_name = "PREFIX",

@@ -43,6 +43,11 @@ pub async fn run(args: ListenArgs) -> Result<(), Failure> {
             "--code pairs through one relay: give one --relay",
         ));
     }
+    if args.relay_key_file.is_some() && args.relay.is_empty() && !args.code {
+        return Err(Failure::local(
+            "--relay-key-file is for a relay: give --relay (or --code)",
+        ));
+    }
     if args.relay.len() > crate::relay::client::MAX_RELAYS {
         return Err(Failure::local(format!(
             "--relay: at most {} relays",

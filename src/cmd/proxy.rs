@@ -69,6 +69,13 @@ pub async fn run(args: ProxyArgs) -> Result<(), Failure> {
         // Listeners may register as soon as we say we listen: take the lease first.
         let t = std::time::Instant::now();
         while !c.healthy() && t.elapsed() < std::time::Duration::from_secs(10) {
+            if let Some(holder) = c.id_taken_by() {
+                return Err(Failure::local(format!(
+                    "--relay-id {}: the relay at {holder} of this cluster has that id; give \
+                     each relay its own (--relay-id), or stop the other",
+                    c.cfg.id
+                )));
+            }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         match c.healthy() {
@@ -157,20 +164,25 @@ async fn join_cluster(
         key,
         id,
         advertise,
-        prefix: args.etcd_prefix.clone(),
+        prefix: match args.etcd_prefix.ends_with('/') {
+            true => args.etcd_prefix.clone(),
+            false => format!("{}/", args.etcd_prefix),
+        },
     }))
 }
 
-/// Reads a cluster key file: its first line that is not a comment, at least 32 characters;
-/// the key is derived from it.
+/// Reads a cluster key file (as [`crate::relay::secrets::load_keys`]: its first key), at
+/// least 32 characters; the key is derived from it.
 fn load_cluster_key(path: &std::path::Path) -> Result<[u8; 32], String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("--cluster-key-file {}: cannot read it: {e}", path.display()))?;
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .unwrap_or("");
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(format!(
+            "--cluster-key-file {}: cannot read it: {e}",
+            path.display()
+        ));
+    }
+    let line = crate::relay::secrets::load_keys(path)
+        .map(|mut k| k.swap_remove(0))
+        .unwrap_or_default();
     if line.len() < 32 {
         return Err(format!(
             "--cluster-key-file {}: the key must be at least 32 characters (make one with \
@@ -178,10 +190,7 @@ fn load_cluster_key(path: &std::path::Path) -> Result<[u8; 32], String> {
             path.display()
         ));
     }
-    Ok(blake3::derive_key(
-        "msock relay cluster key v1",
-        line.as_bytes(),
-    ))
+    Ok(blake3::derive_key("msock relay cluster key v1", &line))
 }
 
 /// The relay's status events: JSON lines on stdout with `--json` (`t` in milliseconds), else

@@ -307,7 +307,8 @@ impl Relay {
                 // there would squat a code's number for its whole TTL.
                 self.refuse_count("digits_name");
                 let why = format!(
-                    "'{name}' is a code's number (msock listen --code): pick a name with a                      letter in it"
+                    "'{name}' is a code's number (msock listen --code): pick a name with a \
+                     letter in it"
                 );
                 refuse(s, ErrorCode::Refused, &why).await;
             }

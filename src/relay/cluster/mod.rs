@@ -32,6 +32,7 @@
 
 pub(crate) mod forward;
 mod locate;
+mod member;
 pub(crate) mod seal;
 
 use std::collections::HashMap;
@@ -183,6 +184,8 @@ pub struct Cluster {
     forwards: Mutex<HashMap<[u8; 32], u64>>,
     /// Bounds of the reads of `at/` for ROUTE and LOOKUP.
     lookups: locate::Lookups,
+    /// The address of another relay found holding our id (see [`member`]).
+    id_taken: Mutex<Option<String>>,
 }
 
 /// Most names [`Cluster`] remembers other relays' `at/` puts for.
@@ -204,6 +207,7 @@ impl Cluster {
             seen: Mutex::default(),
             forwards: Mutex::default(),
             lookups: locate::Lookups::default(),
+            id_taken: Mutex::default(),
         })
     }
 
@@ -236,6 +240,14 @@ impl Cluster {
 
     fn key(&self, kind: &str, name: &str) -> Vec<u8> {
         format!("{}{kind}/{name}", self.cfg.prefix).into_bytes()
+    }
+
+    /// The address of the relay that holds this relay's id, if one was found doing so.
+    pub fn id_taken_by(&self) -> Option<String> {
+        self.id_taken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether etcd answered the relay's last keepalive.
@@ -425,9 +437,22 @@ impl Relay {
                 let got = async {
                     let l = etcd.grant(RELAY_TTL.as_secs()).await?;
                     let key = c.key("relays", &c.cfg.id);
-                    etcd.put(&key, c.cfg.advertise.to_string().as_bytes(), l)
-                        .await?;
-                    Ok::<i64, EtcdError>(l)
+                    match member::claim_id(etcd, &key, c.cfg.advertise, l).await {
+                        Ok(member::IdClaim::Ours) => Ok(l),
+                        Ok(member::IdClaim::Taken(holder)) => {
+                            let _ = etcd.revoke(l).await;
+                            self.status(
+                                "relay_id_taken",
+                                serde_json::json!({"relay": c.cfg.id, "by": holder}),
+                            );
+                            *c.id_taken.lock().unwrap_or_else(|e| e.into_inner()) = Some(holder);
+                            Err(EtcdError::Unavailable("--relay-id is taken".into()))
+                        }
+                        Err(e) => {
+                            let _ = etcd.revoke(l).await;
+                            Err(e)
+                        }
+                    }
                 }
                 .await;
                 match got {

@@ -149,13 +149,6 @@ impl Etcd {
         parse_range(&self.call("/v3/kv/range", &body).await?)
     }
 
-    /// Puts `key` = `value` on `lease` (0: none).
-    pub(crate) async fn put(&self, key: &[u8], value: &[u8], lease: i64) -> Result<(), EtcdError> {
-        self.call("/v3/kv/put", &put_body(key, value, lease))
-            .await?;
-        Ok(())
-    }
-
     /// Runs `ops` if every condition of `cmps` holds: the revision they were written at, or
     /// None when a condition failed.
     pub(crate) async fn txn(&self, cmps: &[Cmp], ops: &[Op]) -> Result<Option<i64>, EtcdError> {
