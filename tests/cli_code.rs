@@ -86,9 +86,16 @@ fn env(cmd: &mut std::process::Command, dir: &Path, who: &str) {
 
 /// `msock listen --relay RELAY --code EXTRA...`, waiting for its code.
 fn coded_listener(dir: &Path, relay: &str, extra: &[&str], stdout: Stdio) -> (Proc, String) {
-    let mut args = vec!["listen", "--relay", relay, "--code"];
+    let mut args = vec!["--relay", relay];
     args.extend_from_slice(extra);
-    let mut cmd = msock(&args);
+    coded_listener_with(dir, &args, stdout)
+}
+
+/// `msock listen --code ARGS...` (its relay from ARGS or config.toml), waiting for its code.
+fn coded_listener_with(dir: &Path, args: &[&str], stdout: Stdio) -> (Proc, String) {
+    let mut all = vec!["listen", "--code"];
+    all.extend_from_slice(args);
+    let mut cmd = msock(&all);
     env(&mut cmd, dir, "listener");
     cmd.stdin(Stdio::null()).stdout(stdout);
     let mut p = Proc::spawn("msock listen --code", cmd);
@@ -571,7 +578,8 @@ fn killed_listener_resumes_with_resume_and_no_new_code() {
 }
 
 /// A relay started with --auth-keys: a coded listener without --relay-key-file is refused,
-/// saying what to give; with the key it pairs and the text arrives.
+/// saying what to give; with the key (and the relay from config.toml) it pairs and the text
+/// arrives.
 #[test]
 fn code_at_a_relay_with_auth_keys_needs_the_relay_key() {
     let dir = tempdir();
@@ -596,7 +604,11 @@ fn code_at_a_relay_with_auth_keys_needs_the_relay_key() {
     assert!(!e.stderr.contains("code: "), "{}", e.stderr);
     let out = dir.path().join("out.txt");
     let k = keys.to_str().unwrap();
-    let (mut l, code) = coded_listener(dir.path(), &r, &["--relay-key-file", k], stdout_to(&out));
+    // The relay from config.toml (no --relay): --relay-key-file goes with --code alone.
+    let cfg = dir.path().join("listener/config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(cfg.join("config.toml"), format!("relay = \"{r}\"\n")).unwrap();
+    let (mut l, code) = coded_listener_with(dir.path(), &["--relay-key-file", k], stdout_to(&out));
     let e = sender(
         dir.path(),
         "sender",
@@ -609,7 +621,8 @@ fn code_at_a_relay_with_auth_keys_needs_the_relay_key() {
 }
 
 /// `send-file --code CODE FILE fiel.txt` with a relay in config.toml: the missing last
-/// argument is a mistyped file, said so (exit 2), and no relay is asked for anything.
+/// argument is a mistyped file, said so (exit 2), and no relay is asked for anything (a PAIR
+/// for the unregistered nameplate would show as a refusal at the relay).
 #[test]
 fn a_missing_last_argument_is_named_as_a_mistyped_file() {
     let dir = tempdir();

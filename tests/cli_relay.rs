@@ -19,12 +19,6 @@ const BULK: Duration = Duration::from_secs(90);
 /// Deadline for short exchanges.
 const SHORT: Duration = Duration::from_secs(20);
 
-fn assert_file_hash(path: &Path, want: &[u8; 32], len: usize, what: &str) {
-    let (got, n) = sha256_file(path);
-    assert_eq!(n, len as u64, "{what}: {n} bytes, want {len}");
-    assert_eq!(hex(&got), hex(want), "{what}: bytes differ");
-}
-
 /// 100 MB each way at once through the relay (the listener has no port of its own, so the
 /// relay is the only way); both sides get exactly the other's bytes and exit 0, and the relay
 /// reports one splice.

@@ -49,12 +49,6 @@ fn relays(etcd: &EtcdCluster, dir: &Path) -> Vec<Relay> {
         .collect()
 }
 
-fn assert_file_hash(path: &Path, want: &[u8; 32], len: usize, what: &str) {
-    let (got, n) = sha256_file(path);
-    assert_eq!(n, len as u64, "{what}: {n} bytes, want {len}");
-    assert_eq!(hex(&got), hex(want), "{what}: bytes differ");
-}
-
 /// A listener attached at relay A, a client at relay C: C forwards the DIAL to A, the
 /// listener dials back to C, and the 100 MB stream and a send-file arrive byte-identical,
 /// spliced at C alone.
@@ -444,4 +438,37 @@ fn a_missing_or_short_cluster_key_is_a_usage_error() {
     );
     assert_eq!(e.code, Some(2), "{}", e.stderr);
     assert!(e.stderr.contains("--cluster-key-file"), "{}", e.stderr);
+}
+
+/// A relay started with the id of a live relay of the cluster refuses to start (exit 2),
+/// naming the relay that holds it: two relays of one id would each take the other's
+/// listeners for their own.
+#[test]
+fn a_relay_id_held_by_another_relay_is_refused() {
+    let Some(etcd) = EtcdCluster::start() else {
+        return;
+    };
+    let dir = tempdir();
+    let r = relays(&etcd, dir.path());
+    let key = dir.path().join("cluster.key");
+    let e = run(
+        &[
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--etcd",
+            &etcd.urls(),
+            "--cluster-key-file",
+            key.to_str().unwrap(),
+            "--relay-id",
+            "a",
+        ],
+        SHORT,
+    );
+    assert_eq!(e.code, Some(2), "{}", e.stderr);
+    assert!(
+        e.stderr.contains("--relay-id a") && e.stderr.contains(&r[0].addr.to_string()),
+        "{}",
+        e.stderr
+    );
 }

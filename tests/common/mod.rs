@@ -415,6 +415,13 @@ pub fn sha256_file(path: &Path) -> ([u8; 32], u64) {
     (h.finalize().into(), total)
 }
 
+/// Asserts that the file at `path` has `len` bytes whose SHA-256 is `want`.
+pub fn assert_file_hash(path: &Path, want: &[u8; 32], len: usize, what: &str) {
+    let (got, n) = sha256_file(path);
+    assert_eq!(n, len as u64, "{what}: {n} bytes, want {len}");
+    assert_eq!(hex(&got), hex(want), "{what}: bytes differ");
+}
+
 /// Hex of a digest, for messages.
 pub fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
