@@ -439,7 +439,8 @@ fn take(buckets: &mut HashMap<IpAddr, Bucket>, ip: IpAddr, rate: f64, burst: f64
     true
 }
 
-fn unix_now() -> u64 {
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -22,6 +22,7 @@ use super::seal::forward_mac;
 use super::At;
 use crate::proto::text::Untrusted;
 use crate::proto::ErrorCode;
+use crate::relay::registry::unix_now;
 use crate::relay::secrets;
 use crate::relay::server::{refuse, Relay};
 use crate::relay::wire::{
@@ -60,12 +61,6 @@ pub(crate) fn take_once(
     }
     seen.insert(mac, time);
     Ok(())
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl Relay {
