@@ -13,7 +13,7 @@
 //! `which` = `local`|`peer`|`none`, `stall_ms`, `away_ms`, `resend_bytes`), `session_resumed`
 //! (`stall_ms`), `server_moved` (`to`), `path_hello` (client: a replacement connection is up and
 //! its HELLO goes out; `path`, `hello`, `local`, `remote`), `delivery_resumed` (the peer's
-//! stream moved on for the first time after a path came up; `path`, `after_attach_ms`),
+//! stream moved on for the first time after a path came back from a loss; `path`, `after_attach_ms`),
 //! `session_closed` (`outcome`, `error`, `sent`,
 //! `received`, `seconds`). The relay names its own kinds (in its module doc).
 

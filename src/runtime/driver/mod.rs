@@ -101,7 +101,8 @@ struct PathConn {
     /// The flowpath is attached (not still waiting for CHALLENGE or RESUMED).
     attached: bool,
     /// When a frame last arrived on it (or it was added): if it breaks, the peer has been
-    /// away since then.
+    /// away since then. Kept here, not asked of the session: the session may have retired
+    /// the path (and its clock) before the driver sees the loss.
     heard: Instant,
 }
 
@@ -151,6 +152,9 @@ pub struct Driver<I, O> {
     control: Option<ControlPlane>,
     /// Paths that broke and have not come back yet.
     lost: HashMap<PathId, Lost>,
+    /// Paths that came back after a loss whose peer's stream has not moved on since (the
+    /// session reports that after every attach; only these are a resume's).
+    came_back: std::collections::HashSet<PathId>,
     app_in: Option<I>,
     /// Input read but not yet taken by the session (it was full).
     in_chunk: Option<Bytes>,
@@ -230,6 +234,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             addr_book: AddrBook::default(),
             control: None,
             lost: HashMap::new(),
+            came_back: Default::default(),
             app_in: input,
             in_chunk: None,
             app_out: output,
@@ -486,7 +491,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                         self.lose_path(c, why);
                     }
                 }
-                Event::DeliveryResumed { path, after } => {
+                Event::DeliveryResumed { path, after } if self.came_back.remove(&path) => {
                     let ms = after.as_secs_f64() * 1000.0;
                     tracing::info!("path {path}: the peer's stream moves again, {ms:.0} ms after the path came up");
                     self.events.emit(
@@ -494,6 +499,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                         serde_json::json!({"path": path.0, "after_attach_ms": ms}),
                     );
                 }
+                Event::DeliveryResumed { .. } => {}
                 Event::PathClosed(id) => tracing::debug!("path {id} retired"),
                 Event::PeerFinished => tracing::info!("peer finished sending"),
                 Event::Finished => tracing::info!("session complete"),
@@ -513,6 +519,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         self.path_addrs.insert(id, (c.conn.local, c.conn.peer));
         match self.lost.remove(&id) {
             Some(lost) => {
+                self.came_back.insert(id);
                 // Say which end moved: ours, the peer's, or neither (the connection broke).
                 let (which, from, to) = if lost.local.ip() != c.conn.local.ip() {
                     ("local", lost.local.ip(), c.conn.local.ip())
@@ -621,10 +628,8 @@ fn away_text(d: Duration) -> String {
         format!("{} ms", d.as_millis())
     } else if s < 60 {
         format!("{:.1}s", d.as_secs_f64())
-    } else if s < 3600 {
-        format!("{}m{:02}s", s / 60, s % 60)
     } else {
-        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+        crate::proto::text::clock(s)
     }
 }
 
