@@ -6,6 +6,8 @@
 //! marks) are written as `\u{..}` escapes, so a peer can neither drive the terminal (clear the
 //! screen, move the cursor, fake a "verified" line) nor make a name read differently from what
 //! it is. Tabs and newlines are escaped too: one peer string is one line.
+//!
+//! [`clock`] writes durations as people read them, for the messages around such text.
 
 use std::fmt;
 
@@ -76,6 +78,15 @@ pub fn defang(s: &str) -> std::borrow::Cow<'_, str> {
 /// Like [`escape`], for bytes that may not be UTF-8 (invalid sequences become U+FFFD).
 pub fn escape_bytes(b: &[u8]) -> String {
     escape(&String::from_utf8_lossy(b))
+}
+
+/// A whole number of seconds as a person reads a clock: `42s`, `3m05s`, `1h02m`.
+pub fn clock(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs / 60 % 60),
+    }
 }
 
 #[cfg(test)]

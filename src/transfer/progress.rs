@@ -261,12 +261,7 @@ fn percent(done: u64, all: u64) -> u64 {
 
 /// Seconds left as `8s`, `3m12s` or `2h05m`.
 fn eta(secs: f64) -> String {
-    let s = secs.clamp(0.0, 359_999.0).round() as u64;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, s / 60 % 60),
-    }
+    crate::proto::text::clock(secs.clamp(0.0, 359_999.0).round() as u64)
 }
 
 /// Updates the display until [`Progress::finish`], asking the session (through `probe`) how
