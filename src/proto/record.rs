@@ -128,10 +128,15 @@ impl SealJob {
         self.len == 0
     }
 
+    /// Bytes of the sealed record on the wire (length, ciphertext, tag).
+    pub fn wire_len(&self) -> usize {
+        4 + self.len + TAG_LEN
+    }
+
     /// The sealed record, ready for the wire.
     pub fn run(self) -> Bytes {
         let n = self.len;
-        let mut rec = BytesMut::with_capacity(4 + n + TAG_LEN);
+        let mut rec = BytesMut::with_capacity(self.wire_len());
         let len = ((n + TAG_LEN) as u32).to_be_bytes();
         rec.put_slice(&len);
         for seg in &self.plain {

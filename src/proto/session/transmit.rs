@@ -6,7 +6,7 @@ use super::{Event, Session, SessionError};
 use crate::proto::frame::Frame;
 use crate::proto::out_queue::OutQueue;
 use crate::proto::path::{Path, PathId, RTT_PROBE};
-use crate::proto::record::{SealJob, MAX_PLAIN, TAG_LEN};
+use crate::proto::record::{SealJob, MAX_PLAIN};
 
 /// How much longer than this path's base RTT (beyond a quarter of it) another path's must be
 /// for its bytes in flight to count as lagging: sub-millisecond differences are noise.
@@ -105,7 +105,7 @@ impl Session {
         let any = self.transmit_sealed(id, path, now, out, budget, defer.as_deref_mut());
         let deferred = defer
             .and_then(|job| job.as_ref())
-            .map_or(0, |job| 4 + job.len() + TAG_LEN);
+            .map_or(0, SealJob::wire_len);
         path.conn_bytes_sent += (out.len().saturating_sub(before) + deferred) as u64;
         any
     }
