@@ -2,7 +2,7 @@
 //! whole chunks over channels, so that the session takes ownership of input chunks without
 //! copying and the async workers never block on a pipe or a terminal.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -169,7 +169,7 @@ const BLOCK: usize = 4 * CHUNK;
 /// Reads up to [`CHUNK`] bytes of `input` into the free room of `block` (a fresh block when
 /// it has too little) and cuts them off as one chunk; None at end of input. The room is not
 /// zeroed first: the read writes it.
-fn read_chunk(input: &mut impl Read, block: &mut BytesMut) -> io::Result<Option<Bytes>> {
+fn read_chunk(input: &mut io::StdinLock<'_>, block: &mut BytesMut) -> io::Result<Option<Bytes>> {
     if block.capacity() < CHUNK {
         *block = BytesMut::with_capacity(BLOCK);
     }
@@ -181,8 +181,10 @@ fn read_chunk(input: &mut impl Read, block: &mut BytesMut) -> io::Result<Option<
 }
 
 /// One read into `block`'s spare room (at most [`CHUNK`] bytes), appended to it; the count.
+/// On Unix `input` is the locked standard input, read through its descriptor (fd 0) without
+/// its buffer, which stays empty: nothing else reads it.
 #[cfg(unix)]
-fn read_uninit(_input: &mut impl Read, block: &mut BytesMut) -> io::Result<usize> {
+fn read_uninit(_input: &mut io::StdinLock<'_>, block: &mut BytesMut) -> io::Result<usize> {
     let room = &mut block.spare_capacity_mut()[..CHUNK];
     loop {
         // SAFETY: fd 0 stays open for the process's life; `room` is writable memory of
@@ -203,9 +205,9 @@ fn read_uninit(_input: &mut impl Read, block: &mut BytesMut) -> io::Result<usize
 
 /// One read into `block` (at most [`CHUNK`] bytes), appended to it; the count.
 #[cfg(not(unix))]
-fn read_uninit(input: &mut impl Read, block: &mut BytesMut) -> io::Result<usize> {
+fn read_uninit(input: &mut io::StdinLock<'_>, block: &mut BytesMut) -> io::Result<usize> {
     block.resize(CHUNK, 0);
-    let r = input.read(&mut block[..]);
+    let r = io::Read::read(input, &mut block[..]);
     block.truncate(*r.as_ref().unwrap_or(&0));
     r
 }

@@ -224,8 +224,8 @@ fn first_error(error: &Mutex<Option<WriteError>>) -> WriteError {
         .unwrap_or(WriteError::Stopped)
 }
 
-/// Chunks that may wait for the disk (at most `wire::MAX_DATA` each: a few MiB, so that the
-/// network goes on while a large write waits for the disk).
+/// Chunks that may wait for the disk (at most `wire::MAX_DATA`, 256 KiB, each: up to 16 MiB,
+/// so that the network goes on while a large write waits for the disk).
 const DEPTH: usize = 64;
 
 impl Writer {
