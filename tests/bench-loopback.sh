@@ -59,11 +59,13 @@ c_base_no_encrypt() { BIN=$BASE msock_run --no-encrypt -- --no-encrypt; }
 c_socat() {
     local port t0 t1 c0 c1 spid
     port=$(free_port)
-    socat -u "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" - >/dev/null &
+    # 256 KiB copies (socat's default is 8 KiB, which makes it slow for its own syscalls):
+    # the anchor is plain TCP as fast as a copying program gets it, as in bench-forward.sh.
+    socat -u -b 262144 "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr" - >/dev/null &
     spid=$!
     wait_port "$port" "$spid"
     child_cpu >"$tmp/c0"; t0=$(now)
-    head -c "$BYTES" /dev/zero | socat -u - "TCP:127.0.0.1:$port"
+    head -c "$BYTES" /dev/zero | socat -u -b 262144 - "TCP:127.0.0.1:$port"
     wait "$spid"
     t1=$(now); child_cpu >"$tmp/c1"; c0=$(cat "$tmp/c0"); c1=$(cat "$tmp/c1")
     echo "$(mbps "$BYTES" $((t1 - t0))) $(echo "$c0 $c1" | awk '{ printf "%.2f", $2 - $1 }')"

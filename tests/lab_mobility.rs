@@ -15,12 +15,11 @@ mod lab;
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lab::{assert_same_file, payload, Lab, LabProc, Topology};
+use lab::{assert_same_file, payload, HostsFile, Lab, LabProc, Topology};
 use serde_json::Value;
 use tempfile::NamedTempFile;
 
@@ -201,34 +200,6 @@ fn server_address_change_mid_transfer() {
         count(&server, "path_moved") >= 1,
         "server events: {server:?}"
     );
-}
-
-/// `/etc/netns/NS/hosts`, which `ip netns exec NS` shows as `/etc/hosts` inside NS; removed
-/// on drop.
-struct HostsFile(PathBuf);
-
-impl HostsFile {
-    fn new(ns: &str) -> HostsFile {
-        let dir = PathBuf::from("/etc/netns").join(ns);
-        std::fs::create_dir_all(&dir).expect("create /etc/netns/NS");
-        HostsFile(dir)
-    }
-    /// Rewrites the file in place (the bind mount follows the inode, not the name).
-    fn set(&self, name: &str, ip: &str) {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(self.0.join("hosts"))
-            .expect("open hosts");
-        writeln!(f, "127.0.0.1 localhost\n{ip} {name}").expect("write hosts");
-    }
-}
-
-impl Drop for HostsFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]

@@ -10,46 +10,16 @@
 
 mod lab;
 
-use std::io::Write;
-use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use lab::uploads::{moved_to, wait_all_moved, Uploads};
-use lab::{Lab, Topology};
+use lab::{HostsFile, Lab, Topology};
 
 /// How long the link is down.
 const OUTAGE: Duration = Duration::from_secs(60);
 /// The client's `--retry-interval`.
 const RETRY: Duration = Duration::from_secs(1);
-
-/// `/etc/netns/NS/hosts`, which `ip netns exec NS` shows as `/etc/hosts` inside NS; removed
-/// on drop.
-struct HostsFile(PathBuf);
-
-impl HostsFile {
-    fn new(ns: &str) -> HostsFile {
-        let dir = PathBuf::from("/etc/netns").join(ns);
-        std::fs::create_dir_all(&dir).expect("create /etc/netns/NS");
-        HostsFile(dir)
-    }
-    /// Rewrites the file in place (the bind mount follows the inode, not the name).
-    fn set(&self, name: &str, ip: &str) {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(self.0.join("hosts"))
-            .expect("open hosts");
-        writeln!(f, "127.0.0.1 localhost\n{ip} {name}").expect("write hosts");
-    }
-}
-
-impl Drop for HostsFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The seconds of the first "after XmYYs away" (or "after X.Ys away") in `log`.
 fn away_secs(log: &str) -> Option<f64> {

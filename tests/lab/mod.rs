@@ -85,6 +85,35 @@ fn config_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("config-{stem}"))
 }
 
+/// `/etc/netns/NS/hosts`, which `ip netns exec NS` shows as `/etc/hosts` inside NS (how a
+/// test makes a name resolve to a moved server); removed on drop.
+pub struct HostsFile(std::path::PathBuf);
+
+impl HostsFile {
+    pub fn new(ns: &str) -> HostsFile {
+        let dir = std::path::PathBuf::from("/etc/netns").join(ns);
+        std::fs::create_dir_all(&dir).expect("create /etc/netns/NS");
+        HostsFile(dir)
+    }
+
+    /// Rewrites the file in place (the bind mount follows the inode, not the name).
+    pub fn set(&self, name: &str, ip: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(self.0.join("hosts"))
+            .expect("open hosts");
+        writeln!(f, "127.0.0.1 localhost\n{ip} {name}").expect("write hosts");
+    }
+}
+
+impl Drop for HostsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Which network to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Topology {
