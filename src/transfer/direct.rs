@@ -19,59 +19,41 @@ const STAGE: usize = 4 << 20;
 /// Files with at least this many bytes still to come are written directly.
 pub(super) const DIRECT_FROM: u64 = 16 << 20;
 
-/// A zero-initialised, `ALIGN`-aligned buffer of `STAGE` bytes, of which the first `len`
-/// hold staged bytes.
+/// `STAGE` bytes starting at an `ALIGN`-aligned address inside a slightly larger plain
+/// allocation, of which the first `len` hold staged bytes.
 struct Stage {
-    ptr: std::ptr::NonNull<u8>,
+    buf: Box<[u8]>,
+    /// Where the aligned window starts in `buf`.
+    off: usize,
     len: usize,
 }
 
-// SAFETY: the buffer is owned by the Stage alone (a plain heap allocation).
-unsafe impl Send for Stage {}
-
 impl Stage {
-    fn layout() -> std::alloc::Layout {
-        std::alloc::Layout::from_size_align(STAGE, ALIGN).expect("a valid layout")
-    }
-
     fn new() -> Option<Stage> {
-        // SAFETY: the layout has a non-zero size.
-        let p = unsafe { std::alloc::alloc_zeroed(Self::layout()) };
-        std::ptr::NonNull::new(p).map(|ptr| Stage { ptr, len: 0 })
+        let buf = vec![0u8; STAGE + ALIGN].into_boxed_slice();
+        let off = buf.as_ptr().align_offset(ALIGN);
+        (off < ALIGN).then_some(Stage { buf, off, len: 0 })
     }
 
     fn bytes(&self) -> &[u8] {
-        // SAFETY: ptr points to STAGE initialised bytes, len <= STAGE.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        &self.buf[self.off..self.off + self.len]
     }
 
     /// Forgets the first `n` staged bytes (written out), keeping the rest at the front.
     fn drop_front(&mut self, n: usize) {
         let n = n.min(self.len);
-        // SAFETY: both ranges lie within the first `len` bytes of the buffer; `copy` allows
-        // them to overlap.
-        unsafe {
-            std::ptr::copy(self.ptr.as_ptr().add(n), self.ptr.as_ptr(), self.len - n);
-        }
+        let at = self.off;
+        self.buf.copy_within(at + n..at + self.len, at);
         self.len -= n;
     }
 
-    /// Copies as much of `b` as fits below `cap` bytes; returns how much.
+    /// Copies as much of `b` as fits below `cap` bytes (at most `STAGE`); returns how much.
     fn fill(&mut self, b: &[u8], cap: usize) -> usize {
-        let n = b.len().min(cap.saturating_sub(self.len));
-        // SAFETY: len + n <= cap <= STAGE; the source is another allocation.
-        unsafe {
-            std::ptr::copy_nonoverlapping(b.as_ptr(), self.ptr.as_ptr().add(self.len), n);
-        }
+        let n = b.len().min(cap.min(STAGE).saturating_sub(self.len));
+        let at = self.off + self.len;
+        self.buf[at..at + n].copy_from_slice(&b[..n]);
         self.len += n;
         n
-    }
-}
-
-impl Drop for Stage {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with the same layout.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), Self::layout()) }
     }
 }
 
@@ -236,6 +218,11 @@ mod tests {
         let mut st = Stage::new().unwrap();
         let b: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
         assert_eq!(st.fill(&b, STAGE), b.len());
+        assert_eq!(
+            st.bytes().as_ptr() as usize % ALIGN,
+            0,
+            "direct writes need it aligned"
+        );
         st.drop_front(4096);
         assert_eq!(st.bytes(), &b[4096..]);
         st.drop_front(usize::MAX);
