@@ -74,6 +74,24 @@ impl RangeSet {
         Some(s..end)
     }
 
+    /// Takes up to `max` bytes from the lowest held bytes at or above `at`.
+    pub fn pop_from(&mut self, at: u64, max: u64) -> Option<Range<u64>> {
+        let (s, e) = match self.map.range(..=at).next_back() {
+            Some((&s, &e)) if e > at => (s, e),
+            _ => self.map.range(at..).next().map(|(&s, &e)| (s, e))?,
+        };
+        self.map.remove(&s);
+        let start = s.max(at);
+        if s < start {
+            self.map.insert(s, start);
+        }
+        let end = e.min(start.saturating_add(max));
+        if end < e {
+            self.map.insert(end, e);
+        }
+        Some(start..end)
+    }
+
     /// The parts of `r` that the set does not cover, in order.
     pub fn gaps_in(&self, r: Range<u64>) -> Vec<Range<u64>> {
         let mut gaps = Vec::new();

@@ -50,6 +50,32 @@ pub fn read(s: &TcpStream) -> Option<KernelTcp> {
     })
 }
 
+/// Bytes written to `s` that the kernel has not sent yet (SIOCOUTQNSD; 0 where the system
+/// does not tell). Data written after the connection's local address went away stays here.
+#[cfg(target_os = "linux")]
+pub fn unsent_bytes(s: &TcpStream) -> u64 {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: a valid socket descriptor and a pointer to an int, which this ioctl writes.
+    let r = unsafe {
+        libc::ioctl(
+            s.as_raw_fd(),
+            libc::SIOCOUTQNSD as _,
+            &mut n as *mut libc::c_int,
+        )
+    };
+    if r != 0 {
+        return 0;
+    }
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Bytes written to `s` that the kernel has not sent yet (0: the system does not tell).
+#[cfg(not(target_os = "linux"))]
+pub fn unsent_bytes(_s: &TcpStream) -> u64 {
+    0
+}
+
 /// TCP_INFO of `s` (None where the system does not tell).
 #[cfg(not(target_os = "linux"))]
 pub fn read(_s: &TcpStream) -> Option<KernelTcp> {
