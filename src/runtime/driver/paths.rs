@@ -341,9 +341,9 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                 "remote": c.conn.peer.to_string(), "reason": why.to_string()}),
         );
         // What never left this host (our queue and the kernel's unsent bytes, e.g. written
-        // after the local address went away) the peer certainly lacks.
-        let unsent =
-            c.conn.out.len() as u64 + crate::runtime::tcpinfo::unsent_bytes(&c.conn.stream);
+        // after the local address went away), or what TCP was still recovering, the peer lacks.
+        let tail = crate::runtime::tcpinfo::undelivered_tail(&c.conn.stream);
+        let unsent = c.conn.out.len() as u64 + tail;
         self.session.path_unsent_tail(id, unsent);
         if exited {
             self.session.path_ended_by_peer(id);
