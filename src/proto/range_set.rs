@@ -149,4 +149,19 @@ mod tests {
         assert_eq!(s.pop_front(100), Some(60..70));
         assert!(s.is_empty());
     }
+
+    #[test]
+    fn pops_from_an_offset() {
+        let mut s = RangeSet::new();
+        s.insert(10..40);
+        s.insert(50..60);
+        // From inside a range: the part below stays.
+        assert_eq!(s.pop_from(20, 5), Some(20..25));
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![10..20, 25..40, 50..60]);
+        // From a gap: the next range.
+        assert_eq!(s.pop_from(42, 100), Some(50..60));
+        assert_eq!(s.pop_from(45, 100), None);
+        assert_eq!(s.pop_from(0, 100), Some(10..20));
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![25..40]);
+    }
 }
