@@ -16,9 +16,23 @@
 # Each case is measured with the default (encrypted) session and with --no-encrypt on both
 # ends, alternating, so that the two are compared under the same machine load.
 # Environment: MOBILITY_LOADS (default "paced saturated"), MOBILITY_MOVES ("cli srv both"),
-# MOBILITY_MODES ("enc plain"); MOBILITY_TRACE=DIR keeps both ends' debug logs, each line
+# MOBILITY_MODES ("enc plain"; also "mptcp1" and "mptcp2", the kernel MPTCP baseline, below);
+# MOBILITY_TRACE=DIR keeps both ends' debug logs, each line
 # stamped with the wall clock (DIR/LOAD-MODE-WHO-{listen,connect}.log.ts), next to the move
 # times (DIR/LOAD-MODE-WHO-moves) and the arrival times (DIR/LOAD-MODE-WHO-arrivals).
+# Kernel MPTCP baseline (client moves only; needs a kernel with net.mptcp.enabled): the same
+# stream through an IPPROTO_MPTCP socket pair (what `mptcpize run` makes of a TCP program)
+# instead of msock, the same move, the same stall measure:
+#   mptcp1  one subflow: no path-manager endpoint, nothing can replace the subflow whose
+#           address went away (MPTCP has no break-before-make of its own);
+#   mptcp2  two subflows: a second, fixed address on the client's eth0 is a `subflow`
+#           endpoint (limits 2 on both ends), so a second subflow joins at the start; the
+#           moving address is an endpoint too, moved with the address in the same `ip -batch`
+#           (as `netlab addr-move` does), so that the path manager opens a subflow from the new
+#           address. The line also gives the MPTCP handshakes and joins the client counted (0
+#           handshakes: it fell back to TCP). A move after which nothing more arrived before
+#           the end of the stream (10 s after the last move) is "no recovery".
+#   e.g. MOBILITY_LOADS=paced MOBILITY_MOVES=cli MOBILITY_MODES="enc mptcp1 mptcp2" ...
 # Usage: bash tests/bench-mobility.sh [REPS] [ONE-WAY-DELAY-PER-LINK] [ROUNDS]
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=bench-lib.sh
@@ -84,7 +98,7 @@ import sys, statistics
 # (a gap spanning m from its start), for the log.
 arr = [float(l) for l in open(sys.argv[1])]
 moves = [float(l) for l in open(sys.argv[2])]
-stalls, gaps = [], []
+stalls, gaps, lost = [], [], []
 for m in moves:
     best = None
     for j in range(1, len(arr)):
@@ -99,21 +113,89 @@ for m in moves:
     if best is not None:
         gaps.append(best[0] * 1000)
         stalls.append(best[1] * 1000)
+    # With the stream's end given (argv[4]): nothing arrived from within a second of the
+    # move until a second before the end (what was in flight before it may still arrive).
+    if len(sys.argv) > 4 and (not arr or arr[-1] < min(m + 1.0, float(sys.argv[4]) - 1.0)):
+        end = float(sys.argv[4])
+        lost.append(end - m)
+        if best is not None:
+            gaps.pop()
+            stalls.pop()
 ms = sorted(stalls)
 with open(sys.argv[3], "a") as f:
     f.write("".join("%.1f\n" % x for x in ms))
-if ms:
+    f.write("".join("lost %.1f\n" % x for x in lost))
+if lost:
+    print("%d of %d moves: no recovery within %.1f s (the stream's end); %s" % (
+        len(lost), len(moves), min(lost), "recovered: " + " ".join("%.0f ms" % x for x in stalls)
+        if stalls else "none recovered"))
+elif ms:
     print("%d moves: median %.1f ms, worst %.1f ms, all: %s (largest gaps: %s)" % (
         len(ms), statistics.median(ms), ms[-1], " ".join("%.0f" % x for x in stalls),
         " ".join("%.0f" % x for x in gaps)))
 else:
     print("no moves measured")
 EOF
+cat >"$tmp/mptcp.py" <<'EOF'
+import os, socket, sys, time
+# The kernel MPTCP baseline's two ends (IPPROTO_MPTCP sockets, what mptcpize makes of a TCP
+# program): "listen PORT SECS" takes one connection and copies it to stdout; "connect HOST
+# PORT SECS" copies stdin to the server. Each gives up SECS after its start (a connection
+# that never recovers from a move blocks forever otherwise) and exits quietly.
+end = time.monotonic() + float(sys.argv[-1])
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, getattr(socket, "IPPROTO_MPTCP", 262))
+s.settimeout(1.0)
+def left():
+    if time.monotonic() > end:
+        sys.exit(0)
+if sys.argv[1] == "listen":
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", int(sys.argv[2])))
+    s.listen(1)
+    while True:
+        try:
+            c, _ = s.accept()
+            break
+        except socket.timeout:
+            left()
+    c.settimeout(1.0)
+    while True:
+        try:
+            b = c.recv(1 << 16)
+        except socket.timeout:
+            left()
+            continue
+        except OSError:
+            sys.exit(0)
+        if not b:
+            sys.exit(0)
+        os.write(1, b)
+else:
+    s.connect((sys.argv[2], int(sys.argv[3])))
+    while True:
+        b = os.read(0, 1 << 16)
+        if not b:
+            break
+        while b:
+            try:
+                b = b[s.send(b):]
+            except socket.timeout:
+                left()
+            except OSError:
+                sys.exit(0)
+    s.shutdown(socket.SHUT_WR)
+EOF
 cat >"$tmp/summary.py" <<'EOF'
 import os, sys, statistics
 # "n median worst" of every stall recorded in the given file, or "- - -"
 f = sys.argv[1]
-ms = sorted(float(l) for l in open(f) if l.strip()) if os.path.exists(f) else []
+lines = [l.split() for l in open(f) if l.strip()] if os.path.exists(f) else []
+lost = [float(l[1]) for l in lines if l[0] == "lost"]
+ms = sorted(float(l[0]) for l in lines if l[0] != "lost")
+if lost:
+    # e.g. "  3 none 3 in 11s": that many moves, and of them this many never recovered
+    print("%3d %17s" % (len(lost) + len(ms), "none %d in %.0fs" % (len(lost), min(lost))))
+    sys.exit(0)
 print("%3d %8.1f %8.1f" % (len(ms), statistics.median(ms), ms[-1]) if ms else "  0        -        -")
 EOF
 
@@ -137,16 +219,26 @@ echo "msock stall-time benchmark: $REPS moves each, link delay $DELAY per link, 
 # is gone and the new one with its default route is there within a millisecond of the
 # timestamp: what a DHCP renumbering looks like to the host.
 # With a second argument, the time is not recorded (both_move records its own).
+# The MPTCP baseline sets MOVE_FROM (the moving address, when eth0 has a second one) and
+# MOVE_EP (the id of the MPTCP endpoint on it, which moves with it).
+MOVE_FROM='' MOVE_EP=''
 move() {
-    local who=$1 old new gw
-    old=$("$NETLAB" addr "$who" eth0)
+    local who=$1 old new gw ep_del='' ep_add=''
+    old=${MOVE_FROM:-$("$NETLAB" addr "$who" eth0)}
     new=${old%.*}.$(( ${old##*.} + 1 ))
     gw=${old%.*}.1
+    if [ -n "$MOVE_EP" ]; then
+        ep_del="mptcp endpoint delete id $MOVE_EP"
+        ep_add="mptcp endpoint add $new id $MOVE_EP dev eth0 subflow"
+    fi
+    [ -n "$MOVE_FROM" ] && MOVE_FROM=$new
     [ -z "${2:-}" ] && date +%s.%N >>"$tmp/moves"
     ip -n "${NETLAB_PREFIX:-nl-}$who" -batch - <<EOB
+$ep_del
 addr del $old/24 dev eth0
 addr add $new/24 dev eth0
 route replace default via $gw dev eth0 metric 100
+$ep_add
 EOB
 }
 
@@ -205,13 +297,79 @@ run() {
     printf '%-9s %-5s %-10s ' "$load" "$mode" "$who move:"
     python3 "$tmp/stall.py" "$tmp/arrivals" "$tmp/moves" "$tmp/stalls-$load-$mode-$who"
 }
+# run_mptcp LOAD MODE: the kernel MPTCP baseline (mptcp1 or mptcp2, see the top) of a client
+# move, measured like run's.
+run_mptcp() {
+    local load=$1 mode=$2 pause=1.5 tail=10 secs ns=${NETLAB_PREFIX:-nl-} cli extra='' lpid cpid
+    local m0 j0 stream_end
+    secs=$(python3 -c "print(int($REPS * $pause + 2 + $tail))")
+    cli=$("$NETLAB" addr cli eth0)
+    for n in cli srv; do ip -n "$ns$n" mptcp endpoint flush; done
+    if [ "$mode" = mptcp2 ]; then
+        extra=${cli%.*}.200
+        # the moving address is eth0's primary: its removal must not take the second one
+        ip netns exec "${ns}cli" sh -c 'echo 1 >/proc/sys/net/ipv4/conf/eth0/promote_secondaries'
+        ip -n "${ns}cli" addr add "$extra/24" dev eth0
+        ip -n "${ns}cli" mptcp endpoint add "$extra" id 2 dev eth0 subflow
+        ip -n "${ns}cli" mptcp endpoint add "$cli" id 1 dev eth0 subflow
+        MOVE_FROM=$cli MOVE_EP=1
+        for n in cli srv; do ip -n "$ns$n" mptcp limits set subflow 2 add_addr_accepted 2; done
+    else
+        for n in cli srv; do ip -n "$ns$n" mptcp limits set subflow 0 add_addr_accepted 0; done
+    fi
+    m0=$(mptcp_mib MPTcpExtMPCapableSYNACKRX) j0=$(mptcp_mib MPTcpExtMPJoinSynAckRx)
+    : >"$tmp/moves"
+    "$NETLAB" exec srv -- python3 "$tmp/mptcp.py" listen 5202 $((secs + 5)) \
+        | python3 "$tmp/stamp.py" "$tmp/arrivals" &
+    lpid=$!
+    for _ in $(seq 100); do
+        ip netns exec "${ns}srv" ss -Hltn 'sport = :5202' | grep -q . && break
+        sleep 0.05
+    done
+    stream_end=$(python3 -c "import time; print(time.time() + $secs)")
+    python3 "$tmp/pace.py" "$secs" "$load" 2>/dev/null | "$NETLAB" exec cli -- python3 "$tmp/mptcp.py" \
+        connect "$SRV" 5202 $((secs + 3)) &
+    cpid=$!
+    sleep 2
+    for _ in $(seq "$REPS"); do
+        move cli
+        sleep "$pause"
+    done
+    wait "$cpid" || true
+    wait "$lpid" || true
+    if [ -n "$extra" ]; then ip -n "${ns}cli" addr del "$extra/24" dev eth0; fi
+    for n in cli srv; do ip -n "$ns$n" mptcp endpoint flush; done
+    MOVE_FROM='' MOVE_EP=''
+    [ -n "$TRACE" ] && cp "$tmp/moves" "$TRACE/$load-$mode-cli-moves"
+    [ -n "$TRACE" ] && cp "$tmp/arrivals" "$TRACE/$load-$mode-cli-arrivals"
+    printf '%-9s %-5s %-10s ' "$load" "$mode" "cli move:"
+    printf '(MPTCP handshakes %s, joins %s) ' "$(($(mptcp_mib MPTcpExtMPCapableSYNACKRX) - m0))" \
+        "$(($(mptcp_mib MPTcpExtMPJoinSynAckRx) - j0))"
+    python3 "$tmp/stall.py" "$tmp/arrivals" "$tmp/moves" "$tmp/stalls-$load-$mode-cli" "$stream_end"
+}
+# mptcp_mib NAME: the client's MPTCP counter NAME
+mptcp_mib() {
+    ip netns exec "${NETLAB_PREFIX:-nl-}cli" nstat -asz "$1" | awk -v k="$1" '$1 == k {n = $2} END {print n + 0}'
+}
+case " $MODES " in
+*" mptcp"*)
+    [ "$(cat /proc/sys/net/mptcp/enabled 2>/dev/null)" = 1 ] || {
+        echo "bench-mobility: MOBILITY_MODES has mptcp but this kernel has no MPTCP enabled" >&2
+        exit 2
+    }
+    ;;
+esac
 [ -n "$TRACE" ] && mkdir -p "$TRACE"
 mkdir -p "$HOSTS_DIR"
 for _ in $(seq "$ROUNDS"); do
     for load in $LOADS; do
         for who in $MOVES; do
             for mode in $MODES; do
-                run "$load" "$mode" "$who"
+                case $mode-$who in
+                mptcp*-cli) run_mptcp "$load" "$mode" ;;
+                mptcp*) ;; # the MPTCP baseline is of client moves only
+                *) run "$load" "$mode" "$who" ;;
+                esac
             done
         done
     done

@@ -74,6 +74,24 @@ impl RangeSet {
         Some(s..end)
     }
 
+    /// Takes up to `max` bytes from the lowest held bytes at or above `at`.
+    pub fn pop_from(&mut self, at: u64, max: u64) -> Option<Range<u64>> {
+        let (s, e) = match self.map.range(..=at).next_back() {
+            Some((&s, &e)) if e > at => (s, e),
+            _ => self.map.range(at..).next().map(|(&s, &e)| (s, e))?,
+        };
+        self.map.remove(&s);
+        let start = s.max(at);
+        if s < start {
+            self.map.insert(s, start);
+        }
+        let end = e.min(start.saturating_add(max));
+        if end < e {
+            self.map.insert(end, e);
+        }
+        Some(start..end)
+    }
+
     /// The parts of `r` that the set does not cover, in order.
     pub fn gaps_in(&self, r: Range<u64>) -> Vec<Range<u64>> {
         let mut gaps = Vec::new();
@@ -130,5 +148,20 @@ mod tests {
         assert_eq!(s.pop_front(100), Some(48..50));
         assert_eq!(s.pop_front(100), Some(60..70));
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn pops_from_an_offset() {
+        let mut s = RangeSet::new();
+        s.insert(10..40);
+        s.insert(50..60);
+        // From inside a range: the part below stays.
+        assert_eq!(s.pop_from(20, 5), Some(20..25));
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![10..20, 25..40, 50..60]);
+        // From a gap: the next range.
+        assert_eq!(s.pop_from(42, 100), Some(50..60));
+        assert_eq!(s.pop_from(45, 100), None);
+        assert_eq!(s.pop_from(0, 100), Some(10..20));
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![25..40]);
     }
 }

@@ -50,6 +50,49 @@ pub fn read(s: &TcpStream) -> Option<KernelTcp> {
     })
 }
 
+/// How many of the last bytes written to `s` the peer lacks when the connection is given up:
+/// those the kernel never sent (SIOCOUTQNSD; e.g. written after the local address went
+/// away), or, while the connection is recovering from a loss (TCP_INFO's congestion state
+/// Disorder, Recovery or Loss: the peer's stream waits at our first unacknowledged byte),
+/// every unacknowledged one (SIOCOUTQ). 0 where the system does not tell.
+#[cfg(target_os = "linux")]
+pub fn undelivered_tail(s: &TcpStream) -> u64 {
+    use std::os::fd::AsRawFd;
+    let fd = s.as_raw_fd();
+    // SAFETY: tcp_info is plain old data; getsockopt writes at most `len` bytes into it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: a valid socket descriptor and a buffer of `len` bytes and its length.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    // tcp_ca_state: Open 0, Disorder 1, CWR 2, Recovery 3, Loss 4.
+    let recovering = r == 0 && matches!(info.tcpi_ca_state, 1 | 3 | 4);
+    let request = if recovering {
+        libc::TIOCOUTQ // SIOCOUTQ on a socket
+    } else {
+        libc::SIOCOUTQNSD
+    };
+    let mut n: libc::c_int = 0;
+    // SAFETY: a valid socket descriptor and a pointer to an int, which this ioctl writes.
+    if unsafe { libc::ioctl(fd, request as _, &mut n as *mut libc::c_int) } != 0 {
+        return 0;
+    }
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// How many of the last bytes written to `s` the peer lacks (0: the system does not tell).
+#[cfg(not(target_os = "linux"))]
+pub fn undelivered_tail(_s: &TcpStream) -> u64 {
+    0
+}
+
 /// TCP_INFO of `s` (None where the system does not tell).
 #[cfg(not(target_os = "linux"))]
 pub fn read(_s: &TcpStream) -> Option<KernelTcp> {

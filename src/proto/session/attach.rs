@@ -207,6 +207,33 @@ impl Session {
         }
     }
 
+    /// Path `id` is lost with the last `bytes` bytes of its connection not delivered (never
+    /// handed to the network: still queued here or unsent in the kernel, e.g. written after
+    /// the local address went away; or not yet acknowledged while TCP was recovering from a
+    /// loss, where the peer's stream waits): about that many of the newest stream bytes it
+    /// carried never reached the peer, so a path resuming blind re-sends them first instead
+    /// of waiting a round trip for the peer to say so. Call before [`Session::path_closed`].
+    /// Connection bytes include frame and record headers, so the estimate errs towards
+    /// re-sending a few bytes that did arrive, never towards missing the hole's start.
+    pub fn path_unsent_tail(&mut self, id: PathId, bytes: u64) {
+        let Some(path) = self.paths.get(&id) else {
+            return;
+        };
+        let mut left = bytes;
+        let mut from = None;
+        for &(s, e) in path.inflight.iter().rev() {
+            if left == 0 {
+                break;
+            }
+            let take = left.min(e - s);
+            from = Some(e - take);
+            left -= take;
+        }
+        if let Some(from) = from {
+            self.send.missing_from(from);
+        }
+    }
+
     /// The connection of path `id` ended with the peer's orderly close (its kernel's TCP FIN)
     /// and reached the peer directly, not through a relay. msock resets every connection it
     /// abandons while the session goes on, so an orderly close of the last active flowpath

@@ -105,3 +105,65 @@ fn a_blind_resume_sends_one_flight_then_the_hole_first() {
     let (_, frames) = sent(&mut client, ms(50), 1);
     assert_eq!(data(&frames).1, Some(arrived), "the hole goes first");
 }
+
+/// Bytes that never left the client (written to its connection after its address went away)
+/// are the hole the server's application waits for: a blind resume re-sends them first,
+/// instead of a flight of new bytes that the server could only buffer until RESUMED had
+/// asked for the hole a round trip later.
+#[test]
+fn a_blind_resume_resends_first_what_never_left() {
+    let mut rng = StdRng::seed_from_u64(19);
+    let hs = ClientHandshake::new(Config::default(), &mut rng, ms(0));
+    let (mut server, welcome) =
+        Session::accept(Config::default(), &hs.hello(), &mut rng, ms(0), |_| false).unwrap();
+    let mut client = hs.handle_reply(welcome, ms(0)).unwrap();
+    let (_, frames) = sent(&mut server, ms(1), 4);
+    for f in frames {
+        client
+            .handle_frame(P0, f, &mut Deframer::new(), ms(1))
+            .unwrap();
+    }
+    // 50 KB go out; the last 8 KB of them never leave the host (the kernel kept them).
+    assert_eq!(client.write(&[7u8; 50_000]), 50_000);
+    let (_, frames) = sent(&mut client, ms(2), 4);
+    let total: u64 = frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Data { offset, payload } => Some(offset + payload.len() as u64),
+            _ => None,
+        })
+        .max()
+        .unwrap();
+    assert_eq!(total, 50_000);
+    let hole = 42_000;
+    for f in frames {
+        if matches!(&f, Frame::Data { offset, .. } if *offset < hole) {
+            server
+                .handle_frame(P0, f, &mut Deframer::new(), ms(3))
+                .unwrap();
+        }
+    }
+    // More is written while the path is down.
+    assert_eq!(client.write(&[8u8; 30_000]), 30_000);
+    client.path_unsent_tail(P0, total - hole);
+    client.path_closed(P0);
+    let hello = client.reattach_path(P0, &mut rng, ms(10));
+    assert!(matches!(hello, Frame::HelloResume { .. }), "{hello:?}");
+    let (_, frames) = sent(&mut client, ms(10), 16);
+    assert_eq!(
+        data(&frames).1,
+        Some(hole),
+        "the blind flight starts with what never left"
+    );
+    // Once the server has it, its application has everything up to the new bytes.
+    for f in frames {
+        server
+            .handle_frame(P0, f, &mut Deframer::new(), ms(30))
+            .unwrap();
+    }
+    let n = server.readable();
+    assert!(
+        n > total,
+        "{n} bytes readable, not more than the {total} before the loss"
+    );
+}

@@ -34,6 +34,10 @@ pub struct SendBuffer {
     /// new data only until then, so that a fresh TCP connection's first flights are not
     /// spent on duplicates.
     resend_confirmed: bool,
+    /// Lost bytes from this offset on certainly never reached the peer (they never left this
+    /// host): a path resuming blind re-sends them first, before the peer confirms. None once
+    /// the peer has reported its received offset (then every lost range is confirmed).
+    missing_from: Option<u64>,
     /// Ranges already sent a second time, on a faster path, because a slower path was
     /// holding them up (each range is duplicated at most once).
     duplicated: RangeSet,
@@ -52,6 +56,7 @@ impl SendBuffer {
             unsent: 0,
             retransmit: RangeSet::new(),
             resend_confirmed: true,
+            missing_from: None,
             duplicated: RangeSet::new(),
         }
     }
@@ -133,6 +138,7 @@ impl SendBuffer {
         self.retransmit.remove_below(offset);
         self.duplicated.remove_below(offset);
         self.resend_confirmed = true;
+        self.missing_from = None;
         let offset = offset.min(self.end);
         if offset <= self.acked {
             return;
@@ -155,6 +161,32 @@ impl SendBuffer {
                 self.retransmit.insert(s.max(self.acked)..e);
                 self.resend_confirmed = false;
             }
+        }
+    }
+
+    /// The lost bytes from `offset` on never left this host: the peer lacks them for sure
+    /// (until it next reports its received offset, which says more).
+    pub fn missing_from(&mut self, offset: u64) {
+        let at = self.missing_from.map_or(offset, |m| m.min(offset));
+        self.missing_from = Some(at);
+    }
+
+    /// The next lost bytes that certainly never reached the peer (see
+    /// [`SendBuffer::missing_from`]), lowest first, at most `max` from one chunk: what a
+    /// path resuming blind re-sends before anything new, since the peer's application waits
+    /// for the lowest of them.
+    pub fn poll_missing(&mut self, max: u64) -> Option<(u64, Bytes)> {
+        let at = self.missing_from?;
+        loop {
+            let r = self.retransmit.pop_from(at, max)?;
+            let Some(chunk) = self.get(r.start, (r.end - r.start) as usize) else {
+                continue; // acknowledged meanwhile
+            };
+            let end = r.start + chunk.len() as u64;
+            if end < r.end {
+                self.retransmit.insert(end..r.end);
+            }
+            return Some((r.start, chunk));
         }
     }
 

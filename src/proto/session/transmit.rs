@@ -240,6 +240,18 @@ impl Session {
             out.push_data(start, chunk);
             path.record_sent(start, end);
         }
+        // Blind, lost bytes that never left this host go first: the peer's application
+        // waits for the lowest of them, and they cannot be duplicates.
+        while blind && !resend_now && out.len() - start_len < budget {
+            let max = self.chunk_max(budget).min(budget - (out.len() - start_len)) as u64;
+            let Some((start, chunk)) = self.send.poll_missing(max) else {
+                break;
+            };
+            let end = start + chunk.len() as u64;
+            path.stats.bytes_resent += chunk.len() as u64;
+            out.push_data(start, chunk);
+            path.record_sent(start, end);
+        }
         // New bytes, within the peer's window.
         while out.len() - start_len < budget {
             let mut max = self.chunk_max(budget);
