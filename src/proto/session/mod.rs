@@ -466,10 +466,11 @@ impl Session {
         self.send.write(data)
     }
 
-    /// Queues an owned chunk without copying; false if it does not fit whole now.
-    pub fn write_bytes(&mut self, data: Bytes) -> bool {
+    /// Queues as much of an owned chunk as fits, without copying (what is taken is gone from
+    /// `data`); returns how many bytes were taken (0 when the send buffer is full).
+    pub fn write_bytes(&mut self, data: &mut Bytes) -> usize {
         if self.send_close != SendClose::Open || self.error.is_some() {
-            return false;
+            return 0;
         }
         self.send.write_bytes(data)
     }

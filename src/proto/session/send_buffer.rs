@@ -77,19 +77,19 @@ impl SendBuffer {
         n
     }
 
-    /// Stores an owned chunk without copying (cut into chunks of at most `max_chunk` bytes), if
-    /// it fits whole; returns false otherwise.
-    pub fn write_bytes(&mut self, mut data: Bytes) -> bool {
-        if data.len() > self.free() {
-            return false;
-        }
-        while !data.is_empty() {
-            let piece = data.split_to(data.len().min(self.max_chunk));
+    /// Takes as much of the owned `data` as fits, without copying (cut into chunks of at
+    /// most `max_chunk` bytes, sharing `data`'s allocation); returns how many bytes were
+    /// taken, which are gone from `data`.
+    pub fn write_bytes(&mut self, data: &mut Bytes) -> usize {
+        let n = data.len().min(self.free());
+        let mut taken = data.split_to(n);
+        while !taken.is_empty() {
+            let piece = taken.split_to(taken.len().min(self.max_chunk));
             let len = piece.len() as u64;
             self.chunks.push_back((self.end, piece));
             self.end += len;
         }
-        true
+        n
     }
 
     /// Offset of the first unacknowledged byte.
@@ -267,5 +267,28 @@ mod tests {
         b.ack(100);
         assert_eq!(b.acked(), 10);
         assert_eq!(b.free(), 10);
+    }
+
+    /// An owned chunk larger than the free space is taken in part, as slices of its own
+    /// allocation (no copy), and the rest stays with the caller.
+    #[test]
+    fn owned_chunks_are_taken_in_part_without_a_copy() {
+        let mut b = SendBuffer::new(10, 4);
+        let mut data = Bytes::from_static(b"abcdefghijkl");
+        let base = data.as_ptr();
+        assert_eq!(b.write_bytes(&mut data), 10);
+        assert_eq!(&data[..], b"kl");
+        assert_eq!(
+            b.get(4, 100).unwrap().as_ptr(),
+            base.wrapping_add(4),
+            "zero copy"
+        );
+        assert_eq!(&b.get(8, 100).unwrap()[..], b"ij");
+        assert_eq!(b.write_bytes(&mut data), 0);
+        b.ack(3);
+        assert_eq!(b.write_bytes(&mut data), 2);
+        assert!(data.is_empty());
+        assert_eq!(&b.get(10, 100).unwrap()[..], b"kl");
+        assert_eq!(b.end(), 12);
     }
 }

@@ -3,8 +3,6 @@
 use std::io;
 use std::task::{Context, Poll};
 
-use bytes::Buf;
-
 use super::{DriveError, Driver, SOCKET_READ};
 use crate::runtime::app::{AppSink, AppSource, SourceError};
 
@@ -13,16 +11,11 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         let mut progress = false;
         loop {
             if let Some(chunk) = self.in_chunk.as_mut() {
-                let len = chunk.len();
-                let n = if self.session.write_bytes(chunk.clone()) {
-                    len
-                } else {
-                    self.session.write(chunk)
-                };
+                // Shared, not copied: the chunk's allocation stays until the peer has it.
+                let n = self.session.write_bytes(chunk);
                 if n == 0 {
                     return Ok(progress);
                 }
-                chunk.advance(n);
                 if chunk.is_empty() {
                     self.in_chunk = None;
                 }
