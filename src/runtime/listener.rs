@@ -483,3 +483,7 @@ mod pending_tests {
         drop(other);
     }
 }
+
+#[cfg(test)]
+#[path = "listener_tests.rs"]
+mod burst_tests;
