@@ -11,6 +11,14 @@
 # forward IP: the client reaches the server directly only over the direct link, and the
 # server's listener is registered at the relay only (no direct address published), so the
 # relayed transfer goes client -> relay -> server on the two relay links.
+#
+# Cross-relay forwarded (issue 15): a cluster of two relays in rly, A and B, sharing a one-member
+# etcd (in rly, on its loopback). The listener registers at A (10.97.2.1:7481) only, the client
+# goes through B (bulk@10.97.1.1:7482): B finds the name attached at A in etcd and forwards the
+# DIAL to A, A tells the listener to dial back to B (DIAL_AT), and B splices: the data path is
+# one relay hop, on the same two links as the single relay. After the rounds the script checks
+# the relays' status lines: every round spliced at B, none at A, A forwarded the DIALs. Without
+# etcd (apt-get install -y etcd-server) that column is skipped and says so.
 # Delay: this kernel has no netem and msock has no delay emulator of its own, so the base RTT
 # is the veth's (printed, from ping when it is installed); under load each tbf queue adds up to
 # QUEUE, which is the RTT a bulk transfer sees at a bottleneck.
@@ -19,10 +27,12 @@
 # `msock listen --recv-only`, timed from start to both exits) directly and through the relay,
 # the order alternating between rounds; medians side by side and relay/direct (target >= 0.95).
 # Also the relay process's CPU time (user + system) per GiB it carried.
+# relay CPU is that of the relay that splices (B for the cross-relay column).
 # Usage: sudo bash tests/bench-relay-lab.sh [BYTES] [RUNS] [RATES (Mbit/s, space separated)]
 # Environment: QUEUE (tbf queue, default 10ms); OFFLOADS=off (see below); BEFORE=BINARY adds a second relay of that msock
 # binary, measured in the same rounds (the before/after of a relay change); MSOCK_BIN=BINARY
-# uses that binary instead of building the release one.
+# uses that binary instead of building the release one; CROSS=off leaves out the cross-relay
+# column.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=bench-lib.sh
 source "$(dirname "$0")/bench-lib.sh"
@@ -98,6 +108,44 @@ start_relay() {
 start_relay new "$MSOCK"
 KINDS=(new)
 if [ -n "${BEFORE:-}" ]; then start_relay old "$BEFORE"; KINDS+=(old); fi
+# The column's name in the figures.
+declare -A LABEL=([new]="one relay" [old]="one relay (before)" [fwd]="cross-relay forwarded")
+
+# The cluster: etcd (one member) and relays A (7481, the listener's) and B (7482, the
+# client's) in rly; their status lines (--json) in $tmp/relay-fa.out and relay-fb.out.
+etcd_ok() { in_ns rly etcdctl --endpoints "$ETCD" endpoint health >/dev/null 2>&1; }
+start_cluster() {
+    ETCD=http://127.0.0.1:2379
+    ip netns exec "${P}rly" etcd --name m0 --data-dir "$tmp/etcd" \
+        --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
+        --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+        --initial-cluster m0=http://127.0.0.1:2380 --initial-cluster-state new \
+        --initial-cluster-token "lab-$$" >/dev/null 2>"$tmp/etcd.log" &
+    EPID=$!
+    # etcd takes its time to come up on a loaded machine.
+    BENCH_WAIT=$((${BENCH_WAIT:-10} < 60 ? 60 : BENCH_WAIT)) wait_until "$EPID" etcd_ok || bench_not_ready "etcd in the lab" "$EPID" "$tmp/etcd.log"
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/cluster.key"
+    local id port
+    for id in fa fb; do
+        port=7481; [ "$id" = fa ] || port=7482
+        ip netns exec "${P}rly" "$MSOCK" proxy --listen "0.0.0.0:$port" --rate 0 --json \
+            --etcd "$ETCD" --cluster-key-file "$tmp/cluster.key" --relay-id "$id" \
+            --advertise "10.97.2.1:$port" >"$tmp/relay-$id.out" 2>"$tmp/relay-$id.err" &
+        printf -v "RPID_$id" %s "$!"
+        printf -v "RPORT_$id" %s "$port"
+        wait_line "$tmp/relay-$id.err" '^msock: relay listening on .*:\([0-9]*\)$' "$!" >/dev/null
+    done
+}
+if [ "${CROSS:-on}" = off ]; then
+    echo "cross-relay column: left out (CROSS=off)"
+elif ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
+    echo "cross-relay column: SKIPPED: etcd is not installed (apt-get install -y etcd-server)"
+else
+    start_cluster
+    KINDS+=(fwd)
+fi
+# count KIND EVENT: status lines EVENT of cluster relay KIND (fa, fb).
+count() { grep -c "\"event\":\"$2\"" "$tmp/relay-$1.out" || true; }
 
 # direct_listener: sets PORT and LPID.
 direct_listener() {
@@ -106,7 +154,7 @@ direct_listener() {
     LPID=$!
     PORT=$(listen_port "$tmp/l.err" "$LPID")
 }
-# named_listener PORT: at the relay on PORT only; sets LPID.
+# named_listener PORT: at the relay on PORT only (of 10.97.2.1); sets LPID.
 named_listener() {
     rm -f "$tmp/n.err"
     ip netns exec "${P}srv" "$MSOCK" -v listen --relay "10.97.2.1:$1" --name bulk --recv-only >/dev/null 2>"$tmp/n.err" &
@@ -124,11 +172,14 @@ transfer() {
 }
 ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; } # PID's user, system (clock ticks)
 direct() { direct_listener; transfer "10.97.3.2:$PORT"; }
-# relayed KIND: through relay KIND (new, or old: the BEFORE binary); its CPU to $tmp/cpu-KIND.
+# relayed KIND: through relay KIND (new; old: the BEFORE binary; fwd: registered at cluster
+# relay A, the client at B); the splicing relay's CPU to $tmp/cpu-KIND.
 relayed() {
-    local pid port a b
-    pid=RPID_$1; pid=${!pid}; port=RPORT_$1; port=${!port}
-    named_listener "$port"
+    local pid port at a b
+    pid=RPID_$1; port=RPORT_$1; at=$port
+    if [ "$1" = fwd ]; then pid=RPID_fb; port=RPORT_fb; at=RPORT_fa; fi
+    pid=${!pid}; port=${!port}; at=${!at}
+    named_listener "$at"
     a=$(ticks "$pid")
     transfer "bulk@10.97.1.1:$port"
     b=$(ticks "$pid")
@@ -165,7 +216,7 @@ for rate in $RATES; do
         done
         line=$(printf 'direct %7s MB/s' "$d")
         for k in "${KINDS[@]}"; do
-            line+=$(printf '   relay %s %7s MB/s' "$k" "$(awk '{ print $NF }' <<<"${rs[$k]}")")
+            line+=$(printf '   %s %7s MB/s' "${LABEL[$k]}" "$(awk '{ print $NF }' <<<"${rs[$k]}")")
         done
         echo "round $i: $line"
     done
@@ -173,7 +224,18 @@ for rate in $RATES; do
     for k in "${KINDS[@]}"; do
         # shellcheck disable=SC2086 # one figure a word
         r=$(median ${rs[$k]})
-        awk -v d="$d" -v r="$r" -v k="$k" 'BEGIN { printf "median: direct %7.1f MB/s   through relay %s %7.1f MB/s   ratio %.3f\n", d, k, r, r/d }'
-        echo "relay $k CPU per GiB: $(cpu_per_gib "$k")"
+        awk -v d="$d" -v r="$r" -v k="${LABEL[$k]}" 'BEGIN { printf "median: direct %7.1f MB/s   %s %7.1f MB/s   ratio %.3f\n", d, k, r, r/d }'
+        echo "${LABEL[$k]}: relay CPU per GiB: $(cpu_per_gib "$k")"
     done
 done
+if [[ " ${KINDS[*]} " == *" fwd "* ]]; then
+    # Where the cross-relay flowpaths were spliced: every one at B (the client's relay), none
+    # at A, which forwarded the DIALs.
+    n=$(($(wc -w <<<"$RATES") * RUNS))
+    sb=$(count fb splice) sa=$(count fa splice) fa=$(count fa forwarded_dial)
+    echo "cross-relay: $n transfers; spliced at B (the client's relay) $sb, at A $sa; DIALs forwarded by A $fa"
+    if [ "$sb" -lt "$n" ] || [ "$sa" != 0 ] || [ "$fa" -lt "$n" ]; then
+        echo "cross-relay: the splices were not where they should be (relay status lines in $tmp/relay-fa.out, relay-fb.out)" >&2
+        exit 1
+    fi
+fi

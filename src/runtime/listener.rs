@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::conn::{bind_listener, ConnError, FlowConn};
 use super::driver::AttachRequest;
@@ -57,49 +57,113 @@ pub const PLAIN_REFUSED: &str =
 
 /// The connections a listener is classifying now, bounded by [`DetectPolicy::max_pending`]
 /// (shared by every socket of one listener).
+///
+/// **Relayed flowpaths** (connections the listener dialed back to a relay for a client) all
+/// come from a relay's address, whatever client they carry, so they are not counted as one
+/// source: they share their own book, three quarters of the places. A relay concentrates many
+/// clients (each bounded at the relay by its own address), and when a relay dies or a network
+/// changes, every session behind it resumes at once. The book is one for all relays, not one
+/// per relay address: a relay chooses where DIAL_AT sends the listener, so a hostile relay
+/// could otherwise multiply its share. The last quarter is never relayed: no relay, nor a
+/// client behind one, can take the places direct clients need. A relayed flowpath beyond
+/// its share waits for a place (up to the handshake timeout; at most as many waiting as
+/// there are places) instead of being refused busy: an honest resume gives its place back
+/// as soon as its first frame is read, so a burst drains in a few round trips.
 #[derive(Clone)]
 pub(crate) struct Pending {
     /// One permit per connection in its handshake.
     all: Arc<Semaphore>,
-    /// Connections in their handshake per source address.
-    per_source: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// Connections in their handshake per source.
+    per_source: Arc<Mutex<HashMap<Source, usize>>>,
     /// Most connections in their handshake from one address: half of all, so that no one
     /// source can fill the listener with handshakes it never completes.
     max_per_source: usize,
+    /// Most relayed flowpaths in their handshake: all but a quarter of the places.
+    max_relayed: usize,
+    /// Relayed flowpaths waiting for a place: one permit each.
+    waiting: Arc<Semaphore>,
+    /// Told whenever a place is given back.
+    freed: Arc<Notify>,
+}
+
+/// Whom a connection in its handshake is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Source {
+    /// A client that connected to us, by its address.
+    Addr(IpAddr),
+    /// A flowpath a relay spliced (we dialed the relay back), whichever relay.
+    Relayed,
 }
 
 impl Pending {
-    /// Room for `max` connections at once, half of them from any one address.
+    /// Room for `max` connections at once, half of them from any one address, three
+    /// quarters relayed.
     pub(crate) fn new(max: usize) -> Self {
         let max = max.clamp(1, Semaphore::MAX_PERMITS);
         Pending {
             all: Arc::new(Semaphore::new(max)),
             per_source: Arc::default(),
             max_per_source: (max / 2).max(1),
+            max_relayed: (max - max / 4).max(1),
+            waiting: Arc::new(Semaphore::new(max)),
+            freed: Arc::default(),
         }
     }
 
-    /// A place for a connection from `ip`, or why there is none.
-    fn take(&self, ip: IpAddr) -> Result<PendingPlace, String> {
+    /// A place for a connection from `source`, or why there is none.
+    fn take(&self, source: Source) -> Result<PendingPlace, String> {
         let permit = self
             .all
             .clone()
             .try_acquire_owned()
             .map_err(|_| "connections waiting for their handshake".to_owned())?;
         let mut map = self.per_source.lock().expect("pending lock");
-        let n = map.entry(ip).or_insert(0);
-        if *n >= self.max_per_source {
-            return Err(format!(
-                "{} connections from {ip} waiting for their handshake",
-                self.max_per_source
-            ));
+        let n = map.entry(source).or_insert(0);
+        let max = match source {
+            Source::Addr(_) => self.max_per_source,
+            Source::Relayed => self.max_relayed,
+        };
+        if *n >= max {
+            return Err(match source {
+                Source::Addr(ip) => {
+                    format!("{max} connections from {ip} waiting for their handshake")
+                }
+                Source::Relayed => format!("{max} relayed flowpaths waiting for their handshake"),
+            });
         }
         *n += 1;
         Ok(PendingPlace {
-            _permit: permit,
-            ip,
+            permit: Some(permit),
+            source,
             per_source: self.per_source.clone(),
+            freed: self.freed.clone(),
         })
+    }
+
+    /// A place for a relayed flowpath, waiting up to `wait` for one to be given back if
+    /// there is none now (unless as many are waiting as there are places).
+    async fn take_relayed(&self, wait: Duration) -> Result<PendingPlace, String> {
+        let why = match self.take(Source::Relayed) {
+            Ok(place) => return Ok(place),
+            Err(why) => why,
+        };
+        let Ok(_turn) = self.waiting.clone().try_acquire_owned() else {
+            return Err(why);
+        };
+        let waited = tokio::time::timeout(wait, async {
+            loop {
+                let freed = self.freed.notified();
+                tokio::pin!(freed);
+                // Registered before trying, so that a place given back in between wakes us.
+                freed.as_mut().enable();
+                if let Ok(place) = self.take(Source::Relayed) {
+                    return place;
+                }
+                freed.await;
+            }
+        })
+        .await;
+        waited.or_else(|_| self.take(Source::Relayed))
     }
 }
 
@@ -108,20 +172,26 @@ impl Pending {
 /// times out); given back when dropped.
 #[derive(Debug)]
 pub struct PendingPlace {
-    _permit: OwnedSemaphorePermit,
-    ip: IpAddr,
-    per_source: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// Some until dropped (given back before the waiters are told).
+    permit: Option<OwnedSemaphorePermit>,
+    source: Source,
+    per_source: Arc<Mutex<HashMap<Source, usize>>>,
+    freed: Arc<Notify>,
 }
 
 impl Drop for PendingPlace {
     fn drop(&mut self) {
-        let mut map = self.per_source.lock().expect("pending lock");
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
+        {
+            let mut map = self.per_source.lock().expect("pending lock");
+            if let Some(n) = map.get_mut(&self.source) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&self.source);
+                }
             }
         }
+        drop(self.permit.take());
+        self.freed.notify_waiters();
     }
 }
 
@@ -268,7 +338,8 @@ pub(crate) fn inject(
 }
 
 /// Classifies `stream` in its own task if there is room among the pending connections, else
-/// tells it the listener is busy. `relayed`: a flowpath spliced by a relay.
+/// tells it the listener is busy. `relayed`: a flowpath spliced by a relay (which waits for
+/// a place, see [`Pending`]).
 fn spawn_classify(
     stream: TcpStream,
     peer: SocketAddr,
@@ -278,18 +349,32 @@ fn spawn_classify(
     tx: mpsc::Sender<Incoming>,
     relayed: bool,
 ) {
-    match pending.take(peer.ip()) {
+    if relayed {
+        let pending = pending.clone();
+        tokio::spawn(async move {
+            match pending.take_relayed(policy.handshake_timeout).await {
+                Ok(place) => classify(stream, peer, policy, routes, place, tx, true).await,
+                Err(why) => refuse_busy(stream, peer, why).await,
+            }
+        });
+        return;
+    }
+    match pending.take(Source::Addr(peer.ip())) {
         Ok(place) => {
-            tokio::spawn(classify(stream, peer, policy, routes, place, tx, relayed));
+            tokio::spawn(classify(stream, peer, policy, routes, place, tx, false));
         }
         Err(why) => {
-            tracing::info!("{peer} refused: {why}");
-            if let Ok(conn) = FlowConn::new(stream, Deframer::after_preamble()) {
-                let mut conn = conn;
-                conn.queue_preamble();
-                tokio::spawn(conn.refuse(ErrorCode::Busy, why));
-            }
+            tokio::spawn(refuse_busy(stream, peer, why));
         }
+    }
+}
+
+/// Tells a connection there is no place for it among those in their handshake.
+async fn refuse_busy(stream: TcpStream, peer: SocketAddr, why: String) {
+    tracing::info!("{peer} refused: {why}");
+    if let Ok(mut conn) = FlowConn::new(stream, Deframer::after_preamble()) {
+        conn.queue_preamble();
+        conn.refuse(ErrorCode::Busy, why).await;
     }
 }
 
@@ -473,6 +558,7 @@ mod pending_tests {
     fn one_source_holds_at_most_half_of_the_handshake_places() {
         let pending = Pending::new(8);
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let (a, b) = (Source::Addr(a), Source::Addr(b));
         let held: Vec<_> = (0..4).map(|_| pending.take(a).expect("room")).collect();
         let why = pending.take(a).expect_err("a fifth from one source");
         assert!(why.contains("from 192.0.2.1"), "{why}");
@@ -483,3 +569,7 @@ mod pending_tests {
         drop(other);
     }
 }
+
+#[cfg(test)]
+#[path = "listener_tests.rs"]
+mod burst_tests;
