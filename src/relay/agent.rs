@@ -31,7 +31,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::refusal::NAME_TAKEN;
+use super::refusal::refusal;
 use super::secrets;
 use super::standby::{Groups, Held};
 use super::wire::{self, ListenerToRelay, Message, Refusal, RelayToListener, NONCE_LEN};
@@ -346,6 +346,8 @@ async fn keep(
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     Some(()) = changes.recv() => {}
+                    // Another relay let its cluster go: this one may be its sibling.
+                    Ok(()) = freed.changed() => {}
                 }
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
@@ -652,51 +654,4 @@ async fn try_register(cfg: &AgentConfig, slot: &Arc<Slot>) -> Result<Channel, At
         keepalive: Duration::from_secs(keepalive.clamp(1, 3600) as u64),
         _held: held,
     })
-}
-
-/// The relay's refusal, classified by its code (its reason is the relay's text: escaped).
-fn refusal(relay: SocketAddr, Refusal { code, reason }: Refusal) -> RegisterError {
-    use crate::proto::ErrorCode;
-    let reason = Untrusted(&reason);
-    match code {
-        NAME_TAKEN => {
-            RegisterError::NameTaken(format!("relay {relay} refused the registration: {reason}"))
-        }
-        ErrorCode::AuthFailed | ErrorCode::Refused | ErrorCode::Protocol | ErrorCode::Version => {
-            RegisterError::Refused(format!("relay {relay} refused the registration: {reason}"))
-        }
-        _ => RegisterError::Transient(format!("relay {relay}: {code}: {reason}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::ErrorCode;
-
-    #[test]
-    fn refusals_are_classified_by_code_and_their_text_escaped() {
-        let relay: SocketAddr = "192.0.2.1:7480".parse().unwrap();
-        let r = |code, reason: &str| {
-            refusal(
-                relay,
-                Refusal {
-                    code,
-                    reason: reason.into(),
-                },
-            )
-        };
-        assert!(matches!(r(NAME_TAKEN, "x"), RegisterError::NameTaken(_)));
-        assert!(matches!(
-            r(ErrorCode::AuthFailed, "x"),
-            RegisterError::Refused(_)
-        ));
-        assert!(matches!(
-            r(ErrorCode::Busy, "x"),
-            RegisterError::Transient(_)
-        ));
-        let shown = r(ErrorCode::Refused, "\x1b[2Jfake\x07").to_string();
-        assert!(!shown.chars().any(char::is_control), "{shown:?}");
-        assert!(shown.contains("\\u{1b}[2Jfake"), "{shown:?}");
-    }
 }
