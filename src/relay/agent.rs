@@ -655,3 +655,7 @@ async fn try_register(cfg: &AgentConfig, slot: &Arc<Slot>) -> Result<Channel, At
         _held: held,
     })
 }
+
+#[cfg(test)]
+#[path = "agent_tests.rs"]
+mod tests;
