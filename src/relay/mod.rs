@@ -112,6 +112,9 @@
 //! cluster needs listeners that know it for names reached through another relay; a relay
 //! that predates FORWARD answers it with ERROR(protocol). A listener that predates code
 //! 0x21 treats it like any unknown code: a transient failure, retried.
+//! When the relay holding the name cannot be reached (it died; its lease has not run out yet),
+//! a ROUTE follows the name for up to 2 s before it answers busy: it is spliced here as soon
+//! as the listener registers here, or forwarded to the relay it registered at.
 //!
 //! Anything else (not msock, an msock HELLO, an unknown frame) is answered with ERROR and
 //! closed; a client that sends no first frame within the handshake timeout is dropped.
