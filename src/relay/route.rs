@@ -282,6 +282,17 @@ impl Relay {
         }
         match c.locate(name).await {
             Ok(Some(at)) if !c.is_me(&at) => Ok(Some(at)),
+            Ok(Some(_)) if !here => {
+                // Attached here in the store, not yet in memory: a registration here is
+                // between its claim and its channel. Wait for it a moment.
+                let t0 = Instant::now();
+                while t0.elapsed() < MOVE_GRACE.min(self.cfg.handshake_timeout)
+                    && !self.reg().names.contains_key(name)
+                {
+                    tokio::time::sleep(FOLLOW_POLL).await;
+                }
+                Ok(None)
+            }
             Ok(_) => Ok(None),
             Err(_) if here => Ok(None),
             Err(e) => Err(format!("cannot find '{name}': {e}; retry")),
