@@ -18,7 +18,11 @@
 //! relay of it, see [`secrets`]); of several relays of one cluster the name is registered at
 //! one, the others stand by and take over as soon as its channel ends (see
 //! [`super::standby`]).
-//! A standalone relay keeps its own secret and its own channel, as above.
+//! A standalone relay keeps its own secret and its own channel, as above. The cluster id is
+//! not secret: a relay the user lists that claims another cluster's id is shown proofs made
+//! with that cluster's secret for the name, and could pass one on (as a relay of that
+//! cluster could anyway). Only relays the user gives are asked; the id is 16 bytes exactly
+//! and names the secret's directory in hex.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
