@@ -11,25 +11,50 @@
 # time from the kill until B had spliced every session (polled every 10 ms) is printed too.
 # The sessions are made to go through A by starting B only after they are up (their first
 # lookup finds A alone); the listener registers at B as soon as it comes up.
-# Usage: bash tests/bench-relay-failover.sh [SESSIONS]
+# With `cluster` (CLUSTER mode), A and B are relays of one cluster (a one-member etcd on
+# loopback, one cluster key): the listener registers at A and stands by at B (its relays of
+# one cluster share one secret and hold one registration), and when A dies it registers at B
+# with the cluster's secret, before A's lease in etcd runs out.
+# Usage: bash tests/bench-relay-failover.sh [SESSIONS] [cluster]
 # MSOCK_BIN=PATH uses that msock binary instead of building the release one (say so with the
 # figures: a debug build's resume times are longer).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=bench-lib.sh
 source "$(dirname "$0")/bench-lib.sh"
 SESSIONS=${1:-50}
+MODE=${2:-standalone}
+case $MODE in standalone | cluster) ;; *) echo "usage: $0 [SESSIONS] [cluster]" >&2; exit 2 ;; esac
+if [ "$MODE" = cluster ] && ! command -v etcd >/dev/null; then
+    echo "SKIPPED: etcd is not installed (apt-get install -y etcd-server)"
+    exit 0
+fi
 if [ -n "${MSOCK_BIN:-}" ]; then MSOCK=$MSOCK_BIN; else bench_build --bin msock; fi
 bench_tmp
 export MSOCK_STATE_DIR=$tmp/state
 : "${BENCH_WAIT:=30}"
 BENCH_WAIT=$((BENCH_WAIT < 30 ? 30 : BENCH_WAIT))
 
+cluster=()
+if [ "$MODE" = cluster ]; then
+    c=$(free_port) p=$(free_port)
+    etcd --name m0 --data-dir "$tmp/etcd" \
+        --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
+        --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
+        --initial-cluster "m0=http://127.0.0.1:$p" --initial-cluster-state new \
+        >/dev/null 2>"$tmp/etcd.log" &
+    wait_port "$c"
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/cluster.key"
+    cluster=(--etcd "http://127.0.0.1:$c" --cluster-key-file "$tmp/cluster.key")
+fi
+
 # relay NAME ADDR: starts `msock proxy` on ADDR (all sessions come from 127.0.0.1: the
-# per-source limits are lifted); sets RPID.
+# per-source limits are lifted; in cluster mode, a relay of the cluster with id NAME); sets
+# RPID.
 relay() {
     rm -f "$tmp/$1.err" "$tmp/$1.out"
     "$MSOCK" proxy --listen "$2" --rate 0 --max-flowpaths-per-source 1000000 \
-        --max-pending-per-name 1000000 --json >"$tmp/$1.out" 2>"$tmp/$1.err" &
+        --max-pending-per-name 1000000 --json ${cluster[@]+"${cluster[@]}"} \
+        ${cluster[@]+--relay-id "$1"} >"$tmp/$1.out" 2>"$tmp/$1.err" &
     RPID=$!
     wait_line "$tmp/$1.err" '^msock: relay listening on \(.*\)$' "$RPID" >/dev/null
 }
@@ -56,7 +81,13 @@ wait_until "$APID" at_least a "$SESSIONS" || bench_not_ready "$SESSIONS splices 
 
 relay b "$B"
 BPID=$RPID
-wait_line "$tmp/l.err" "^msock: \(registered\) fo at $B" "$LPID" >/dev/null
+if [ "$MODE" = cluster ]; then
+    # B is of A's cluster: the listener stands by there (no line of its own; its retries
+    # back off to 5 s at most, and a standing-by relay is woken at once when A is lost).
+    sleep 6
+else
+    wait_line "$tmp/l.err" "^msock: \(registered\) fo at $B" "$LPID" >/dev/null
+fi
 
 t0=$(now)
 kill -9 "$APID"
@@ -83,7 +114,7 @@ kill "$LPID" "$BPID" 2>/dev/null || true
 n=${#stalls[@]}
 by() { printf '%s\n' "${stalls[@]}" | awk -v t="$1" '$1 <= t { c++ } END { print c + 0 }'; }
 worst=$(printf '%s\n' "${stalls[@]}" | sort -g | tail -n 1)
-echo "relay failover, $SESSIONS idle sessions through relay A, listener at A and B, A killed:"
+echo "relay failover ($MODE), $SESSIONS idle sessions through relay A, listener at A and B, A killed:"
 printf '  resumed by  100 ms: %3d   200 ms: %3d   500 ms: %3d   1000 ms: %3d   (of %d; %d not resumed)\n' \
     "$(by 100)" "$(by 200)" "$(by 500)" "$(by 1000)" "$SESSIONS" "$lost"
 printf '  resume time (client stall_ms): median %.0f ms, worst %.0f ms over %d sessions\n' \

@@ -472,3 +472,150 @@ fn a_relay_id_held_by_another_relay_is_refused() {
         e.stderr
     );
 }
+
+/// `msock listen --relay R1 --relay R2 ... --name NAME EXTRA...`, secrets under `state`.
+fn listen_at(relays: &[&Relay], name: &str, state: &Path, extra: &[&str], out: Stdio) -> Proc {
+    let addrs: Vec<String> = relays.iter().map(|r| r.addr.to_string()).collect();
+    let mut args = vec!["listen", "--name", name];
+    for a in &addrs {
+        args.extend(["--relay", a.as_str()]);
+    }
+    args.extend_from_slice(extra);
+    let mut cmd = msock(&args);
+    cmd.env("MSOCK_STATE_DIR", state)
+        .stdin(Stdio::null())
+        .stdout(out);
+    Proc::spawn("msock listen --relay --relay", cmd)
+}
+
+/// Which of `relays` the listener registered its name at (from its "registered" line),
+/// once it also said it stands by at the other.
+fn registered_at(l: &mut Proc, relays: &[&Relay]) -> usize {
+    let line = l
+        .stderr
+        .wait_line(SHORT, |x| x.starts_with("msock: registered"));
+    let standby = l.stderr.wait_contains(SHORT, "standing by there");
+    let (Some(line), true) = (line, standby) else {
+        l.kill();
+        panic!(
+            "the listener did not register at one relay of the cluster and stand by at the \
+             other:\n{}",
+            l.stderr.text()
+        );
+    };
+    (relays.iter())
+        .position(|r| line.contains(&format!("at relay {};", r.addr)))
+        .unwrap_or_else(|| panic!("registered where? {line}"))
+}
+
+/// Sends `sig` (STOP, CONT) to the relay.
+fn signal(r: &Relay, sig: &str) {
+    let st = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &r.proc.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success());
+}
+
+/// A listener given two relays of one cluster (`--relay A --relay B`) is not refused "name
+/// taken" at the second: the relays say they are of one cluster, the listener keeps one
+/// secret for the cluster, registers at one relay and stands by at the other; a client at
+/// relay C reaches it.
+#[test]
+fn a_listener_given_two_relays_of_one_cluster_registers_once() {
+    let Some(etcd) = EtcdCluster::start() else {
+        return;
+    };
+    let dir = tempdir();
+    let r = relays(&etcd, dir.path());
+    let state = dir.path().join("state");
+    let out = dir.path().join("out");
+    let mut l = listen_at(
+        &[&r[0], &r[1]],
+        "pair",
+        &state,
+        &["--recv-only"],
+        stdout_to(&out),
+    );
+    registered_at(&mut l, &[&r[0], &r[1]]);
+    let (input, hash) = write_random_file(dir.path(), "in", 21, 2_000_000);
+    let mut c = connect(&r[2].dest("pair"), &[], stdin_from(&input), Stdio::null());
+    c.expect_code(0, SHORT);
+    let le = l.expect_code(0, SHORT);
+    assert_file_hash(&out, &hash, 2_000_000, "listener's output");
+    assert!(!le.stderr.contains("taken"), "{}", le.stderr);
+    // One secret, the cluster's; none per relay.
+    let clusters: Vec<_> = std::fs::read_dir(state.join("relay-clusters"))
+        .expect("a cluster secret directory")
+        .flatten()
+        .collect();
+    assert_eq!(clusters.len(), 1, "{clusters:?}");
+    assert!(clusters[0].path().join("pair.secret").exists());
+    assert!(!state.join("relay-names").exists());
+}
+
+/// Relay killed mid-transfer in a cluster: the listener is registered at relay H (of `--relay
+/// B --relay A`, standing by at the other, O), a 50 MB stream goes through H (O is paused
+/// while the client plans, so that the client picks H); H is killed (SIGKILL) after 10 MB.
+/// The listener registers at O with the cluster's secret at once, the session resumes
+/// through O, and the bytes arrive identical.
+#[test]
+fn cluster_relay_killed_mid_transfer_the_session_resumes_through_a_sibling() {
+    let Some(etcd) = EtcdCluster::start() else {
+        return;
+    };
+    const LEN: usize = 50 * 1000 * 1000;
+    let dir = tempdir();
+    let mut r = relays(&etcd, dir.path());
+    let out = dir.path().join("out");
+    let mut l = listen_at(
+        &[&r[1], &r[0]],
+        "moving",
+        &dir.path().join("state"),
+        &["--recv-only"],
+        stdout_to(&out),
+    );
+    let h = [1, 0][registered_at(&mut l, &[&r[1], &r[0]])];
+    let o = 1 - h;
+    let dest = format!("moving@{},{}", r[h].addr, r[o].addr);
+    let (input, hash) = write_random_file(dir.path(), "in", 22, LEN);
+    signal(&r[o], "STOP");
+    let mut c = connect(&dest, &["--json-events"], stdin_from(&input), Stdio::null());
+    let t0 = std::time::Instant::now();
+    while r[h].count("splice") == 0 {
+        assert!(t0.elapsed() < SHORT, "no splice at the listener's relay");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&r[o], "CONT");
+    let t0 = std::time::Instant::now();
+    while file_len(&out) < 10_000_000 {
+        assert!(t0.elapsed() < BULK, "stuck at {} bytes", file_len(&out));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let before = r[o].count("splice");
+    r[h].proc.kill();
+    let killed = std::time::Instant::now();
+    assert!(
+        file_len(&out) < LEN as u64,
+        "the stream ended before the kill"
+    );
+    while r[o].count("splice") <= before {
+        assert!(
+            killed.elapsed() < SHORT,
+            "no new splice at the sibling relay; listener:\n{}\nsibling: {:?}",
+            l.stderr.text(),
+            r[o].events()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let spliced = killed.elapsed().as_secs_f64() * 1e3;
+    c.expect_code(0, BULK);
+    let le = l.expect_code(0, SHORT);
+    assert_file_hash(&out, &hash, LEN, "listener's output");
+    assert!(
+        r[o].count("registered") >= 1,
+        "the listener did not move to the sibling: {}",
+        le.stderr
+    );
+    eprintln!("RESUME cluster stream: spliced through the sibling {spliced:.0} ms after the kill");
+}

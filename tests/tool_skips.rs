@@ -65,6 +65,8 @@ const NEEDING: &[(&str, &[&str])] = &[
             "forged_forwards_are_refused",
             "a_listener_that_left_is_no_longer_attached",
             "a_name_gets_its_full_ttl_in_the_cluster_once_its_listener_stays",
+            "a_listener_given_two_relays_of_one_cluster_registers_once",
+            "cluster_relay_killed_mid_transfer_the_session_resumes_through_a_sibling",
         ],
     ),
     (

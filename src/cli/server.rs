@@ -55,8 +55,10 @@ pub struct ListenArgs {
     /// behind NAT, since the listener connects out. Re-registers after address changes.
     /// Repeat it (or separate relays by commas, up to 8) to register the same name at several
     /// relays, each with its own secret and control channel: the listener serves through any
-    /// of them, and clients that list them (NAME@A,B) fail over when one dies. stderr says
-    /// which relays the name is registered at after each change. --code takes one relay.
+    /// of them, and clients that list them (NAME@A,B) fail over when one dies. Relays of one
+    /// cluster (msock proxy --etcd) share one secret: the name is registered at one of them
+    /// and moves to another at once when its channel is lost. stderr says which relays the
+    /// name is registered at after each change. --code takes one relay.
     #[arg(long, value_name = "HOST[:PORT]", value_delimiter = ',')]
     pub relay: Vec<String>,
 

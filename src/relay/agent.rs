@@ -11,6 +11,18 @@
 //! relay unreachable at the start is retried in the background while the others serve; the
 //! listener gives up only when every relay refused the name for good. `Presence` tells
 //! which relays the name is registered at now; every event carries it.
+//!
+//! **Relays of one cluster.** The listener asks each relay for its cluster id (REGISTER's
+//! flag, answered in NONCE; a relay that predates it refuses the flag and is asked again
+//! without). At a relay of a cluster the name's secret is the cluster's (one file for every
+//! relay of it, see [`secrets`]); of several relays of one cluster the name is registered at
+//! one, the others stand by and take over as soon as its channel ends (see
+//! [`super::standby`]).
+//! A standalone relay keeps its own secret and its own channel, as above. The cluster id is
+//! not secret: a relay the user lists that claims another cluster's id is shown proofs made
+//! with that cluster's secret for the name, and could pass one on (as a relay of that
+//! cluster could anyway). Only relays the user gives are asked; the id is 16 bytes exactly
+//! and names the secret's directory in hex.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -23,8 +35,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::refusal::NAME_TAKEN;
+use super::refusal::refusal;
 use super::secrets;
+use super::standby::{Groups, Held};
 use super::wire::{self, ListenerToRelay, Message, Refusal, RelayToListener, NONCE_LEN};
 use crate::proto::text::Untrusted;
 use crate::runtime::events::Events;
@@ -126,6 +139,35 @@ struct Channel {
     relay: SocketAddr,
     local: IpAddr,
     keepalive: Duration,
+    /// The relay's cluster, held by this channel until it ends.
+    _held: Option<Held>,
+}
+
+/// One of the listener's relays: which one, its splices, and what it speaks.
+struct Slot {
+    /// Its index among the listener's relays.
+    me: usize,
+    dialed: Dialed,
+    /// It refused REGISTER's flags (it predates cluster ids): not asked again.
+    legacy: std::sync::atomic::AtomicBool,
+    /// The clusters the listener's relays hold.
+    groups: Arc<Groups>,
+}
+
+/// Why a registration attempt did not give a channel.
+enum Attempt {
+    /// It failed.
+    Failed(RegisterError),
+    /// The relay is of a cluster that another of the listener's relays (this index) holds.
+    Standby(usize),
+    /// The relay refused REGISTER's flags: ask again without.
+    Legacy,
+}
+
+impl From<RegisterError> for Attempt {
+    fn from(e: RegisterError) -> Self {
+        Attempt::Failed(e)
+    }
 }
 
 /// Splices we dialed, with the local address each left from (most recent last), so that
@@ -148,13 +190,23 @@ pub async fn start(
     let presence = Presence::new(cfgs.iter().map(|c| c.relay.clone()).collect());
     let all: Vec<&str> = cfgs.iter().map(|c| c.relay.as_str()).collect();
     let all = all.join(",");
-    let dialed: Vec<Dialed> = cfgs.iter().map(|_| Dialed::default()).collect();
+    let groups = Groups::new();
+    let slots: Vec<Arc<Slot>> = (0..cfgs.len())
+        .map(|me| {
+            Arc::new(Slot {
+                me,
+                dialed: Dialed::default(),
+                legacy: Default::default(),
+                groups: groups.clone(),
+            })
+        })
+        .collect();
     let mut set = tokio::task::JoinSet::new();
-    for (i, (cfg, d)) in cfgs.iter().zip(&dialed).enumerate() {
+    for (i, (cfg, d)) in cfgs.iter().zip(&slots).enumerate() {
         let (cfg, d) = (cfg.clone(), d.clone());
         set.spawn(async move { (i, register(&cfg, &d).await) });
     }
-    let mut got: Vec<Option<Result<Channel, RegisterError>>> = cfgs.iter().map(|_| None).collect();
+    let mut got: Vec<Option<Result<Channel, Attempt>>> = cfgs.iter().map(|_| None).collect();
     while let Some(j) = set.join_next().await {
         if let Ok((i, r)) = j {
             got[i] = Some(r);
@@ -166,7 +218,15 @@ pub async fn start(
     for (i, r) in got.into_iter().enumerate() {
         match r {
             Some(Ok(ch)) => channels.push((i, Some(ch))),
-            Some(Err(RegisterError::Transient(e))) => {
+            Some(Err(Attempt::Standby(holder))) => {
+                channels.push((i, None));
+                later.push(format!(
+                    "msock: relay {} is of the same cluster as relay {}: standing by there \
+                     (the name moves there if {} is lost)",
+                    cfgs[i].relay, cfgs[holder].relay, cfgs[holder].relay
+                ));
+            }
+            Some(Err(Attempt::Failed(RegisterError::Transient(e)))) => {
                 transient.get_or_insert(RegisterError::Transient(e.clone()));
                 channels.push((i, None));
                 later.push(format!(
@@ -174,8 +234,8 @@ pub async fn start(
                     cfgs[i].relay
                 ));
             }
-            Some(Err(e)) => return Err(e),
-            None => {
+            Some(Err(Attempt::Failed(e))) => return Err(e),
+            Some(Err(Attempt::Legacy)) | None => {
                 return Err(RegisterError::Local(
                     "a relay registration task failed".into(),
                 ))
@@ -200,7 +260,7 @@ pub async fn start(
                 cfg.name, c.relay, cfg.name
             );
         }
-        let d = dialed[i].clone();
+        let d = slots[i].clone();
         let p = (presence.clone(), i);
         tokio::spawn(keep(cfg, inject.clone(), d, ch, p, each_tx.clone()));
     }
@@ -232,7 +292,7 @@ async fn supervise(
 async fn keep(
     cfg: AgentConfig,
     inject: Inject,
-    dialed: Dialed,
+    slot: Arc<Slot>,
     first: Option<Channel>,
     at: (Arc<Presence>, usize),
     fatal: mpsc::Sender<String>,
@@ -241,10 +301,12 @@ async fn keep(
     let mut changes = netwatch::spawn();
     let mut ch = first;
     let mut wait = Duration::from_millis(250);
+    let mut freed = slot.groups.watch();
+    let dialed = &slot.dialed;
     loop {
         if let Some(c) = ch.take() {
             let relay = c.relay;
-            let why = run_channel(c, &inject, &dialed, &mut changes).await;
+            let why = run_channel(c, &inject, dialed, &mut changes).await;
             tracing::info!("relay control channel ended ({why}); registering again");
             let (_, f) = presence.set(me, false);
             cfg.events.emit(
@@ -256,7 +318,8 @@ async fn keep(
             );
             wait = Duration::from_millis(250);
         }
-        match register(&cfg, &dialed).await {
+        freed.borrow_and_update();
+        match register(&cfg, &slot).await {
             Ok(c) => {
                 tracing::info!("registered '{}' again at relay {}", cfg.name, c.relay);
                 let (ever, f) = presence.set(me, true);
@@ -270,15 +333,30 @@ async fn keep(
                 );
                 ch = Some(c);
             }
-            Err(RegisterError::Transient(e)) => {
+            Err(Attempt::Standby(holder)) => {
+                tracing::info!(
+                    "relay {} is of the cluster relay {} holds: standing by",
+                    cfg.relay,
+                    presence.given[holder]
+                );
+                // Woken when a relay lets its cluster go (its channel ended).
+                if freed.changed().await.is_err() {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                wait = Duration::from_millis(250);
+            }
+            Err(Attempt::Failed(RegisterError::Transient(e))) => {
                 tracing::info!("cannot register at the relay ({e}); retrying in {wait:?}");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     Some(()) = changes.recv() => {}
+                    // Another relay let its cluster go: this one may be its sibling.
+                    Ok(()) = freed.changed() => {}
                 }
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
-            Err(e) => {
+            Err(Attempt::Legacy) => {}
+            Err(Attempt::Failed(e)) => {
                 let why = match e {
                     RegisterError::NameTaken(m) => format!("registration lost: name taken: {m}"),
                     e => format!("relay registration lost: {e}"),
@@ -438,7 +516,16 @@ fn published(listening: &[SocketAddr]) -> Vec<SocketAddr> {
 }
 
 /// One registration: connect, REGISTER, answer the NONCE, read REGISTERED, keep the secret.
-async fn register(cfg: &AgentConfig, dialed: &Dialed) -> Result<Channel, RegisterError> {
+async fn register(cfg: &AgentConfig, slot: &Arc<Slot>) -> Result<Channel, Attempt> {
+    match try_register(cfg, slot).await {
+        Err(Attempt::Legacy) => try_register(cfg, slot).await,
+        r => r,
+    }
+}
+
+/// [`register`], once: asks for the cluster id unless the relay refused that before.
+async fn try_register(cfg: &AgentConfig, slot: &Arc<Slot>) -> Result<Channel, Attempt> {
+    use std::sync::atomic::Ordering::Relaxed;
     let t = Duration::from_secs(10);
     let addrs = resolve(&cfg.relay, cfg.family)
         .await
@@ -457,9 +544,11 @@ async fn register(cfg: &AgentConfig, dialed: &Dialed) -> Result<Channel, Registe
     let (mut rd, mut wr) = s.into_split();
     let transient =
         |e: &dyn std::fmt::Display| RegisterError::Transient(format!("relay {relay}: {e}"));
+    let ask_cluster = !slot.legacy.load(Relaxed);
     let hello = ListenerToRelay::Register {
         name: cfg.name.clone(),
         addrs: published(&cfg.listening),
+        ask_cluster,
     };
     wr.write_all(&hello.with_preamble())
         .await
@@ -474,11 +563,33 @@ async fn register(cfg: &AgentConfig, dialed: &Dialed) -> Result<Channel, Registe
         .await
         .map_err(|e| transient(&e))?
     {
-        RelayToListener::Nonce(n) => n,
-        RelayToListener::Error(r) => return Err(refusal(relay, r)),
-        other => return Err(transient(&format!("unexpected {}", other.name()))),
+        RelayToListener::Nonce { nonce, cluster } => (nonce, cluster),
+        RelayToListener::Error(r) if ask_cluster && r.code == crate::proto::ErrorCode::Protocol => {
+            tracing::info!("relay {relay} predates cluster ids; asking again without");
+            slot.legacy.store(true, Relaxed);
+            return Err(Attempt::Legacy);
+        }
+        RelayToListener::Error(r) => return Err(refusal(relay, r).into()),
+        other => return Err(transient(&format!("unexpected {}", other.name())).into()),
     };
-    let secret = secrets::load_secret(&cfg.secret_file).map_err(RegisterError::Local)?;
+    let (nonce, cluster) = nonce;
+    // A relay of a cluster: one registration per cluster, with the cluster's secret.
+    let (held, secret_file) = match cluster.filter(|c| *c != [0; wire::CLUSTER_ID_LEN]) {
+        Some(id) => {
+            let held = slot.groups.take(id, slot.me).map_err(Attempt::Standby)?;
+            let file = secrets::cluster_secret_path(&id, &cfg.name).ok_or_else(|| {
+                RegisterError::Local("no state directory for the name's secret".into())
+            })?;
+            (Some(held), file)
+        }
+        None => (None, cfg.secret_file.clone()),
+    };
+    let mut secret = secrets::load_secret(&secret_file).map_err(RegisterError::Local)?;
+    // Registered at this relay before it told its cluster: its own secret is the cluster's.
+    let adopt = held.is_some() && secret.is_none();
+    if adopt {
+        secret = secrets::load_secret(&cfg.secret_file).map_err(RegisterError::Local)?;
+    }
     let prove = ListenerToRelay::Prove {
         name_proof: secret.map_or([0; 32], |s| secrets::name_proof(&s, &cfg.name, &nonce)),
         key_proof: cfg
@@ -496,27 +607,32 @@ async fn register(cfg: &AgentConfig, dialed: &Dialed) -> Result<Channel, Registe
         RelayToListener::Registered {
             secret, keepalive, ..
         } => (secret, keepalive),
-        RelayToListener::Error(r) => return Err(refusal(relay, r)),
-        other => return Err(transient(&format!("unexpected {}", other.name()))),
+        RelayToListener::Error(r) => return Err(refusal(relay, r).into()),
+        other => return Err(transient(&format!("unexpected {}", other.name())).into()),
     };
-    if fresh != [0; 32] {
-        secrets::write_private(&cfg.secret_file, secrets::hex(&fresh).as_bytes()).map_err(|e| {
+    let keep = match (fresh != [0; 32], secret) {
+        (true, _) => Some(fresh),
+        (false, Some(s)) if adopt => Some(s),
+        _ => None,
+    };
+    if let Some(s) = keep {
+        secrets::write_private(&secret_file, secrets::hex(&s).as_bytes()).map_err(|e| {
             RegisterError::Local(format!(
                 "cannot keep the name's secret in {}: {e} (set MSOCK_STATE_DIR to a writable directory)",
-                cfg.secret_file.display()
+                secret_file.display()
             ))
         })?;
         tracing::info!(
-            "new secret for '{}' kept in {}",
+            "secret for '{}' kept in {}",
             cfg.name,
-            cfg.secret_file.display()
+            secret_file.display()
         );
     }
     // Splices whose local address is gone: tell the relay, so that their clients reconnect
     // now rather than after their dead time.
     let gone: Vec<u64> = {
         let mine = netwatch::local_addrs();
-        let mut d = dialed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut d = slot.dialed.lock().unwrap_or_else(|e| e.into_inner());
         let gone = d
             .iter()
             .filter(|(_, ip)| !mine.contains(ip))
@@ -540,52 +656,10 @@ async fn register(cfg: &AgentConfig, dialed: &Dialed) -> Result<Channel, Registe
         relay,
         local,
         keepalive: Duration::from_secs(keepalive.clamp(1, 3600) as u64),
+        _held: held,
     })
 }
 
-/// The relay's refusal, classified by its code (its reason is the relay's text: escaped).
-fn refusal(relay: SocketAddr, Refusal { code, reason }: Refusal) -> RegisterError {
-    use crate::proto::ErrorCode;
-    let reason = Untrusted(&reason);
-    match code {
-        NAME_TAKEN => {
-            RegisterError::NameTaken(format!("relay {relay} refused the registration: {reason}"))
-        }
-        ErrorCode::AuthFailed | ErrorCode::Refused | ErrorCode::Protocol | ErrorCode::Version => {
-            RegisterError::Refused(format!("relay {relay} refused the registration: {reason}"))
-        }
-        _ => RegisterError::Transient(format!("relay {relay}: {code}: {reason}")),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::ErrorCode;
-
-    #[test]
-    fn refusals_are_classified_by_code_and_their_text_escaped() {
-        let relay: SocketAddr = "192.0.2.1:7480".parse().unwrap();
-        let r = |code, reason: &str| {
-            refusal(
-                relay,
-                Refusal {
-                    code,
-                    reason: reason.into(),
-                },
-            )
-        };
-        assert!(matches!(r(NAME_TAKEN, "x"), RegisterError::NameTaken(_)));
-        assert!(matches!(
-            r(ErrorCode::AuthFailed, "x"),
-            RegisterError::Refused(_)
-        ));
-        assert!(matches!(
-            r(ErrorCode::Busy, "x"),
-            RegisterError::Transient(_)
-        ));
-        let shown = r(ErrorCode::Refused, "\x1b[2Jfake\x07").to_string();
-        assert!(!shown.chars().any(char::is_control), "{shown:?}");
-        assert!(shown.contains("\\u{1b}[2Jfake"), "{shown:?}");
-    }
-}
+#[path = "agent_tests.rs"]
+mod tests;

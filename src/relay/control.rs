@@ -22,7 +22,9 @@ use super::refusal::ControlRefusal;
 use super::registry::{Control, Name};
 use super::secrets;
 use super::server::{refuse, Relay};
-use super::wire::{self, ListenerToRelay, Message, RelayToListener, WireError, NONCE_LEN};
+use super::wire::{
+    self, ListenerToRelay, Message, RelayToListener, WireError, CLUSTER_ID_LEN, NONCE_LEN,
+};
 use crate::proto::ErrorCode;
 
 /// A new control channel, as [`Relay::install`] takes it.
@@ -48,6 +50,7 @@ impl Relay {
         name: String,
         addrs: Vec<SocketAddr>,
         pairing: bool,
+        ask_cluster: bool,
     ) {
         let hs = self.cfg.handshake_timeout;
         if !self.reg().may_register(peer.ip()) {
@@ -62,8 +65,14 @@ impl Relay {
         let (mut rd, mut wr) = s.into_split();
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
+        // Asked for, the cluster's id: a listener keeps one secret for every relay of it.
+        let cluster = ask_cluster.then(|| {
+            self.cluster.as_ref().map_or([0; CLUSTER_ID_LEN], |c| {
+                super::cluster::seal::cluster_id(&c.cfg.key, &c.cfg.prefix)
+            })
+        });
         if wr
-            .write_all(&RelayToListener::Nonce(nonce).with_preamble())
+            .write_all(&RelayToListener::Nonce { nonce, cluster }.with_preamble())
             .await
             .is_err()
         {

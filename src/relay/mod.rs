@@ -17,8 +17,8 @@
 //!
 //! | type | name | body | direction |
 //! |------|------|------|-----------|
-//! | 0x20 | REGISTER   | name, count u8, address × count (≤ 16) | listener → relay |
-//! | 0x21 | NONCE      | nonce \[16\] | relay → listener |
+//! | 0x20 | REGISTER   | name, count u8, address × count (≤ 16), \[flags u8\] | listener → relay |
+//! | 0x21 | NONCE      | nonce \[16\], \[cluster \[16\]\] | relay → listener |
 //! | 0x22 | PROVE      | name_proof \[32\], key_proof \[32\] | listener → relay |
 //! | 0x23 | REGISTERED | secret \[32\], ttl u32 (s), keepalive u32 (s) | relay → listener |
 //! | 0x24 | DIAL       | splice_id u64, token \[16\] | relay → listener |
@@ -78,6 +78,17 @@
 //! once and routes through one that found it, on every reconnect attempt, so a session
 //! whose relay died resumes through another (see [`client`]).
 //!
+//! **Cluster id** (added with REGISTER's optional trailing `flags` byte and NONCE's optional
+//! trailing `cluster` field): a listener that sets flag bit 0 (ask for the cluster) gets NONCE
+//! with 16 more bytes: the relay's cluster id (`cluster::seal::cluster_id`: a one-way hash of
+//! the cluster key and the key prefix under a label of its own; not secret), or zeros from a
+//! standalone relay. A relay sends it only when asked, so a listener that predates it gets the
+//! NONCE it knows; a relay that predates it refuses the flagged REGISTER with ERROR(protocol),
+//! and the listener registers again without the flag (and does not ask that relay again).
+//! Other flag bits are ignored; a NONCE whose trailing field is not exactly 16 bytes does not
+//! decode. The listener keeps one secret per name for all the relays of a cluster, and of
+//! several of its relays in one cluster registers at one at a time (see [`agent`]).
+//!
 //! **Pairing by code** (added with frame types 0x2A-0x2C; a relay that predates them answers
 //! them with ERROR(protocol), which the listener reports as "does not know codes"): a
 //! listener waiting for a code registers its nameplate with REGISTER_CODE (then NONCE, PROVE
@@ -101,6 +112,9 @@
 //! cluster needs listeners that know it for names reached through another relay; a relay
 //! that predates FORWARD answers it with ERROR(protocol). A listener that predates code
 //! 0x21 treats it like any unknown code: a transient failure, retried.
+//! When the relay holding the name cannot be reached (it died; its lease has not run out yet),
+//! a ROUTE follows the name for up to 2 s before it answers busy: it is spliced here as soon
+//! as the listener registers here, or forwarded to the relay it registered at.
 //!
 //! Anything else (not msock, an msock HELLO, an unknown frame) is answered with ERROR and
 //! closed; a client that sends no first frame within the handshake timeout is dropped.
@@ -133,6 +147,7 @@ mod route;
 pub mod secrets;
 pub mod server;
 pub(crate) mod splice;
+mod standby;
 pub(crate) mod wire;
 #[cfg(test)]
 mod wire_fuzz_tests;

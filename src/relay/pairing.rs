@@ -101,7 +101,7 @@ pub async fn claim(
         .await
         .map_err(|e| unreachable(&e))?
     {
-        RelayToListener::Nonce(n) => n,
+        RelayToListener::Nonce { nonce, .. } => nonce,
         RelayToListener::Error(r) => return Err(refused(r)),
         other => return Err(unreachable(&format!("unexpected {}", other.name()))),
     };

@@ -1,7 +1,11 @@
 //! Why the relay refuses a listener's control channel: the ERROR it sends, and the counter of
-//! refusals it counts it under.
+//! refusals it counts it under; and how the listener takes a relay's refusal.
 
+use std::net::SocketAddr;
+
+use super::agent::RegisterError;
 use super::wire::Refusal;
+use crate::proto::text::Untrusted;
 use crate::proto::ErrorCode;
 
 /// Why the relay refused a registration (a control channel).
@@ -90,6 +94,20 @@ impl ControlRefusal {
     }
 }
 
+/// The relay's refusal, classified by its code (its reason is the relay's text: escaped).
+pub(super) fn refusal(relay: SocketAddr, Refusal { code, reason }: Refusal) -> RegisterError {
+    let reason = Untrusted(&reason);
+    match code {
+        NAME_TAKEN => {
+            RegisterError::NameTaken(format!("relay {relay} refused the registration: {reason}"))
+        }
+        ErrorCode::AuthFailed | ErrorCode::Refused | ErrorCode::Protocol | ErrorCode::Version => {
+            RegisterError::Refused(format!("relay {relay} refused the registration: {reason}"))
+        }
+        _ => RegisterError::Transient(format!("relay {relay}: {code}: {reason}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +136,31 @@ mod tests {
             ControlRefusal::NotProve("PING").refusal().reason,
             "expected PROVE, got PING"
         );
+    }
+
+    #[test]
+    fn refusals_are_classified_by_code_and_their_text_escaped() {
+        let relay: SocketAddr = "192.0.2.1:7480".parse().unwrap();
+        let r = |code, reason: &str| {
+            refusal(
+                relay,
+                Refusal {
+                    code,
+                    reason: reason.into(),
+                },
+            )
+        };
+        assert!(matches!(r(NAME_TAKEN, "x"), RegisterError::NameTaken(_)));
+        assert!(matches!(
+            r(ErrorCode::AuthFailed, "x"),
+            RegisterError::Refused(_)
+        ));
+        assert!(matches!(
+            r(ErrorCode::Busy, "x"),
+            RegisterError::Transient(_)
+        ));
+        let shown = r(ErrorCode::Refused, "\x1b[2Jfake\x07").to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.contains("\\u{1b}[2Jfake"), "{shown:?}");
     }
 }

@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,6 +25,14 @@ use super::server::{no_such_name, refuse, Relay};
 use super::splice::{self, Counters, End, Timeouts};
 use super::wire::{RelayToListener, NONCE_LEN};
 use crate::proto::{ErrorCode, PREAMBLE};
+
+/// How long a ROUTE follows a name whose relay cannot be reached (see
+/// [`Relay::forward_or_follow`]).
+const MOVE_GRACE: Duration = Duration::from_secs(2);
+/// How often it looks for the name's listener here meanwhile.
+const FOLLOW_POLL: Duration = Duration::from_millis(20);
+/// How often it reads where the name is attached meanwhile (a read of the store).
+const RELOCATE: Duration = Duration::from_millis(250);
 
 impl Relay {
     /// ROUTE: a client flowpath for `name`. Wait for the client's session to begin, ask the
@@ -42,7 +51,7 @@ impl Relay {
         let (tx, rx) = oneshot::channel();
         let kill = Arc::new(Notify::new());
         // A cluster relay: a name attached at another relay is reached through it.
-        let remote = match self.remote(&name, pair).await {
+        let mut remote = match self.remote(&name, pair).await {
             Ok(at) => at,
             Err(why) => {
                 self.refuse_count("registry_unavailable");
@@ -168,10 +177,15 @@ impl Relay {
                 return;
             }
         }
-        if let Some(at) = &remote {
-            if let Err(why) = self.forward_dial(at, &name, id, token).await {
-                refused("forward_failed", &why.reason);
-                return refuse(client, why.code, &why.reason).await;
+        if let Some(at) = remote.clone() {
+            match self.forward_or_follow(at, &name, id, token).await {
+                Ok(true) => {}
+                // The listener moved here meanwhile: ask it directly.
+                Ok(false) => remote = None,
+                Err(why) => {
+                    refused("forward_failed", &why.reason);
+                    return refuse(client, why.code, &why.reason).await;
+                }
             }
         }
         let (known, counted) = if remote.is_some() {
@@ -268,9 +282,74 @@ impl Relay {
         }
         match c.locate(name).await {
             Ok(Some(at)) if !c.is_me(&at) => Ok(Some(at)),
+            Ok(Some(_)) if !here => {
+                // Attached here in the store, not yet in memory: a registration here is
+                // between its claim and its channel. Wait for it a moment.
+                let t0 = Instant::now();
+                while t0.elapsed() < MOVE_GRACE.min(self.cfg.handshake_timeout)
+                    && !self.reg().names.contains_key(name)
+                {
+                    tokio::time::sleep(FOLLOW_POLL).await;
+                }
+                Ok(None)
+            }
             Ok(_) => Ok(None),
             Err(_) if here => Ok(None),
             Err(e) => Err(format!("cannot find '{name}': {e}; retry")),
+        }
+    }
+
+    /// FORWARDs the splice to relay `at`, where `name` is attached; if that relay cannot be
+    /// reached (it died: the listener re-registers at a relay of the cluster within a moment,
+    /// long before the dead relay's lease runs out), follows the name for [`MOVE_GRACE`]:
+    /// Ok(false) when its listener is attached here now, Ok(true) when a relay took the
+    /// FORWARD; Err: the last refusal.
+    async fn forward_or_follow(
+        &self,
+        mut at: At,
+        name: &str,
+        id: u64,
+        token: [u8; NONCE_LEN],
+    ) -> Result<bool, super::wire::Refusal> {
+        let t0 = Instant::now();
+        let grace = MOVE_GRACE.min(self.cfg.handshake_timeout);
+        let mut located = Instant::now();
+        loop {
+            let why = match self.forward_dial(&at, name, id, token).await {
+                Ok(()) => return Ok(true),
+                // Only "cannot reach it, retry" is worth following; a refusal is final.
+                Err(why) if why.code != ErrorCode::Busy => return Err(why),
+                Err(why) => why,
+            };
+            loop {
+                if t0.elapsed() >= grace {
+                    return Err(why);
+                }
+                tokio::time::sleep(FOLLOW_POLL).await;
+                if self
+                    .reg()
+                    .names
+                    .get(name)
+                    .is_some_and(|n| n.control.is_some())
+                {
+                    return Ok(false);
+                }
+                let Some(c) = self
+                    .cluster
+                    .as_ref()
+                    .filter(|_| located.elapsed() >= RELOCATE)
+                else {
+                    continue;
+                };
+                located = Instant::now();
+                match c.locate(name).await {
+                    Ok(Some(next)) if next.relay != at.relay && !c.is_me(&next) => {
+                        at = next;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
         }
     }
 

@@ -3,7 +3,10 @@
 //!
 //! A listener keeps the secret of each name it registered in
 //! `STATE/msock/relay-names/RELAY/NAME.secret` (64 hex digits, mode 0600), where STATE is
-//! `$MSOCK_STATE_DIR` if set, else `$XDG_STATE_HOME`, else `~/.local/state`.
+//! `$MSOCK_STATE_DIR` if set, else `$XDG_STATE_HOME`, else `~/.local/state`. A name
+//! registered at a relay of a cluster (the relay said so with its NONCE) has one secret for
+//! the whole cluster, kept in `STATE/msock/relay-clusters/CLUSTER/NAME.secret` (CLUSTER: the
+//! cluster id in hex), so that every relay of the cluster takes the same proof.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -99,6 +102,17 @@ pub fn secret_path(relay: &str, name: &str) -> Option<PathBuf> {
         state_dir()?
             .join("relay-names")
             .join(relay)
+            .join(format!("{name}.secret")),
+    )
+}
+
+/// Where the listener keeps the secret of `name` at the relays of the cluster `cluster` (a
+/// relay's id for it: bytes, written as hex, so a hostile relay cannot pick the path).
+pub(crate) fn cluster_secret_path(cluster: &[u8], name: &str) -> Option<PathBuf> {
+    Some(
+        state_dir()?
+            .join("relay-clusters")
+            .join(hex(cluster))
             .join(format!("{name}.secret")),
     )
 }

@@ -312,11 +312,13 @@ impl Relay {
                 );
                 refuse(s, ErrorCode::Refused, &why).await;
             }
-            ToRelay::Listener(ListenerToRelay::Register { name, addrs }) => {
-                self.control(s, peer, name, addrs, false).await
-            }
+            ToRelay::Listener(ListenerToRelay::Register {
+                name,
+                addrs,
+                ask_cluster,
+            }) => self.control(s, peer, name, addrs, false, ask_cluster).await,
             ToRelay::Listener(ListenerToRelay::RegisterCode { name, addrs }) => {
-                self.control(s, peer, name, addrs, true).await
+                self.control(s, peer, name, addrs, true, false).await
             }
             ToRelay::Peer(f) => self.forwarded(s, peer, f).await,
             ToRelay::Listener(other) => {

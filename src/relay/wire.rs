@@ -31,6 +31,12 @@ pub(crate) const MAX_GONE: usize = 256;
 pub(crate) const SECRET_LEN: usize = 32;
 /// Bytes of a nonce and of a splice token.
 pub const NONCE_LEN: usize = 16;
+/// Bytes of a cluster id (NONCE's optional trailing field).
+pub(crate) const CLUSTER_ID_LEN: usize = 16;
+/// A relay cluster's id as a relay tells it (all-zero: a standalone relay).
+pub(crate) type ClusterId = [u8; CLUSTER_ID_LEN];
+/// REGISTER's optional trailing flags byte: "send the cluster id with NONCE".
+const ASK_CLUSTER: u8 = 1;
 
 /// Frame type numbers.
 pub mod kind {
@@ -106,6 +112,9 @@ pub(crate) enum ListenerToRelay {
         name: String,
         /// Direct addresses (published only if the relay sees the listener at one of them).
         addrs: Vec<SocketAddr>,
+        /// Asks for the relay's cluster id in NONCE (an optional trailing flags byte, bit 0;
+        /// a relay that predates it refuses the frame with ERROR(protocol)).
+        ask_cluster: bool,
     },
     /// HMAC proofs over the relay's nonce (all-zero: none).
     Prove {
@@ -151,7 +160,13 @@ pub(crate) enum RelayToClient {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelayToListener {
     /// The relay's challenge.
-    Nonce([u8; NONCE_LEN]),
+    Nonce {
+        /// The nonce to prove over.
+        nonce: [u8; NONCE_LEN],
+        /// The relay's cluster id (an optional trailing field, sent only when REGISTER asked
+        /// for it; all-zero: a standalone relay). Not secret: relays of one cluster share it.
+        cluster: Option<ClusterId>,
+    },
     /// Registration accepted.
     Registered {
         /// A new secret for the name (all-zero: keep the one you proved).
@@ -184,69 +199,9 @@ pub enum RelayToListener {
     Error(Refusal),
 }
 
-/// Relay → relay of a cluster: ask the listener of `name` (attached at the receiving relay)
-/// to dial back to `at` for splice `id`. Authenticated with the cluster key: `mac` is an HMAC
-/// over the other fields, and `time` (Unix seconds) must be within [`FORWARD_SKEW`] of the
-/// receiver's clock.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Forward {
-    /// The name.
-    pub name: String,
-    /// The splice id at the sending relay.
-    pub id: u64,
-    /// The splice token at the sending relay.
-    pub token: [u8; NONCE_LEN],
-    /// The sending relay's advertised address: where the listener dials back.
-    pub at: SocketAddr,
-    /// When it was sent (Unix seconds).
-    pub time: u64,
-    /// `HMAC(key derived from the cluster key, receiving relay's id || the other fields)`
-    /// (see `cluster::seal::forward_mac`).
-    pub mac: [u8; 32],
-}
-
-/// How far a FORWARD's time may be from the receiver's clock.
-pub(crate) const FORWARD_SKEW: Duration = Duration::from_secs(30);
-
-impl Forward {
-    /// The bytes the MAC covers: the body up to the MAC.
-    pub(crate) fn signed(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
-        let mut w = Writer::new(&mut out);
-        write_name(&mut w, &self.name);
-        w.u64(self.id)
-            .bytes(&self.token)
-            .socket_addr(&self.at)
-            .u64(self.time);
-        out
-    }
-}
-
-impl Message for Forward {
-    fn write_body(&self, w: &mut Writer<'_, Vec<u8>>) -> u8 {
-        write_name(w, &self.name);
-        w.u64(self.id)
-            .bytes(&self.token)
-            .socket_addr(&self.at)
-            .u64(self.time)
-            .bytes(&self.mac);
-        kind::FORWARD
-    }
-
-    fn decode(t: u8, body: &[u8]) -> Result<Self, WireError> {
-        read_all(body, |r| match t {
-            kind::FORWARD => Ok(Forward {
-                name: read_name(r)?,
-                id: r.u64()?,
-                token: r.array()?,
-                at: r.socket_addr()?,
-                time: r.u64()?,
-                mac: r.array()?,
-            }),
-            ty => unexpected(ty, "from a relay to a relay"),
-        })
-    }
-}
+#[path = "wire_forward.rs"]
+mod forward;
+pub(crate) use forward::{Forward, FORWARD_SKEW};
 
 /// The first frame of a connection to the relay: a client's or a listener's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -371,9 +326,16 @@ impl Message for ClientToRelay {
 impl Message for ListenerToRelay {
     fn write_body(&self, w: &mut Writer<'_, Vec<u8>>) -> u8 {
         match self {
-            ListenerToRelay::Register { name, addrs } => {
+            ListenerToRelay::Register {
+                name,
+                addrs,
+                ask_cluster,
+            } => {
                 write_name(w, name);
                 write_addrs(w, addrs);
+                if *ask_cluster {
+                    w.u8(ASK_CLUSTER);
+                }
                 kind::REGISTER
             }
             ListenerToRelay::Prove {
@@ -413,6 +375,12 @@ impl Message for ListenerToRelay {
             kind::REGISTER => Ok(ListenerToRelay::Register {
                 name: read_name(r)?,
                 addrs: read_addrs(r)?,
+                // Absent: a listener that predates the flags. Unknown bits are for later.
+                ask_cluster: match r.rest() {
+                    [] => false,
+                    [flags] => flags & ASK_CLUSTER != 0,
+                    more => return Err(CodecError::Trailing(more.len() - 1).into()),
+                },
             }),
             kind::PROVE => Ok(ListenerToRelay::Prove {
                 name_proof: r.array()?,
@@ -461,8 +429,11 @@ impl Message for RelayToClient {
 impl Message for RelayToListener {
     fn write_body(&self, w: &mut Writer<'_, Vec<u8>>) -> u8 {
         match self {
-            RelayToListener::Nonce(n) => {
-                w.bytes(n);
+            RelayToListener::Nonce { nonce, cluster } => {
+                w.bytes(nonce);
+                if let Some(c) = cluster {
+                    w.bytes(c);
+                }
                 kind::NONCE
             }
             RelayToListener::Registered {
@@ -491,7 +462,17 @@ impl Message for RelayToListener {
 
     fn decode(t: u8, body: &[u8]) -> Result<Self, WireError> {
         read_all(body, |r| match t {
-            kind::NONCE => Ok(RelayToListener::Nonce(r.array()?)),
+            kind::NONCE => Ok(RelayToListener::Nonce {
+                nonce: r.array()?,
+                cluster: match r.rest() {
+                    [] => None,
+                    c if c.len() < CLUSTER_ID_LEN => return Err(CodecError::Truncated.into()),
+                    c => Some(
+                        c.try_into()
+                            .map_err(|_| CodecError::Trailing(c.len() - CLUSTER_ID_LEN))?,
+                    ),
+                },
+            }),
             kind::REGISTERED => Ok(RelayToListener::Registered {
                 secret: r.array()?,
                 ttl: r.u32()?,
@@ -532,7 +513,7 @@ impl RelayToListener {
     /// A short name for logs.
     pub fn name(&self) -> &'static str {
         match self {
-            RelayToListener::Nonce(_) => "NONCE",
+            RelayToListener::Nonce { .. } => "NONCE",
             RelayToListener::Registered { .. } => "REGISTERED",
             RelayToListener::Dial { .. } => "DIAL",
             RelayToListener::DialAt { .. } => "DIAL_AT",

@@ -21,11 +21,19 @@ fn refusal() -> Refusal {
 fn frames_roundtrip() {
     let a: SocketAddr = "10.0.0.1:9000".parse().unwrap();
     let b: SocketAddr = "[2001:db8::1]:80".parse().unwrap();
-    roundtrip(ListenerToRelay::Register {
-        name: "laptop-1".into(),
-        addrs: vec![a, b],
-    });
-    roundtrip(RelayToListener::Nonce([7; 16]));
+    for ask_cluster in [false, true] {
+        roundtrip(ListenerToRelay::Register {
+            name: "laptop-1".into(),
+            addrs: vec![a, b],
+            ask_cluster,
+        });
+    }
+    for cluster in [None, Some([0; 16]), Some([9; 16])] {
+        roundtrip(RelayToListener::Nonce {
+            nonce: [7; 16],
+            cluster,
+        });
+    }
     roundtrip(ListenerToRelay::Prove {
         name_proof: [1; 32],
         key_proof: [2; 32],
@@ -73,6 +81,50 @@ fn hostile_frames_are_refused() {
     assert!(ListenerToRelay::decode(kind::GONE, &[0xff, 0xff]).is_err());
     assert!(RelayToListener::decode(kind::DIAL, &[0; 10]).is_err());
     assert!(ListenerToRelay::decode(kind::REGISTER, &[1, b'a', 1, 9, 0, 0]).is_err());
+}
+
+/// The optional trailing fields of REGISTER (flags) and NONCE (cluster id): absent is the
+/// old frame; present, they have their exact length (a hostile relay's cluster id is 16
+/// bytes or the frame is refused); unknown flag bits are ignored.
+#[test]
+fn optional_trailing_fields_are_bounded() {
+    let reg = |tail: &[u8]| {
+        let mut b = vec![1, b'a', 0];
+        b.extend_from_slice(tail);
+        ListenerToRelay::decode(kind::REGISTER, &b)
+    };
+    let asks = |r: Result<ListenerToRelay, WireError>| match r {
+        Ok(ListenerToRelay::Register { ask_cluster, .. }) => Some(ask_cluster),
+        _ => None,
+    };
+    assert_eq!(asks(reg(&[])), Some(false));
+    assert_eq!(asks(reg(&[1])), Some(true));
+    assert_eq!(asks(reg(&[0xfe])), Some(false));
+    assert_eq!(asks(reg(&[1, 0])), None);
+    // The old REGISTER (no flags) is what an old listener sends: byte for byte as before.
+    let old = ListenerToRelay::Register {
+        name: "a".into(),
+        addrs: vec![],
+        ask_cluster: false,
+    }
+    .encode();
+    assert_eq!(&old[4..], &[kind::REGISTER, 1, b'a', 0]);
+    let nonce = |len: usize| RelayToListener::decode(kind::NONCE, &vec![5; 16 + len]);
+    assert!(matches!(
+        nonce(0),
+        Ok(RelayToListener::Nonce { cluster: None, .. })
+    ));
+    assert!(matches!(
+        nonce(16),
+        Ok(RelayToListener::Nonce {
+            cluster: Some(c),
+            ..
+        }) if c == [5; 16]
+    ));
+    for bad in [1, 15, 17, 32, 4000] {
+        assert!(nonce(bad).is_err(), "{bad}");
+    }
+    assert!(RelayToListener::decode(kind::NONCE, &[5; 15]).is_err());
 }
 
 /// Each decoder takes its own direction's frames only: what a relay sends does not decode

@@ -7,6 +7,8 @@ use rand::RngCore;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use sha2::Sha256;
 
+use crate::relay::wire::{ClusterId, CLUSTER_ID_LEN};
+
 /// Bytes of a cluster key.
 pub const KEY_LEN: usize = 32;
 /// Bytes of a sealed secret: nonce, ciphertext, tag.
@@ -15,6 +17,21 @@ pub(crate) const SEALED_LEN: usize = NONCE_LEN + 32 + 16;
 /// A key derived from the cluster key for one purpose.
 fn derive(key: &[u8; KEY_LEN], purpose: &str) -> [u8; 32] {
     blake3::derive_key(purpose, key)
+}
+
+/// The cluster's id as relays tell it to listeners (NONCE): a one-way hash of the cluster
+/// key and the key prefix, not secret, the same at every relay of the cluster (and different
+/// for two clusters sharing an etcd under different prefixes).
+pub(crate) fn cluster_id(key: &[u8; KEY_LEN], prefix: &str) -> ClusterId {
+    let mut h = blake3::Hasher::new_derive_key("msock relay cluster id v1");
+    h.update(key).update(prefix.as_bytes());
+    let mut id = [0u8; CLUSTER_ID_LEN];
+    h.finalize_xof().fill(&mut id);
+    // All-zero means "no cluster" on the wire.
+    if id == [0; CLUSTER_ID_LEN] {
+        id[0] = 1;
+    }
+    id
 }
 
 /// Seals a name's secret with the cluster key.

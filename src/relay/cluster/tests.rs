@@ -68,3 +68,16 @@ async fn bounded_runs_everything_at_most_in_flight_at_once() {
     let most = most.load(Ordering::SeqCst);
     assert!(most <= IN_FLIGHT && most > 1, "{most}");
 }
+
+/// The cluster id told to listeners: the same for the same key and prefix, another for
+/// another key or prefix, never all-zero ("no cluster"), and not the key.
+#[test]
+fn cluster_ids_are_per_key_and_prefix() {
+    let (k1, k2) = ([1u8; KEY_LEN], [2u8; KEY_LEN]);
+    let id = seal::cluster_id(&k1, "msock/");
+    assert_eq!(id, seal::cluster_id(&k1, "msock/"));
+    assert_ne!(id, seal::cluster_id(&k2, "msock/"));
+    assert_ne!(id, seal::cluster_id(&k1, "other/"));
+    assert_ne!(id, [0; 16]);
+    assert_ne!(&id[..], &k1[..16]);
+}

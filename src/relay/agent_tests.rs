@@ -1,0 +1,79 @@
+//! Tests of the listener's registration against fake relays.
+
+use super::*;
+use tokio::net::TcpListener;
+
+/// A relay that predates REGISTER's flags: a REGISTER with a trailing byte is malformed to
+/// it (ERROR(protocol)); without, it registers the name with a fresh secret.
+async fn old_relay(l: TcpListener) -> usize {
+    let mut refused = 0;
+    loop {
+        let (mut s, _) = l.accept().await.unwrap();
+        let t = Duration::from_secs(5);
+        wire::read_preamble(&mut s, t).await.unwrap();
+        let (ty, body) = wire::read_raw(&mut s, t).await.unwrap();
+        assert_eq!(ty, wire::kind::REGISTER);
+        // name "pc" (3 bytes), no addresses (1 byte): anything more is the new flags.
+        if body.len() > 4 {
+            refused += 1;
+            let e = Refusal {
+                code: crate::proto::ErrorCode::Protocol,
+                reason: "malformed".into(),
+            };
+            s.write_all(&RelayToListener::Error(e).with_preamble())
+                .await
+                .unwrap();
+            continue;
+        }
+        let nonce = RelayToListener::Nonce {
+            nonce: [1; NONCE_LEN],
+            cluster: None,
+        };
+        s.write_all(&nonce.with_preamble()).await.unwrap();
+        let (ty, _) = wire::read_raw(&mut s, t).await.unwrap();
+        assert_eq!(ty, wire::kind::PROVE);
+        let ok = RelayToListener::Registered {
+            secret: [7; 32],
+            ttl: 60,
+            keepalive: 15,
+        };
+        s.write_all(&ok.encode()).await.unwrap();
+        std::mem::forget(s);
+        return refused;
+    }
+}
+
+/// A listener that asks for the cluster id at a relay that predates it registers anyway:
+/// refused once, it asks again without and does not ask that relay again; the secret is
+/// kept in the relay's own file (no cluster).
+#[tokio::test]
+async fn a_relay_that_predates_cluster_ids_is_asked_again_without() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let relay = tokio::spawn(old_relay(l));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = AgentConfig {
+        relay: addr.to_string(),
+        name: "pc".into(),
+        secret_file: dir.path().join("pc.secret"),
+        key: None,
+        family: Family::Any,
+        listening: vec![],
+        events: Events::off(),
+    };
+    let slot = Arc::new(Slot {
+        me: 0,
+        dialed: Dialed::default(),
+        legacy: Default::default(),
+        groups: Groups::new(),
+    });
+    let ch = register(&cfg, &slot).await.map_err(|_| ()).unwrap();
+    assert_eq!(ch.relay, addr);
+    assert!(ch._held.is_none());
+    assert!(slot.legacy.load(std::sync::atomic::Ordering::Relaxed));
+    assert_eq!(relay.await.unwrap(), 1);
+    assert_eq!(
+        secrets::load_secret(&cfg.secret_file).unwrap(),
+        Some([7; 32])
+    );
+}
