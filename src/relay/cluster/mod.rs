@@ -30,6 +30,7 @@
 //! [`forward`]); that relay asks its listener to dial back to this one (DIAL_AT), so that the
 //! data path stays one relay hop.
 
+mod at;
 pub(crate) mod forward;
 mod locate;
 mod member;
@@ -50,7 +51,8 @@ use super::etcd::{Etcd, EtcdError};
 use super::registry::UNATTACHED_TTL;
 use super::secrets;
 use super::server::Relay;
-use super::wire::{MAX_ADDRS, NONCE_LEN};
+use super::wire::NONCE_LEN;
+pub(crate) use at::At;
 pub use seal::KEY_LEN;
 
 /// TTL of a relay's lease: its `relays/` and `at/` keys go this long after it died.
@@ -74,53 +76,6 @@ pub struct ClusterConfig {
     pub advertise: SocketAddr,
     /// Prefix of every key.
     pub prefix: String,
-}
-
-/// Where a name's listener is attached: the value of `at/<name>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct At {
-    /// The relay's id.
-    pub relay: String,
-    /// The relay's advertised address.
-    pub addr: SocketAddr,
-    /// The registration's generation at that relay.
-    pub gen: u64,
-    /// The listener's published direct addresses.
-    pub direct: Vec<SocketAddr>,
-}
-
-impl At {
-    fn encode(&self) -> Vec<u8> {
-        serde_json::json!({"relay": self.relay, "addr": self.addr.to_string(), "gen": self.gen,
-            "direct": self.direct.iter().map(|a| a.to_string()).collect::<Vec<_>>()})
-        .to_string()
-        .into_bytes()
-    }
-
-    /// Parses a value from the store (untrusted: bounded, None when malformed).
-    pub(crate) fn decode(b: &[u8]) -> Option<At> {
-        if b.len() > 4096 {
-            return None;
-        }
-        let v: serde_json::Value = serde_json::from_slice(b).ok()?;
-        let relay = v.get("relay")?.as_str()?;
-        if relay.is_empty() || relay.len() > 64 {
-            return None;
-        }
-        let direct = v.get("direct")?.as_array()?;
-        if direct.len() > MAX_ADDRS {
-            return None;
-        }
-        Some(At {
-            relay: relay.to_owned(),
-            addr: v.get("addr")?.as_str()?.parse().ok()?,
-            gen: v.get("gen")?.as_u64()?,
-            direct: direct
-                .iter()
-                .map(|a| a.as_str()?.parse().ok())
-                .collect::<Option<_>>()?,
-        })
-    }
 }
 
 /// Why the cluster did not give a name to a registration.
