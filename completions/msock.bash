@@ -403,7 +403,7 @@ _msock() {
             return 0
             ;;
         msock__subcmd__listen)
-            opts="-k -e -c -4 -6 -v -h -V --show-key --relay --code --resume --name --relay-key-file --authorized-keys --allow-anyone --keep-open --max-sessions --allow-plain --detect-wait --save-dir --overwrite --max-size --yes --forward --exec --sh-exec --pty --stderr --recv-only --send-only --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
+            opts="-k -e -c -4 -6 -v -h -V --show-key --relay --relay-cluster --code --resume --name --relay-key-file --authorized-keys --allow-anyone --keep-open --max-sessions --allow-plain --detect-wait --save-dir --overwrite --max-size --yes --forward --exec --sh-exec --pty --stderr --recv-only --send-only --idle-timeout --resume-timeout --keepalive --dead-time --congestion --json-events --no-encrypt --psk-file --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -65,7 +65,7 @@ A=127.0.0.1:$(free_port)
 B=127.0.0.1:$(free_port)
 relay a "$A"
 APID=$RPID
-"$MSOCK" listen --relay "$A" --relay "$B" --name fo -k --max-sessions $((SESSIONS + 10)) \
+"$MSOCK" listen --relay "$A" --relay "$B" ${cluster[@]+--relay-cluster} --name fo -k --max-sessions $((SESSIONS + 10)) \
     --recv-only >/dev/null 2>"$tmp/l.err" &
 LPID=$!
 wait_line "$tmp/l.err" "^msock: \(registered\) 'fo' at relay $A" "$LPID" >/dev/null

@@ -473,10 +473,11 @@ fn a_relay_id_held_by_another_relay_is_refused() {
     );
 }
 
-/// `msock listen --relay R1 --relay R2 ... --name NAME EXTRA...`, secrets under `state`.
+/// `msock listen --relay R1 --relay R2 ... --relay-cluster --name NAME EXTRA...`, secrets
+/// under `state`.
 fn listen_at(relays: &[&Relay], name: &str, state: &Path, extra: &[&str], out: Stdio) -> Proc {
     let addrs: Vec<String> = relays.iter().map(|r| r.addr.to_string()).collect();
-    let mut args = vec!["listen", "--name", name];
+    let mut args = vec!["listen", "--relay-cluster", "--name", name];
     for a in &addrs {
         args.extend(["--relay", a.as_str()]);
     }
@@ -517,7 +518,7 @@ fn signal(r: &Relay, sig: &str) {
     assert!(st.success());
 }
 
-/// A listener given two relays of one cluster (`--relay A --relay B`) is not refused "name
+/// A listener given two relays of one cluster (`--relay A --relay B --relay-cluster`) is not refused "name
 /// taken" at the second: the relays say they are of one cluster, the listener keeps one
 /// secret for the cluster, registers at one relay and stands by at the other; a client at
 /// relay C reaches it.

@@ -55,12 +55,21 @@ pub struct ListenArgs {
     /// behind NAT, since the listener connects out. Re-registers after address changes.
     /// Repeat it (or separate relays by commas, up to 8) to register the same name at several
     /// relays, each with its own secret and control channel: the listener serves through any
-    /// of them, and clients that list them (NAME@A,B) fail over when one dies. Relays of one
-    /// cluster (msock proxy --etcd) share one secret: the name is registered at one of them
-    /// and moves to another at once when its channel is lost. stderr says which relays the
-    /// name is registered at after each change. --code takes one relay.
+    /// of them, and clients that list them (NAME@A,B) fail over when one dies. For relays of
+    /// one cluster give --relay-cluster. stderr says which relays the name is registered at
+    /// after each change. --code takes one relay.
     #[arg(long, value_name = "HOST[:PORT]", value_delimiter = ',')]
     pub relay: Vec<String>,
+
+    /// The --relay relays are of one cluster (msock proxy --etcd): the name is registered at
+    /// one of them at a time with the cluster's one secret (relay-clusters/ in the state
+    /// directory), and the others stand by and take it over at once when its channel is
+    /// lost. Only for relays you know to be of that cluster: the cluster's identity is
+    /// public, so a relay that merely claims it could pass the listener's proof on to the
+    /// real cluster. Without it, each relay gets its own registration and secret, and relays
+    /// of one cluster refuse all but the first ("name taken").
+    #[arg(long, requires = "relay")]
+    pub relay_cluster: bool,
 
     /// Wait for a sender by code: register a fresh code's number at the relay (--relay, else
     /// `relay = "HOST:PORT"` in config.toml in the config directory), print `code:

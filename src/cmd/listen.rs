@@ -349,6 +349,7 @@ async fn register_at_relay(
             family: family(&args.stream),
             listening: listening.clone(),
             events: events.clone(),
+            one_cluster: args.relay_cluster,
         });
     }
     agent::start(cfgs, inject).await.map_err(|e| match e {

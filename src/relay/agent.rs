@@ -12,17 +12,18 @@
 //! listener gives up only when every relay refused the name for good. `Presence` tells
 //! which relays the name is registered at now; every event carries it.
 //!
-//! **Relays of one cluster.** The listener asks each relay for its cluster id (REGISTER's
-//! flag, answered in NONCE; a relay that predates it refuses the flag and is asked again
+//! **Relays of one cluster** (`listen --relay-cluster`, the user's word that its relays are
+//! of one cluster). The listener asks each relay for its cluster id (REGISTER's flag,
+//! answered in NONCE; a relay that predates it refuses the flag and is asked again
 //! without). At a relay of a cluster the name's secret is the cluster's (one file for every
-//! relay of it, see [`secrets`]); of several relays of one cluster the name is registered at
-//! one, the others stand by and take over as soon as its channel ends (see
-//! [`super::standby`]).
-//! A standalone relay keeps its own secret and its own channel, as above. The cluster id is
-//! not secret: a relay the user lists that claims another cluster's id is shown proofs made
-//! with that cluster's secret for the name, and could pass one on (as a relay of that
-//! cluster could anyway). Only relays the user gives are asked; the id is 16 bytes exactly
-//! and names the secret's directory in hex.
+//! relay of it, see [`secrets`]); the name is registered at one relay, the others stand by
+//! and take over as soon as its channel ends (see [`super::standby`]). A relay claiming
+//! another cluster than the first one claimed is refused, so no relay makes the listener
+//! keep secrets for clusters of its choosing. The cluster id is public and unauthenticated:
+//! a relay that only claims the cluster's id is shown proofs made with its secret and could
+//! pass one on to the real cluster. Hence the flag: without it no relay is asked, each keeps
+//! its own secret and channel, as above. The id is 16 bytes exactly and names the secret's
+//! directory in hex.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -37,7 +38,7 @@ use tokio::sync::mpsc;
 
 use super::refusal::refusal;
 use super::secrets;
-use super::standby::{Groups, Held};
+use super::standby::{Groups, Held, Taken};
 use super::wire::{self, ListenerToRelay, Message, Refusal, RelayToListener, NONCE_LEN};
 use crate::proto::text::Untrusted;
 use crate::runtime::events::Events;
@@ -69,6 +70,10 @@ pub struct AgentConfig {
     /// name for good. Each also carries `given` (the relay as given), `up` (the relays, as
     /// given, the name is registered at now) and `of` (how many relays there are).
     pub events: Events,
+    /// The user says the relays are of one cluster: ask each for its cluster id, register at
+    /// one relay per cluster with the cluster's secret and stand by at the others. Off, a
+    /// relay's claim of a cluster is never asked for (it is not authenticated).
+    pub one_cluster: bool,
 }
 
 /// Which of the listener's relays the name is registered at now.
@@ -347,6 +352,8 @@ async fn keep(
             }
             Err(Attempt::Failed(RegisterError::Transient(e))) => {
                 tracing::info!("cannot register at the relay ({e}); retrying in {wait:?}");
+                // A cluster this attempt held and let go woke `freed`: not a sibling's release.
+                freed.borrow_and_update();
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     Some(()) = changes.recv() => {}
@@ -544,7 +551,7 @@ async fn try_register(cfg: &AgentConfig, slot: &Arc<Slot>) -> Result<Channel, At
     let (mut rd, mut wr) = s.into_split();
     let transient =
         |e: &dyn std::fmt::Display| RegisterError::Transient(format!("relay {relay}: {e}"));
-    let ask_cluster = !slot.legacy.load(Relaxed);
+    let ask_cluster = cfg.one_cluster && !slot.legacy.load(Relaxed);
     let hello = ListenerToRelay::Register {
         name: cfg.name.clone(),
         addrs: published(&cfg.listening),
@@ -576,7 +583,13 @@ async fn try_register(cfg: &AgentConfig, slot: &Arc<Slot>) -> Result<Channel, At
     // A relay of a cluster: one registration per cluster, with the cluster's secret.
     let (held, secret_file) = match cluster.filter(|c| *c != [0; wire::CLUSTER_ID_LEN]) {
         Some(id) => {
-            let held = slot.groups.take(id, slot.me).map_err(Attempt::Standby)?;
+            let held = slot.groups.take(id, slot.me).map_err(|e| match e {
+                Taken::HeldBy(other) => Attempt::Standby(other),
+                Taken::OtherCluster => Attempt::Failed(RegisterError::Refused(format!(
+                    "relay {relay} says it is of another cluster than the listener's other \
+                     relays; --relay-cluster takes relays of one cluster"
+                ))),
+            })?;
             let file = secrets::cluster_secret_path(&id, &cfg.name).ok_or_else(|| {
                 RegisterError::Local("no state directory for the name's secret".into())
             })?;

@@ -48,6 +48,23 @@ async fn old_relay(l: TcpListener) -> usize {
 /// kept in the relay's own file (no cluster).
 #[tokio::test]
 async fn a_relay_that_predates_cluster_ids_is_asked_again_without() {
+    let (refused, legacy) = register_at_an_old_relay(true).await;
+    assert_eq!(refused, 1);
+    assert!(legacy);
+}
+
+/// Without --relay-cluster a relay's cluster is never asked for (a relay's claim of one is
+/// not authenticated): even a relay that predates the flag takes the first REGISTER.
+#[tokio::test]
+async fn without_relay_cluster_the_cluster_id_is_not_asked_for() {
+    let (refused, legacy) = register_at_an_old_relay(false).await;
+    assert_eq!(refused, 0);
+    assert!(!legacy);
+}
+
+/// Registers "pc" at [`old_relay`]: how often it refused, and whether the listener then
+/// took it for a relay that predates cluster ids. The secret is in the relay's own file.
+async fn register_at_an_old_relay(one_cluster: bool) -> (usize, bool) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let relay = tokio::spawn(old_relay(l));
@@ -60,6 +77,7 @@ async fn a_relay_that_predates_cluster_ids_is_asked_again_without() {
         family: Family::Any,
         listening: vec![],
         events: Events::off(),
+        one_cluster,
     };
     let slot = Arc::new(Slot {
         me: 0,
@@ -70,10 +88,10 @@ async fn a_relay_that_predates_cluster_ids_is_asked_again_without() {
     let ch = register(&cfg, &slot).await.map_err(|_| ()).unwrap();
     assert_eq!(ch.relay, addr);
     assert!(ch._held.is_none());
-    assert!(slot.legacy.load(std::sync::atomic::Ordering::Relaxed));
-    assert_eq!(relay.await.unwrap(), 1);
     assert_eq!(
         secrets::load_secret(&cfg.secret_file).unwrap(),
         Some([7; 32])
     );
+    let legacy = slot.legacy.load(std::sync::atomic::Ordering::Relaxed);
+    (relay.await.unwrap(), legacy)
 }

@@ -18,8 +18,21 @@ use super::wire::ClusterId;
 pub(super) struct Groups {
     /// Cluster id → the index (in the listener's relays) of the relay holding it.
     held: Mutex<HashMap<ClusterId, usize>>,
+    /// The first cluster id a relay claimed: the listener's relays are of one cluster, so a
+    /// relay claiming another (or a new one at each registration) is refused, not given a
+    /// secret file of its own each time.
+    cluster: Mutex<Option<ClusterId>>,
     /// Bumped whenever a relay lets a cluster go: wakes the relays standing by.
     freed: watch::Sender<u64>,
+}
+
+/// Why a relay may not take the cluster now.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Taken {
+    /// Another of the listener's relays (this index) holds it: stand by.
+    HeldBy(usize),
+    /// The relay claims another cluster than the one the listener's relays are of.
+    OtherCluster,
 }
 
 /// A cluster held by one relay of the listener, let go when dropped (its control channel
@@ -35,6 +48,7 @@ impl Groups {
     pub(super) fn new() -> Arc<Groups> {
         Arc::new(Groups {
             held: Mutex::default(),
+            cluster: Mutex::default(),
             freed: watch::channel(0).0,
         })
     }
@@ -49,11 +63,17 @@ impl Groups {
         self.freed.subscribe()
     }
 
-    /// Relay `me` takes cluster `id`; Err(the index of the relay that holds it).
-    pub(super) fn take(self: &Arc<Self>, id: ClusterId, me: usize) -> Result<Held, usize> {
+    /// Relay `me` takes cluster `id`.
+    pub(super) fn take(self: &Arc<Self>, id: ClusterId, me: usize) -> Result<Held, Taken> {
+        {
+            let mut c = self.cluster.lock().unwrap_or_else(|e| e.into_inner());
+            if *c.get_or_insert(id) != id {
+                return Err(Taken::OtherCluster);
+            }
+        }
         let mut h = self.held();
         match h.get(&id) {
-            Some(&other) if other != me => Err(other),
+            Some(&other) if other != me => Err(Taken::HeldBy(other)),
             _ => {
                 h.insert(id, me);
                 Ok(Held {
@@ -88,9 +108,9 @@ mod tests {
         let mut rx = g.watch();
         rx.borrow_and_update();
         let a = g.take(x, 0).unwrap();
-        assert_eq!(g.take(x, 1).err(), Some(0));
-        // Another cluster is another group; the holder may take its own again.
-        let _b = g.take(y, 1).unwrap();
+        assert_eq!(g.take(x, 1).err(), Some(Taken::HeldBy(0)));
+        // A relay claiming another cluster is refused, whoever holds the first.
+        assert_eq!(g.take(y, 1).err(), Some(Taken::OtherCluster));
         assert!(!rx.has_changed().unwrap());
         drop(a);
         tokio::time::timeout(std::time::Duration::from_secs(1), rx.changed())
@@ -98,6 +118,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let _c = g.take(x, 1).unwrap();
-        assert_eq!(g.take(x, 0).err(), Some(1));
+        assert_eq!(g.take(x, 0).err(), Some(Taken::HeldBy(1)));
+        assert_eq!(g.take(y, 0).err(), Some(Taken::OtherCluster));
     }
 }
