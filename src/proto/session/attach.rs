@@ -226,7 +226,8 @@ impl Session {
                 break;
             }
             let take = left.min(e - s);
-            from = Some(e - take);
+            // Ranges re-sent after a lag are not in offset order: the lowest start counts.
+            from = Some(from.map_or(e - take, |f: u64| f.min(e - take)));
             left -= take;
         }
         if let Some(from) = from {

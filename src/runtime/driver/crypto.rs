@@ -62,6 +62,9 @@ pub(super) struct Crypto {
     worker: Option<Worker>,
     /// (seal jobs, open jobs) in flight per connection serial; no entry for none.
     in_flight: HashMap<u64, (usize, usize)>,
+    /// Wire bytes (clear prefix and sealed record) of the seal jobs in flight per connection
+    /// serial: bytes the session counts as sent that are not on the connection yet.
+    sealing_bytes: HashMap<u64, u64>,
     /// Jobs done here because the thread was gone, not yet taken.
     pending_here: VecDeque<Done>,
 }
@@ -75,6 +78,11 @@ impl Crypto {
     /// Open jobs of connection `conn` in flight.
     pub(super) fn opens(&self, conn: u64) -> usize {
         self.in_flight.get(&conn).map_or(0, |c| c.1)
+    }
+
+    /// Wire bytes of connection `conn`'s seal jobs in flight.
+    pub(super) fn sealing_bytes(&self, conn: u64) -> u64 {
+        self.sealing_bytes.get(&conn).copied().unwrap_or(0)
     }
 
     /// True while any seal job is in flight (its bytes are not on any connection yet).
@@ -95,6 +103,9 @@ impl Crypto {
             return Some(prefix.into_iter().chain(job.map(SealJob::run)).collect());
         }
         self.in_flight.entry(conn).or_default().0 += 1;
+        let wire =
+            prefix.as_ref().map_or(0, Bytes::len) + job.as_ref().map_or(0, SealJob::wire_len);
+        *self.sealing_bytes.entry(conn).or_default() += wire as u64;
         self.submit(Job::Seal { conn, prefix, job });
         None
     }
@@ -154,6 +165,7 @@ impl Crypto {
                 // a broken connection; the session's timers take it from there.
                 self.worker = None;
                 self.in_flight.clear();
+                self.sealing_bytes.clear();
                 Poll::Pending
             }
         }
@@ -169,6 +181,7 @@ impl Crypto {
         while self.in_flight.values().any(|c| c.0 + c.1 > 0) {
             let Some(Ok(d)) = self.worker.as_ref().map(|w| w.done.recv()) else {
                 self.in_flight.clear();
+                self.sealing_bytes.clear();
                 break;
             };
             out.push(self.account(d));
@@ -182,7 +195,16 @@ impl Crypto {
 
     fn account(&mut self, d: Done) -> Done {
         let (conn, seal) = match &d {
-            Done::Sealed { conn, .. } => (*conn, true),
+            Done::Sealed { conn, bytes } => {
+                let wire: u64 = bytes.iter().map(|b| b.len() as u64).sum();
+                if let Some(n) = self.sealing_bytes.get_mut(conn) {
+                    *n = n.saturating_sub(wire);
+                    if *n == 0 {
+                        self.sealing_bytes.remove(conn);
+                    }
+                }
+                (*conn, true)
+            }
             Done::Opened { conn, .. } => (*conn, false),
         };
         if let Some(c) = self.in_flight.get_mut(&conn) {
@@ -232,4 +254,34 @@ fn spawn() -> Option<Worker> {
         .inspect_err(|e| tracing::warn!("cannot start a crypto thread ({e}): sealing inline"))
         .ok()?;
     Some(Worker { jobs, done, waker })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::record::Sealer;
+
+    /// What a lost connection's resume re-sends first counts the records still being sealed:
+    /// their bytes are in flight for the session but on no wire yet.
+    #[test]
+    fn seal_jobs_in_flight_count_their_wire_bytes_until_done() {
+        let mut c = Crypto::default();
+        let mut s = Sealer::new(&[9; 32]);
+        let job = s.seal_later(&mut Bytes::from(vec![1u8; 64 * 1024]));
+        let wire = job.wire_len() as u64;
+        let prefix = Bytes::from_static(b"clear");
+        assert!(
+            c.seal(7, Some(prefix), Some(job)).is_none(),
+            "a large job goes off"
+        );
+        assert_eq!(c.sealing_bytes(7), wire + 5);
+        assert_eq!(c.sealing_bytes(8), 0);
+        let done = c.settle();
+        assert_eq!(done.len(), 1);
+        let Done::Sealed { bytes, .. } = &done[0] else {
+            panic!("a seal job comes back sealed");
+        };
+        assert_eq!(bytes.iter().map(|b| b.len() as u64).sum::<u64>(), wire + 5);
+        assert_eq!(c.sealing_bytes(7), 0);
+    }
 }

@@ -340,10 +340,11 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
             serde_json::json!({"path": id.0, "local": c.conn.local.to_string(),
                 "remote": c.conn.peer.to_string(), "reason": why.to_string()}),
         );
-        // What never left this host (our queue and the kernel's unsent bytes, e.g. written
-        // after the local address went away), or what TCP was still recovering, the peer lacks.
+        // What never left this host (records still being sealed, our queue and the kernel's
+        // unsent bytes, e.g. written after the local address went away), or what TCP was
+        // still recovering, the peer lacks.
         let tail = crate::runtime::tcpinfo::undelivered_tail(&c.conn.stream);
-        let unsent = c.conn.out.len() as u64 + tail;
+        let unsent = self.crypto.sealing_bytes(c.conn.serial) + c.conn.out.len() as u64 + tail;
         self.session.path_unsent_tail(id, unsent);
         if exited {
             self.session.path_ended_by_peer(id);
