@@ -104,6 +104,11 @@ struct PathConn {
     /// away since then. Kept here, not asked of the session: the session may have retired
     /// the path (and its clock) before the driver sees the loss.
     heard: Instant,
+    /// The peer's FIN was read while records it sent before it were still being opened on
+    /// the crypto thread: the connection ends (closed by the peer) once their frames are
+    /// handled, not before (they may hold the peer's last FIN_ACK, whose loss would read as
+    /// the peer exiting without closing).
+    eof: bool,
 }
 
 impl PathConn {
@@ -113,6 +118,7 @@ impl PathConn {
             conn,
             attached,
             heard: Instant::now(),
+            eof: false,
         }
     }
 }

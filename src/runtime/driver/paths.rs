@@ -93,6 +93,13 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                     }
                 }
                 let serial = self.conns[i].conn.serial;
+                if self.conns[i].eof {
+                    // Past the peer's FIN: nothing more to read, only records to open.
+                    if self.crypto.opens(serial) == 0 {
+                        closed = Some(PathLoss::ClosedByPeer);
+                    }
+                    break;
+                }
                 if reads == 4 || self.crypto.opens(serial) >= crypto::MAX_IN_FLIGHT {
                     break;
                 }
@@ -102,6 +109,13 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                         reads += 1;
                     }
                     Ok(false) => break,
+                    Err(PathLoss::ClosedByPeer) if self.crypto.opens(serial) > 0 => {
+                        // The records before the FIN are still being opened: their frames
+                        // come first (the crypto thread's answer wakes this loop again).
+                        self.conns[i].eof = true;
+                        progress = true;
+                        break;
+                    }
                     Err(e) => {
                         closed = Some(e);
                         break;
