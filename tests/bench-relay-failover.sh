@@ -91,6 +91,7 @@ fi
 
 t0=$(now)
 kill -9 "$APID"
+wait "$APID" 2>/dev/null || true # reaped quietly (bash would report the kill as an error)
 all_b=""
 until [ -n "$all_b" ]; do
     if at_least b "$SESSIONS"; then all_b=$((($(now) - t0) / 1000000)); fi

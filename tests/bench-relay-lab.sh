@@ -138,8 +138,10 @@ start_cluster() {
 }
 if [ "${CROSS:-on}" = off ]; then
     echo "cross-relay column: left out (CROSS=off)"
-elif ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
+elif ! command -v etcd >/dev/null; then
     echo "cross-relay column: SKIPPED: etcd is not installed (apt-get install -y etcd-server)"
+elif ! command -v etcdctl >/dev/null; then
+    echo "cross-relay column: SKIPPED: etcdctl is not installed (apt-get install -y etcd-client)"
 else
     start_cluster
     KINDS+=(fwd)
