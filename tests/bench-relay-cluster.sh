@@ -56,7 +56,8 @@ done
 cat >"$tmp/reg.py" <<'EOF'
 # python3 reg.py MODE KEYFILE PREFIX COUNT FIRST_SOURCE RELAY... (MODE: register | lookup)
 # register: registers PREFIX0..PREFIX{COUNT-1} round robin over the relays, 64 at a time;
-# lookup: looks them up at the relay after the one each was registered at.
+# lookup: registers each (untimed) and, while its control connection stays open (a relay
+# attaches a name only while its listener is connected), looks it up at the next relay.
 # Prints: seconds p50_ms p99_ms failures
 import hmac, hashlib, socket, struct, sys, time
 from concurrent.futures import ThreadPoolExecutor
@@ -74,32 +75,42 @@ def read_exact(s, n):
 def read_frame(s):
     ln, ty = struct.unpack(">IB", read_exact(s, 5))
     return ty, read_exact(s, ln - 1)
-def one(i):
-    name = (prefix + str(i)).encode()
-    src = first + i // 20
-    relay = relays[(i + (1 if mode == "lookup" else 0)) % len(relays)]
-    t = time.perf_counter()
+def sock(src, relay):
     s = socket.socket()
     s.settimeout(30)
     s.bind(("127.%d.%d.%d" % (src // 62500 % 250, src // 250 % 250, src % 250 + 2), 0))
+    s.connect(relay)
+    return s
+def register(s, name):
+    s.sendall(PRE + frame(0x20, bytes([len(name)]) + name + b"\x00"))
+    read_exact(s, 6); ty, nonce = read_frame(s)
+    if ty != 0x21: return False
+    proof = hmac.new(key, b"msock relay key v1" + bytes([len(name)]) + name + nonce, hashlib.sha256).digest()
+    s.sendall(frame(0x22, b"\x00" * 32 + proof))
+    ty, _ = read_frame(s)
+    return ty == 0x23
+def one(i):
+    name = (prefix + str(i)).encode()
+    src = first + i // 20
+    socks = []
     try:
-        s.connect(relay)
         if mode == "lookup":
+            socks.append(sock(src, relays[i % len(relays)]))
+            if not register(socks[0], name): return None
+            t = time.perf_counter()
+            s = sock(src, relays[(i + 1) % len(relays)])
+            socks.append(s)
             s.sendall(PRE + frame(0x27, bytes([len(name)]) + name))
             read_exact(s, 6); ty, _ = read_frame(s)
             ok = ty == 0x28
         else:
-            s.sendall(PRE + frame(0x20, bytes([len(name)]) + name + b"\x00"))
-            read_exact(s, 6); ty, nonce = read_frame(s)
-            if ty != 0x21: return None
-            proof = hmac.new(key, b"msock relay key v1" + bytes([len(name)]) + name + nonce, hashlib.sha256).digest()
-            s.sendall(frame(0x22, b"\x00" * 32 + proof))
-            ty, _ = read_frame(s)
-            ok = ty == 0x23
+            t = time.perf_counter()
+            socks.append(sock(src, relays[i % len(relays)]))
+            ok = register(socks[0], name)
     except Exception:
         ok = False
     finally:
-        s.close()
+        for s in socks: s.close()
     return time.perf_counter() - t if ok else None
 t0 = time.perf_counter()
 with ThreadPoolExecutor(64) as ex:
@@ -117,8 +128,8 @@ serial() { # MODE PREFIX FIRST RELAY...: SAMPLES operations one at a time (a poo
 }
 read -r _ s_reg50 s_reg99 s_regf < <(serial register lat 0 "$RELAY_single")
 read -r _ c_reg50 c_reg99 c_regf < <(serial register lat 1000 "$RELAY_a" "$RELAY_b" "$RELAY_c")
-read -r _ s_look50 s_look99 s_lookf < <(serial lookup lat 2000 "$RELAY_single")
-read -r _ c_look50 c_look99 c_lookf < <(serial lookup lat 3000 "$RELAY_a" "$RELAY_b" "$RELAY_c")
+read -r _ s_look50 s_look99 s_lookf < <(serial lookup look 2000 "$RELAY_single")
+read -r _ c_look50 c_look99 c_lookf < <(serial lookup look 3000 "$RELAY_a" "$RELAY_b" "$RELAY_c")
 
 # NAMES names across the 3 relays, 64 at a time.
 read -r secs _ _ fails < <(run register "$tmp/auth.keys" bulk "$NAMES" 10000 "$RELAY_a" "$RELAY_b" "$RELAY_c")
