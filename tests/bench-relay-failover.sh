@@ -73,8 +73,14 @@ wait_line "$tmp/l.err" "^msock: \(registered\) 'fo' at relay $A" "$LPID" >/dev/n
 # Idle clients: stdin held open by a sleep, so that the sessions stay up. One at a time, each
 # session open before the next starts (50 handshakes at once on a loaded machine can exceed
 # the 10 s handshake timeout: that would measure the setup, not the failover).
+# Their pids are kept: killing the jobs kills the sleeps only, and a client whose input ended
+# with no relay left would keep trying to finish for its resume timeout (5 min), loading
+# whatever runs next.
+CPIDS=()
+trap 'kill "${CPIDS[@]}" 2>/dev/null || true; bench_cleanup' EXIT
 for i in $(seq "$SESSIONS"); do
     sleep 600 | "$MSOCK" connect --json-events "fo@$A,$B" >/dev/null 2>"$tmp/c$i.err" &
+    CPIDS+=($!)
     wait_line "$tmp/c$i.err" '.*"event":"\(session_open\)".*' >/dev/null
 done
 wait_until "$APID" at_least a "$SESSIONS" || bench_not_ready "$SESSIONS splices at relay A" "$APID" "$tmp/a.err"
@@ -108,7 +114,7 @@ for i in $(seq "$SESSIONS"); do
         "$tmp/c$i.err" | head -n 1)
     if [ -n "$s" ]; then stalls+=("$s"); else lost=$((lost + 1)); fi
 done
-kill "$LPID" "$BPID" 2>/dev/null || true
+kill "$LPID" "$BPID" "${CPIDS[@]}" 2>/dev/null || true
 # BENCH_KEEP=DIR keeps the logs (relays' status lines, the listener's and clients' stderr).
 [ -z "${BENCH_KEEP:-}" ] || cp -r "$tmp" "$BENCH_KEEP"
 
