@@ -14,7 +14,7 @@ use super::{Lab, LabProc};
 
 /// Deadline of every msock process.
 const LIMIT: Duration = Duration::from_secs(150);
-/// Each session writes this many bytes every [`PACE`].
+/// Each session writes this many bytes every [`PACE`] (unless started with a pace of its own).
 const CHUNK: usize = 300;
 const PACE: Duration = Duration::from_millis(20);
 
@@ -47,6 +47,18 @@ impl Uploads {
         nodes: &[&str],
         dest: &str,
         extra: &[&str],
+    ) -> Uploads {
+        Self::start_paced(lab, sessions, nodes, dest, extra, PACE)
+    }
+
+    /// As [`Uploads::start`], each session writing [`CHUNK`] bytes every `pace`.
+    pub fn start_paced(
+        lab: &Lab,
+        sessions: usize,
+        nodes: &[&str],
+        dest: &str,
+        extra: &[&str],
+        pace: Duration,
     ) -> Uploads {
         let dir = tempfile::tempdir().expect("temp dir");
         let msock = env!("CARGO_BIN_EXE_msock");
@@ -98,7 +110,7 @@ impl Uploads {
         let stop = Arc::new(AtomicBool::new(false));
         let feeder = Some(thread::spawn({
             let stop = stop.clone();
-            move || feed(pipes, &stop)
+            move || feed(pipes, pace, &stop)
         }));
         Uploads {
             server,
@@ -170,9 +182,9 @@ impl Uploads {
 /// One session's input: the pipe to its client, what was written into it, and its seed.
 type Feed = (File, Arc<Mutex<Vec<u8>>>, u64);
 
-/// Writes [`CHUNK`] seeded bytes to every pipe each [`PACE`] until `stop`, recording them;
+/// Writes [`CHUNK`] seeded bytes to every pipe each `pace` until `stop`, recording them;
 /// then closes the pipes (end of input).
-fn feed(mut pipes: Vec<Feed>, stop: &AtomicBool) {
+fn feed(mut pipes: Vec<Feed>, pace: Duration, stop: &AtomicBool) {
     let mut next = Instant::now();
     let mut round = 0u64;
     while !stop.load(Ordering::SeqCst) {
@@ -192,7 +204,7 @@ fn feed(mut pipes: Vec<Feed>, stop: &AtomicBool) {
             }
         }
         round += 1;
-        next += PACE;
+        next += pace;
         thread::sleep(next.saturating_duration_since(Instant::now()));
     }
 }
