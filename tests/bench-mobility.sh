@@ -98,7 +98,7 @@ import sys, statistics
 # (a gap spanning m from its start), for the log.
 arr = [float(l) for l in open(sys.argv[1])]
 moves = [float(l) for l in open(sys.argv[2])]
-stalls, gaps, lost = [], [], []
+stalls, gaps, lost, unmeasured = [], [], [], 0
 for m in moves:
     best = None
     for j in range(1, len(arr)):
@@ -113,6 +113,8 @@ for m in moves:
     if best is not None:
         gaps.append(best[0] * 1000)
         stalls.append(best[1] * 1000)
+    else:
+        unmeasured += 1
     # With the stream's end given (argv[4]): nothing arrived from within a second of the
     # move until a second before the end (what was in flight before it may still arrive).
     if len(sys.argv) > 4 and (not arr or arr[-1] < min(m + 1.0, float(sys.argv[4]) - 1.0)):
@@ -135,6 +137,8 @@ elif ms:
         " ".join("%.0f" % x for x in gaps)))
 else:
     print("no moves measured")
+if unmeasured:
+    print("  (%d of %d moves unmeasured: nothing arrived after them)" % (unmeasured, len(moves)))
 EOF
 cat >"$tmp/mptcp.py" <<'EOF'
 import os, socket, sys, time
@@ -259,7 +263,9 @@ run() {
     local load=$1 mode=$2 who=$3 pause=1.5 flags=() lerr cerr dest
     [ "$who" = both ] && pause=3
     local secs
-    secs=$(python3 -c "print(int($REPS * $pause + 4))")
+    # The stream outlasts every move: a move of both ends takes about 1 s of its own besides
+    # the pause (at 20 moves the last two once came after the stream's end, unmeasured).
+    secs=$(python3 -c "print(int($REPS * ($pause + ('$who' == 'both')) + 4))")
     [ "$mode" = plain ] && flags=(--no-encrypt)
     : >"$tmp/moves"
     rm -f "$tmp/listen.err"
