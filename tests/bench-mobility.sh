@@ -110,19 +110,15 @@ for m in moves:
         waited = arr[j] - max(arr[j - 1], m)
         if best is None or waited > best[1]:
             best = (g, waited)
-    if best is not None:
+    # With the stream's end given (argv[4]): nothing arrived from within a second of the
+    # move until a second before the end (what was in flight before it may still arrive).
+    if len(sys.argv) > 4 and (not arr or arr[-1] < min(m + 1.0, float(sys.argv[4]) - 1.0)):
+        lost.append(float(sys.argv[4]) - m)
+    elif best is not None:
         gaps.append(best[0] * 1000)
         stalls.append(best[1] * 1000)
     else:
         unmeasured += 1
-    # With the stream's end given (argv[4]): nothing arrived from within a second of the
-    # move until a second before the end (what was in flight before it may still arrive).
-    if len(sys.argv) > 4 and (not arr or arr[-1] < min(m + 1.0, float(sys.argv[4]) - 1.0)):
-        end = float(sys.argv[4])
-        lost.append(end - m)
-        if best is not None:
-            gaps.pop()
-            stalls.pop()
 ms = sorted(stalls)
 with open(sys.argv[3], "a") as f:
     f.write("".join("%.1f\n" % x for x in ms))
