@@ -4,7 +4,7 @@
 # each round runs BASE first, then this tree), then the median of each figure side by side.
 #  - `msock bench` (the built-in loopback comparison): goodput of plain TCP, msock over one
 #    flowpath and over three;
-#  - `tests/bench-loopback.sh BYTES 1`: msock session and --plain through stdin/stdout;
+#  - `tests/bench-loopback.sh BYTES 1`: msock session and --no-encrypt through stdin/stdout;
 #  - `tests/bench-relay.sh BYTES 1 IDLE`: direct vs relayed goodput, setup times, and ten
 #    active sessions alone and next to IDLE idle ones.
 # BASE is checked out in a git worktree under target/bench-base/ and built there (both kept
@@ -95,7 +95,7 @@ row "msock bench: plain TCP" Gbit/s bench '^│ plain TCP *┆ *[0-9]* ┆ *\([0
 row "msock bench: msock, 1 flowpath" Gbit/s bench '^│ msock, 1 flowpath *┆ *[0-9]* ┆ *\([0-9.]* [GMK]bit\).*'
 row "msock bench: msock, 3 flowpaths" Gbit/s bench '^│ msock, 3 flowpaths *┆ *[0-9]* ┆ *\([0-9.]* [GMK]bit\).*'
 row "bench-loopback: msock session" MB/s loop '^msock session *\([0-9]*\) MB\/s.*'
-row "bench-loopback: msock --plain" MB/s loop '^msock --plain (TCP) *\([0-9]*\) MB\/s.*'
+row "bench-loopback: msock --no-encrypt" MB/s loop '^msock --no-encrypt *\([0-9]*\) .*'
 row "bench-relay: direct" MB/s relay '^mean: *direct *\([0-9]*\) MB\/s.*'
 row "bench-relay: through relay" MB/s relay '^mean: .*through relay *\([0-9]*\) MB\/s.*'
 row "bench-relay: setup direct" ms relay '^direct \([0-9.]*\) ms.*'

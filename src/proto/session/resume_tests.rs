@@ -37,6 +37,22 @@ fn sent(from: &mut Session, now: Duration, rounds: usize) -> (usize, Vec<Frame>)
     (bytes.len(), frames)
 }
 
+/// A client and server session (seeded) whose client holds the server's resume tickets.
+fn open_with_tickets() -> (StdRng, Session, Session) {
+    let mut rng = StdRng::seed_from_u64(19);
+    let hs = ClientHandshake::new(Config::default(), &mut rng, ms(0));
+    let (mut server, welcome) =
+        Session::accept(Config::default(), &hs.hello(), &mut rng, ms(0), |_| false).unwrap();
+    let mut client = hs.handle_reply(welcome, ms(0)).unwrap();
+    let (_, frames) = sent(&mut server, ms(1), 4);
+    for f in frames {
+        client
+            .handle_frame(P0, f, &mut Deframer::new(), ms(1))
+            .unwrap();
+    }
+    (rng, client, server)
+}
+
 /// The payload bytes of the DATA frames among `frames`, and the first one's offset.
 fn data(frames: &[Frame]) -> (usize, Option<u64>) {
     let mut first = None;
@@ -56,18 +72,7 @@ fn data(frames: &[Frame]) -> (usize, Option<u64>) {
 /// RESUMED says where the server's stream stops, the first DATA re-sends exactly that hole.
 #[test]
 fn a_blind_resume_sends_one_flight_then_the_hole_first() {
-    let mut rng = StdRng::seed_from_u64(19);
-    let hs = ClientHandshake::new(Config::default(), &mut rng, ms(0));
-    let (mut server, welcome) =
-        Session::accept(Config::default(), &hs.hello(), &mut rng, ms(0), |_| false).unwrap();
-    let mut client = hs.handle_reply(welcome, ms(0)).unwrap();
-    // The server's tickets reach the client.
-    let (_, frames) = sent(&mut server, ms(1), 4);
-    for f in frames {
-        client
-            .handle_frame(P0, f, &mut Deframer::new(), ms(1))
-            .unwrap();
-    }
+    let (mut rng, mut client, mut server) = open_with_tickets();
     // A megabyte goes out; the server receives the first 100 KB of it, the rest is lost
     // with the connection.
     assert_eq!(client.write(&vec![7u8; 2 << 20]), 2 << 20);
@@ -112,17 +117,7 @@ fn a_blind_resume_sends_one_flight_then_the_hole_first() {
 /// asked for the hole a round trip later.
 #[test]
 fn a_blind_resume_resends_first_what_never_left() {
-    let mut rng = StdRng::seed_from_u64(19);
-    let hs = ClientHandshake::new(Config::default(), &mut rng, ms(0));
-    let (mut server, welcome) =
-        Session::accept(Config::default(), &hs.hello(), &mut rng, ms(0), |_| false).unwrap();
-    let mut client = hs.handle_reply(welcome, ms(0)).unwrap();
-    let (_, frames) = sent(&mut server, ms(1), 4);
-    for f in frames {
-        client
-            .handle_frame(P0, f, &mut Deframer::new(), ms(1))
-            .unwrap();
-    }
+    let (mut rng, mut client, mut server) = open_with_tickets();
     // 50 KB go out; the last 8 KB of them never leave the host (the kernel kept them).
     assert_eq!(client.write(&[7u8; 50_000]), 50_000);
     let (_, frames) = sent(&mut client, ms(2), 4);

@@ -177,23 +177,22 @@ impl SendBuffer {
     /// for the lowest of them.
     pub fn poll_missing(&mut self, max: u64) -> Option<(u64, Bytes)> {
         let at = self.missing_from?;
-        loop {
-            let r = self.retransmit.pop_from(at, max)?;
-            let Some(chunk) = self.get(r.start, (r.end - r.start) as usize) else {
-                continue; // acknowledged meanwhile
-            };
-            let end = r.start + chunk.len() as u64;
-            if end < r.end {
-                self.retransmit.insert(end..r.end);
-            }
-            return Some((r.start, chunk));
-        }
+        self.take_lost(|r| r.pop_from(at, max))
     }
 
     /// The next lost bytes to re-send (at most `max`, from one chunk): offset and bytes.
     pub fn poll_retransmit(&mut self, max: u64) -> Option<(u64, Bytes)> {
+        self.take_lost(|r| r.pop_front(max))
+    }
+
+    /// The first range `pop` takes from the re-send queue whose bytes are still held, cut to
+    /// one chunk (the rest goes back): offset and bytes.
+    fn take_lost(
+        &mut self,
+        mut pop: impl FnMut(&mut RangeSet) -> Option<Range<u64>>,
+    ) -> Option<(u64, Bytes)> {
         loop {
-            let r = self.retransmit.pop_front(max)?;
+            let r = pop(&mut self.retransmit)?;
             let Some(chunk) = self.get(r.start, (r.end - r.start) as usize) else {
                 continue; // acknowledged meanwhile
             };
