@@ -23,6 +23,11 @@ const SHORT: Duration = Duration::from_secs(30);
 
 /// Three relays of one cluster, with the cluster key in `dir`.
 fn relays(etcd: &EtcdCluster, dir: &Path) -> Vec<Relay> {
+    relays_with(etcd, dir, &[])
+}
+
+/// As [`relays`], each started with `extra` flags too.
+fn relays_with(etcd: &EtcdCluster, dir: &Path, extra: &[&str]) -> Vec<Relay> {
     let key = dir.join("cluster.key");
     std::fs::write(
         &key,
@@ -33,18 +38,15 @@ fn relays(etcd: &EtcdCluster, dir: &Path) -> Vec<Relay> {
     ["a", "b", "c"]
         .iter()
         .map(|id| {
-            Relay::start(
-                dir,
-                "127.0.0.1:0",
-                &[
-                    "--etcd",
-                    &urls,
-                    "--cluster-key-file",
-                    key.to_str().unwrap(),
-                    "--relay-id",
-                    id,
-                ],
-            )
+            let args = [
+                "--etcd",
+                &urls,
+                "--cluster-key-file",
+                key.to_str().unwrap(),
+                "--relay-id",
+                id,
+            ];
+            Relay::start(dir, "127.0.0.1:0", &[&args[..], extra].concat())
         })
         .collect()
 }
@@ -619,4 +621,55 @@ fn cluster_relay_killed_mid_transfer_the_session_resumes_through_a_sibling() {
         le.stderr
     );
     eprintln!("RESUME cluster stream: spliced through the sibling {spliced:.0} ms after the kill");
+}
+
+/// A frozen relay (SIGSTOP: its kernel still accepts connections, nothing answers, as from a
+/// host that died mid-way) holds a name whose listener moves to the sibling it stands by at
+/// (relays with `--keepalive 1s`: the listener drops the silent channel after 3 s). A client
+/// that starts at the third relay while the name still points at the frozen one is spliced
+/// through the sibling within seconds: the third relay's FORWARD to the frozen one hangs, and
+/// the ROUTE follows the name meanwhile instead of waiting out the 10 s handshake timeout.
+#[test]
+fn a_route_follows_a_name_away_from_a_frozen_relay() {
+    let Some(etcd) = EtcdCluster::start() else {
+        return;
+    };
+    let dir = tempdir();
+    let r = relays_with(&etcd, dir.path(), &["--keepalive", "1s"]);
+    let out = dir.path().join("out");
+    let mut l = listen_at(
+        &[&r[0], &r[1]],
+        "frozen",
+        &dir.path().join("state"),
+        &["--recv-only", "-k"],
+        stdout_to(&out),
+    );
+    let h = registered_at(&mut l, &[&r[0], &r[1]]);
+    let o = 1 - h;
+    signal(&r[h], "STOP");
+    // The listener drops the silent channel 3 s after the last answer it had (2 to 3 s after
+    // the freeze) and re-registers at the sibling: start the client before that, so that its
+    // ROUTE finds the name still at the frozen relay and follows it within its 2 s.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = r[o].count("registered");
+    assert_eq!(
+        before, 0,
+        "the listener moved to the sibling too early for this test"
+    );
+    let input = dir.path().join("in");
+    std::fs::write(&input, "after the freeze\n").unwrap();
+    let t0 = std::time::Instant::now();
+    let mut c = connect(&r[2].dest("frozen"), &[], stdin_from(&input), Stdio::null());
+    let ce = c.expect_code(0, SHORT);
+    let took = t0.elapsed();
+    signal(&r[h], "CONT");
+    assert!(
+        took < Duration::from_secs(7),
+        "the session took {took:?} (the FORWARD to the frozen relay was waited out); \
+         client:\n{}\nrelay c: {:?}",
+        ce.stderr,
+        r[2].events()
+    );
+    assert!(r[o].count("registered") >= 1, "{}", l.stderr.text());
+    l.kill();
 }

@@ -34,6 +34,14 @@ const FOLLOW_POLL: Duration = Duration::from_millis(20);
 /// How often it reads where the name is attached meanwhile (a read of the store).
 const RELOCATE: Duration = Duration::from_millis(250);
 
+/// Where a followed name went (see [`Relay::forward_or_follow`]).
+enum Followed {
+    /// Its listener is attached at this relay now.
+    Here,
+    /// The store says another relay of the cluster has it.
+    To(At),
+}
+
 impl Relay {
     /// ROUTE: a client flowpath for `name`. Wait for the client's session to begin, ask the
     /// listener to dial back, wait for it, splice. With `pair`, a PAIR: the same for a
@@ -299,11 +307,13 @@ impl Relay {
         }
     }
 
-    /// FORWARDs the splice to relay `at`, where `name` is attached; if that relay cannot be
+    /// FORWARDs the splice to relay `at`, where `name` is attached. If that relay cannot be
     /// reached (it died: the listener re-registers at a relay of the cluster within a moment,
-    /// long before the dead relay's lease runs out), follows the name for [`MOVE_GRACE`]:
-    /// Ok(false) when its listener is attached here now, Ok(true) when a relay took the
-    /// FORWARD; Err: the last refusal.
+    /// long before the dead relay's lease runs out), or the name moves while the FORWARD is
+    /// still unanswered (a dead host may drop our SYN, a frozen relay's kernel accept it and
+    /// nothing answer: the FORWARD would wait out the handshake timeout), the name is
+    /// followed for [`MOVE_GRACE`]: Ok(false) when its listener is attached here now,
+    /// Ok(true) when a relay took the FORWARD; Err: the last refusal.
     async fn forward_or_follow(
         &self,
         mut at: At,
@@ -313,42 +323,70 @@ impl Relay {
     ) -> Result<bool, super::wire::Refusal> {
         let t0 = Instant::now();
         let grace = MOVE_GRACE.min(self.cfg.handshake_timeout);
+        loop {
+            let next = {
+                let forward = self.forward_dial(&at, name, id, token);
+                tokio::pin!(forward);
+                tokio::select! {
+                    r = &mut forward => match r {
+                        Ok(()) => return Ok(true),
+                        // Only "cannot reach it, retry" is worth following; a refusal is final.
+                        Err(why) if why.code != ErrorCode::Busy => return Err(why),
+                        Err(why) => match self.follow(name, &at, t0, grace).await {
+                            Some(next) => next,
+                            None => return Err(why),
+                        },
+                    },
+                    next = self.follow(name, &at, t0, grace) => match next {
+                        Some(next) => next,
+                        // The name stayed: the FORWARD may only be slow.
+                        None => return forward.await.map(|()| true),
+                    },
+                }
+            };
+            match next {
+                Followed::Here => return Ok(false),
+                Followed::To(next) => at = next,
+            }
+        }
+    }
+
+    /// Watches `name` from `t0` until `grace` for a move away from relay `from`: None if it
+    /// did not move within the grace.
+    async fn follow(
+        &self,
+        name: &str,
+        from: &At,
+        t0: Instant,
+        grace: Duration,
+    ) -> Option<Followed> {
         let mut located = Instant::now();
         loop {
-            let why = match self.forward_dial(&at, name, id, token).await {
-                Ok(()) => return Ok(true),
-                // Only "cannot reach it, retry" is worth following; a refusal is final.
-                Err(why) if why.code != ErrorCode::Busy => return Err(why),
-                Err(why) => why,
+            if t0.elapsed() >= grace {
+                return None;
+            }
+            tokio::time::sleep(FOLLOW_POLL).await;
+            if self
+                .reg()
+                .names
+                .get(name)
+                .is_some_and(|n| n.control.is_some())
+            {
+                return Some(Followed::Here);
+            }
+            let Some(c) = self
+                .cluster
+                .as_ref()
+                .filter(|_| located.elapsed() >= RELOCATE)
+            else {
+                continue;
             };
-            loop {
-                if t0.elapsed() >= grace {
-                    return Err(why);
+            located = Instant::now();
+            match c.locate(name).await {
+                Ok(Some(next)) if next.relay != from.relay && !c.is_me(&next) => {
+                    return Some(Followed::To(next));
                 }
-                tokio::time::sleep(FOLLOW_POLL).await;
-                if self
-                    .reg()
-                    .names
-                    .get(name)
-                    .is_some_and(|n| n.control.is_some())
-                {
-                    return Ok(false);
-                }
-                let Some(c) = self
-                    .cluster
-                    .as_ref()
-                    .filter(|_| located.elapsed() >= RELOCATE)
-                else {
-                    continue;
-                };
-                located = Instant::now();
-                match c.locate(name).await {
-                    Ok(Some(next)) if next.relay != at.relay && !c.is_me(&next) => {
-                        at = next;
-                        break;
-                    }
-                    _ => {}
-                }
+                _ => {}
             }
         }
     }
