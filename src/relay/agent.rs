@@ -580,8 +580,10 @@ async fn try_register(cfg: &AgentConfig, slot: &Arc<Slot>) -> Result<Channel, At
         other => return Err(transient(&format!("unexpected {}", other.name())).into()),
     };
     let (nonce, cluster) = nonce;
-    // A relay of a cluster: one registration per cluster, with the cluster's secret.
-    let (held, secret_file) = match cluster.filter(|c| *c != [0; wire::CLUSTER_ID_LEN]) {
+    // A relay of a cluster: one registration per cluster, with the cluster's secret. Only
+    // when asked (--relay-cluster): a cluster id is the relay's unauthenticated claim.
+    let cluster = cluster.filter(|c| ask_cluster && *c != [0; wire::CLUSTER_ID_LEN]);
+    let (held, secret_file) = match cluster {
         Some(id) => {
             let held = slot.groups.take(id, slot.me).map_err(|e| match e {
                 Taken::HeldBy(other) => Attempt::Standby(other),

@@ -4,8 +4,9 @@ use super::*;
 use tokio::net::TcpListener;
 
 /// A relay that predates REGISTER's flags: a REGISTER with a trailing byte is malformed to
-/// it (ERROR(protocol)); without, it registers the name with a fresh secret.
-async fn old_relay(l: TcpListener) -> usize {
+/// it (ERROR(protocol)); without, it registers the name with a fresh secret. Its NONCE
+/// claims `cluster` (asked for or not).
+async fn old_relay(l: TcpListener, cluster: Option<[u8; wire::CLUSTER_ID_LEN]>) -> usize {
     let mut refused = 0;
     loop {
         let (mut s, _) = l.accept().await.unwrap();
@@ -27,7 +28,7 @@ async fn old_relay(l: TcpListener) -> usize {
         }
         let nonce = RelayToListener::Nonce {
             nonce: [1; NONCE_LEN],
-            cluster: None,
+            cluster,
         };
         s.write_all(&nonce.with_preamble()).await.unwrap();
         let (ty, _) = wire::read_raw(&mut s, t).await.unwrap();
@@ -48,7 +49,7 @@ async fn old_relay(l: TcpListener) -> usize {
 /// kept in the relay's own file (no cluster).
 #[tokio::test]
 async fn a_relay_that_predates_cluster_ids_is_asked_again_without() {
-    let (refused, legacy) = register_at_an_old_relay(true).await;
+    let (refused, legacy) = register_at_an_old_relay(true, None).await;
     assert_eq!(refused, 1);
     assert!(legacy);
 }
@@ -57,17 +58,31 @@ async fn a_relay_that_predates_cluster_ids_is_asked_again_without() {
 /// not authenticated): even a relay that predates the flag takes the first REGISTER.
 #[tokio::test]
 async fn without_relay_cluster_the_cluster_id_is_not_asked_for() {
-    let (refused, legacy) = register_at_an_old_relay(false).await;
+    let (refused, legacy) = register_at_an_old_relay(false, None).await;
     assert_eq!(refused, 0);
     assert!(!legacy);
 }
 
-/// Registers "pc" at [`old_relay`]: how often it refused, and whether the listener then
-/// took it for a relay that predates cluster ids. The secret is in the relay's own file.
-async fn register_at_an_old_relay(one_cluster: bool) -> (usize, bool) {
+/// Without --relay-cluster a cluster id the relay sends unasked is ignored: the listener
+/// keeps the relay's own secret, never a cluster's (a relay claiming a cluster's id would
+/// otherwise get the listener's proof with that cluster's secret, to pass on).
+#[tokio::test]
+async fn a_cluster_id_sent_unasked_is_ignored() {
+    let (refused, legacy) = register_at_an_old_relay(false, Some([9; wire::CLUSTER_ID_LEN])).await;
+    assert_eq!(refused, 0);
+    assert!(!legacy);
+}
+
+/// Registers "pc" at [`old_relay`] (its NONCE claiming `claims`): how often it refused, and
+/// whether the listener then took it for a relay that predates cluster ids. The secret is in
+/// the relay's own file.
+async fn register_at_an_old_relay(
+    one_cluster: bool,
+    claims: Option<[u8; wire::CLUSTER_ID_LEN]>,
+) -> (usize, bool) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let relay = tokio::spawn(old_relay(l));
+    let relay = tokio::spawn(old_relay(l, claims));
     let dir = tempfile::tempdir().unwrap();
     let cfg = AgentConfig {
         relay: addr.to_string(),

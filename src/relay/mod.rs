@@ -86,8 +86,9 @@
 //! NONCE it knows; a relay that predates it refuses the flagged REGISTER with ERROR(protocol),
 //! and the listener registers again without the flag (and does not ask that relay again).
 //! Other flag bits are ignored; a NONCE whose trailing field is not exactly 16 bytes does not
-//! decode. The listener keeps one secret per name for all the relays of a cluster, and of
-//! several of its relays in one cluster registers at one at a time (see [`agent`]).
+//! decode. With `--relay-cluster` (the only time it asks), the listener keeps one secret per
+//! name for all the relays of a cluster, and of several of its relays in one cluster
+//! registers at one at a time (see [`agent`]); without, a cluster id is ignored.
 //!
 //! **Pairing by code** (added with frame types 0x2A-0x2C; a relay that predates them answers
 //! them with ERROR(protocol), which the listener reports as "does not know codes"): a

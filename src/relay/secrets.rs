@@ -4,8 +4,8 @@
 //! A listener keeps the secret of each name it registered in
 //! `STATE/msock/relay-names/RELAY/NAME.secret` (64 hex digits, mode 0600), where STATE is
 //! `$MSOCK_STATE_DIR` if set, else `$XDG_STATE_HOME`, else `~/.local/state`. A name
-//! registered at a relay of a cluster (the relay said so with its NONCE) has one secret for
-//! the whole cluster, kept in `STATE/msock/relay-clusters/CLUSTER/NAME.secret` (CLUSTER: the
+//! registered with `--relay-cluster` at a relay of a cluster (the relay said so with its
+//! NONCE, asked) has one secret for the whole cluster, kept in `STATE/msock/relay-clusters/CLUSTER/NAME.secret` (CLUSTER: the
 //! cluster id in hex), so that every relay of the cluster takes the same proof.
 
 use std::io::Write;
