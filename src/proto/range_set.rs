@@ -65,13 +65,7 @@ impl RangeSet {
 
     /// Takes up to `max` bytes from the front of the lowest range.
     pub fn pop_front(&mut self, max: u64) -> Option<Range<u64>> {
-        let (&s, &e) = self.map.iter().next()?;
-        self.map.remove(&s);
-        let end = e.min(s.saturating_add(max));
-        if end < e {
-            self.map.insert(end, e);
-        }
-        Some(s..end)
+        self.pop_from(0, max)
     }
 
     /// Takes up to `max` bytes from the lowest held bytes at or above `at`.

@@ -304,7 +304,13 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                     Ok(true) => progress = true,
                     Ok(false) => break,
                     Err(e) => {
-                        failed = Some(PathLoss::Io(e));
+                        // Past the peer's FIN (its last records still being opened), a
+                        // failed write is its process gone: the orderly close it sent first.
+                        failed = Some(if c.eof {
+                            PathLoss::ClosedByPeer
+                        } else {
+                            PathLoss::Io(e)
+                        });
                         break;
                     }
                 }
