@@ -281,6 +281,13 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
         };
         while i < self.conns.len() {
             let c = &mut self.conns[i];
+            if c.eof {
+                // Past the peer's FIN, only its last records are still to be opened: nothing
+                // goes out on it (a write could meet the reset of an exited peer and turn its
+                // orderly close into a loss, or drop those records with the connection).
+                i += 1;
+                continue;
+            }
             if multipath {
                 if let Some(rate) = self.session.path_stats(c.id).and_then(|s| s.delivery_rate) {
                     c.conn.size_queue_for(rate, QUEUE_SECS);
@@ -304,13 +311,7 @@ impl<I: AppSource, O: AppSink> Driver<I, O> {
                     Ok(true) => progress = true,
                     Ok(false) => break,
                     Err(e) => {
-                        // Past the peer's FIN (its last records still being opened), a
-                        // failed write is its process gone: the orderly close it sent first.
-                        failed = Some(if c.eof {
-                            PathLoss::ClosedByPeer
-                        } else {
-                            PathLoss::Io(e)
-                        });
+                        failed = Some(PathLoss::Io(e));
                         break;
                     }
                 }
